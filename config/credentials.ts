@@ -1,0 +1,36 @@
+import { readFileSync } from 'node:fs';
+import { MeshError } from '../core/errors.js';
+
+export interface Credentials {
+  user: string;
+  password: string;
+}
+
+/** `modane` → `MESH_MODANE`; anything that is not a letter or digit becomes `_`. */
+export function credentialPrefix(site: string): string {
+  return `MESH_${site.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/**
+ * A site's server credentials, from `MESH_<SITE>_USER` plus `MESH_<SITE>_PASSWORD` or
+ * `MESH_<SITE>_PASSWORD_FILE` (a file whose first line is the password). Never from a config file.
+ * Returns undefined when no user is set (an open server).
+ */
+export function credentialsFor(site: string, env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
+  const prefix = credentialPrefix(site);
+  const user = env[`${prefix}_USER`];
+  if (!user) return undefined;
+  let password = env[`${prefix}_PASSWORD`];
+  const file = env[`${prefix}_PASSWORD_FILE`];
+  if (password === undefined && file) {
+    try {
+      password = readFileSync(file, 'utf8').split(/\r?\n/)[0];
+    } catch (cause) {
+      throw new MeshError('CREDENTIALS_MISSING', `${prefix}_PASSWORD_FILE names ${file}, which cannot be read`, { cause });
+    }
+  }
+  if (!password) {
+    throw new MeshError('CREDENTIALS_MISSING', `${prefix}_USER is set but neither ${prefix}_PASSWORD nor ${prefix}_PASSWORD_FILE gives a password`);
+  }
+  return { user, password };
+}

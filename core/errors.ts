@@ -1,0 +1,41 @@
+/** Stable error codes: callers decide what to do from the code, users read the message. */
+export type MeshErrorCode =
+  | 'CONFIG_INVALID'
+  | 'CREDENTIALS_MISSING'
+  | 'ILLEGAL_TRANSITION'
+  | 'DOCUMENT_MALFORMED'
+  | 'CONFLICT'
+  | 'NOT_FOUND'
+  | 'SERVER_UNREACHABLE'
+  | 'SERVER_ERROR'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'LEASE_LOST'
+  | 'STEP_FAILED'
+  | 'STEP_TIMEOUT'
+  | 'BAD_INPUT'
+  | 'ABORTED';
+
+export class MeshError extends Error {
+  readonly code: MeshErrorCode;
+  /** HTTP status when the error came from a CouchDB-compatible server. */
+  readonly statusCode?: number;
+  /** CouchDB's own `reason`, kept verbatim. */
+  readonly reason?: string;
+
+  constructor(code: MeshErrorCode, message: string, options: { cause?: unknown; statusCode?: number; reason?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'MeshError';
+    this.code = code;
+    this.statusCode = options.statusCode;
+    this.reason = options.reason;
+  }
+}
+
+export function isMeshError(error: unknown, code?: MeshErrorCode): error is MeshError {
+  return error instanceof MeshError && (code === undefined || error.code === code);
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
