@@ -1,0 +1,149 @@
+/**
+ * The metadata document of one DAQ file, compatible with the original scripts' documents.
+ * Status strings keep their vocabulary: `closed`, `good`, `bad`, `<step> queued`,
+ * `<step> in progress`, `<step> failed`.
+ */
+
+export interface Checksum {
+  sha256: string;
+}
+
+export interface BatchJob {
+  system: string;
+  id: string;
+  stdout?: string;
+  stderr?: string;
+  submitted?: string;
+}
+
+/** One `procN` record: the claim while a step runs, its result once it ran. */
+export interface StepRecord {
+  attempts: number;
+  ok?: boolean;
+  site?: string;
+  agent?: string;
+  host?: string;
+  started?: string;
+  finished?: string;
+  lease_until?: string;
+  /** A failed attempt may be retried from this time on. */
+  retry_after?: string;
+  exit_code?: number | null;
+  signal?: string | null;
+  duration_s?: number;
+  file?: string;
+  checksum?: Checksum;
+  stdout?: string;
+  stderr?: string;
+  /** Why the last attempt failed, in words. */
+  reason?: string;
+  stderr_tail?: string;
+  batchjob?: BatchJob;
+  [extra: string]: unknown;
+}
+
+export interface HistoryEntry {
+  at: string;
+  from: string | null;
+  to: string;
+  by: string;
+  rev?: string;
+  note?: string;
+}
+
+export interface DaqDocument {
+  _id: string;
+  _rev?: string;
+  _conflicts?: string[];
+  type: string;
+  run_name: string;
+  file_number: number;
+  file: string;
+  size_in_bytes: number;
+  checksum?: Checksum;
+  date_closed: string;
+  status: string;
+  history: HistoryEntry[];
+  [field: string]: unknown;
+}
+
+export type StatusKind = 'closed' | 'good' | 'bad' | 'queued' | 'in_progress' | 'failed';
+
+export interface ParsedStatus {
+  kind: StatusKind;
+  /** The step the status names (`proc1` in `proc1 failed`), absent for closed/good/bad. */
+  step?: string;
+}
+
+const STEP_SUFFIX: ReadonlyArray<[string, StatusKind]> = [
+  [' queued', 'queued'],
+  [' in progress', 'in_progress'],
+  [' failed', 'failed'],
+];
+
+/** Parses a status against the pipeline's step names; undefined for anything unknown. */
+export function parseStatus(status: unknown, stepNames: readonly string[]): ParsedStatus | undefined {
+  if (typeof status !== 'string') return undefined;
+  if (status === 'closed' || status === 'good' || status === 'bad') return { kind: status };
+  for (const [suffix, kind] of STEP_SUFFIX) {
+    if (status.endsWith(suffix)) {
+      const step = status.slice(0, -suffix.length);
+      return stepNames.includes(step) ? { kind, step } : undefined;
+    }
+  }
+  return undefined;
+}
+
+export function formatStatus(parsed: ParsedStatus): string {
+  switch (parsed.kind) {
+    case 'queued':
+      return `${parsed.step} queued`;
+    case 'in_progress':
+      return `${parsed.step} in progress`;
+    case 'failed':
+      return `${parsed.step} failed`;
+    default:
+      return parsed.kind;
+  }
+}
+
+/** Reasons a document cannot be handled, one per problem; empty when it is well-formed. */
+export function documentProblems(doc: unknown, stepNames: readonly string[]): string[] {
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return ['not a JSON object'];
+  const d = doc as Record<string, unknown>;
+  const problems: string[] = [];
+  if (typeof d._id !== 'string') problems.push('_id is not a string');
+  if (typeof d.status !== 'string') problems.push(`status is ${describe(d.status)}, expected a string`);
+  else if (!parseStatus(d.status, stepNames)) problems.push(`status ${JSON.stringify(d.status).slice(0, 80)} is unknown`);
+  if (typeof d.file !== 'string' || d.file.length === 0) problems.push(`file is ${describe(d.file)}, expected a path`);
+  if (typeof d.run_name !== 'string') problems.push(`run_name is ${describe(d.run_name)}, expected a string`);
+  if (typeof d.file_number !== 'number' || !Number.isInteger(d.file_number)) problems.push(`file_number is ${describe(d.file_number)}, expected an integer`);
+  if (d.history !== undefined && !Array.isArray(d.history)) problems.push('history is not an array');
+  for (const step of stepNames) {
+    const record = d[step];
+    if (record === undefined) continue;
+    if (record === null || typeof record !== 'object' || Array.isArray(record)) {
+      problems.push(`${step} is ${describe(record)}, expected a record object`);
+      continue;
+    }
+    const r = record as Record<string, unknown>;
+    if (typeof r.attempts !== 'number' || !Number.isInteger(r.attempts) || r.attempts < 0) problems.push(`${step}.attempts is ${describe(r.attempts)}, expected a non-negative integer`);
+    if (r.ok !== undefined && typeof r.ok !== 'boolean') problems.push(`${step}.ok is ${describe(r.ok)}, expected a boolean`);
+    for (const field of ['lease_until', 'retry_after'] as const) {
+      if (r[field] !== undefined && (typeof r[field] !== 'string' || Number.isNaN(Date.parse(r[field] as string)))) problems.push(`${step}.${field} is not an ISO date`);
+    }
+  }
+  return problems;
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'missing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return `a ${typeof value}`;
+}
+
+export function stepRecord(doc: DaqDocument, step: string): StepRecord | undefined {
+  const record = doc[step];
+  return record && typeof record === 'object' ? (record as StepRecord) : undefined;
+}

@@ -1,0 +1,199 @@
+import { MeshError } from './errors.js';
+import { type DaqDocument, type HistoryEntry, type ParsedStatus, type StatusKind, type StepRecord, formatStatus, parseStatus, stepRecord } from './document.js';
+
+/** What the state machine needs to know of the pipeline: the steps in order and their limits. */
+export interface PipelineSteps {
+  readonly steps: ReadonlyArray<{ readonly name: string; readonly max_attempts: number }>;
+}
+
+/**
+ * Which status kinds may follow which. `ready` stands for the status a step waits in:
+ * `closed` for the first step, `good` for the others. The generated validate_doc_update
+ * enforces the same table on the server.
+ */
+export const TRANSITIONS: Readonly<Record<StatusKind, readonly (StatusKind | 'ready')[]>> = Object.freeze({
+  closed: Object.freeze(['queued', 'in_progress', 'bad'] as const),
+  good: Object.freeze(['queued', 'in_progress', 'bad'] as const),
+  queued: Object.freeze(['in_progress', 'queued', 'ready', 'failed'] as const),
+  in_progress: Object.freeze(['good', 'in_progress', 'ready', 'failed'] as const),
+  failed: Object.freeze(['ready', 'failed', 'bad'] as const),
+  bad: Object.freeze(['bad'] as const),
+});
+
+export type MeshEvent =
+  /** Take a ready step: `run` runs it here (→ in progress), `queue` hands it to a batch job (→ queued). */
+  | { type: 'claim'; step: string; mode: 'run' | 'queue'; site: string; agent: string; host: string; lease_until: string; batchjob?: StepRecord['batchjob'] }
+  /** A batch job starts a queued step. */
+  | { type: 'start'; step: string; site: string; agent: string; host: string; lease_until: string }
+  | { type: 'renew'; step: string; agent: string; lease_until: string }
+  | { type: 'succeed'; step: string; agent: string; result: StepResult }
+  | { type: 'fail'; step: string; agent: string; reason: string; result?: Partial<StepResult>; retry_after: string }
+  /** Give a claimed step back without it counting as an attempt (graceful shutdown). */
+  | { type: 'release'; step: string; agent: string }
+  /** The claim's lease ran out: ready again, or failed past the attempt limit. */
+  | { type: 'expire'; step: string; by: string }
+  /** The batch system lost the job (cancelled, failed, unknown). */
+  | { type: 'lost'; step: string; by: string; reason: string }
+  /** An operator makes a failed step ready again. */
+  | { type: 'retry'; step: string; by: string }
+  | { type: 'mark_bad'; by: string; reason: string };
+
+export interface StepResult {
+  exit_code: number | null;
+  signal?: string | null;
+  duration_s: number;
+  file?: string;
+  checksum?: { sha256: string };
+  stdout?: string;
+  stderr?: string;
+  stderr_tail?: string;
+}
+
+export type TransitionResult = { ok: true; doc: DaqDocument } | { ok: false; error: MeshError };
+
+const HISTORY_LIMIT = 200;
+
+export function stepIndex(pipeline: PipelineSteps, step: string): number {
+  return pipeline.steps.findIndex((s) => s.name === step);
+}
+
+function readyStatus(pipeline: PipelineSteps, step: string): 'closed' | 'good' {
+  return stepIndex(pipeline, step) === 0 ? 'closed' : 'good';
+}
+
+/** The first step whose record is not ok, or undefined when every step is done. */
+export function nextStep(doc: DaqDocument, pipeline: PipelineSteps): string | undefined {
+  return pipeline.steps.find((s) => stepRecord(doc, s.name)?.ok !== true)?.name;
+}
+
+export function isComplete(doc: DaqDocument, pipeline: PipelineSteps): boolean {
+  return doc.status === 'good' && nextStep(doc, pipeline) === undefined;
+}
+
+/** The step this document is ready for at `now`, if any. */
+export function readyFor(doc: DaqDocument, pipeline: PipelineSteps, now: Date): string | undefined {
+  const step = nextStep(doc, pipeline);
+  if (step === undefined || doc.status !== readyStatus(pipeline, step)) return undefined;
+  const record = stepRecord(doc, step);
+  if (record?.retry_after && Date.parse(record.retry_after) > now.getTime()) return undefined;
+  return step;
+}
+
+export function leaseExpired(record: StepRecord | undefined, now: Date): boolean {
+  return !record?.lease_until || Date.parse(record.lease_until) <= now.getTime();
+}
+
+function illegal(doc: DaqDocument, event: MeshEvent, why: string): TransitionResult {
+  return { ok: false, error: new MeshError('ILLEGAL_TRANSITION', `${doc._id}: cannot ${event.type}${'step' in event ? ` ${event.step}` : ''} from "${doc.status}": ${why}`) };
+}
+
+function next(doc: DaqDocument, to: ParsedStatus, by: string, now: Date, patch: Record<string, unknown>, note?: string): TransitionResult {
+  const status = formatStatus(to);
+  const entry: HistoryEntry = { at: now.toISOString(), from: doc.status, to: status, by };
+  if (doc._rev) entry.rev = doc._rev;
+  if (note) entry.note = note;
+  const history = [...(Array.isArray(doc.history) ? doc.history : []), entry].slice(-HISTORY_LIMIT);
+  return { ok: true, doc: { ...doc, ...patch, status, history } };
+}
+
+/** Drops the claim fields of a record, keeping what it learned. */
+function withoutClaim(record: StepRecord): StepRecord {
+  const { lease_until: _lease, ...rest } = record;
+  return rest;
+}
+
+/**
+ * The one state machine: the document after `event` at `now`, or why the event is illegal.
+ * Pure: it never touches the database; the caller writes the result with the document's `_rev`.
+ */
+export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeline: PipelineSteps): TransitionResult {
+  const current = parseStatus(doc.status, pipeline.steps.map((s) => s.name));
+  if (!current) return illegal(doc, event, 'unknown status');
+  const at = now.toISOString();
+
+  if (event.type === 'mark_bad') {
+    if (current.kind === 'queued' || current.kind === 'in_progress') return illegal(doc, event, 'a step is running');
+    return next(doc, { kind: 'bad' }, event.by, now, {}, event.reason);
+  }
+
+  const index = stepIndex(pipeline, event.step);
+  if (index < 0) return illegal(doc, event, 'unknown step');
+  const limit = pipeline.steps[index].max_attempts;
+  const record = stepRecord(doc, event.step);
+  const attempts = record?.attempts ?? 0;
+  const sameStep = current.step === event.step;
+  const ownsClaim = 'agent' in event && record?.agent === event.agent;
+
+  switch (event.type) {
+    case 'claim': {
+      const reclaim = sameStep && (current.kind === 'in_progress' || current.kind === 'queued') && leaseExpired(record, now);
+      if (!reclaim && readyFor(doc, pipeline, now) !== event.step) return illegal(doc, event, 'the step is not ready');
+      if (attempts >= limit) return illegal(doc, event, `attempt limit ${limit} reached`);
+      const claimed: StepRecord = {
+        ...(record ?? {}),
+        ok: undefined,
+        attempts: attempts + 1,
+        site: event.site,
+        agent: event.agent,
+        host: event.host,
+        started: at,
+        lease_until: event.lease_until,
+        retry_after: undefined,
+        ...(event.batchjob ? { batchjob: event.batchjob } : {}),
+      };
+      const kind = event.mode === 'run' ? 'in_progress' : 'queued';
+      return next(doc, { kind, step: event.step }, `${event.site}/${event.agent}`, now, { [event.step]: prune(claimed) }, reclaim ? 'lease expired, reclaimed' : undefined);
+    }
+    case 'start': {
+      if (!(sameStep && current.kind === 'queued')) return illegal(doc, event, 'the step is not queued');
+      const started: StepRecord = { ...(record as StepRecord), site: event.site, agent: event.agent, host: event.host, started: at, lease_until: event.lease_until };
+      return next(doc, { kind: 'in_progress', step: event.step }, `${event.site}/${event.agent}`, now, { [event.step]: started });
+    }
+    case 'renew': {
+      if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
+      if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
+      // A renewal is not a transition: no history entry, the status stays.
+      return { ok: true, doc: { ...doc, [event.step]: { ...(record as StepRecord), lease_until: event.lease_until } } };
+    }
+    case 'succeed': {
+      if (!(sameStep && current.kind === 'in_progress')) return illegal(doc, event, 'the step is not in progress');
+      if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
+      const done = prune({ ...withoutClaim(record as StepRecord), ...event.result, ok: true, finished: at, reason: undefined, stderr_tail: undefined });
+      return next(doc, { kind: 'good' }, `${record?.site}/${event.agent}`, now, { [event.step]: done });
+    }
+    case 'fail': {
+      if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
+      if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
+      const failed = prune({ ...withoutClaim(record as StepRecord), ...(event.result ?? {}), ok: false, finished: at, reason: event.reason });
+      const by = `${record?.site}/${event.agent}`;
+      if (attempts >= limit) return next(doc, { kind: 'failed', step: event.step }, by, now, { [event.step]: failed }, event.reason);
+      return next(doc, { kind: readyStatus(pipeline, event.step) }, by, now, { [event.step]: { ...failed, retry_after: event.retry_after } }, `attempt ${attempts} failed, retry after ${event.retry_after}`);
+    }
+    case 'release': {
+      if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
+      if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
+      const released = prune({ ...withoutClaim(record as StepRecord), attempts: Math.max(0, attempts - 1), ok: undefined });
+      return next(doc, { kind: readyStatus(pipeline, event.step) }, `${record?.site}/${event.agent}`, now, { [event.step]: released }, 'released');
+    }
+    case 'expire':
+    case 'lost': {
+      if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
+      if (event.type === 'expire' && !leaseExpired(record, now)) return illegal(doc, event, 'the lease is still valid');
+      const reason = event.type === 'expire' ? `lease of ${record?.agent ?? 'unknown agent'} expired` : event.reason;
+      const lapsed = prune({ ...withoutClaim(record as StepRecord), ok: false, reason });
+      if (attempts >= limit) return next(doc, { kind: 'failed', step: event.step }, event.by, now, { [event.step]: lapsed }, reason);
+      return next(doc, { kind: readyStatus(pipeline, event.step) }, event.by, now, { [event.step]: lapsed }, reason);
+    }
+    case 'retry': {
+      if (!(sameStep && current.kind === 'failed')) return illegal(doc, event, 'the step has not failed');
+      const previous = { attempts, reason: record?.reason, exit_code: record?.exit_code, finished: record?.finished };
+      const again = prune({ ...withoutClaim(record as StepRecord), attempts: 0, ok: false, retry_after: undefined, previous_failure: previous });
+      return next(doc, { kind: readyStatus(pipeline, event.step) }, event.by, now, { [event.step]: again }, 'retry requested');
+    }
+  }
+}
+
+/** Removes keys whose value is undefined, so documents stay clean JSON. */
+function prune(record: StepRecord): StepRecord {
+  return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as StepRecord;
+}
