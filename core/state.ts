@@ -15,7 +15,7 @@ export const TRANSITIONS: Readonly<Record<StatusKind, readonly (StatusKind | 're
   closed: Object.freeze(['queued', 'in_progress', 'bad'] as const),
   good: Object.freeze(['queued', 'in_progress', 'bad'] as const),
   queued: Object.freeze(['in_progress', 'queued', 'ready', 'failed'] as const),
-  in_progress: Object.freeze(['good', 'in_progress', 'ready', 'failed'] as const),
+  in_progress: Object.freeze(['good', 'in_progress', 'queued', 'ready', 'failed'] as const),
   failed: Object.freeze(['ready', 'failed', 'bad'] as const),
   bad: Object.freeze(['bad'] as const),
 });

@@ -1,0 +1,208 @@
+import { documentProblems, type DaqDocument, parseStatus, stepRecord } from '../core/document.js';
+import { errorMessage } from '../core/errors.js';
+import { sleep } from '../core/sleep.js';
+import { leaseExpired, readyFor } from '../core/state.js';
+import { type AgentContext, actor } from './context.js';
+import { templateVars } from './command.js';
+import { ChangesWatcher, expiredClaims, readyDocuments } from './discovery.js';
+import { Heartbeat } from './heartbeat.js';
+import { type JobEnd, runClaimedStep } from './step-job.js';
+import { apply, claim } from './writes.js';
+
+export interface AgentOptions {
+  concurrency: number;
+  /** Process what is ready, then exit (sites that forbid long-lived processes). */
+  once: boolean;
+}
+
+export type AgentState = 'created' | 'running' | 'stopping' | 'stopped';
+
+export interface AgentCounters {
+  claimed: number;
+  lost_races: number;
+  succeeded: number;
+  failed: number;
+  released: number;
+  skipped: number;
+}
+
+/**
+ * The site agent: finds ready documents (ready views at start and every sweep, plus the changes
+ * feed), claims them with a compare-and-set, runs up to `concurrency` steps at once.
+ * `stop()` once drains (no new claims, running steps finish within the grace period, then
+ * are released); `stop()` again forces.
+ */
+export class Agent {
+  state: AgentState = 'created';
+  readonly counters: AgentCounters = { claimed: 0, lost_races: 0, succeeded: 0, failed: 0, released: 0, skipped: 0 };
+  private readonly candidates = new Map<string, DaqDocument>();
+  private readonly running = new Map<string, { step: string; done: Promise<unknown> }>();
+  private readonly skippedRevs = new Map<string, string>();
+  private readonly draining = new AbortController();
+  private readonly forcing = new AbortController();
+  private wakeUp: () => void = () => {};
+  private finished: Promise<void> | undefined;
+  private stopRequests = 0;
+
+  constructor(private readonly ctx: AgentContext, private readonly options: AgentOptions) {}
+
+  /** Runs until stopped (or, with `once`, until nothing is left); resolves when everything is released. */
+  run(): Promise<void> {
+    this.finished ??= this.main();
+    return this.finished;
+  }
+
+  stop(): Promise<void> {
+    this.stopRequests++;
+    if (this.stopRequests === 1) {
+      this.ctx.logger.info('stopping: no new claims, waiting for running steps');
+      this.state = 'stopping';
+      this.draining.abort();
+      setTimeout(() => this.forcing.abort(), this.ctx.config.agent.grace_s * 1000).unref();
+    } else {
+      this.ctx.logger.warn('forced stop: killing running steps and releasing their claims');
+      this.forcing.abort();
+    }
+    this.wakeUp();
+    return this.finished ?? Promise.resolve();
+  }
+
+  private offer(docs: DaqDocument[]): void {
+    for (const doc of docs) {
+      if (this.running.has(doc._id)) continue;
+      const known = this.candidates.get(doc._id);
+      if (!known || revNumber(doc) >= revNumber(known)) this.candidates.set(doc._id, doc);
+    }
+    if (docs.length > 0) this.wakeUp();
+  }
+
+  private async sweep(): Promise<number> {
+    const limit = Math.max(100, this.options.concurrency * 50);
+    const docs = [...(await readyDocuments(this.ctx, limit)), ...(await expiredClaims(this.ctx, limit))];
+    this.offer(docs.filter((d) => this.skippedRevs.get(d._id) !== d._rev));
+    return docs.length;
+  }
+
+  private async main(): Promise<void> {
+    this.state = 'running';
+    const heartbeat = new Heartbeat(this.ctx, () => [...this.running].map(([doc, { step }]) => ({ doc, step })));
+    heartbeat.start();
+    const background: Promise<unknown>[] = [];
+    try {
+      if (!this.options.once) {
+        const watcher = new ChangesWatcher(this.ctx, (docs) => this.offer(docs));
+        const since = await watcher.startingPoint();
+        background.push(watcher.follow(since, this.draining.signal));
+        background.push(this.sweepLoop());
+      }
+      await this.sweep();
+      await this.dispatchLoop();
+    } finally {
+      this.state = 'stopping';
+      this.draining.abort();
+      await Promise.allSettled([...this.running.values()].map((r) => r.done));
+      await Promise.allSettled(background);
+      await heartbeat.stop();
+      this.state = 'stopped';
+      this.ctx.logger.info({ ...this.counters }, 'agent stopped');
+    }
+  }
+
+  private async sweepLoop(): Promise<void> {
+    const every = this.ctx.config.agent.sweep_s * 1000;
+    while (await sleep(every * (0.8 + Math.random() * 0.4), this.draining.signal)) {
+      await this.sweep().catch((error) => this.ctx.logger.warn(`sweep: ${errorMessage(error)}`));
+    }
+  }
+
+  private async dispatchLoop(): Promise<void> {
+    while (!this.draining.signal.aborted) {
+      while (this.running.size < this.options.concurrency && this.candidates.size > 0 && !this.draining.signal.aborted) {
+        const doc = this.takeCandidate();
+        await this.consider(doc).catch((error) => this.ctx.logger.warn({ doc: doc._id }, `cannot claim: ${errorMessage(error)}`));
+      }
+      if (this.options.once && this.running.size === 0 && this.candidates.size === 0) {
+        if ((await this.sweep()) === 0 || this.candidates.size === 0) return;
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        this.wakeUp = resolve;
+        if (this.draining.signal.aborted) resolve();
+      });
+    }
+  }
+
+  /** A random candidate: agents racing on the same view rows then rarely pick the same one. */
+  private takeCandidate(): DaqDocument {
+    const keys = [...this.candidates.keys()];
+    const id = keys[Math.floor(Math.random() * Math.min(keys.length, 64))];
+    const doc = this.candidates.get(id) as DaqDocument;
+    this.candidates.delete(id);
+    return doc;
+  }
+
+  private skip(doc: DaqDocument, reason: string): void {
+    if (this.skippedRevs.get(doc._id) === doc._rev) return;
+    this.skippedRevs.set(doc._id, doc._rev ?? '');
+    this.counters.skipped++;
+    this.ctx.logger.warn({ doc: doc._id }, `skipped: ${reason}`);
+  }
+
+  /** Claims the document if one of our steps is ready on it (or its claim expired), then runs it. */
+  private async consider(doc: DaqDocument): Promise<void> {
+    const stepNames = this.ctx.config.steps.map((s) => s.name);
+    const problems = documentProblems(doc, stepNames);
+    if (problems.length > 0) return this.skip(doc, problems.join('; '));
+    const now = this.ctx.now();
+    const owned = (name: string | undefined) => this.ctx.steps.find((s) => s.name === name);
+    const current = parseStatus(doc.status, stepNames);
+    let step = owned(readyFor(doc, this.ctx.config, now));
+    let reclaim = false;
+    if (!step && current && (current.kind === 'in_progress' || current.kind === 'queued') && owned(current.step) && leaseExpired(stepRecord(doc, current.step as string), now)) {
+      step = owned(current.step);
+      reclaim = true;
+    }
+    if (!step) return;
+    const attempts = stepRecord(doc, step.name)?.attempts ?? 0;
+    if (reclaim && attempts >= step.max_attempts) {
+      await apply(this.ctx, doc, { type: 'expire', step: step.name, by: actor(this.ctx) }).catch(() => undefined);
+      return;
+    }
+    try {
+      templateVars(doc, step, this.ctx.config.steps[stepNames.indexOf(step.name) - 1]);
+    } catch (error) {
+      const reason = `refused: ${errorMessage(error)}`;
+      this.skip(doc, reason);
+      await apply(this.ctx, doc, { type: 'mark_bad', by: actor(this.ctx), reason }).catch(() => undefined);
+      return;
+    }
+    const leaseUntil = new Date(now.getTime() + step.lease_s * 1000).toISOString();
+    const claimed = await claim(this.ctx, doc, { type: 'claim', step: step.name, mode: 'run', site: this.ctx.site.name, agent: this.ctx.name, host: this.ctx.host, lease_until: leaseUntil });
+    if (!claimed) {
+      this.counters.lost_races++;
+      return;
+    }
+    this.counters.claimed++;
+    const done = runClaimedStep(this.ctx, claimed, step.name, this.forcing.signal)
+      .then(({ end, doc: after }) => this.finishJob(end, after))
+      .catch((error) => this.ctx.logger.error({ doc: doc._id, step: step?.name }, `step bookkeeping failed: ${errorMessage(error)}`))
+      .finally(() => {
+        this.running.delete(doc._id);
+        this.wakeUp();
+      });
+    this.running.set(doc._id, { step: step.name, done });
+  }
+
+  private finishJob(end: JobEnd, after: DaqDocument): void {
+    this.running.delete(after._id);
+    if (end === 'succeeded') this.counters.succeeded++;
+    else if (end === 'failed') this.counters.failed++;
+    else if (end === 'released') this.counters.released++;
+    // A finished step often makes the next one ready here: chain it without waiting for a feed.
+    if (end === 'succeeded' && !this.draining.signal.aborted) this.offer([after]);
+  }
+}
+
+function revNumber(doc: DaqDocument): number {
+  return Number.parseInt(doc._rev ?? '0', 10);
+}

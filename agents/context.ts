@@ -1,0 +1,22 @@
+import type { MeshConfig, SiteConfig, StepConfig } from '../config/types.js';
+import type { Database } from '../core/couch.js';
+import type { Logger } from '../core/log.js';
+
+/** What every part of an agent needs, built once at start-up and passed down. */
+export interface AgentContext {
+  readonly config: MeshConfig;
+  readonly site: SiteConfig;
+  /** This agent's name, unique within the mesh (e.g. `modane-1`). */
+  readonly name: string;
+  readonly host: string;
+  readonly db: Database;
+  readonly logger: Logger;
+  /** The steps this agent's site owns, in pipeline order. */
+  readonly steps: readonly StepConfig[];
+  readonly now: () => Date;
+}
+
+/** `site/agent`, the `by` of history entries written by this agent. */
+export function actor(ctx: AgentContext): string {
+  return `${ctx.site.name}/${ctx.name}`;
+}

@@ -1,0 +1,79 @@
+import type { DaqDocument } from '../core/document.js';
+import { errorMessage, isMeshError } from '../core/errors.js';
+import { sleep } from '../core/sleep.js';
+import type { AgentContext } from './context.js';
+
+export const DESIGN = 'mesh';
+
+/** Documents ready now for one of the agent's steps, from the `ready` view (no full scan). */
+export async function readyDocuments(ctx: AgentContext, limit: number): Promise<DaqDocument[]> {
+  const now = ctx.now().toISOString();
+  const docs: DaqDocument[] = [];
+  for (const step of ctx.steps) {
+    const { rows } = await ctx.db.view<null, DaqDocument>(DESIGN, 'ready', { startkey: [step.name, ''], endkey: [step.name, now], include_docs: true, reduce: false, limit });
+    for (const row of rows) if (row.doc) docs.push(row.doc);
+  }
+  return docs;
+}
+
+/** Claimed documents of the agent's steps whose lease has run out (their agent died or hung). */
+export async function expiredClaims(ctx: AgentContext, limit: number): Promise<DaqDocument[]> {
+  const now = ctx.now().toISOString();
+  const docs: DaqDocument[] = [];
+  for (const step of ctx.steps) {
+    const { rows } = await ctx.db.view<unknown, DaqDocument>(DESIGN, 'in_flight', { startkey: [step.name, ''], endkey: [step.name, now], include_docs: true, reduce: false, limit });
+    for (const row of rows) if (row.doc) docs.push(row.doc);
+  }
+  return docs;
+}
+
+interface Checkpoint {
+  since: string | number;
+  updated: string;
+}
+
+/**
+ * Follows `_changes` by longpoll with a Mango selector, from a checkpoint kept in a `_local`
+ * document so a restart resumes where it stopped. A first start begins at the update sequence
+ * read before the first sweep, so nothing between the two is missed.
+ */
+export class ChangesWatcher {
+  private readonly checkpointId: string;
+
+  constructor(private readonly ctx: AgentContext, private readonly onDocs: (docs: DaqDocument[]) => void) {
+    this.checkpointId = `mesh-changes-${ctx.site.name}-${ctx.name}`;
+  }
+
+  /** Where the feed starts: the checkpoint, or the current update sequence on a first start. */
+  async startingPoint(): Promise<string | number> {
+    const saved = await this.ctx.db.getLocal<Checkpoint>(this.checkpointId);
+    if (saved) return saved.since;
+    return (await this.ctx.db.info()).update_seq;
+  }
+
+  async follow(since: string | number, signal: AbortSignal): Promise<void> {
+    const selector = { type: this.ctx.config.doc_type, status: { $in: ['closed', 'good'] } };
+    let rev: string | undefined = (await this.ctx.db.getLocal<Checkpoint>(this.checkpointId))?._rev;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        const batch = await this.ctx.db.changes<DaqDocument>(since, selector, { timeoutMs: 25_000, includeDocs: true, limit: 500, signal });
+        failures = 0;
+        const docs = batch.results.flatMap((r) => (r.doc && !r.deleted ? [r.doc] : []));
+        if (docs.length > 0) this.onDocs(docs);
+        if (batch.last_seq !== since) {
+          since = batch.last_seq;
+          rev = await this.ctx.db.putLocal(this.checkpointId, { _rev: rev, since, updated: this.ctx.now().toISOString() }).catch(async (error) => {
+            if (!isMeshError(error, 'CONFLICT')) throw error;
+            return (await this.ctx.db.getLocal<Checkpoint>(this.checkpointId))?._rev;
+          });
+        }
+      } catch (error) {
+        if (signal.aborted) return;
+        failures++;
+        this.ctx.logger.warn({ failures }, `changes feed: ${errorMessage(error)}`);
+        await sleep(Math.min(10_000, 250 * 2 ** failures), signal);
+      }
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { backoffDelay } from '../core/backoff.js';
+import { sha256File } from '../core/checksum.js';
+import type { DaqDocument } from '../core/document.js';
+import { errorMessage } from '../core/errors.js';
+import type { StepResult } from '../core/state.js';
+import { type AgentContext, actor } from './context.js';
+import { buildArgv, templateVars } from './command.js';
+import { LeaseKeeper } from './lease.js';
+import { runCommand, tail } from './runner.js';
+import { apply } from './writes.js';
+
+export type JobEnd = 'succeeded' | 'failed' | 'released' | 'lease-lost';
+
+/** A file name safe for logs: document ids may hold anything. */
+function logName(id: string): string {
+  return id.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 150);
+}
+
+/**
+ * Runs one step the agent has claimed, keeping the lease alive, and records the outcome:
+ * success → ok record and `good`; failure → a retry later or `<step> failed`.
+ * `stop` aborting (forced shutdown) kills the process and gives the claim back.
+ */
+export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, stepName: string, stop: AbortSignal): Promise<{ end: JobEnd; doc: DaqDocument }> {
+  const index = ctx.config.steps.findIndex((s) => s.name === stepName);
+  const step = ctx.config.steps[index];
+  const log = ctx.logger.child({ doc: claimed._id, step: stepName });
+  const lease = new LeaseKeeper(ctx, claimed, stepName, step.lease_s);
+  const attempt = (claimed[stepName] as { attempts: number }).attempts;
+  const logBase = join(ctx.site.log_dir, logName(claimed._id), `${stepName}.${attempt}`);
+  const stdoutPath = `${logBase}.out`;
+  const stderrPath = `${logBase}.err`;
+
+  let result: StepResult | undefined;
+  let reason: string | undefined;
+  try {
+    const vars = templateVars(claimed, step, ctx.config.steps[index - 1]);
+    await mkdir(dirname(logBase), { recursive: true });
+    await mkdir(dirname(vars.out), { recursive: true });
+    const argv = buildArgv(step, vars);
+    log.debug({ argv }, 'running');
+    const outcome = await runCommand(argv, { timeoutMs: step.timeout_s * 1000, signal: AbortSignal.any([stop, lease.signal]), stdoutPath, stderrPath });
+    result = { exit_code: outcome.exit_code, signal: outcome.signal, duration_s: round(outcome.duration_s), stdout: stdoutPath, stderr: stderrPath };
+    if (lease.signal.aborted) {
+      await lease.stop();
+      return { end: 'lease-lost', doc: lease.doc };
+    }
+    if (outcome.aborted) {
+      const doc = await apply(ctx, await lease.stop(), { type: 'release', step: stepName, agent: ctx.name });
+      log.info('released on shutdown');
+      return { end: 'released', doc };
+    }
+    if (outcome.spawn_error) reason = `cannot start ${argv[0]}: ${outcome.spawn_error}`;
+    else if (outcome.timed_out) reason = `timed out after ${step.timeout_s} s`;
+    else if (outcome.exit_code !== 0) reason = `exited with ${outcome.exit_code ?? `signal ${outcome.signal}`}`;
+    else {
+      const produced = await stat(vars.out).then((s) => s.isFile(), () => false);
+      if (produced) Object.assign(result, { file: vars.out, checksum: { sha256: await sha256File(vars.out) } });
+    }
+  } catch (error) {
+    reason = errorMessage(error);
+  }
+
+  const latest = await lease.stop();
+  if (lease.signal.aborted) return { end: 'lease-lost', doc: latest };
+  if (reason === undefined && result) {
+    const doc = await apply(ctx, latest, { type: 'succeed', step: stepName, agent: ctx.name, result });
+    log.info({ duration_s: result.duration_s }, 'step done');
+    return { end: 'succeeded', doc };
+  }
+  const delayMs = backoffDelay(attempt, { baseMs: ctx.config.agent.retry_base_s * 1000, capMs: ctx.config.agent.retry_cap_s * 1000, jitter: 0.5 });
+  const retryAfter = new Date(ctx.now().getTime() + delayMs).toISOString();
+  const stderrTail = await tail(stderrPath);
+  const doc = await apply(ctx, latest, {
+    type: 'fail',
+    step: stepName,
+    agent: ctx.name,
+    reason: reason ?? 'unknown failure',
+    result: { ...(result ?? {}), stderr_tail: stderrTail || undefined },
+    retry_after: retryAfter,
+  });
+  log.warn({ reason, attempt, by: actor(ctx), status: doc.status }, doc.status.endsWith(' failed') ? 'step failed for good' : 'step failed, will retry');
+  return { end: 'failed', doc };
+}
+
+function round(seconds: number): number {
+  return Math.round(seconds * 1000) / 1000;
+}

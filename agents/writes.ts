@@ -1,0 +1,42 @@
+import type { DaqDocument } from '../core/document.js';
+import { MeshError, isMeshError } from '../core/errors.js';
+import { type MeshEvent, transition } from '../core/state.js';
+import type { AgentContext } from './context.js';
+
+/**
+ * Claims a step with one compare-and-set write of the document as we saw it.
+ * Returns the claimed document, or undefined when another agent won the race (409)
+ * or the step is no longer claimable.
+ */
+export async function claim(ctx: AgentContext, seen: DaqDocument, event: Extract<MeshEvent, { type: 'claim' }>): Promise<DaqDocument | undefined> {
+  const next = transition(seen, event, ctx.now(), ctx.config);
+  if (!next.ok) return undefined;
+  try {
+    const rev = await ctx.db.put(next.doc);
+    return { ...next.doc, _rev: rev };
+  } catch (error) {
+    if (isMeshError(error, 'CONFLICT')) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Applies an event to the latest revision, re-reading on 409 (another writer touched the
+ * document, e.g. replication or an operator) as long as the event stays legal.
+ * Throws ILLEGAL_TRANSITION when it no longer is (for example, the claim was taken over).
+ */
+export async function apply(ctx: AgentContext, start: DaqDocument, event: MeshEvent, attempts = 8): Promise<DaqDocument> {
+  let doc: DaqDocument | undefined = start;
+  for (let attempt = 1; ; attempt++) {
+    if (!doc) throw new MeshError('NOT_FOUND', `${start._id} disappeared`);
+    const next = transition(doc, event, ctx.now(), ctx.config);
+    if (!next.ok) throw next.error;
+    try {
+      const rev = await ctx.db.put(next.doc);
+      return { ...next.doc, _rev: rev };
+    } catch (error) {
+      if (!isMeshError(error, 'CONFLICT') || attempt >= attempts) throw error;
+      doc = await ctx.db.get<DaqDocument>(start._id);
+    }
+  }
+}

@@ -1,0 +1,48 @@
+import { Command } from 'commander';
+import { hostname } from 'node:os';
+import { Agent } from '../../agents/agent.js';
+import type { AgentContext } from '../../agents/context.js';
+import { MeshError } from '../../core/errors.js';
+import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
+import { action } from '../exit.js';
+import { positiveInteger } from '../parse.js';
+
+export function agentCommand(): Command {
+  return new Command('agent')
+    .description('run the steps the site owns: claim ready documents, run them, record the results')
+    .requiredOption('--site <site>', 'the site this agent runs for')
+    .option('--once', 'process what is ready now, then exit (for sites that forbid long-lived processes)')
+    .option('--concurrency <n>', 'steps run at the same time', positiveInteger, 1)
+    .option('--name <name>', 'agent name, unique in the mesh (default: site-host-pid)')
+    .action(
+      action(async (options: { site: string; once?: boolean; concurrency: number; name?: string }, command: Command) => {
+        const globals = command.optsWithGlobals<GlobalOptions>();
+        const config = loadConfig(globals);
+        const site = siteOf(config, options.site);
+        const steps = config.steps.filter((s) => s.site === site.name);
+        if (steps.length === 0) throw new MeshError('CONFIG_INVALID', `site ${site.name} owns no step in ${config.source}; steps are owned by: ${config.steps.map((s) => `${s.name}→${s.site}`).join(', ')}`);
+        const name = options.name ?? defaultAgentName(site.name);
+        const logger = makeLogger(globals, { site: site.name, agent: name });
+        const force = new AbortController();
+        const db = openSiteDatabase(config, site, { retry: 'until-aborted', signal: force.signal, logger });
+        const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps, now: () => new Date() };
+        const agent = new Agent(ctx, { concurrency: options.concurrency, once: Boolean(options.once) });
+        const onSignal = (signal: string) => {
+          logger.info({ signal }, 'signal received');
+          if (agent.state === 'stopping') {
+            // Second signal: the agent kills its steps and releases their claims; a server
+            // that does not answer must not keep the process alive for long.
+            setTimeout(() => force.abort(), 5000).unref();
+            setTimeout(() => process.exit(1), 10_000).unref();
+          }
+          void agent.stop();
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+        logger.info({ steps: steps.map((s) => s.name), server: site.server, once: Boolean(options.once), concurrency: options.concurrency }, 'agent started');
+        await agent.run();
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+      }),
+    );
+}

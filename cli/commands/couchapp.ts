@@ -1,0 +1,37 @@
+import { Command } from 'commander';
+import { designDocument } from '../../couchapp/design.js';
+import { pushDesign } from '../../couchapp/push.js';
+import { distinctServers } from '../../coordinator/status.js';
+import { type GlobalOptions, loadConfig, openSiteDatabase, siteOf } from '../context.js';
+import { action } from '../exit.js';
+
+export function couchappCommand(): Command {
+  const couchapp = new Command('couchapp').description('design documents generated from the pipeline config');
+  couchapp
+    .command('push')
+    .description('create the database if needed and push _design/mesh (no new revision when nothing changed)')
+    .option('--site <site>', 'push to this site\'s server only (default: every server of the mesh)')
+    .action(
+      action(async (options: { site?: string }, command: Command) => {
+        const config = loadConfig(command.optsWithGlobals<GlobalOptions>());
+        const sites = options.site ? [siteOf(config, options.site)] : distinctServers(config);
+        const design = designDocument(config);
+        for (const site of sites) {
+          const db = openSiteDatabase(config, site);
+          await db.ensure();
+          const result = await pushDesign(db, design);
+          process.stdout.write(`${site.name} ${site.server}/${config.database}: _design/mesh ${result.changed ? 'updated' : 'unchanged'} (${result.rev})\n`);
+        }
+      }),
+    );
+  couchapp
+    .command('show')
+    .description('print the generated design document as JSON')
+    .action(
+      action((_options: object, command: Command) => {
+        const config = loadConfig(command.optsWithGlobals<GlobalOptions>());
+        process.stdout.write(`${JSON.stringify(designDocument(config), null, 2)}\n`);
+      }),
+    );
+  return couchapp;
+}

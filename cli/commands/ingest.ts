@@ -1,0 +1,50 @@
+import { Command } from 'commander';
+import { stat } from 'node:fs/promises';
+import { type IngestReport, ingestDirectory } from '../../agents/ingest.js';
+import { MeshError } from '../../core/errors.js';
+import { sleep } from '../../core/sleep.js';
+import { type GlobalOptions, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
+import { action } from '../exit.js';
+import { positiveInteger } from '../parse.js';
+
+export function ingestCommand(): Command {
+  return new Command('ingest')
+    .description('catalogue closed DAQ files: one document with status "closed" per file')
+    .argument('<dir>', 'directory scanned recursively')
+    .requiredOption('--site <site>', 'the site that catalogues (the config\'s ingest.site)')
+    .option('--watch', 'keep scanning until interrupted')
+    .option('--interval <s>', 'seconds between scans with --watch', positiveInteger, 10)
+    .option('--json', 'print the final counts as JSON')
+    .action(
+      action(async (dir: string, options: { site: string; watch?: boolean; interval: number; json?: boolean }, command: Command) => {
+        const globals = command.optsWithGlobals<GlobalOptions>();
+        const config = loadConfig(globals);
+        const site = siteOf(config, options.site);
+        if (config.ingest.site !== site.name) throw new MeshError('BAD_INPUT', `site ${site.name} does not ingest; ingest.site is ${config.ingest.site} in ${config.source}`);
+        const isDir = await stat(dir).then((s) => s.isDirectory(), () => false);
+        if (!isDir) throw new MeshError('BAD_INPUT', `${dir} is not a directory`);
+        const logger = makeLogger(globals, { site: site.name, agent: 'ingest' });
+        const stop = new AbortController();
+        process.once('SIGINT', () => stop.abort());
+        process.once('SIGTERM', () => stop.abort());
+        const db = openSiteDatabase(config, site, options.watch ? { retry: 'until-aborted', signal: stop.signal, logger } : {});
+        const reported = new Set<string>();
+        const progress = (r: IngestReport, total: number) => {
+          if (total >= 1000 && process.stderr.isTTY) process.stderr.write(`\ringest: ${r.created + r.already}/${total} files`);
+          else if (total >= 1000) logger.info({ done: r.created + r.already, total }, 'ingest progress');
+        };
+        let totals: IngestReport | undefined;
+        do {
+          const report = await ingestDirectory(dir, { db, docType: config.doc_type, ingest: config.ingest, site: site.name, progress, signal: stop.signal });
+          if (process.stderr.isTTY && report.seen >= 1000) process.stderr.write('\n');
+          for (const r of report.rejected) {
+            if (!reported.has(r.file)) logger.warn({ file: r.file }, `not catalogued: ${r.reason}`);
+            reported.add(r.file);
+          }
+          if (report.created > 0 || !options.watch) logger.info({ created: report.created, already: report.already, still_open: report.open, rejected: report.rejected.length }, 'ingest pass');
+          totals = report;
+        } while (options.watch && (await sleep(options.interval * 1000, stop.signal)));
+        if (options.json && totals) process.stdout.write(`${JSON.stringify(totals)}\n`);
+      }),
+    );
+}

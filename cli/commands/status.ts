@@ -1,0 +1,36 @@
+import { Command } from 'commander';
+import { type MeshStatus, meshStatus } from '../../coordinator/status.js';
+import { type GlobalOptions, loadConfig, openSiteDatabase } from '../context.js';
+import { action } from '../exit.js';
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description('counts by status and step, claims in flight, failures and agents, for every database')
+    .option('--json', 'print one JSON document')
+    .action(
+      action(async (options: { json?: boolean }, command: Command) => {
+        const config = loadConfig(command.optsWithGlobals<GlobalOptions>());
+        const status = await meshStatus(config, (site) => openSiteDatabase(config, site));
+        process.stdout.write(options.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
+      }),
+    );
+}
+
+export function formatStatus(status: MeshStatus): string {
+  const lines: string[] = [];
+  for (const db of status.databases) {
+    lines.push(`${db.site}  ${db.url}/${status.database}  ${db.reachable ? `${db.doc_count} documents` : `UNREACHABLE: ${db.error}`}`);
+    if (!db.reachable) continue;
+    lines.push(`  by status: ${Object.entries(db.by_status).map(([k, v]) => `${k}=${v}`).join('  ') || '(empty)'}`);
+    lines.push(`  ${'step'.padEnd(10)}${['done', 'ready', 'queued', 'in progress', 'failed'].map((h) => h.padStart(12)).join('')}`);
+    for (const [step, c] of Object.entries(db.steps)) {
+      lines.push(`  ${step.padEnd(10)}${[c.done, c.ready, c.queued, c.in_progress, c.failed].map((n) => String(n).padStart(12)).join('')}`);
+    }
+    if (db.conflicts > 0) lines.push(`  conflicts: ${db.conflicts}`);
+    for (const f of db.in_flight) lines.push(`  in flight: ${f.doc} ${f.step} by ${f.site}/${f.agent} attempt ${f.attempts}, ${f.lease_age_s}s old${f.expired ? ', LEASE EXPIRED' : ''}`);
+    for (const f of db.failed) lines.push(`  failed: ${f.doc} ${f.step}: ${f.reason}${f.exit_code === null ? '' : ` (exit ${f.exit_code})`}`);
+  }
+  lines.push(`agents (${status.agents.length}):`);
+  for (const a of status.agents) lines.push(`  ${a.site}/${a.agent} on ${a.host}: ${a.state}, last seen ${a.age_s}s ago${a.running.length ? `, running ${a.running.map((r) => `${r.doc}:${r.step}`).join(' ')}` : ''}`);
+  return `${lines.join('\n')}\n`;
+}

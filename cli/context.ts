@@ -1,0 +1,36 @@
+import { hostname } from 'node:os';
+import { credentialsFor } from '../config/credentials.js';
+import { configPath, loadMeshConfig } from '../config/load.js';
+import type { MeshConfig, SiteConfig } from '../config/types.js';
+import { Database, type RetryMode } from '../core/couch.js';
+import { MeshError } from '../core/errors.js';
+import { type Logger, createLogger } from '../core/log.js';
+
+export interface GlobalOptions {
+  config?: string;
+  logLevel?: string;
+}
+
+/** Reads the mesh config named by --config / MESH_CONFIG / the default profile. */
+export function loadConfig(options: GlobalOptions): MeshConfig {
+  return loadMeshConfig(configPath(options.config));
+}
+
+export function makeLogger(options: GlobalOptions, bindings: Record<string, unknown> = {}): Logger {
+  return createLogger({ level: options.logLevel ?? process.env.MESH_LOG_LEVEL ?? 'info' }).child(bindings);
+}
+
+export function siteOf(config: MeshConfig, name: string | undefined): SiteConfig {
+  const site = name ? config.sites[name] : undefined;
+  if (!site) throw new MeshError('CONFIG_INVALID', `--site is ${name === undefined ? 'missing' : JSON.stringify(name)}, expected one of: ${Object.keys(config.sites).join(', ')} (from ${config.source})`);
+  return site;
+}
+
+/** The database a site's processes talk to, with that server's credentials from the environment. */
+export function openSiteDatabase(config: MeshConfig, site: SiteConfig, options: { retry?: RetryMode; signal?: AbortSignal; logger?: Logger } = {}): Database {
+  return new Database({ url: site.server, database: config.database, credentials: credentialsFor(site.credentials_of), ...options });
+}
+
+export function defaultAgentName(site: string): string {
+  return `${site}-${hostname()}-${process.pid}`;
+}

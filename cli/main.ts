@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { agentCommand } from './commands/agent.js';
+import { couchappCommand } from './commands/couchapp.js';
+import { demoCommand } from './commands/demo.js';
+import { ingestCommand } from './commands/ingest.js';
+import { retryCommand } from './commands/retry.js';
+import { runStepCommand } from './commands/run-step.js';
+import { serverCommand } from './commands/server.js';
+import { statusCommand } from './commands/status.js';
+
+const program = new Command('mesh')
+  .description('CouchMesh: a physics experiment\'s processing chain across sites, driven by CouchDB documents')
+  .option('--config <file>', 'mesh config (default: $MESH_CONFIG, else the shipped Edelweiss profile sites/edelweiss.json)')
+  .option('--log-level <level>', 'trace, debug, info, warn, error (default: $MESH_LOG_LEVEL or info)')
+  .showHelpAfterError()
+  .exitOverride();
+
+for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), statusCommand(), retryCommand(), demoCommand()]) {
+  program.addCommand(command);
+}
+for (const command of program.commands) {
+  command.exitOverride();
+  for (const sub of command.commands) sub.exitOverride();
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Help and version end well; a usage error is bad input (status 2).
+    process.exit(error.exitCode === 0 ? 0 : 2);
+  }
+  throw error;
+}

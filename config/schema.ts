@@ -1,0 +1,31 @@
+import convict from 'convict';
+
+/**
+ * The scalar part of the mesh config, checked by convict (types, defaults, unknown keys).
+ * `sites` and `steps` are maps and lists of objects, which convict cannot describe; they are
+ * checked in `pipeline.ts` with the same kind of messages.
+ */
+export function meshSchema() {
+  return convict({
+    database: { doc: 'Name of the CouchDB database holding the documents', format: String, default: 'datadb' },
+    doc_type: { doc: 'Value of `type` in the documents this mesh drives', format: String, default: 'daqdocument' },
+    sites: { doc: 'Map of site name to site profile (an object, or the path of a JSON profile)', format: '*', default: {} as unknown },
+    ingest: {
+      site: { doc: 'Site whose agent catalogues DAQ files', format: String, default: '' },
+      pattern: {
+        doc: 'Regular expression with named groups run_name and file_number, matched against file base names',
+        format: String,
+        default: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$',
+      },
+      quiet_s: { doc: 'A file is closed when its size has not changed for this many seconds', format: 'nat', default: 600 },
+    },
+    steps: { doc: 'The chain of steps, in order', format: Array, default: [] as unknown[] },
+    agent: {
+      sweep_s: { doc: 'Seconds between two queries of the ready views', format: Number, default: 30 },
+      heartbeat_s: { doc: 'Seconds between two heartbeat writes', format: Number, default: 10 },
+      retry_base_s: { doc: 'First retry delay after a failed step', format: Number, default: 30 },
+      retry_cap_s: { doc: 'Largest retry delay', format: Number, default: 3600 },
+      grace_s: { doc: 'Seconds SIGTERM waits for running steps before releasing them', format: Number, default: 30 },
+    },
+  });
+}

@@ -1,0 +1,44 @@
+import { MeshError } from '../core/errors.js';
+
+/** Collects every problem of a config, each naming the key, the bad value and the expected form. */
+export class Problems {
+  readonly list: string[] = [];
+
+  add(key: string, value: unknown, expected: string): void {
+    this.list.push(`${key} is ${show(value)}, expected ${expected}`);
+  }
+
+  unknownKeys(key: string, object: Record<string, unknown>, allowed: readonly string[]): void {
+    for (const name of Object.keys(object)) {
+      if (!allowed.includes(name)) this.list.push(`${key ? `${key}.` : ''}${name} is not a known key (known: ${allowed.join(', ')})`);
+    }
+  }
+
+  throwIfAny(source: string): void {
+    if (this.list.length > 0) {
+      throw new MeshError('CONFIG_INVALID', `invalid configuration ${source}:\n  - ${this.list.join('\n  - ')}`);
+    }
+  }
+}
+
+export function show(value: unknown): string {
+  if (value === undefined) return 'missing';
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+export function isPositiveNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0;
+}
+
+export function isPositiveInteger(value: unknown): value is number {
+  return Number.isInteger(value) && (value as number) > 0;
+}
+
+/** CouchDB's rule for database names. */
+export const DATABASE_NAME = /^[a-z][a-z0-9_$()+/-]*$/;
+export const NAME = /^[a-z][a-z0-9_-]{0,63}$/;

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import type { DaqDocument, StepRecord } from '../../core/document.js';
+import { parseStatus } from '../../core/document.js';
+import { type MeshEvent, TRANSITIONS, isComplete, readyFor, transition } from '../../core/state.js';
+
+const pipeline = { steps: [{ name: 'proc0', max_attempts: 3 }, { name: 'proc1', max_attempts: 3 }, { name: 'proc2', max_attempts: 2 }] };
+const names = pipeline.steps.map((s) => s.name);
+const now = new Date('2026-11-27T12:00:00.000Z');
+const past = '2026-11-27T11:00:00.000Z';
+const future = '2026-11-27T13:00:00.000Z';
+
+function doc(status: string, records: Record<string, StepRecord> = {}): DaqDocument {
+  return { _id: 'run_lg23b002_000', _rev: '3-abc', type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: past, status, history: [], ...records };
+}
+const ok = (attempts = 1): StepRecord => ({ attempts, ok: true, site: 'modane', agent: 'a1' });
+const claimed = (lease: string, attempts = 1, agent = 'a1'): StepRecord => ({ attempts, site: 'modane', agent, host: 'h', lease_until: lease });
+
+/** A document in every state the pipeline can be in. */
+const STATES: Record<string, DaqDocument> = {
+  'closed fresh': doc('closed'),
+  'closed retry due': doc('closed', { proc0: { attempts: 1, ok: false, retry_after: past } }),
+  'closed retry later': doc('closed', { proc0: { attempts: 1, ok: false, retry_after: future } }),
+  'proc0 in progress': doc('proc0 in progress', { proc0: claimed(future) }),
+  'proc0 in progress expired': doc('proc0 in progress', { proc0: claimed(past) }),
+  'proc0 in progress expired at limit': doc('proc0 in progress', { proc0: claimed(past, 3) }),
+  'proc0 failed': doc('proc0 failed', { proc0: { attempts: 3, ok: false, reason: 'x' } }),
+  'good after proc0': doc('good', { proc0: ok() }),
+  'proc1 queued': doc('proc1 queued', { proc0: ok(), proc1: claimed(future) }),
+  'proc1 in progress': doc('proc1 in progress', { proc0: ok(), proc1: claimed(future) }),
+  'good after proc1': doc('good', { proc0: ok(), proc1: ok() }),
+  'proc2 in progress at limit': doc('proc2 in progress', { proc0: ok(), proc1: ok(), proc2: claimed(future, 2) }),
+  'proc2 failed': doc('proc2 failed', { proc0: ok(), proc1: ok(), proc2: { attempts: 2, ok: false } }),
+  complete: doc('good', { proc0: ok(), proc1: ok(), proc2: ok() }),
+  bad: doc('bad'),
+};
+
+function events(step: string): MeshEvent[] {
+  return [
+    { type: 'claim', step, mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future },
+    { type: 'claim', step, mode: 'queue', site: 'lyon', agent: 'a2', host: 'h', lease_until: future, batchjob: { system: 'slurm', id: '1' } },
+    { type: 'start', step, site: 'lyon', agent: 'a3', host: 'h', lease_until: future },
+    { type: 'renew', step, agent: 'a1', lease_until: future },
+    { type: 'renew', step, agent: 'intruder', lease_until: future },
+    { type: 'succeed', step, agent: 'a1', result: { exit_code: 0, duration_s: 1 } },
+    { type: 'succeed', step, agent: 'intruder', result: { exit_code: 0, duration_s: 1 } },
+    { type: 'fail', step, agent: 'a1', reason: 'exit 3', retry_after: future },
+    { type: 'release', step, agent: 'a1' },
+    { type: 'expire', step, by: 'modane/a2' },
+    { type: 'lost', step, by: 'lyon/a2', reason: 'job cancelled' },
+    { type: 'retry', step, by: 'operator/x' },
+  ];
+}
+const ALL_EVENTS: MeshEvent[] = [...names.flatMap(events), { type: 'mark_bad', by: 'operator/x', reason: 'broken file' }];
+
+describe('state machine', () => {
+  describe('every (state, event) pair', () => {
+    for (const [stateName, before] of Object.entries(STATES)) {
+      it(`from ${stateName}: legal results follow the table, illegal ones are typed errors`, () => {
+        const from = parseStatus(before.status, names)!;
+        for (const event of ALL_EVENTS) {
+          const frozen = structuredClone(before);
+          const result = transition(before, event, now, pipeline);
+          assert.deepEqual(before, frozen, 'transition must not mutate its input');
+          if (!result.ok) {
+            assert.equal(result.error.code, 'ILLEGAL_TRANSITION');
+            continue;
+          }
+          const to = parseStatus(result.doc.status, names);
+          assert.ok(to, `${event.type} produced unknown status ${result.doc.status}`);
+          if (event.type === 'renew') {
+            assert.equal(result.doc.status, before.status);
+            assert.equal(result.doc.history.length, 0, 'a renewal writes no history');
+            continue;
+          }
+          const allowed = TRANSITIONS[from.kind].map((k) => (k === 'ready' ? (event.type !== 'mark_bad' && names.indexOf(event.step) === 0 ? 'closed' : 'good') : k));
+          assert.ok(allowed.includes(to.kind), `${stateName} --${event.type}--> ${result.doc.status} is not in the table`);
+          assert.equal(result.doc.history.length, 1);
+          assert.deepEqual({ ...result.doc.history[0], at: undefined, by: undefined, note: undefined }, { at: undefined, by: undefined, note: undefined, from: before.status, to: result.doc.status, rev: '3-abc' });
+          // Records of ok steps never become un-ok.
+          for (const name of names) if ((before[name] as StepRecord | undefined)?.ok === true) assert.equal((result.doc[name] as StepRecord).ok, true);
+        }
+      });
+    }
+  });
+
+  it('claims only the step that is ready, and counts attempts', () => {
+    const claim = (d: DaqDocument, step: string) => transition(d, { type: 'claim', step, mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, pipeline);
+    const first = claim(STATES['closed fresh'], 'proc0');
+    assert.ok(first.ok);
+    assert.equal(first.doc.status, 'proc0 in progress');
+    assert.equal((first.doc.proc0 as StepRecord).attempts, 1);
+    assert.equal(claim(STATES['closed fresh'], 'proc1').ok, false);
+    assert.equal(claim(STATES['closed retry later'], 'proc0').ok, false, 'a retry is not due yet');
+    const reclaimed = claim(STATES['proc0 in progress expired'], 'proc0');
+    assert.ok(reclaimed.ok);
+    assert.equal((reclaimed.doc.proc0 as StepRecord).attempts, 2);
+    assert.equal(claim(STATES['proc0 in progress'], 'proc0').ok, false, 'a live lease cannot be taken');
+    assert.equal(claim(STATES['proc0 in progress expired at limit'], 'proc0').ok, false);
+    assert.equal(claim(STATES.complete, 'proc2').ok, false);
+  });
+
+  it('a failure retries until max_attempts, then is final until an operator retries', () => {
+    const fail = (d: DaqDocument, step: string) => transition(d, { type: 'fail', step, agent: 'a1', reason: 'exit 3', retry_after: future }, now, pipeline);
+    const once = fail(STATES['proc1 in progress'], 'proc1');
+    assert.ok(once.ok);
+    assert.equal(once.doc.status, 'good');
+    assert.equal((once.doc.proc1 as StepRecord).retry_after, future);
+    assert.equal(readyFor(once.doc, pipeline, now), undefined);
+    assert.equal(readyFor(once.doc, pipeline, new Date(future)), 'proc1');
+    const last = fail(STATES['proc2 in progress at limit'], 'proc2');
+    assert.ok(last.ok);
+    assert.equal(last.doc.status, 'proc2 failed');
+    const retried = transition(last.doc, { type: 'retry', step: 'proc2', by: 'operator/x' }, now, pipeline);
+    assert.ok(retried.ok);
+    assert.equal(retried.doc.status, 'good');
+    assert.equal(readyFor(retried.doc, pipeline, now), 'proc2');
+    assert.equal(retried.doc.history.length, 2, 'history is kept across a retry');
+  });
+
+  it('success makes the next step ready; the last one completes the document', () => {
+    const done = transition(STATES['proc1 in progress'], { type: 'succeed', step: 'proc1', agent: 'a1', result: { exit_code: 0, duration_s: 2 } }, now, pipeline);
+    assert.ok(done.ok);
+    assert.equal(done.doc.status, 'good');
+    assert.equal((done.doc.proc1 as StepRecord).ok, true);
+    assert.equal((done.doc.proc1 as StepRecord).lease_until, undefined);
+    assert.equal(readyFor(done.doc, pipeline, now), 'proc2');
+    assert.ok(isComplete(STATES.complete, pipeline));
+    assert.ok(!isComplete(done.doc, pipeline));
+  });
+
+  it('a release gives the attempt back', () => {
+    const released = transition(STATES['proc0 in progress'], { type: 'release', step: 'proc0', agent: 'a1' }, now, pipeline);
+    assert.ok(released.ok);
+    assert.equal(released.doc.status, 'closed');
+    assert.equal((released.doc.proc0 as StepRecord).attempts, 0);
+    assert.equal(readyFor(released.doc, pipeline, now), 'proc0');
+  });
+
+  it('refuses unknown statuses', () => {
+    const result = transition(doc('proc9 in progress'), { type: 'mark_bad', by: 'x', reason: 'y' }, now, pipeline);
+    assert.equal(result.ok, false);
+  });
+});
