@@ -46,7 +46,9 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   if (!isObject(raw)) throw new MeshError('CONFIG_INVALID', `mesh config ${source} is ${show(raw)}, expected a JSON object`);
   const schema = meshSchema();
   try {
-    schema.load(raw);
+    // convict cannot walk maps and lists of objects: those are checked below.
+    const { sites: _sites, steps: _steps, ...scalars } = raw;
+    schema.load(scalars);
     schema.validate({ allowed: 'strict' });
   } catch (cause) {
     throw new MeshError('CONFIG_INVALID', `invalid configuration ${source}:\n  - ${errorMessage(cause).split('\n').join('\n  - ')}`, { cause });

@@ -124,7 +124,7 @@ export class Database {
   }
 
   /** Writes a document; its `_rev` makes the write a compare-and-set (409 → CONFLICT). */
-  async put(doc: { _id: string; _rev?: string }): Promise<string> {
+  async put(doc: { _id: string; _rev?: string; [field: string]: unknown }): Promise<string> {
     const result = await this.request<{ rev: string }>(`write ${doc._id}`, { method: 'PUT', doc: doc._id, body: doc });
     return result.rev;
   }

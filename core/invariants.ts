@@ -1,0 +1,187 @@
+/**
+ * The rules a document must satisfy, shared by the agent (before it writes) and the server
+ * (the generated validate_doc_update in couchapp/design.ts is an ES5 port of these functions;
+ * a unit test keeps the two in agreement, message for message).
+ *
+ * Messages are plain strings so that the ES5 port can reproduce them exactly.
+ */
+import { formatStatus, parseStatus } from './document.js';
+import { TRANSITIONS } from './state.js';
+
+type Obj = Record<string, unknown>;
+
+/** An ISO 8601 date-time as the mesh writes it; also accepted by `Date.parse` in every engine. */
+export const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+function isObject(value: unknown): value is Obj {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** A value for a message: JSON, at most 80 characters. */
+function show(value: unknown): string {
+  return value === undefined ? 'missing' : String(JSON.stringify(value)).slice(0, 80);
+}
+
+function recordOk(doc: Obj, step: string): boolean {
+  const record = doc[step];
+  return isObject(record) && record.ok === true;
+}
+
+/**
+ * What is wrong with the document's status given its step records; empty when consistent.
+ * - `closed`: the first step's record is not ok;
+ * - `good`: the first step's record is ok and the ok records form a prefix of the steps;
+ * - `<k> queued` / `<k> in progress`: every step before k ok; record k claimed (agent,
+ *   lease_until, attempts >= 1) and not ok;
+ * - `<k> failed`: every step before k ok; record k has `ok: false`;
+ * - `bad`: anything.
+ * Every present step record must be an object whose `ok`, if present, is a boolean.
+ */
+export function statusProblems(doc: unknown, stepNames: readonly string[]): string[] {
+  if (!isObject(doc)) return ['not a JSON object'];
+  const parsed = parseStatus(doc.status, stepNames);
+  if (!parsed) return [`status ${show(doc.status)} is unknown`];
+  const problems: string[] = [];
+  for (const step of stepNames) {
+    const record = doc[step];
+    if (record === undefined) continue;
+    if (!isObject(record)) problems.push(`${step} is ${show(record)}, expected a record object`);
+    else if (record.ok !== undefined && typeof record.ok !== 'boolean') problems.push(`${step}.ok is ${show(record.ok)}, expected a boolean`);
+  }
+  const status = doc.status as string;
+  const first = stepNames[0];
+  if (parsed.kind === 'closed') {
+    if (recordOk(doc, first)) problems.push(`status closed but ${first} is ok`);
+  } else if (parsed.kind === 'good') {
+    if (!recordOk(doc, first)) problems.push(`status good but ${first} is not ok`);
+    let gap: string | undefined;
+    for (const step of stepNames) {
+      const ok = recordOk(doc, step);
+      if (!ok && gap === undefined) gap = step;
+      else if (ok && gap !== undefined) problems.push(`${step} is ok but ${gap} before it is not`);
+    }
+  } else if (parsed.kind !== 'bad') {
+    const step = parsed.step as string;
+    for (const before of stepNames.slice(0, stepNames.indexOf(step))) {
+      if (!recordOk(doc, before)) problems.push(`status ${status} but ${before} is not ok`);
+    }
+    const record = doc[step];
+    if (!isObject(record)) {
+      problems.push(`status ${status} but ${step} is missing`);
+    } else if (parsed.kind === 'failed') {
+      if (record.ok !== false) problems.push(`status ${status} but ${step}.ok is not false`);
+    } else {
+      if (typeof record.agent !== 'string' || record.agent.length === 0) problems.push(`status ${status} but ${step}.agent is ${show(record.agent)}`);
+      if (typeof record.lease_until !== 'string' || !ISO_DATE.test(record.lease_until)) problems.push(`status ${status} but ${step}.lease_until is ${show(record.lease_until)}`);
+      const attempts = record.attempts;
+      if (typeof attempts !== 'number' || !Number.isInteger(attempts) || attempts < 1) problems.push(`status ${status} but ${step}.attempts is ${show(attempts)}`);
+      if (record.ok === true) problems.push(`status ${status} but ${step} is already ok`);
+    }
+  }
+  return problems;
+}
+
+/** The statuses one transition of `TRANSITIONS` leads to from `status` (a known status). */
+function successors(status: string, stepNames: readonly string[]): string[] {
+  const parsed = parseStatus(status, stepNames);
+  if (!parsed) return [];
+  const readyOf = (index: number): 'closed' | 'good' => (index === 0 ? 'closed' : 'good');
+  const out: string[] = [];
+  for (const target of TRANSITIONS[parsed.kind]) {
+    const perStep = target === 'queued' || target === 'in_progress' || target === 'failed';
+    if (parsed.step !== undefined) {
+      const index = stepNames.indexOf(parsed.step);
+      if (target === 'ready') out.push(readyOf(index));
+      else if (perStep) out.push(formatStatus({ kind: target, step: parsed.step }));
+      else out.push(target);
+    } else if (perStep) {
+      // closed and good are waiting statuses: a step kind follows them for the steps that wait there.
+      stepNames.forEach((step, index) => {
+        if (readyOf(index) === parsed.kind) out.push(formatStatus({ kind: target, step }));
+      });
+    } else {
+      out.push(target === 'ready' ? parsed.kind : target);
+    }
+  }
+  return out;
+}
+
+/** Every known status of a pipeline, in a stable order. */
+export function allStatuses(stepNames: readonly string[]): string[] {
+  const statuses = ['closed', 'good', 'bad'];
+  for (const step of stepNames) statuses.push(`${step} queued`, `${step} in progress`, `${step} failed`);
+  return statuses;
+}
+
+const closures = new Map<string, Readonly<Record<string, readonly string[]>>>();
+
+/**
+ * The reflexive-transitive closure of `TRANSITIONS` over the step-indexed status graph:
+ * `statusClosure(steps)[from]` lists every status reachable from `from` in any number of
+ * transitions, `from` itself included (a write that keeps the status is no transition).
+ *
+ * The server checks the closure rather than single edges because a write may come from
+ * replication: a replicator only carries leaf revisions, so a second server sees the
+ * intermediate states collapsed into one write (`closed` → `good` when proc0 was claimed,
+ * run and finished on the other side between two replications).
+ */
+export function statusClosure(stepNames: readonly string[]): Readonly<Record<string, readonly string[]>> {
+  const key = JSON.stringify(stepNames);
+  const cached = closures.get(key);
+  if (cached) return cached;
+  const closure: Record<string, readonly string[]> = {};
+  for (const start of allStatuses(stepNames)) {
+    const seen = new Set<string>([start]);
+    const queue = [start];
+    while (queue.length > 0) {
+      for (const next of successors(queue.shift() as string, stepNames)) {
+        if (!seen.has(next)) {
+          seen.add(next);
+          queue.push(next);
+        }
+      }
+    }
+    closure[start] = Object.freeze(allStatuses(stepNames).filter((s) => seen.has(s)));
+  }
+  const frozen = Object.freeze(closure);
+  closures.set(key, frozen);
+  return frozen;
+}
+
+/**
+ * What one write from `oldDoc` to `newDoc` may not do, even when it collapses several
+ * transitions (a replicated write): leave the closure of the transition table, turn an ok
+ * record into anything else, change `type`. An unknown old status is not checked against the
+ * closure (there is nothing to reason from; `statusProblems` judges the new one).
+ */
+export function editProblems(oldDoc: unknown, newDoc: unknown, stepNames: readonly string[]): string[] {
+  if (!isObject(oldDoc) || !isObject(newDoc)) return ['not a JSON object'];
+  const problems: string[] = [];
+  if (oldDoc.type !== newDoc.type) problems.push(`type cannot change from ${show(oldDoc.type)} to ${show(newDoc.type)}`);
+  const closure = statusClosure(stepNames);
+  const from = oldDoc.status;
+  const to = newDoc.status;
+  if (typeof from === 'string' && typeof to === 'string' && Object.prototype.hasOwnProperty.call(closure, from) && Object.prototype.hasOwnProperty.call(closure, to) && closure[from].indexOf(to) < 0) {
+    problems.push(`status cannot go from ${show(from)} to ${show(to)}`);
+  }
+  for (const step of stepNames) {
+    if (recordOk(oldDoc, step) && !recordOk(newDoc, step)) problems.push(`${step} was ok and must stay ok`);
+  }
+  return problems;
+}
+
+/**
+ * The verdict of the server's validate_doc_update, in TypeScript: why CouchDB would refuse
+ * to store `newDoc` over `oldDoc` (null for a new document); empty when it accepts.
+ * Deletions pass (the audit deletes losing revisions); documents of other types pass unless
+ * they were or become `docType`.
+ */
+export function updateProblems(newDoc: unknown, oldDoc: unknown, docType: string, stepNames: readonly string[]): string[] {
+  if (!isObject(newDoc)) return ['not a JSON object'];
+  if (newDoc._deleted === true) return [];
+  const previous = isObject(oldDoc) && oldDoc._deleted !== true ? oldDoc : null;
+  const mine = newDoc.type === docType;
+  if (!mine && !(previous !== null && previous.type === docType)) return [];
+  const problems = mine ? statusProblems(newDoc, stepNames) : [];
+  return previous === null ? problems : problems.concat(editProblems(previous, newDoc, stepNames));
+}

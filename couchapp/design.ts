@@ -1,0 +1,160 @@
+/**
+ * The `_design/mesh` document, generated from the pipeline config: the views agents and the
+ * status page query, the original scripts' views and filters under their old names, and a
+ * validate_doc_update that enforces core/invariants.ts on the server. Every function is ES5
+ * source text (see es5.ts); the config is embedded in it as JSON literals.
+ */
+import { createHash } from 'node:crypto';
+import type { MeshConfig } from '../config/types.js';
+import { MeshError } from '../core/errors.js';
+import { statusClosure } from '../core/invariants.js';
+import { COMMON_ES5, INVARIANTS_ES5, READY_ES5 } from './es5.js';
+
+/** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
+export const GENERATOR_VERSION = 1;
+
+/** The `type` of the agents' heartbeat documents. */
+export const AGENT_DOC_TYPE = 'mesh-agent';
+
+export interface ViewSource {
+  map: string;
+  reduce?: '_count';
+}
+
+export interface DesignDocument {
+  _id: '_design/mesh';
+  _rev?: string;
+  language: 'javascript';
+  views: Record<string, ViewSource>;
+  filters: Record<string, string>;
+  validate_doc_update: string;
+  mesh: { generated_from: string };
+}
+
+export type DesignInput = Pick<MeshConfig, 'doc_type' | 'steps'>;
+
+/** Views whose names are fixed; a step may not be named like one of them (a view per step is added). */
+export const FIXED_VIEWS = Object.freeze(['by_status', 'ready', 'in_flight', 'failed', 'done', 'conflicts', 'by_run', 'agents', 'status', 'inqueue', 'inprogress']);
+
+/** Map source for the pipeline's documents: `body` sees `doc`, the helpers, `STEPS` and `DOC_TYPE`. */
+function docMap(input: DesignInput, body: string): string {
+  return [
+    'function (doc) {',
+    `  var DOC_TYPE = ${JSON.stringify(input.doc_type)};`,
+    `  var STEPS = ${JSON.stringify(input.steps.map((s) => s.name))};`,
+    COMMON_ES5 + READY_ES5,
+    '  if (doc.type !== DOC_TYPE) return;',
+    body,
+    '}',
+  ].join('\n');
+}
+
+function views(input: DesignInput): Record<string, ViewSource> {
+  const map = (body: string): string => docMap(input, body);
+  const result: Record<string, ViewSource> = {
+    by_status: { map: map('  emit(doc.status, null);'), reduce: '_count' },
+    ready: {
+      map: map('  var step = readyStep(doc);\n  if (step !== null) emit([step, record(doc, step).retry_after || ""], null);'),
+      reduce: '_count',
+    },
+    in_flight: {
+      map: map(
+        [
+          '  var parsed = parseStatus(doc.status);',
+          "  if (!parsed || (parsed.kind !== 'queued' && parsed.kind !== 'in_progress')) return;",
+          '  var r = record(doc, parsed.step);',
+          '  emit([parsed.step, value(r.lease_until)], { agent: value(r.agent), site: value(r.site), attempts: value(r.attempts), started: value(r.started) });',
+        ].join('\n'),
+      ),
+      reduce: '_count',
+    },
+    failed: {
+      map: map(
+        [
+          '  var parsed = parseStatus(doc.status);',
+          "  if (!parsed || parsed.kind !== 'failed') return;",
+          '  var r = record(doc, parsed.step);',
+          '  emit(parsed.step, { reason: value(r.reason), exit_code: value(r.exit_code), stderr_tail: value(r.stderr_tail), run_name: value(doc.run_name), file_number: value(doc.file_number) });',
+        ].join('\n'),
+      ),
+      reduce: '_count',
+    },
+    done: {
+      map: map('  for (var i = 0; i < STEPS.length; i++) {\n    if (recordOk(doc, STEPS[i])) emit(STEPS[i], null);\n  }'),
+      reduce: '_count',
+    },
+    conflicts: { map: map('  if (doc._conflicts) emit(doc._id, doc._conflicts);'), reduce: '_count' },
+    by_run: { map: map('  emit([value(doc.run_name), value(doc.file_number)], doc.status);') },
+    agents: {
+      map: [
+        'function (doc) {',
+        `  if (doc.type === ${JSON.stringify(AGENT_DOC_TYPE)}) emit([doc.site === undefined ? null : doc.site, doc.agent === undefined ? null : doc.agent], doc.last_seen === undefined ? null : doc.last_seen);`,
+        '}',
+      ].join('\n'),
+    },
+    // The original scripts' views, under their names.
+    status: { map: map('  emit(doc.status, value(doc.run_name));') },
+    inqueue: {
+      map: map("  var parsed = parseStatus(doc.status);\n  if (parsed && parsed.kind === 'queued') emit([value(doc.run_name), value(doc.file_number)], doc.status);"),
+    },
+    inprogress: {
+      map: map("  var parsed = parseStatus(doc.status);\n  if (parsed && parsed.kind === 'in_progress') emit([value(doc.run_name), value(doc.file_number)], doc.status);"),
+    },
+  };
+  for (const step of input.steps) {
+    // `proc0`, `proc1`, …: the documents ready for that step (ignoring retry_after).
+    result[step.name] = { map: map(`  if (readyStep(doc) === ${JSON.stringify(step.name)}) emit([value(doc.run_name), value(doc.file_number)], null);`) };
+  }
+  return result;
+}
+
+function filters(input: DesignInput): Record<string, string> {
+  const filter = (status: string): string =>
+    `function (doc, req) {\n  return doc.type === ${JSON.stringify(input.doc_type)} && doc.status === ${JSON.stringify(status)};\n}`;
+  return { newproc0: filter('closed'), statusgood: filter('good') };
+}
+
+function validateDocUpdate(input: DesignInput, stepNames: readonly string[]): string {
+  return [
+    'function (newDoc, oldDoc, userCtx, secObj) {',
+    `  var DOC_TYPE = ${JSON.stringify(input.doc_type)};`,
+    `  var STEPS = ${JSON.stringify(stepNames)};`,
+    `  var CLOSURE = ${JSON.stringify(statusClosure(stepNames))};`,
+    COMMON_ES5 + INVARIANTS_ES5,
+    '  var problems = updateProblems(newDoc, oldDoc);',
+    "  if (problems.length > 0) throw({ forbidden: problems.join('; ') });",
+    '}',
+  ].join('\n');
+}
+
+/** Throws CONFIG_INVALID when the steps cannot be turned into a design document. */
+function checkInput(input: DesignInput): string[] {
+  const names = input.steps.map((s) => s.name);
+  const problems: string[] = [];
+  if (typeof input.doc_type !== 'string' || input.doc_type.length === 0) problems.push('doc_type is empty');
+  if (names.length === 0) problems.push('the pipeline has no steps');
+  for (const name of names) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name)) problems.push(`step name ${JSON.stringify(name)} must start with a letter or digit and contain only letters, digits, _ and -`);
+    if (FIXED_VIEWS.includes(name)) problems.push(`step name ${JSON.stringify(name)} clashes with the view of the same name`);
+  }
+  if (new Set(names).size !== names.length) problems.push('step names are not unique');
+  if (problems.length > 0) throw new MeshError('CONFIG_INVALID', `cannot generate the design document: ${problems.join('; ')}; rename the steps in the pipeline config`);
+  return names;
+}
+
+/** The `_design/mesh` document for a pipeline; the same input always gives the same document. */
+export function designDocument(config: DesignInput): DesignDocument {
+  const stepNames = checkInput(config);
+  const input: DesignInput = { doc_type: config.doc_type, steps: config.steps };
+  const generatedFrom = createHash('sha256')
+    .update(JSON.stringify({ generator: GENERATOR_VERSION, doc_type: config.doc_type, steps: stepNames }))
+    .digest('hex');
+  return {
+    _id: '_design/mesh',
+    language: 'javascript',
+    views: views(input),
+    filters: filters(input),
+    validate_doc_update: validateDocUpdate(input, stepNames),
+    mesh: { generated_from: `sha256:${generatedFrom}` },
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * ES5 source text that runs inside CouchDB's JavaScript engine (CouchDB 3 may still embed
+ * SpiderMonkey 1.8.5): no arrow functions, no let/const, no template literals, no
+ * `includes`/`startsWith`/`endsWith`/`Number.isInteger`. Each fragment is a list of function
+ * declarations meant to be pasted inside a generated function body, next to the constants
+ * `STEPS` (the step names, in order) and `CLOSURE` (see core/invariants.ts).
+ *
+ * INVARIANTS_ES5 is a line-by-line port of `statusProblems`, `editProblems` and
+ * `updateProblems` in core/invariants.ts; test/unit/design.test.ts checks that both give the
+ * same messages on every document the state machine produces and on many illegal edits.
+ */
+import { ISO_DATE } from '../core/invariants.js';
+
+/** Shared by the validate function and the views. */
+export const COMMON_ES5 = String.raw`
+  function isObject(value) {
+    return value !== null && typeof value === 'object' && !Array.isArray(value);
+  }
+  function recordOk(doc, step) {
+    var record = doc[step];
+    return isObject(record) && record.ok === true;
+  }
+  function parseStatus(status) {
+    if (typeof status !== 'string') return null;
+    if (status === 'closed' || status === 'good' || status === 'bad') return { kind: status, step: null };
+    var suffixes = [[' queued', 'queued'], [' in progress', 'in_progress'], [' failed', 'failed']];
+    for (var i = 0; i < suffixes.length; i++) {
+      var suffix = suffixes[i][0];
+      if (status.length >= suffix.length && status.slice(status.length - suffix.length) === suffix) {
+        var step = status.slice(0, status.length - suffix.length);
+        return STEPS.indexOf(step) >= 0 ? { kind: suffixes[i][1], step: step } : null;
+      }
+    }
+    return null;
+  }
+`;
+
+/** Port of core/invariants.ts. */
+export const INVARIANTS_ES5 = String.raw`
+  var ISO_DATE = ${ISO_DATE.toString()};
+  function show(value) {
+    return value === undefined ? 'missing' : String(JSON.stringify(value)).slice(0, 80);
+  }
+  function statusProblems(doc) {
+    if (!isObject(doc)) return ['not a JSON object'];
+    var parsed = parseStatus(doc.status);
+    if (!parsed) return ['status ' + show(doc.status) + ' is unknown'];
+    var problems = [];
+    var i, step, record;
+    for (i = 0; i < STEPS.length; i++) {
+      step = STEPS[i];
+      record = doc[step];
+      if (record === undefined) continue;
+      if (!isObject(record)) problems.push(step + ' is ' + show(record) + ', expected a record object');
+      else if (record.ok !== undefined && typeof record.ok !== 'boolean') problems.push(step + '.ok is ' + show(record.ok) + ', expected a boolean');
+    }
+    var status = doc.status;
+    var first = STEPS[0];
+    if (parsed.kind === 'closed') {
+      if (recordOk(doc, first)) problems.push('status closed but ' + first + ' is ok');
+    } else if (parsed.kind === 'good') {
+      if (!recordOk(doc, first)) problems.push('status good but ' + first + ' is not ok');
+      var gap = null;
+      for (i = 0; i < STEPS.length; i++) {
+        var ok = recordOk(doc, STEPS[i]);
+        if (!ok && gap === null) gap = STEPS[i];
+        else if (ok && gap !== null) problems.push(STEPS[i] + ' is ok but ' + gap + ' before it is not');
+      }
+    } else if (parsed.kind !== 'bad') {
+      step = parsed.step;
+      for (i = 0; i < STEPS.indexOf(step); i++) {
+        if (!recordOk(doc, STEPS[i])) problems.push('status ' + status + ' but ' + STEPS[i] + ' is not ok');
+      }
+      record = doc[step];
+      if (!isObject(record)) {
+        problems.push('status ' + status + ' but ' + step + ' is missing');
+      } else if (parsed.kind === 'failed') {
+        if (record.ok !== false) problems.push('status ' + status + ' but ' + step + '.ok is not false');
+      } else {
+        if (typeof record.agent !== 'string' || record.agent.length === 0) problems.push('status ' + status + ' but ' + step + '.agent is ' + show(record.agent));
+        if (typeof record.lease_until !== 'string' || !ISO_DATE.test(record.lease_until)) problems.push('status ' + status + ' but ' + step + '.lease_until is ' + show(record.lease_until));
+        var attempts = record.attempts;
+        if (typeof attempts !== 'number' || attempts % 1 !== 0 || attempts < 1) problems.push('status ' + status + ' but ' + step + '.attempts is ' + show(attempts));
+        if (record.ok === true) problems.push('status ' + status + ' but ' + step + ' is already ok');
+      }
+    }
+    return problems;
+  }
+  function editProblems(oldDoc, newDoc) {
+    if (!isObject(oldDoc) || !isObject(newDoc)) return ['not a JSON object'];
+    var problems = [];
+    if (oldDoc.type !== newDoc.type) problems.push('type cannot change from ' + show(oldDoc.type) + ' to ' + show(newDoc.type));
+    var from = oldDoc.status;
+    var to = newDoc.status;
+    var has = Object.prototype.hasOwnProperty;
+    if (typeof from === 'string' && typeof to === 'string' && has.call(CLOSURE, from) && has.call(CLOSURE, to) && CLOSURE[from].indexOf(to) < 0) {
+      problems.push('status cannot go from ' + show(from) + ' to ' + show(to));
+    }
+    for (var i = 0; i < STEPS.length; i++) {
+      if (recordOk(oldDoc, STEPS[i]) && !recordOk(newDoc, STEPS[i])) problems.push(STEPS[i] + ' was ok and must stay ok');
+    }
+    return problems;
+  }
+  function updateProblems(newDoc, oldDoc) {
+    if (!isObject(newDoc)) return ['not a JSON object'];
+    if (newDoc._deleted === true) return [];
+    var previous = isObject(oldDoc) && oldDoc._deleted !== true ? oldDoc : null;
+    var mine = newDoc.type === DOC_TYPE;
+    if (!mine && !(previous !== null && previous.type === DOC_TYPE)) return [];
+    var problems = mine ? statusProblems(newDoc) : [];
+    return previous === null ? problems : problems.concat(editProblems(previous, newDoc));
+  }
+`;
+
+/** Readiness for the views: `readyFor` of core/state.ts without the clock. */
+export const READY_ES5 = String.raw`
+  function value(x) {
+    return x === undefined ? null : x;
+  }
+  function readyStep(doc) {
+    for (var i = 0; i < STEPS.length; i++) {
+      if (!recordOk(doc, STEPS[i])) return doc.status === (i === 0 ? 'closed' : 'good') ? STEPS[i] : null;
+    }
+    return null;
+  }
+  function record(doc, step) {
+    return isObject(doc[step]) ? doc[step] : {};
+  }
+`;

@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DaqDocument, StepRecord } from '../../core/document.js';
+import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
+import { makeMesh, seedDocuments, startAgent, stopAllMeshProcesses, stopProcess, waitFor } from '../support/mesh.js';
+
+async function byStatus(db: import('../../core/couch.js').Database): Promise<Record<string, number>> {
+  const { rows } = await db.view<number>('mesh', 'by_status', { group: true });
+  return Object.fromEntries(rows.map((r) => [String(r.key), r.value]));
+}
+
+/** Every line of every step's stdout log: one line per execution of a step. */
+async function executions(logDir: string): Promise<string[]> {
+  const lines: string[] = [];
+  for (const entry of await readdir(logDir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile() && entry.name.endsWith('.out')) {
+      lines.push(...(await readFile(join(entry.parentPath, entry.name), 'utf8')).split('\n').filter(Boolean));
+    }
+  }
+  return lines;
+}
+
+describe('agent against a real embedded server', function () {
+  this.timeout(600_000);
+  let server: ServerProcess;
+
+  before(async () => {
+    server = await startServerProcess();
+  });
+  afterEach(async () => {
+    assert.equal(await stopAllMeshProcesses(), 0, 'a test left mesh processes running');
+  });
+  after(async () => {
+    await stopAllServerProcesses();
+  });
+
+  it('4 agents racing on 2,000 documents and 3 steps run every (doc, step) exactly once', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1', 'proc2'] });
+    // echo is the cheapest real program: each execution leaves "<doc> <step>" in its stdout log.
+    const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
+    for (const step of raw.steps) step.run = ['echo', '{doc_id}', '{step}'];
+    await (await import('node:fs/promises')).writeFile(mesh.configFile, JSON.stringify(raw));
+    const ids = await seedDocuments(mesh, 2000);
+    const agents = [1, 2, 3, 4].map((i) => startAgent(mesh, `racer-${i}`, ['--concurrency', '4']));
+    await waitFor('every document good', async () => (await byStatus(mesh.db)).good === 2000 && (await mesh.db.view<number>('mesh', 'done', { group: true })).rows.every((r) => r.value === 2000), 480_000, 500);
+    await Promise.all(agents.map((a) => stopProcess(a)));
+
+    const lines = await executions(join(mesh.dir, 'logs'));
+    const counts = new Map<string, number>();
+    for (const line of lines) counts.set(line, (counts.get(line) ?? 0) + 1);
+    assert.equal(lines.length, 6000, `expected 6000 executions, got ${lines.length}`);
+    for (const id of ids) for (const step of ['proc0', 'proc1', 'proc2']) assert.equal(counts.get(`${id} ${step}`), 1, `${id} ${step}`);
+    const { rows } = await mesh.db.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0' });
+    for (const row of rows) {
+      const doc = row.doc as DaqDocument;
+      assert.equal(doc.status, 'good');
+      for (const step of ['proc0', 'proc1', 'proc2']) assert.equal((doc[step] as StepRecord).ok, true, `${doc._id} ${step}`);
+    }
+  });
+
+  it('a step whose agent was killed with -9 is reclaimed after its lease and finishes with attempts 2', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0'], lease_s: 2, stepArgs: () => ['--sleep', '2500'] });
+    const [id] = await seedDocuments(mesh, 1);
+    const first = startAgent(mesh, 'victim');
+    await waitFor('the claim', async () => (await mesh.db.get<DaqDocument>(id))?.status === 'proc0 in progress');
+    await stopProcess(first, 'SIGKILL');
+    const second = startAgent(mesh, 'rescuer');
+    const done = await waitFor('the reclaimed step to finish', async () => {
+      const doc = await mesh.db.get<DaqDocument>(id);
+      return doc?.status === 'good' ? doc : undefined;
+    });
+    await stopProcess(second);
+    const record = done.proc0 as StepRecord;
+    assert.equal(record.attempts, 2);
+    assert.equal(record.agent, 'rescuer');
+    assert.ok(done.history.some((h) => h.note === 'lease expired, reclaimed'));
+  });
+
+  it('agents resume after the server restarts mid-run and lose nothing', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'], stepArgs: () => ['--sleep', '30'] });
+    const ids = await seedDocuments(mesh, 150);
+    const agents = [startAgent(mesh, 'steady-1', ['--concurrency', '2']), startAgent(mesh, 'steady-2', ['--concurrency', '2'])];
+    await waitFor('some progress', async () => ((await byStatus(mesh.db)).good ?? 0) >= 20);
+    await server.kill();
+    await new Promise((r) => setTimeout(r, 1500));
+    await server.restart();
+    await waitFor('every document good', async () => (await byStatus(mesh.db)).good === 150 && (await mesh.db.view<number>('mesh', 'done', { group: true })).rows.every((r) => r.value === 150), 300_000, 500);
+    await Promise.all(agents.map((a) => stopProcess(a)));
+    const lines = (await readFile(mesh.runLog, 'utf8')).split('\n').filter(Boolean);
+    const unique = new Set(lines);
+    assert.equal(unique.size, 300);
+    for (const id of ids) assert.ok(unique.has(`${id} proc0`) && unique.has(`${id} proc1`));
+    assert.equal(lines.length, 300, 'no step ran twice');
+  });
+
+  it('a failing command is retried with backoff, then failed; mesh retry runs it again', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'], max_attempts: 2, stepArgs: (step) => (step === 'proc1' ? ['--fail-until', '2', '--counter', 'COUNTER'] : []) });
+    const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
+    raw.steps[1].run = raw.steps[1].run.map((a: string) => (a === 'COUNTER' ? join(mesh.dir, 'counter') : a));
+    await (await import('node:fs/promises')).writeFile(mesh.configFile, JSON.stringify(raw));
+    const [id] = await seedDocuments(mesh, 1);
+    const agent = startAgent(mesh, 'retrier');
+    const failed = await waitFor('proc1 failed', async () => {
+      const doc = await mesh.db.get<DaqDocument>(id);
+      return doc?.status === 'proc1 failed' ? doc : undefined;
+    });
+    const record = failed.proc1 as StepRecord;
+    assert.equal(record.attempts, 2);
+    assert.equal(record.exit_code, 3);
+    assert.match(String(record.stderr_tail), /failing on purpose \(2\/2\)/);
+    const retryEntry = failed.history.find((h) => h.note?.startsWith('attempt 1 failed, retry after'));
+    assert.ok(retryEntry, 'the first failure scheduled a retry');
+    const { runMesh } = await import('../support/mesh.js');
+    const retried = await runMesh(['--config', mesh.configFile, 'retry', id]);
+    assert.equal(retried.code, 0, retried.stderr);
+    const done = await waitFor('proc1 good after retry', async () => {
+      const doc = await mesh.db.get<DaqDocument>(id);
+      return doc?.status === 'good' && (doc.proc1 as StepRecord).ok ? doc : undefined;
+    });
+    await stopProcess(agent);
+    assert.ok(done.history.some((h) => h.from === 'proc1 failed' && h.note === 'retry requested'));
+    assert.ok(done.history.length >= 6, 'history kept across the retry');
+  });
+
+  it('hostile file names are passed literally or refused with a reason, never executed', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0'] });
+    const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
+    raw.steps[0].run = [process.execPath, raw.steps[0].run[1], '--log', mesh.runLog, '--doc', '{file}', '--step', '{step}'];
+    await (await import('node:fs/promises')).writeFile(mesh.configFile, JSON.stringify(raw));
+    const dir = join(mesh.dir, 'daq');
+    const literal = [`${dir}/a b`, `${dir}/it's "quoted"`, `${dir}/x;touch ${mesh.dir}/pwned1`, `${dir}/$(touch ${mesh.dir}/pwned2)`, `${dir}/-rf`, `${dir}/\`id\``];
+    const refused = [`${dir}/new\nline`, '-rf', `${dir}/../../etc/passwd`];
+    const base = { type: 'daqdocument', run_name: 'lg23b002', size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: [] };
+    await mesh.db.bulk([...literal, ...refused].map((file, i) => ({ ...base, _id: `hostile_${i}`, file_number: i, file })));
+    const agent = startAgent(mesh, 'careful');
+    await waitFor('every hostile document handled', async () => {
+      const s = await byStatus(mesh.db);
+      return s.good === literal.length && s.bad === refused.length;
+    });
+    await stopProcess(agent);
+    const logged = (await readFile(mesh.runLog, 'utf8')).split('\n').filter(Boolean).map((l) => l.replace(/ proc0$/, ''));
+    assert.deepEqual(logged.sort(), [...literal].sort());
+    assert.ok(!existsSync(join(mesh.dir, 'pwned1')) && !existsSync(join(mesh.dir, 'pwned2')), 'nothing was executed');
+    for (let i = literal.length; i < literal.length + refused.length; i++) {
+      const doc = await mesh.db.get<DaqDocument>(`hostile_${i}`);
+      assert.equal(doc?.status, 'bad');
+      assert.match(String(doc?.history.at(-1)?.note), /refused: .*file/);
+    }
+  });
+});

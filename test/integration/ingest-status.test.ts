@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { mkdir, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DaqDocument } from '../../core/document.js';
+import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
+import { makeMesh, runMesh, startAgent, stopAllMeshProcesses, stopProcess, waitFor } from '../support/mesh.js';
+
+describe('ingest, status and demo', function () {
+  this.timeout(180_000);
+  let server: ServerProcess;
+  before(async () => {
+    server = await startServerProcess();
+  });
+  afterEach(async () => {
+    assert.equal(await stopAllMeshProcesses(), 0, 'a test left mesh processes running');
+  });
+  after(async () => {
+    await stopAllServerProcesses();
+  });
+
+  it('ingest catalogues closed files once, leaves open ones, reports names it does not understand', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0'] });
+    const daq = join(mesh.dir, 'daq', 'lg23b002');
+    await mkdir(daq, { recursive: true });
+    const old = new Date(Date.now() - 3600_000);
+    for (const n of ['000', '001']) {
+      await writeFile(join(daq, `lg23b002_${n}`), `data ${n}`);
+      await utimes(join(daq, `lg23b002_${n}`), old, old);
+    }
+    await writeFile(join(daq, 'lg23b002_002'), 'still being written');
+    await writeFile(join(daq, 'lg23b002_003'), 'closed by marker');
+    await writeFile(join(daq, 'lg23b002_003.closed'), '');
+    await writeFile(join(daq, 'notes.txt'), 'not a DAQ file');
+    const first = await runMesh(['--config', mesh.configFile, 'ingest', join(mesh.dir, 'daq'), '--site', 'alpha', '--json']);
+    assert.equal(first.code, 0, first.stderr);
+    const report = JSON.parse(first.stdout.trim().split('\n').at(-1) as string);
+    assert.equal(report.created, 3);
+    assert.equal(report.open, 1);
+    assert.equal(report.rejected.length, 1);
+    assert.match(report.rejected[0].file, /notes\.txt$/);
+    assert.match(first.stderr, /notes\.txt/);
+    const doc = (await mesh.db.get<DaqDocument>('run_lg23b002_003')) as DaqDocument;
+    assert.equal(doc.status, 'closed');
+    assert.equal(doc.run_name, 'lg23b002');
+    assert.equal(doc.file_number, 3);
+    assert.equal(doc.size_in_bytes, 'closed by marker'.length);
+    assert.equal(doc.checksum?.sha256, (await import('node:crypto')).createHash('sha256').update('closed by marker').digest('hex'));
+    const again = await runMesh(['--config', mesh.configFile, 'ingest', join(mesh.dir, 'daq'), '--site', 'alpha', '--json']);
+    const second = JSON.parse(again.stdout.trim().split('\n').at(-1) as string);
+    assert.equal(second.created, 0);
+    assert.equal(second.already, 3);
+    assert.equal((await mesh.db.get<DaqDocument>('run_lg23b002_003'))?._rev, doc._rev, 'a re-run writes nothing');
+  });
+
+  it('mesh status --json has the documented keys and the right numbers', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'], stepArgs: (s) => (s === 'proc1' ? ['--fail-until', '99', '--counter', '/dev/null'] : []), max_attempts: 1 });
+    const daq = join(mesh.dir, 'daq');
+    await mkdir(daq, { recursive: true });
+    for (const n of ['000', '001', '002']) {
+      await writeFile(join(daq, `lg23b002_${n}`), n);
+      await writeFile(join(daq, `lg23b002_${n}.closed`), '');
+    }
+    assert.equal((await runMesh(['--config', mesh.configFile, 'ingest', daq, '--site', 'alpha'])).code, 0);
+    const agent = startAgent(mesh, 'counted');
+    await waitFor('all proc1 failed', async () => {
+      const r = await runMesh(['--config', mesh.configFile, 'status', '--json']);
+      const s = JSON.parse(r.stdout);
+      return s.databases[0].steps.proc1.failed === 3 ? s : undefined;
+    });
+    await stopProcess(agent);
+    const r = await runMesh(['--config', mesh.configFile, 'status', '--json']);
+    const status = JSON.parse(r.stdout);
+    const db = status.databases[0];
+    assert.deepEqual(Object.keys(db).filter((k) => ['site', 'url', 'reachable', 'doc_count', 'by_status', 'steps', 'conflicts'].includes(k)).sort(), ['by_status', 'conflicts', 'doc_count', 'reachable', 'site', 'steps', 'url']);
+    assert.equal(db.site, 'alpha');
+    assert.equal(db.url, server.url);
+    assert.equal(db.reachable, true);
+    assert.equal(db.doc_count, 3);
+    assert.deepEqual(db.by_status, { 'proc1 failed': 3 });
+    assert.deepEqual(db.steps.proc0, { done: 3, ready: 0, queued: 0, in_progress: 0, failed: 0 });
+    assert.deepEqual(db.steps.proc1, { done: 0, ready: 0, queued: 0, in_progress: 0, failed: 3 });
+    assert.equal(db.failed.length, 3);
+    assert.match(db.failed[0].reason, /exited with 3/);
+    assert.equal(db.failed[0].exit_code, 3);
+    assert.ok(status.agents.some((a: { agent: string; state: string }) => a.agent === 'counted' && a.state === 'stopped'));
+    const text = await runMesh(['--config', mesh.configFile, 'status']);
+    assert.match(text.stdout, /proc1\s+0\s+0\s+0\s+0\s+3/);
+  });
+
+  it('an unreachable server is reported, not fatal', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0'] });
+    const raw = JSON.parse(await (await import('node:fs/promises')).readFile(mesh.configFile, 'utf8'));
+    raw.sites.alpha.server = 'http://127.0.0.1:9';
+    await writeFile(mesh.configFile, JSON.stringify(raw));
+    const r = await runMesh(['--config', mesh.configFile, 'status', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const status = JSON.parse(r.stdout);
+    assert.equal(status.databases[0].reachable, false);
+  });
+
+  it('mesh demo runs proc0..proc2 on sample files and prints the final status', async () => {
+    const r = await runMesh(['demo', '--files', '12', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const status = JSON.parse(r.stdout.trim().split('\n').at(-1) as string);
+    assert.equal(status.databases[0].by_status.good, 12);
+    for (const step of ['proc0', 'proc1', 'proc2']) assert.equal(status.databases[0].steps[step].done, 12);
+  });
+});

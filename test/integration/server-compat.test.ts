@@ -1,0 +1,484 @@
+/**
+ * The embedded server (`mesh server`) against the CouchDB 3 API this project uses, over HTTP,
+ * driven through nano. One database per test; condition polling with a bound, no fixed sleeps.
+ */
+import assert from 'node:assert/strict';
+import nano, { type DocumentScope, type ServerScope } from 'nano';
+import { runMesh, startServerProcess, stopAllServerProcesses, type ServerProcess } from '../support/server-process.js';
+
+const USER = 'meshadmin';
+const PASSWORD = 'pw-Zq8!never-logged';
+const ENV = { MESH_COMPAT_USER: USER, MESH_COMPAT_PASSWORD: PASSWORD, MESH_PEER_USER: USER, MESH_PEER_PASSWORD: PASSWORD };
+const BASIC = 'Basic ' + Buffer.from(`${USER}:${PASSWORD}`).toString('base64');
+
+type Doc = Record<string, unknown> & { _id: string; _rev?: string };
+
+let counter = 0;
+function dbName(label: string): string {
+  counter += 1;
+  return `compat-${label}-${process.pid}-${counter}`;
+}
+
+function withCredentials(url: string): string {
+  const u = new URL(url);
+  u.username = USER;
+  u.password = PASSWORD;
+  return u.toString().replace(/\/$/, '');
+}
+
+/** Polls `check` until it returns a value (not undefined) or `ms` pass. */
+async function waitFor<T>(what: string, check: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+async function statusOf(promise: Promise<unknown>): Promise<number> {
+  try {
+    await promise;
+    return 200;
+  } catch (error) {
+    return (error as { statusCode: number }).statusCode;
+  }
+}
+
+function raw(url: string, path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (!headers.has('authorization')) headers.set('authorization', BASIC);
+  return fetch(url + path, { ...init, headers });
+}
+
+describe('mesh server: CouchDB compatibility over HTTP', function () {
+  this.timeout(60_000);
+  let server: ServerProcess;
+  let couch: ServerScope;
+
+  before(async () => {
+    server = await startServerProcess({ site: 'compat', env: ENV });
+    couch = nano(withCredentials(server.url));
+  });
+
+  after(async () => {
+    await server?.stop();
+    await stopAllServerProcesses();
+  });
+
+  async function freshDb(label: string): Promise<DocumentScope<Doc>> {
+    const name = dbName(label);
+    await couch.db.create(name);
+    return couch.use<Doc>(name);
+  }
+
+  describe('databases and documents', () => {
+    it('creates, describes and deletes a database', async () => {
+      const name = dbName('db');
+      assert.equal((await couch.db.create(name)).ok, true);
+      assert.equal(await statusOf(couch.db.create(name)), 412);
+      const info = await couch.db.get(name);
+      assert.equal(info.db_name, name);
+      assert.equal(info.doc_count, 0);
+      assert.ok((await couch.db.list()).includes(name));
+      await couch.db.destroy(name);
+      assert.equal(await statusOf(couch.db.get(name)), 404);
+    });
+
+    it('gets, updates and deletes a document with _rev, 409 on a stale one', async () => {
+      const db = await freshDb('doc');
+      const first = await db.insert({ _id: 'a', n: 1 });
+      const second = await db.insert({ _id: 'a', _rev: first.rev, n: 2 });
+      assert.equal(await statusOf(db.insert({ _id: 'a', _rev: first.rev, n: 3 })), 409);
+      assert.equal(await statusOf(db.insert({ _id: 'a', n: 3 })), 409);
+      assert.equal((await db.get('a')).n, 2);
+      assert.equal(await statusOf(db.destroy('a', first.rev)), 409);
+      await db.destroy('a', second.rev);
+      assert.equal(await statusOf(db.get('a')), 404);
+    });
+
+    it('writes with _bulk_docs and reads _all_docs with keys and include_docs', async () => {
+      const db = await freshDb('bulk');
+      const written = await db.bulk({ docs: [{ _id: 'x', v: 1 }, { _id: 'y', v: 2 }, { _id: 'z', v: 3 }] });
+      assert.deepEqual(written.map((r) => r.error ?? 'ok'), ['ok', 'ok', 'ok']);
+      const conflict = await db.bulk({ docs: [{ _id: 'x', v: 9 }] });
+      assert.equal(conflict[0].error, 'conflict');
+      const some = await db.fetch({ keys: ['z', 'x', 'missing'] });
+      assert.deepEqual(some.rows.map((r) => ('doc' in r && r.doc ? r.doc.v : 'error' in r ? r.error : undefined)), [3, 1, 'not_found']);
+      const all = await db.list({ include_docs: true });
+      assert.equal(all.total_rows, 3);
+      assert.deepEqual(all.rows.map((r) => r.doc?.v), [1, 2, 3]);
+    });
+
+    it('keeps _local documents out of _all_docs and _changes', async () => {
+      const db = await freshDb('local');
+      const put = await db.insert({ _id: '_local/checkpoint', seq: 7 });
+      const got = await db.get('_local/checkpoint');
+      assert.equal(got.seq, 7);
+      await db.insert({ _id: '_local/checkpoint', _rev: put.rev, seq: 8 });
+      assert.equal((await db.get('_local/checkpoint')).seq, 8);
+      assert.equal((await db.list()).rows.length, 0);
+      assert.equal((await db.changes()).results.length, 0);
+    });
+  });
+
+  describe('design documents', () => {
+    it('answers map views with _count/_sum, group, group_level, ranges, reduce=false and include_docs', async () => {
+      const db = await freshDb('views');
+      await db.insert({
+        _id: '_design/stats',
+        views: {
+          by_site: { map: 'function (doc) { if (doc.site) emit([doc.site, doc.step], doc.size); }', reduce: '_sum' },
+          count: { map: 'function (doc) { if (doc.site) emit(doc.site, null); }', reduce: '_count' },
+        },
+      } as Doc);
+      await db.bulk({
+        docs: [
+          { _id: 'j1', site: 'modane', step: 'reco', size: 10 },
+          { _id: 'j2', site: 'modane', step: 'sim', size: 5 },
+          { _id: 'j3', site: 'lyon', step: 'reco', size: 7 },
+          { _id: 'j4', site: 'modane', step: 'reco', size: 1 },
+        ],
+      });
+      assert.deepEqual((await db.view('stats', 'count')).rows, [{ key: null, value: 4 }]);
+      assert.deepEqual((await db.view('stats', 'count', { group: true })).rows, [{ key: 'lyon', value: 1 }, { key: 'modane', value: 3 }]);
+      assert.deepEqual((await db.view('stats', 'by_site', { group_level: 1 })).rows, [{ key: ['lyon'], value: 7 }, { key: ['modane'], value: 16 }]);
+      assert.deepEqual((await db.view('stats', 'by_site', { group: true, startkey: ['modane'], endkey: ['modane', {}] })).rows, [
+        { key: ['modane', 'reco'], value: 11 },
+        { key: ['modane', 'sim'], value: 5 },
+      ]);
+      const plain = await db.view('stats', 'by_site', { reduce: false, include_docs: true, startkey: ['modane', 'reco'], endkey: ['modane', 'reco'] });
+      assert.deepEqual(plain.rows.map((r) => [r.id, r.value, r.doc?.size]), [['j1', 10, 10], ['j4', 1, 1]]);
+      const byKeys = await db.view('stats', 'count', { keys: ['lyon'], reduce: false });
+      assert.deepEqual(byKeys.rows.map((r) => r.id), ['j3']);
+    });
+
+    it('answers 403 with the reason validate_doc_update threw', async () => {
+      const db = await freshDb('vdu');
+      await db.insert({
+        _id: '_design/rules',
+        validate_doc_update: "function (newDoc) { if (!newDoc._deleted && newDoc.state === 'bogus') throw({ forbidden: 'state bogus is not allowed' }); }",
+      } as Doc);
+      await db.insert({ _id: 'ok', state: 'queued' });
+      await assert.rejects(db.insert({ _id: 'bad', state: 'bogus' }), (error: { statusCode: number; error: string; reason: string }) => {
+        assert.equal(error.statusCode, 403);
+        assert.equal(error.error, 'forbidden');
+        assert.equal(error.reason, 'state bogus is not allowed');
+        return true;
+      });
+      const bulk = await db.bulk({ docs: [{ _id: 'bad2', state: 'bogus' }] });
+      assert.equal(bulk[0].error, 'forbidden');
+      assert.equal(await statusOf(db.get('bad')), 404);
+    });
+  });
+
+  describe('conflicts', () => {
+    it('shows ?conflicts=true and open_revs for a document with two branches', async () => {
+      const db = await freshDb('conflicts');
+      await db.bulk({ docs: [{ _id: 'c', _rev: '1-aaaa', v: 'a' }, { _id: 'c', _rev: '1-bbbb', v: 'b' }], new_edits: false } as never);
+      const doc = await db.get('c', { conflicts: true });
+      assert.equal(doc._rev, '1-bbbb');
+      assert.deepEqual(doc._conflicts, ['1-aaaa']);
+      const leaves = (await db.get('c', { open_revs: 'all' } as never)) as unknown as { ok: Doc }[];
+      assert.deepEqual(leaves.map((l) => l.ok._rev).sort(), ['1-aaaa', '1-bbbb']);
+      const one = (await db.get('c', { open_revs: JSON.stringify(['1-aaaa']) } as never)) as unknown as { ok: Doc }[];
+      assert.equal(one[0].ok.v, 'a');
+    });
+  });
+
+  describe('_changes', () => {
+    it('longpoll with filter=_selector (POST body), since and include_docs, as nano changesReader sends it', async () => {
+      const db = await freshDb('longpoll');
+      await db.bulk({ docs: [{ _id: 'before', kind: 'job' }, { _id: 'noise', kind: 'log' }] });
+      const checkpoint = (await db.changes()).last_seq;
+      await db.bulk({ docs: [{ _id: 'after', kind: 'job' }, { _id: 'noise2', kind: 'log' }] });
+      const res = await couch.request({
+        method: 'post',
+        db: db.config.db,
+        path: '_changes',
+        qs: { feed: 'longpoll', timeout: 5000, since: checkpoint, include_docs: true, filter: '_selector', limit: 100 },
+        body: { selector: { kind: 'job' } },
+      });
+      assert.deepEqual(res.results.map((r: { id: string }) => r.id), ['after']);
+      assert.equal(res.results[0].doc.kind, 'job');
+      assert.ok(res.last_seq);
+    });
+
+    it('longpoll waits for the next matching change and answers an empty result on timeout', async () => {
+      const db = await freshDb('longwait');
+      const since = (await db.changes()).last_seq;
+      const qs = { feed: 'longpoll', since, include_docs: true, filter: '_selector' };
+      const started = Date.now();
+      const empty = await couch.request({ method: 'post', db: db.config.db, path: '_changes', qs: { ...qs, timeout: 300 }, body: { selector: { kind: 'job' } } });
+      assert.deepEqual(empty.results, []);
+      assert.ok(Date.now() - started >= 250, 'answered before the timeout');
+      const waiting = couch.request({ method: 'post', db: db.config.db, path: '_changes', qs: { ...qs, timeout: 10_000 }, body: { selector: { kind: 'job' } } });
+      await db.insert({ _id: 'log', kind: 'log' });
+      await db.insert({ _id: 'job', kind: 'job' });
+      const got = await waiting;
+      assert.deepEqual(got.results.map((r: { id: string }) => r.id), ['job']);
+      assert.equal(got.results[0].doc.kind, 'job');
+    });
+
+    it('nano changesReader delivers only selected changes', async () => {
+      const db = await freshDb('reader');
+      const seen: string[] = [];
+      const reader = db.changesReader.start({ since: 'now', selector: { kind: 'job' }, includeDocs: true, timeout: 1000 } as never);
+      reader.on('change', (c: { id: string }) => seen.push(c.id));
+      try {
+        await db.bulk({ docs: [{ _id: 'n1', kind: 'log' }, { _id: 'j1', kind: 'job' }] });
+        await db.insert({ _id: 'j2', kind: 'job' });
+        await waitFor('two job changes', async () => (seen.length >= 2 ? true : undefined));
+        assert.deepEqual(seen, ['j1', 'j2']);
+      } finally {
+        db.changesReader.stop();
+      }
+    });
+
+    it('feed=continuous with a selector streams matching changes', async () => {
+      const db = await freshDb('continuous');
+      await db.insert({ _id: 'old', kind: 'job' });
+      const abort = new AbortController();
+      const res = await raw(server.url, `/${db.config.db}/_changes?feed=continuous&filter=_selector&include_docs=true&heartbeat=1000`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ selector: { kind: 'job' } }),
+        signal: abort.signal,
+      });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      const ids: string[] = [];
+      let buffer = '';
+      const readUntil = async (count: number) => {
+        while (ids.length < count) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error('feed ended');
+          buffer += decoder.decode(value, { stream: true });
+          let nl: number;
+          while ((nl = buffer.indexOf('\n')) >= 0) {
+            const line = buffer.slice(0, nl).trim();
+            buffer = buffer.slice(nl + 1);
+            if (line) ids.push((JSON.parse(line) as { id: string }).id);
+          }
+        }
+      };
+      try {
+        await readUntil(1);
+        await db.insert({ _id: 'noise', kind: 'log' });
+        await db.insert({ _id: 'new', kind: 'job' });
+        await readUntil(2);
+        assert.deepEqual(ids, ['old', 'new']);
+      } finally {
+        abort.abort();
+      }
+    });
+
+    it('answers 400 for _selector without a selector', async () => {
+      const db = await freshDb('noselector');
+      const res = await raw(server.url, `/${db.config.db}/_changes?filter=_selector`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      assert.equal(res.status, 400);
+      assert.equal(((await res.json()) as { error: string }).error, 'bad_request');
+    });
+  });
+
+  describe('authentication', () => {
+    it('answers /_up and / without credentials', async () => {
+      const up = await fetch(`${server.url}/_up`);
+      assert.deepEqual(await up.json(), { status: 'ok' });
+      assert.equal((await fetch(`${server.url}/`)).status, 200);
+    });
+
+    it('answers 401 at once without credentials or with wrong ones, and never logs the password', async () => {
+      const name = dbName('auth');
+      await couch.db.create(name);
+      const anonymous = nano(server.url);
+      const wrong = nano(server.url.replace('http://', `http://${USER}:not-the-password@`));
+      const wrongUser = nano(server.url.replace('http://', `http://someone:${encodeURIComponent(PASSWORD)}@`));
+      for (const client of [anonymous, wrong, wrongUser]) {
+        await assert.rejects(client.db.get(name), (e: { statusCode: number; error: string }) => e.statusCode === 401 && e.error === 'unauthorized');
+        await assert.rejects(client.use(name).insert({ _id: 'x' }), (e: { statusCode: number }) => e.statusCode === 401);
+      }
+      const res = await fetch(`${server.url}/_all_dbs`, { headers: { authorization: 'Basic !!!' } });
+      assert.equal(res.status, 401);
+      const post = await fetch(`${server.url}/${name}/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ docs: [{}] }) });
+      assert.equal(post.status, 401);
+      assert.equal((await couch.db.get(name)).doc_count, 0);
+      assert.ok(!server.output().includes(PASSWORD), 'the password appears in the server output');
+      assert.ok(!server.output().includes(BASIC.slice(6)), 'the Authorization header appears in the server output');
+    });
+
+    it('refuses a non-loopback --host without credentials', async () => {
+      for (const host of ['0.0.0.0', '192.0.2.1']) {
+        const result = await runMesh(['server', '--site', 'open', '--port', '0', '--host', host, '--data', server.dataDir + '-unused']);
+        assert.notEqual(result.status, 0);
+        assert.equal(result.stdout, '');
+        assert.match(result.stderr, /Refusing to serve site open on .* without credentials/);
+      }
+    });
+  });
+
+  describe('replication through _replicator', () => {
+    let peer: ServerProcess;
+    let peerCouch: ServerScope;
+
+    before(async () => {
+      peer = await startServerProcess({ site: 'peer', env: ENV });
+      peerCouch = nano(withCredentials(peer.url));
+    });
+
+    after(async () => {
+      await peer?.stop();
+    });
+
+    it('replicates with credentials in the URL and in headers, and agrees on a conflict winner', async () => {
+      const name = dbName('repl');
+      await couch.db.create(name);
+      await peerCouch.db.create(name);
+      const local = couch.use<Doc>(name);
+      const remote = peerCouch.use<Doc>(name);
+      const replicator = couch.use<Doc>('_replicator');
+      await replicator.insert({ _id: `${name}-push`, source: `${withCredentials(server.url)}/${name}`, target: `${withCredentials(peer.url)}/${name}`, continuous: true });
+      await replicator.insert({
+        _id: `${name}-pull`,
+        source: { url: `${peer.url}/${name}`, headers: { Authorization: BASIC } },
+        target: { url: `${server.url}/${name}`, headers: { Authorization: BASIC } },
+        continuous: true,
+      });
+      try {
+        const created = await local.insert({ _id: 'shared', v: 0 });
+        await waitFor('the document on the peer', () => remote.get('shared'));
+        // Both sides edit the same revision while replication runs: a conflict on both.
+        const [a, b] = await Promise.all([local.insert({ _id: 'shared', _rev: created.rev, v: 'local' }), remote.insert({ _id: 'shared', _rev: created.rev, v: 'remote' })]);
+        const winners = await waitFor('the conflict on both sides', async () => {
+          const [l, r] = await Promise.all([local.get('shared', { conflicts: true }), remote.get('shared', { conflicts: true })]);
+          return l._conflicts?.length && r._conflicts?.length ? [l, r] : undefined;
+        });
+        assert.equal(winners[0]._rev, winners[1]._rev);
+        assert.deepEqual(winners[0]._conflicts, winners[1]._conflicts);
+        assert.deepEqual([winners[0]._rev, ...(winners[0]._conflicts as string[])].sort(), [a.rev, b.rev].sort());
+      } finally {
+        for (const id of [`${name}-push`, `${name}-pull`]) {
+          const doc = await replicator.get(id);
+          await replicator.destroy(id, doc._rev!);
+        }
+      }
+      const up = await fetch(`${server.url}/_up`);
+      assert.equal(up.status, 200);
+    });
+  });
+
+  describe('requests that crashed stock express-pouchdb stay answered', () => {
+    const pid = () => server.pid;
+
+    async function assertAlive(): Promise<void> {
+      process.kill(pid(), 0);
+      assert.equal((await fetch(`${server.url}/_up`)).status, 200);
+    }
+
+    it('POST _changes with a selector body, with and without filter=_selector, normal and longpoll', async () => {
+      const db = await freshDb('crash-changes');
+      await db.insert({ _id: 'a', kind: 'job' });
+      for (const qs of ['', '?filter=_selector', '?feed=longpoll&timeout=100&filter=_selector', '?feed=continuous&timeout=100&filter=_selector']) {
+        const res = await raw(server.url, `/${db.config.db}/_changes${qs}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ selector: { kind: 'job' } }) });
+        assert.equal(res.status, 200, qs);
+        assert.match(await res.text(), /"a"/, qs);
+      }
+      await assertAlive();
+    });
+
+    it('invalid selectors', async () => {
+      const db = await freshDb('crash-selector');
+      await db.insert({ _id: 'a', kind: 'job' });
+      for (const body of ['{"selector": 5}', '{"selector": [1]}', '{"selector": null}', '{"selector": {"$bogus": 1}}', '{"selector": {"kind": {"$regex": "("}}}']) {
+        for (const feed of ['normal', 'longpoll', 'continuous']) {
+          const res = await raw(server.url, `/${db.config.db}/_changes?filter=_selector&feed=${feed}&timeout=100`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+          assert.ok(res.status === 200 || res.status === 400, `${body} ${feed}: ${res.status}`);
+          await res.text();
+        }
+      }
+      const find = await raw(server.url, `/${db.config.db}/_find`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"selector": 5}' });
+      assert.ok(find.status >= 400 && find.status < 500);
+      await assertAlive();
+    });
+
+    it('bad JSON bodies', async () => {
+      const db = await freshDb('crash-json');
+      const cases: [string, string, string][] = [
+        ['PUT', `/${db.config.db}/doc`, '{bad'],
+        ['PUT', `/${db.config.db}/doc`, '"a string"'],
+        ['PUT', `/${db.config.db}/doc`, 'null'],
+        ['POST', `/${db.config.db}`, '[1, 2]'],
+        ['POST', `/${db.config.db}/_bulk_docs`, '{bad'],
+        ['POST', `/${db.config.db}/_bulk_docs`, '[1]'],
+        ['POST', `/${db.config.db}/_bulk_docs`, '{"docs": 5}'],
+        ['POST', `/${db.config.db}/_bulk_docs`, '{"docs": [null, 5, "x"]}'],
+        ['POST', `/${db.config.db}/_all_docs`, '{"keys": 5}'],
+        ['POST', `/${db.config.db}/_changes`, '{bad'],
+        ['POST', `/${db.config.db}/_revs_diff`, 'null'],
+        ['POST', `/${db.config.db}/_bulk_get`, '{"docs": 1}'],
+        ['PUT', `/${db.config.db}/_security`, '[]'],
+        ['PUT', `/${db.config.db}/_design/x`, '{"views": {"v": {"map": "not javascript ("}}}'],
+      ];
+      for (const [method, path, body] of cases) {
+        const res = await raw(server.url, path, { method, headers: { 'content-type': 'application/json' }, body });
+        const text = await res.text();
+        assert.ok(res.status < 500 || /"error"/.test(text), `${method} ${path} ${body}: ${res.status} ${text}`);
+        assert.doesNotThrow(() => JSON.parse(text), `${method} ${path} ${body}: not JSON: ${text}`);
+      }
+      await assertAlive();
+    });
+
+    it('deleting a _replicator document while its replication runs', async () => {
+      const name = dbName('crash-repl');
+      await couch.db.create(name);
+      const replicator = couch.use<Doc>('_replicator');
+      const id = `${name}-loop`;
+      await replicator.insert({ _id: id, source: `${withCredentials(server.url)}/${name}`, target: `${withCredentials(server.url)}/${name}-copy`, create_target: true, continuous: true });
+      await couch.use<Doc>(name).insert({ _id: 'x' });
+      await waitFor('the copy', () => couch.use<Doc>(`${name}-copy`).get('x'));
+      const doc = await replicator.get(id);
+      await replicator.destroy(id, doc._rev!);
+      // The replicator's completion handler runs after the cancel; give it the time to have run.
+      await waitFor('the deletion to settle', async () => ((await statusOf(replicator.get(id))) === 404 ? true : undefined));
+      await couch.use<Doc>(name).insert({ _id: 'after' });
+      await assertAlive();
+      assert.equal(await statusOf(couch.use<Doc>(`${name}-copy`).get('after')), 404, 'replication went on after its document was deleted');
+      await assertAlive();
+    });
+  });
+});
+
+describe('mesh server process lifecycle', function () {
+  this.timeout(60_000);
+  afterEach(stopAllServerProcesses);
+
+  it('stops cleanly on SIGTERM and restarts on the same port with its data', async () => {
+    const server = await startServerProcess({ site: 'life' });
+    const couch = nano(server.url);
+    await couch.db.create('kept');
+    await couch.use<Doc>('kept').insert({ _id: 'a' });
+    const port = server.port;
+    await server.restart();
+    assert.equal(server.port, port);
+    assert.equal((await couch.use<Doc>('kept').get('a'))._id, 'a');
+    await server.stop();
+  });
+
+  it('survives SIGKILL with its data', async () => {
+    const server = await startServerProcess({ site: 'life' });
+    const couch = nano(server.url);
+    await couch.db.create('kept');
+    await couch.use<Doc>('kept').insert({ _id: 'a' });
+    await server.kill();
+    await server.restart();
+    assert.equal((await couch.use<Doc>('kept').get('a'))._id, 'a');
+    await server.stop();
+  });
+});

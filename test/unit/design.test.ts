@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { parse } from 'acorn';
+import { describe, it } from 'mocha';
+import type { DaqDocument } from '../../core/document.js';
+import { allStatuses, updateProblems } from '../../core/invariants.js';
+import { readyFor } from '../../core/state.js';
+import { FIXED_VIEWS, designDocument } from '../../couchapp/design.js';
+import { DOC_TYPE, PIPELINE, STEP_NAMES, collapsedPairs, freshDoc, prng, reachable } from '../support/generated-docs.js';
+
+type Emitted = Array<[unknown, unknown]>;
+type Validate = (newDoc: unknown, oldDoc: unknown, userCtx: unknown, secObj: unknown) => void;
+
+const steps = PIPELINE.steps.map((s) => ({ ...s, site: 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60 }));
+const design = designDocument({ doc_type: DOC_TYPE, steps });
+const vdu = new Function(`return (${design.validate_doc_update});`)() as Validate;
+
+/** The VDU's verdict as a problem string: '' when it accepts. */
+function serverVerdict(newDoc: unknown, oldDoc: unknown): string {
+  try {
+    vdu(structuredClone(newDoc), oldDoc === null ? null : structuredClone(oldDoc), { name: null, roles: [] }, {});
+    return '';
+  } catch (error) {
+    const forbidden = (error as { forbidden?: unknown }).forbidden;
+    if (typeof forbidden !== 'string') throw error;
+    return forbidden;
+  }
+}
+
+function agentVerdict(newDoc: unknown, oldDoc: unknown): string {
+  return updateProblems(newDoc, oldDoc, DOC_TYPE, STEP_NAMES).join('; ');
+}
+
+function runMap(name: string, doc: unknown): Emitted {
+  const emitted: Emitted = [];
+  const map = new Function('emit', `return (${design.views[name].map});`)((key: unknown, value: unknown) => emitted.push([key, value])) as (doc: unknown) => void;
+  map(structuredClone(doc));
+  return emitted;
+}
+
+function runFilter(name: string, doc: unknown): boolean {
+  return (new Function(`return (${design.filters[name]});`)() as (doc: unknown, req: unknown) => boolean)(doc, {});
+}
+
+const r = reachable();
+const ok = { attempts: 1, ok: true };
+const good = (extra: Record<string, unknown> = {}): DaqDocument => ({ ...freshDoc(), status: 'good', proc0: ok, ...extra });
+
+describe('couchapp/design', () => {
+  it('generates ES5 only (SpiderMonkey 1.8.5)', () => {
+    const sources = [design.validate_doc_update, ...Object.values(design.filters), ...Object.values(design.views).map((v) => v.map)];
+    for (const source of sources) {
+      assert.doesNotThrow(() => parse(`(${source})`, { ecmaVersion: 5 }), source.slice(0, 200));
+      assert.doesNotMatch(source, /\.(includes|startsWith|endsWith|find|findIndex|padStart|repeat)\(|Number\.isInteger|Object\.(assign|entries|values)|Array\.from|\bnew (Map|Set)\b/);
+    }
+  });
+
+  it('is deterministic and records a hash of its inputs', () => {
+    assert.deepEqual(designDocument({ doc_type: DOC_TYPE, steps }), design);
+    assert.match(design.mesh.generated_from, /^sha256:[0-9a-f]{64}$/);
+    assert.notEqual(designDocument({ doc_type: 'other', steps }).mesh.generated_from, design.mesh.generated_from);
+  });
+
+  it('refuses step names that clash with a view or cannot be a field', () => {
+    for (const name of [FIXED_VIEWS[0], '_secret', 'a b']) {
+      assert.throws(() => designDocument({ doc_type: DOC_TYPE, steps: [{ ...steps[0], name }] }), { code: 'CONFIG_INVALID' });
+    }
+    assert.throws(() => designDocument({ doc_type: DOC_TYPE, steps: [] }), { code: 'CONFIG_INVALID' });
+  });
+
+  describe('validate_doc_update agrees with core/invariants', () => {
+    function agree(pairs: Iterable<[unknown, unknown]>, expect?: 'accept' | 'reject'): number {
+      let n = 0;
+      for (const [oldDoc, newDoc] of pairs) {
+        const agent = agentVerdict(newDoc, oldDoc);
+        assert.equal(serverVerdict(newDoc, oldDoc), agent, `old ${JSON.stringify(oldDoc)}\nnew ${JSON.stringify(newDoc)}`);
+        if (expect === 'accept') assert.equal(agent, '', `should accept ${JSON.stringify(newDoc)}`);
+        if (expect === 'reject') assert.notEqual(agent, '', `should reject old ${JSON.stringify(oldDoc)}\nnew ${JSON.stringify(newDoc)}`);
+        n++;
+      }
+      return n;
+    }
+
+    it('accepts every transition, every collapsed run of transitions, every reachable new document', () => {
+      const n = agree([...r.edges, ...collapsedPairs(r, 5000), ...r.docs.map((d): [unknown, unknown] => [null, d])], 'accept');
+      assert.ok(n > 20000, `only ${n} pairs`);
+    });
+
+    it('agrees on random status jumps', () => {
+      const random = prng(7);
+      const statuses = allStatuses(STEP_NAMES);
+      const pairs: Array<[unknown, unknown]> = [];
+      for (let i = 0; i < 5000; i++) {
+        const doc = r.docs[Math.floor(random() * r.docs.length)];
+        pairs.push([doc, { ...doc, status: statuses[Math.floor(random() * statuses.length)] }]);
+      }
+      agree(pairs);
+    });
+
+    it('rejects illegal edits: going back, leaving bad, un-ok\'ing, unknown status, wrong types', () => {
+      const random = prng(11);
+      const pairs: Array<[unknown, unknown]> = [];
+      for (const doc of r.docs) {
+        const okSteps = STEP_NAMES.filter((s) => (doc[s] as { ok?: boolean } | undefined)?.ok === true);
+        if (doc.status === 'good') pairs.push([doc, { ...doc, status: 'closed' }]);
+        if (doc.status === 'bad') pairs.push([doc, { ...doc, status: allStatuses(STEP_NAMES)[Math.floor(random() * 2)] }]);
+        if (doc.status === 'closed' && okSteps.length === 0) pairs.push([doc, { ...doc, status: 'good' }]);
+        if (okSteps.length > 0) {
+          const step = okSteps[Math.floor(random() * okSteps.length)];
+          pairs.push([doc, { ...doc, [step]: { ...(doc[step] as object), ok: false } }]);
+          pairs.push([doc, { ...doc, [step]: undefined }]);
+        }
+        const unknown = ['done', 'proc9 queued', 'Closed', '', ' queued', 42, null, undefined][Math.floor(random() * 8)];
+        pairs.push([doc, { ...doc, status: unknown }], [null, { ...doc, status: unknown }]);
+        const wrong = ['yes', [], null, 3][Math.floor(random() * 4)];
+        pairs.push([doc, { ...doc, [STEP_NAMES[Math.floor(random() * STEP_NAMES.length)]]: wrong }]);
+        pairs.push([doc, { ...doc, type: 'something-else' }]);
+        if (okSteps.length > 0) pairs.push([doc, { ...doc, [okSteps[0]]: { ...(doc[okSteps[0]] as object), ok: 'true' } }]);
+      }
+      assert.ok(agree(pairs, 'reject') > 10000);
+    });
+
+    it('lets deletions and other document types through', () => {
+      assert.equal(serverVerdict({ _id: 'x', _deleted: true }, good()), '');
+      assert.equal(serverVerdict({ _id: 'a', type: 'mesh-agent', last_seen: 'now' }, null), '');
+      assert.equal(serverVerdict(freshDoc(), { ...good(), _deleted: true }), '');
+    });
+  });
+
+  describe('views', () => {
+    const claimed = { attempts: 1, agent: 'a1', site: 'lyon', started: '2026-11-26T10:00:00.000Z', lease_until: '2026-11-26T10:01:00.000Z' };
+
+    it('ready: a ready document appears for its step only, with its retry_after', () => {
+      assert.deepEqual(runMap('ready', freshDoc()), [[['proc0', ''], null]]);
+      assert.deepEqual(runMap('ready', good()), [[['proc1', ''], null]]);
+      const later = '2999-01-01T00:00:00.000Z';
+      assert.deepEqual(runMap('ready', good({ proc1: { attempts: 1, ok: false, retry_after: later } })), [[['proc1', later], null]]);
+      assert.deepEqual(runMap('ready', good({ proc1: ok, proc2: ok })), []);
+      assert.deepEqual(runMap('ready', { ...good(), status: 'proc1 in progress', proc1: claimed }), []);
+      assert.deepEqual(runMap('ready', { ...freshDoc(), type: 'other' }), []);
+    });
+
+    it('ready agrees with readyFor (clock ignored) on every reachable document', () => {
+      const farFuture = new Date('9999-01-01T00:00:00.000Z');
+      for (const doc of r.docs) {
+        const step = readyFor(doc, PIPELINE, farFuture);
+        const emitted = runMap('ready', doc);
+        assert.deepEqual(emitted.map(([key]) => (key as string[])[0]), step === undefined ? [] : [step], JSON.stringify(doc));
+        for (const name of STEP_NAMES) assert.equal(runMap(name, doc).length, step === name ? 1 : 0);
+      }
+    });
+
+    it('by_status, status, by_run, done', () => {
+      const doc = good({ proc1: ok, status: 'good' });
+      assert.deepEqual(runMap('by_status', doc), [['good', null]]);
+      assert.deepEqual(runMap('status', doc), [['good', 'lg23b002']]);
+      assert.deepEqual(runMap('by_run', doc), [[['lg23b002', 0], 'good']]);
+      assert.deepEqual(runMap('done', doc), [['proc0', null], ['proc1', null]]);
+    });
+
+    it('in_flight, inqueue, inprogress', () => {
+      const queued = { ...good(), status: 'proc1 queued', proc1: claimed };
+      const running = { ...good(), status: 'proc1 in progress', proc1: claimed };
+      const value = { agent: 'a1', site: 'lyon', attempts: 1, started: claimed.started };
+      assert.deepEqual(runMap('in_flight', queued), [[['proc1', claimed.lease_until], value]]);
+      assert.deepEqual(runMap('in_flight', running), [[['proc1', claimed.lease_until], value]]);
+      assert.deepEqual(runMap('inqueue', queued), [[['lg23b002', 0], 'proc1 queued']]);
+      assert.deepEqual(runMap('inqueue', running), []);
+      assert.deepEqual(runMap('inprogress', running), [[['lg23b002', 0], 'proc1 in progress']]);
+      assert.deepEqual(runMap('in_flight', good()), []);
+    });
+
+    it('failed serves both the new and the original view', () => {
+      const failed = { ...good(), status: 'proc1 failed', proc1: { attempts: 2, ok: false, reason: 'exit 1', exit_code: 1, stderr_tail: 'oops' } };
+      assert.deepEqual(runMap('failed', failed), [['proc1', { reason: 'exit 1', exit_code: 1, stderr_tail: 'oops', run_name: 'lg23b002', file_number: 0 }]]);
+      assert.deepEqual(runMap('failed', { ...good(), proc1: { attempts: 1, ok: false, retry_after: 'x' } }), []);
+    });
+
+    it('conflicts and agents', () => {
+      assert.deepEqual(runMap('conflicts', { ...good(), _conflicts: ['2-abc'] }), [['run_lg23b002_000', ['2-abc']]]);
+      assert.deepEqual(runMap('conflicts', good()), []);
+      assert.deepEqual(runMap('agents', { _id: 'agent:lyon:a1', type: 'mesh-agent', site: 'lyon', agent: 'a1', last_seen: 't' }), [[['lyon', 'a1'], 't']]);
+      assert.deepEqual(runMap('agents', good()), []);
+    });
+  });
+
+  it('filters newproc0 and statusgood', () => {
+    assert.equal(runFilter('newproc0', freshDoc()), true);
+    assert.equal(runFilter('newproc0', good()), false);
+    assert.equal(runFilter('statusgood', good()), true);
+    assert.equal(runFilter('statusgood', { _id: 'x', _deleted: true }), false);
+  });
+});

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'mocha';
+import { allStatuses, editProblems, statusClosure, statusProblems, updateProblems } from '../../core/invariants.js';
+import { DOC_TYPE, STEP_NAMES, collapsedPairs, freshDoc, reachable } from '../support/generated-docs.js';
+
+const claim = { attempts: 1, agent: 'a1', site: 'lyon', lease_until: '2026-11-26T10:01:00.000Z' };
+
+describe('core/invariants', () => {
+  const r = reachable();
+
+  describe('statusClosure', () => {
+    const closure = statusClosure(STEP_NAMES);
+
+    it('covers every status and is reflexive', () => {
+      assert.deepEqual(Object.keys(closure).sort(), allStatuses(STEP_NAMES).sort());
+      for (const status of allStatuses(STEP_NAMES)) assert.ok(closure[status].includes(status), status);
+    });
+
+    it('collapses several transitions: closed reaches good, the first step and everything after', () => {
+      for (const to of ['good', 'proc0 in progress', 'proc1 queued', 'proc2 failed', 'bad']) assert.ok(closure.closed.includes(to), to);
+    });
+
+    it('never goes back: good does not reach closed nor the first step, bad reaches only bad', () => {
+      assert.ok(!closure.good.includes('closed'));
+      assert.ok(!closure.good.includes('proc0 queued'));
+      assert.ok(!closure['proc1 in progress'].includes('proc0 failed'));
+      assert.deepEqual(closure.bad, ['bad']);
+    });
+
+    it('contains every single transition the state machine makes', () => {
+      for (const [from, to] of r.edges) assert.ok(closure[from.status].includes(to.status), `${from.status} -> ${to.status}`);
+    });
+  });
+
+  describe('statusProblems', () => {
+    it('accepts every document the state machine produces', () => {
+      for (const doc of r.docs) assert.deepEqual(statusProblems(doc, STEP_NAMES), [], `${doc.status} ${JSON.stringify(doc)}`);
+    });
+
+    it('names what is wrong', () => {
+      const base = freshDoc();
+      assert.deepEqual(statusProblems({ ...base, status: 'done' }, STEP_NAMES), ['status "done" is unknown']);
+      assert.deepEqual(statusProblems({ ...base, status: 'proc9 queued' }, STEP_NAMES), ['status "proc9 queued" is unknown']);
+      assert.deepEqual(statusProblems({ ...base, status: 3 }, STEP_NAMES), ['status 3 is unknown']);
+      assert.deepEqual(statusProblems({ ...base, status: 'good' }, STEP_NAMES), ['status good but proc0 is not ok']);
+      assert.deepEqual(statusProblems({ ...base, status: 'closed', proc0: { attempts: 1, ok: true } }, STEP_NAMES), ['status closed but proc0 is ok']);
+      assert.deepEqual(statusProblems({ ...base, status: 'good', proc0: { attempts: 1, ok: true }, proc2: { attempts: 1, ok: true } }, STEP_NAMES), [
+        'proc2 is ok but proc1 before it is not',
+      ]);
+      assert.deepEqual(statusProblems({ ...base, status: 'proc1 queued', proc1: claim }, STEP_NAMES), ['status proc1 queued but proc0 is not ok']);
+      assert.deepEqual(statusProblems({ ...base, status: 'proc0 in progress', proc0: { attempts: 0 } }, STEP_NAMES), [
+        'status proc0 in progress but proc0.agent is missing',
+        'status proc0 in progress but proc0.lease_until is missing',
+        'status proc0 in progress but proc0.attempts is 0',
+      ]);
+      assert.deepEqual(statusProblems({ ...base, status: 'proc0 failed' }, STEP_NAMES), ['status proc0 failed but proc0 is missing']);
+      assert.deepEqual(statusProblems({ ...base, status: 'proc0 failed', proc0: { attempts: 1 } }, STEP_NAMES), ['status proc0 failed but proc0.ok is not false']);
+      assert.deepEqual(statusProblems({ ...base, proc0: 'yes' }, STEP_NAMES), ['proc0 is "yes", expected a record object']);
+      assert.deepEqual(statusProblems({ ...base, proc0: { attempts: 1, ok: 'true' } }, STEP_NAMES), ['proc0.ok is "true", expected a boolean']);
+      assert.deepEqual(statusProblems({ ...base, status: 'bad', proc2: { attempts: 1, ok: true } }, STEP_NAMES), []);
+    });
+
+    it('accepts the original scripts\' records, which have no attempts', () => {
+      assert.deepEqual(statusProblems({ ...freshDoc(), status: 'good', proc0: { ok: true, date: 1 } }, STEP_NAMES), []);
+    });
+  });
+
+  describe('editProblems', () => {
+    it('accepts every single transition and every collapsed run of transitions', () => {
+      for (const [from, to] of [...r.edges, ...collapsedPairs(r, 5000)]) assert.deepEqual(editProblems(from, to, STEP_NAMES), [], `${from.status} -> ${to.status}`);
+    });
+
+    it('refuses going back, un-ok\'ing a record and changing type', () => {
+      const good = { ...freshDoc(), status: 'good', proc0: { attempts: 1, ok: true } };
+      assert.deepEqual(editProblems(good, { ...good, status: 'closed' }, STEP_NAMES), ['status cannot go from "good" to "closed"']);
+      assert.deepEqual(editProblems({ ...good, status: 'bad' }, good, STEP_NAMES), ['status cannot go from "bad" to "good"']);
+      assert.deepEqual(editProblems(good, { ...good, proc0: { attempts: 1, ok: false } }, STEP_NAMES), ['proc0 was ok and must stay ok']);
+      assert.deepEqual(editProblems(good, { ...good, proc0: undefined }, STEP_NAMES), ['proc0 was ok and must stay ok']);
+      assert.deepEqual(editProblems(good, { ...good, type: 'other' }, STEP_NAMES), ['type cannot change from "daqdocument" to "other"']);
+    });
+
+    it('does not judge a move away from an unknown status (statusProblems judges the new one)', () => {
+      assert.deepEqual(editProblems({ ...freshDoc(), status: 'proc1 transferring' }, freshDoc(), STEP_NAMES), []);
+    });
+  });
+
+  describe('updateProblems', () => {
+    it('lets deletions, other types and new documents in any valid state through', () => {
+      assert.deepEqual(updateProblems({ _id: 'x', _deleted: true }, { ...freshDoc(), status: 'bad' }, DOC_TYPE, STEP_NAMES), []);
+      assert.deepEqual(updateProblems({ _id: 'x', type: 'mesh-agent', status: 'whatever' }, null, DOC_TYPE, STEP_NAMES), []);
+      for (const doc of r.docs) assert.deepEqual(updateProblems(doc, null, DOC_TYPE, STEP_NAMES), []);
+    });
+
+    it('treats a deleted old revision as no old document', () => {
+      const good = { ...freshDoc(), status: 'good', proc0: { attempts: 1, ok: true } };
+      assert.deepEqual(updateProblems(freshDoc(), { ...good, _deleted: true }, DOC_TYPE, STEP_NAMES), []);
+    });
+
+    it('refuses turning a pipeline document into another type', () => {
+      assert.deepEqual(updateProblems({ _id: 'x', type: 'other' }, freshDoc(), DOC_TYPE, STEP_NAMES), ['type cannot change from "daqdocument" to "other"']);
+    });
+  });
+});
