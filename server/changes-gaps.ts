@@ -100,6 +100,35 @@ export function readChangesRequest(query: Record<string, unknown>, body: unknown
   return { feed, timeoutMs, heartbeatMs, options };
 }
 
+/** Parses (never runs) a design function's source, as PouchDB would compile it. */
+function compiles(source: unknown): boolean {
+  if (typeof source !== 'string') return false;
+  try {
+    new Function(`return (${source});`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A `ddoc/name` filter (or `_view` with `view=ddoc/name`) whose function is missing or does not
+ * compile leaves PouchDB's changes feed pending forever (the error escapes as an unhandled
+ * rejection), so both are checked before the feed starts.
+ */
+export async function checkDesignFilter(db: PouchDatabase, options: Record<string, unknown>): Promise<void> {
+  const filter = options.filter;
+  if (typeof filter !== 'string' || (filter.startsWith('_') && filter !== '_view')) return;
+  const target = filter === '_view' ? options.view : filter;
+  const [ddocName, funcName, extra] = typeof target === 'string' ? target.split('/') : [];
+  if (!ddocName || !funcName || extra !== undefined) throw new BadChangesRequest(`${filter === '_view' ? 'view' : 'filter'} must be of the form designname/functionname`);
+  const ddoc = await db.get(`_design/${ddocName}`);
+  const section = ddoc[filter === '_view' ? 'views' : 'filters'] as Record<string, unknown> | undefined;
+  const fn = filter === '_view' ? (section?.[funcName] as { map?: unknown } | undefined)?.map : section?.[funcName];
+  if (fn === undefined) throw Object.assign(new Error(`missing json key: ${funcName}`), { status: 404, name: 'not_found' });
+  if (!compiles(fn)) throw new BadChangesRequest(`compilation_error: ${filter === '_view' ? 'map' : 'filter'} function _design/${ddocName}/${funcName} does not compile`);
+}
+
 function beginStream(res: Response): void {
   res.status(200);
   res.setHeader('Content-Type', 'application/json');
@@ -216,6 +245,12 @@ export function changesRouter(app: ExpressPouchApp, pouch: PouchStatic, logger: 
     }
     const db = await openExistingDb(app, pouch, req.params.db);
     if (!db) return sendJson(res, 404, { error: 'not_found', reason: 'Database does not exist.' });
+    try {
+      await checkDesignFilter(db, request.options);
+    } catch (error) {
+      if (error instanceof BadChangesRequest) return sendJson(res, 400, { error: 'bad_request', reason: error.message });
+      throw error;
+    }
     if (request.feed === 'longpoll') return serveLongpoll(db, request, res, logger);
     if (request.feed === 'continuous') return serveContinuous(db, request, res, logger);
     sendJson(res, 200, await db.changes({ ...request.options, live: false }));

@@ -33,6 +33,7 @@ describe('agent against a real embedded server', function () {
     assert.equal(await stopAllMeshProcesses(), 0, 'a test left mesh processes running');
   });
   after(async () => {
+    await server.stop();
     await stopAllServerProcesses();
   });
 
@@ -114,7 +115,7 @@ describe('agent against a real embedded server', function () {
     assert.ok(retryEntry, 'the first failure scheduled a retry');
     const { runMesh } = await import('../support/mesh.js');
     const retried = await runMesh(['--config', mesh.configFile, 'retry', id]);
-    assert.equal(retried.code, 0, retried.stderr);
+    assert.equal(retried.status, 0, retried.stderr);
     const done = await waitFor('proc1 good after retry', async () => {
       const doc = await mesh.db.get<DaqDocument>(id);
       return doc?.status === 'good' && (doc.proc1 as StepRecord).ok ? doc : undefined;

@@ -17,6 +17,7 @@ describe('bad input', function () {
     assert.equal(await stopAllMeshProcesses(), 0, 'a test left mesh processes running');
   });
   after(async () => {
+    await server.stop();
     await stopAllServerProcesses();
   });
 
@@ -58,6 +59,7 @@ describe('bad input', function () {
   });
 
   describe('invalid configurations exit 2 naming the key, the value and the expected form', () => {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- raw JSON edited freely
     const cases: Array<[string, (c: Record<string, any>) => void, RegExp]> = [
       ['unknown top-level key', (c) => (c.colour = 'blue'), /colour/],
       ['unknown step key', (c) => (c.steps[0].shell = true), /steps\[0\]\.shell is not a known key/],
@@ -76,7 +78,7 @@ describe('bad input', function () {
         mutate(raw);
         await writeFile(mesh.configFile, JSON.stringify(raw));
         const result = await runMesh(['--config', mesh.configFile, 'status']);
-        assert.equal(result.code, 2, result.stderr);
+        assert.equal(result.status, 2, result.stderr);
         assert.match(result.stderr, expected);
         assert.doesNotMatch(result.stderr, /secret/);
       });
@@ -85,13 +87,13 @@ describe('bad input', function () {
       const mesh = await makeMesh(server.url, { steps: ['proc0'], push: false });
       await writeFile(mesh.configFile, '{ "database": ');
       const result = await runMesh(['--config', mesh.configFile, 'status']);
-      assert.equal(result.code, 2);
+      assert.equal(result.status, 2);
       assert.match(result.stderr, /not valid JSON/);
     });
     it('an unknown site on the command line', async () => {
       const mesh = await makeMesh(server.url, { steps: ['proc0'], push: false });
       const result = await runMesh(['--config', mesh.configFile, 'agent', '--site', 'nowhere', '--once']);
-      assert.equal(result.code, 2);
+      assert.equal(result.status, 2);
       assert.match(result.stderr, /--site is "nowhere", expected one of: alpha/);
     });
   });

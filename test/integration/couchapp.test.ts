@@ -39,7 +39,10 @@ describe('couchapp against a CouchDB-compatible server', function () {
     couch = await startServerProcess();
     server = nano(couch.url);
   });
-  after(async () => stopAllServerProcesses());
+  after(async () => {
+    await couch.stop();
+    await stopAllServerProcesses();
+  });
 
   beforeEach(async () => {
     const name = `couchapp-${process.pid}-${++n}`;

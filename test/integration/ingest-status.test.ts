@@ -15,6 +15,7 @@ describe('ingest, status and demo', function () {
     assert.equal(await stopAllMeshProcesses(), 0, 'a test left mesh processes running');
   });
   after(async () => {
+    await server.stop();
     await stopAllServerProcesses();
   });
 
@@ -32,7 +33,7 @@ describe('ingest, status and demo', function () {
     await writeFile(join(daq, 'lg23b002_003.closed'), '');
     await writeFile(join(daq, 'notes.txt'), 'not a DAQ file');
     const first = await runMesh(['--config', mesh.configFile, 'ingest', join(mesh.dir, 'daq'), '--site', 'alpha', '--json']);
-    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.status, 0, first.stderr);
     const report = JSON.parse(first.stdout.trim().split('\n').at(-1) as string);
     assert.equal(report.created, 3);
     assert.equal(report.open, 1);
@@ -60,7 +61,7 @@ describe('ingest, status and demo', function () {
       await writeFile(join(daq, `lg23b002_${n}`), n);
       await writeFile(join(daq, `lg23b002_${n}.closed`), '');
     }
-    assert.equal((await runMesh(['--config', mesh.configFile, 'ingest', daq, '--site', 'alpha'])).code, 0);
+    assert.equal((await runMesh(['--config', mesh.configFile, 'ingest', daq, '--site', 'alpha'])).status, 0);
     const agent = startAgent(mesh, 'counted');
     await waitFor('all proc1 failed', async () => {
       const r = await runMesh(['--config', mesh.configFile, 'status', '--json']);
@@ -93,14 +94,14 @@ describe('ingest, status and demo', function () {
     raw.sites.alpha.server = 'http://127.0.0.1:9';
     await writeFile(mesh.configFile, JSON.stringify(raw));
     const r = await runMesh(['--config', mesh.configFile, 'status', '--json']);
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.status, 0, r.stderr);
     const status = JSON.parse(r.stdout);
     assert.equal(status.databases[0].reachable, false);
   });
 
   it('mesh demo runs proc0..proc2 on sample files and prints the final status', async () => {
-    const r = await runMesh(['demo', '--files', '12', '--json']);
-    assert.equal(r.code, 0, r.stderr);
+    const r = await runMesh(['demo', '--files', '12', '--json'], {}, 150_000);
+    assert.equal(r.status, 0, r.stderr);
     const status = JSON.parse(r.stdout.trim().split('\n').at(-1) as string);
     assert.equal(status.databases[0].by_status.good, 12);
     for (const step of ['proc0', 'proc1', 'proc2']) assert.equal(status.databases[0].steps[step].done, 12);

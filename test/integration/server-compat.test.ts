@@ -408,6 +408,29 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       await assertAlive();
     });
 
+    it('design filters that are missing, do not compile or throw (stock: the feed never answered)', async () => {
+      const db = await freshDb('crash-filter');
+      await db.insert({ _id: 'a', kind: 'job' });
+      await db.insert({ _id: '_design/f', filters: { broken: 'not javascript (', throws: 'function (doc) { return doc.x.y.z; }' }, views: { v: { map: 'function (doc) { emit(doc.x.y.z); }' } } } as Doc);
+      const expected: [string, number][] = [
+        ['filter=f/broken', 400],
+        ['filter=f/broken&feed=longpoll&timeout=100', 400],
+        ['filter=f/broken&feed=continuous&timeout=100', 400],
+        ['filter=f/missing', 404],
+        ['filter=nope/f', 404],
+        ['filter=f/throws', 400],
+        ['filter=_view&view=f/v', 400],
+        ['filter=_view&view=f/missing', 404],
+        ['filter=not-a-ddoc-path', 400],
+      ];
+      for (const [qs, status] of expected) {
+        const res = await raw(server.url, `/${db.config.db}/_changes?${qs}`, { signal: AbortSignal.timeout(5000) });
+        assert.equal(res.status, status, qs);
+        await res.text();
+      }
+      await assertAlive();
+    });
+
     it('bad JSON bodies', async () => {
       const db = await freshDb('crash-json');
       const cases: [string, string, string][] = [

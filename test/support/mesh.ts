@@ -3,17 +3,16 @@ import { once } from 'node:events';
 import { openSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
 import { Database } from '../../core/couch.js';
+import { meshMain as MESH, repoRoot } from './server-process.js';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const MESH = join(ROOT, 'dist', 'cli', 'main.js');
-export const NOOP = join(ROOT, 'examples', 'steps', 'noop.mjs');
+export { runMesh } from './server-process.js';
+export const NOOP = join(repoRoot, 'examples', 'steps', 'noop.mjs');
 
 let counter = 0;
 /** A database name no other test uses. */
@@ -93,17 +92,6 @@ export function spawnMeshProcess(args: string[], options: { logFile?: string; en
 
 export function startAgent(mesh: TestMesh, name: string, extra: string[] = []): ChildProcess {
   return spawnMeshProcess(['--config', mesh.configFile, 'agent', '--site', 'alpha', '--name', name, ...extra], { logFile: join(mesh.dir, `${name}.log`) });
-}
-
-/** Runs `mesh <args>` to completion. */
-export async function runMesh(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [MESH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
 }
 
 export async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {

@@ -4,7 +4,7 @@
  * so an `afterEach`/`after` hook can fail a test that leaked one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -39,6 +39,8 @@ export interface ServerProcess {
 
 const STARTUP_TIMEOUT_MS = 20_000;
 const live = new Set<ChildProcess>();
+/** Data directories made here (not passed in), removed once their server is gone. */
+const madeDirs = new Map<string, () => boolean>();
 
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -107,10 +109,18 @@ async function spawnServer(site: string, port: number, dataDir: string, env: Nod
 export async function startServerProcess(opts: ServerProcessOptions = {}): Promise<ServerProcess> {
   const site = opts.site ?? 'test';
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), `mesh-${site}-`)));
+  const madeHere = opts.dataDir === undefined;
   const env = opts.env ?? {};
   const args = opts.args ?? [];
   const log: string[] = [];
-  let current = await spawnServer(site, opts.port ?? 0, dataDir, env, args, log);
+  let current: Started;
+  try {
+    current = await spawnServer(site, opts.port ?? 0, dataDir, env, args, log);
+  } catch (error) {
+    if (madeHere) await rm(dataDir, { recursive: true, force: true });
+    throw error;
+  }
+  if (madeHere) madeDirs.set(dataDir, () => current.child.exitCode !== null || current.child.signalCode !== null);
 
   const end = async (signal: NodeJS.Signals) => {
     const child = current.child;
@@ -140,7 +150,8 @@ export async function startServerProcess(opts: ServerProcessOptions = {}): Promi
 }
 
 /**
- * Kills every server process still running; throws when there was one, so that
+ * Kills every server process still running and removes the data directories made here for
+ * servers that are gone; throws when a process was still running, so that
  * `afterEach(stopAllServerProcesses)` fails the test that leaked it.
  */
 export async function stopAllServerProcesses(): Promise<void> {
@@ -151,6 +162,11 @@ export async function stopAllServerProcesses(): Promise<void> {
       return exited(child);
     }),
   );
+  for (const [dir, gone] of madeDirs) {
+    if (!gone()) continue;
+    madeDirs.delete(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
   if (leaked.length > 0) throw new Error(`${leaked.length} mesh server process(es) leaked (pids ${leaked.map((c) => c.pid).join(', ')}); killed`);
 }
 
