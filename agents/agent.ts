@@ -38,6 +38,12 @@ export class Agent {
   private readonly candidates = new Map<string, DaqDocument>();
   private readonly running = new Map<string, { step: string; done: Promise<unknown> }>();
   private readonly skippedRevs = new Map<string, string>();
+  /** The newest revision this agent wrote per document: older copies from the feed or a sweep are stale. */
+  private readonly written = new Map<string, number>();
+  /** Candidates being claimed right now; they hold a slot like running steps. */
+  private claiming = 0;
+  /** The last sweep returned a full page of ready documents: there are more. */
+  private backlog = false;
   private readonly draining = new AbortController();
   private readonly forcing = new AbortController();
   private wakeUp: () => void = () => {};
@@ -69,7 +75,7 @@ export class Agent {
 
   private offer(docs: DaqDocument[]): void {
     for (const doc of docs) {
-      if (this.running.has(doc._id)) continue;
+      if (this.running.has(doc._id) || revNumber(doc) < (this.written.get(doc._id) ?? 0)) continue;
       const known = this.candidates.get(doc._id);
       if (!known || revNumber(doc) >= revNumber(known)) this.candidates.set(doc._id, doc);
     }
@@ -78,7 +84,11 @@ export class Agent {
 
   private async sweep(): Promise<number> {
     const limit = Math.max(100, this.options.concurrency * 50);
-    const docs = [...(await readyDocuments(this.ctx, limit)), ...(await expiredClaims(this.ctx, limit))];
+    this.backlog = false;
+    const ready = await readyDocuments(this.ctx, limit);
+    // A full page means a backlog: the next page is fetched as soon as this one is used up.
+    this.backlog = ready.length >= limit;
+    const docs = [...ready, ...(await expiredClaims(this.ctx, limit))];
     this.offer(docs.filter((d) => this.skippedRevs.get(d._id) !== d._rev));
     return docs.length;
   }
@@ -100,6 +110,7 @@ export class Agent {
     } finally {
       this.state = 'stopping';
       this.draining.abort();
+      while (this.claiming > 0) await sleep(10);
       await Promise.allSettled([...this.running.values()].map((r) => r.done));
       await Promise.allSettled(background);
       await heartbeat.stop();
@@ -117,11 +128,22 @@ export class Agent {
 
   private async dispatchLoop(): Promise<void> {
     while (!this.draining.signal.aborted) {
-      while (this.running.size < this.options.concurrency && this.candidates.size > 0 && !this.draining.signal.aborted) {
+      // Claims go out together (the database coalesces them into one request), not one by one.
+      while (this.running.size + this.claiming < this.options.concurrency && this.candidates.size > 0 && !this.draining.signal.aborted) {
         const doc = this.takeCandidate();
-        await this.consider(doc).catch((error) => this.ctx.logger.warn({ doc: doc._id }, `cannot claim: ${errorMessage(error)}`));
+        this.claiming++;
+        void this.consider(doc)
+          .catch((error) => this.ctx.logger.warn({ doc: doc._id }, `cannot claim: ${errorMessage(error)}`))
+          .finally(() => {
+            this.claiming--;
+            this.wakeUp();
+          });
       }
-      if (this.options.once && this.running.size === 0 && this.candidates.size === 0) {
+      if (this.backlog && this.candidates.size === 0 && this.claiming === 0) {
+        await this.sweep().catch((error) => this.ctx.logger.warn(`sweep: ${errorMessage(error)}`));
+        continue;
+      }
+      if (this.options.once && this.running.size === 0 && this.claiming === 0 && this.candidates.size === 0) {
         if ((await this.sweep()) === 0 || this.candidates.size === 0) return;
         continue;
       }
@@ -183,6 +205,7 @@ export class Agent {
       return;
     }
     this.counters.claimed++;
+    this.remember(claimed);
     const done = runClaimedStep(this.ctx, claimed, step.name, this.forcing.signal)
       .then(({ end, doc: after }) => this.finishJob(end, after))
       .catch((error) => this.ctx.logger.error({ doc: doc._id, step: step?.name }, `step bookkeeping failed: ${errorMessage(error)}`))
@@ -193,8 +216,14 @@ export class Agent {
     this.running.set(doc._id, { step: step.name, done });
   }
 
+  private remember(doc: DaqDocument): void {
+    if (this.written.size > 50_000) this.written.clear();
+    this.written.set(doc._id, revNumber(doc));
+  }
+
   private finishJob(end: JobEnd, after: DaqDocument): void {
     this.running.delete(after._id);
+    this.remember(after);
     if (end === 'succeeded') this.counters.succeeded++;
     else if (end === 'failed') this.counters.failed++;
     else if (end === 'released') this.counters.released++;

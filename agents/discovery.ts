@@ -4,6 +4,7 @@ import { sleep } from '../core/sleep.js';
 import type { AgentContext } from './context.js';
 
 export const DESIGN = 'mesh';
+const CHECKPOINT_EVERY_MS = 5000;
 
 /** Documents ready now for one of the agent's steps, from the `ready` view (no full scan). */
 export async function readyDocuments(ctx: AgentContext, limit: number): Promise<DaqDocument[]> {
@@ -55,14 +56,20 @@ export class ChangesWatcher {
     const selector = { type: this.ctx.config.doc_type, status: { $in: ['closed', 'good'] } };
     let rev: string | undefined = (await this.ctx.db.getLocal<Checkpoint>(this.checkpointId))?._rev;
     let failures = 0;
+    let saved = since;
+    let savedAt = 0;
     while (!signal.aborted) {
       try {
         const batch = await this.ctx.db.changes<DaqDocument>(since, selector, { timeoutMs: 25_000, includeDocs: true, limit: 500, signal });
         failures = 0;
         const docs = batch.results.flatMap((r) => (r.doc && !r.deleted ? [r.doc] : []));
         if (docs.length > 0) this.onDocs(docs);
-        if (batch.last_seq !== since) {
-          since = batch.last_seq;
+        since = batch.last_seq;
+        // A restart replays at most a few seconds of changes (claims are compare-and-set, so a
+        // replay is harmless); saving on every batch would double the writes under load.
+        if (since !== saved && Date.now() - savedAt >= CHECKPOINT_EVERY_MS) {
+          saved = since;
+          savedAt = Date.now();
           rev = await this.ctx.db.putLocal(this.checkpointId, { _rev: rev, since, updated: this.ctx.now().toISOString() }).catch(async (error) => {
             if (!isMeshError(error, 'CONFLICT')) throw error;
             return (await this.ctx.db.getLocal<Checkpoint>(this.checkpointId))?._rev;

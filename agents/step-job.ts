@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { backoffDelay } from '../core/backoff.js';
 import { sha256File } from '../core/checksum.js';
 import type { DaqDocument } from '../core/document.js';
-import { errorMessage } from '../core/errors.js';
+import { MeshError, errorMessage } from '../core/errors.js';
 import type { StepResult } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
 import { buildArgv, templateVars } from './command.js';
@@ -36,6 +36,7 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
   let result: StepResult | undefined;
   let reason: string | undefined;
   try {
+    if (step.executor !== 'command') throw new MeshError('STEP_FAILED', `executor ${step.executor} is not available in this agent`);
     const vars = templateVars(claimed, step, ctx.config.steps[index - 1]);
     await mkdir(dirname(logBase), { recursive: true });
     await mkdir(dirname(vars.out), { recursive: true });

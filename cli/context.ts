@@ -27,7 +27,7 @@ export function siteOf(config: MeshConfig, name: string | undefined): SiteConfig
 }
 
 /** The database a site's processes talk to, with that server's credentials from the environment. */
-export function openSiteDatabase(config: MeshConfig, site: SiteConfig, options: { retry?: RetryMode; signal?: AbortSignal; logger?: Logger } = {}): Database {
+export function openSiteDatabase(config: MeshConfig, site: SiteConfig, options: { retry?: RetryMode; batchWrites?: boolean; signal?: AbortSignal; logger?: Logger } = {}): Database {
   return new Database({ url: site.server, database: config.database, credentials: credentialsFor(site.credentials_of), ...options });
 }
 

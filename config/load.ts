@@ -3,13 +3,15 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MeshError, errorMessage } from '../core/errors.js';
 import { meshSchema } from './schema.js';
-import type { AgentTuning, MeshConfig, SiteConfig, StepConfig } from './types.js';
+import type { AgentTuning, BatchConfig, MeshConfig, SiteConfig, SshTarget, StepConfig } from './types.js';
 import { DATABASE_NAME, NAME, Problems, isObject, isPositiveInteger, isPositiveNumber, show } from './validate.js';
 
 export const TEMPLATE_FIELDS = ['file', 'out', 'doc_id', 'run_name', 'file_number', 'step', 'prev_out'] as const;
 
-const SITE_KEYS = ['server', 'reachable', 'long_running', 'credentials_of', 'log_dir'] as const;
-const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s'] as const;
+const SITE_KEYS = ['server', 'reachable', 'long_running', 'credentials_of', 'log_dir', 'may_run', 'ssh', 'batch', 'storage'] as const;
+const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s', 'executor', 'to'] as const;
+const SSH_KEYS = ['host', 'port', 'user', 'identity_file', 'host_key_sha256'] as const;
+const BATCH_KEYS = ['system', 'options', 'docs_per_job', 'mesh'] as const;
 
 /** The Edelweiss profile shipped with the project, used when no config is named. */
 export function defaultConfigPath(): string {
@@ -78,9 +80,25 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   for (const [key, value] of Object.entries(agent)) {
     if (!isPositiveNumber(value)) problems.add(`agent.${key}`, value, 'a positive number of seconds');
   }
+  const coordinator = schema.get('coordinator');
+  const coordinatorSite = coordinator.site || ingest.site;
+  if (coordinatorSite && !sites[coordinatorSite]) problems.add('coordinator.site', coordinator.site, `one of the sites (${Object.keys(sites).join(', ')})`);
+  if (!isPositiveNumber(coordinator.interval_s)) problems.add('coordinator.interval_s', coordinator.interval_s, 'a positive number of seconds');
+  const natsUrl = schema.get('nats').url;
+  if (natsUrl && !/^(nats|tls):\/\/[^/]+$|^[^/:]+:\d+$/.test(natsUrl)) problems.add('nats.url', natsUrl, 'a NATS URL such as "nats://127.0.0.1:4222" (credentials come from the environment)');
   problems.throwIfAny(source);
 
-  return deepFreeze({ database, doc_type: docType, sites, ingest: { ...ingest }, steps, agent: { ...agent }, source });
+  return deepFreeze({
+    database,
+    doc_type: docType,
+    sites,
+    ingest: { ...ingest },
+    steps,
+    agent: { ...agent },
+    coordinator: { site: coordinatorSite, interval_s: coordinator.interval_s },
+    ...(natsUrl ? { nats: { url: natsUrl } } : {}),
+    source,
+  });
 }
 
 function parseSites(raw: unknown, base: string, problems: Problems): Record<string, SiteConfig> {
@@ -108,6 +126,9 @@ function parseSites(raw: unknown, base: string, problems: Problems): Record<stri
     if (typeof credentialsOf !== 'string') problems.add(`${key}.credentials_of`, credentialsOf, 'a site name');
     const logDir = profile.log_dir ?? join('logs', name);
     if (typeof logDir !== 'string') problems.add(`${key}.log_dir`, logDir, 'a directory path');
+    const mayRun = profile.may_run;
+    if (mayRun !== undefined && (!Array.isArray(mayRun) || !mayRun.every((s) => typeof s === 'string'))) problems.add(`${key}.may_run`, mayRun, 'a list of step names');
+    if (profile.storage !== undefined && typeof profile.storage !== 'string') problems.add(`${key}.storage`, profile.storage, 'a directory path');
     sites[name] = {
       name,
       server: typeof server === 'string' ? server.replace(/\/+$/, '') : '',
@@ -115,12 +136,47 @@ function parseSites(raw: unknown, base: string, problems: Problems): Record<stri
       long_running: profile.long_running === true,
       credentials_of: String(credentialsOf),
       log_dir: resolve(base, String(logDir)),
+      may_run: Array.isArray(mayRun) ? mayRun.map(String) : [],
+      ...(profile.ssh !== undefined ? { ssh: parseSsh(`${key}.ssh`, profile.ssh, base, problems) } : {}),
+      ...(profile.batch !== undefined ? { batch: parseBatch(`${key}.batch`, profile.batch, problems) } : {}),
+      ...(typeof profile.storage === 'string' ? { storage: resolve(base, profile.storage) } : {}),
     };
   }
   for (const [name, site] of Object.entries(sites)) {
     if (!sites[site.credentials_of] && site.credentials_of !== name) problems.add(`sites.${name}.credentials_of`, site.credentials_of, 'the name of a site');
   }
   return sites;
+}
+
+function parseSsh(key: string, raw: unknown, base: string, problems: Problems): SshTarget {
+  if (!isObject(raw)) {
+    problems.add(key, raw, 'an object { host, port, user, identity_file, host_key_sha256 }');
+    return { host: '', port: 22, user: '', identity_file: '', host_key_sha256: '' };
+  }
+  problems.unknownKeys(key, raw, SSH_KEYS);
+  const port = raw.port ?? 22;
+  if (typeof raw.host !== 'string' || !raw.host) problems.add(`${key}.host`, raw.host, 'a host name or address');
+  if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) problems.add(`${key}.port`, port, 'a port number');
+  if (typeof raw.user !== 'string' || !raw.user) problems.add(`${key}.user`, raw.user, 'a user name');
+  if (typeof raw.identity_file !== 'string' || !raw.identity_file) problems.add(`${key}.identity_file`, raw.identity_file, 'the path of a private key file (no password authentication)');
+  if (typeof raw.host_key_sha256 !== 'string' || !/^SHA256:[A-Za-z0-9+/]{43}=?$/.test(raw.host_key_sha256)) problems.add(`${key}.host_key_sha256`, raw.host_key_sha256, 'the pinned host key fingerprint, "SHA256:…" as ssh-keygen -lf prints it');
+  return { host: String(raw.host), port: Number(port), user: String(raw.user), identity_file: resolve(base, String(raw.identity_file)), host_key_sha256: String(raw.host_key_sha256) };
+}
+
+function parseBatch(key: string, raw: unknown, problems: Problems): BatchConfig {
+  if (!isObject(raw)) {
+    problems.add(key, raw, 'an object { system, options, docs_per_job, mesh }');
+    return { system: 'slurm', options: [], docs_per_job: 1, mesh: [] };
+  }
+  problems.unknownKeys(key, raw, BATCH_KEYS);
+  const options = raw.options ?? [];
+  const perJob = raw.docs_per_job ?? 1;
+  const mesh = raw.mesh ?? ['mesh'];
+  if (raw.system !== 'slurm' && raw.system !== 'sge') problems.add(`${key}.system`, raw.system, '"slurm" or "sge"');
+  if (!Array.isArray(options) || !options.every((o) => typeof o === 'string')) problems.add(`${key}.options`, options, 'a list of submission options');
+  if (!isPositiveInteger(perJob) || perJob > 1000) problems.add(`${key}.docs_per_job`, perJob, 'an integer from 1 to 1000');
+  if (!Array.isArray(mesh) || mesh.length === 0 || !mesh.every((o) => typeof o === 'string')) problems.add(`${key}.mesh`, mesh, 'the mesh command on the batch nodes as an argument vector, e.g. ["/opt/couchmesh/bin/mesh"]');
+  return { system: raw.system === 'sge' ? 'sge' : 'slurm', options: Array.isArray(options) ? options.map(String) : [], docs_per_job: Number(perJob), mesh: Array.isArray(mesh) ? mesh.map(String) : [] };
 }
 
 function readProfile(path: string, base: string, key: string, problems: Problems): unknown {
@@ -155,7 +211,9 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
     if (typeof name !== 'string' || !NAME.test(name)) problems.add(`${key}.name`, name, 'a step name of lower-case letters, digits, _ and - (e.g. "proc0")');
     else if (steps.some((s) => s.name === name)) problems.add(`${key}.name`, name, 'a name no other step has');
     if (typeof site !== 'string' || !sites[site]) problems.add(`${key}.site`, site, `one of the sites (${Object.keys(sites).join(', ')})`);
-    if (!Array.isArray(run) || run.length === 0 || !run.every((a) => typeof a === 'string')) problems.add(`${key}.run`, run, 'a non-empty argument vector of strings, e.g. ["cp", "--", "{file}", "{out}"]');
+    if (value.executor === 'sftp' && run === undefined) {
+      // the built-in transfer needs no command
+    } else if (!Array.isArray(run) || run.length === 0 || !run.every((a) => typeof a === 'string')) problems.add(`${key}.run`, run, 'a non-empty argument vector of strings, e.g. ["cp", "--", "{file}", "{out}"]');
     else run.forEach((arg, i) => checkTemplate(`${key}.run[${i}]`, arg, problems));
     if (typeof out !== 'string' || out.length === 0) problems.add(`${key}.out`, out, 'an output path template, e.g. "/data/raw/{run_name}_{file_number}"');
     else checkTemplate(`${key}.out`, out, problems);
@@ -165,7 +223,12 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
     if (!isPositiveNumber(timeout)) problems.add(`${key}.timeout_s`, timeout, 'a positive number of seconds');
     if (!isPositiveInteger(attempts)) problems.add(`${key}.max_attempts`, attempts, 'a positive integer');
     if (!isPositiveNumber(lease)) problems.add(`${key}.lease_s`, lease, 'a positive number of seconds');
-    steps.push({ name: String(name), site: String(site), run: Array.isArray(run) ? run.map(String) : [], out: String(out), timeout_s: Number(timeout), max_attempts: Number(attempts), lease_s: Number(lease) });
+    const executor = value.executor ?? 'command';
+    if (executor !== 'command' && executor !== 'sftp') problems.add(`${key}.executor`, executor, '"command" (run the argument vector) or "sftp" (the built-in transfer)');
+    if (executor === 'sftp' && (typeof value.to !== 'string' || !sites[value.to])) problems.add(`${key}.to`, value.to, 'the destination site of the transfer');
+    if (executor === 'sftp' && typeof value.to === 'string' && sites[value.to] && (!sites[value.to].ssh || !sites[value.to].storage)) problems.add(`sites.${value.to}`, '(no ssh or storage)', `ssh and storage, since step ${String(name)} transfers to it`);
+    if (typeof site === 'string' && sites[site]?.may_run.length && typeof name === 'string' && !sites[site].may_run.includes(name)) problems.add(`${key}.site`, site, `a site whose may_run lists ${name} (${site} may run: ${sites[site].may_run.join(', ')})`);
+    steps.push({ name: String(name), site: String(site), run: Array.isArray(run) ? run.map(String) : [], out: String(out), timeout_s: Number(timeout), max_attempts: Number(attempts), lease_s: Number(lease), executor: executor === 'sftp' ? 'sftp' : 'command', ...(typeof value.to === 'string' ? { to: value.to } : {}) });
   });
   return steps;
 }

@@ -20,6 +20,13 @@ export function meshSchema() {
       quiet_s: { doc: 'A file is closed when its size has not changed for this many seconds', format: 'nat', default: 600 },
     },
     steps: { doc: 'The chain of steps, in order', format: Array, default: [] as unknown[] },
+    coordinator: {
+      site: { doc: 'Site whose machine runs the coordinator (default: the ingest site)', format: String, default: '' },
+      interval_s: { doc: 'Seconds between two coordinator rounds', format: Number, default: 30 },
+    },
+    nats: {
+      url: { doc: 'Optional NATS server (wake-up hints, cross-site claim registry); empty = none', format: String, default: '' },
+    },
     agent: {
       sweep_s: { doc: 'Seconds between two queries of the ready views', format: Number, default: 30 },
       heartbeat_s: { doc: 'Seconds between two heartbeat writes', format: Number, default: 10 },

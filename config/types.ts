@@ -12,6 +12,34 @@ export interface SiteConfig {
   readonly credentials_of: string;
   /** Where agents of this site write step logs. */
   readonly log_dir: string;
+  /** Steps this site is able to run (the assignment may only give it these). */
+  readonly may_run: readonly string[];
+  /** How other sites reach this one over SSH (key authentication, pinned host key). */
+  readonly ssh?: SshTarget;
+  /** The batch system that runs this site's steps, when it has one. */
+  readonly batch?: BatchConfig;
+  /** Root of this site's data storage (where transfers to it land). */
+  readonly storage?: string;
+}
+
+export interface SshTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  /** Private key file of the connecting side. */
+  readonly identity_file: string;
+  /** The server's host key, pinned: `SHA256:<base64>` as `ssh-keygen -lf` prints it. */
+  readonly host_key_sha256: string;
+}
+
+export interface BatchConfig {
+  readonly system: 'slurm' | 'sge';
+  /** Extra submission options, e.g. ["--partition=short"]. */
+  readonly options: readonly string[];
+  /** Documents handled by one batch job (the original scripts grouped up to 100). */
+  readonly docs_per_job: number;
+  /** The `mesh` command on the batch nodes, as an argument vector. */
+  readonly mesh: readonly string[];
 }
 
 export interface StepConfig {
@@ -24,6 +52,20 @@ export interface StepConfig {
   readonly timeout_s: number;
   readonly max_attempts: number;
   readonly lease_s: number;
+  /** `command` runs `run`; `sftp` is the built-in transfer of {file} to site `to`'s storage. */
+  readonly executor: 'command' | 'sftp';
+  /** Destination site of an `sftp` step. */
+  readonly to?: string;
+}
+
+export interface NatsConfig {
+  readonly url: string;
+}
+
+export interface CoordinatorConfig {
+  /** The site whose machine runs the coordinator (it must be able to reach every server). */
+  readonly site: string;
+  readonly interval_s: number;
 }
 
 export interface IngestConfig {
@@ -52,6 +94,9 @@ export interface MeshConfig {
   readonly ingest: IngestConfig;
   readonly steps: readonly StepConfig[];
   readonly agent: AgentTuning;
+  /** Optional: wake-up hints and a cross-site claim registry. Everything works without it. */
+  readonly nats?: NatsConfig;
+  readonly coordinator: CoordinatorConfig;
   /** Where the config was read from, for messages. */
   readonly source: string;
 }

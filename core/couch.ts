@@ -3,6 +3,7 @@ import { type BackoffPolicy, backoffDelay } from './backoff.js';
 import { MeshError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 import { sleep } from './sleep.js';
+import { WriteBatcher } from './write-batcher.js';
 
 export interface ServerCredentials {
   user: string;
@@ -17,6 +18,8 @@ export interface DatabaseOptions {
   database: string;
   credentials?: ServerCredentials;
   retry?: RetryMode;
+  /** Coalesce concurrent `put`s into `_bulk_docs` requests (each document still a compare-and-set). */
+  batchWrites?: boolean;
   signal?: AbortSignal;
   logger?: Logger;
   backoff?: BackoffPolicy;
@@ -71,6 +74,7 @@ export class Database {
   private readonly signal?: AbortSignal;
   private readonly logger?: Logger;
   private readonly backoff: BackoffPolicy;
+  private readonly batcher?: WriteBatcher;
 
   constructor(options: DatabaseOptions) {
     this.url = options.url;
@@ -80,6 +84,7 @@ export class Database {
     this.signal = options.signal;
     this.logger = options.logger;
     this.backoff = options.backoff ?? SERVER_BACKOFF;
+    if (options.batchWrites) this.batcher = new WriteBatcher((docs) => this.bulk(docs));
   }
 
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -125,6 +130,7 @@ export class Database {
 
   /** Writes a document; its `_rev` makes the write a compare-and-set (409 → CONFLICT). */
   async put(doc: { _id: string; _rev?: string; [field: string]: unknown }): Promise<string> {
+    if (this.batcher && !doc._id.startsWith('_')) return this.batcher.write(doc);
     const result = await this.request<{ rev: string }>(`write ${doc._id}`, { method: 'PUT', doc: doc._id, body: doc });
     return result.rev;
   }

@@ -6,6 +6,8 @@
 import { createRequire } from 'node:module';
 import type { Express, Request, RequestHandler } from 'express';
 
+import { fastViews } from './views.js';
+
 const require = createRequire(import.meta.url);
 
 export interface ChangesFeed {
@@ -60,6 +62,8 @@ export interface ExpressPouchOptions {
 }
 
 export const PouchDB = require('pouchdb') as PouchStatic;
+// Replaces PouchDB's per-call-vm map/reduce with one that compiles each function once (views.ts).
+(PouchDB as unknown as { plugin(p: object): void }).plugin(fastViews);
 
 export const expressPouchDB = require('express-pouchdb') as (opts: ExpressPouchOptions) => ExpressPouchApp;
 

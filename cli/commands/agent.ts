@@ -24,7 +24,7 @@ export function agentCommand(): Command {
         const name = options.name ?? defaultAgentName(site.name);
         const logger = makeLogger(globals, { site: site.name, agent: name });
         const force = new AbortController();
-        const db = openSiteDatabase(config, site, { retry: 'until-aborted', signal: force.signal, logger });
+        const db = openSiteDatabase(config, site, { retry: 'until-aborted', batchWrites: true, signal: force.signal, logger });
         const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps, now: () => new Date() };
         const agent = new Agent(ctx, { concurrency: options.concurrency, once: Boolean(options.once) });
         const onSignal = (signal: string) => {

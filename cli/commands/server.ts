@@ -4,7 +4,6 @@ import { Command, InvalidArgumentError } from 'commander';
 import { credentialsFor } from '../../config/credentials.js';
 import { errorMessage, isMeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
-import { startEmbeddedServer } from '../../server/embedded.js';
 
 interface ServerCommandOptions {
   site: string;
@@ -32,6 +31,9 @@ async function runServer(options: ServerCommandOptions): Promise<void> {
   const dataDir = resolve(options.data ?? `./data/${options.site}`);
   let server;
   try {
+    // Loaded on demand: PouchDB and express would otherwise weigh on every other command
+    // (an agent forks its step programs, and a fork costs in proportion to its memory).
+    const { startEmbeddedServer } = await import('../../server/embedded.js');
     server = await startEmbeddedServer({ site: options.site, host: options.host, port: options.port, dataDir, admin, logger });
   } catch (error) {
     logger.error({ code: isMeshError(error) ? error.code : undefined }, errorMessage(error));

@@ -9,7 +9,7 @@ import { DOC_TYPE, PIPELINE, freshDoc } from '../support/generated-docs.js';
 import { Database } from '../../core/couch.js';
 import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 
-const steps = PIPELINE.steps.map((s) => ({ ...s, site: 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60 }));
+const steps = PIPELINE.steps.map((s) => ({ ...s, site: 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60, executor: 'command' as const }));
 const design = designDocument({ doc_type: DOC_TYPE, steps });
 const NOW = new Date('2026-11-26T10:00:00.000Z');
 const LEASE = '2026-11-26T10:01:00.000Z';

@@ -10,7 +10,7 @@ import { DOC_TYPE, PIPELINE, STEP_NAMES, collapsedPairs, freshDoc, prng, reachab
 type Emitted = Array<[unknown, unknown]>;
 type Validate = (newDoc: unknown, oldDoc: unknown, userCtx: unknown, secObj: unknown) => void;
 
-const steps = PIPELINE.steps.map((s) => ({ ...s, site: 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60 }));
+const steps = PIPELINE.steps.map((s) => ({ ...s, site: 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60, executor: 'command' as const }));
 const design = designDocument({ doc_type: DOC_TYPE, steps });
 const vdu = new Function(`return (${design.validate_doc_update});`)() as Validate;
 

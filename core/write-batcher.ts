@@ -1,0 +1,70 @@
+import { MeshError } from './errors.js';
+
+export interface BulkResult {
+  id: string;
+  rev?: string;
+  error?: string;
+  reason?: string;
+}
+
+interface Pending {
+  doc: { _id: string };
+  resolve: (rev: string) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Coalesces single-document writes into `_bulk_docs` requests. Each document in a bulk
+ * request is still its own compare-and-set on `_rev` (a 409 comes back for that document
+ * alone), so claims keep their meaning; the server just answers many of them per request.
+ * Writes issued in the same tick, or while a request is in flight, share the next request.
+ */
+export class WriteBatcher {
+  private queue: Pending[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+
+  constructor(private readonly send: (docs: object[]) => Promise<BulkResult[]>, private readonly maxBatch = 200, private readonly maxInFlight = 2) {}
+
+  write(doc: { _id: string }): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ doc, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.pump();
+        });
+      }
+    });
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      this.inFlight++;
+      this.send(batch.map((p) => p.doc))
+        .then((results) => settle(batch, results))
+        .catch((error) => batch.forEach((p) => p.reject(error)))
+        .finally(() => {
+          this.inFlight--;
+          this.pump();
+        });
+    }
+  }
+}
+
+const STATUS: Record<string, [MeshError['code'], number]> = {
+  conflict: ['CONFLICT', 409],
+  forbidden: ['FORBIDDEN', 403],
+  unauthorized: ['UNAUTHORIZED', 401],
+};
+
+function settle(batch: Pending[], results: BulkResult[]): void {
+  batch.forEach((pending, i) => {
+    const result = results[i]?.id === pending.doc._id ? results[i] : results.find((r) => r.id === pending.doc._id);
+    if (result?.rev && !result.error) return pending.resolve(result.rev);
+    const [code, statusCode] = STATUS[result?.error ?? ''] ?? ['SERVER_ERROR', 500];
+    pending.reject(new MeshError(code, `write ${pending.doc._id}: ${statusCode} ${result?.error ?? 'no result'} ${result?.reason ?? ''}`.trim(), { statusCode, reason: result?.reason }));
+  });
+}
