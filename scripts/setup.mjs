@@ -18,6 +18,40 @@ function run(argv) {
   }
 }
 
+// System programs the integration suites drive for real (Debian package → program).
+const SYSTEM = [
+  ['nats-server', 'nats-server'],
+  ['openssh-server', 'sshd'],
+  ['openssh-client', 'ssh-keygen'],
+  ['slurm-wlm', 'slurmctld'],
+  ['slurm-wlm', 'sbatch'],
+  ['munge', 'munged'],
+];
+
+function onPath(program) {
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/local/sbin'];
+  return dirs.some((dir) => dir && existsSync(join(dir, program)));
+}
+
+if (process.argv.includes('--system')) {
+  const missing = [...new Set(SYSTEM.filter(([, program]) => !onPath(program)).map(([pkg]) => pkg))];
+  if (missing.length > 0) {
+    if (process.getuid?.() !== 0) {
+      console.error(`setup: the test suites need these Debian packages: ${missing.join(' ')}.\n  Install them (apt-get install ${missing.join(' ')}) or run npm test as root, which installs them.`);
+      process.exit(1);
+    }
+    say(`setup: installing ${missing.join(' ')}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    for (const argv of [['apt-get', 'update'], ['apt-get', 'install', '-y', '--no-install-recommends', ...missing]]) {
+      const result = spawnSync(argv[0], argv.slice(1), { stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'], env });
+      if (result.status !== 0) {
+        console.error(`setup: ${argv.join(' ')} failed with status ${result.status ?? result.signal}`);
+        process.exit(1);
+      }
+    }
+  }
+}
+
 const marker = join(root, 'node_modules', '.package-lock.json');
 const stale = !existsSync(marker) || statSync(join(root, 'package.json')).mtimeMs > statSync(marker).mtimeMs;
 if (stale) {
