@@ -3,10 +3,11 @@ import { dirname, join } from 'node:path';
 import { backoffDelay } from '../core/backoff.js';
 import { sha256File } from '../core/checksum.js';
 import type { DaqDocument } from '../core/document.js';
-import { MeshError, errorMessage } from '../core/errors.js';
+import { errorMessage } from '../core/errors.js';
 import type { StepResult } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
 import { buildArgv, templateVars } from './command.js';
+import { runSftpStep } from './executors/sftp-step.js';
 import { LeaseKeeper } from './lease.js';
 import { runCommand, tail } from './runner.js';
 import { apply } from './writes.js';
@@ -36,13 +37,15 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
   let result: StepResult | undefined;
   let reason: string | undefined;
   try {
-    if (step.executor !== 'command') throw new MeshError('STEP_FAILED', `executor ${step.executor} is not available in this agent`);
     const vars = templateVars(claimed, step, ctx.config.steps[index - 1]);
     await mkdir(dirname(logBase), { recursive: true });
-    await mkdir(dirname(vars.out), { recursive: true });
-    const argv = buildArgv(step, vars);
-    log.debug({ argv }, 'running');
-    const outcome = await runCommand(argv, { timeoutMs: step.timeout_s * 1000, signal: AbortSignal.any([stop, lease.signal]), stdoutPath, stderrPath });
+    const signal = AbortSignal.any([stop, lease.signal]);
+    // The built-in transfer writes {out} on the destination site, not here.
+    const sent = step.executor === 'sftp' ? await runSftpStep(ctx, claimed, step, vars, { signal, stdoutPath, stderrPath, logger: log }) : undefined;
+    if (!sent) await mkdir(dirname(vars.out), { recursive: true });
+    const argv = sent ? [] : buildArgv(step, vars);
+    if (!sent) log.debug({ argv }, 'running');
+    const outcome = sent?.outcome ?? (await runCommand(argv, { timeoutMs: step.timeout_s * 1000, signal, stdoutPath, stderrPath }));
     result = { exit_code: outcome.exit_code, signal: outcome.signal, duration_s: round(outcome.duration_s), stdout: stdoutPath, stderr: stderrPath };
     if (lease.signal.aborted) {
       await lease.stop();
@@ -55,6 +58,10 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     }
     if (outcome.spawn_error) reason = `cannot start ${argv[0]}: ${outcome.spawn_error}`;
     else if (outcome.timed_out) reason = `timed out after ${step.timeout_s} s`;
+    else if (sent) {
+      if (sent.failure !== undefined) reason = sent.failure;
+      else Object.assign(result, sent.fields);
+    }
     else if (outcome.exit_code !== 0) reason = `exited with ${outcome.exit_code ?? `signal ${outcome.signal}`}`;
     else {
       const produced = await stat(vars.out).then((s) => s.isFile(), () => false);

@@ -14,7 +14,10 @@ export type MeshErrorCode =
   | 'STEP_FAILED'
   | 'STEP_TIMEOUT'
   | 'BAD_INPUT'
-  | 'ABORTED';
+  | 'ABORTED'
+  | 'SSH_HOST_KEY_MISMATCH'
+  | 'SSH_FAILED'
+  | 'TRANSFER_FAILED';
 
 export class MeshError extends Error {
   readonly code: MeshErrorCode;

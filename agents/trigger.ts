@@ -1,0 +1,196 @@
+/**
+ * The remote trigger: a site that may not keep a process alive (lyon) is woken by a site
+ * that may (modane), which runs `mesh agent --site lyon --once` there over SSH when
+ * documents become ready for a step lyon owns (the original scripts' remote hook).
+ *
+ * Debounced: pokes within `settleMs` of the first one are one run; one run at a time; run
+ * starts at least `intervalMs` apart; a poke during a run (or a wait) makes exactly one
+ * more run afterwards. The remote output is streamed, line by line, into the local log.
+ */
+import type { MeshConfig, SiteConfig, SshTarget } from '../config/types.js';
+import type { DaqDocument } from '../core/document.js';
+import { errorMessage, isMeshError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { sleep } from '../core/sleep.js';
+import { readyFor } from '../core/state.js';
+import { execRemote } from './executors/remote-exec.js';
+import { connectSsh } from './executors/ssh-connect.js';
+
+export interface TriggerTarget {
+  site: SiteConfig;
+  ssh: SshTarget;
+  /** The steps that site owns: a document ready for one of them is a reason to poke. */
+  steps: readonly string[];
+}
+
+/**
+ * The sites that `site` must wake over SSH: every other site that owns a step, may not keep
+ * a process alive and has ssh settings. Empty unless `site` itself may run for ever.
+ */
+export function needsTrigger(config: MeshConfig, site: string): TriggerTarget[] {
+  if (!config.sites[site]?.long_running) return [];
+  const targets: TriggerTarget[] = [];
+  for (const remote of Object.values(config.sites)) {
+    if (remote.name === site || remote.long_running || !remote.ssh) continue;
+    const steps = config.steps.filter((s) => s.site === remote.name).map((s) => s.name);
+    if (steps.length > 0) targets.push({ site: remote, ssh: remote.ssh, steps });
+  }
+  return targets;
+}
+
+/** The argument vector run on the remote site; every word is single-quoted on the way. */
+export function remoteAgentArgv(site: SiteConfig): string[] {
+  return [...(site.batch?.mesh ?? ['mesh']), 'agent', '--site', site.name, '--once'];
+}
+
+export interface RemoteTriggerOptions {
+  target: TriggerTarget;
+  /** The local logger; the trigger logs through a child `{ trigger: site }`. */
+  logger: Logger;
+  /** Minimum time between the starts of two runs (default 30 s). */
+  intervalMs?: number;
+  /** How long pokes are collected before a run starts (default 1 s). */
+  settleMs?: number;
+  /** A remote run is stopped (SIGTERM, then the channel closed) after this long (default 15 min). */
+  timeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** What `stop()` gives a running remote agent to drain after SIGTERM (default 10 s). */
+  graceMs?: number;
+}
+
+export type TriggerState = 'idle' | 'waiting' | 'running' | 'stopped';
+
+const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+
+export class RemoteTrigger {
+  state: TriggerState = 'idle';
+  readonly counters = { runs: 0, failures: 0, pokes: 0 };
+  /** Exit status of the last run (null: it did not exit normally, undefined: no run yet). */
+  lastExit: number | null | undefined;
+  private pending = false;
+  private lastStart = Number.NEGATIVE_INFINITY;
+  private loop: Promise<void> | undefined;
+  private stopped: Promise<void> | undefined;
+  private readonly stopping = new AbortController();
+  private readonly log: Logger;
+  private readonly argv: string[];
+
+  constructor(private readonly options: RemoteTriggerOptions) {
+    this.log = options.logger.child({ trigger: options.target.site.name });
+    this.argv = remoteAgentArgv(options.target.site);
+  }
+
+  /** Work arrived for the remote site: make sure a run starts (soon) after this moment. */
+  poke(): void {
+    if (this.stopping.signal.aborted) return;
+    this.counters.pokes++;
+    this.pending = true;
+    this.loop ??= this.drain().finally(() => {
+      this.loop = undefined;
+      // A poke between the loop's last check and this point must not be lost.
+      if (this.pending && !this.stopping.signal.aborted) this.poke();
+    });
+  }
+
+  /** Resolves once no run is running or due. */
+  async whenIdle(): Promise<void> {
+    while (this.loop) await this.loop;
+  }
+
+  /** Stops waiting, asks a running remote agent to drain (SIGTERM), closes the session. Idempotent. */
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.stopping.abort();
+      await this.whenIdle();
+      this.state = 'stopped';
+    })();
+    return this.stopped;
+  }
+
+  private async drain(): Promise<void> {
+    const signal = this.stopping.signal;
+    if (!(await sleep(this.options.settleMs ?? 1000, signal))) return;
+    while (this.pending && !signal.aborted) {
+      const wait = this.lastStart + (this.options.intervalMs ?? 30_000) - Date.now();
+      if (wait > 0) {
+        this.state = 'waiting';
+        if (!(await sleep(wait, signal))) break;
+      }
+      this.pending = false;
+      this.state = 'running';
+      this.lastStart = Date.now();
+      this.counters.runs++;
+      this.log.debug({ run: this.counters.runs }, 'remote run due');
+      await this.runOnce();
+    }
+    this.state = signal.aborted ? 'stopped' : 'idle';
+  }
+
+  private async runOnce(): Promise<void> {
+    const { target } = this.options;
+    const started = Date.now();
+    let client: Awaited<ReturnType<typeof connectSsh>> | undefined;
+    try {
+      client = await connectSsh(target.ssh, { signal: this.stopping.signal, site: target.site.name, timeoutMs: this.options.connectTimeoutMs });
+      this.log.info({ argv: this.argv }, 'starting the remote agent');
+      const outcome = await execRemote(client, this.argv, {
+        signal: this.stopping.signal,
+        timeoutMs: this.options.timeoutMs ?? 15 * 60_000,
+        killGraceMs: this.options.graceMs ?? 10_000,
+        onLine: (stream, line) => this.relay(stream, line),
+      });
+      this.lastExit = outcome.exit_code;
+      const seconds = (Date.now() - started) / 1000;
+      if (outcome.exit_code === 0) this.log.info({ seconds }, 'remote agent run finished');
+      else {
+        this.counters.failures++;
+        const how = outcome.timed_out ? 'timed out' : outcome.aborted ? 'stopped' : `exit ${outcome.exit_code ?? `signal ${outcome.signal}`}`;
+        this.log.warn({ seconds, exit_code: outcome.exit_code, signal: outcome.signal }, `remote agent run ended badly (${how})`);
+      }
+    } catch (error) {
+      this.lastExit = null;
+      if (isMeshError(error, 'ABORTED')) return;
+      this.counters.failures++;
+      this.log.warn({ code: isMeshError(error) ? error.code : undefined }, `cannot run the remote agent: ${errorMessage(error)}`);
+    } finally {
+      client?.end();
+    }
+  }
+
+  /** A remote pino line is re-logged at its level with its message; anything else as text. */
+  private relay(stream: 'stdout' | 'stderr', line: string): void {
+    if (!line.trim()) return;
+    if (line.startsWith('{')) {
+      try {
+        const { level, msg, time: _time, pid: _pid, hostname: _hostname, ...rest } = JSON.parse(line) as Record<string, unknown>;
+        const method = PINO_LEVELS[Number(level)];
+        if (method && typeof msg === 'string') return this.log[method]({ stream, remote: rest }, msg);
+      } catch {
+        // not JSON: plain text below
+      }
+    }
+    this.log.info({ stream }, line);
+  }
+}
+
+/** The triggers a site runs, and which one a document ready for a step pokes. */
+export class RemoteTriggers {
+  readonly triggers: ReadonlyMap<string, RemoteTrigger>;
+
+  constructor(private readonly config: MeshConfig, site: string, logger: Logger, options: Omit<RemoteTriggerOptions, 'target' | 'logger'> = {}) {
+    this.triggers = new Map(needsTrigger(config, site).map((target) => [target.site.name, new RemoteTrigger({ ...options, target, logger })]));
+  }
+
+  /** Pokes the trigger of every remote site one of these documents is now ready for. */
+  offer(docs: readonly DaqDocument[], now: Date): void {
+    for (const doc of docs) {
+      const step = readyFor(doc, this.config, now);
+      const owner = this.config.steps.find((s) => s.name === step)?.site;
+      if (owner) this.triggers.get(owner)?.poke();
+    }
+  }
+
+  stop(): Promise<void> {
+    return Promise.all([...this.triggers.values()].map((t) => t.stop())).then(() => undefined);
+  }
+}
