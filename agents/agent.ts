@@ -4,7 +4,7 @@ import { sleep } from '../core/sleep.js';
 import { leaseExpired, readyFor } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
 import { templateVars } from './command.js';
-import { ChangesWatcher, expiredClaims, readyDocuments } from './discovery.js';
+import { ChangesWatcher, DESIGN, expiredClaims, readyDocuments } from './discovery.js';
 import { Heartbeat } from './heartbeat.js';
 import { type JobEnd, runClaimedStep } from './step-job.js';
 import { apply, claim } from './writes.js';
@@ -74,6 +74,7 @@ export class Agent {
   }
 
   private offer(docs: DaqDocument[]): void {
+    this.ctx.triggers?.offer(docs, this.ctx.now());
     for (const doc of docs) {
       if (this.running.has(doc._id) || revNumber(doc) < (this.written.get(doc._id) ?? 0)) continue;
       const known = this.candidates.get(doc._id);
@@ -90,7 +91,21 @@ export class Agent {
     this.backlog = ready.length >= limit;
     const docs = [...ready, ...(await expiredClaims(this.ctx, limit))];
     this.offer(docs.filter((d) => this.skippedRevs.get(d._id) !== d._rev));
+    await this.pokeRemoteSites();
     return docs.length;
+  }
+
+  /** Work waiting for a site that cannot watch the database itself: wake it (debounced by the trigger). */
+  private async pokeRemoteSites(): Promise<void> {
+    for (const [site, trigger] of this.ctx.triggers?.triggers ?? []) {
+      for (const step of this.ctx.config.steps.filter((s) => s.site === site)) {
+        const { rows } = await this.ctx.db.view<number>(DESIGN, 'ready', { startkey: [step.name, ''], endkey: [step.name, this.ctx.now().toISOString()] });
+        if ((rows[0]?.value ?? 0) > 0) {
+          trigger.poke();
+          break;
+        }
+      }
+    }
   }
 
   private async main(): Promise<void> {
@@ -113,6 +128,7 @@ export class Agent {
       while (this.claiming > 0) await sleep(10);
       await Promise.allSettled([...this.running.values()].map((r) => r.done));
       await Promise.allSettled(background);
+      await this.ctx.triggers?.stop();
       await heartbeat.stop();
       this.state = 'stopped';
       this.ctx.logger.info({ ...this.counters }, 'agent stopped');

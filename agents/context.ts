@@ -1,6 +1,7 @@
 import type { MeshConfig, SiteConfig, StepConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
 import type { Logger } from '../core/log.js';
+import type { RemoteTriggers } from './trigger.js';
 
 /** What every part of an agent needs, built once at start-up and passed down. */
 export interface AgentContext {
@@ -14,6 +15,8 @@ export interface AgentContext {
   /** The steps this agent's site owns, in pipeline order. */
   readonly steps: readonly StepConfig[];
   readonly now: () => Date;
+  /** Wakes the agents of sites that may not keep a process alive (lyon) when work is ready for them. */
+  readonly triggers?: RemoteTriggers;
 }
 
 /** `site/agent`, the `by` of history entries written by this agent. */

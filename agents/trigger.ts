@@ -7,6 +7,10 @@
  * starts at least `intervalMs` apart; a poke during a run (or a wait) makes exactly one
  * more run afterwards. The remote output is streamed, line by line, into the local log.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import type { MeshConfig, SiteConfig, SshTarget } from '../config/types.js';
 import type { DaqDocument } from '../core/document.js';
 import { errorMessage, isMeshError } from '../core/errors.js';
@@ -18,7 +22,8 @@ import { connectSsh } from './executors/ssh-connect.js';
 
 export interface TriggerTarget {
   site: SiteConfig;
-  ssh: SshTarget;
+  /** Absent: the site shares this machine and its agent is started here (one-machine topologies). */
+  ssh?: SshTarget;
   /** The steps that site owns: a document ready for one of them is a reason to poke. */
   steps: readonly string[];
 }
@@ -27,15 +32,22 @@ export interface TriggerTarget {
  * The sites that `site` must wake over SSH: every other site that owns a step, may not keep
  * a process alive and has ssh settings. Empty unless `site` itself may run for ever.
  */
-export function needsTrigger(config: MeshConfig, site: string): TriggerTarget[] {
+export function needsTrigger(config: MeshConfig, site: string, options: { local?: boolean } = {}): TriggerTarget[] {
   if (!config.sites[site]?.long_running) return [];
   const targets: TriggerTarget[] = [];
   for (const remote of Object.values(config.sites)) {
-    if (remote.name === site || remote.long_running || !remote.ssh) continue;
+    if (remote.name === site || remote.long_running || (!remote.ssh && !options.local)) continue;
     const steps = config.steps.filter((s) => s.site === remote.name).map((s) => s.name);
-    if (steps.length > 0) targets.push({ site: remote, ssh: remote.ssh, steps });
+    if (steps.length > 0) targets.push({ site: remote, ...(remote.ssh ? { ssh: remote.ssh } : {}), steps });
   }
   return targets;
+}
+
+/** The same `mesh agent --site S --once`, started on this machine with this config. */
+export function localAgentArgv(site: SiteConfig, configFile: string): string[] {
+  // A path, not an import: agents/ must not depend on cli/.
+  const main = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  return [process.execPath, main, '--config', configFile, 'agent', '--site', site.name, '--once'];
 }
 
 /** The argument vector run on the remote site; every word is single-quoted on the way. */
@@ -45,6 +57,8 @@ export function remoteAgentArgv(site: SiteConfig): string[] {
 
 export interface RemoteTriggerOptions {
   target: TriggerTarget;
+  /** The config file a local run is started with (targets without ssh). */
+  configFile?: string;
   /** The local logger; the trigger logs through a child `{ trigger: site }`. */
   logger: Logger;
   /** Minimum time between the starts of two runs (default 30 s). */
@@ -128,6 +142,7 @@ export class RemoteTrigger {
 
   private async runOnce(): Promise<void> {
     const { target } = this.options;
+    if (!target.ssh) return this.runLocally();
     const started = Date.now();
     let client: Awaited<ReturnType<typeof connectSsh>> | undefined;
     try {
@@ -157,6 +172,26 @@ export class RemoteTrigger {
     }
   }
 
+  /** One-machine topologies: the same run as a local child process (argument vector, no shell). */
+  private async runLocally(): Promise<void> {
+    const argv = localAgentArgv(this.options.target.site, this.options.configFile ?? '');
+    const started = Date.now();
+    this.log.info({ site: this.options.target.site.name }, 'starting the agent of a site on this machine');
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const onAbort = () => child.kill('SIGTERM');
+    this.stopping.signal.addEventListener('abort', onAbort, { once: true });
+    createInterface({ input: child.stdout }).on('line', (line) => this.relay('stdout', line));
+    createInterface({ input: child.stderr }).on('line', (line) => this.relay('stderr', line));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    this.stopping.signal.removeEventListener('abort', onAbort);
+    this.lastExit = code;
+    if (code === 0) this.log.info({ seconds: (Date.now() - started) / 1000 }, 'agent run finished');
+    else {
+      this.counters.failures++;
+      this.log.warn({ exit_code: code }, 'agent run ended badly');
+    }
+  }
+
   /** A remote pino line is re-logged at its level with its message; anything else as text. */
   private relay(stream: 'stdout' | 'stderr', line: string): void {
     if (!line.trim()) return;
@@ -177,8 +212,9 @@ export class RemoteTrigger {
 export class RemoteTriggers {
   readonly triggers: ReadonlyMap<string, RemoteTrigger>;
 
-  constructor(private readonly config: MeshConfig, site: string, logger: Logger, options: Omit<RemoteTriggerOptions, 'target' | 'logger'> = {}) {
-    this.triggers = new Map(needsTrigger(config, site).map((target) => [target.site.name, new RemoteTrigger({ ...options, target, logger })]));
+  constructor(private readonly config: MeshConfig, site: string, logger: Logger, options: Omit<RemoteTriggerOptions, 'target' | 'logger'> & { local?: boolean } = {}) {
+    const { local, ...rest } = options;
+    this.triggers = new Map(needsTrigger(config, site, { local }).map((target) => [target.site.name, new RemoteTrigger({ configFile: config.source, ...rest, target, logger })]));
   }
 
   /** Pokes the trigger of every remote site one of these documents is now ready for. */

@@ -3,6 +3,7 @@
  * (fullCouchDB mode, so `validate_doc_update` and the `_replicator` database work), with the
  * gaps it has on Node 20 closed in front of it. It stands in for Apache CouchDB 3 on one machine.
  */
+import { installValidation } from './validation.js';
 import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -42,7 +43,8 @@ export interface EmbeddedServer {
  * (replaced by auth.ts) and what depends on it; the HTTP log, which writes request headers
  * (Authorization included) to its log file at debug level.
  */
-const EXCLUDED_PARTS = ['routes/fauxton', 'routes/authentication', 'routes/authorization', 'routes/session', 'routes/special-test-auth', 'routes/http-log'];
+// 'validation' is replaced by ./validation.ts (pouchdb-validation loses replicated conflicts).
+const EXCLUDED_PARTS = ['routes/fauxton', 'routes/authentication', 'routes/authorization', 'routes/session', 'routes/special-test-auth', 'routes/http-log', 'validation'];
 
 const MAX_BODY = '64mb';
 
@@ -85,6 +87,10 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
     configPath: join(dataDir, 'config.json'),
     logPath: join(dataDir, 'express-pouchdb.log'),
     overrideMode: { exclude: EXCLUDED_PARTS },
+  });
+  pouchApp.dbWrapper.registerWrapper((_name, db, next) => {
+    installValidation(db as unknown as Parameters<typeof installValidation>[0]);
+    next();
   });
   // Its daemons (plugins, the _replicator daemon) must run before the first request, or early
   // requests fail on half-installed plugins; passing PouchDB to the constructor does not wait.

@@ -50,7 +50,7 @@ export interface PouchStatic {
 export interface ExpressPouchApp extends Express {
   setPouchDB(pouch: PouchStatic): Promise<void>;
   daemonManager: { stop(pouch: PouchStatic): Promise<void> };
-  dbWrapper: { wrap(name: string, db: PouchDatabase): Promise<void> };
+  dbWrapper: { wrap(name: string, db: PouchDatabase): Promise<void>; registerWrapper(fn: (name: string, db: PouchDatabase, next: () => void) => void): void };
   couchLogger?: { _stream?: { end(): void } };
 }
 

@@ -5,7 +5,8 @@ import type { AgentContext } from '../../agents/context.js';
 import { MeshError } from '../../core/errors.js';
 import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
 import { action } from '../exit.js';
-import { positiveInteger } from '../parse.js';
+import { positiveInteger, positiveNumber } from '../parse.js';
+import { RemoteTriggers } from '../../agents/trigger.js';
 
 export function agentCommand(): Command {
   return new Command('agent')
@@ -14,8 +15,10 @@ export function agentCommand(): Command {
     .option('--once', 'process what is ready now, then exit (for sites that forbid long-lived processes)')
     .option('--concurrency <n>', 'steps run at the same time', positiveInteger, 1)
     .option('--name <name>', 'agent name, unique in the mesh (default: site-host-pid)')
+    .option('--trigger-local', 'start the --once agents of sites without ssh settings on this machine (one-machine topologies)')
+    .option('--trigger-interval <s>', 'at least this many seconds between two runs of a triggered agent', positiveNumber, 30)
     .action(
-      action(async (options: { site: string; once?: boolean; concurrency: number; name?: string }, command: Command) => {
+      action(async (options: { site: string; once?: boolean; concurrency: number; name?: string; triggerLocal?: boolean; triggerInterval: number }, command: Command) => {
         const globals = command.optsWithGlobals<GlobalOptions>();
         const config = loadConfig(globals);
         const site = siteOf(config, options.site);
@@ -25,7 +28,8 @@ export function agentCommand(): Command {
         const logger = makeLogger(globals, { site: site.name, agent: name });
         const force = new AbortController();
         const db = openSiteDatabase(config, site, { retry: 'until-aborted', batchWrites: true, signal: force.signal, logger });
-        const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps, now: () => new Date() };
+        const triggers = options.once ? undefined : new RemoteTriggers(config, site.name, logger, { local: options.triggerLocal, intervalMs: options.triggerInterval * 1000 });
+        const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps, now: () => new Date(), ...(triggers?.triggers.size ? { triggers } : {}) };
         const agent = new Agent(ctx, { concurrency: options.concurrency, once: Boolean(options.once) });
         const onSignal = (signal: string) => {
           logger.info({ signal }, 'signal received');

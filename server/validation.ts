@@ -1,0 +1,121 @@
+/**
+ * validate_doc_update for the embedded server, in place of express-pouchdb's
+ * pouchdb-validation, which differs from CouchDB where replication depends on it:
+ * - it overwrote every incoming document's `_revisions` with the stored winner's, so a
+ *   replicated conflicting branch (`new_edits: false`) was silently grafted onto the existing
+ *   path and lost — no conflict ever reached a second server;
+ * - it handed the function the current winner as `oldDoc`, where CouchDB hands the revision
+ *   the write descends from;
+ * - it re-read and re-compiled every design document on every write.
+ * Here the document is never modified, `oldDoc` is the parent revision of a replicated write,
+ * and the functions are compiled once per design-document revision.
+ */
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+type Doc = { _id: string; _rev?: string; _deleted?: boolean; _revisions?: { start: number; ids: string[] }; [key: string]: unknown };
+interface WrappedDb {
+  get(id: string, opts?: Record<string, unknown>): Promise<Doc>;
+  allDocs(opts: Record<string, unknown>): Promise<{ rows: Array<{ doc?: Doc }> }>;
+}
+interface WrapperArgs {
+  base: WrappedDb;
+  doc: Doc;
+  docs: Doc[];
+  options: { new_edits?: boolean; userCtx?: unknown; secObj?: unknown };
+}
+type Wrapper = (orig: () => Promise<unknown>, args: WrapperArgs) => Promise<unknown>;
+
+const wrappers = require('pouchdb-wrappers') as { installWrapperMethods(db: unknown, api: Record<string, Wrapper>): void };
+const createBulkDocsWrapper = require('pouchdb-bulkdocs-wrapper') as (handler: (doc: Doc, args: WrapperArgs) => Promise<void>) => Wrapper;
+
+type Validator = (newDoc: Doc, oldDoc: Doc | null, userCtx: unknown, secObj: unknown) => void;
+
+class ValidationError extends Error {
+  constructor(readonly status: number, override readonly name: string, message: string) {
+    super(message);
+  }
+}
+
+const compiled = new Map<string, Validator>();
+
+function compile(code: string): Validator {
+  let fn = compiled.get(code);
+  if (!fn) {
+    // Written by the server's admins, as in CouchDB; the helpers CouchDB's query server offers.
+    const factory = new Function('isArray', 'toJSON', 'log', 'sum', `"use strict"; return (${code.replace(/;\s*$/, '')});`);
+    fn = factory(Array.isArray, JSON.stringify, () => {}, (a: number[]) => a.reduce((x, y) => x + y, 0)) as Validator;
+    if (typeof fn !== 'function') throw new ValidationError(500, 'compilation_error', 'validate_doc_update does not evaluate to a function');
+    if (compiled.size > 200) compiled.clear();
+    compiled.set(code, fn);
+  }
+  return fn;
+}
+
+/** The design documents' validators of one database, re-read only after a design document changed. */
+class Validators {
+  private current: Promise<Array<{ design: Doc; fn: Validator }>> | undefined;
+
+  constructor(private readonly db: WrappedDb) {}
+
+  invalidate(): void {
+    this.current = undefined;
+  }
+
+  get(): Promise<Array<{ design: Doc; fn: Validator }>> {
+    this.current ??= this.db.allDocs({ startkey: '_design/', endkey: '_design0', include_docs: true }).then(({ rows }) =>
+      rows.flatMap((row) => (row.doc && typeof row.doc.validate_doc_update === 'string' ? [{ design: row.doc, fn: compile(row.doc.validate_doc_update) }] : [])),
+    );
+    this.current.catch(() => this.invalidate());
+    return this.current;
+  }
+}
+
+/** The revision a write descends from: the parent in `_revisions` for a replicated write, else the winner. */
+async function previous(db: WrappedDb, doc: Doc, replicated: boolean): Promise<Doc | null> {
+  try {
+    if (replicated) {
+      const parent = doc._revisions && doc._revisions.ids.length > 1 ? `${doc._revisions.start - 1}-${doc._revisions.ids[1]}` : undefined;
+      return parent ? await db.get(doc._id, { rev: parent }) : null;
+    }
+    return await db.get(doc._id);
+  } catch {
+    return null;
+  }
+}
+
+async function check(validators: Validators, db: WrappedDb, doc: Doc, options: WrapperArgs['options']): Promise<void> {
+  if (doc._id.startsWith('_design/')) {
+    validators.invalidate();
+    return;
+  }
+  if (doc._id.startsWith('_local/')) return;
+  const list = await validators.get();
+  if (list.length === 0) return;
+  const oldDoc = await previous(db, doc, options.new_edits === false);
+  const userCtx = options.userCtx ?? { db: null, name: null, roles: ['_admin'] };
+  const copy = JSON.parse(JSON.stringify(doc)) as Doc;
+  for (const { design, fn } of list) {
+    try {
+      fn.call(design, copy, oldDoc, userCtx, options.secObj ?? {});
+    } catch (error) {
+      const e = error as { forbidden?: string; unauthorized?: string };
+      if (e?.forbidden !== undefined) throw new ValidationError(403, 'forbidden', String(e.forbidden));
+      if (e?.unauthorized !== undefined) throw new ValidationError(401, 'unauthorized', String(e.unauthorized));
+      throw new ValidationError(500, 'validation_error', String(error));
+    }
+  }
+}
+
+/** Installs the validating put/post/remove/bulkDocs on one database. */
+export function installValidation(db: WrappedDb): void {
+  const validators = new Validators(db);
+  const api: Record<string, Wrapper> = {
+    put: (orig, args) => check(validators, args.base, args.doc, args.options ?? {}).then(orig),
+    post: (orig, args) => check(validators, args.base, args.doc, args.options ?? {}).then(orig),
+    remove: (orig, args) => check(validators, args.base, { ...args.doc, _deleted: true }, args.options ?? {}).then(orig),
+    bulkDocs: createBulkDocsWrapper((doc, args) => check(validators, args.base, doc, args.options ?? {})),
+  };
+  wrappers.installWrapperMethods(db, api);
+}
