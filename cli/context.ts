@@ -26,9 +26,13 @@ export function siteOf(config: MeshConfig, name: string | undefined): SiteConfig
   return site;
 }
 
-/** The database a site's processes talk to, with that server's credentials from the environment. */
-export function openSiteDatabase(config: MeshConfig, site: SiteConfig, options: { retry?: RetryMode; batchWrites?: boolean; signal?: AbortSignal; logger?: Logger } = {}): Database {
-  return new Database({ url: site.server, database: config.database, credentials: credentialsFor(site.credentials_of), ...options });
+/**
+ * The database a site's processes talk to (or `options.database` on the same server, `''` for
+ * the server itself), with that server's credentials from the environment.
+ */
+export function openSiteDatabase(config: MeshConfig, site: SiteConfig, options: { database?: string; retry?: RetryMode; batchWrites?: boolean; signal?: AbortSignal; logger?: Logger } = {}): Database {
+  const { database, ...rest } = options;
+  return new Database({ url: site.server, database: database ?? config.database, credentials: credentialsFor(site.credentials_of), ...rest });
 }
 
 export function defaultAgentName(site: string): string {

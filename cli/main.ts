@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { agentCommand } from './commands/agent.js';
+import { coordinatorCommand } from './commands/coordinator.js';
 import { couchappCommand } from './commands/couchapp.js';
 import { demoCommand } from './commands/demo.js';
 import { ingestCommand } from './commands/ingest.js';
@@ -16,7 +17,7 @@ const program = new Command('mesh')
   .showHelpAfterError()
   .exitOverride();
 
-for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), statusCommand(), retryCommand(), demoCommand()]) {
+for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), coordinatorCommand(), statusCommand(), retryCommand(), demoCommand()]) {
   program.addCommand(command);
 }
 for (const command of program.commands) {

@@ -1,6 +1,12 @@
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
 import { errorMessage } from '../core/errors.js';
+import { silentLogger } from '../core/log.js';
+import { auditCounters } from './audit.js';
+import { type LagSource, replicationStatus } from './replication.js';
+import { type OpenDatabase, distinctServers } from './servers.js';
+
+export { distinctServers } from './servers.js';
 
 export interface StepCounts {
   done: number;
@@ -34,24 +40,30 @@ export interface AgentStatus {
   server: string;
 }
 
+export interface ReplicationStatus {
+  from: string;
+  to: string;
+  /** The site whose server runs the job. */
+  on: string;
+  /** running, pending, error, crashing, failed, completed, missing (no job), unreachable. */
+  state: string;
+  /** Changes on the source beyond the replication checkpoint; null when unknown. */
+  pending: number | null;
+  /** Where `pending` came from: CouchDB's scheduler, the replication's `_local` checkpoint, or a doc-count comparison. */
+  lag_from: LagSource;
+}
+
 export interface MeshStatus {
   generated: string;
   database: string;
   databases: DatabaseStatus[];
   agents: AgentStatus[];
+  replication: ReplicationStatus[];
+  /** The audit's counters (`mesh:audit:<site>` of each server), summed over the reachable servers. */
+  double_claims: { detected: number; resolved: number };
 }
 
 const LIST_LIMIT = 50;
-
-/** One entry per distinct server: the site that owns it (its credentials) names it. */
-export function distinctServers(config: MeshConfig): SiteConfig[] {
-  const byUrl = new Map<string, SiteConfig>();
-  for (const site of Object.values(config.sites)) {
-    const known = byUrl.get(site.server);
-    if (!known || (known.credentials_of !== known.name && site.credentials_of === site.name)) byUrl.set(site.server, site);
-  }
-  return [...byUrl.values()];
-}
 
 /** Counts from reduce views only, so the answer stays fast however many documents there are. */
 export async function databaseStatus(config: MeshConfig, site: SiteConfig, db: Database, now: Date): Promise<{ db: DatabaseStatus; agents: AgentStatus[] }> {
@@ -97,7 +109,23 @@ export async function databaseStatus(config: MeshConfig, site: SiteConfig, db: D
   return { db: base, agents };
 }
 
-export async function meshStatus(config: MeshConfig, open: (site: SiteConfig) => Database, now = new Date()): Promise<MeshStatus> {
-  const results = await Promise.all(distinctServers(config).map((site) => databaseStatus(config, site, open(site), now)));
-  return { generated: now.toISOString(), database: config.database, databases: results.map((r) => r.db), agents: results.flatMap((r) => r.agents) };
+/**
+ * Everything across every server. `open(site, database)` opens `database` on the site's server
+ * (the data database when omitted); the replication jobs are read from `_replicator`.
+ */
+export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = new Date()): Promise<MeshStatus> {
+  const servers = distinctServers(config);
+  const [results, replication, counters] = await Promise.all([
+    Promise.all(servers.map((site) => databaseStatus(config, site, open(site), now))),
+    replicationStatus(config, open, silentLogger()),
+    Promise.all(servers.map((site) => auditCounters(open(site), site.name).catch(() => ({ detected: 0, resolved: 0 })))),
+  ]);
+  return {
+    generated: now.toISOString(),
+    database: config.database,
+    databases: results.map((r) => r.db),
+    agents: results.flatMap((r) => r.agents),
+    replication: replication.map(({ from, to, on, state, pending, lag_from }) => ({ from, to, on, state, pending, lag_from })),
+    double_claims: counters.reduce((sum, c) => ({ detected: sum.detected + c.detected, resolved: sum.resolved + c.resolved }), { detected: 0, resolved: 0 }),
+  };
 }

@@ -10,7 +10,7 @@ export function statusCommand(): Command {
     .action(
       action(async (options: { json?: boolean }, command: Command) => {
         const config = loadConfig(command.optsWithGlobals<GlobalOptions>());
-        const status = await meshStatus(config, (site) => openSiteDatabase(config, site));
+        const status = await meshStatus(config, (site, database) => openSiteDatabase(config, site, { database }));
         process.stdout.write(options.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
       }),
     );
@@ -30,6 +30,9 @@ export function formatStatus(status: MeshStatus): string {
     for (const f of db.in_flight) lines.push(`  in flight: ${f.doc} ${f.step} by ${f.site}/${f.agent} attempt ${f.attempts}, ${f.lease_age_s}s old${f.expired ? ', LEASE EXPIRED' : ''}`);
     for (const f of db.failed) lines.push(`  failed: ${f.doc} ${f.step}: ${f.reason}${f.exit_code === null ? '' : ` (exit ${f.exit_code})`}`);
   }
+  if (status.replication.length > 0) lines.push('replication:');
+  for (const r of status.replication) lines.push(`  ${r.from} → ${r.to} (job on ${r.on}): ${r.state}${r.pending === null ? '' : `, ${r.pending} pending`}`);
+  lines.push(`double claims: ${status.double_claims.detected} detected, ${status.double_claims.resolved} resolved`);
   lines.push(`agents (${status.agents.length}):`);
   for (const a of status.agents) lines.push(`  ${a.site}/${a.agent} on ${a.host}: ${a.state}, last seen ${a.age_s}s ago${a.running.length ? `, running ${a.running.map((r) => `${r.doc}:${r.step}`).join(' ')}` : ''}`);
   return `${lines.join('\n')}\n`;

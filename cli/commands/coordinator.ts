@@ -1,0 +1,47 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { assertAssignable } from '../../coordinator/assignment.js';
+import { runCoordinator } from '../../coordinator/round.js';
+import { type GlobalOptions, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
+import { action } from '../exit.js';
+
+function seconds(text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) throw new InvalidArgumentError(`"${text}" is not a positive number of seconds`);
+  return value;
+}
+
+export function coordinatorCommand(): Command {
+  return new Command('coordinator')
+    .description('keep replication between the servers running, publish the step assignment, audit and resolve double claims')
+    .option('--once', 'one round, then exit')
+    .option('--interval <s>', 'seconds between rounds (default: coordinator.interval_s of the config)', seconds)
+    .action(
+      action(async (options: { once?: boolean; interval?: number }, command: Command) => {
+        const globals = command.optsWithGlobals<GlobalOptions>();
+        const config = loadConfig(globals);
+        assertAssignable(config);
+        const site = siteOf(config, config.coordinator.site);
+        const logger = makeLogger(globals, { site: site.name, component: 'coordinator' });
+        const stop = new AbortController();
+        const onSignal = (signal: string) => {
+          if (stop.signal.aborted) {
+            logger.warn({ signal }, 'second signal, exiting now');
+            process.exit(1);
+          }
+          logger.info({ signal }, 'signal received; stopping after this round');
+          stop.abort();
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+        try {
+          await runCoordinator(
+            { config, open: (s, database) => openSiteDatabase(config, s, { database }), logger, by: `coordinator/${site.name}` },
+            { once: Boolean(options.once), intervalMs: (options.interval ?? config.coordinator.interval_s) * 1000, signal: stop.signal },
+          );
+        } finally {
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+        }
+      }),
+    );
+}

@@ -1,0 +1,223 @@
+/**
+ * The double-claim audit of one server: documents with replication conflicts (two sites ran a
+ * step on two servers while they could not replicate) are merged deterministically, so that
+ * every server that runs the audit keeps the same leaf and writes the same merged document.
+ *
+ * Winner, among the live leaves: the one furthest along the pipeline (more ok step records),
+ * then by status (good > in progress > queued > failed > closed > bad), then CouchDB's own
+ * order (higher revision number, then the lexically greater revision). The merged document is
+ * the winner plus `duplicates[]`, one entry per run that only a losing leaf recorded; it is
+ * written on top of the winning leaf and the losing leaves are deleted. The merged content
+ * depends on the leaves alone (no clock, no site name), so two servers resolving the same
+ * conflict write the same revision where revisions are content-addressed.
+ */
+import type { MeshConfig, SiteConfig } from '../config/types.js';
+import type { Database } from '../core/couch.js';
+import { type DaqDocument, type StepRecord, parseStatus } from '../core/document.js';
+import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+
+export const AUDIT_TYPE = 'mesh-audit';
+export const auditDocId = (site: string): string => `mesh:audit:${site}`;
+
+export interface DuplicateRun {
+  site: string | null;
+  agent: string | null;
+  step: string;
+  started: string | null;
+  result: { ok: boolean | null; exit_code: number | null; file: string | null; checksum: { sha256: string } | null };
+  /** The losing revision that recorded the run. */
+  rev: string;
+}
+
+export interface AuditDocument {
+  _id: string;
+  _rev?: string;
+  type: typeof AUDIT_TYPE;
+  site: string;
+  detected: number;
+  resolved: number;
+  updated: string;
+  /** The latest resolutions, newest last. */
+  recent: Array<{ doc: string; kept: string; dropped: string[]; duplicates: number; at: string }>;
+}
+
+export interface AuditResult {
+  site: string;
+  detected: number;
+  resolved: number;
+  errors: Array<{ doc: string; error: string }>;
+}
+
+const STATUS_RANK: Record<string, number> = { good: 5, in_progress: 4, queued: 3, failed: 2, closed: 1, bad: 0 };
+const PAGE = 200;
+const MAX_PER_ROUND = 2000;
+const RECENT = 50;
+
+function okCount(doc: DaqDocument, steps: readonly string[]): number {
+  return steps.filter((s) => (doc[s] as StepRecord | undefined)?.ok === true).length;
+}
+
+function revParts(rev: string | undefined): [number, string] {
+  const [n, hash] = String(rev).split('-');
+  return [Number.parseInt(n, 10) || 0, hash ?? ''];
+}
+
+/** Positive when leaf `a` wins over leaf `b`. Total and deterministic: two distinct leaves never compare equal. */
+export function compareLeaves(a: DaqDocument, b: DaqDocument, steps: readonly string[]): number {
+  const ok = okCount(a, steps) - okCount(b, steps);
+  if (ok !== 0) return ok;
+  const rank = (d: DaqDocument) => STATUS_RANK[parseStatus(d.status, steps)?.kind ?? ''] ?? -1;
+  if (rank(a) !== rank(b)) return rank(a) - rank(b);
+  const [na, ha] = revParts(a._rev);
+  const [nb, hb] = revParts(b._rev);
+  if (na !== nb) return na - nb;
+  return ha < hb ? -1 : ha > hb ? 1 : 0;
+}
+
+/** The leaves, best first. */
+export function rankLeaves(leaves: readonly DaqDocument[], steps: readonly string[]): DaqDocument[] {
+  return [...leaves].sort((a, b) => compareLeaves(b, a, steps));
+}
+
+const runKey = (r: Pick<DuplicateRun, 'step' | 'site' | 'agent' | 'started'>): string => JSON.stringify([r.step, r.site, r.agent, r.started]);
+
+function runOf(step: string, record: StepRecord, rev: string): DuplicateRun {
+  return {
+    site: record.site ?? null,
+    agent: record.agent ?? null,
+    step,
+    started: record.started ?? null,
+    result: { ok: record.ok ?? null, exit_code: record.exit_code ?? null, file: record.file ?? null, checksum: record.checksum ?? null },
+    rev,
+  };
+}
+
+function isRecord(value: unknown): value is StepRecord {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * The winner with `duplicates[]` extended by every run a loser recorded and the winner did not
+ * (same step, site, agent and start = same run); losers' own duplicates are carried over. Pure.
+ */
+export function mergeLeaves(winner: DaqDocument, losers: readonly DaqDocument[], steps: readonly string[]): DaqDocument {
+  const { _conflicts: _c, _revisions: _r, _revs_info: _i, ...base } = winner as DaqDocument & { _revisions?: unknown; _revs_info?: unknown };
+  const kept = new Set(steps.filter((s) => isRecord(winner[s])).map((s) => runKey(runOf(s, winner[s] as StepRecord, ''))));
+  const duplicates: DuplicateRun[] = Array.isArray(winner.duplicates) ? [...(winner.duplicates as DuplicateRun[])] : [];
+  const seen = new Set([...kept, ...duplicates.map(runKey)]);
+  const add = (run: DuplicateRun) => {
+    if (seen.has(runKey(run))) return;
+    seen.add(runKey(run));
+    duplicates.push(run);
+  };
+  for (const loser of losers) {
+    for (const step of steps) if (isRecord(loser[step])) add(runOf(step, loser[step] as StepRecord, loser._rev as string));
+    if (Array.isArray(loser.duplicates)) for (const run of loser.duplicates as DuplicateRun[]) add(run);
+  }
+  return { ...base, duplicates } as DaqDocument;
+}
+
+/** Every live leaf of a document (`open_revs=all`, deleted leaves left out). */
+async function liveLeaves(db: Database, id: string): Promise<DaqDocument[]> {
+  const answer = await db.get<Array<{ ok?: DaqDocument; missing?: string }>>(id, { open_revs: 'all' });
+  return (answer ?? []).flatMap((entry) => (entry.ok && entry.ok._deleted !== true ? [entry.ok] : []));
+}
+
+async function deleteLeaves(db: Database, id: string, leaves: readonly DaqDocument[]): Promise<void> {
+  if (leaves.length === 0) return;
+  const rows = await db.bulk(leaves.map((l) => ({ _id: id, _rev: l._rev, _deleted: true })));
+  const failed = rows.filter((r) => r.error && r.error !== 'conflict' && r.error !== 'not_found');
+  if (failed.length > 0) throw new MeshError('SERVER_ERROR', `${id}: deleting losing revisions: ${failed.map((r) => `${r.error} ${r.reason ?? ''}`).join('; ')}`);
+}
+
+type Outcome = { kind: 'no-conflict' } | { kind: 'changed' } | { kind: 'resolved'; kept: string; dropped: string[]; duplicates: number };
+
+/** Resolves one conflicted document; `changed` when a leaf moved meanwhile (the next round looks again). */
+async function resolve(db: Database, id: string, steps: readonly string[], logger: Logger): Promise<Outcome> {
+  const leaves = await liveLeaves(db, id);
+  if (leaves.length < 2) return { kind: 'no-conflict' };
+  const [winner, ...losers] = rankLeaves(leaves, steps);
+  const merged = mergeLeaves(winner, losers, steps);
+  const added = (merged.duplicates as unknown[]).length - (Array.isArray(winner.duplicates) ? winner.duplicates.length : 0);
+  let kept: string;
+  try {
+    kept = await db.put(merged);
+    await deleteLeaves(db, id, losers);
+  } catch (error) {
+    if (isMeshError(error, 'CONFLICT')) return { kind: 'changed' };
+    if (!isMeshError(error, 'FORBIDDEN')) throw error;
+    // The embedded server (pouchdb-validation) judges an edit against the current winning leaf,
+    // not the edited one as CouchDB does: remove the losers first, then the merge is an edit of the winner.
+    logger.info({ doc: id, reason: error.reason }, 'merge refused while losers were present; deleting them first');
+    await deleteLeaves(db, id, losers);
+    kept = await db.put(merged);
+  }
+  return { kind: 'resolved', kept, dropped: losers.map((l) => l._rev as string), duplicates: added };
+}
+
+async function conflictedIds(db: Database): Promise<string[]> {
+  const ids: string[] = [];
+  let startkey: string | undefined;
+  while (ids.length < MAX_PER_ROUND) {
+    const page = await db.view<string[]>('mesh', 'conflicts', { reduce: false, limit: PAGE, ...(startkey === undefined ? {} : { startkey, skip: 1 }) });
+    ids.push(...page.rows.map((r) => r.id as string));
+    if (page.rows.length < PAGE) break;
+    startkey = page.rows[page.rows.length - 1].key as string;
+  }
+  return ids;
+}
+
+/** Adds this run's counts to `mesh:audit:<site>`; writes only when something was found, or to create it. */
+async function record(db: Database, site: string, found: number, resolutions: AuditDocument['recent'], now: Date): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const current = await db.get<AuditDocument>(auditDocId(site));
+    if (current && found === 0 && resolutions.length === 0) return;
+    const doc: AuditDocument = {
+      _id: auditDocId(site),
+      ...(current?._rev ? { _rev: current._rev } : {}),
+      type: AUDIT_TYPE,
+      site,
+      detected: (current?.detected ?? 0) + found,
+      resolved: (current?.resolved ?? 0) + resolutions.length,
+      updated: now.toISOString(),
+      recent: [...(current?.recent ?? []), ...resolutions].slice(-RECENT),
+    };
+    try {
+      await db.put({ ...doc });
+      return;
+    } catch (error) {
+      if (!isMeshError(error, 'CONFLICT') || attempt >= 3) throw error;
+    }
+  }
+}
+
+/** Audits the server of `site` (its data database `db`): finds, merges and counts double claims. */
+export async function auditServer(config: MeshConfig, site: SiteConfig, db: Database, logger: Logger, now = new Date()): Promise<AuditResult> {
+  const steps = config.steps.map((s) => s.name);
+  const log = logger.child({ audit: site.name });
+  const result: AuditResult = { site: site.name, detected: 0, resolved: 0, errors: [] };
+  const resolutions: AuditDocument['recent'] = [];
+  for (const id of await conflictedIds(db)) {
+    try {
+      const done = await resolve(db, id, steps, log);
+      if (done.kind === 'no-conflict') continue;
+      result.detected += 1;
+      if (done.kind !== 'resolved') continue;
+      resolutions.push({ doc: id, kept: done.kept, dropped: done.dropped, duplicates: done.duplicates, at: now.toISOString() });
+      log.warn({ doc: id, kept: done.kept, dropped: done.dropped, duplicates: done.duplicates }, 'double claim resolved');
+    } catch (error) {
+      result.errors.push({ doc: id, error: errorMessage(error) });
+      log.error({ doc: id, err: errorMessage(error) }, 'double claim not resolved');
+    }
+  }
+  result.resolved = resolutions.length;
+  await record(db, site.name, result.detected, resolutions, now);
+  return result;
+}
+
+/** The counters of the server of `site`, zeros when it never audited. */
+export async function auditCounters(db: Database, site: string): Promise<{ detected: number; resolved: number }> {
+  const doc = await db.get<AuditDocument>(auditDocId(site));
+  return { detected: doc?.detected ?? 0, resolved: doc?.resolved ?? 0 };
+}
