@@ -1,3 +1,5 @@
+import type { StepConfig } from '../config/types.js';
+import { readAssignment, stepsOwnedBy } from '../coordinator/assignment.js';
 import { documentProblems, type DaqDocument, parseStatus, stepRecord } from '../core/document.js';
 import { errorMessage } from '../core/errors.js';
 import { sleep } from '../core/sleep.js';
@@ -50,7 +52,12 @@ export class Agent {
   private finished: Promise<void> | undefined;
   private stopRequests = 0;
 
-  constructor(private readonly ctx: AgentContext, private readonly options: AgentOptions) {}
+  /** The steps this agent runs: its site's, as the assignment says (from the config until one is read). */
+  private owned: readonly StepConfig[];
+
+  constructor(private readonly ctx: AgentContext, private readonly options: AgentOptions) {
+    this.owned = ctx.steps;
+  }
 
   /** Runs until stopped (or, with `once`, until nothing is left); resolves when everything is released. */
   run(): Promise<void> {
@@ -86,13 +93,25 @@ export class Agent {
   private async sweep(): Promise<number> {
     const limit = Math.max(100, this.options.concurrency * 50);
     this.backlog = false;
-    const ready = await readyDocuments(this.ctx, limit);
+    await this.followAssignment();
+    const ready = await readyDocuments(this.ctx, this.owned, limit);
     // A full page means a backlog: the next page is fetched as soon as this one is used up.
     this.backlog = ready.length >= limit;
-    const docs = [...ready, ...(await expiredClaims(this.ctx, limit))];
+    const docs = [...ready, ...(await expiredClaims(this.ctx, this.owned, limit))];
     this.offer(docs.filter((d) => this.skippedRevs.get(d._id) !== d._rev));
     await this.pokeRemoteSites();
     return docs.length;
+  }
+
+  /** Obeys the coordinator's assignment: the steps this site runs can move to another site. */
+  private async followAssignment(): Promise<void> {
+    const assignment = await readAssignment(this.ctx.db);
+    const owned = stepsOwnedBy(this.ctx.site.name, assignment, this.ctx.config);
+    const names = (steps: readonly StepConfig[]) => steps.map((s) => s.name).join(',');
+    if (names(owned) !== names(this.owned)) {
+      this.ctx.logger.warn({ before: names(this.owned), now: names(owned) }, 'the assignment changed the steps this site runs');
+      this.owned = owned;
+    }
   }
 
   /** Work waiting for a site that cannot watch the database itself: wake it (debounced by the trigger). */
@@ -192,7 +211,7 @@ export class Agent {
     const problems = documentProblems(doc, stepNames);
     if (problems.length > 0) return this.skip(doc, problems.join('; '));
     const now = this.ctx.now();
-    const owned = (name: string | undefined) => this.ctx.steps.find((s) => s.name === name);
+    const owned = (name: string | undefined) => this.owned.find((s) => s.name === name);
     const current = parseStatus(doc.status, stepNames);
     let step = owned(readyFor(doc, this.ctx.config, now));
     let reclaim = false;

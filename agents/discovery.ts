@@ -1,3 +1,4 @@
+import type { StepConfig } from '../config/types.js';
 import type { DaqDocument } from '../core/document.js';
 import { errorMessage, isMeshError } from '../core/errors.js';
 import { sleep } from '../core/sleep.js';
@@ -7,10 +8,10 @@ export const DESIGN = 'mesh';
 const CHECKPOINT_EVERY_MS = 5000;
 
 /** Documents ready now for one of the agent's steps, from the `ready` view (no full scan). */
-export async function readyDocuments(ctx: AgentContext, limit: number): Promise<DaqDocument[]> {
+export async function readyDocuments(ctx: AgentContext, steps: readonly StepConfig[], limit: number): Promise<DaqDocument[]> {
   const now = ctx.now().toISOString();
   const docs: DaqDocument[] = [];
-  for (const step of ctx.steps) {
+  for (const step of steps) {
     const { rows } = await ctx.db.view<null, DaqDocument>(DESIGN, 'ready', { startkey: [step.name, ''], endkey: [step.name, now], include_docs: true, reduce: false, limit });
     for (const row of rows) if (row.doc) docs.push(row.doc);
   }
@@ -18,10 +19,10 @@ export async function readyDocuments(ctx: AgentContext, limit: number): Promise<
 }
 
 /** Claimed documents of the agent's steps whose lease has run out (their agent died or hung). */
-export async function expiredClaims(ctx: AgentContext, limit: number): Promise<DaqDocument[]> {
+export async function expiredClaims(ctx: AgentContext, steps: readonly StepConfig[], limit: number): Promise<DaqDocument[]> {
   const now = ctx.now().toISOString();
   const docs: DaqDocument[] = [];
-  for (const step of ctx.steps) {
+  for (const step of steps) {
     const { rows } = await ctx.db.view<unknown, DaqDocument>(DESIGN, 'in_flight', { startkey: [step.name, ''], endkey: [step.name, now], include_docs: true, reduce: false, limit });
     for (const row of rows) if (row.doc) docs.push(row.doc);
   }

@@ -52,7 +52,7 @@ export function localAgentArgv(site: SiteConfig, configFile: string): string[] {
 
 /** The argument vector run on the remote site; every word is single-quoted on the way. */
 export function remoteAgentArgv(site: SiteConfig): string[] {
-  return [...(site.batch?.mesh ?? ['mesh']), 'agent', '--site', site.name, '--once'];
+  return [...site.mesh, 'agent', '--site', site.name, '--once'];
 }
 
 export interface RemoteTriggerOptions {

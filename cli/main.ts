@@ -8,6 +8,7 @@ import { ingestCommand } from './commands/ingest.js';
 import { retryCommand } from './commands/retry.js';
 import { runStepCommand } from './commands/run-step.js';
 import { serverCommand } from './commands/server.js';
+import { simulateCommand } from './commands/simulate.js';
 import { statusCommand } from './commands/status.js';
 
 const program = new Command('mesh')
@@ -17,7 +18,7 @@ const program = new Command('mesh')
   .showHelpAfterError()
   .exitOverride();
 
-for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), coordinatorCommand(), statusCommand(), retryCommand(), demoCommand()]) {
+for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), coordinatorCommand(), statusCommand(), retryCommand(), simulateCommand(), demoCommand()]) {
   program.addCommand(command);
 }
 for (const command of program.commands) {

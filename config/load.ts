@@ -8,7 +8,7 @@ import { DATABASE_NAME, NAME, Problems, isObject, isPositiveInteger, isPositiveN
 
 export const TEMPLATE_FIELDS = ['file', 'out', 'doc_id', 'run_name', 'file_number', 'step', 'prev_out'] as const;
 
-const SITE_KEYS = ['server', 'reachable', 'long_running', 'credentials_of', 'log_dir', 'may_run', 'ssh', 'batch', 'storage'] as const;
+const SITE_KEYS = ['server', 'reachable', 'long_running', 'credentials_of', 'log_dir', 'may_run', 'ssh', 'batch', 'storage', 'mesh'] as const;
 const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s', 'executor', 'to'] as const;
 const SSH_KEYS = ['host', 'port', 'user', 'identity_file', 'host_key_sha256'] as const;
 const BATCH_KEYS = ['system', 'options', 'docs_per_job', 'mesh'] as const;
@@ -129,6 +129,8 @@ function parseSites(raw: unknown, base: string, problems: Problems): Record<stri
     const mayRun = profile.may_run;
     if (mayRun !== undefined && (!Array.isArray(mayRun) || !mayRun.every((s) => typeof s === 'string'))) problems.add(`${key}.may_run`, mayRun, 'a list of step names');
     if (profile.storage !== undefined && typeof profile.storage !== 'string') problems.add(`${key}.storage`, profile.storage, 'a directory path');
+    const mesh = profile.mesh ?? ['mesh'];
+    if (!Array.isArray(mesh) || mesh.length === 0 || !mesh.every((a) => typeof a === 'string')) problems.add(`${key}.mesh`, mesh, 'the mesh command on that site as an argument vector, e.g. ["/opt/couchmesh/bin/mesh", "--config", "/etc/couchmesh/mesh.json"]');
     sites[name] = {
       name,
       server: typeof server === 'string' ? server.replace(/\/+$/, '') : '',
@@ -137,6 +139,7 @@ function parseSites(raw: unknown, base: string, problems: Problems): Record<stri
       credentials_of: String(credentialsOf),
       log_dir: resolve(base, String(logDir)),
       may_run: Array.isArray(mayRun) ? mayRun.map(String) : [],
+      mesh: Array.isArray(mesh) ? mesh.map(String) : ['mesh'],
       ...(profile.ssh !== undefined ? { ssh: parseSsh(`${key}.ssh`, profile.ssh, base, problems) } : {}),
       ...(profile.batch !== undefined ? { batch: parseBatch(`${key}.batch`, profile.batch, problems) } : {}),
       ...(typeof profile.storage === 'string' ? { storage: resolve(base, profile.storage) } : {}),

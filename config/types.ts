@@ -20,6 +20,8 @@ export interface SiteConfig {
   readonly batch?: BatchConfig;
   /** Root of this site's data storage (where transfers to it land). */
   readonly storage?: string;
+  /** How to run `mesh` (with its config) on this site's machines, as an argument vector: the trigger runs `<mesh> agent --site S --once` there. */
+  readonly mesh: readonly string[];
 }
 
 export interface SshTarget {

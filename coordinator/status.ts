@@ -124,8 +124,19 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
     generated: now.toISOString(),
     database: config.database,
     databases: results.map((r) => r.db),
-    agents: results.flatMap((r) => r.agents),
+    agents: newestHeartbeats(results.flatMap((r) => r.agents)),
     replication: replication.map(({ from, to, on, state, pending, lag_from }) => ({ from, to, on, state, pending, lag_from })),
     double_claims: counters.reduce((sum, c) => ({ detected: sum.detected + c.detected, resolved: sum.resolved + c.resolved }), { detected: 0, resolved: 0 }),
   };
+}
+
+/** Heartbeat documents replicate: one entry per agent, the newest heartbeat wins. */
+function newestHeartbeats(agents: AgentStatus[]): AgentStatus[] {
+  const newest = new Map<string, AgentStatus>();
+  for (const agent of agents) {
+    const key = `${agent.site}/${agent.agent}`;
+    const known = newest.get(key);
+    if (!known || agent.last_seen > known.last_seen) newest.set(key, agent);
+  }
+  return [...newest.values()];
 }

@@ -249,7 +249,7 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
         doc_type: 'daqdocument',
         sites: {
           alpha: { server: 'http://127.0.0.1:1', reachable: false, long_running: true },
-          beta: { server: 'http://127.0.0.1:1', reachable: true, long_running: false, storage: work, ssh: { ...ssh }, batch: { system: 'slurm', mesh: [fakeMesh] } },
+          beta: { server: 'http://127.0.0.1:1', reachable: true, long_running: false, storage: work, ssh: { ...ssh }, mesh: [fakeMesh] },
         },
         ingest: { site: 'alpha', pattern: '^(?<run_name>[a-z]+)_(?<file_number>\\d+)$', quiet_s: 1 },
         steps: [
