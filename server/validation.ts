@@ -32,10 +32,11 @@ const createBulkDocsWrapper = require('pouchdb-bulkdocs-wrapper') as (handler: (
 
 type Validator = (newDoc: Doc, oldDoc: Doc | null, userCtx: unknown, secObj: unknown) => void;
 
-class ValidationError extends Error {
-  constructor(readonly status: number, override readonly name: string, message: string) {
-    super(message);
-  }
+// express-pouchdb answers with status, error and reason from this shape.
+const PouchPluginError = require('pouchdb-plugin-error') as new (opts: { status: number; name: string; message: string }) => Error;
+
+function ValidationError(status: number, name: string, message: string): Error {
+  return new PouchPluginError({ status, name, message });
 }
 
 const compiled = new Map<string, Validator>();
@@ -46,7 +47,7 @@ function compile(code: string): Validator {
     // Written by the server's admins, as in CouchDB; the helpers CouchDB's query server offers.
     const factory = new Function('isArray', 'toJSON', 'log', 'sum', `"use strict"; return (${code.replace(/;\s*$/, '')});`);
     fn = factory(Array.isArray, JSON.stringify, () => {}, (a: number[]) => a.reduce((x, y) => x + y, 0)) as Validator;
-    if (typeof fn !== 'function') throw new ValidationError(500, 'compilation_error', 'validate_doc_update does not evaluate to a function');
+    if (typeof fn !== 'function') throw ValidationError(500, 'compilation_error', 'validate_doc_update does not evaluate to a function');
     if (compiled.size > 200) compiled.clear();
     compiled.set(code, fn);
   }
@@ -101,9 +102,9 @@ async function check(validators: Validators, db: WrappedDb, doc: Doc, options: W
       fn.call(design, copy, oldDoc, userCtx, options.secObj ?? {});
     } catch (error) {
       const e = error as { forbidden?: string; unauthorized?: string };
-      if (e?.forbidden !== undefined) throw new ValidationError(403, 'forbidden', String(e.forbidden));
-      if (e?.unauthorized !== undefined) throw new ValidationError(401, 'unauthorized', String(e.unauthorized));
-      throw new ValidationError(500, 'validation_error', String(error));
+      if (e?.forbidden !== undefined) throw ValidationError(403, 'forbidden', String(e.forbidden));
+      if (e?.unauthorized !== undefined) throw ValidationError(401, 'unauthorized', String(e.unauthorized));
+      throw ValidationError(500, 'validation_error', String(error));
     }
   }
 }
