@@ -1,6 +1,7 @@
 import type { MeshConfig, SiteConfig, StepConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
 import type { Logger } from '../core/log.js';
+import type { MeshChannel } from '../core/nats.js';
 
 /** What every part of an agent needs, built once at start-up and passed down. */
 export interface AgentContext {
@@ -14,6 +15,8 @@ export interface AgentContext {
   /** The steps this agent's site owns, in pipeline order. */
   readonly steps: readonly StepConfig[];
   readonly now: () => Date;
+  /** Optional NATS channel (hints, cross-site claim registry); absent or down, CouchDB alone decides. */
+  readonly channel?: MeshChannel;
 }
 
 /** `site/agent`, the `by` of history entries written by this agent. */
