@@ -2,6 +2,7 @@ import type { StepConfig } from '../config/types.js';
 import { readAssignment, stepsOwnedBy } from '../coordinator/assignment.js';
 import { documentProblems, type DaqDocument, parseStatus, stepRecord } from '../core/document.js';
 import { errorMessage } from '../core/errors.js';
+import type { Hint } from '../core/nats.js';
 import { sleep } from '../core/sleep.js';
 import { leaseExpired, readyFor } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
@@ -26,6 +27,8 @@ export interface AgentCounters {
   failed: number;
   released: number;
   skipped: number;
+  /** NATS: candidates another holder had reserved in the claim registry. */
+  taken_elsewhere: number;
 }
 
 /**
@@ -36,7 +39,7 @@ export interface AgentCounters {
  */
 export class Agent {
   state: AgentState = 'created';
-  readonly counters: AgentCounters = { claimed: 0, lost_races: 0, succeeded: 0, failed: 0, released: 0, skipped: 0 };
+  readonly counters: AgentCounters = { claimed: 0, lost_races: 0, succeeded: 0, failed: 0, released: 0, skipped: 0, taken_elsewhere: 0 };
   private readonly candidates = new Map<string, DaqDocument>();
   private readonly running = new Map<string, { step: string; done: Promise<unknown> }>();
   private readonly skippedRevs = new Map<string, string>();
@@ -132,6 +135,8 @@ export class Agent {
     const heartbeat = new Heartbeat(this.ctx, () => [...this.running].map(([doc, { step }]) => ({ doc, step })));
     heartbeat.start();
     const background: Promise<unknown>[] = [];
+    // NATS: a `ready` hint for one of our steps brings that document in at once.
+    const hints = this.options.once ? undefined : this.ctx.channel?.subscribe(this.ctx.config.database, ['ready'], (_kind, hint) => this.onHint(hint));
     try {
       if (!this.options.once) {
         const watcher = new ChangesWatcher(this.ctx, (docs) => this.offer(docs));
@@ -149,6 +154,7 @@ export class Agent {
       await Promise.allSettled(background);
       await this.ctx.triggers?.stop();
       await heartbeat.stop();
+      hints?.unsubscribe();
       this.state = 'stopped';
       this.ctx.logger.info({ ...this.counters }, 'agent stopped');
     }
@@ -234,21 +240,72 @@ export class Agent {
       return;
     }
     const leaseUntil = new Date(now.getTime() + step.lease_s * 1000).toISOString();
-    const claimed = await claim(this.ctx, doc, { type: 'claim', step: step.name, mode: 'run', site: this.ctx.site.name, agent: this.ctx.name, host: this.ctx.host, lease_until: leaseUntil });
+    // NATS: reserve (doc, step) in the cross-site registry first; 'unavailable' → CouchDB alone decides.
+    const reservation = (await this.ctx.channel?.tryReserve(this.ctx.config.database, doc._id, step.name, actor(this.ctx))) ?? 'unavailable';
+    if (reservation === 'taken') {
+      this.counters.taken_elsewhere++;
+      return;
+    }
+    const claimed = await claim(this.ctx, doc, { type: 'claim', step: step.name, mode: 'run', site: this.ctx.site.name, agent: this.ctx.name, host: this.ctx.host, lease_until: leaseUntil }).catch(async (error) => {
+      if (reservation === 'reserved') await this.settleReservation(doc._id, step.name, undefined);
+      throw error;
+    });
     if (!claimed) {
       this.counters.lost_races++;
+      if (reservation === 'reserved') await this.settleReservation(doc._id, step.name, undefined);
       return;
     }
     this.counters.claimed++;
     this.remember(claimed);
+    this.hint('claimed', doc._id, step.name);
+    let end: JobEnd | undefined;
+    let after: DaqDocument | undefined;
     const done = runClaimedStep(this.ctx, claimed, step.name, this.forcing.signal)
-      .then(({ end, doc: after }) => this.finishJob(end, after))
+      .then((job) => {
+        ({ end, doc: after } = job);
+        this.finishJob(job.end, job.doc);
+      })
       .catch((error) => this.ctx.logger.error({ doc: doc._id, step: step?.name }, `step bookkeeping failed: ${errorMessage(error)}`))
       .finally(() => {
         this.running.delete(doc._id);
         this.wakeUp();
+        return this.settleReservation(doc._id, step.name, end, after);
       });
     this.running.set(doc._id, { step: step.name, done });
+  }
+
+  // ---- NATS channel (optional): hints in and out, claim-registry bookkeeping ----
+
+  /** A `ready` hint for one of our steps: fetch that document and offer it (milliseconds instead of a feed or sweep). */
+  private onHint(hint: Hint): void {
+    if (this.draining.signal.aborted || !this.ctx.steps.some((s) => s.name === hint.step)) return;
+    if (this.running.has(hint.doc) || this.candidates.has(hint.doc)) return;
+    this.ctx.db
+      .get<DaqDocument>(hint.doc)
+      .then((doc) => {
+        if (doc && !this.draining.signal.aborted) this.offer([doc]);
+      })
+      .catch((error) => this.ctx.logger.debug({ doc: hint.doc }, `hinted document not read: ${errorMessage(error)}`));
+  }
+
+  private hint(kind: 'ready' | 'claimed' | 'done', doc: string, step: string): void {
+    this.ctx.channel?.publish(kind, { db: this.ctx.config.database, doc, step, site: this.ctx.site.name });
+  }
+
+  /** After the step: success → `done`, a `ready` hint for the next step, key kept as done; anything else → key released. */
+  private async settleReservation(doc: string, step: string, end: JobEnd | undefined, after?: DaqDocument): Promise<void> {
+    const channel = this.ctx.channel;
+    if (!channel) return;
+    const db = this.ctx.config.database;
+    if (end === 'succeeded') {
+      this.hint('done', doc, step);
+      const names = this.ctx.config.steps.map((s) => s.name);
+      const next = names[names.indexOf(step) + 1];
+      if (next && after?.status === 'good') this.hint('ready', doc, next);
+      await channel.complete(db, doc, step, actor(this.ctx));
+    } else {
+      await channel.release(db, doc, step, actor(this.ctx));
+    }
   }
 
   private remember(doc: DaqDocument): void {

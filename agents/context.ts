@@ -1,6 +1,7 @@
 import type { MeshConfig, SiteConfig, StepConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
 import type { Logger } from '../core/log.js';
+import type { MeshChannel } from '../core/nats.js';
 import type { RemoteTriggers } from './trigger.js';
 
 /** What every part of an agent needs, built once at start-up and passed down. */
@@ -15,6 +16,8 @@ export interface AgentContext {
   /** The steps this agent's site owns, in pipeline order. */
   readonly steps: readonly StepConfig[];
   readonly now: () => Date;
+  /** Optional NATS channel (hints, cross-site claim registry); absent or down, CouchDB alone decides. */
+  readonly channel?: MeshChannel;
   /** Wakes the agents of sites that may not keep a process alive (lyon) when work is ready for them. */
   readonly triggers?: RemoteTriggers;
 }

@@ -34,3 +34,11 @@ export function credentialsFor(site: string, env: NodeJS.ProcessEnv = process.en
   }
   return { user, password };
 }
+
+/**
+ * Credentials of the optional NATS server, from `MESH_NATS_USER` plus `MESH_NATS_PASSWORD` or
+ * `MESH_NATS_PASSWORD_FILE`; never from the NATS URL. Undefined when no user is set.
+ */
+export function natsCredentials(env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
+  return credentialsFor('nats', env);
+}

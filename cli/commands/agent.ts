@@ -2,7 +2,9 @@ import { Command } from 'commander';
 import { hostname } from 'node:os';
 import { Agent } from '../../agents/agent.js';
 import type { AgentContext } from '../../agents/context.js';
+import { natsCredentials } from '../../config/credentials.js';
 import { MeshError } from '../../core/errors.js';
+import { MeshChannel } from '../../core/nats.js';
 import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
 import { action } from '../exit.js';
 import { positiveInteger, positiveNumber } from '../parse.js';
@@ -29,7 +31,10 @@ export function agentCommand(): Command {
         const force = new AbortController();
         const db = openSiteDatabase(config, site, { retry: 'until-aborted', batchWrites: true, signal: force.signal, logger });
         const triggers = options.once ? undefined : new RemoteTriggers(config, site.name, logger, { local: options.triggerLocal, intervalMs: options.triggerInterval * 1000 });
-        const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps, now: () => new Date(), ...(triggers?.triggers.size ? { triggers } : {}) };
+        // NATS (optional): connecting never fails because NATS is down; it keeps trying in the background.
+        const longestLeaseMs = Math.max(...config.steps.map((s) => s.lease_s)) * 1000;
+        const channel = config.nats ? await MeshChannel.connect(config.nats.url, { logger, signal: force.signal, name, credentials: natsCredentials(), claimTtlMs: longestLeaseMs + Math.max(5000, longestLeaseMs / 4) }) : undefined;
+        const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps, now: () => new Date(), channel, ...(triggers?.triggers.size ? { triggers } : {}) };
         const agent = new Agent(ctx, { concurrency: options.concurrency, once: Boolean(options.once) });
         const onSignal = (signal: string) => {
           logger.info({ signal }, 'signal received');
@@ -44,7 +49,7 @@ export function agentCommand(): Command {
         process.on('SIGTERM', onSignal);
         process.on('SIGINT', onSignal);
         logger.info({ steps: steps.map((s) => s.name), server: site.server, once: Boolean(options.once), concurrency: options.concurrency }, 'agent started');
-        await agent.run();
+        await agent.run().finally(() => channel?.close());
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
       }),
