@@ -5,6 +5,7 @@ import { couchappCommand } from './commands/couchapp.js';
 import { demoCommand } from './commands/demo.js';
 import { ingestCommand } from './commands/ingest.js';
 import { retryCommand } from './commands/retry.js';
+import { runBatchCommand } from './commands/run-batch.js';
 import { runStepCommand } from './commands/run-step.js';
 import { serverCommand } from './commands/server.js';
 import { statusCommand } from './commands/status.js';
@@ -16,7 +17,7 @@ const program = new Command('mesh')
   .showHelpAfterError()
   .exitOverride();
 
-for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), statusCommand(), retryCommand(), demoCommand()]) {
+for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), statusCommand(), retryCommand(), demoCommand()]) {
   program.addCommand(command);
 }
 for (const command of program.commands) {

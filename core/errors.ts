@@ -14,6 +14,8 @@ export type MeshErrorCode =
   | 'STEP_FAILED'
   | 'STEP_TIMEOUT'
   | 'BAD_INPUT'
+  /** The batch system refused a submission or could not be asked. */
+  | 'BATCH_FAILED'
   | 'ABORTED';
 
 export class MeshError extends Error {

@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
 import { Agent } from '../../agents/agent.js';
+import { batchSystem } from '../../agents/batch/adapter.js';
+import { BatchSubmitter } from '../../agents/batch/submitter.js';
 import type { AgentContext } from '../../agents/context.js';
 import { MeshError } from '../../core/errors.js';
 import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
@@ -26,6 +28,18 @@ export function agentCommand(): Command {
         const force = new AbortController();
         const db = openSiteDatabase(config, site, { retry: 'until-aborted', batchWrites: true, signal: force.signal, logger });
         const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps, now: () => new Date() };
+        if (site.batch) {
+          // A batch site runs nothing itself: it submits jobs and checks on them (agents/batch/).
+          const stop = new AbortController();
+          const onStop = () => stop.abort();
+          process.once('SIGTERM', onStop);
+          process.once('SIGINT', onStop);
+          logger.info({ steps: steps.map((s) => s.name), server: site.server, once: Boolean(options.once), batch: site.batch.system }, 'batch agent started');
+          await new BatchSubmitter(ctx, batchSystem(site.batch), site.batch).run({ once: Boolean(options.once), signal: stop.signal });
+          process.off('SIGTERM', onStop);
+          process.off('SIGINT', onStop);
+          return;
+        }
         const agent = new Agent(ctx, { concurrency: options.concurrency, once: Boolean(options.once) });
         const onSignal = (signal: string) => {
           logger.info({ signal }, 'signal received');
