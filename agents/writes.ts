@@ -9,6 +9,15 @@ import type { AgentContext } from './context.js';
  * or the step is no longer claimable.
  */
 export async function claim(ctx: AgentContext, seen: DaqDocument, event: Extract<MeshEvent, { type: 'claim' }>): Promise<DaqDocument | undefined> {
+  return compareAndSet(ctx, seen, event);
+}
+
+/**
+ * Applies an event to the document exactly as we saw it, with one compare-and-set write.
+ * Returns the new document, or undefined when the event is illegal on it or someone wrote
+ * first (409): the caller decided on that revision, so it must not re-apply blindly.
+ */
+export async function compareAndSet(ctx: AgentContext, seen: DaqDocument, event: MeshEvent): Promise<DaqDocument | undefined> {
   const next = transition(seen, event, ctx.now(), ctx.config);
   if (!next.ok) return undefined;
   try {

@@ -6,6 +6,7 @@ import { couchappCommand } from './commands/couchapp.js';
 import { demoCommand } from './commands/demo.js';
 import { ingestCommand } from './commands/ingest.js';
 import { retryCommand } from './commands/retry.js';
+import { runBatchCommand } from './commands/run-batch.js';
 import { runStepCommand } from './commands/run-step.js';
 import { serverCommand } from './commands/server.js';
 import { simulateCommand } from './commands/simulate.js';
@@ -18,7 +19,7 @@ const program = new Command('mesh')
   .showHelpAfterError()
   .exitOverride();
 
-for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), coordinatorCommand(), statusCommand(), retryCommand(), simulateCommand(), demoCommand()]) {
+for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), simulateCommand(), demoCommand()]) {
   program.addCommand(command);
 }
 for (const command of program.commands) {

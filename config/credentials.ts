@@ -42,3 +42,20 @@ export function credentialsFor(site: string, env: NodeJS.ProcessEnv = process.en
 export function natsCredentials(env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
   return credentialsFor('nats', env);
 }
+
+/**
+ * The user and password file of a site's credentials when they come from
+ * `MESH_<SITE>_PASSWORD_FILE`: what a batch job may be told (a path, never the password).
+ */
+export function passwordFileFor(site: string, env: NodeJS.ProcessEnv = process.env): { user: string; password_file: string } | undefined {
+  const prefix = credentialPrefix(site);
+  const user = env[`${prefix}_USER`];
+  const file = env[`${prefix}_PASSWORD_FILE`];
+  return user && file && env[`${prefix}_PASSWORD`] === undefined ? { user, password_file: file } : undefined;
+}
+
+/** The environment `credentialsFor` reads, rebuilt from a user and a password file. */
+export function passwordFileEnv(site: string, source: { user: string; password_file: string }): NodeJS.ProcessEnv {
+  const prefix = credentialPrefix(site);
+  return { [`${prefix}_USER`]: source.user, [`${prefix}_PASSWORD_FILE`]: source.password_file };
+}

@@ -10,7 +10,8 @@ export interface Checksum {
 
 export interface BatchJob {
   system: string;
-  id: string;
+  /** Known once the batch system accepted the job; absent between the claim and the submission. */
+  id?: string;
   stdout?: string;
   stderr?: string;
   submitted?: string;

@@ -14,10 +14,12 @@ export type MeshErrorCode =
   | 'STEP_FAILED'
   | 'STEP_TIMEOUT'
   | 'BAD_INPUT'
-  | 'ABORTED'
   | 'SSH_HOST_KEY_MISMATCH'
   | 'SSH_FAILED'
-  | 'TRANSFER_FAILED';
+  | 'TRANSFER_FAILED'
+  /** The batch system refused a submission or could not be asked. */
+  | 'BATCH_FAILED'
+  | 'ABORTED';
 
 export class MeshError extends Error {
   readonly code: MeshErrorCode;

@@ -1,5 +1,5 @@
 import { MeshError } from './errors.js';
-import { type DaqDocument, type HistoryEntry, type ParsedStatus, type StatusKind, type StepRecord, formatStatus, parseStatus, stepRecord } from './document.js';
+import { type BatchJob, type DaqDocument, type HistoryEntry, type ParsedStatus, type StatusKind, type StepRecord, formatStatus, parseStatus, stepRecord } from './document.js';
 
 /** What the state machine needs to know of the pipeline: the steps in order and their limits. */
 export interface PipelineSteps {
@@ -26,6 +26,8 @@ export type MeshEvent =
   /** A batch job starts a queued step. */
   | { type: 'start'; step: string; site: string; agent: string; host: string; lease_until: string }
   | { type: 'renew'; step: string; agent: string; lease_until: string }
+  /** The batch system accepted the job: its id joins the claim whose job it is (same `stdout` path). */
+  | { type: 'submitted'; step: string; batchjob: BatchJob }
   | { type: 'succeed'; step: string; agent: string; result: StepResult }
   | { type: 'fail'; step: string; agent: string; reason: string; result?: Partial<StepResult>; retry_after: string }
   /** Give a claimed step back without it counting as an attempt (graceful shutdown). */
@@ -154,6 +156,14 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       // A renewal is not a transition: no history entry, the status stays.
       return { ok: true, doc: { ...doc, [event.step]: { ...(record as StepRecord), lease_until: event.lease_until } } };
+    }
+    case 'submitted': {
+      if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
+      const job = record?.batchjob;
+      if (!job || job.stdout !== event.batchjob.stdout || job.system !== event.batchjob.system) return illegal(doc, event, 'the claim belongs to another batch job');
+      if (job.id !== undefined && job.id !== event.batchjob.id) return illegal(doc, event, `the claim already names job ${job.id}`);
+      // Like a renewal, not a transition: no history entry, the status stays.
+      return { ok: true, doc: { ...doc, [event.step]: { ...(record as StepRecord), batchjob: { ...job, id: event.batchjob.id } } } };
     }
     case 'succeed': {
       if (!(sameStep && current.kind === 'in_progress')) return illegal(doc, event, 'the step is not in progress');

@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
 import { Agent } from '../../agents/agent.js';
+import { batchSystem } from '../../agents/batch/adapter.js';
+import { BatchSubmitter } from '../../agents/batch/submitter.js';
 import type { AgentContext } from '../../agents/context.js';
 import { natsCredentials } from '../../config/credentials.js';
 import { MeshError } from '../../core/errors.js';
@@ -35,6 +37,18 @@ export function agentCommand(): Command {
         const longestLeaseMs = Math.max(...config.steps.map((s) => s.lease_s)) * 1000;
         const channel = config.nats ? await MeshChannel.connect(config.nats.url, { logger, signal: force.signal, name, credentials: natsCredentials(), claimTtlMs: longestLeaseMs + Math.max(5000, longestLeaseMs / 4) }) : undefined;
         const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps, now: () => new Date(), channel, ...(triggers?.triggers.size ? { triggers } : {}) };
+        if (site.batch) {
+          // A batch site runs nothing itself: it submits jobs and checks on them (agents/batch/).
+          const stop = new AbortController();
+          const onStop = () => stop.abort();
+          process.once('SIGTERM', onStop);
+          process.once('SIGINT', onStop);
+          logger.info({ steps: steps.map((s) => s.name), server: site.server, once: Boolean(options.once), batch: site.batch.system }, 'batch agent started');
+          await new BatchSubmitter(ctx, batchSystem(site.batch), site.batch).run({ once: Boolean(options.once), signal: stop.signal });
+          process.off('SIGTERM', onStop);
+          process.off('SIGINT', onStop);
+          return;
+        }
         const agent = new Agent(ctx, { concurrency: options.concurrency, once: Boolean(options.once) });
         const onSignal = (signal: string) => {
           logger.info({ signal }, 'signal received');

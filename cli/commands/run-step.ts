@@ -1,15 +1,12 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
 import type { AgentContext } from '../../agents/context.js';
-import { runClaimedStep } from '../../agents/step-job.js';
-import { apply, claim } from '../../agents/writes.js';
-import { type DaqDocument, parseStatus } from '../../core/document.js';
+import { runStep } from '../../agents/run-step.js';
 import { MeshError } from '../../core/errors.js';
-import { readyFor } from '../../core/state.js';
 import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
 import { action } from '../exit.js';
 
-/** What a batch job calls: run one step of one document, claiming it first if needed. */
+/** Run one step of one document by hand: claiming it first if it is ready, starting it if queued. */
 export function runStepCommand(): Command {
   return new Command('run-step')
     .description('run one step of one document now (claims it if ready; starts it if queued for a batch job)')
@@ -29,24 +26,12 @@ export function runStepCommand(): Command {
         const logger = makeLogger(globals, { site: site.name, agent: name, doc: docId, step: stepName });
         const force = new AbortController();
         const ctx: AgentContext = { config, site, name, host: hostname(), db: openSiteDatabase(config, site, { retry: 'until-aborted', signal: force.signal, logger }), logger, steps: [step], now: () => new Date() };
-        const doc = await ctx.db.get<DaqDocument>(docId);
-        if (!doc) throw new MeshError('BAD_INPUT', `document ${docId} does not exist in ${config.database}`);
-        const leaseUntil = new Date(Date.now() + step.lease_s * 1000).toISOString();
-        const status = parseStatus(doc.status, config.steps.map((s) => s.name));
-        let claimed: DaqDocument | undefined;
-        if (status?.kind === 'queued' && status.step === stepName) {
-          claimed = await apply(ctx, doc, { type: 'start', step: stepName, site: site.name, agent: name, host: ctx.host, lease_until: leaseUntil });
-        } else if (readyFor(doc, config, new Date()) === stepName) {
-          claimed = await claim(ctx, doc, { type: 'claim', step: stepName, mode: 'run', site: site.name, agent: name, host: ctx.host, lease_until: leaseUntil });
-          if (!claimed) throw new MeshError('CONFLICT', `${docId}: another agent claimed ${stepName} first`);
-        } else {
-          throw new MeshError('BAD_INPUT', `${docId} is "${doc.status}": ${stepName} is neither ready nor queued`);
-        }
         const stop = new AbortController();
         process.once('SIGTERM', () => stop.abort());
-        const { end, doc: after } = await runClaimedStep(ctx, claimed, stepName, stop.signal);
-        process.stdout.write(`${docId} ${stepName}: ${end} (${after.status})\n`);
-        if (end !== 'succeeded') process.exitCode = 1;
+        const outcome = await runStep(ctx, docId, stepName, stop.signal);
+        if (outcome.end === 'skipped') throw new MeshError(outcome.code, outcome.reason);
+        process.stdout.write(`${docId} ${stepName}: ${outcome.end} (${outcome.doc.status})\n`);
+        if (outcome.end !== 'succeeded') process.exitCode = 1;
       }),
     );
 }

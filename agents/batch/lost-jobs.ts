@@ -1,0 +1,97 @@
+import { type BatchJob, type DaqDocument, parseStatus, stepRecord } from '../../core/document.js';
+import { errorMessage } from '../../core/errors.js';
+import { leaseExpired } from '../../core/state.js';
+import { type AgentContext, actor } from '../context.js';
+import { DESIGN } from '../discovery.js';
+import { compareAndSet } from '../writes.js';
+import type { BatchState, BatchSystem } from './types.js';
+
+/**
+ * A job id the scheduler does not know is lost only once it is this old: Slurm forgets a
+ * finished job after MinJobAge (300 s by default) and Grid Engine as soon as it ends, so
+ * "unknown" is normal for a finished job; the minute covers a scheduler that lists a job a
+ * moment after accepting it, and clock skew between the submitting host and the server.
+ */
+export const UNKNOWN_GRACE_MS = 60_000;
+/** A queued claim whose job id was never recorded (the submitter died between claim and sbatch) is lost after this. */
+export const UNSUBMITTED_GRACE_MS = 10 * 60_000;
+
+export interface LostCounters {
+  checked: number;
+  lost: number;
+  expired: number;
+}
+
+/**
+ * Why a claimed document's batch job is lost, or undefined while it may still run it. Pure:
+ * `state` is what the scheduler said about `job.id` after the document was read, so a job
+ * that finished the document in between makes the caller's compare-and-set fail instead.
+ */
+export function lostReason(kind: 'queued' | 'in_progress', job: BatchJob, state: BatchState | undefined, now: Date): string | undefined {
+  const age = now.getTime() - Date.parse(job.submitted ?? '');
+  if (job.id === undefined) {
+    // In progress without an id: the job runs and renews its lease; the lease decides.
+    return kind === 'queued' && age > UNSUBMITTED_GRACE_MS ? `no batch job id was recorded within ${UNSUBMITTED_GRACE_MS / 60_000} min of the claim` : undefined;
+  }
+  switch (state) {
+    case 'failed':
+      return `batch job ${job.id} failed`;
+    case 'cancelled':
+      return `batch job ${job.id} was cancelled`;
+    case 'completed':
+      return `batch job ${job.id} ended without recording a result`;
+    case 'unknown':
+      return Number.isNaN(age) || age > UNKNOWN_GRACE_MS ? `batch job ${job.id} is unknown to ${job.system}` : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The lease sweeper of a batch site: for every queued or in-progress document of the site's
+ * steps, expires a lapsed lease, or asks the batch system about the document's job and records
+ * `lost` (ready again with its attempts kept, or failed past the limit) when the job is gone.
+ * Every write is a compare-and-set on the revision that was judged.
+ */
+export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit = 5000): Promise<LostCounters> {
+  const counters: LostCounters = { checked: 0, lost: 0, expired: 0 };
+  const states = new Map<string, Promise<BatchState | undefined>>();
+  const stateOf = (id: string): Promise<BatchState | undefined> => {
+    let known = states.get(id);
+    if (!known) {
+      known = batch.state(id).catch((error) => {
+        ctx.logger.warn({ job: id }, `cannot ask ${batch.name} about job ${id}: ${errorMessage(error)}`);
+        return undefined;
+      });
+      states.set(id, known);
+    }
+    return known;
+  };
+  const stepNames = ctx.config.steps.map((s) => s.name);
+  for (const step of ctx.steps) {
+    const { rows } = await ctx.db.view<unknown, DaqDocument>(DESIGN, 'in_flight', { startkey: [step.name], endkey: [step.name, {}], include_docs: true, reduce: false, limit });
+    for (const row of rows) {
+      const doc = row.doc;
+      const parsed = doc && parseStatus(doc.status, stepNames);
+      if (!doc || !parsed || parsed.step !== step.name || (parsed.kind !== 'queued' && parsed.kind !== 'in_progress')) continue;
+      const record = stepRecord(doc, step.name);
+      counters.checked++;
+      if (leaseExpired(record, ctx.now())) {
+        if (await compareAndSet(ctx, doc, { type: 'expire', step: step.name, by: actor(ctx) })) counters.expired++;
+        continue;
+      }
+      const job = record?.batchjob;
+      if (!job || job.system !== batch.name || record?.site !== ctx.site.name) continue;
+      const state = job.id === undefined ? undefined : await stateOf(job.id);
+      if (job.id !== undefined && state === undefined) continue;
+      const reason = lostReason(parsed.kind, job, state, ctx.now());
+      if (!reason) continue;
+      const after = await compareAndSet(ctx, doc, { type: 'lost', step: step.name, by: actor(ctx), reason });
+      if (after) {
+        counters.lost++;
+        ctx.logger.warn({ doc: doc._id, step: step.name, job: job.id, status: after.status }, `lost: ${reason}`);
+      }
+    }
+  }
+  return counters;
+}

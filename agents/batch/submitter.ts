@@ -1,0 +1,143 @@
+import { readAssignment, stepsOwnedBy } from '../../coordinator/assignment.js';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { passwordFileFor } from '../../config/credentials.js';
+import type { BatchConfig, StepConfig } from '../../config/types.js';
+import { type BatchJob, type DaqDocument, documentProblems } from '../../core/document.js';
+import { errorMessage, isMeshError } from '../../core/errors.js';
+import { sleep } from '../../core/sleep.js';
+import { readyFor } from '../../core/state.js';
+import { templateVars } from '../command.js';
+import { type AgentContext, actor } from '../context.js';
+import { readyDocuments } from '../discovery.js';
+import { apply, claim } from '../writes.js';
+import { type BatchJobFile, writeJobFile, writeJobScript } from './job-file.js';
+import { sweepLostJobs } from './lost-jobs.js';
+import type { BatchSystem } from './types.js';
+
+/**
+ * The lease of a queued document. While a job waits in the queue nobody renews its claim, and
+ * the scheduler (asked on every pass, see lost-jobs.ts) is the authority on whether it still
+ * exists; the lease is only the backstop for when no pass runs any more. It is long enough
+ * that a job merely waiting in a busy queue is never reclaimed by a lease sweeper; once the
+ * job starts the document, the lease becomes the step's `lease_s` and is renewed as usual.
+ */
+export const QUEUED_LEASE_MS = 7 * 24 * 3600 * 1000;
+
+export interface SubmitterCounters {
+  jobs: number;
+  claimed: number;
+  lost_races: number;
+  released: number;
+  refused: number;
+  lost: number;
+  expired: number;
+}
+
+/**
+ * `mesh agent --once` at a batch site: sweep lost jobs, then claim the ready documents of the
+ * site's steps with `mode: 'queue'`, up to `docs_per_job` per job, and submit one batch job per
+ * group. Nothing of this process outlives the pass; the jobs run `mesh run-batch JOBFILE`.
+ */
+export class BatchSubmitter {
+  readonly counters: SubmitterCounters = { jobs: 0, claimed: 0, lost_races: 0, released: 0, refused: 0, lost: 0, expired: 0 };
+
+  constructor(private readonly ctx: AgentContext, private readonly batch: BatchSystem, private readonly config: BatchConfig) {}
+
+  /** One pass, or passes every `sweep_s` until `signal` aborts. */
+  async run(options: { once: boolean; signal: AbortSignal }): Promise<void> {
+    do {
+      await this.pass();
+      this.ctx.logger.info({ ...this.counters }, 'batch pass done');
+    } while (!options.once && (await sleep(this.ctx.config.agent.sweep_s * 1000, options.signal)));
+  }
+
+  async pass(): Promise<SubmitterCounters> {
+    const swept = await sweepLostJobs(this.ctx, this.batch);
+    this.counters.lost += swept.lost;
+    this.counters.expired += swept.expired;
+    const limit = Math.min(5000, this.config.docs_per_job * 50);
+    // The coordinator's assignment decides which steps this site runs now.
+    const steps = stepsOwnedBy(this.ctx.site.name, await readAssignment(this.ctx.db), this.ctx.config);
+    const ready = await readyDocuments(this.ctx, steps, limit);
+    for (const step of steps) {
+      const docs = ready.filter((doc) => readyFor(doc, this.ctx.config, this.ctx.now()) === step.name);
+      const accepted: DaqDocument[] = [];
+      for (const doc of docs) if (await this.acceptable(doc, step)) accepted.push(doc);
+      for (let i = 0; i < accepted.length; i += this.config.docs_per_job) {
+        await this.submitJob(step, accepted.slice(i, i + this.config.docs_per_job));
+      }
+    }
+    return this.counters;
+  }
+
+  /** Malformed documents are skipped; documents whose names the step refuses are marked bad (as the agent does). */
+  private async acceptable(doc: DaqDocument, step: StepConfig): Promise<boolean> {
+    const stepNames = this.ctx.config.steps.map((s) => s.name);
+    const problems = documentProblems(doc, stepNames);
+    if (problems.length > 0) {
+      this.ctx.logger.warn({ doc: doc._id }, `skipped: ${problems.join('; ')}`);
+      return false;
+    }
+    try {
+      templateVars(doc, step, this.ctx.config.steps[stepNames.indexOf(step.name) - 1]);
+      return true;
+    } catch (error) {
+      this.counters.refused++;
+      await apply(this.ctx, doc, { type: 'mark_bad', by: actor(this.ctx), reason: `refused: ${errorMessage(error)}` }).catch(() => undefined);
+      return false;
+    }
+  }
+
+  /** Claim first (the job id is not known yet), submit, then record the id; a refused submission releases the claims. */
+  private async submitJob(step: StepConfig, docs: DaqDocument[]): Promise<void> {
+    const ctx = this.ctx;
+    const now = ctx.now();
+    const key = `${step.name}-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(4).toString('hex')}`;
+    const dir = join(ctx.site.log_dir, 'batch');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const paths = { stdout: join(dir, `${key}.out`), stderr: join(dir, `${key}.err`), jobFile: join(dir, `${key}.json`), script: join(dir, `${key}.sh`) };
+    const batchjob: BatchJob = { system: this.batch.name, stdout: paths.stdout, stderr: paths.stderr, submitted: now.toISOString() };
+    const leaseUntil = new Date(now.getTime() + QUEUED_LEASE_MS).toISOString();
+    const results = await Promise.all(
+      docs.map((doc) => claim(ctx, doc, { type: 'claim', step: step.name, mode: 'queue', site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil, batchjob })),
+    );
+    const claimed = results.filter((d): d is DaqDocument => d !== undefined);
+    this.counters.lost_races += results.length - claimed.length;
+    if (claimed.length === 0) return;
+    this.counters.claimed += claimed.length;
+
+    let id: string;
+    try {
+      const credentials = passwordFileFor(ctx.site.credentials_of);
+      const job: BatchJobFile = { version: 1, site: ctx.site.name, step: step.name, stdout: paths.stdout, stderr: paths.stderr, docs: claimed.map((d) => d._id), ...(credentials ? { credentials } : {}) };
+      await writeJobFile(paths.jobFile, job);
+      await writeJobScript(paths.script, [...this.config.mesh, '--config', resolve(ctx.config.source), 'run-batch', paths.jobFile, '--site', ctx.site.name]);
+      id = await this.batch.submit({ name: `mesh-${ctx.site.name}-${step.name}`, script: paths.script, stdout: paths.stdout, stderr: paths.stderr, options: this.config.options });
+    } catch (error) {
+      ctx.logger.error({ step: step.name, docs: claimed.length }, `batch submission failed, releasing the claims: ${errorMessage(error)}`);
+      await Promise.all(
+        claimed.map((doc) =>
+          apply(ctx, doc, { type: 'release', step: step.name, agent: ctx.name })
+            .then(() => this.counters.released++)
+            .catch((e) => ctx.logger.error({ doc: doc._id }, `cannot release: ${errorMessage(e)}`)),
+        ),
+      );
+      await Promise.all([rm(paths.jobFile, { force: true }), rm(paths.script, { force: true })]);
+      throw error;
+    }
+    this.counters.jobs++;
+    ctx.logger.info({ step: step.name, job: id, docs: claimed.length }, `submitted ${this.batch.name} job ${id}`);
+    // The job may already have started some documents: `submitted` matches the claim by the
+    // job's stdout path, whatever its status, and `apply` re-reads on a conflict.
+    await Promise.all(
+      claimed.map((doc) =>
+        apply(ctx, doc, { type: 'submitted', step: step.name, batchjob: { ...batchjob, id } }).catch((error) => {
+          if (!isMeshError(error, 'ILLEGAL_TRANSITION')) throw error;
+          ctx.logger.debug({ doc: doc._id, job: id }, `job id not recorded: ${errorMessage(error)}`);
+        }),
+      ),
+    );
+  }
+}
