@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
 import { Agent } from '../../agents/agent.js';
+import { Heartbeat } from '../../agents/heartbeat.js';
 import { batchSystem } from '../../agents/batch/adapter.js';
 import { BatchSubmitter } from '../../agents/batch/submitter.js';
 import type { AgentContext } from '../../agents/context.js';
@@ -44,7 +45,16 @@ export function agentCommand(): Command {
           process.once('SIGTERM', onStop);
           process.once('SIGINT', onStop);
           logger.info({ steps: steps.map((s) => s.name), server: site.server, once: Boolean(options.once), batch: site.batch.system }, 'batch agent started');
-          await new BatchSubmitter(ctx, batchSystem(site.batch), site.batch).run({ once: Boolean(options.once), signal: stop.signal });
+          // A heartbeat so `mesh status` shows batch sites' agents too.
+          const heartbeat = new Heartbeat(ctx, () => []);
+          heartbeat.start();
+          // The channel must be closed here too, or its connection keeps a --once process alive.
+          await new BatchSubmitter(ctx, batchSystem(site.batch), site.batch)
+            .run({ once: Boolean(options.once), signal: stop.signal })
+            .finally(async () => {
+              await heartbeat.stop();
+              await channel?.close();
+            });
           process.off('SIGTERM', onStop);
           process.off('SIGINT', onStop);
           return;

@@ -12,22 +12,27 @@ import { sleep } from '../../core/sleep.js';
 import { type GlobalOptions, makeLogger } from '../context.js';
 import { action } from '../exit.js';
 import { type TestSshd, startSshd } from '../local/sshd.js';
+import { type NatsServer, startNatsServer } from '../local/nats.js';
+import { type SlurmCluster, startSlurm } from '../local/slurm.js';
 import { positiveInteger } from '../parse.js';
 import { type ServerChild, spawnMesh, startServerChild, stopChild } from '../processes.js';
 import { MESH_MAIN } from '../processes.js';
 import { type SimulationServices, logFile, simulationConfig, waitForEverywhere, writeSampleFiles } from '../simulate.js';
 
 const SSHD = '/usr/sbin/sshd';
+const SLURMCTLD = '/usr/sbin/slurmctld';
 
 export function simulateCommand(): Command {
   return new Command('simulate')
     .description('the whole topology on this machine: modane and kit servers, the coordinator, the modane agent, lyon runs triggered from modane')
     .option('--files <n>', 'number of sample DAQ files', positiveInteger, 20)
     .option('--no-ssh', 'copy locally for proc0 and start lyon runs locally even when an sshd could be started')
+    .option('--no-slurm', 'run lyon steps directly even when a Slurm cluster could be started')
+    .option('--nats', 'start a nats-server (when installed) for wake-up hints and the claim registry')
     .option('--json', 'print the final `mesh status --json` as the last line')
     .option('--keep', 'keep the temporary folder')
     .action(
-      action(async (options: { files: number; ssh: boolean; json?: boolean; keep?: boolean }, command: Command) => {
+      action(async (options: { files: number; ssh: boolean; slurm: boolean; nats?: boolean; json?: boolean; keep?: boolean }, command: Command) => {
         const logger = makeLogger(command.optsWithGlobals<GlobalOptions>(), { sim: 'simulate' });
         const work = await mkdtemp(join(tmpdir(), 'mesh-simulate-'));
         const env = { ...process.env, MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? 'warn' };
@@ -35,6 +40,8 @@ export function simulateCommand(): Command {
         const servers: ServerChild[] = [];
         const children: ReturnType<typeof spawnMesh>[] = [];
         let sshd: TestSshd | undefined;
+        let slurm: SlurmCluster | undefined;
+        let nats: NatsServer | undefined;
         const stop = new AbortController();
         const onSignal = () => stop.abort();
         process.once('SIGINT', onSignal);
@@ -59,9 +66,34 @@ export function simulateCommand(): Command {
             logger.info('no sshd (needs root and openssh-server): proc0 copies locally, lyon runs start locally');
           }
 
+          const root = process.getuid?.() === 0;
+          if (options.slurm && root && existsSync(SLURMCTLD)) {
+            try {
+              slurm = await startSlurm();
+              Object.assign(env, slurm.env);
+              services.slurm = true;
+              logger.info('Slurm up: lyon steps run as batch jobs');
+            } catch (error) {
+              logger.warn(`no Slurm (${errorMessage(error)}): lyon steps run directly`);
+            }
+          } else if (options.slurm) {
+            logger.info('no Slurm (needs root and slurm-wlm): lyon steps run directly');
+          }
+          if (options.nats) {
+            try {
+              nats = await startNatsServer();
+              services.natsUrl = nats.url;
+              logger.info({ url: nats.url }, 'nats-server up: wake-up hints and the claim registry');
+            } catch (error) {
+              logger.warn(`no NATS (${errorMessage(error)}): CouchDB alone`);
+            }
+          }
+
           const configFile = join(work, 'mesh.json');
           const raw = simulationConfig(work, { modane: modane.url, kit: kit.url }, services);
-          raw.sites.lyon = { ...raw.sites.lyon, mesh: [process.execPath, resolve(MESH_MAIN), '--config', configFile] } as typeof raw.sites.lyon;
+          // How modane starts mesh at lyon; over SSH the Slurm client settings must travel in the argument vector.
+          const lyonMesh = [...(slurm ? ['/usr/bin/env', ...Object.entries(slurm.env).map(([k, v]) => `${k}=${v}`)] : []), process.execPath, resolve(MESH_MAIN), '--config', configFile];
+          raw.sites.lyon = { ...raw.sites.lyon, mesh: lyonMesh } as typeof raw.sites.lyon;
           await writeFile(configFile, JSON.stringify(raw, null, 2));
           const config = parseMeshConfig(raw, configFile);
           const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database });
@@ -91,6 +123,8 @@ export function simulateCommand(): Command {
           await Promise.all(children.map((c) => stopChild(c)));
           await Promise.all(servers.map((s) => s.stop()));
           await sshd?.stop();
+          await slurm?.stop();
+          await nats?.stop();
           if (!options.keep) await rm(work, { recursive: true, force: true });
           else logger.info({ work }, 'kept the simulation folder');
         }
