@@ -1,10 +1,8 @@
 import { Command } from 'commander';
-import { randomBytes } from 'node:crypto';
 import { openSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ingestDirectory } from '../../agents/ingest.js';
 import { parseMeshConfig } from '../../config/load.js';
 import { type MeshStatus, meshStatus } from '../../coordinator/status.js';
@@ -17,8 +15,8 @@ import { type GlobalOptions, makeLogger } from '../context.js';
 import { action } from '../exit.js';
 import { positiveInteger } from '../parse.js';
 import { type ServerChild, spawnMesh, startServerChild, stopChild } from '../processes.js';
+import { EXAMPLES, writeSampleFiles } from '../simulate.js';
 
-const EXAMPLES = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'examples', 'steps');
 
 /** The demo pipeline: three example programs, run by the one demo site. */
 function demoConfig(serverUrl: string, work: string) {
@@ -35,17 +33,6 @@ function demoConfig(serverUrl: string, work: string) {
     ],
     agent: { sweep_s: 2, heartbeat_s: 2, retry_base_s: 1, retry_cap_s: 10, grace_s: 10 },
   };
-}
-
-/** Writes sample DAQ files, each with the `.closed` marker a DAQ writes when it is done. */
-async function writeSampleFiles(dir: string, count: number): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const run = `lg23b${String(Math.floor(i / 100)).padStart(3, '0')}`;
-    const file = join(dir, run, `${run}_${String(i % 100).padStart(3, '0')}`);
-    await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, randomBytes(4096));
-    await writeFile(`${file}.closed`, '');
-  }
 }
 
 export function demoCommand(): Command {
