@@ -32,8 +32,9 @@ export interface ServerChild {
 }
 
 /** Starts `mesh server` and waits for the JSON line announcing its URL. */
-export async function startServerChild(site: string, dataDir: string, options: { port?: number; env?: NodeJS.ProcessEnv; logFile?: number } = {}): Promise<ServerChild> {
-  const child = spawnMesh(['server', '--site', site, '--port', String(options.port ?? 0), '--data', dataDir], { env: options.env, stdio: 'pipe', logFile: options.logFile });
+export async function startServerChild(site: string, dataDir: string, options: { port?: number; env?: NodeJS.ProcessEnv; logFile?: number; recordClients?: string } = {}): Promise<ServerChild> {
+  const record = options.recordClients ? ['--record-clients', options.recordClients] : [];
+  const child = spawnMesh(['server', '--site', site, '--port', String(options.port ?? 0), '--data', dataDir, ...record], { env: options.env, stdio: 'pipe', logFile: options.logFile });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const announced = new Promise<{ url: string; port: number }>((resolve, reject) => {
     lines.once('line', (line) => {

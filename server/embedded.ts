@@ -3,12 +3,13 @@
  * (fullCouchDB mode, so `validate_doc_update` and the `_replicator` database work), with the
  * gaps it has on Node 20 closed in front of it. It stands in for Apache CouchDB 3 on one machine.
  */
-import { installValidation } from './validation.js';
 import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import express from 'express';
+import { recordClients } from './client-record.js';
+import { installValidation } from './validation.js';
 import type { Credentials } from '../config/credentials.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -28,6 +29,8 @@ export interface EmbeddedServerOptions {
   /** The server admin; when absent the server is open (loopback only). */
   admin?: Credentials;
   logger: Logger;
+  /** Test aid: a file that gets one JSON line per connection, naming the client process (server/client-record.ts). */
+  recordClients?: string;
 }
 
 export interface EmbeddedServer {
@@ -108,6 +111,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
 
   const removeGuard = rejectionGuard(logger);
   const server = createServer(app);
+  if (opts.recordClients) server.on('connection', recordClients(opts.recordClients));
   server.on('clientError', (error, socket: Socket) => {
     logger.debug({ err: errorMessage(error) }, 'malformed HTTP request');
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

@@ -10,6 +10,7 @@ interface ServerCommandOptions {
   port: number;
   host: string;
   data?: string;
+  recordClients?: string;
 }
 
 function parsePort(value: string): number {
@@ -34,7 +35,7 @@ async function runServer(options: ServerCommandOptions): Promise<void> {
     // Loaded on demand: PouchDB and express would otherwise weigh on every other command
     // (an agent forks its step programs, and a fork costs in proportion to its memory).
     const { startEmbeddedServer } = await import('../../server/embedded.js');
-    server = await startEmbeddedServer({ site: options.site, host: options.host, port: options.port, dataDir, admin, logger });
+    server = await startEmbeddedServer({ site: options.site, host: options.host, port: options.port, dataDir, admin, logger, recordClients: options.recordClients ? resolve(options.recordClients) : undefined });
   } catch (error) {
     logger.error({ code: isMeshError(error) ? error.code : undefined }, errorMessage(error));
     process.stderr.write(`mesh server: ${errorMessage(error)}\n`);
@@ -71,6 +72,7 @@ export function serverCommand(): Command {
     .option('--port <port>', 'TCP port, 0 for a free one', parsePort, 0)
     .option('--host <host>', 'address to bind; anything but loopback requires credentials', '127.0.0.1')
     .option('--data <dir>', 'data directory (default ./data/<site>)')
+    .option('--record-clients <file>', 'test aid: append one JSON line per connection naming the client process (Linux)')
     .action(async (options: ServerCommandOptions) => {
       await runServer(options);
     });

@@ -31,8 +31,9 @@ export function simulateCommand(): Command {
     .option('--nats', 'start a nats-server (when installed) for wake-up hints and the claim registry')
     .option('--json', 'print the final `mesh status --json` as the last line')
     .option('--keep', 'keep the temporary folder')
+    .option('--record-clients <file>', 'test aid: modane\'s server appends one JSON line per connection naming the client process')
     .action(
-      action(async (options: { files: number; ssh: boolean; slurm: boolean; nats?: boolean; json?: boolean; keep?: boolean }, command: Command) => {
+      action(async (options: { files: number; ssh: boolean; slurm: boolean; nats?: boolean; json?: boolean; keep?: boolean; recordClients?: string }, command: Command) => {
         const logger = makeLogger(command.optsWithGlobals<GlobalOptions>(), { sim: 'simulate' });
         const work = await mkdtemp(join(tmpdir(), 'mesh-simulate-'));
         const env = { ...process.env, MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? 'warn' };
@@ -47,7 +48,7 @@ export function simulateCommand(): Command {
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
         try {
-          const modane = await startServerChild('modane', join(work, 'modane', 'couch'), { env, logFile: log });
+          const modane = await startServerChild('modane', join(work, 'modane', 'couch'), { env, logFile: log, recordClients: options.recordClients ? resolve(options.recordClients) : undefined });
           servers.push(modane);
           const kit = await startServerChild('kit', join(work, 'kit', 'couch'), { env, logFile: log });
           servers.push(kit);

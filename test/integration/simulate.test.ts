@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { runMesh } from '../support/server-process.js';
 
-describe('mesh simulate: the reference topology on one machine', function () {
+describe('mesh simulate: the reference topology on one machine, push-only modane', function () {
   this.timeout(300_000);
 
   for (const variant of [['--no-ssh', '--no-slurm'], ['--nats']]) {
     const full = variant.includes('--nats');
     it(`runs every file through modane and lyon, identical on both servers ${full ? '(SFTP, SSH-triggered lyon runs, Slurm jobs, NATS)' : '(local copy, local lyon runs)'}`, async () => {
-      const r = await runMesh(['simulate', '--files', '12', '--json', ...variant], {}, 280_000);
+      const clients = join(await mkdtemp(join(tmpdir(), 'mesh-clients-')), 'modane-clients.jsonl');
+      const r = await runMesh(['simulate', '--files', '12', '--json', '--record-clients', clients, ...variant], {}, 280_000);
       assert.equal(r.status, 0, r.stderr.slice(-3000));
       const status = JSON.parse(r.stdout.trim().split('\n').at(-1) as string);
       assert.deepEqual(status.databases.map((d: { site: string }) => d.site), ['modane', 'kit']);
@@ -23,6 +27,18 @@ describe('mesh simulate: the reference topology on one machine', function () {
         assert.match(r.stderr, /nats-server up/);
       }
       assert.ok(status.agents.some((a: { site: string }) => a.site === 'lyon'), 'a lyon agent ran');
+
+      // Push-only: modane's server named the process behind every connection it accepted.
+      // Only modane's own processes may appear: its server (its replication jobs), its agent,
+      // the coordinator (it runs at modane) and the simulation itself (the operator at modane).
+      const records = (await readFile(clients, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { cmdline: string | null; pid: number | null });
+      assert.ok(records.length > 10, `${records.length} connections recorded`);
+      const allowed = [/ server --site modane /, / agent --site modane /, / coordinator /, / simulate /];
+      for (const record of records) {
+        assert.ok(record.cmdline, `a connection whose process could not be named: ${JSON.stringify(record)}`);
+        assert.ok(allowed.some((a) => a.test(` ${record.cmdline} `)), `a process outside modane connected to modane's server: ${record.cmdline}`);
+      }
+      assert.ok(records.some((rec) => / server --site modane /.test(` ${rec.cmdline} `)), 'modane\'s replication jobs ran from modane\'s server');
     });
   }
 });
