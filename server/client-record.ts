@@ -17,11 +17,14 @@ function read(path: string): string {
   }
 }
 
-function socketInode(localPort: number): string | undefined {
+const port = (address: string | undefined) => (address ? Number.parseInt(address.split(':')[1], 16) : -1);
+
+/** The inode of the client's end: local port = the client's, remote port = ours (TIME_WAIT entries have inode 0). */
+function socketInode(clientPort: number, serverPort: number): string | undefined {
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
     for (const line of read(table).split('\n').slice(1)) {
       const fields = line.trim().split(/\s+/);
-      if (fields[1] && Number.parseInt(fields[1].split(':')[1], 16) === localPort) return fields[9];
+      if (port(fields[1]) === clientPort && port(fields[2]) === serverPort && fields[9] && fields[9] !== '0') return fields[9];
     }
   }
   return undefined;
@@ -50,13 +53,24 @@ function ownerOf(inode: string): { pid: number; cmdline: string } | undefined {
   return undefined;
 }
 
-/** Appends one JSON line per accepted connection: the client's address, port, pid and command line. */
+/**
+ * Appends one JSON line per connection when it closes: the client's address and port, the
+ * process behind it (looked up when the connection is accepted and, failing that, when its
+ * first bytes arrive — the client is then waiting for an answer, so it is alive) and how many
+ * bytes it sent. A connection that closes before sending anything may stay unnamed.
+ */
 export function recordClients(file: string): (socket: Socket) => void {
   return (socket) => {
-    const { remoteAddress, remotePort } = socket;
-    if (!remotePort) return;
-    const inode = socketInode(remotePort);
-    const owner = inode ? ownerOf(inode) : undefined;
-    appendFileSync(file, `${JSON.stringify({ at: new Date().toISOString(), address: remoteAddress, port: remotePort, pid: owner?.pid ?? null, cmdline: owner?.cmdline ?? null })}\n`);
+    const { remoteAddress, remotePort, localPort } = socket;
+    if (!remotePort || !localPort) return;
+    const lookUp = () => {
+      const inode = socketInode(remotePort, localPort);
+      return inode ? ownerOf(inode) : undefined;
+    };
+    let owner = lookUp();
+    if (!owner) socket.once('data', () => (owner ??= lookUp()));
+    socket.once('close', () => {
+      appendFileSync(file, `${JSON.stringify({ address: remoteAddress, port: remotePort, pid: owner?.pid ?? null, cmdline: owner?.cmdline ?? null, bytes_read: socket.bytesRead })}\n`);
+    });
   };
 }

@@ -31,10 +31,12 @@ describe('mesh simulate: the reference topology on one machine, push-only modane
       // Push-only: modane's server named the process behind every connection it accepted.
       // Only modane's own processes may appear: its server (its replication jobs), its agent,
       // the coordinator (it runs at modane) and the simulation itself (the operator at modane).
-      const records = (await readFile(clients, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { cmdline: string | null; pid: number | null });
+      // A connection that closed before sending a byte may stay unnamed: nothing crossed it.
+      const records = (await readFile(clients, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { cmdline: string | null; pid: number | null; bytes_read: number });
       assert.ok(records.length > 10, `${records.length} connections recorded`);
       const allowed = [/ server --site modane /, / agent --site modane /, / coordinator /, / simulate /];
       for (const record of records) {
+        if (!record.cmdline && record.bytes_read === 0) continue;
         assert.ok(record.cmdline, `a connection whose process could not be named: ${JSON.stringify(record)}`);
         assert.ok(allowed.some((a) => a.test(` ${record.cmdline} `)), `a process outside modane connected to modane's server: ${record.cmdline}`);
       }
