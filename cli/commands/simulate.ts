@@ -15,8 +15,7 @@ import { type TestSshd, startSshd } from '../local/sshd.js';
 import { type NatsServer, startNatsServer } from '../local/nats.js';
 import { type SlurmCluster, startSlurm } from '../local/slurm.js';
 import { positiveInteger } from '../parse.js';
-import { type ServerChild, spawnMesh, startServerChild, stopChild } from '../processes.js';
-import { MESH_MAIN } from '../processes.js';
+import { MESH_MAIN, type ServerChild, spawnMesh, startServerChild, stopChild } from '../processes.js';
 import { type SimulationServices, logFile, simulationConfig, waitForEverywhere, writeSampleFiles } from '../simulate.js';
 
 const SSHD = '/usr/sbin/sshd';
