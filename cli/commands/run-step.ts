@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { hostname } from 'node:os';
 import type { AgentContext } from '../../agents/context.js';
 import { runStep } from '../../agents/run-step.js';
+import { readAssignment, stepsOwnedBy } from '../../coordinator/assignment.js';
 import { MeshError } from '../../core/errors.js';
 import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
 import { action } from '../exit.js';
@@ -21,11 +22,16 @@ export function runStepCommand(): Command {
         const site = siteOf(config, options.site);
         const step = config.steps.find((s) => s.name === stepName);
         if (!step) throw new MeshError('BAD_INPUT', `step ${JSON.stringify(stepName)} is not in the pipeline (${config.steps.map((s) => s.name).join(', ')})`);
-        if (step.site !== site.name) throw new MeshError('BAD_INPUT', `step ${stepName} is owned by site ${step.site}, not ${site.name}`);
         const name = options.name ?? defaultAgentName(site.name);
         const logger = makeLogger(globals, { site: site.name, agent: name, doc: docId, step: stepName });
         const force = new AbortController();
-        const ctx: AgentContext = { config, site, name, host: hostname(), db: openSiteDatabase(config, site, { retry: 'until-aborted', signal: force.signal, logger }), logger, steps: [step], now: () => new Date() };
+        const db = openSiteDatabase(config, site, { retry: 'until-aborted', signal: force.signal, logger });
+        // The coordinator's assignment decides who owns a step now (the config when there is none).
+        const assignment = await readAssignment(db);
+        if (!stepsOwnedBy(site.name, assignment, config).some((s) => s.name === stepName)) {
+          throw new MeshError('BAD_INPUT', `step ${stepName} is not assigned to site ${site.name} (assigned to ${assignment?.steps?.[stepName] ?? step.site})`);
+        }
+        const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps: [step], now: () => new Date() };
         const stop = new AbortController();
         process.once('SIGTERM', () => stop.abort());
         const outcome = await runStep(ctx, docId, stepName, stop.signal);
