@@ -1,17 +1,28 @@
 import { Command } from 'commander';
 import { type MeshStatus, meshStatus } from '../../coordinator/status.js';
 import { type GlobalOptions, loadConfig, openSiteDatabase } from '../context.js';
+import { sleep } from '../../core/sleep.js';
 import { action } from '../exit.js';
+import { positiveNumber } from '../parse.js';
 
 export function statusCommand(): Command {
   return new Command('status')
     .description('counts by status and step, claims in flight, failures and agents, for every database')
-    .option('--json', 'print one JSON document')
+    .option('--json', 'print one JSON document (with --watch: one line per refresh)')
+    .option('--watch', 'refresh until interrupted (in place on a terminal)')
+    .option('--interval <s>', 'seconds between two refreshes with --watch', positiveNumber, 2)
     .action(
-      action(async (options: { json?: boolean }, command: Command) => {
+      action(async (options: { json?: boolean; watch?: boolean; interval: number }, command: Command) => {
         const config = loadConfig(command.optsWithGlobals<GlobalOptions>());
-        const status = await meshStatus(config, (site, database) => openSiteDatabase(config, site, { database }));
-        process.stdout.write(options.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
+        const stop = new AbortController();
+        process.once('SIGINT', () => stop.abort());
+        process.once('SIGTERM', () => stop.abort());
+        do {
+          const status = await meshStatus(config, (site, database) => openSiteDatabase(config, site, { database }));
+          const text = options.json ? `${JSON.stringify(status)}\n` : formatStatus(status);
+          // On a terminal, redraw in place: cursor home, clear the screen.
+          process.stdout.write(options.watch && !options.json && process.stdout.isTTY ? `\x1b[H\x1b[2J${status.generated}\n${text}` : text);
+        } while (options.watch && (await sleep(options.interval * 1000, stop.signal)));
       }),
     );
 }

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DaqDocument } from '../../core/document.js';
-import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
+import { type ServerProcess, meshMain, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 import { makeMesh, runMesh, startAgent, stopAllMeshProcesses, stopProcess, waitFor } from '../support/mesh.js';
 
 describe('ingest, status and demo', function () {
@@ -86,6 +88,18 @@ describe('ingest, status and demo', function () {
     assert.ok(status.agents.some((a: { agent: string; state: string }) => a.agent === 'counted' && a.state === 'stopped'));
     const text = await runMesh(['--config', mesh.configFile, 'status']);
     assert.match(text.stdout, /proc1\s+0\s+0\s+0\s+0\s+3/);
+  });
+
+  it('mesh status --watch refreshes until interrupted', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0'] });
+    const child = spawn(process.execPath, [meshMain, '--config', mesh.configFile, 'status', '--watch', '--json', '--interval', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    await waitFor('three refreshes', () => out.trim().split('\n').length >= 3, 20_000);
+    child.kill('SIGINT');
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0);
+    for (const line of out.trim().split('\n')) assert.equal(JSON.parse(line).databases[0].reachable, true);
   });
 
   it('an unreachable server is reported, not fatal', async () => {
