@@ -7,26 +7,25 @@ import type { AgentContext } from './context.js';
 export const DESIGN = 'mesh';
 const CHECKPOINT_EVERY_MS = 5000;
 
-/** Documents ready now for one of the agent's steps, from the `ready` view (no full scan). */
-export async function readyDocuments(ctx: AgentContext, steps: readonly StepConfig[], limit: number): Promise<DaqDocument[]> {
+/** Documents of the given steps whose `[step, time]` key in `view` is due by now (no full scan). */
+async function dueDocuments(ctx: AgentContext, view: 'ready' | 'in_flight', steps: readonly StepConfig[], limit: number): Promise<DaqDocument[]> {
   const now = ctx.now().toISOString();
   const docs: DaqDocument[] = [];
   for (const step of steps) {
-    const { rows } = await ctx.db.view<null, DaqDocument>(DESIGN, 'ready', { startkey: [step.name, ''], endkey: [step.name, now], include_docs: true, reduce: false, limit });
+    const { rows } = await ctx.db.view<unknown, DaqDocument>(DESIGN, view, { startkey: [step.name, ''], endkey: [step.name, now], include_docs: true, reduce: false, limit });
     for (const row of rows) if (row.doc) docs.push(row.doc);
   }
   return docs;
 }
 
-/** Claimed documents of the agent's steps whose lease has run out (their agent died or hung). */
-export async function expiredClaims(ctx: AgentContext, steps: readonly StepConfig[], limit: number): Promise<DaqDocument[]> {
-  const now = ctx.now().toISOString();
-  const docs: DaqDocument[] = [];
-  for (const step of steps) {
-    const { rows } = await ctx.db.view<unknown, DaqDocument>(DESIGN, 'in_flight', { startkey: [step.name, ''], endkey: [step.name, now], include_docs: true, reduce: false, limit });
-    for (const row of rows) if (row.doc) docs.push(row.doc);
-  }
-  return docs;
+/** Documents ready now for one of the agent's steps (`ready` is keyed by retry time). */
+export function readyDocuments(ctx: AgentContext, steps: readonly StepConfig[], limit: number): Promise<DaqDocument[]> {
+  return dueDocuments(ctx, 'ready', steps, limit);
+}
+
+/** Claimed documents of the agent's steps whose lease has run out (`in_flight` is keyed by lease end). */
+export function expiredClaims(ctx: AgentContext, steps: readonly StepConfig[], limit: number): Promise<DaqDocument[]> {
+  return dueDocuments(ctx, 'in_flight', steps, limit);
 }
 
 interface Checkpoint {

@@ -3,7 +3,7 @@ import type { Database } from '../core/couch.js';
 import { errorMessage } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
 import { auditCounters } from './audit.js';
-import { type LagSource, replicationStatus } from './replication.js';
+import { type ReplicationReport, replicationStatus } from './replication.js';
 import { type OpenDatabase, distinctServers } from './servers.js';
 
 export { distinctServers } from './servers.js';
@@ -40,18 +40,8 @@ export interface AgentStatus {
   server: string;
 }
 
-export interface ReplicationStatus {
-  from: string;
-  to: string;
-  /** The site whose server runs the job. */
-  on: string;
-  /** running, pending, error, crashing, failed, completed, missing (no job), unreachable. */
-  state: string;
-  /** Changes on the source beyond the replication checkpoint; null when unknown. */
-  pending: number | null;
-  /** Where `pending` came from: CouchDB's scheduler, the replication's `_local` checkpoint, or a doc-count comparison. */
-  lag_from: LagSource;
-}
+/** A replication job as `mesh status` shows it: the report of `replicationStatus` without the action taken. */
+export type ReplicationStatus = Pick<ReplicationReport, 'from' | 'to' | 'on' | 'state' | 'pending' | 'lag_from'>;
 
 export interface MeshStatus {
   generated: string;

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DaqDocument, StepRecord } from '../../core/document.js';
-import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
-import { makeMesh, seedDocuments, startAgent, stopAllMeshProcesses, stopProcess, waitFor } from '../support/mesh.js';
+import { type ServerProcess } from '../support/server-process.js';
+import { makeMesh, runMesh, seedDocuments, startAgent, serverForSuite, stopProcess, waitFor } from '../support/mesh.js';
 
 async function byStatus(db: import('../../core/couch.js').Database): Promise<Record<string, number>> {
   const { rows } = await db.view<number>('mesh', 'by_status', { group: true });
@@ -25,24 +25,14 @@ async function executions(logDir: string): Promise<string[]> {
 describe('agent against a real embedded server', function () {
   this.timeout(600_000);
   let server: ServerProcess;
-
-  before(async () => {
-    server = await startServerProcess();
-  });
-  afterEach(async () => {
-    assert.equal(await stopAllMeshProcesses(), 0, 'a test left mesh processes running');
-  });
-  after(async () => {
-    await server.stop();
-    await stopAllServerProcesses();
-  });
+  serverForSuite((s) => (server = s));
 
   it('4 agents racing on 2,000 documents and 3 steps run every (doc, step) exactly once', async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1', 'proc2'] });
     // echo is the cheapest real program: each execution leaves "<doc> <step>" in its stdout log.
     const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
     for (const step of raw.steps) step.run = ['echo', '{doc_id}', '{step}'];
-    await (await import('node:fs/promises')).writeFile(mesh.configFile, JSON.stringify(raw));
+    await writeFile(mesh.configFile, JSON.stringify(raw));
     const ids = await seedDocuments(mesh, 2000);
     const agents = [1, 2, 3, 4].map((i) => startAgent(mesh, `racer-${i}`, ['--concurrency', '4']));
     await waitFor('every document good', async () => (await byStatus(mesh.db)).good === 2000 && (await mesh.db.view<number>('mesh', 'done', { group: true })).rows.every((r) => r.value === 2000), 480_000, 500);
@@ -100,7 +90,7 @@ describe('agent against a real embedded server', function () {
     const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'], max_attempts: 2, stepArgs: (step) => (step === 'proc1' ? ['--fail-until', '2', '--counter', 'COUNTER'] : []) });
     const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
     raw.steps[1].run = raw.steps[1].run.map((a: string) => (a === 'COUNTER' ? join(mesh.dir, 'counter') : a));
-    await (await import('node:fs/promises')).writeFile(mesh.configFile, JSON.stringify(raw));
+    await writeFile(mesh.configFile, JSON.stringify(raw));
     const [id] = await seedDocuments(mesh, 1);
     const agent = startAgent(mesh, 'retrier');
     const failed = await waitFor('proc1 failed', async () => {
@@ -113,7 +103,6 @@ describe('agent against a real embedded server', function () {
     assert.match(String(record.stderr_tail), /failing on purpose \(2\/2\)/);
     const retryEntry = failed.history.find((h) => h.note?.startsWith('attempt 1 failed, retry after'));
     assert.ok(retryEntry, 'the first failure scheduled a retry');
-    const { runMesh } = await import('../support/mesh.js');
     const retried = await runMesh(['--config', mesh.configFile, 'retry', id]);
     assert.equal(retried.status, 0, retried.stderr);
     const done = await waitFor('proc1 good after retry', async () => {
@@ -129,7 +118,7 @@ describe('agent against a real embedded server', function () {
     const mesh = await makeMesh(server.url, { steps: ['proc0'] });
     const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
     raw.steps[0].run = [process.execPath, raw.steps[0].run[1], '--log', mesh.runLog, '--doc', '{file}', '--step', '{step}'];
-    await (await import('node:fs/promises')).writeFile(mesh.configFile, JSON.stringify(raw));
+    await writeFile(mesh.configFile, JSON.stringify(raw));
     const dir = join(mesh.dir, 'daq');
     const literal = [`${dir}/a b`, `${dir}/it's "quoted"`, `${dir}/x;touch ${mesh.dir}/pwned1`, `${dir}/$(touch ${mesh.dir}/pwned2)`, `${dir}/-rf`, `${dir}/\`id\``];
     const refused = [`${dir}/new\nline`, '-rf', `${dir}/../../etc/passwd`];

@@ -4,22 +4,13 @@ import { join } from 'node:path';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
 import type { DaqDocument } from '../../core/document.js';
-import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
-import { makeMesh, runMesh, seedDocuments, startAgent, stopAllMeshProcesses, stopProcess, waitFor } from '../support/mesh.js';
+import { type ServerProcess } from '../support/server-process.js';
+import { makeMesh, runMesh, seedDocuments, startAgent, serverForSuite, stopProcess, waitFor } from '../support/mesh.js';
 
 describe('bad input', function () {
   this.timeout(120_000);
   let server: ServerProcess;
-  before(async () => {
-    server = await startServerProcess();
-  });
-  afterEach(async () => {
-    assert.equal(await stopAllMeshProcesses(), 0, 'a test left mesh processes running');
-  });
-  after(async () => {
-    await server.stop();
-    await stopAllServerProcesses();
-  });
+  serverForSuite((s) => (server = s));
 
   it('malformed documents (written before the validation existed) are skipped with one logged reason each', async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0'], push: false });

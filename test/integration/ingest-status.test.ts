@@ -1,25 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DaqDocument } from '../../core/document.js';
-import { type ServerProcess, meshMain, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
-import { makeMesh, runMesh, startAgent, stopAllMeshProcesses, stopProcess, waitFor } from '../support/mesh.js';
+import { type ServerProcess, meshMain } from '../support/server-process.js';
+import { makeMesh, runMesh, startAgent, serverForSuite, stopProcess, waitFor } from '../support/mesh.js';
 
 describe('ingest, status and demo', function () {
   this.timeout(180_000);
   let server: ServerProcess;
-  before(async () => {
-    server = await startServerProcess();
-  });
-  afterEach(async () => {
-    assert.equal(await stopAllMeshProcesses(), 0, 'a test left mesh processes running');
-  });
-  after(async () => {
-    await server.stop();
-    await stopAllServerProcesses();
-  });
+  serverForSuite((s) => (server = s));
 
   it('ingest catalogues closed files once, leaves open ones, reports names it does not understand', async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0'] });
@@ -47,7 +39,7 @@ describe('ingest, status and demo', function () {
     assert.equal(doc.run_name, 'lg23b002');
     assert.equal(doc.file_number, 3);
     assert.equal(doc.size_in_bytes, 'closed by marker'.length);
-    assert.equal(doc.checksum?.sha256, (await import('node:crypto')).createHash('sha256').update('closed by marker').digest('hex'));
+    assert.equal(doc.checksum?.sha256, createHash('sha256').update('closed by marker').digest('hex'));
     const again = await runMesh(['--config', mesh.configFile, 'ingest', join(mesh.dir, 'daq'), '--site', 'alpha', '--json']);
     const second = JSON.parse(again.stdout.trim().split('\n').at(-1) as string);
     assert.equal(second.created, 0);
@@ -104,7 +96,7 @@ describe('ingest, status and demo', function () {
 
   it('an unreachable server is reported, not fatal', async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0'] });
-    const raw = JSON.parse(await (await import('node:fs/promises')).readFile(mesh.configFile, 'utf8'));
+    const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
     raw.sites.alpha.server = 'http://127.0.0.1:9';
     await writeFile(mesh.configFile, JSON.stringify(raw));
     const r = await runMesh(['--config', mesh.configFile, 'status', '--json']);

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { openSync } from 'node:fs';
@@ -9,7 +10,7 @@ import type { MeshConfig } from '../../config/types.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
 import { Database } from '../../core/couch.js';
-import { meshMain as MESH, repoRoot } from './server-process.js';
+import { type ServerProcess, meshMain as MESH, repoRoot, startServerProcess, stopAllServerProcesses } from './server-process.js';
 
 export { runMesh } from './server-process.js';
 export const NOOP = join(repoRoot, 'examples', 'steps', 'noop.mjs');
@@ -123,4 +124,23 @@ export async function waitFor<T>(what: string, condition: () => Promise<T | unde
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+}
+
+/**
+ * One embedded server for a whole `describe`, handed to `set` once it is up; after each test,
+ * fails when mesh processes leaked; afterwards stops the server and checks nothing else leaked.
+ */
+export function serverForSuite(set: (server: ServerProcess) => void): void {
+  let server: ServerProcess | undefined;
+  before(async () => {
+    server = await startServerProcess();
+    set(server);
+  });
+  afterEach(async () => {
+    assert.equal(await stopAllMeshProcesses(), 0, 'a test left mesh processes running');
+  });
+  after(async () => {
+    await server?.stop();
+    await stopAllServerProcesses();
+  });
 }
