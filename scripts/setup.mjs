@@ -26,6 +26,7 @@ const SYSTEM = [
   ['slurm-wlm', 'slurmctld'],
   ['slurm-wlm', 'sbatch'],
   ['munge', 'munged'],
+  ['chromium', 'chromium'],
 ];
 
 function onPath(program) {
