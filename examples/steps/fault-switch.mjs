@@ -1,0 +1,20 @@
+// Test aid shared by the example steps: when MESH_FAULT_DIR names a folder, a file in it makes
+// this step fail or hang, so tests and the fault harness can break a step from outside:
+//   <program>.fail  or  <input file name>.fail   exit 4 with a message on stderr
+//   <program>.hang  or  <input file name>.hang   sleep until killed
+// <program> is the step program's name without .mjs (transfer, convert, analyse, noop).
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
+
+export async function applyFaults(program, input) {
+  const dir = process.env.MESH_FAULT_DIR;
+  if (!dir) return;
+  const names = [program, ...(input ? [basename(input)] : [])];
+  const switched = (kind) => names.find((name) => existsSync(join(dir, `${name}.${kind}`)));
+  const fail = switched('fail');
+  if (fail !== undefined) {
+    console.error(`failing on purpose: ${join(dir, `${fail}.fail`)} exists`);
+    process.exit(4);
+  }
+  if (switched('hang') !== undefined) await new Promise(() => setInterval(() => {}, 60_000));
+}
