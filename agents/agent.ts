@@ -8,7 +8,7 @@ import { leaseExpired, readyFor } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
 import { templateVars } from './command.js';
 import { ChangesWatcher, DESIGN, expiredClaims, readyDocuments } from './discovery.js';
-import { Heartbeat } from './heartbeat.js';
+import { type AgentActivity, Heartbeat } from './heartbeat.js';
 import { type JobEnd, runClaimedStep } from './step-job.js';
 import { apply, claim } from './writes.js';
 
@@ -29,6 +29,8 @@ export interface AgentCounters {
   skipped: number;
   /** NATS: candidates another holder had reserved in the claim registry. */
   taken_elsewhere: number;
+  /** Claims of an attempt after the first (a retry after a failure, or an expired claim taken over). */
+  retries: number;
 }
 
 /**
@@ -39,7 +41,7 @@ export interface AgentCounters {
  */
 export class Agent {
   state: AgentState = 'created';
-  readonly counters: AgentCounters = { claimed: 0, lost_races: 0, succeeded: 0, failed: 0, released: 0, skipped: 0, taken_elsewhere: 0 };
+  readonly counters: AgentCounters = { claimed: 0, lost_races: 0, succeeded: 0, failed: 0, released: 0, skipped: 0, taken_elsewhere: 0, retries: 0 };
   private readonly candidates = new Map<string, DaqDocument>();
   private readonly running = new Map<string, { step: string; done: Promise<unknown> }>();
   private readonly skippedRevs = new Map<string, string>();
@@ -81,6 +83,12 @@ export class Agent {
     }
     this.wakeUp();
     return this.finished ?? Promise.resolve();
+  }
+
+  /** The counters the heartbeat publishes (and `/metrics` exports per agent). */
+  activity(): AgentActivity {
+    const c = this.counters;
+    return { claims: c.claimed, claim_conflicts: c.lost_races + c.taken_elsewhere, retries: c.retries, steps_ok: c.succeeded, steps_failed: c.failed };
   }
 
   private offer(docs: DaqDocument[]): void {
@@ -132,7 +140,11 @@ export class Agent {
 
   private async main(): Promise<void> {
     this.state = 'running';
-    const heartbeat = new Heartbeat(this.ctx, () => [...this.running].map(([doc, { step }]) => ({ doc, step })));
+    const heartbeat = new Heartbeat(
+      this.ctx,
+      () => [...this.running].map(([doc, { step }]) => ({ doc, step })),
+      () => this.activity(),
+    );
     heartbeat.start();
     const background: Promise<unknown>[] = [];
     // NATS: a `ready` hint for one of our steps brings that document in at once.
@@ -256,6 +268,7 @@ export class Agent {
       return;
     }
     this.counters.claimed++;
+    if ((stepRecord(claimed, step.name)?.attempts ?? 1) > 1) this.counters.retries++;
     this.remember(claimed);
     this.hint('claimed', doc._id, step.name);
     let end: JobEnd | undefined;

@@ -16,6 +16,17 @@ export interface AgentHeartbeat {
   last_seen: string;
   state: string;
   running: Array<{ doc: string; step: string }>;
+  /** What this agent did since it started (absent for agents that run no steps themselves). */
+  counters?: AgentActivity;
+}
+
+/** Since the agent started: claims won, claims lost to another agent, retried attempts claimed, steps that ended ok / failed. */
+export interface AgentActivity {
+  claims: number;
+  claim_conflicts: number;
+  retries: number;
+  steps_ok: number;
+  steps_failed: number;
 }
 
 export function heartbeatId(site: string, agent: string): string {
@@ -29,7 +40,11 @@ export class Heartbeat {
   private loop: Promise<void> | undefined;
   private readonly stopped = new AbortController();
 
-  constructor(private readonly ctx: AgentContext, private readonly running: () => Array<{ doc: string; step: string }>) {
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly running: () => Array<{ doc: string; step: string }>,
+    private readonly activity?: () => AgentActivity,
+  ) {
     this.started = ctx.now().toISOString();
   }
 
@@ -53,6 +68,7 @@ export class Heartbeat {
       last_seen: this.ctx.now().toISOString(),
       state,
       running: this.running(),
+      ...(this.activity ? { counters: this.activity() } : {}),
     };
     for (let attempt = 0; attempt < 3; attempt++) {
       try {

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DURATION_FORM, parseDuration } from '../core/duration.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import { meshSchema } from './schema.js';
-import type { AgentTuning, BatchConfig, MeshConfig, SiteConfig, SshTarget, StepConfig } from './types.js';
+import type { AgentTuning, AlertsConfig, BatchConfig, MeshConfig, SiteConfig, SshTarget, StepConfig } from './types.js';
 import { DATABASE_NAME, NAME, Problems, isObject, isPositiveInteger, isPositiveNumber, show } from './validate.js';
 
 export const TEMPLATE_FIELDS = ['file', 'out', 'doc_id', 'run_name', 'file_number', 'step', 'prev_out'] as const;
@@ -49,7 +50,7 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   const schema = meshSchema();
   try {
     // convict cannot walk maps and lists of objects: those are checked below.
-    const { sites: _sites, steps: _steps, ...scalars } = raw;
+    const { sites: _sites, steps: _steps, targets: _targets, ...scalars } = raw;
     schema.load(scalars);
     schema.validate({ allowed: 'strict' });
   } catch (cause) {
@@ -84,6 +85,8 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   const coordinatorSite = coordinator.site || ingest.site;
   if (coordinatorSite && !sites[coordinatorSite]) problems.add('coordinator.site', coordinator.site, `one of the sites (${Object.keys(sites).join(', ')})`);
   if (!isPositiveNumber(coordinator.interval_s)) problems.add('coordinator.interval_s', coordinator.interval_s, 'a positive number of seconds');
+  const targets = parseTargets(raw.targets, steps, problems);
+  const alerts = parseAlerts(schema.get('alerts'), schema.get('agent').heartbeat_s, problems);
   const natsUrl = schema.get('nats').url;
   if (natsUrl && !/^(nats|tls):\/\/[^/]+$|^[^/:]+:\d+$/.test(natsUrl)) problems.add('nats.url', natsUrl, 'a NATS URL such as "nats://127.0.0.1:4222" (credentials come from the environment)');
   problems.throwIfAny(source);
@@ -96,6 +99,8 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
     steps,
     agent: { ...agent },
     coordinator: { site: coordinatorSite, interval_s: coordinator.interval_s },
+    targets,
+    alerts,
     ...(natsUrl ? { nats: { url: natsUrl } } : {}),
     source,
   });
@@ -234,6 +239,39 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
     steps.push({ name: String(name), site: String(site), run: Array.isArray(run) ? run.map(String) : [], out: String(out), timeout_s: Number(timeout), max_attempts: Number(attempts), lease_s: Number(lease), executor: executor === 'sftp' ? 'sftp' : 'command', ...(typeof value.to === 'string' ? { to: value.to } : {}) });
   });
   return steps;
+}
+
+/** `targets: { "proc1": "2h" }` → `{ proc1: 7200 }`; unknown steps and bad durations are problems. */
+function parseTargets(raw: unknown, steps: readonly StepConfig[], problems: Problems): Record<string, number> {
+  const targets: Record<string, number> = {};
+  if (raw === undefined) return targets;
+  if (!isObject(raw)) {
+    problems.add('targets', raw, 'an object mapping step names to durations, e.g. { "proc1": "2h" }');
+    return targets;
+  }
+  for (const [step, text] of Object.entries(raw)) {
+    if (steps.length > 0 && !steps.some((s) => s.name === step)) problems.add(`targets.${step}`, text, `a target for one of the steps (${steps.map((s) => s.name).join(', ')}); there is no step ${JSON.stringify(step)}`);
+    const seconds = parseDuration(text);
+    if (seconds === undefined) problems.add(`targets.${step}`, text, DURATION_FORM);
+    else targets[step] = seconds;
+  }
+  return targets;
+}
+
+function parseAlerts(raw: { agent_silent_s: number; window_s: number; hook: unknown; hook_timeout_s: number }, heartbeatS: number, problems: Problems): AlertsConfig {
+  if (!isPositiveNumber(raw.agent_silent_s)) problems.add('alerts.agent_silent_s', raw.agent_silent_s, 'a positive number of seconds');
+  else if (isPositiveNumber(heartbeatS) && raw.agent_silent_s <= heartbeatS) problems.add('alerts.agent_silent_s', raw.agent_silent_s, `more seconds than agent.heartbeat_s (${heartbeatS}), or every agent would look silent between two heartbeats`);
+  if (!isPositiveNumber(raw.window_s)) problems.add('alerts.window_s', raw.window_s, 'a positive number of seconds');
+  if (!isPositiveNumber(raw.hook_timeout_s)) problems.add('alerts.hook_timeout_s', raw.hook_timeout_s, 'a positive number of seconds');
+  const hook = raw.hook;
+  const hookOk = Array.isArray(hook) && hook.every((a) => typeof a === 'string' && a.length > 0);
+  if (!hookOk) problems.add('alerts.hook', hook, 'an argument vector of non-empty strings, e.g. ["/usr/local/bin/notify-shift", "--channel", "daq"] (started without a shell), or []');
+  return {
+    agent_silent_s: raw.agent_silent_s,
+    window_s: raw.window_s,
+    hook_timeout_s: raw.hook_timeout_s,
+    ...(hookOk && hook.length > 0 ? { hook: hook.map(String) } : {}),
+  };
 }
 
 function checkTemplate(key: string, template: string, problems: Problems): void {

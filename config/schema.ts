@@ -27,6 +27,13 @@ export function meshSchema() {
     nats: {
       url: { doc: 'Optional NATS server (wake-up hints, cross-site claim registry); empty = none', format: String, default: '' },
     },
+    targets: { doc: 'Latency targets: step name → duration from DAQ close ("90s", "30m", "2h", "1d")', format: '*', default: {} as unknown },
+    alerts: {
+      agent_silent_s: { doc: 'Seconds without a heartbeat after which a running agent is reported silent', format: Number, default: 120 },
+      window_s: { doc: 'Seconds of finished files checked against the latency targets', format: Number, default: 3600 },
+      hook: { doc: 'Command (argument vector) given each new or cleared alert as JSON on stdin; empty = none', format: '*', default: [] as unknown },
+      hook_timeout_s: { doc: 'Seconds after which a hook still running is killed', format: Number, default: 10 },
+    },
     agent: {
       sweep_s: { doc: 'Seconds between two queries of the ready views', format: Number, default: 30 },
       heartbeat_s: { doc: 'Seconds between two heartbeat writes', format: Number, default: 10 },

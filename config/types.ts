@@ -89,6 +89,17 @@ export interface AgentTuning {
   readonly grace_s: number;
 }
 
+export interface AlertsConfig {
+  /** An agent whose heartbeat (state not `stopped`) is older than this many seconds is reported silent. */
+  readonly agent_silent_s: number;
+  /** The window, in seconds, over which finished files are checked against the latency targets. */
+  readonly window_s: number;
+  /** Optional command (argument vector, no shell) started for each new and each cleared alert, the alert as JSON on stdin. */
+  readonly hook?: readonly string[];
+  /** A hook still running after this many seconds is killed. */
+  readonly hook_timeout_s: number;
+}
+
 export interface MeshConfig {
   readonly database: string;
   readonly doc_type: string;
@@ -99,6 +110,12 @@ export interface MeshConfig {
   /** Optional: wake-up hints and a cross-site claim registry. Everything works without it. */
   readonly nats?: NatsConfig;
   readonly coordinator: CoordinatorConfig;
+  /**
+   * Latency targets, step → seconds: a file should have that step done within this time of its
+   * DAQ close (`date_closed`). Steps without a target have none.
+   */
+  readonly targets: Readonly<Record<string, number>>;
+  readonly alerts: AlertsConfig;
   /** Where the config was read from, for messages. */
   readonly source: string;
 }

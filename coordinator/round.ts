@@ -1,7 +1,8 @@
 /**
  * One coordinator round, and the loop that repeats it: on every reachable server the database
  * and `_design/mesh`; the replication jobs; the assignment (on the coordinator's server); the
- * double-claim audit on every reachable server. A server that does not answer is logged and
+ * double-claim audit on every reachable server; then the alerts (latency targets, silent
+ * agents), each new one logged once at warn. A server that does not answer is logged and
  * skipped, never fatal.
  */
 import type { MeshConfig, SiteConfig } from '../config/types.js';
@@ -10,10 +11,13 @@ import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
 import { designDocument } from '../couchapp/design.js';
 import { pushDesign } from '../couchapp/push.js';
+import { type Alert, AlertTracker, evaluateAlerts } from './alerts.js';
 import { writeAssignment } from './assignment.js';
 import { type AuditResult, auditServer } from './audit.js';
 import { type ReplicationReport, ReplicationMonitor, ensureReplications } from './replication.js';
+import { flowsOf, serverFlows } from './flow.js';
 import { type OpenDatabase, distinctServers, serverOf } from './servers.js';
+import { meshStatus } from './status.js';
 
 export interface CoordinatorContext {
   config: MeshConfig;
@@ -22,6 +26,8 @@ export interface CoordinatorContext {
   /** Written into the assignment's `by`, e.g. `coordinator/modane`. */
   by: string;
   now?: () => Date;
+  /** Logs new and cleared alerts (and runs the hook); one is made from the config when absent. */
+  alerts?: AlertTracker;
 }
 
 export interface RoundSummary {
@@ -30,6 +36,8 @@ export interface RoundSummary {
   replications: ReplicationReport[];
   assignment: 'written' | 'unchanged' | 'skipped';
   audits: AuditResult[];
+  /** The alerts that hold after this round (see alerts.ts). */
+  alerts: Alert[];
 }
 
 async function prepareServer(ctx: CoordinatorContext, site: SiteConfig): Promise<RoundSummary['servers'][number]> {
@@ -71,7 +79,22 @@ export async function coordinatorRound(ctx: CoordinatorContext, monitor: Replica
       audits.push({ site: site.name, detected: 0, resolved: 0, errors: [{ doc: '', error: errorMessage(error) }] });
     }
   }
-  return { round, servers: states, replications, assignment, audits };
+  const alerts = ctx.alerts ? await checkAlerts(ctx, ctx.alerts) : [];
+  return { round, servers: states, replications, assignment, audits, alerts };
+}
+
+/** Latency targets and agent heartbeats, from the same bounded queries as `mesh status`; a failure is logged, never fatal. */
+async function checkAlerts(ctx: CoordinatorContext, tracker: AlertTracker): Promise<Alert[]> {
+  const now = (ctx.now ?? (() => new Date()))();
+  try {
+    const status = await meshStatus(ctx.config, ctx.open, now);
+    const flows = await serverFlows(ctx.config, ctx.open, status, { now, windowMs: ctx.config.alerts.window_s * 1000, hours: 0 });
+    for (const f of flows) if (f.error) ctx.logger.warn({ server: f.site, err: f.error }, 'flow not read; latency targets not checked there');
+    tracker.update(evaluateAlerts(status, flowsOf(flows), ctx.config, now), now);
+  } catch (error) {
+    ctx.logger.warn({ err: errorMessage(error) }, 'alerts not evaluated this round');
+  }
+  return tracker.active();
 }
 
 /** `round 3: servers 2/2 up; replication modane→kit running (0 pending), …; assignment unchanged; double claims 1 found, 1 resolved`. */
@@ -86,6 +109,7 @@ export function summaryLine(summary: RoundSummary): string {
     `replication ${jobs.join('; ') || 'none (one server)'}`,
     `assignment ${summary.assignment}`,
     `double claims ${detected} found, ${resolved} resolved`,
+    `alerts ${summary.alerts.length ? summary.alerts.map((a) => a.key).join(', ') : 'none'}`,
   ].join('; ');
 }
 
@@ -95,12 +119,19 @@ export function summaryLine(summary: RoundSummary): string {
  */
 export async function runCoordinator(ctx: CoordinatorContext, options: { once: boolean; intervalMs: number; signal: AbortSignal }): Promise<RoundSummary | undefined> {
   const monitor = new ReplicationMonitor(Math.max(3 * options.intervalMs, 60_000));
+  const alerts = ctx.alerts ?? new AlertTracker({ logger: ctx.logger, hook: ctx.config.alerts.hook, hookTimeoutMs: ctx.config.alerts.hook_timeout_s * 1000 });
+  const withAlerts = { ...ctx, alerts };
   let last: RoundSummary | undefined;
-  for (let round = 1; !options.signal.aborted; round++) {
-    last = await coordinatorRound(ctx, monitor, round);
-    ctx.logger.info({ round, servers: last.servers, replication: last.replications.map(({ error: _e, ...r }) => r) }, summaryLine(last));
-    if (options.once) break;
-    if (!(await sleep(options.intervalMs, options.signal))) break;
+  try {
+    for (let round = 1; !options.signal.aborted; round++) {
+      last = await coordinatorRound(withAlerts, monitor, round);
+      ctx.logger.info({ round, servers: last.servers, replication: last.replications.map(({ error: _e, ...r }) => r) }, summaryLine(last));
+      if (options.once) break;
+      if (!(await sleep(options.intervalMs, options.signal))) break;
+    }
+  } finally {
+    // Hooks started in the last round finish (or time out) before the coordinator exits.
+    await alerts.idle();
   }
   return last;
 }

@@ -38,6 +38,8 @@ export interface AgentStatus {
   age_s: number;
   running: Array<{ doc: string; step: string }>;
   server: string;
+  /** The agent's counters since it started (claims, claim_conflicts, retries, steps_ok, steps_failed), when its heartbeat has them. */
+  counters?: Record<string, number>;
 }
 
 /** A replication job as `mesh status` shows it: the report of `replicationStatus` without the action taken. */
@@ -92,9 +94,9 @@ export async function databaseStatus(config: MeshConfig, site: SiteConfig, db: D
   const failed = await db.view<{ reason?: string; exit_code?: number | null; stderr_tail?: string }>('mesh', 'failed', { reduce: false, limit: LIST_LIMIT });
   base.failed = failed.rows.map((r) => ({ doc: r.id ?? '', step: String(r.key), reason: r.value?.reason ?? 'unknown', exit_code: r.value?.exit_code ?? null, stderr_tail: r.value?.stderr_tail }));
 
-  const agentRows = await db.allDocs<{ site: string; agent: string; host: string; state: string; last_seen: string; running: Array<{ doc: string; step: string }> }>({ startkey: 'mesh-agent:', endkey: 'mesh-agent:\ufff0', include_docs: true });
+  const agentRows = await db.allDocs<{ site: string; agent: string; host: string; state: string; last_seen: string; running: Array<{ doc: string; step: string }>; counters?: Record<string, number> }>({ startkey: 'mesh-agent:', endkey: 'mesh-agent:\ufff0', include_docs: true });
   const agents = agentRows.rows.flatMap((r) =>
-    r.doc ? [{ site: r.doc.site, agent: r.doc.agent, host: r.doc.host, state: r.doc.state, last_seen: r.doc.last_seen, age_s: Math.round((now.getTime() - Date.parse(r.doc.last_seen)) / 1000), running: r.doc.running ?? [], server: site.name }] : [],
+    r.doc ? [{ site: r.doc.site, agent: r.doc.agent, host: r.doc.host, state: r.doc.state, last_seen: r.doc.last_seen, age_s: Math.round((now.getTime() - Date.parse(r.doc.last_seen)) / 1000), running: r.doc.running ?? [], server: site.name, ...(r.doc.counters ? { counters: r.doc.counters } : {}) }] : [],
   );
   return { db: base, agents };
 }

@@ -11,7 +11,7 @@ import { statusClosure } from '../core/invariants.js';
 import { COMMON_ES5, INVARIANTS_ES5, READY_ES5 } from './es5.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
-export const GENERATOR_VERSION = 1;
+export const GENERATOR_VERSION = 2;
 
 /** The `type` of the agents' heartbeat documents. */
 export const AGENT_DOC_TYPE = 'mesh-agent';
@@ -34,7 +34,7 @@ export interface DesignDocument {
 export type DesignInput = Pick<MeshConfig, 'doc_type' | 'steps'>;
 
 /** Views whose names are fixed; a step may not be named like one of them (a view per step is added). */
-export const FIXED_VIEWS = Object.freeze(['by_status', 'ready', 'in_flight', 'failed', 'done', 'conflicts', 'by_run', 'agents', 'status', 'inqueue', 'inprogress']);
+export const FIXED_VIEWS = Object.freeze(['by_status', 'ready', 'in_flight', 'failed', 'done', 'conflicts', 'by_run', 'agents', 'status', 'inqueue', 'inprogress', 'flow', 'pending']);
 
 /** Map source for the pipeline's documents: `body` sees `doc`, the helpers, `STEPS` and `DOC_TYPE`. */
 function docMap(input: DesignInput, body: string): string {
@@ -84,6 +84,34 @@ function views(input: DesignInput): Record<string, ViewSource> {
       reduce: '_count',
     },
     conflicts: { map: map('  if (doc._conflicts) emit(doc._id, doc._conflicts);'), reduce: '_count' },
+    // Flow (coordinator/flow.ts): one row per ok record with a finish time, keyed by its hour so
+    // that `group_level: 2` counts files done per step and hour; the value carries what the
+    // latencies need: [previous step's finish (or date_closed), date_closed, run_name, file_number, duration_s].
+    flow: {
+      map: map(
+        [
+          '  for (var i = 0; i < STEPS.length; i++) {',
+          '    var r = record(doc, STEPS[i]);',
+          "    if (!recordOk(doc, STEPS[i]) || typeof r.finished !== 'string' || r.finished.length < 13) continue;",
+          '    var from = i === 0 ? doc.date_closed : record(doc, STEPS[i - 1]).finished;',
+          '    emit([STEPS[i], r.finished.slice(0, 13), r.finished], [value(from), value(doc.date_closed), value(doc.run_name), value(doc.file_number), value(r.duration_s)]);',
+          '  }',
+        ].join('\n'),
+      ),
+      reduce: '_count',
+    },
+    // Files not yet done for a step, oldest DAQ close first: the late ones are a key range.
+    pending: {
+      map: map(
+        [
+          "  if (doc.status === 'bad' || typeof doc.date_closed !== 'string') return;",
+          '  for (var i = 0; i < STEPS.length; i++) {',
+          '    if (!recordOk(doc, STEPS[i])) emit([STEPS[i], doc.date_closed], [value(doc.run_name), value(doc.file_number)]);',
+          '  }',
+        ].join('\n'),
+      ),
+      reduce: '_count',
+    },
     by_run: { map: map('  emit([value(doc.run_name), value(doc.file_number)], doc.status);') },
     agents: {
       map: [

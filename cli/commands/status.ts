@@ -1,5 +1,8 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { type Alert, evaluateAlerts } from '../../coordinator/alerts.js';
+import { type ServerFlow, flowsOf, serverFlows } from '../../coordinator/flow.js';
 import { type MeshStatus, meshStatus } from '../../coordinator/status.js';
+import { DURATION_FORM, formatDuration, parseDuration } from '../../core/duration.js';
 import { type GlobalOptions, loadConfig, openSiteDatabase } from '../context.js';
 import { sleep } from '../../core/sleep.js';
 import { action } from '../exit.js';
@@ -11,15 +14,21 @@ export function statusCommand(): Command {
     .option('--json', 'print one JSON document (with --watch: one line per refresh)')
     .option('--watch', 'refresh until interrupted (in place on a terminal)')
     .option('--interval <s>', 'seconds between two refreshes with --watch', positiveNumber, 2)
+    .option('--window <duration>', 'latency figures over the files finished within this window, e.g. 30m, 2h (default: alerts.window_s of the config)', duration)
     .action(
-      action(async (options: { json?: boolean; watch?: boolean; interval: number }, command: Command) => {
+      action(async (options: { json?: boolean; watch?: boolean; interval: number; window?: number }, command: Command) => {
         const config = loadConfig(command.optsWithGlobals<GlobalOptions>());
         const stop = new AbortController();
         process.once('SIGINT', () => stop.abort());
         process.once('SIGTERM', () => stop.abort());
         do {
-          const status = await meshStatus(config, (site, database) => openSiteDatabase(config, site, { database }));
-          const text = options.json ? `${JSON.stringify(status)}\n` : formatStatus(status);
+          const open = (site: Parameters<typeof openSiteDatabase>[1], database?: string) => openSiteDatabase(config, site, { database });
+          const now = new Date();
+          const status = await meshStatus(config, open, now);
+          // Bounded view reads (at most a few thousand rows per step), so cheap enough for every refresh.
+          const flows = await serverFlows(config, open, status, { now, windowMs: (options.window ?? config.alerts.window_s) * 1000, hours: 0, maxRows: 1000, lateLimit: 5 });
+          const alerts = evaluateAlerts(status, flowsOf(flows), config, now);
+          const text = options.json ? `${JSON.stringify({ ...status, flow: flows, alerts })}\n` : formatStatus(status, { flows, alerts });
           // On a terminal, redraw in place: cursor home, clear the screen.
           process.stdout.write(options.watch && !options.json && process.stdout.isTTY ? `\x1b[H\x1b[2J${status.generated}\n${text}` : text);
         } while (options.watch && (await sleep(options.interval * 1000, stop.signal)));
@@ -27,7 +36,13 @@ export function statusCommand(): Command {
     );
 }
 
-export function formatStatus(status: MeshStatus): string {
+function duration(text: string): number {
+  const seconds = parseDuration(text);
+  if (seconds === undefined) throw new InvalidArgumentError(`"${text}" is not ${DURATION_FORM}`);
+  return seconds;
+}
+
+export function formatStatus(status: MeshStatus, extra: { flows?: ServerFlow[]; alerts?: Alert[] } = {}): string {
   const lines: string[] = [];
   for (const db of status.databases) {
     lines.push(`${db.site}  ${db.url}/${status.database}  ${db.reachable ? `${db.doc_count} documents` : `UNREACHABLE: ${db.error}`}`);
@@ -46,5 +61,25 @@ export function formatStatus(status: MeshStatus): string {
   lines.push(`double claims: ${status.double_claims.detected} detected, ${status.double_claims.resolved} resolved`);
   lines.push(`agents (${status.agents.length}):`);
   for (const a of status.agents) lines.push(`  ${a.site}/${a.agent} on ${a.host}: ${a.state}, last seen ${a.age_s}s ago${a.running.length ? `, running ${a.running.map((r) => `${r.doc}:${r.step}`).join(' ')}` : ''}`);
+  for (const f of extra.flows ?? []) lines.push(...formatFlow(f));
+  if (extra.alerts) {
+    lines.push(`alerts (${extra.alerts.length}):${extra.alerts.length ? '' : ' none'}`);
+    for (const a of extra.alerts) lines.push(`  ${a.kind} since ${a.since}: ${a.message}`);
+  }
   return `${lines.join('\n')}\n`;
+}
+
+/** Latency against the targets: per step, files done in the window, p50/p95 of the stage and from DAQ close, the target, the late files. */
+function formatFlow({ site, flow, error }: ServerFlow): string[] {
+  if (!flow) return [`flow on ${site}: not available (${error})`];
+  const lines = [`flow on ${site}, files finished in the last ${formatDuration(flow.window_s)}:`];
+  const head = ['done', 'stage p50', 'stage p95', 'close p50', 'close p95', 'target', 'late'];
+  lines.push(`  ${'step'.padEnd(10)}${head.map((h) => h.padStart(11)).join('')}`);
+  for (const l of flow.latency) {
+    const cells = [String(l.count) + (l.capped ? '*' : ''), ...[l.p50_s, l.p95_s, l.close_p50_s, l.close_p95_s, l.target_s].map(formatDuration), l.target_s === null ? '-' : String(l.late_count)];
+    lines.push(`  ${l.stage.padEnd(10)}${cells.map((c) => c.padStart(11)).join('')}${l.target_s !== null && l.late_count > 0 ? '  LATE' : ''}`);
+    for (const f of l.late) lines.push(`    late ${l.stage}: ${f.doc} ${formatDuration(f.latency_s)} since DAQ close${f.done ? '' : ', not done yet'}`);
+  }
+  if (flow.latency.some((l) => l.capped)) lines.push(`  * more files than the ${flow.row_cap} newest read per step: quantiles over those`);
+  return lines;
 }

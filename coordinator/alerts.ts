@@ -1,0 +1,153 @@
+/**
+ * Alerts: a pure evaluation of the mesh's status and flow against the config (a latency target
+ * missed, an agent gone silent), and a small tracker that logs each new alert once at `warn`,
+ * a line when it clears, and hands both to the optional hook.
+ */
+import type { MeshConfig } from '../config/types.js';
+import { formatDuration } from '../core/duration.js';
+import type { Logger } from '../core/log.js';
+import { runAlertHook } from './alert-hook.js';
+import type { FlowStatus, LateFile } from './flow.js';
+import type { MeshStatus } from './status.js';
+
+export interface Alert {
+  kind: 'latency_target' | 'agent_silent' | string;
+  /** Stable while the condition lasts: `latency_target:proc1`, `agent_silent:lyon/lyon-7`. */
+  key: string;
+  message: string;
+  /** When the condition started (ISO date). */
+  since: string;
+}
+
+/**
+ * The alerts that hold now. `flows` are the flow status of any number of servers (replicas of
+ * one database): a step's late files are merged across them, one alert per step.
+ */
+export function evaluateAlerts(status: MeshStatus, flows: readonly FlowStatus[], config: MeshConfig, now: Date): Alert[] {
+  return [...latencyAlerts(flows, config, now), ...silentAgents(status, config, now)];
+}
+
+function silentAgents(status: MeshStatus, config: MeshConfig, now: Date): Alert[] {
+  const limit = config.alerts.agent_silent_s;
+  const alerts: Alert[] = [];
+  for (const agent of status.agents) {
+    // A stopped agent said goodbye (an `--once` run, a clean shutdown): not silent.
+    if (agent.state === 'stopped') continue;
+    const lastSeen = Date.parse(agent.last_seen);
+    if (!Number.isFinite(lastSeen)) continue;
+    const silentFor = (now.getTime() - lastSeen) / 1000;
+    if (silentFor <= limit) continue;
+    alerts.push({
+      kind: 'agent_silent',
+      key: `agent_silent:${agent.site}/${agent.agent}`,
+      message: `agent ${agent.site}/${agent.agent} on ${agent.host} silent for ${formatDuration(silentFor)} (last heartbeat ${agent.last_seen}, state ${agent.state}, limit ${formatDuration(limit)})`,
+      since: new Date(lastSeen).toISOString(),
+    });
+  }
+  return alerts;
+}
+
+function latencyAlerts(flows: readonly FlowStatus[], config: MeshConfig, now: Date): Alert[] {
+  const alerts: Alert[] = [];
+  for (const step of config.steps) {
+    const target = config.targets[step.name];
+    if (target === undefined) continue;
+    const stages = flows.flatMap((f) => f.latency.filter((l) => l.stage === step.name));
+    const late = new Map<string, LateFile>();
+    for (const file of stages.flatMap((s) => s.late)) {
+      const known = late.get(file.doc);
+      // The same file on two servers: the one that says done wins, else the worse latency.
+      if (!known || (file.done && !known.done) || (file.done === known.done && file.latency_s > known.latency_s)) late.set(file.doc, file);
+    }
+    // Servers are replicas: the largest count is the best estimate, never less than the files listed.
+    const count = Math.max(late.size, ...stages.map((s) => s.late_count));
+    if (count === 0) continue;
+    const files = [...late.values()];
+    const pending = files.filter((f) => !f.done);
+    const worst = [...files].sort((a, b) => b.latency_s - a.latency_s)[0];
+    const becameLate = files.map((f) => Date.parse(f.closed) + target * 1000).filter(Number.isFinite);
+    alerts.push({
+      kind: 'latency_target',
+      key: `latency_target:${step.name}`,
+      message:
+        `${step.name} missed its target of ${formatDuration(target)} from DAQ close for ${count} file${count === 1 ? '' : 's'}` +
+        (pending.length > 0 ? ` (${late.size < count ? 'at least ' : ''}${pending.length} not done yet)` : '') +
+        (worst ? `; worst ${worst.doc}: ${formatDuration(worst.latency_s)}${worst.done ? '' : ' and counting'}` : ''),
+      since: new Date(becameLate.length > 0 ? Math.min(...becameLate) : now.getTime()).toISOString(),
+    });
+  }
+  return alerts;
+}
+
+export interface AlertTrackerOptions {
+  logger: Logger;
+  /** Argument vector started (no shell) for each new and each cleared alert, with the alert as JSON on stdin. */
+  hook?: readonly string[];
+  hookTimeoutMs?: number;
+}
+
+/** What the hook receives on stdin, one JSON object. */
+export interface AlertEvent extends Alert {
+  state: 'raised' | 'cleared';
+  at: string;
+}
+
+/**
+ * Remembers which alerts are active: `update` logs a new alert once at `warn` (not again while it
+ * holds), and one `info` line when it clears; each of those also starts the hook.
+ */
+export class AlertTracker {
+  private readonly current = new Map<string, Alert>();
+  private readonly hooks = new Set<Promise<void>>();
+
+  constructor(private readonly options: AlertTrackerOptions) {}
+
+  update(alerts: readonly Alert[], now: Date): { raised: Alert[]; cleared: Alert[] } {
+    const seen = new Map(alerts.map((a) => [a.key, a]));
+    const raised: Alert[] = [];
+    const cleared: Alert[] = [];
+    for (const [key, alert] of seen) {
+      const known = this.current.get(key);
+      if (known) {
+        // Keep the first `since`, refresh the numbers in the message.
+        this.current.set(key, { ...alert, since: known.since });
+        continue;
+      }
+      this.current.set(key, alert);
+      raised.push(alert);
+      this.options.logger.warn({ alert: alert.kind, key, since: alert.since }, `ALERT ${alert.message}`);
+      this.notify({ ...alert, state: 'raised', at: now.toISOString() });
+    }
+    for (const [key, alert] of this.current) {
+      if (seen.has(key)) continue;
+      this.current.delete(key);
+      cleared.push(alert);
+      this.options.logger.info({ alert: alert.kind, key, since: alert.since }, `alert cleared: ${alert.message}`);
+      this.notify({ ...alert, state: 'cleared', at: now.toISOString() });
+    }
+    return { raised, cleared };
+  }
+
+  /** The alerts that hold, oldest first. */
+  active(): Alert[] {
+    return [...this.current.values()].sort((a, b) => a.since.localeCompare(b.since));
+  }
+
+  /** Resolves once every hook started so far has finished (or was killed at its timeout). */
+  async idle(): Promise<void> {
+    while (this.hooks.size > 0) await Promise.allSettled([...this.hooks]);
+  }
+
+  private notify(event: AlertEvent): void {
+    const hook = this.options.hook;
+    if (!hook || hook.length === 0) return;
+    const running = runAlertHook(hook, event, this.options.hookTimeoutMs ?? 10_000).then(
+      (outcome) => {
+        if (!outcome.ok) this.options.logger.warn({ key: event.key, hook: hook[0] }, `alert hook failed: ${outcome.reason}`);
+      },
+      () => undefined,
+    );
+    this.hooks.add(running);
+    void running.finally(() => this.hooks.delete(running));
+  }
+}
