@@ -73,7 +73,7 @@ export function formatStatus(status: MeshStatus, extra: { flows?: ServerFlow[]; 
 function formatFlow({ site, flow, error }: ServerFlow): string[] {
   if (!flow) return [`flow on ${site}: not available (${error})`];
   const lines = [`flow on ${site}, files finished in the last ${formatDuration(flow.window_s)}:`];
-  const head = ['done', 'stage p50', 'stage p95', 'close p50', 'close p95', 'target', 'late'];
+  const head = ['finished', 'stage p50', 'stage p95', 'close p50', 'close p95', 'target', 'late'];
   lines.push(`  ${'step'.padEnd(10)}${head.map((h) => h.padStart(11)).join('')}`);
   for (const l of flow.latency) {
     const cells = [String(l.count) + (l.capped ? '*' : ''), ...[l.p50_s, l.p95_s, l.close_p50_s, l.close_p95_s, l.target_s].map(formatDuration), l.target_s === null ? '-' : String(l.late_count)];
