@@ -10,7 +10,7 @@ import { positiveNumber } from '../parse.js';
 
 export function statusCommand(): Command {
   return new Command('status')
-    .description('counts by status and step, claims in flight, failures and agents, for every database')
+    .description('counts by status and step, claims in flight, failures, agents, latency against the targets and alerts, for every database')
     .option('--json', 'print one JSON document (with --watch: one line per refresh)')
     .option('--watch', 'refresh until interrupted (in place on a terminal)')
     .option('--interval <s>', 'seconds between two refreshes with --watch', positiveNumber, 2)

@@ -249,4 +249,17 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
     assert.deepEqual(events.map((e) => `${e.state} ${e.key}`).sort(), ['cleared latency_target:proc0', 'raised agent_silent:alpha/ghost', 'raised latency_target:proc0']);
     assert.ok(events.every((e) => typeof e.since === 'string' && e.kind));
   });
+
+  it('a bad target or alert setting exits 2 naming the key, the value and the expected form', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'], push: false });
+    const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
+    await writeFile(mesh.configFile, JSON.stringify({ ...raw, targets: { proc1: '2 hours', proc9: '1h' }, alerts: { hook: 'notify-shift --now' } }));
+    for (const args of [['status'], ['coordinator', '--once']]) {
+      const run = await runMesh(['--config', mesh.configFile, ...args]);
+      assert.equal(run.status, 2, run.stderr);
+      assert.match(run.stderr, /targets\.proc1 is "2 hours", expected a duration such as "90s", "30m", "2h", "1d"/);
+      assert.match(run.stderr, /targets\.proc9 is "1h", expected a target for one of the steps \(proc0, proc1\); there is no step "proc9"/);
+      assert.match(run.stderr, /alerts\.hook is "notify-shift --now", expected an argument vector/);
+    }
+  });
 });
