@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
+import { runAlertHook } from '../../coordinator/alert-hook.js';
 import { flowStatus } from '../../coordinator/flow.js';
 import { metricsText } from '../../coordinator/metrics.js';
 import { Database } from '../../core/couch.js';
@@ -261,5 +262,24 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
       assert.match(run.stderr, /targets\.proc9 is "1h", expected a target for one of the steps \(proc0, proc1\); there is no step "proc9"/);
       assert.match(run.stderr, /alerts\.hook is "notify-shift --now", expected an argument vector/);
     }
+  });
+
+  it('the alert hook gets the event on stdin; a failing, hanging or missing hook is reported, not fatal', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mesh-hook-'));
+    const script = (name: string, body: string) => writeFile(join(dir, name), body).then(() => join(dir, name));
+    const echo = await script('echo.mjs', "import { readFileSync, writeFileSync } from 'node:fs';\nwriteFileSync(process.argv[2], readFileSync(0, 'utf8'));\n");
+    const failing = await script('fail.mjs', "console.error('no route to pager; giving up');\nprocess.exit(4);\n");
+    const hanging = await script('hang.mjs', 'setInterval(() => {}, 1000);\n');
+    const event = { kind: 'agent_silent', key: 'agent_silent:a/b', message: "it's quiet; $(rm -rf /)", since: 'x', state: 'raised', at: 'y' };
+    assert.deepEqual(await runAlertHook([process.execPath, echo, join(dir, 'got.json')], event, 10_000), { ok: true });
+    assert.deepEqual(JSON.parse(await readFile(join(dir, 'got.json'), 'utf8')), event);
+    const failed = await runAlertHook([process.execPath, failing], event, 10_000);
+    assert.equal(failed.ok, false);
+    assert.match(failed.reason ?? '', /exited with 4: no route to pager; giving up/);
+    const started = Date.now();
+    assert.deepEqual(await runAlertHook([process.execPath, hanging], event, 300), { ok: false, reason: 'killed after 0.3 s' });
+    assert.ok(Date.now() - started < 5000);
+    const missing = await runAlertHook([join(dir, 'no-such-hook')], event, 10_000);
+    assert.match(missing.reason ?? '', /^cannot start .*no-such-hook: .*ENOENT/);
   });
 });
