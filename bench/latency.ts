@@ -135,31 +135,31 @@ async function runVariant(variant: Variant, files: number, arrivalMs: number, pr
   let sim: Simulation | undefined;
   try {
     progress('latency', `${variant.name}: starting the topology (servers, sshd${slurm ? ', Slurm' : ''}${variant.nats ? ', NATS' : ''}, coordinator)`);
-    sim = await startSimulation(work, { ssh: true, slurm, nats: variant.nats }, logger, stop.signal);
-    const modane = sim.open('modane');
-    const kit = sim.open('kit');
+    const simulation = await startSimulation(work, { ssh: true, slurm, nats: variant.nats }, logger, stop.signal);
+    sim = simulation;
+    const modane = simulation.open('modane');
+    const kit = simulation.open('kit');
     progress('latency', `${variant.name}: replication floor, ${probes} documents modane → kit one at a time`);
     const replication = await replicationLatencies(modane, kit, probes, variant.name);
     const watcher = watchArrivals(kit, stop.signal);
-    sim.startModaneAgent();
+    simulation.startModaneAgent();
     await agentRunning(modane, 'modane', 'modane-1', stop.signal);
-    const storage = sim.config.sites.modane.storage as string;
+    const storage = simulation.config.sites.modane.storage as string;
     let arrived = 0;
-    const current = sim;
     const catalogue = async () => {
-      await current.ingest(stop.signal);
+      await simulation.ingest(stop.signal);
       progress('latency', `${variant.name}: file ${++arrived}/${files} closed`);
     };
     await arriveOverTime(storage, files, arrivalMs, catalogue, stop.signal);
     progress('latency', `${variant.name}: waiting for every file to finish on both servers`);
-    await waitForEverywhere(sim.config, sim.open, files, logger, stop.signal);
+    await waitForEverywhere(simulation.config, simulation.open, files, logger, stop.signal);
     progress('latency', `${variant.name}: stopping the topology`);
     stop.abort();
     const failure = await watcher.done;
     if (failure) throw new Error(`following kit's changes feed failed: ${String(failure)}`);
     const { rows } = await kit.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0' });
     const timelines = rows.flatMap((r) => (r.doc ? [timeline(r.doc, watcher.arrivals.get(r.id as string))] : []));
-    return { timelines, replication, services: sim.services };
+    return { timelines, replication, services: simulation.services };
   } finally {
     interrupted?.removeEventListener('abort', onInterrupt);
     stop.abort();

@@ -30,23 +30,23 @@ export function simulateCommand(): Command {
         process.once('SIGTERM', onSignal);
         let sim: Simulation | undefined;
         try {
-          sim = await startSimulation(work, { ssh: options.ssh, slurm: options.slurm, nats: Boolean(options.nats), recordClients: options.recordClients ? resolve(options.recordClients) : undefined }, logger, stop.signal);
-          const { config, open } = sim;
+          const simulation = await startSimulation(work, { ssh: options.ssh, slurm: options.slurm, nats: Boolean(options.nats), recordClients: options.recordClients ? resolve(options.recordClients) : undefined }, logger, stop.signal);
+          sim = simulation;
+          const { config, open } = simulation;
           const storage = config.sites.modane.storage as string;
-          sim.startModaneAgent();
+          simulation.startModaneAgent();
           if (options.arrivalMs === undefined) {
             await writeSampleFiles(storage, options.files);
-            const ingested = await sim.ingest(stop.signal);
+            const ingested = await simulation.ingest(stop.signal);
             logger.info({ created: ingested.created }, 'sample files catalogued at modane');
           } else {
             logger.info({ files: options.files, every_ms: options.arrivalMs }, 'sample files close one at a time, each catalogued at once');
-            const current = sim;
-            await arriveOverTime(storage, options.files, options.arrivalMs, () => current.ingest(stop.signal), stop.signal);
+            await arriveOverTime(storage, options.files, options.arrivalMs, () => simulation.ingest(stop.signal), stop.signal);
           }
           await waitForEverywhere(config, open, options.files, logger, stop.signal);
           if (process.stderr.isTTY) process.stderr.write('\n');
           logger.info(`all ${options.files} files done and identical on modane and kit`);
-          await sim.stopMeshProcesses();
+          await simulation.stopMeshProcesses();
           const status = await meshStatus(config, (site, database) => new Database({ url: site.server, database: database ?? config.database }));
           if (options.json) process.stdout.write(`${JSON.stringify(status)}\n`);
         } finally {
