@@ -1,16 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { openSync } from 'node:fs';
+import { existsSync, openSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type IngestReport, ingestDirectory } from '../agents/ingest.js';
+import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
 import { type MeshStatus, meshStatus } from '../coordinator/status.js';
 import { Database } from '../core/couch.js';
 import type { DaqDocument } from '../core/document.js';
-import { MeshError } from '../core/errors.js';
+import { MeshError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
 import { isComplete } from '../core/state.js';
+import { type NatsServer, startNatsServer } from './local/nats.js';
+import { type SlurmCluster, startSlurm } from './local/slurm.js';
+import { type TestSshd, startSshd } from './local/sshd.js';
+import { MESH_MAIN, type ServerChild, spawnMesh, startServerChild, stopChild } from './processes.js';
+
+const SSHD = '/usr/sbin/sshd';
+const SLURMCTLD = '/usr/sbin/slurmctld';
 
 export const EXAMPLES = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'steps');
 
@@ -58,15 +67,32 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
   };
 }
 
-/** Sample DAQ files, each with the `.closed` marker a DAQ writes when it is done with a file. */
+/** Sample DAQ file number `index` (4 KiB of random bytes) and the `.closed` marker a DAQ writes when it is done with it. */
+async function writeSampleFile(dir: string, index: number): Promise<void> {
+  const run = `lg23b${String(Math.floor(index / 100)).padStart(3, '0')}`;
+  const file = join(dir, run, `${run}_${String(index % 100).padStart(3, '0')}`);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, randomBytes(4096));
+  await writeFile(`${file}.closed`, '');
+}
+
+/** Sample DAQ files, each with its `.closed` marker. */
 export async function writeSampleFiles(dir: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) await writeSampleFile(dir, i);
+}
+
+/**
+ * The DAQ at work: sample files close one at a time, `everyMs` apart, and each is catalogued
+ * as soon as it is closed, so every file meets an idle pipeline (latency, not queueing).
+ * Returns false when aborted.
+ */
+export async function arriveOverTime(dir: string, count: number, everyMs: number, catalogue: () => Promise<unknown>, signal?: AbortSignal): Promise<boolean> {
   for (let i = 0; i < count; i++) {
-    const run = `lg23b${String(Math.floor(i / 100)).padStart(3, '0')}`;
-    const file = join(dir, run, `${run}_${String(i % 100).padStart(3, '0')}`);
-    await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, randomBytes(4096));
-    await writeFile(`${file}.closed`, '');
+    if (i > 0 && !(await sleep(everyMs, signal))) return false;
+    await writeSampleFile(dir, i);
+    await catalogue();
   }
+  return !signal?.aborted;
 }
 
 /** Documents complete on every server, with the same winning revision everywhere. */
@@ -110,6 +136,128 @@ export async function waitForEverywhere(config: MeshConfig, open: (site: string)
   throw new MeshError('ABORTED', 'simulation interrupted');
 }
 
-export function logFile(work: string): number {
-  return openSync(join(work, 'processes.log'), 'a');
+export interface SimulationOptions {
+  /** A private sshd when possible (root, openssh-server): proc0 over SFTP, lyon runs over SSH. */
+  ssh: boolean;
+  /** A private Slurm cluster when possible (root, slurm-wlm, munge): lyon steps as batch jobs. */
+  slurm: boolean;
+  /** A private nats-server (when installed): wake-up hints and the claim registry. */
+  nats: boolean;
+  /** Test aid: modane's server appends one JSON line per connection naming the client process. */
+  recordClients?: string;
+}
+
+/** The running topology; `stop()` ends every process it started (idempotent). */
+export interface Simulation {
+  config: MeshConfig;
+  services: SimulationServices;
+  open(site: string): Database;
+  /** Catalogues the files closed so far in modane's storage (what `mesh ingest` does). */
+  ingest(signal?: AbortSignal): Promise<IngestReport>;
+  /** The modane agent: proc0, and the trigger that starts lyon's runs. */
+  startModaneAgent(): void;
+  /** Stops the agents and the coordinator; the servers stay up to be read. */
+  stopMeshProcesses(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the reference topology in `work`: modane's and kit's servers, the optional services
+ * (each replaced by a local stand-in when it cannot run here), the coordinator; resolves once
+ * the coordinator has pushed the design documents to both servers.
+ */
+export async function startSimulation(work: string, options: SimulationOptions, logger: Logger, signal?: AbortSignal): Promise<Simulation> {
+  const env = { ...process.env, MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? 'warn' };
+  const log = openSync(join(work, 'processes.log'), 'a');
+  const servers: ServerChild[] = [];
+  const children: ReturnType<typeof spawnMesh>[] = [];
+  let sshd: TestSshd | undefined;
+  let slurm: SlurmCluster | undefined;
+  let nats: NatsServer | undefined;
+  const stopMeshProcesses = async () => {
+    await Promise.all(children.map((c) => stopChild(c)));
+  };
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await stopMeshProcesses();
+      await Promise.all(servers.map((s) => s.stop()));
+      await sshd?.stop();
+      await slurm?.stop();
+      await nats?.stop();
+    })());
+  try {
+    const modane = await startServerChild('modane', join(work, 'modane', 'couch'), { env, logFile: log, recordClients: options.recordClients });
+    servers.push(modane);
+    const kit = await startServerChild('kit', join(work, 'kit', 'couch'), { env, logFile: log });
+    servers.push(kit);
+    logger.info({ modane: modane.url, kit: kit.url }, 'servers up (modane is reachable by nobody; every replication is modane\'s)');
+
+    const services: SimulationServices = {};
+    const root = process.getuid?.() === 0;
+    if (options.ssh && root && existsSync(SSHD)) {
+      try {
+        sshd = await startSshd();
+        services.ssh = { host: '127.0.0.1', port: sshd.port, user: sshd.user, identity_file: sshd.identityFile, host_key_sha256: sshd.hostKeySha256 };
+        logger.info({ port: sshd.port }, 'sshd up: proc0 goes over SFTP, lyon runs are started over SSH');
+      } catch (error) {
+        logger.warn(`no sshd (${errorMessage(error)}): proc0 copies locally, lyon runs start locally`);
+      }
+    } else {
+      logger.info('no sshd (needs root and openssh-server): proc0 copies locally, lyon runs start locally');
+    }
+    if (options.slurm && root && existsSync(SLURMCTLD)) {
+      try {
+        slurm = await startSlurm();
+        Object.assign(env, slurm.env);
+        services.slurm = true;
+        logger.info('Slurm up: lyon steps run as batch jobs');
+      } catch (error) {
+        logger.warn(`no Slurm (${errorMessage(error)}): lyon steps run directly`);
+      }
+    } else if (options.slurm) {
+      logger.info('no Slurm (needs root and slurm-wlm): lyon steps run directly');
+    }
+    if (options.nats) {
+      try {
+        nats = await startNatsServer();
+        services.natsUrl = nats.url;
+        logger.info({ url: nats.url }, 'nats-server up: wake-up hints and the claim registry');
+      } catch (error) {
+        logger.warn(`no NATS (${errorMessage(error)}): CouchDB alone`);
+      }
+    }
+
+    const configFile = join(work, 'mesh.json');
+    const raw = simulationConfig(work, { modane: modane.url, kit: kit.url }, services);
+    // How modane starts mesh at lyon; over SSH the Slurm client settings must travel in the argument vector.
+    const lyonMesh = [...(slurm ? ['/usr/bin/env', ...Object.entries(slurm.env).map(([k, v]) => `${k}=${v}`)] : []), process.execPath, resolve(MESH_MAIN), '--config', configFile];
+    raw.sites.lyon = { ...raw.sites.lyon, mesh: lyonMesh } as typeof raw.sites.lyon;
+    await writeFile(configFile, JSON.stringify(raw, null, 2));
+    const config = parseMeshConfig(raw, configFile);
+    const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database });
+
+    children.push(spawnMesh(['--config', configFile, 'coordinator', '--interval', '1'], { env, logFile: log }));
+    for (const site of ['modane', 'kit']) {
+      while (!(await open(site).get('_design/mesh').catch(() => undefined))) {
+        if (!(await sleep(200, signal))) throw new MeshError('ABORTED', 'simulation interrupted');
+      }
+    }
+    const storage = config.sites.modane.storage as string;
+    return {
+      config,
+      services,
+      open,
+      ingest: (abort) => ingestDirectory(storage, { db: open('modane'), docType: config.doc_type, ingest: config.ingest, site: 'modane', signal: abort }),
+      startModaneAgent: () => {
+        const trigger = ['--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])];
+        children.push(spawnMesh(['--config', configFile, 'agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', ...trigger], { env, logFile: log }));
+      },
+      stopMeshProcesses,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }

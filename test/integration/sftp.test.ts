@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { promisify } from 'node:util';
 import pino from 'pino';
 import { transfer } from '../../agents/executors/sftp-transfer.js';
 import { normaliseFingerprint } from '../../agents/executors/ssh-connect.js';
@@ -22,8 +20,6 @@ import { isMeshError } from '../../core/errors.js';
 import { spawnMeshProcess, stopAllMeshProcesses, uniqueDatabase, waitFor } from '../support/mesh.js';
 import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 import { type TestSshd, fingerprint, makeKey, startSshd, stopAllSshd } from '../support/sshd.js';
-
-const run = promisify(execFile);
 
 /** Everything under `dir`, relative, sorted. */
 async function listing(dir: string): Promise<string[]> {
@@ -70,14 +66,13 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
     assert.equal(normaliseFingerprint('SHA256:tooshort'), undefined);
   });
 
-  it('sends 20 MB that arrive with the same sha256, leaves no .part, records throughput (vs scp)', async () => {
+  it('sends 20 MB that arrive with the same sha256, leaves no .part, records bytes and throughput', async () => {
+    // Speed is measured by `npm run bench` (section sftp, against sftp and scp); here only correctness.
     const source = join(dir, 'big.bin');
     await writeFile(source, randomBytes(20 * 1024 * 1024));
     const remoteDir = join(dir, 'remote', 'raw', 'lg23b002');
     const target = join(remoteDir, 'lg23b002_000');
-    const wall = process.hrtime.bigint();
     const sent = await transfer({ source, target, ssh });
-    const wallSeconds = Number(process.hrtime.bigint() - wall) / 1e9;
     const expected = await sha256File(source);
     assert.equal(sent.sha256, expected);
     assert.equal(await sha256File(target), expected);
@@ -85,19 +80,6 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
     assert.equal(sent.verified_by, 'sha256sum');
     assert.ok(sent.seconds > 0 && sent.mbps > 0, 'throughput recorded');
     assert.deepEqual(await listing(remoteDir), ['lg23b002_000']);
-
-    // The same file to the same sshd with the OpenSSH client, host key pinned the same way.
-    const scpTarget = join(dir, 'remote', 'scp.bin');
-    const scpStart = process.hrtime.bigint();
-    await run('scp', ['-q', '-F', '/dev/null', '-i', sshd.identityFile, '-P', String(sshd.port), '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${sshd.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes', source, `${sshd.user}@127.0.0.1:${scpTarget}`]);
-    const scpSeconds = Number(process.hrtime.bigint() - scpStart) / 1e9;
-    assert.equal(await sha256File(scpTarget), expected);
-    const mb = sent.bytes / 1e6;
-    console.log(
-      `      throughput, 20 MiB: transfer() streaming ${sent.mbps.toFixed(1)} MB/s (${sent.seconds.toFixed(3)} s), ` +
-        `transfer() whole call incl. connect+verify+rename ${(mb / wallSeconds).toFixed(1)} MB/s (${wallSeconds.toFixed(3)} s), ` +
-        `scp whole command ${(mb / scpSeconds).toFixed(1)} MB/s (${scpSeconds.toFixed(3)} s)`,
-    );
   });
 
   it('lands a hostile target name literally: the remote sha256sum gets one single-quoted word', async () => {

@@ -7,9 +7,9 @@ import { runMesh } from '../support/server-process.js';
 describe('mesh simulate: the reference topology on one machine, push-only modane', function () {
   this.timeout(300_000);
 
-  for (const variant of [['--no-ssh', '--no-slurm'], ['--nats']]) {
+  for (const variant of [['--no-ssh', '--no-slurm', '--arrival-ms', '400'], ['--nats']]) {
     const full = variant.includes('--nats');
-    it(`runs every file through modane and lyon, identical on both servers ${full ? '(SFTP, SSH-triggered lyon runs, Slurm jobs, NATS)' : '(local copy, local lyon runs)'}`, async () => {
+    it(`runs every file through modane and lyon, identical on both servers ${full ? '(SFTP, SSH-triggered lyon runs, Slurm jobs, NATS)' : '(local copy, local lyon runs, files arriving one at a time)'}`, async () => {
       const clients = join(await mkdtemp(join(tmpdir(), 'mesh-clients-')), 'modane-clients.jsonl');
       const r = await runMesh(['simulate', '--files', '12', '--json', '--record-clients', clients, ...variant], {}, 280_000);
       assert.equal(r.status, 0, r.stderr.slice(-3000));
@@ -21,6 +21,7 @@ describe('mesh simulate: the reference topology on one machine, push-only modane
         assert.equal(db.conflicts, 0);
       }
       assert.deepEqual(status.replication.map((r: { from: string; to: string; on: string }) => `${r.from}>${r.to}@${r.on}`).sort(), ['kit>modane@modane', 'modane>kit@modane']);
+      if (!full) assert.match(r.stderr, /sample files close one at a time/);
       if (full) {
         assert.match(r.stderr, /sshd up/);
         assert.match(r.stderr, /Slurm up/);

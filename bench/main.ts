@@ -1,0 +1,109 @@
+/**
+ * `npm run bench`: every figure next to its baseline measured in the same run on this machine,
+ * and their ratio. Progress goes to stderr, the report to stdout (`--json`: one JSON object).
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { runLatency } from './latency.js';
+import { runPipeline } from './pipeline.js';
+import { type BenchRow, type BenchSection, describeMachine, progress, renderReport } from './report.js';
+import { runSftp } from './sftp.js';
+import { Interrupted } from './wait.js';
+import { MeshError } from '../core/errors.js';
+
+const SECTIONS = ['pipeline', 'latency', 'sftp', 'scale'] as const;
+type SectionName = (typeof SECTIONS)[number];
+
+interface BenchOptions {
+  only?: SectionName[];
+  quick: boolean;
+  json: boolean;
+  scaleDocs: number;
+  skipScale: boolean;
+}
+
+/** What bench/scale.ts (built on its own branch) exports. */
+interface ScaleModule {
+  runScale(options: { docs: number; backlog?: number; log?: (line: string) => void }): Promise<{ rows: BenchRow[]; notes?: string[] }>;
+}
+
+function sectionList(text: string, previous: SectionName[] = []): SectionName[] {
+  const names = text.split(',').map((s) => s.trim());
+  const unknown = names.filter((n) => !(SECTIONS as readonly string[]).includes(n));
+  if (unknown.length > 0) throw new InvalidArgumentError(`unknown section ${unknown.join(', ')}; the sections are ${SECTIONS.join(', ')}`);
+  return [...previous, ...(names as SectionName[])];
+}
+
+function documentCount(text: string): number {
+  const value = Number(text.replace(/[_,]/g, ''));
+  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`"${text}" is not a positive number of documents`);
+  return value;
+}
+
+/** The 1M-document section, when bench/scale.ts is part of this build. */
+async function scaleSection(options: BenchOptions): Promise<BenchSection> {
+  const docs = options.quick ? Math.min(options.scaleDocs, 10_000) : options.scaleDocs;
+  const command = `node dist/bench/main.js --only scale --scale-docs ${options.scaleDocs}${options.quick ? ' --quick' : ''}`;
+  const title = `scale: ${docs.toLocaleString('en-US')} documents in one embedded database`;
+  const url = new URL('./scale.js', import.meta.url);
+  if (!existsSync(fileURLToPath(url))) return { title, command, rows: [{ measure: 'scale section not built', value: '' }], notes: ['bench/scale.ts is not part of this build'] };
+  const scale = (await import(url.href)) as ScaleModule;
+  const result = await scale.runScale({ docs, ...(options.quick ? { backlog: 1000 } : {}), log: (line) => progress('scale', line) });
+  return { title, command, rows: result.rows, notes: result.notes };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = new Command('bench')
+    .description('CouchMesh benchmark: each figure with its baseline from the same run, and the ratio')
+    .option('--only <sections>', `run only these sections (comma-separated, repeatable): ${SECTIONS.join(', ')}`, sectionList)
+    .option('--quick', 'tiny sizes and no Slurm: shows that every section runs, the figures mean little', false)
+    .option('--json', 'print the report as one JSON object instead of tables', false)
+    .option('--scale-docs <n>', 'documents in the scale section\'s database (with --quick at most 10,000)', documentCount, 1_000_000)
+    .option('--skip-scale', 'leave out the scale section (it takes the longest)', false)
+    .showHelpAfterError()
+    .exitOverride()
+    .parse(argv);
+  const options = program.opts<BenchOptions>();
+  const wanted = (name: SectionName) => (options.only ? options.only.includes(name) : name !== 'scale' || !options.skipScale);
+  // First SIGINT/SIGTERM: the running section stops waiting and stops what it started; second: exit now.
+  const interrupt = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupt.signal.aborted) process.exit(130);
+    progress('bench', `${signal}: stopping what the running section started (again to exit at once)`);
+    interrupt.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const signal = interrupt.signal;
+  const runners: Record<SectionName, () => Promise<BenchSection>> = {
+    pipeline: () => runPipeline({ quick: options.quick, signal }),
+    latency: () => runLatency({ quick: options.quick, signal }),
+    sftp: () => runSftp({ quick: options.quick, signal }),
+    scale: () => scaleSection(options),
+  };
+  const started = new Date();
+  const machine = await describeMachine();
+  const sections: BenchSection[] = [];
+  for (const name of SECTIONS.filter(wanted)) {
+    const t0 = performance.now();
+    progress(name, 'started');
+    sections.push(await runners[name]());
+    progress(name, `done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  const finished = new Date();
+  if (options.json) process.stdout.write(`${JSON.stringify({ started: started.toISOString(), finished: finished.toISOString(), machine, sections })}\n`);
+  else process.stdout.write(renderReport(machine, sections, started, finished));
+}
+
+try {
+  await main(process.argv);
+} catch (error) {
+  // Help ends well; a usage error is bad input (status 2), as for `mesh`.
+  if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+  const expected = error instanceof Interrupted || error instanceof MeshError;
+  process.stderr.write(`bench: ${expected ? (error as Error).message : ((error as Error).stack ?? String(error))}\n`);
+  process.exitCode = 1;
+}
