@@ -58,6 +58,8 @@ export interface ScaleResult {
   /** From the first status call to a complete index (the first call itself when it succeeded). */
   index_build_ms: number;
   status_in_process_ms: { p50: number; max: number };
+  /** `mesh status --help`: what the CLI costs before it asks anything. */
+  cli_startup_ms: number;
   status_ms: { p50: number; max: number; runs: number };
   small_status_ms: { p50: number; max: number };
   mid: { docs: number; first_ms: number; p50_ms: number; max_ms: number };
@@ -317,6 +319,8 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
     const docCount = firstError ? undefined : (JSON.parse(first.stdout) as { databases: Array<{ doc_count: number }> }).databases[0]?.doc_count;
     if (docCount !== undefined && docCount < docs) throw new Error(`mesh status counted ${docCount} documents, expected ${docs}`);
     const steady = await statusRuns(big.file, runs);
+    const startupTimes: number[] = [];
+    for (let i = 0; i < runs; i++) startupTimes.push((await timeMesh(['--config', big.file, 'status', '--help'])).ms);
     await statusRuns(small.file, 1);
     const smallTimes = await statusRuns(small.file, runs);
     const inProcess: number[] = [];
@@ -369,6 +373,7 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
       { measure: `_bulk_docs write rate (${reused ? 'backlog' : 'whole data set'})`, value: `${fmt(writeRate)} docs/s` },
       { measure: `mesh status --json, first call after the writes (${reused ? 'indexes the new backlog' : `builds the view index of ${docs} docs`})`, value: firstError ? `failed after ${fmt(first.ms)} ms (${firstError}); index built in ${fmt(indexMs)} ms` : `${fmt(first.ms)} ms` },
       { measure: `meshStatus queries in process, ${docs} docs (p50 / max of ${runs})`, value: `${fmt(percentile(inProcess, 50))} / ${fmt(Math.max(...inProcess))} ms` },
+      { measure: 'mesh status --help (the CLI start-up alone, p50)', value: `${fmt(percentile(startupTimes, 50))} ms` },
       { measure: `mesh status --json, ${docs} docs (p50 / max of ${runs})`, value: `${fmt(percentile(steady, 50))} / ${fmt(Math.max(...steady))} ms`, baseline: `${fmt(percentile(smallTimes, 50))} ms with ${SMALL_DOCS} docs`, ratio: fmt(percentile(steady, 50) / percentile(smallTimes, 50), 2) },
       ...(midDocs > 0 ? [{ measure: `dashboard queries (meshStatus) over ${midDocs} docs (p50 / max of ${runs}; first ${fmt(midFirst)} ms)`, value: `${fmt(percentile(midTimes, 50))} / ${fmt(Math.max(...midTimes))} ms` }] : []),
       { measure: `agent start → first claim, ${docs} docs (median of ${claims.big.length})`, value: `${fmt(percentile(claims.big, 50))} ms`, baseline: `${fmt(percentile(claims.small, 50))} ms with ${SMALL_DOCS} docs`, ratio: fmt(claimRatio, 2) },
@@ -381,6 +386,7 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
       docs, backlog, reused_data: reused, write_docs_per_s: writeRate,
       first_status_ms: firstError ? undefined : first.ms, first_status_error: firstError, index_build_ms: indexMs,
       status_in_process_ms: { p50: percentile(inProcess, 50), max: Math.max(...inProcess) },
+      cli_startup_ms: percentile(startupTimes, 50),
       status_ms: { p50: percentile(steady, 50), max: Math.max(...steady), runs },
       small_status_ms: { p50: percentile(smallTimes, 50), max: Math.max(...smallTimes) },
       mid: { docs: midDocs, first_ms: midFirst, p50_ms: midTimes.length ? percentile(midTimes, 50) : 0, max_ms: midTimes.length ? Math.max(...midTimes) : 0 },
