@@ -84,6 +84,8 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   const coordinatorSite = coordinator.site || ingest.site;
   if (coordinatorSite && !sites[coordinatorSite]) problems.add('coordinator.site', coordinator.site, `one of the sites (${Object.keys(sites).join(', ')})`);
   if (!isPositiveNumber(coordinator.interval_s)) problems.add('coordinator.interval_s', coordinator.interval_s, 'a positive number of seconds');
+  const serverTimeout = schema.get('server_timeout_s');
+  if (!isPositiveNumber(serverTimeout)) problems.add('server_timeout_s', serverTimeout, 'a positive number of seconds');
   const natsUrl = schema.get('nats').url;
   if (natsUrl && !/^(nats|tls):\/\/[^/]+$|^[^/:]+:\d+$/.test(natsUrl)) problems.add('nats.url', natsUrl, 'a NATS URL such as "nats://127.0.0.1:4222" (credentials come from the environment)');
   problems.throwIfAny(source);
@@ -96,6 +98,7 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
     steps,
     agent: { ...agent },
     coordinator: { site: coordinatorSite, interval_s: coordinator.interval_s },
+    server_timeout_s: serverTimeout,
     ...(natsUrl ? { nats: { url: natsUrl } } : {}),
     source,
   });

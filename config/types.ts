@@ -99,6 +99,8 @@ export interface MeshConfig {
   /** Optional: wake-up hints and a cross-site claim registry. Everything works without it. */
   readonly nats?: NatsConfig;
   readonly coordinator: CoordinatorConfig;
+  /** Seconds one request to a server may take, answer included (a server that never finishes is a failure). */
+  readonly server_timeout_s: number;
   /** Where the config was read from, for messages. */
   readonly source: string;
 }

@@ -68,6 +68,9 @@ export function agentCommand(): Command {
             setTimeout(() => force.abort(), 5000).unref();
             setTimeout(() => process.exit(1), 10_000).unref();
           }
+          // Nothing to finish or release: a request still retrying against a failing server
+          // after a short while (the last heartbeat has been written by then) may end.
+          if (agent.idle) setTimeout(() => force.abort(), 2000).unref();
           void agent.stop();
         };
         process.on('SIGTERM', onSignal);
