@@ -149,9 +149,10 @@ export class Agent {
         background.push(watcher.follow(since, this.draining.signal));
         background.push(this.sweepLoop());
       }
-      // A long-running agent outlives a bad first answer: the sweep loop and the feed try again.
+      // A long-running agent outlives a bad first answer, and takes work from the feed while
+      // a first sweep still waits for a failing server: the sweep loop and the feed try again.
       if (this.options.once) await this.sweep();
-      else await this.sweep().catch((error) => this.ctx.logger.warn(`sweep: ${errorMessage(error)}`));
+      else background.push(this.sweep().catch((error) => this.ctx.logger.warn(`sweep: ${errorMessage(error)}`)));
       await this.dispatchLoop();
     } finally {
       this.state = 'stopping';

@@ -53,8 +53,9 @@ export function requestUrl(transport: CouchTransport, request: CouchRequest): st
 
 /** A short, printable excerpt of an answer for a message (no control characters, no megabytes). */
 export function excerpt(text: string, length = 120): string {
+  // An HTML error page (a proxy's) reads better without its tags.
   // eslint-disable-next-line no-control-regex
-  const flat = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+  const flat = text.replace(/<[^>]{0,200}>/g, ' ').replace(/[\u0000-\u001f\u007f\s]+/g, ' ').trim();
   return flat.length > length ? `${flat.slice(0, length)}…` : flat;
 }
 
