@@ -187,6 +187,8 @@ describe('bad input (the corpus in test/corpus)', function () {
       const raw = JSON.parse(await readFile(mesh.configFile, 'utf8')) as Json & { sites: { alpha: Json } };
       raw.sites.alpha.server = url;
       raw.server_timeout_s = options.timeout_s ?? 10;
+      // A claim stuck retrying against garbage is given up 5 s after the grace period on SIGTERM.
+      (raw.agent as Json).grace_s = 1;
       const configFile = join(mesh.dir, 'garbage.json');
       await writeFile(configFile, JSON.stringify(raw));
       return { mesh, control, configFile };
