@@ -70,6 +70,11 @@ export class Agent {
     return this.finished;
   }
 
+  /** Nothing claimed or running: stopping has nothing to finish or release. */
+  get idle(): boolean {
+    return this.running.size === 0 && this.claiming === 0;
+  }
+
   stop(): Promise<void> {
     this.stopRequests++;
     if (this.stopRequests === 1) {
@@ -156,7 +161,10 @@ export class Agent {
         background.push(watcher.follow(since, this.draining.signal));
         background.push(this.sweepLoop());
       }
-      await this.sweep();
+      // A long-running agent outlives a bad first answer, and takes work from the feed while
+      // a first sweep still waits for a failing server: the sweep loop and the feed try again.
+      if (this.options.once) await this.sweep();
+      else background.push(this.sweep().catch((error) => this.ctx.logger.warn(`sweep: ${errorMessage(error)}`)));
       await this.dispatchLoop();
     } finally {
       this.state = 'stopping';

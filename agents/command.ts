@@ -5,8 +5,9 @@ import { MeshError } from '../core/errors.js';
 
 export type TemplateVars = Record<'file' | 'out' | 'doc_id' | 'run_name' | 'file_number' | 'step' | 'prev_out', string>;
 
+// C0 and C1 controls and the Unicode line and paragraph separators: each can end a line somewhere.
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$/;
 
 /** Why a path taken from a document may not reach a command line, or undefined when it may. */
@@ -24,7 +25,9 @@ export function unsafePath(path: string): string | undefined {
  * never quoted or escaped (the argument vector reaches the program without a shell).
  */
 export function templateVars(doc: DaqDocument, step: StepConfig, previous: StepConfig | undefined): TemplateVars {
-  const refuse = (why: string) => new MeshError('DOCUMENT_MALFORMED', `${doc._id}: ${why}`);
+  const refuse = (why: string) => new MeshError('DOCUMENT_MALFORMED', `${JSON.stringify(doc._id).slice(0, 120)}: ${why}`);
+  // {doc_id} may be a command's argument of its own: it must not read as an option or end a line.
+  if (CONTROL.test(doc._id) || doc._id.startsWith('-')) throw refuse('the document id contains a control character or starts with "-"');
   const fileProblem = unsafePath(doc.file);
   if (fileProblem) throw refuse(`file ${JSON.stringify(doc.file).slice(0, 120)} ${fileProblem}`);
   if (!SAFE_NAME.test(doc.run_name)) throw refuse(`run_name ${JSON.stringify(doc.run_name).slice(0, 120)} is not a plain name (letters, digits, _ . + -)`);

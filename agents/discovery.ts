@@ -13,7 +13,8 @@ async function dueDocuments(ctx: AgentContext, view: 'ready' | 'in_flight', step
   const docs: DaqDocument[] = [];
   for (const step of steps) {
     const { rows } = await ctx.db.view<unknown, DaqDocument>(DESIGN, view, { startkey: [step.name, ''], endkey: [step.name, now], include_docs: true, reduce: false, limit });
-    for (const row of rows) if (row.doc) docs.push(row.doc);
+    // A row without a document object (a proxy's or another API's answer) is not work.
+    for (const row of rows) if (row.doc && typeof row.doc === 'object' && typeof (row.doc as { _id?: unknown })._id === 'string') docs.push(row.doc);
   }
   return docs;
 }

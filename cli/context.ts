@@ -32,7 +32,7 @@ export function siteOf(config: MeshConfig, name: string | undefined): SiteConfig
  */
 export function openSiteDatabase(config: MeshConfig, site: SiteConfig, options: { database?: string; retry?: RetryMode; batchWrites?: boolean; signal?: AbortSignal; logger?: Logger } = {}): Database {
   const { database, ...rest } = options;
-  return new Database({ url: site.server, database: database ?? config.database, credentials: credentialsFor(site.credentials_of), ...rest });
+  return new Database({ url: site.server, database: database ?? config.database, credentials: credentialsFor(site.credentials_of), timeoutMs: config.server_timeout_s * 1000, ...rest });
 }
 
 export function defaultAgentName(site: string): string {

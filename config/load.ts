@@ -47,6 +47,9 @@ export function loadMeshConfig(file: string): MeshConfig {
 
 export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   if (!isObject(raw)) throw new MeshError('CONFIG_INVALID', `mesh config ${source} is ${show(raw)}, expected a JSON object`);
+  // convict merges `__proto__` away instead of calling it unknown: refuse it (at any depth) first.
+  const prototypeKeys = prototypeKeyPaths(raw, '');
+  if (prototypeKeys.length > 0) throw new MeshError('CONFIG_INVALID', `invalid configuration ${source}:\n  - ${prototypeKeys.map((k) => `${k} is not a known key`).join('\n  - ')}`);
   const schema = meshSchema();
   try {
     // convict cannot walk maps and lists of objects: those are checked below.
@@ -87,6 +90,8 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   if (!isPositiveNumber(coordinator.interval_s)) problems.add('coordinator.interval_s', coordinator.interval_s, 'a positive number of seconds');
   const targets = parseTargets(raw.targets, steps, problems);
   const alerts = parseAlerts(schema.get('alerts'), schema.get('agent').heartbeat_s, problems);
+  const serverTimeout = schema.get('server_timeout_s');
+  if (!isPositiveNumber(serverTimeout)) problems.add('server_timeout_s', serverTimeout, 'a positive number of seconds');
   const natsUrl = schema.get('nats').url;
   if (natsUrl && !/^(nats|tls):\/\/[^/]+$|^[^/:]+:\d+$/.test(natsUrl)) problems.add('nats.url', natsUrl, 'a NATS URL such as "nats://127.0.0.1:4222" (credentials come from the environment)');
   problems.throwIfAny(source);
@@ -101,6 +106,7 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
     coordinator: { site: coordinatorSite, interval_s: coordinator.interval_s },
     targets,
     alerts,
+    server_timeout_s: serverTimeout,
     ...(natsUrl ? { nats: { url: natsUrl } } : {}),
     source,
   });
@@ -278,6 +284,15 @@ function checkTemplate(key: string, template: string, problems: Problems): void 
   for (const match of template.matchAll(/\{([^{}]*)\}/g)) {
     if (!(TEMPLATE_FIELDS as readonly string[]).includes(match[1])) problems.add(key, template, `placeholders among {${TEMPLATE_FIELDS.join('}, {')}} (found {${match[1]}})`);
   }
+}
+
+/** Paths of the own `__proto__` keys in a parsed JSON value (JSON.parse keeps them as data). */
+function prototypeKeyPaths(value: unknown, path: string): string[] {
+  if (value === null || typeof value !== 'object') return [];
+  return Object.keys(value).flatMap((key) => {
+    const at = Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key;
+    return key === '__proto__' ? [at] : prototypeKeyPaths((value as Record<string, unknown>)[key], at);
+  });
 }
 
 function deepFreeze<T>(value: T): T {

@@ -20,6 +20,7 @@ export function meshSchema() {
       quiet_s: { doc: 'A file is closed when its size has not changed for this many seconds', format: 'nat', default: 600 },
     },
     steps: { doc: 'The chain of steps, in order', format: Array, default: [] as unknown[] },
+    server_timeout_s: { doc: 'Seconds one request to a server may take, answer included, before it counts as failed', format: Number, default: 60 },
     coordinator: {
       site: { doc: 'Site whose machine runs the coordinator (default: the ingest site)', format: String, default: '' },
       interval_s: { doc: 'Seconds between two coordinator rounds', format: Number, default: 30 },

@@ -116,6 +116,8 @@ export interface MeshConfig {
    */
   readonly targets: Readonly<Record<string, number>>;
   readonly alerts: AlertsConfig;
+  /** Seconds one request to a server may take, answer included (a server that never finishes is a failure). */
+  readonly server_timeout_s: number;
   /** Where the config was read from, for messages. */
   readonly source: string;
 }

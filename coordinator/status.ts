@@ -57,32 +57,40 @@ export interface MeshStatus {
 
 const LIST_LIMIT = 50;
 
-/** Counts from reduce views only, so the answer stays fast however many documents there are. */
+/**
+ * Counts from reduce views only, so the answer stays fast however many documents there are.
+ * A server that fails or answers nonsense part-way gives what was read and the error.
+ */
 export async function databaseStatus(config: MeshConfig, site: SiteConfig, db: Database, now: Date): Promise<{ db: DatabaseStatus; agents: AgentStatus[] }> {
   const base: DatabaseStatus = { site: site.name, url: site.server, reachable: false, doc_count: 0, by_status: {}, steps: {}, conflicts: 0, in_flight: [], failed: [] };
   try {
-    const byStatus = await db.view<number>('mesh', 'by_status', { group: true });
-    for (const row of byStatus.rows) base.by_status[String(row.key)] = row.value;
-    base.reachable = true;
+    return await readDatabaseStatus(config, db, now, base);
   } catch (error) {
     return { db: { ...base, error: errorMessage(error) }, agents: [] };
   }
+}
+
+async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, base: DatabaseStatus): Promise<{ db: DatabaseStatus; agents: AgentStatus[] }> {
+  const site = { name: base.site };
+  const byStatus = await db.view<number>('mesh', 'by_status', { group: true });
+  for (const row of byStatus.rows) base.by_status[String(row.key)] = countOf(row.value);
+  base.reachable = true;
   base.doc_count = Object.values(base.by_status).reduce((a, b) => a + b, 0);
   const done = await db.view<number>('mesh', 'done', { group: true });
-  const doneBy = new Map(done.rows.map((r) => [String(r.key), r.value]));
+  const doneBy = new Map(done.rows.map((r) => [String(r.key), countOf(r.value)]));
   const iso = now.toISOString();
   for (const step of config.steps) {
     const ready = await db.view<number>('mesh', 'ready', { startkey: [step.name, ''], endkey: [step.name, iso] });
     base.steps[step.name] = {
       done: doneBy.get(step.name) ?? 0,
-      ready: ready.rows[0]?.value ?? 0,
+      ready: countOf(ready.rows[0]?.value),
       queued: base.by_status[`${step.name} queued`] ?? 0,
       in_progress: base.by_status[`${step.name} in progress`] ?? 0,
       failed: base.by_status[`${step.name} failed`] ?? 0,
     };
   }
   const conflicts = await db.view<number>('mesh', 'conflicts', {});
-  base.conflicts = conflicts.rows[0]?.value ?? 0;
+  base.conflicts = countOf(conflicts.rows[0]?.value);
 
   const inFlight = await db.view<{ agent: string; site: string; attempts: number; started?: string }>('mesh', 'in_flight', { reduce: false, limit: LIST_LIMIT });
   base.in_flight = inFlight.rows.map((r) => {
@@ -99,6 +107,11 @@ export async function databaseStatus(config: MeshConfig, site: SiteConfig, db: D
     r.doc ? [{ site: r.doc.site, agent: r.doc.agent, host: r.doc.host, state: r.doc.state, last_seen: r.doc.last_seen, age_s: Math.round((now.getTime() - Date.parse(r.doc.last_seen)) / 1000), running: r.doc.running ?? [], server: site.name, ...(r.doc.counters ? { counters: r.doc.counters } : {}) }] : [],
   );
   return { db: base, agents };
+}
+
+/** A reduce value as a count; anything else (a foreign view, a proxy's answer) counts nothing. */
+function countOf(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
 /**

@@ -1,5 +1,5 @@
-import nano, { type ServerScope } from 'nano';
 import { type BackoffPolicy, backoffDelay } from './backoff.js';
+import { type CouchTransport, couchRequest } from './couch-http.js';
 import { MeshError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 import { sleep } from './sleep.js';
@@ -23,31 +23,36 @@ export interface DatabaseOptions {
   signal?: AbortSignal;
   logger?: Logger;
   backoff?: BackoffPolicy;
+  /** Longest time one request may take, headers and body (a longpoll adds its own wait). */
+  timeoutMs?: number;
 }
 
 const SERVER_BACKOFF: BackoffPolicy = { baseMs: 200, capMs: 10_000, jitter: 0.3 };
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+/** The largest answer read from a server: a page of documents near CouchDB's 8 MB limit fits. */
+const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
+/** A longpoll answers by itself after its own timeout; the request may take that much longer. */
+const LONGPOLL_MARGIN_MS = 30_000;
 
-/** Connects to a CouchDB-compatible server; credentials travel in a header, never in the URL. */
-export function connectServer(url: string, credentials?: ServerCredentials): ServerScope {
-  const headers: Record<string, string> = {};
-  if (credentials) headers.Authorization = `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString('base64')}`;
-  return nano({ url, headers } as nano.Configuration);
+/** Credentials travel in a header, never in the URL. */
+function authorization(credentials?: ServerCredentials): Record<string, string> {
+  if (!credentials) return {};
+  return { Authorization: `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString('base64')}` };
 }
 
-/** Translates nano's errors into MeshError, keeping CouchDB's status and reason. */
-export function toMeshError(error: unknown, what: string): MeshError {
+/** Any error as a MeshError (the transport already throws MeshErrors; this covers the rest). */
+function toMeshError(error: unknown, what: string): MeshError {
   if (error instanceof MeshError) return error;
-  const e = error as { statusCode?: number; error?: string; reason?: string; name?: string; message?: string };
-  if (e?.name === 'AbortError') return new MeshError('ABORTED', `${what}: aborted`, { cause: error });
-  const status = e?.statusCode;
-  const reason = e?.reason ?? e?.message ?? errorMessage(error);
-  if (!status) return new MeshError('SERVER_UNREACHABLE', `${what}: server unreachable (${reason})`, { cause: error });
-  const code = status === 409 ? 'CONFLICT' : status === 404 ? 'NOT_FOUND' : status === 401 ? 'UNAUTHORIZED' : status === 403 ? 'FORBIDDEN' : status >= 500 ? 'SERVER_ERROR' : 'BAD_INPUT';
-  return new MeshError(code, `${what}: ${status} ${e.error ?? ''} ${reason}`.replace(/\s+/g, ' ').trim(), { cause: error, statusCode: status, reason });
+  return new MeshError('SERVER_UNREACHABLE', `${what}: ${errorMessage(error)}`, { cause: error });
 }
 
+/** Worth trying again later: the server is down, overloaded, or a proxy in front of it answered garbage. */
 function transient(error: MeshError): boolean {
-  return error.code === 'SERVER_UNREACHABLE' || error.code === 'SERVER_ERROR' || error.statusCode === 429;
+  return error.code === 'SERVER_UNREACHABLE' || error.code === 'SERVER_ERROR' || error.code === 'BAD_RESPONSE' || error.statusCode === 429;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 export interface ViewRow<V = unknown, D = unknown> {
@@ -69,7 +74,7 @@ export interface ChangesResult<D = unknown> {
 export class Database {
   readonly url: string;
   readonly name: string;
-  private readonly server: ServerScope;
+  private readonly transport: CouchTransport;
   private readonly retry: RetryMode;
   private readonly signal?: AbortSignal;
   private readonly logger?: Logger;
@@ -79,7 +84,7 @@ export class Database {
   constructor(options: DatabaseOptions) {
     this.url = options.url;
     this.name = options.database;
-    this.server = connectServer(options.url, options.credentials);
+    this.transport = { url: options.url.replace(/\/+$/, ''), database: options.database, headers: authorization(options.credentials), timeoutMs: options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES };
     this.retry = options.retry ?? 'never';
     this.signal = options.signal;
     this.logger = options.logger;
@@ -101,27 +106,37 @@ export class Database {
     }
   }
 
-  request<T>(what: string, options: { method?: string; path?: string; doc?: string; qs?: Record<string, unknown>; body?: unknown; signal?: AbortSignal }): Promise<T> {
-    return this.call(what, () => this.server.request({ db: this.name, ...options, signal: options.signal ?? this.signal } as nano.RequestOptions) as Promise<T>);
+  /**
+   * One request; `shape` says whether a 2xx answer is what the call needs (else BAD_RESPONSE,
+   * retried like a 5xx: a proxy or another service answered in the server's place).
+   */
+  request<T>(what: string, options: { method?: string; path?: string; doc?: string; qs?: Record<string, unknown>; body?: unknown; signal?: AbortSignal; timeoutMs?: number; shape?: (answer: T) => boolean }): Promise<T> {
+    const { timeoutMs, shape, ...request } = options;
+    const transport = timeoutMs === undefined ? this.transport : { ...this.transport, timeoutMs };
+    return this.call(what, async () => {
+      const answer = await couchRequest<T>(transport, { ...request, signal: options.signal ?? this.signal }, what);
+      if (shape && !shape(answer)) throw new MeshError('BAD_RESPONSE', `${what}: the server's answer has not the expected shape: ${String(JSON.stringify(answer)).slice(0, 120)}`);
+      return answer;
+    });
   }
 
   /** Creates the database if it does not exist. */
   async ensure(): Promise<void> {
     try {
-      await this.call(`create database ${this.name}`, () => this.server.db.create(this.name));
+      await this.request(`create database ${this.name}`, { method: 'PUT' });
     } catch (error) {
       if (!(error instanceof MeshError && error.statusCode === 412)) throw error;
     }
   }
 
   async info(): Promise<{ doc_count: number; update_seq: string | number }> {
-    return this.request('database info', { method: 'GET' });
+    return this.request('database info', { method: 'GET', shape: (a) => isObject(a) && (typeof a.update_seq === 'string' || typeof a.update_seq === 'number') });
   }
 
   /** The document, or undefined when it does not exist. */
   async get<D>(id: string, qs: Record<string, unknown> = {}): Promise<D | undefined> {
     try {
-      return await this.request<D>(`get ${id}`, { doc: id, qs });
+      return await this.request<D>(`get ${id}`, { doc: id, qs, shape: (a) => a !== null && typeof a === 'object' });
     } catch (error) {
       if (error instanceof MeshError && error.code === 'NOT_FOUND') return undefined;
       throw error;
@@ -131,30 +146,34 @@ export class Database {
   /** Writes a document; its `_rev` makes the write a compare-and-set (409 → CONFLICT). */
   async put(doc: { _id: string; _rev?: string; [field: string]: unknown }): Promise<string> {
     if (this.batcher && !doc._id.startsWith('_')) return this.batcher.write(doc);
-    const result = await this.request<{ rev: string }>(`write ${doc._id}`, { method: 'PUT', doc: doc._id, body: doc });
+    const result = await this.request<{ rev: string }>(`write ${doc._id}`, { method: 'PUT', doc: doc._id, body: doc, shape: (a) => isObject(a) && typeof a.rev === 'string' });
     return result.rev;
   }
 
   async bulk(docs: object[]): Promise<Array<{ id: string; rev?: string; error?: string; reason?: string }>> {
-    return this.request('bulk write', { method: 'POST', path: '_bulk_docs', body: { docs } });
+    return this.request('bulk write', { method: 'POST', path: '_bulk_docs', body: { docs }, shape: (a) => Array.isArray(a) && a.length === docs.length && a.every(isObject) });
   }
 
   async allDocs<D>(qs: Record<string, unknown>, keys?: string[]): Promise<{ rows: Array<ViewRow<{ rev: string }, D> & { error?: string }> }> {
-    return this.request('all documents', keys ? { method: 'POST', path: '_all_docs', qs, body: { keys } } : { path: '_all_docs', qs });
+    type Answer = { rows: Array<ViewRow<{ rev: string }, D> & { error?: string }> };
+    const shape = (a: Answer) => isObject(a) && Array.isArray(a.rows) && a.rows.every(isObject);
+    return this.request<Answer>('all documents', keys ? { method: 'POST', path: '_all_docs', qs, body: { keys }, shape } : { path: '_all_docs', qs, shape });
   }
 
   async view<V = unknown, D = unknown>(design: string, view: string, qs: Record<string, unknown> = {}): Promise<{ rows: ViewRow<V, D>[]; total_rows?: number }> {
-    return this.request(`view ${design}/${view}`, { path: `_design/${design}/_view/${view}`, qs });
+    return this.request(`view ${design}/${view}`, { path: `_design/${design}/_view/${view}`, qs, shape: (a) => isObject(a) && Array.isArray(a.rows) && a.rows.every(isObject) });
   }
 
   /** One longpoll of `_changes` filtered by a Mango selector; an empty result after `timeoutMs`. */
   async changes<D>(since: string | number, selector: object, options: { timeoutMs: number; includeDocs?: boolean; limit?: number; signal?: AbortSignal }): Promise<ChangesResult<D>> {
-    return this.request('changes feed', {
+    return this.request<ChangesResult<D>>('changes feed', {
       method: 'POST',
       path: '_changes',
       qs: { feed: 'longpoll', filter: '_selector', since, timeout: options.timeoutMs, include_docs: options.includeDocs ?? false, ...(options.limit ? { limit: options.limit } : {}) },
       body: { selector },
       signal: options.signal,
+      timeoutMs: options.timeoutMs + LONGPOLL_MARGIN_MS,
+      shape: (a) => isObject(a) && Array.isArray(a.results) && a.results.every(isObject) && (typeof a.last_seq === 'string' || typeof a.last_seq === 'number'),
     });
   }
 

@@ -118,8 +118,16 @@ export function documentProblems(doc: unknown, stepNames: readonly string[]): st
   else if (!parseStatus(d.status, stepNames)) problems.push(`status ${JSON.stringify(d.status).slice(0, 80)} is unknown`);
   if (typeof d.file !== 'string' || d.file.length === 0) problems.push(`file is ${describe(d.file)}, expected a path`);
   if (typeof d.run_name !== 'string') problems.push(`run_name is ${describe(d.run_name)}, expected a string`);
-  if (typeof d.file_number !== 'number' || !Number.isInteger(d.file_number)) problems.push(`file_number is ${describe(d.file_number)}, expected an integer`);
+  if (typeof d.file_number !== 'number' || !Number.isSafeInteger(d.file_number)) problems.push(`file_number is ${describe(d.file_number)}, expected an integer`);
+  if (d.size_in_bytes !== undefined && (typeof d.size_in_bytes !== 'number' || !Number.isSafeInteger(d.size_in_bytes) || d.size_in_bytes < 0)) problems.push(`size_in_bytes is ${describe(d.size_in_bytes)}, expected a non-negative integer`);
+  // The transfer compares the copy against this checksum: it must be one, or absent.
+  if (d.checksum !== undefined) {
+    const sha256 = (d.checksum as { sha256?: unknown } | null)?.sha256;
+    if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) problems.push(`checksum is ${describe(d.checksum)}, expected { "sha256": 64 hex digits }`);
+  }
   if (d.history !== undefined && !Array.isArray(d.history)) problems.push('history is not an array');
+  // A mesh document is a few levels deep; thousands of levels make JSON.stringify overflow the stack.
+  if (nestedDeeperThan(d, MAX_DEPTH)) problems.push(`nested deeper than ${MAX_DEPTH} levels`);
   for (const step of stepNames) {
     const record = d[step];
     if (record === undefined) continue;
@@ -137,11 +145,25 @@ export function documentProblems(doc: unknown, stepNames: readonly string[]): st
   return problems;
 }
 
+const MAX_DEPTH = 64;
+
+/** Whether `value` holds objects or arrays more than `limit` levels deep (iterative: no stack to overflow). */
+function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const pending: Array<[unknown, number]> = [[value, 0]];
+  while (pending.length > 0) {
+    const [current, depth] = pending.pop() as [unknown, number];
+    if (current === null || typeof current !== 'object') continue;
+    if (depth > limit) return true;
+    for (const inner of Object.values(current)) if (inner !== null && typeof inner === 'object') pending.push([inner, depth + 1]);
+  }
+  return false;
+}
+
 function describe(value: unknown): string {
   if (value === undefined) return 'missing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  return `a ${typeof value}`;
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
 
 export function stepRecord(doc: DaqDocument, step: string): StepRecord | undefined {

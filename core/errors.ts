@@ -8,6 +8,8 @@ export type MeshErrorCode =
   | 'NOT_FOUND'
   | 'SERVER_UNREACHABLE'
   | 'SERVER_ERROR'
+  /** A server answered 2xx with something that is not a JSON object of the expected shape. */
+  | 'BAD_RESPONSE'
   | 'UNAUTHORIZED'
   | 'FORBIDDEN'
   | 'LEASE_LOST'

@@ -67,6 +67,10 @@ export function agentCommand(): Command {
             // that does not answer must not keep the process alive for long.
             setTimeout(() => force.abort(), 5000).unref();
             setTimeout(() => process.exit(1), 10_000).unref();
+          } else {
+            // Requests still retrying against a failing server end once the grace period is
+            // over, or after 2 s (time for the last heartbeat) when nothing is claimed or running.
+            setTimeout(() => force.abort(), agent.idle ? 2000 : config.agent.grace_s * 1000 + 5000).unref();
           }
           void agent.stop();
         };

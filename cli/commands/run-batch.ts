@@ -32,7 +32,7 @@ export function runBatchCommand(): Command {
         const name = options.name ?? defaultAgentName(site.name);
         const logger = makeLogger(globals, { site: site.name, agent: name, step: step.name });
         const force = new AbortController();
-        const dbOptions = { retry: 'until-aborted' as const, signal: force.signal, logger };
+        const dbOptions = { retry: 'until-aborted' as const, signal: force.signal, logger, timeoutMs: config.server_timeout_s * 1000 };
         const db = job.credentials
           ? new Database({ url: site.server, database: config.database, credentials: credentialsFor(site.credentials_of, passwordFileEnv(site.credentials_of, job.credentials)), ...dbOptions })
           : openSiteDatabase(config, site, dbOptions);
