@@ -15,6 +15,12 @@ import { isComplete } from '../core/state.js';
 export const EXAMPLES = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'steps');
 
 /** What the simulation found on this machine and started: each optional, each replaced by a local stand-in. */
+/** Choices of the simulation that are not services. */
+export interface SimulationOptions {
+  /** Attempts of every step before it is failed (default 3). */
+  maxAttempts?: number;
+}
+
 export interface SimulationServices {
   ssh?: { host: string; port: number; user: string; identity_file: string; host_key_sha256: string };
   slurm?: boolean;
@@ -22,7 +28,8 @@ export interface SimulationServices {
 }
 
 /** The reference topology on loopback: modane (unreachable, long-running), kit (public), lyon (batch, on kit's server). */
-export function simulationConfig(work: string, urls: { modane: string; kit: string }, services: SimulationServices) {
+export function simulationConfig(work: string, urls: { modane: string; kit: string }, services: SimulationServices, options: SimulationOptions = {}) {
+  const max_attempts = options.maxAttempts ?? 3;
   const node = process.execPath;
   const mesh = [node, resolve(dirname(fileURLToPath(import.meta.url)), 'main.js')];
   const lyonStorage = join(work, 'lyon', 'storage');
@@ -47,10 +54,10 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
     ingest: { site: 'modane', pattern: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600 },
     steps: [
       services.ssh
-        ? { name: 'proc0', site: 'modane', executor: 'sftp', to: 'lyon', out: join(lyonStorage, 'raw', '{run_name}_{file_number}'), timeout_s: 120, max_attempts: 3, lease_s: 30 }
-        : { name: 'proc0', site: 'modane', run: [node, join(EXAMPLES, 'transfer.mjs'), '{file}', '{out}'], out: join(lyonStorage, 'raw', '{run_name}_{file_number}'), timeout_s: 120, max_attempts: 3, lease_s: 30 },
-      { name: 'proc1', site: 'lyon', run: [node, join(EXAMPLES, 'convert.mjs'), '{prev_out}', '{out}'], out: join(lyonStorage, 'converted', '{run_name}_{file_number}.txt'), timeout_s: 120, max_attempts: 3, lease_s: 30 },
-      { name: 'proc2', site: 'lyon', run: [node, join(EXAMPLES, 'analyse.mjs'), '{prev_out}', '{out}'], out: join(lyonStorage, 'analysis', '{run_name}_{file_number}.json'), timeout_s: 120, max_attempts: 3, lease_s: 30 },
+        ? { name: 'proc0', site: 'modane', executor: 'sftp', to: 'lyon', out: join(lyonStorage, 'raw', '{run_name}_{file_number}.raw'), timeout_s: 120, max_attempts, lease_s: 30 }
+        : { name: 'proc0', site: 'modane', run: [node, join(EXAMPLES, 'transfer.mjs'), '{file}', '{out}'], out: join(lyonStorage, 'raw', '{run_name}_{file_number}.raw'), timeout_s: 120, max_attempts, lease_s: 30 },
+      { name: 'proc1', site: 'lyon', run: [node, join(EXAMPLES, 'convert.mjs'), '{prev_out}', '{out}'], out: join(lyonStorage, 'converted', '{run_name}_{file_number}.txt'), timeout_s: 120, max_attempts, lease_s: 30 },
+      { name: 'proc2', site: 'lyon', run: [node, join(EXAMPLES, 'analyse.mjs'), '{prev_out}', '{out}'], out: join(lyonStorage, 'analysis', '{run_name}_{file_number}.json'), timeout_s: 120, max_attempts, lease_s: 30 },
     ],
     agent: { sweep_s: 2, heartbeat_s: 2, retry_base_s: 1, retry_cap_s: 10, grace_s: 10 },
     coordinator: { site: 'modane', interval_s: 1 },
@@ -87,11 +94,16 @@ function progressLine(config: MeshConfig, status: MeshStatus, files: number): st
     .join(' | ');
 }
 
-/** Shows progress per server and step until every file is done everywhere; fails when nothing moves for two minutes. */
-export async function waitForEverywhere(config: MeshConfig, open: (site: string) => Database, files: number, logger: Logger, signal?: AbortSignal): Promise<MeshStatus> {
+/**
+ * Shows progress per server and step until every file is done everywhere; fails when nothing
+ * moves for two minutes, and at the first failed step unless `waitOnFailure` (an operator may
+ * retry it from the status page).
+ */
+export async function waitForEverywhere(config: MeshConfig, open: (site: string) => Database, files: number, logger: Logger, signal?: AbortSignal, waitOnFailure = false): Promise<MeshStatus> {
   const dbs = [open('modane'), open('kit')];
   let previous = '';
   let lastProgress = Date.now();
+  let failedBefore = '';
   while (!signal?.aborted) {
     const status = await meshStatus(config, (site) => open(site.name));
     const line = progressLine(config, status, files);
@@ -102,7 +114,11 @@ export async function waitForEverywhere(config: MeshConfig, open: (site: string)
       else logger.info(line);
     }
     const failed = status.databases.flatMap((db) => Object.entries(db.steps).filter(([, c]) => c.failed > 0).map(([step, c]) => `${db.site} ${step}: ${c.failed}`));
-    if (failed.length > 0) throw new MeshError('STEP_FAILED', `steps failed (${failed.join(', ')}); see mesh status`);
+    if (failed.length > 0 && !waitOnFailure) throw new MeshError('STEP_FAILED', `steps failed (${failed.join(', ')}); see mesh status`);
+    if (failed.join() !== failedBefore) {
+      failedBefore = failed.join();
+      if (failed.length > 0) logger.warn(`steps failed (${failed.join(', ')}); waiting for a retry (status page or mesh retry)`);
+    }
     if (await completeEverywhere(config, dbs, files)) return status;
     if (Date.now() - lastProgress > 120_000) throw new MeshError('STEP_FAILED', `no progress for 120 s (${line})`);
     await sleep(500, signal);

@@ -3,6 +3,8 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { credentialsFor } from '../../config/credentials.js';
 import { ingestDirectory } from '../../agents/ingest.js';
 import { parseMeshConfig } from '../../config/load.js';
 import { meshStatus } from '../../coordinator/status.js';
@@ -14,7 +16,7 @@ import { action } from '../exit.js';
 import { type TestSshd, startSshd } from '../local/sshd.js';
 import { type NatsServer, startNatsServer } from '../local/nats.js';
 import { type SlurmCluster, startSlurm } from '../local/slurm.js';
-import { positiveInteger } from '../parse.js';
+import { port, positiveInteger } from '../parse.js';
 import { MESH_MAIN, type ServerChild, spawnMesh, startServerChild, stopChild } from '../processes.js';
 import { type SimulationServices, logFile, simulationConfig, waitForEverywhere, writeSampleFiles } from '../simulate.js';
 
@@ -30,9 +32,13 @@ export function simulateCommand(): Command {
     .option('--nats', 'start a nats-server (when installed) for wake-up hints and the claim registry')
     .option('--json', 'print the final `mesh status --json` as the last line')
     .option('--keep', 'keep the temporary folder')
+    .option('--dashboard-port <port>', 'port of the live status page the coordinator serves (0: a free one)', port, 0)
+    .option('--no-dashboard', 'do not serve the status page')
+    .option('--max-attempts <n>', 'attempts of each step before it is failed', positiveInteger, 3)
+    .option('--wait-on-failure', 'when a step fails, keep going (until nothing moves for two minutes) so an operator can retry it from the status page')
     .option('--record-clients <file>', 'test aid: modane\'s server appends one JSON line per connection naming the client process')
     .action(
-      action(async (options: { files: number; ssh: boolean; slurm: boolean; nats?: boolean; json?: boolean; keep?: boolean; recordClients?: string }, command: Command) => {
+      action(async (options: { files: number; ssh: boolean; slurm: boolean; nats?: boolean; json?: boolean; keep?: boolean; recordClients?: string; dashboard: boolean; dashboardPort: number; maxAttempts: number; waitOnFailure?: boolean }, command: Command) => {
         const logger = makeLogger(command.optsWithGlobals<GlobalOptions>(), { sim: 'simulate' });
         const work = await mkdtemp(join(tmpdir(), 'mesh-simulate-'));
         const env = { ...process.env, MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? 'warn' };
@@ -90,15 +96,28 @@ export function simulateCommand(): Command {
           }
 
           const configFile = join(work, 'mesh.json');
-          const raw = simulationConfig(work, { modane: modane.url, kit: kit.url }, services);
+          const raw = simulationConfig(work, { modane: modane.url, kit: kit.url }, services, { maxAttempts: options.maxAttempts });
           // How modane starts mesh at lyon; over SSH the Slurm client settings must travel in the argument vector.
           const lyonMesh = [...(slurm ? ['/usr/bin/env', ...Object.entries(slurm.env).map(([k, v]) => `${k}=${v}`)] : []), process.execPath, resolve(MESH_MAIN), '--config', configFile];
           raw.sites.lyon = { ...raw.sites.lyon, mesh: lyonMesh } as typeof raw.sites.lyon;
           await writeFile(configFile, JSON.stringify(raw, null, 2));
           const config = parseMeshConfig(raw, configFile);
-          const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database });
+          // The servers have an admin when MESH_<SITE>_USER/PASSWORD are set; every process reads them from the environment.
+          const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database, credentials: credentialsFor(config.sites[site].credentials_of) });
 
-          children.push(spawnMesh(['--config', configFile, 'coordinator', '--interval', '1'], { env, logFile: log }));
+          const coordinator = spawnMesh(['--config', configFile, 'coordinator', '--interval', '1', ...(options.dashboard ? ['--dashboard-port', String(options.dashboardPort)] : [])], { env, logFile: log });
+          children.push(coordinator);
+          if (options.dashboard && coordinator.stdout) {
+            createInterface({ input: coordinator.stdout }).on('line', (line) => {
+              let url: unknown;
+              try {
+                url = (JSON.parse(line) as { dashboard?: unknown }).dashboard;
+              } catch {
+                return;
+              }
+              if (typeof url === 'string') logger.info({ url }, `status page: ${url}`);
+            });
+          }
           for (const site of ['modane', 'kit']) {
             while (!(await open(site).get('_design/mesh').catch(() => undefined))) {
               if (!(await sleep(200, stop.signal))) return;
@@ -111,11 +130,11 @@ export function simulateCommand(): Command {
             spawnMesh(['--config', configFile, 'agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', '--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])], { env, logFile: log }),
           );
 
-          await waitForEverywhere(config, open, options.files, logger, stop.signal);
+          await waitForEverywhere(config, open, options.files, logger, stop.signal, options.waitOnFailure);
           if (process.stderr.isTTY) process.stderr.write('\n');
           logger.info(`all ${options.files} files done and identical on modane and kit`);
           await Promise.all(children.map((c) => stopChild(c)));
-          const status = await meshStatus(config, (site, database) => new Database({ url: site.server, database: database ?? config.database }));
+          const status = await meshStatus(config, (site, database) => new Database({ url: site.server, database: database ?? config.database, credentials: credentialsFor(site.credentials_of) }));
           if (options.json) process.stdout.write(`${JSON.stringify(status)}\n`);
         } finally {
           process.off('SIGINT', onSignal);
