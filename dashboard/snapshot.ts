@@ -59,13 +59,17 @@ export function readingOrder(config: MeshConfig): SiteConfig[] {
   return [...servers.filter((s) => s.server === ingestServer), ...servers.filter((s) => s.server !== ingestServer)];
 }
 
-/** Per DAQ host and run, the highest file number (the `_stats` reduce) and that file's status; the newest runs first. */
+/**
+ * Per DAQ host and run, the highest file number (the `_stats` reduce) and that file's status:
+ * the last `limit` (host, run) pairs of the view, shown by host, the newest run first.
+ */
 export async function runOverview(db: Database, limit = RUNS_LIMIT): Promise<RunOverview[]> {
   const grouped = await db.view<{ max: number; count: number }>('mesh', 'by_host_run', { group_level: 2, descending: true, limit });
   const runs = grouped.rows.map((row) => {
     const [host, run] = row.key as [string, string];
     return { daq_host: host, run, files: row.value.count, latest_file: row.value.max } as RunOverview;
   });
+  runs.sort((a, b) => (a.daq_host === b.daq_host ? (a.run < b.run ? 1 : a.run > b.run ? -1 : 0) : a.daq_host < b.daq_host ? -1 : 1));
   if (runs.length === 0) return runs;
   const latest = await db.view<string>('mesh', 'by_run', { keys: runs.map((r) => [r.run, r.latest_file]) });
   const byKey = new Map(latest.rows.map((row) => [JSON.stringify(row.key), { doc: row.id ?? '', status: row.value }]));
