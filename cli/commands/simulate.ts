@@ -36,9 +36,10 @@ export function simulateCommand(): Command {
     .option('--no-dashboard', 'do not serve the status page')
     .option('--max-attempts <n>', 'attempts of each step before it is failed', positiveInteger, 3)
     .option('--wait-on-failure', 'when a step fails, keep going (until nothing moves for two minutes) so an operator can retry it from the status page')
+    .option('--stay', 'once every file is done, keep the topology and the status page up until interrupted')
     .option('--record-clients <file>', 'test aid: modane\'s server appends one JSON line per connection naming the client process')
     .action(
-      action(async (options: { files: number; ssh: boolean; slurm: boolean; nats?: boolean; json?: boolean; keep?: boolean; recordClients?: string; dashboard: boolean; dashboardPort: number; maxAttempts: number; waitOnFailure?: boolean }, command: Command) => {
+      action(async (options: { files: number; ssh: boolean; slurm: boolean; nats?: boolean; json?: boolean; keep?: boolean; recordClients?: string; dashboard: boolean; dashboardPort: number; maxAttempts: number; waitOnFailure?: boolean; stay?: boolean }, command: Command) => {
         const logger = makeLogger(command.optsWithGlobals<GlobalOptions>(), { sim: 'simulate' });
         const work = await mkdtemp(join(tmpdir(), 'mesh-simulate-'));
         const env = { ...process.env, MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? 'warn' };
@@ -133,6 +134,10 @@ export function simulateCommand(): Command {
           await waitForEverywhere(config, open, options.files, logger, stop.signal, options.waitOnFailure);
           if (process.stderr.isTTY) process.stderr.write('\n');
           logger.info(`all ${options.files} files done and identical on modane and kit`);
+          if (options.stay) {
+            logger.info('staying up (--stay) until interrupted');
+            await new Promise<void>((resolve) => (stop.signal.aborted ? resolve() : stop.signal.addEventListener('abort', () => resolve(), { once: true })));
+          }
           await Promise.all(children.map((c) => stopChild(c)));
           const status = await meshStatus(config, (site, database) => new Database({ url: site.server, database: database ?? config.database, credentials: credentialsFor(site.credentials_of) }));
           if (options.json) process.stdout.write(`${JSON.stringify(status)}\n`);

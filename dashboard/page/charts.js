@@ -19,7 +19,7 @@ export function completedChart(series, steps) {
   const max = Math.max(1, ...steps.flatMap((step) => (series[step] ?? []).map((p) => p.count)));
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
-  for (const fraction of [0, 0.5, 1]) {
+  for (const fraction of max >= 2 ? [0, 0.5, 1] : [0, 1]) {
     const y = pad.top + plotH * (1 - fraction);
     svg.append(s('line', { x1: pad.left, x2: width - pad.right, y1: y, y2: y, stroke: '#dde1e7' }));
     svg.append(s('text', { x: pad.left - 4, y: y + 3, 'text-anchor': 'end' }, String(Math.round(max * fraction))));
