@@ -5,8 +5,11 @@ import { Database } from '../core/couch.js';
 import { scrubUrl } from '../core/log.js';
 import type { OpenDatabase } from '../coordinator/servers.js';
 
-/** A server that does not answer within this is shown as unreachable rather than holding the page. */
-export const SERVER_TIMEOUT_MS = 8_000;
+/**
+ * A server that does not answer within this is shown as unreachable rather than holding the page
+ * forever. Generous: the first query of a view after many writes waits for its index to build.
+ */
+export const SERVER_TIMEOUT_MS = 30_000;
 
 /** Opens with the site's credentials from the environment; every request gives up after SERVER_TIMEOUT_MS. */
 export function readerOpen(config: MeshConfig): OpenDatabase {

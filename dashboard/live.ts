@@ -50,12 +50,21 @@ export interface LiveOptions {
   signal: AbortSignal;
   /** Builds and publishes a snapshot. */
   rebuild: () => Promise<void>;
+  /** Whether anyone is watching: without viewers, changes and the periodic refresh build nothing. */
+  watched: () => boolean;
   debounceMs?: number;
   refreshMs?: number;
 }
 
-/** Starts the followers; resolves when `signal` aborts and every follower stopped. */
-export async function runLive(options: LiveOptions): Promise<void> {
+export interface Live {
+  /** Builds a snapshot soon (debounced), watched or not. */
+  request(): void;
+  /** Resolves when `signal` aborted and every follower stopped. */
+  done: Promise<void>;
+}
+
+/** Starts the followers of every server's feed. */
+export function runLive(options: LiveOptions): Live {
   const { config, logger, signal } = options;
   const debounceMs = options.debounceMs ?? DEBOUNCE_MS;
   let timer: NodeJS.Timeout | undefined;
@@ -72,10 +81,13 @@ export async function runLive(options: LiveOptions): Promise<void> {
     building = undefined;
     if (again && !signal.aborted) {
       again = false;
-      schedule();
+      request();
     }
   };
   const schedule = () => {
+    if (options.watched()) request();
+  };
+  const request = () => {
     if (timer || signal.aborted) return;
     timer = setTimeout(() => {
       timer = undefined;
@@ -87,7 +99,9 @@ export async function runLive(options: LiveOptions): Promise<void> {
     clearInterval(refresh);
     clearTimeout(timer);
   }, { once: true });
-  schedule();
-  await Promise.all(distinctServers(config).map((site) => follow(config, site, schedule, logger, signal)));
-  await building;
+  const done = (async () => {
+    await Promise.all(distinctServers(config).map((site) => follow(config, site, schedule, logger, signal)));
+    await building;
+  })();
+  return { request, done };
 }

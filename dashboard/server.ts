@@ -26,6 +26,8 @@ export const DEFAULT_DASHBOARD_PORT = 5985;
 const DEFAULT_WINDOW_MS = 3600_000;
 const CHART_HOURS = 12;
 const MAX_WINDOW_S = 30 * 86400;
+/** A snapshot older than this is rebuilt before it is served (the live refresh period). */
+const FRESH_MS = 5_000;
 
 export interface DashboardOptions {
   config: MeshConfig;
@@ -40,7 +42,7 @@ export interface DashboardOptions {
 export interface Dashboard {
   url: string;
   port: number;
-  /** Resolves once a snapshot was published (at least one since the call). */
+  /** Requests a snapshot and resolves once it is published. */
   published(): Promise<Snapshot>;
   close(): Promise<void>;
 }
@@ -50,23 +52,36 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const open = options.open ?? readerOpen(config);
   const sessions = new Sessions(config);
   const stop = new AbortController();
-  let latest: { snapshot: Snapshot; text: string } | undefined;
-  let waiters: Array<(s: Snapshot) => void> = [];
+  let latest: { snapshot: Snapshot; text: string; at: number } | undefined;
+  let waiters: Array<{ resolve: (s: Snapshot) => void; reject: (e: unknown) => void }> = [];
   const sockets = new Set<WebSocket>();
 
   const rebuild = async () => {
-    const snapshot = await buildSnapshot(config, open, { windowMs: DEFAULT_WINDOW_MS, hours: CHART_HOURS });
-    const text = serialise({ type: 'snapshot', snapshot });
-    latest = { snapshot, text };
-    for (const socket of sockets) if (socket.readyState === WebSocket.OPEN) socket.send(text);
     const ready = waiters;
     waiters = [];
-    for (const resolve of ready) resolve(snapshot);
+    try {
+      const snapshot = await buildSnapshot(config, open, { windowMs: DEFAULT_WINDOW_MS, hours: CHART_HOURS });
+      const text = serialise({ type: 'snapshot', snapshot });
+      latest = { snapshot, text, at: Date.now() };
+      for (const socket of sockets) if (socket.readyState === WebSocket.OPEN) socket.send(text);
+      for (const waiter of ready) waiter.resolve(snapshot);
+    } catch (error) {
+      for (const waiter of ready) waiter.reject(error);
+      throw error;
+    }
   };
-  const published = () => new Promise<Snapshot>((resolve) => waiters.push(resolve));
+  const live = runLive({ config, logger, signal: stop.signal, rebuild, watched: () => sockets.size > 0, debounceMs: options.debounceMs });
+  /** The next snapshot to be published (one is requested). */
+  const published = () =>
+    new Promise<Snapshot>((resolve, reject) => {
+      waiters.push({ resolve, reject });
+      live.request();
+    });
+  /** A snapshot no older than the refresh period: the last pushed one, or a fresh one when nobody watches. */
+  const current = async () => (latest && Date.now() - latest.at < FRESH_MS ? latest.snapshot : published());
 
   const routes: Record<string, (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>> = {
-    'GET /api/snapshot': async (_req, res) => sendJson(res, 200, latest?.snapshot ?? (await published())),
+    'GET /api/snapshot': async (_req, res) => sendJson(res, 200, await current()),
     'GET /api/flow': async (_req, res, url) => {
       const windowS = Number(url.searchParams.get('window') ?? DEFAULT_WINDOW_MS / 1000);
       if (!Number.isFinite(windowS) || windowS < 60 || windowS > MAX_WINDOW_S) throw new MeshError('BAD_INPUT', `window is in seconds, 60–${MAX_WINDOW_S}`);
@@ -122,6 +137,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         return;
       }
       const result = await retryFailedStep(config, operatorDatabase(config, site, credentials), id, { step, by: `operator/${session.user} (dashboard)` });
+      live.request();
       logger.info({ user: session.user, doc: id, step: result.step }, 'retry from the dashboard');
       sendJson(res, 200, { ...result, server: site.name });
     },
@@ -179,19 +195,25 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         sockets.delete(ws);
       });
       ws.on('error', () => ws.terminate());
-      if (latest) ws.send(latest.text);
+      if (latest && Date.now() - latest.at < FRESH_MS) ws.send(latest.text);
+      else live.request();
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(new MeshError('BAD_INPUT', error.code === 'EADDRINUSE' ? `port ${options.port} on ${options.host} is in use; choose another with --port` : `cannot listen on ${options.host}:${options.port}: ${error.message}`, { cause: error })),
-    );
-    server.listen(options.port, options.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error: NodeJS.ErrnoException) =>
+        reject(new MeshError('BAD_INPUT', error.code === 'EADDRINUSE' ? `port ${options.port} on ${options.host} is in use; choose another with --port` : `cannot listen on ${options.host}:${options.port}: ${error.message}`, { cause: error })),
+      );
+      server.listen(options.port, options.host, () => resolve());
+    });
+  } catch (error) {
+    stop.abort();
+    await live.done;
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  const live = runLive({ config, logger, signal: stop.signal, rebuild, debounceMs: options.debounceMs });
 
   let closing: Promise<void> | undefined;
   return {
@@ -207,7 +229,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
           server.close(() => resolve());
           server.closeAllConnections();
         });
-        await live;
+        await live.done;
       })()),
   };
 }
