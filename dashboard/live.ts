@@ -78,6 +78,7 @@ export function runLive(options: LiveOptions): Live {
     }
     building = options.rebuild().catch((error: unknown) => logger.warn(`snapshot failed: ${errorMessage(error)}`));
     await building;
+    lastBuild = Date.now();
     building = undefined;
     if (again && !signal.aborted) {
       again = false;
@@ -94,7 +95,12 @@ export function runLive(options: LiveOptions): Live {
       void build();
     }, debounceMs);
   };
-  const refresh = setInterval(schedule, options.refreshMs ?? 5_000);
+  // The periodic refresh only when nothing else rebuilt lately: changes already keep the page fresh.
+  const refreshMs = options.refreshMs ?? 5_000;
+  let lastBuild = 0;
+  const refresh = setInterval(() => {
+    if (Date.now() - lastBuild >= refreshMs - 50) schedule();
+  }, refreshMs / 5);
   signal.addEventListener('abort', () => {
     clearInterval(refresh);
     clearTimeout(timer);

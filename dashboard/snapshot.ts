@@ -120,15 +120,15 @@ export async function flowFor(config: MeshConfig, open: OpenDatabase, options: S
 
 export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, options: SnapshotOptions): Promise<Snapshot> {
   const now = options.now ?? new Date();
-  const status = await meshStatus(config, open, now);
-  const reachable = new Set(status.databases.filter((d) => d.reachable).map((d) => d.url));
-  const servers = readingOrder(config).filter((s) => reachable.has(s.server));
-  const shared = await fromFirstReachable(servers, open, async (db) => ({ runs: await runOverview(db) }));
-  const lost = await Promise.all(servers.map(async (site) => (await lostJobs(open(site)).catch(() => [])).map((j) => ({ server: site.name, ...j }))));
-  const resolutions = await Promise.all(
-    servers.map(async (site) => ((await open(site).get<AuditDocument>(auditDocId(site.name)).catch(() => undefined))?.recent ?? []).slice(-10).map((r) => ({ server: site.name, ...r }))),
-  );
-  const flow = await flowFor(config, open, { ...options, now, sites: servers });
+  // Everything at once: a server that is down fails fast (its parts come back empty), a slow one costs its own time only.
+  const servers = readingOrder(config);
+  const [status, shared, lost, resolutions, flow] = await Promise.all([
+    meshStatus(config, open, now),
+    fromFirstReachable(servers, open, async (db) => ({ runs: await runOverview(db) })),
+    Promise.all(servers.map(async (site) => (await lostJobs(open(site)).catch(() => [])).map((j) => ({ server: site.name, ...j })))),
+    Promise.all(servers.map(async (site) => ((await open(site).get<AuditDocument>(auditDocId(site.name)).catch(() => undefined))?.recent ?? []).slice(-10).map((r) => ({ server: site.name, ...r })))),
+    flowFor(config, open, { ...options, now, sites: servers }),
+  ]);
   const totals: Record<string, StepCounts> = {};
   for (const db of status.databases) if (db.reachable) sumCounts(totals, db.steps);
   const silentAfter = (SILENT_PERIODS * config.agent.heartbeat_s + 5) * 1000;

@@ -171,8 +171,9 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     sockets.push(ws);
     await waitFor('the first snapshot', () => received.length > 0, 10_000);
     assert.equal(received[0].snap.servers[0].doc_count, 20);
-    // Let the feeds settle so the change below is the only one in flight.
-    await new Promise((r) => setTimeout(r, 300));
+    // Write just after a snapshot arrived, as a change usually comes while the page is idle.
+    const count = received.length;
+    await waitFor('a periodic snapshot', () => received.length > count, 10_000, 10);
     const written = Date.now();
     await dbA.put(closedDoc('lg23b003', 0, 'daq2'));
     const pushed = await waitFor('a snapshot with the new document', () => received.find((m) => m.snap.servers[0].doc_count === 21), 5_000, 20);
