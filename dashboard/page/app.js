@@ -79,8 +79,8 @@ function render() {
       h('td', { class: statusClass(r.latest?.status) }, r.latest?.status ?? '?'))), { numeric: [2, 3], empty: 'no files catalogued yet' }));
   renderFlow(state.windowS === 3600 ? snap.flow : state.flow ?? snap.flow, snap.flow_error);
   renderProblems(snap);
-  replace($('in-flight'), table(['in flight', 'step', 'by', 'attempt', 'for'], snap.in_flight.map((f) =>
-    h('tr', {}, h('td', {}, docLink(f.doc)), h('td', {}, f.step), h('td', {}, `${f.site}/${f.agent}`), h('td', { class: 'num' }, f.attempts), h('td', { class: 'num' }, duration(f.lease_age_s)))), { numeric: [3, 4], empty: 'nothing running' }));
+  replace($('in-flight'), table(['in flight', 'step', 'server', 'by', 'attempt', 'for'], snap.in_flight.map((f) =>
+    h('tr', {}, h('td', {}, docLink(f.doc)), h('td', {}, f.step), h('td', {}, f.server), h('td', {}, `${f.site}/${f.agent}`), h('td', { class: 'num' }, f.attempts), h('td', { class: 'num' }, duration(f.lease_age_s)))), { numeric: [4, 5], empty: 'nothing running' }));
   replace($('agents'), table(['agent', 'host', 'state', 'last seen'], snap.agents.map((a) =>
     h('tr', {}, h('td', {}, `${a.site}/${a.agent}`), h('td', {}, a.host), h('td', {}, a.state), h('td', { class: 'num' }, `${duration(a.age_s)} ago`))), { numeric: [3], empty: 'no agent has reported' }));
 }
