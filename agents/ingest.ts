@@ -1,4 +1,5 @@
 import { readdir, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import type { IngestConfig } from '../config/types.js';
 import { sha256File } from '../core/checksum.js';
@@ -94,6 +95,8 @@ export async function ingestDirectory(dir: string, options: IngestOptions): Prom
         run_name: c.runName,
         file_number: c.fileNumber,
         file: c.path,
+        // Which DAQ machine catalogued the file: the status page groups runs by it.
+        daq_host: hostname(),
         size_in_bytes: c.size,
         checksum: { sha256: await sha256File(c.path, options.signal) },
         date_closed: closedAt,

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { agentCommand } from './commands/agent.js';
 import { coordinatorCommand } from './commands/coordinator.js';
 import { couchappCommand } from './commands/couchapp.js';
+import { dashboardCommand } from './commands/dashboard.js';
 import { demoCommand } from './commands/demo.js';
 import { ingestCommand } from './commands/ingest.js';
 import { retryCommand } from './commands/retry.js';
@@ -19,7 +20,7 @@ const program = new Command('mesh')
   .showHelpAfterError()
   .exitOverride();
 
-for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), simulateCommand(), demoCommand()]) {
+for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), simulateCommand(), dashboardCommand(), demoCommand()]) {
   program.addCommand(command);
 }
 for (const command of program.commands) {

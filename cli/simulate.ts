@@ -4,6 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type IngestReport, ingestDirectory } from '../agents/ingest.js';
+import { credentialsFor } from '../config/credentials.js';
 import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
 import { type MeshStatus, meshStatus } from '../coordinator/status.js';
@@ -14,6 +15,7 @@ import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
 import { isComplete } from '../core/state.js';
 import { type NatsServer, startNatsServer } from './local/nats.js';
+import { freePort } from './local/ports.js';
 import { type SlurmCluster, startSlurm } from './local/slurm.js';
 import { type TestSshd, startSshd } from './local/sshd.js';
 import { MESH_MAIN, type ServerChild, spawnMesh, startServerChild, stopChild } from './processes.js';
@@ -24,6 +26,12 @@ const SLURMCTLD = '/usr/sbin/slurmctld';
 export const EXAMPLES = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'steps');
 
 /** What the simulation found on this machine and started: each optional, each replaced by a local stand-in. */
+/** Choices of the simulation that are not services. */
+export interface SimulationConfigOptions {
+  /** Attempts of every step before it is failed (default 3). */
+  maxAttempts?: number;
+}
+
 export interface SimulationServices {
   ssh?: { host: string; port: number; user: string; identity_file: string; host_key_sha256: string };
   slurm?: boolean;
@@ -31,7 +39,8 @@ export interface SimulationServices {
 }
 
 /** The reference topology on loopback: modane (unreachable, long-running), kit (public), lyon (batch, on kit's server). */
-export function simulationConfig(work: string, urls: { modane: string; kit: string }, services: SimulationServices) {
+export function simulationConfig(work: string, urls: { modane: string; kit: string }, services: SimulationServices, options: SimulationConfigOptions = {}) {
+  const max_attempts = options.maxAttempts ?? 3;
   const node = process.execPath;
   const mesh = [node, resolve(dirname(fileURLToPath(import.meta.url)), 'main.js')];
   const lyonStorage = join(work, 'lyon', 'storage');
@@ -56,10 +65,10 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
     ingest: { site: 'modane', pattern: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600 },
     steps: [
       services.ssh
-        ? { name: 'proc0', site: 'modane', executor: 'sftp', to: 'lyon', out: join(lyonStorage, 'raw', '{run_name}_{file_number}'), timeout_s: 120, max_attempts: 3, lease_s: 30 }
-        : { name: 'proc0', site: 'modane', run: [node, join(EXAMPLES, 'transfer.mjs'), '{file}', '{out}'], out: join(lyonStorage, 'raw', '{run_name}_{file_number}'), timeout_s: 120, max_attempts: 3, lease_s: 30 },
-      { name: 'proc1', site: 'lyon', run: [node, join(EXAMPLES, 'convert.mjs'), '{prev_out}', '{out}'], out: join(lyonStorage, 'converted', '{run_name}_{file_number}.txt'), timeout_s: 120, max_attempts: 3, lease_s: 30 },
-      { name: 'proc2', site: 'lyon', run: [node, join(EXAMPLES, 'analyse.mjs'), '{prev_out}', '{out}'], out: join(lyonStorage, 'analysis', '{run_name}_{file_number}.json'), timeout_s: 120, max_attempts: 3, lease_s: 30 },
+        ? { name: 'proc0', site: 'modane', executor: 'sftp', to: 'lyon', out: join(lyonStorage, 'raw', '{run_name}_{file_number}.raw'), timeout_s: 120, max_attempts, lease_s: 30 }
+        : { name: 'proc0', site: 'modane', run: [node, join(EXAMPLES, 'transfer.mjs'), '{file}', '{out}'], out: join(lyonStorage, 'raw', '{run_name}_{file_number}.raw'), timeout_s: 120, max_attempts, lease_s: 30 },
+      { name: 'proc1', site: 'lyon', run: [node, join(EXAMPLES, 'convert.mjs'), '{prev_out}', '{out}'], out: join(lyonStorage, 'converted', '{run_name}_{file_number}.txt'), timeout_s: 120, max_attempts, lease_s: 30 },
+      { name: 'proc2', site: 'lyon', run: [node, join(EXAMPLES, 'analyse.mjs'), '{prev_out}', '{out}'], out: join(lyonStorage, 'analysis', '{run_name}_{file_number}.json'), timeout_s: 120, max_attempts, lease_s: 30 },
     ],
     agent: { sweep_s: 2, heartbeat_s: 2, retry_base_s: 1, retry_cap_s: 10, grace_s: 10 },
     coordinator: { site: 'modane', interval_s: 1 },
@@ -113,11 +122,16 @@ function progressLine(config: MeshConfig, status: MeshStatus, files: number): st
     .join(' | ');
 }
 
-/** Shows progress per server and step until every file is done everywhere; fails when nothing moves for two minutes. */
-export async function waitForEverywhere(config: MeshConfig, open: (site: string) => Database, files: number, logger: Logger, signal?: AbortSignal): Promise<MeshStatus> {
+/**
+ * Shows progress per server and step until every file is done everywhere; fails when nothing
+ * moves for two minutes, and at the first failed step unless `waitOnFailure` (an operator may
+ * retry it from the status page).
+ */
+export async function waitForEverywhere(config: MeshConfig, open: (site: string) => Database, files: number, logger: Logger, signal?: AbortSignal, waitOnFailure = false): Promise<MeshStatus> {
   const dbs = [open('modane'), open('kit')];
   let previous = '';
   let lastProgress = Date.now();
+  let failedBefore = '';
   while (!signal?.aborted) {
     const status = await meshStatus(config, (site) => open(site.name));
     const line = progressLine(config, status, files);
@@ -128,7 +142,11 @@ export async function waitForEverywhere(config: MeshConfig, open: (site: string)
       else logger.info(line);
     }
     const failed = status.databases.flatMap((db) => Object.entries(db.steps).filter(([, c]) => c.failed > 0).map(([step, c]) => `${db.site} ${step}: ${c.failed}`));
-    if (failed.length > 0) throw new MeshError('STEP_FAILED', `steps failed (${failed.join(', ')}); see mesh status`);
+    if (failed.length > 0 && !waitOnFailure) throw new MeshError('STEP_FAILED', `steps failed (${failed.join(', ')}); see mesh status`);
+    if (failed.join() !== failedBefore) {
+      failedBefore = failed.join();
+      if (failed.length > 0) logger.warn(`steps failed (${failed.join(', ')}); waiting for a retry (status page or mesh retry)`);
+    }
     if (await completeEverywhere(config, dbs, files)) return status;
     if (Date.now() - lastProgress > 120_000) throw new MeshError('STEP_FAILED', `no progress for 120 s (${line})`);
     await sleep(500, signal);
@@ -145,6 +163,10 @@ export interface SimulationOptions {
   nats: boolean;
   /** Test aid: modane's server appends one JSON line per connection naming the client process. */
   recordClients?: string;
+  /** Attempts of every step before it is failed (default 3). */
+  maxAttempts?: number;
+  /** The coordinator serves the status page on this port (0: a free one); none when undefined. */
+  dashboardPort?: number;
 }
 
 /** The running topology; `stop()` ends every process it started (idempotent). */
@@ -229,15 +251,18 @@ export async function startSimulation(work: string, options: SimulationOptions, 
     }
 
     const configFile = join(work, 'mesh.json');
-    const raw = simulationConfig(work, { modane: modane.url, kit: kit.url }, services);
+    const raw = simulationConfig(work, { modane: modane.url, kit: kit.url }, services, { maxAttempts: options.maxAttempts });
     // How modane starts mesh at lyon; over SSH the Slurm client settings must travel in the argument vector.
     const lyonMesh = [...(slurm ? ['/usr/bin/env', ...Object.entries(slurm.env).map(([k, v]) => `${k}=${v}`)] : []), process.execPath, resolve(MESH_MAIN), '--config', configFile];
     raw.sites.lyon = { ...raw.sites.lyon, mesh: lyonMesh } as typeof raw.sites.lyon;
     await writeFile(configFile, JSON.stringify(raw, null, 2));
     const config = parseMeshConfig(raw, configFile);
-    const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database });
+    // The servers have an admin when MESH_<SITE>_USER/PASSWORD are set; every process reads them from the environment.
+    const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database, credentials: credentialsFor(config.sites[site].credentials_of) });
 
-    children.push(spawnMesh(['--config', configFile, 'coordinator', '--interval', '1'], { env, logFile: log }));
+    const dashboardPort = options.dashboardPort === 0 ? await freePort() : options.dashboardPort;
+    children.push(spawnMesh(['--config', configFile, 'coordinator', '--interval', '1', ...(dashboardPort !== undefined ? ['--dashboard-port', String(dashboardPort)] : [])], { env, logFile: log }));
+    if (dashboardPort !== undefined) logger.info({ url: `http://127.0.0.1:${dashboardPort}/` }, `status page: http://127.0.0.1:${dashboardPort}/`);
     for (const site of ['modane', 'kit']) {
       while (!(await open(site).get('_design/mesh').catch(() => undefined))) {
         if (!(await sleep(200, signal))) throw new MeshError('ABORTED', 'simulation interrupted');

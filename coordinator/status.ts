@@ -121,7 +121,8 @@ function countOf(value: unknown): number {
 export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = new Date()): Promise<MeshStatus> {
   const servers = distinctServers(config);
   const [results, replication, counters] = await Promise.all([
-    Promise.all(servers.map((site) => databaseStatus(config, site, open(site), now))),
+    // A query failing after the first (a timeout while a view index builds) makes that server's numbers partial: unreachable.
+    Promise.all(servers.map((site) => databaseStatus(config, site, open(site), now).catch((error: unknown) => unreachableStatus(site, error)))),
     replicationStatus(config, open, silentLogger()),
     Promise.all(servers.map((site) => auditCounters(open(site), site.name).catch(() => ({ detected: 0, resolved: 0 })))),
   ]);
@@ -133,6 +134,10 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
     replication: replication.map(({ from, to, on, state, pending, lag_from }) => ({ from, to, on, state, pending, lag_from })),
     double_claims: counters.reduce((sum, c) => ({ detected: sum.detected + c.detected, resolved: sum.resolved + c.resolved }), { detected: 0, resolved: 0 }),
   };
+}
+
+function unreachableStatus(site: SiteConfig, error: unknown): { db: DatabaseStatus; agents: AgentStatus[] } {
+  return { db: { site: site.name, url: site.server, reachable: false, error: `${errorMessage(error)} (counts incomplete)`, doc_count: 0, by_status: {}, steps: {}, conflicts: 0, in_flight: [], failed: [] }, agents: [] };
 }
 
 /** Heartbeat documents replicate: one entry per agent, the newest heartbeat wins. */

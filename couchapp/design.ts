@@ -18,7 +18,7 @@ export const AGENT_DOC_TYPE = 'mesh-agent';
 
 export interface ViewSource {
   map: string;
-  reduce?: '_count';
+  reduce?: '_count' | '_stats';
 }
 
 export interface DesignDocument {
@@ -34,7 +34,7 @@ export interface DesignDocument {
 export type DesignInput = Pick<MeshConfig, 'doc_type' | 'steps'>;
 
 /** Views whose names are fixed; a step may not be named like one of them (a view per step is added). */
-export const FIXED_VIEWS = Object.freeze(['by_status', 'ready', 'in_flight', 'failed', 'done', 'conflicts', 'by_run', 'agents', 'status', 'inqueue', 'inprogress', 'flow', 'pending']);
+export const FIXED_VIEWS = Object.freeze(['by_status', 'ready', 'in_flight', 'failed', 'done', 'conflicts', 'by_run', 'by_host_run', 'by_file_name', 'lost_jobs', 'agents', 'status', 'inqueue', 'inprogress', 'flow', 'pending']);
 
 /** Map source for the pipeline's documents: `body` sees `doc`, the helpers, `STEPS` and `DOC_TYPE`. */
 function docMap(input: DesignInput, body: string): string {
@@ -83,6 +83,20 @@ function views(input: DesignInput): Record<string, ViewSource> {
       map: map('  for (var i = 0; i < STEPS.length; i++) {\n    if (recordOk(doc, STEPS[i])) emit(STEPS[i], null);\n  }'),
       reduce: '_count',
     },
+    // Batch jobs the sweeper found lost (agents/batch/lost-jobs.ts) and not claimed again since.
+    lost_jobs: {
+      map: map(
+        [
+          '  for (var i = 0; i < STEPS.length; i++) {',
+          '    var r = record(doc, STEPS[i]);',
+          "    if (r.ok === false && r.batchjob && typeof r.reason === 'string' && /^(batch job |no batch job id)/.test(r.reason)) {",
+          '      emit([STEPS[i], value(r.started)], { reason: r.reason, system: value(r.batchjob.system), job: value(r.batchjob.id), status: doc.status });',
+          '    }',
+          '  }',
+        ].join('\n'),
+      ),
+      reduce: '_count',
+    },
     conflicts: { map: map('  if (doc._conflicts) emit(doc._id, doc._conflicts);'), reduce: '_count' },
     // Flow (coordinator/flow.ts): one row per ok record with a finish time, keyed by its hour so
     // that `group_level: 2` counts files done per step and hour; the value carries what the
@@ -113,6 +127,13 @@ function views(input: DesignInput): Record<string, ViewSource> {
       reduce: '_count',
     },
     by_run: { map: map('  emit([value(doc.run_name), value(doc.file_number)], doc.status);') },
+    // The status page: per DAQ host and run, the highest file number comes from the `_stats` reduce.
+    by_host_run: {
+      map: map("  if (typeof doc.file_number === 'number') emit([doc.daq_host || 'unknown', value(doc.run_name)], doc.file_number);"),
+      reduce: '_stats',
+    },
+    // The status page's search by file name: a prefix range over the file's base name.
+    by_file_name: { map: map("  if (typeof doc.file === 'string') emit(doc.file.slice(doc.file.lastIndexOf('/') + 1), null);") },
     agents: {
       map: [
         'function (doc) {',

@@ -16,7 +16,7 @@ import type { Logger } from '../core/log.js';
 import { authenticate, isLoopbackHost } from './auth.js';
 import { changesRouter, upRoute } from './changes-gaps.js';
 import { errorHandler, jsonBodyGuard, rejectionGuard } from './guards.js';
-import { PouchDB, expressPouchDB, type PouchStatic } from './pouch.js';
+import { type CouchSessionRequest, PouchDB, expressPouchDB, type PouchStatic } from './pouch.js';
 
 export interface EmbeddedServerOptions {
   site: string;
@@ -104,6 +104,10 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
   app.enable('case sensitive routing');
   app.get('/_up', upRoute);
   app.use(authenticate(opts.admin));
+  // As CouchDB: who the request was authenticated as (express-pouchdb's stub always says nobody).
+  app.get('/_session', (req, res) => {
+    res.json((req as CouchSessionRequest).couchSession);
+  });
   app.use(jsonBodyGuard(MAX_BODY));
   app.use(changesRouter(pouchApp, pouch, logger));
   app.use(pouchApp);

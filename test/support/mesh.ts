@@ -34,7 +34,7 @@ export interface TestMesh {
  * A one-site mesh on a running server, in a fresh folder and database, with three steps that
  * run the example noop program (each appending `<doc> <step>` to runLog), couchapp pushed.
  */
-export async function makeMesh(serverUrl: string, overrides: { stepArgs?: (step: string) => string[]; lease_s?: number; max_attempts?: number; agent?: Record<string, number>; steps?: string[]; push?: boolean } = {}): Promise<TestMesh> {
+export async function makeMesh(serverUrl: string, overrides: { stepArgs?: (step: string) => string[]; lease_s?: number; max_attempts?: number; agent?: Record<string, number>; steps?: string[]; push?: boolean; credentials?: { user: string; password: string } } = {}): Promise<TestMesh> {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-test-'));
   const runLog = join(dir, 'runs.log');
   const stepNames = overrides.steps ?? ['proc0', 'proc1', 'proc2'];
@@ -57,7 +57,7 @@ export async function makeMesh(serverUrl: string, overrides: { stepArgs?: (step:
   const configFile = join(dir, 'mesh.json');
   await writeFile(configFile, JSON.stringify(raw, null, 2));
   const config = parseMeshConfig(raw, configFile);
-  const db = new Database({ url: serverUrl, database: config.database });
+  const db = new Database({ url: serverUrl, database: config.database, credentials: overrides.credentials });
   await db.ensure();
   if (overrides.push !== false) await pushDesign(db, designDocument(config));
   return { dir, configFile, config, db, runLog };

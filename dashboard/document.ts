@@ -1,0 +1,107 @@
+/** One document as the page shows it: its records, its revisions on every server, and where to go next. */
+import type { MeshConfig } from '../config/types.js';
+import type { Database } from '../core/couch.js';
+import type { DaqDocument } from '../core/document.js';
+import { MeshError, errorMessage } from '../core/errors.js';
+import { type OpenDatabase, distinctServers } from '../coordinator/servers.js';
+import { publicUrl } from './databases.js';
+import { fromFirstReachable, readingOrder } from './snapshot.js';
+
+const REVS_SHOWN = 20;
+const SEARCH_LIMIT = 20;
+const ID_PATTERN = /^[^_][\s\S]{0,500}$/;
+
+export interface ServerCopy {
+  site: string;
+  url: string;
+  reachable: boolean;
+  error?: string;
+  found: boolean;
+  rev?: string;
+  status?: string;
+  revs_info?: Array<{ rev: string; status: string }>;
+  conflicts?: string[];
+}
+
+export interface Neighbours {
+  prev_file?: string;
+  next_file?: string;
+  prev_run?: string;
+  next_run?: string;
+}
+
+export interface DocumentView {
+  id: string;
+  doc: DaqDocument | null;
+  /** The server `doc` was read from. */
+  read_from: string | null;
+  servers: ServerCopy[];
+  nav: Neighbours;
+}
+
+/** Rejects ids that could address something other than a data document (`_design/…`, `_local/…`, huge strings). */
+export function checkDocumentId(id: unknown): string {
+  if (typeof id !== 'string' || !ID_PATTERN.test(id)) throw new MeshError('BAD_INPUT', 'a document id is 1–500 characters and does not start with "_"');
+  return id;
+}
+
+async function copyOn(config: MeshConfig, open: OpenDatabase, id: string): Promise<Array<ServerCopy & { doc?: DaqDocument }>> {
+  return Promise.all(
+    distinctServers(config).map(async (site) => {
+      const base = { site: site.name, url: publicUrl(site.server) };
+      try {
+        const doc = await open(site).get<DaqDocument & { _revs_info?: Array<{ rev: string; status: string }> }>(id, { revs_info: true, conflicts: true });
+        if (!doc) return { ...base, reachable: true, found: false };
+        const { _revs_info: revs, ...rest } = doc;
+        return { ...base, reachable: true, found: true, rev: doc._rev, status: doc.status, revs_info: (revs ?? []).slice(0, REVS_SHOWN), conflicts: doc._conflicts ?? [], doc: rest as DaqDocument };
+      } catch (error) {
+        return { ...base, reachable: false, found: false, error: errorMessage(error) };
+      }
+    }),
+  );
+}
+
+/** The documents before and after `doc` in (run, file number) order, and the first files of the neighbouring runs. */
+export async function neighbours(db: Database, run: string, file: number): Promise<Neighbours> {
+  const one = async (qs: Record<string, unknown>) => (await db.view<string>('mesh', 'by_run', { ...qs, limit: 1 })).rows[0];
+  const [prevFile, nextFile, prevRunLast, nextRunFirst] = await Promise.all([
+    one({ startkey: [run, file], descending: true, skip: 1 }),
+    one({ startkey: [run, file], skip: 1 }),
+    one({ startkey: [run], descending: true }),
+    one({ startkey: [run, {}] }),
+  ]);
+  const prevRunFirst = prevRunLast ? await one({ startkey: [(prevRunLast.key as unknown[])[0]] }) : undefined;
+  return { prev_file: prevFile?.id, next_file: nextFile?.id, prev_run: prevRunFirst?.id, next_run: nextRunFirst?.id };
+}
+
+export async function documentView(config: MeshConfig, open: OpenDatabase, id: string): Promise<DocumentView> {
+  checkDocumentId(id);
+  const copies = await copyOn(config, open, id);
+  const order = readingOrder(config).map((s) => s.name);
+  const best = [...copies].sort((a, b) => order.indexOf(a.site) - order.indexOf(b.site)).find((c) => c.doc);
+  const doc = best?.doc ?? null;
+  let nav: Neighbours = {};
+  if (doc && typeof doc.run_name === 'string' && typeof doc.file_number === 'number') {
+    const site = readingOrder(config).find((s) => s.name === best?.site);
+    if (site) nav = await neighbours(open(site), doc.run_name, doc.file_number).catch(() => ({}));
+  }
+  return { id, doc, read_from: best?.site ?? null, servers: copies.map(({ doc: _doc, ...copy }) => copy), nav };
+}
+
+/** The first file of `run` (or of the first run after it): "jump to a run". */
+export async function firstOfRun(config: MeshConfig, open: OpenDatabase, run: string): Promise<string | null> {
+  const result = await fromFirstReachable(readingOrder(config), open, async (db) => (await db.view<string>('mesh', 'by_run', { startkey: [run], endkey: [run, {}], limit: 1 })).rows[0]?.id ?? null);
+  if ('error' in result) throw new MeshError('SERVER_UNREACHABLE', `no server answered: ${result.error}`);
+  return result.value;
+}
+
+/** Documents whose file name starts with `prefix` (a range over a view, at most SEARCH_LIMIT). */
+export async function searchFiles(config: MeshConfig, open: OpenDatabase, prefix: string): Promise<Array<{ doc: string; name: string }>> {
+  if (prefix.length === 0 || prefix.length > 200) throw new MeshError('BAD_INPUT', 'the search text is 1–200 characters');
+  const result = await fromFirstReachable(readingOrder(config), open, async (db) => {
+    const { rows } = await db.view('mesh', 'by_file_name', { startkey: prefix, endkey: `${prefix}\ufff0`, limit: SEARCH_LIMIT });
+    return rows.map((r) => ({ doc: r.id ?? '', name: String(r.key) }));
+  });
+  if ('error' in result) throw new MeshError('SERVER_UNREACHABLE', `no server answered: ${result.error}`);
+  return result.value;
+}

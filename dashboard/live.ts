@@ -1,0 +1,113 @@
+/**
+ * Keeps the page live: follows every server's `_changes` feed (longpoll, from "now"), and
+ * rebuilds the snapshot once things settle (debounced), at most one build at a time; a slow
+ * periodic refresh covers what feeds cannot tell (ages, a server coming back).
+ */
+import { credentialsFor } from '../config/credentials.js';
+import type { MeshConfig, SiteConfig } from '../config/types.js';
+import { backoffDelay } from '../core/backoff.js';
+import { Database } from '../core/couch.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { sleep } from '../core/sleep.js';
+import { distinctServers } from '../coordinator/servers.js';
+
+export const DEBOUNCE_MS = 200;
+const LONGPOLL_MS = 25_000;
+const FEED_BACKOFF = { baseMs: 500, capMs: 15_000, jitter: 0.3 };
+/** Every document of the database: the page shows agents' heartbeats as well as data documents. */
+const EVERYTHING = { _id: { $gt: null } };
+
+/** Follows one server's feed until `signal` aborts, calling `onChange` for every batch of changes. */
+async function follow(config: MeshConfig, site: SiteConfig, onChange: () => void, logger: Logger, signal: AbortSignal): Promise<void> {
+  const db = new Database({ url: site.server, database: config.database, credentials: credentialsFor(site.credentials_of), signal });
+  let since: string | number = 'now';
+  let failures = 0;
+  while (!signal.aborted) {
+    try {
+      const result: { last_seq: string | number; results: unknown[] } = await db.changes(since, EVERYTHING, { timeoutMs: LONGPOLL_MS, limit: 500, signal: AbortSignal.any([signal, AbortSignal.timeout(LONGPOLL_MS + 10_000)]) });
+      if (failures > 0) onChange();
+      failures = 0;
+      since = result.last_seq;
+      if (result.results.length > 0) onChange();
+    } catch (error) {
+      if (signal.aborted) return;
+      failures++;
+      // Whatever happened while the feed was down is in the next snapshot; start again from "now".
+      since = 'now';
+      if (failures === 1) {
+        logger.warn({ server: site.name }, `changes feed of ${site.name}: ${errorMessage(error)}; retrying`);
+        onChange();
+      }
+      await sleep(backoffDelay(failures, FEED_BACKOFF), signal);
+    }
+  }
+}
+
+export interface LiveOptions {
+  config: MeshConfig;
+  logger: Logger;
+  signal: AbortSignal;
+  /** Builds and publishes a snapshot. */
+  rebuild: () => Promise<void>;
+  /** Whether anyone is watching: without viewers, changes and the periodic refresh build nothing. */
+  watched: () => boolean;
+  debounceMs?: number;
+  refreshMs?: number;
+}
+
+export interface Live {
+  /** Builds a snapshot soon (debounced), watched or not. */
+  request(): void;
+  /** Resolves when `signal` aborted and every follower stopped. */
+  done: Promise<void>;
+}
+
+/** Starts the followers of every server's feed. */
+export function runLive(options: LiveOptions): Live {
+  const { config, logger, signal } = options;
+  const debounceMs = options.debounceMs ?? DEBOUNCE_MS;
+  let timer: NodeJS.Timeout | undefined;
+  let building: Promise<void> | undefined;
+  let again = false;
+
+  const build = async () => {
+    if (building) {
+      again = true;
+      return;
+    }
+    building = options.rebuild().catch((error: unknown) => logger.warn(`snapshot failed: ${errorMessage(error)}`));
+    await building;
+    lastBuild = Date.now();
+    building = undefined;
+    if (again && !signal.aborted) {
+      again = false;
+      request();
+    }
+  };
+  const schedule = () => {
+    if (options.watched()) request();
+  };
+  const request = () => {
+    if (timer || signal.aborted) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void build();
+    }, debounceMs);
+  };
+  // The periodic refresh only when nothing else rebuilt lately: changes already keep the page fresh.
+  const refreshMs = options.refreshMs ?? 5_000;
+  let lastBuild = 0;
+  const refresh = setInterval(() => {
+    if (Date.now() - lastBuild >= refreshMs - 50) schedule();
+  }, refreshMs / 5);
+  signal.addEventListener('abort', () => {
+    clearInterval(refresh);
+    clearTimeout(timer);
+  }, { once: true });
+  const done = (async () => {
+    await Promise.all(distinctServers(config).map((site) => follow(config, site, schedule, logger, signal)));
+    await building;
+  })();
+  return { request, done };
+}

@@ -1,0 +1,104 @@
+/**
+ * Operators of the status page: a login is checked against the servers themselves (the same
+ * CouchDB credentials), and remembered in memory behind a random token in an HttpOnly,
+ * SameSite=Strict cookie. The password never leaves this process again except towards the
+ * server it was accepted by.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Credentials } from '../config/credentials.js';
+import type { MeshConfig, SiteConfig } from '../config/types.js';
+import { errorMessage, isMeshError } from '../core/errors.js';
+import { distinctServers } from '../coordinator/servers.js';
+import { operatorDatabase } from './databases.js';
+
+export const COOKIE = 'mesh_session';
+const SESSION_MS = 8 * 3600_000;
+const MAX_SESSIONS = 1000;
+
+export interface Session {
+  user: string;
+  /** Per server URL, the credentials that server accepted. */
+  accepted: Map<string, Credentials>;
+  expires: number;
+}
+
+export interface LoginResult {
+  user: string;
+  /** Sites whose server accepted the login. */
+  servers: string[];
+  /** Sites whose server refused it or could not be asked, and why. */
+  refused: Array<{ site: string; reason: string }>;
+}
+
+/**
+ * Whether `server` accepts these credentials as a named user. A server that answers the same
+ * request without credentials (an open, "admin party" server) proves nothing and is refused.
+ */
+async function accepts(config: MeshConfig, site: SiteConfig, credentials: Credentials): Promise<string | undefined> {
+  try {
+    const session = await operatorDatabase(config, site, credentials, '').request<{ userCtx?: { name?: string | null } }>('session', { path: '_session' });
+    if (session.userCtx?.name !== credentials.user) {
+      return session.userCtx?.name === null ? 'the server has no admin, so it cannot tell who you are' : 'the server did not confirm the user';
+    }
+    return undefined;
+  } catch (error) {
+    return isMeshError(error, 'UNAUTHORIZED') ? 'name or password is incorrect' : errorMessage(error);
+  }
+}
+
+export class Sessions {
+  private readonly sessions = new Map<string, Session>();
+
+  constructor(private readonly config: MeshConfig) {}
+
+  async login(user: string, password: string, now = Date.now()): Promise<{ token?: string; result: LoginResult }> {
+    const credentials = { user, password };
+    const servers = distinctServers(this.config);
+    const verdicts = await Promise.all(servers.map(async (site) => ({ site, refusal: await accepts(this.config, site, credentials) })));
+    const accepted = new Map(verdicts.filter((v) => v.refusal === undefined).map((v) => [v.site.server, credentials]));
+    const result: LoginResult = {
+      user,
+      servers: verdicts.filter((v) => v.refusal === undefined).map((v) => v.site.name),
+      refused: verdicts.flatMap((v) => (v.refusal === undefined ? [] : [{ site: v.site.name, reason: v.refusal }])),
+    };
+    if (accepted.size === 0) return { result };
+    this.prune(now);
+    const token = randomBytes(32).toString('base64url');
+    this.sessions.set(token, { user, accepted, expires: now + SESSION_MS });
+    return { token, result };
+  }
+
+  /** The live session behind a token, if any. */
+  get(token: string | undefined, now = Date.now()): Session | undefined {
+    if (!token) return undefined;
+    const session = this.sessions.get(token);
+    if (session && session.expires <= now) this.sessions.delete(token);
+    return session && session.expires > now ? session : undefined;
+  }
+
+  logout(token: string | undefined): void {
+    if (token) this.sessions.delete(token);
+  }
+
+  private prune(now: number): void {
+    for (const [token, session] of this.sessions) if (session.expires <= now) this.sessions.delete(token);
+    // Bounded memory: the oldest sessions go first.
+    while (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as string);
+  }
+}
+
+export function sessionCookie(token: string, secure: boolean): string {
+  return `${COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${SESSION_MS / 1000}${secure ? '; Secure' : ''}`;
+}
+
+export function clearedCookie(): string {
+  return `${COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`;
+}
+
+export function tokenFrom(cookieHeader: string | undefined): string | undefined {
+  for (const part of (cookieHeader ?? '').split(';')) {
+    const [name, ...value] = part.trim().split('=');
+    if (name === COOKIE) return value.join('=');
+  }
+  return undefined;
+}

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BrowserContext, chromium } from 'playwright-core';
+import { credentialLeaks } from '../support/dashboard.js';
+import { waitFor } from '../support/mesh.js';
+import { meshMain, repoRoot } from '../support/server-process.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = join(repoRoot, 'artifacts', 'dashboard');
+const USER = 'shift';
+const PASSWORD = randomBytes(18).toString('base64url');
+/** The third sample file; its proc1 input is `<lyon>/raw/lg23b000_002.raw`. */
+const FAILING_DOC = 'run_lg23b000_002';
+const FAULT = 'lg23b000_002.raw.fail';
+
+describe('mesh dashboard in a browser during mesh simulate', function () {
+  this.timeout(240_000);
+  let work: string;
+  let simulate: ChildProcess | undefined;
+  let browser: BrowserContext | undefined;
+  let stderr = '';
+
+  before(async () => {
+    // setup installs Debian's chromium; a machine without it must fail this test, not skip it.
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run npm run setup (it installs Debian's chromium); this test does not skip`);
+    work = await mkdtemp(join(tmpdir(), 'mesh-dashboard-browser-'));
+    await mkdir(ARTIFACTS, { recursive: true });
+  });
+
+  after(async () => {
+    await browser?.close();
+    if (simulate && simulate.exitCode === null && simulate.signalCode === null) {
+      const exited = once(simulate, 'exit');
+      simulate.kill('SIGTERM');
+      const timer = setTimeout(() => simulate?.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('shows the counts moving without a reload; an operator retries the failed file and sees it complete', async () => {
+    const faults = join(work, 'faults');
+    await mkdir(faults);
+    await writeFile(join(faults, FAULT), '');
+    simulate = spawn(process.execPath, [meshMain, 'simulate', '--files', '6', '--no-ssh', '--no-slurm', '--max-attempts', '1', '--wait-on-failure', '--stay', '--dashboard-port', '0'], {
+      cwd: repoRoot,
+      env: { ...process.env, MESH_LOG_LEVEL: 'info', MESH_FAULT_DIR: faults, MESH_MODANE_USER: USER, MESH_MODANE_PASSWORD: PASSWORD, MESH_KIT_USER: USER, MESH_KIT_PASSWORD: PASSWORD },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    simulate.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    simulate.stdout?.resume();
+    const exited = once(simulate, 'exit');
+    const url = await waitFor('the status page URL in the simulation output', () => /status page: (http:\/\/[^\s"]+)/.exec(stderr)?.[1] ?? (simulate?.exitCode !== null ? Promise.reject(new Error(stderr.slice(-2000))) : undefined), 60_000, 100);
+
+    // A fresh profile in the test's own folder.
+    browser = await chromium.launchPersistentContext(join(work, 'chromium-profile'), {
+      executablePath: CHROMIUM,
+      args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1400, height: 1000 },
+    });
+    const page = await browser.newPage();
+    const received: string[] = [];
+    page.on('websocket', (ws) => ws.on('framereceived', (frame) => received.push(String(frame.payload))));
+    page.on('response', (response) => void response.text().then((text) => received.push(text), () => {}));
+    // A reload would start a new document, without this marker (hash changes keep it).
+    await page.goto(url);
+    await page.evaluate(() => Object.assign(window, { loadedOnce: true }));
+    await page.waitForSelector('#connection[data-state="live"]', { timeout: 20_000 });
+    const done = (step: string) => page.textContent(`tr.total[data-step="${step}"] td[data-count="done"]`);
+    await page.waitForSelector('tr.total[data-step="proc0"]', { timeout: 20_000 });
+    const firstProc0 = await done('proc0');
+
+    // Counts move as the simulation runs, pushed over the WebSocket.
+    await page.waitForFunction((before) => document.querySelector('tr.total[data-step="proc0"] td[data-count="done"]')?.textContent !== before, firstProc0, { timeout: 60_000 });
+    const failedRow = await page.waitForSelector(`[data-failed="${FAILING_DOC}"]`, { timeout: 90_000 });
+    await page.screenshot({ path: join(ARTIFACTS, '1-overview-with-failure.png'), fullPage: true });
+    assert.match((await failedRow.textContent()) ?? '', /proc1.*exit status 4|proc1/);
+
+    await page.click(`[data-failed="${FAILING_DOC}"] a[data-doc="${FAILING_DOC}"]`);
+    await page.waitForSelector('#document:not([hidden])');
+    assert.equal(await page.textContent('#doc-status'), 'proc1 failed');
+    assert.equal(await page.isDisabled('#retry'), true, 'read-only before the login');
+    assert.match((await page.textContent('#retry-message')) ?? '', /read-only/);
+    assert.match((await page.textContent('[data-record="proc1"]')) ?? '', /failing on purpose/);
+    await page.screenshot({ path: join(ARTIFACTS, '2-failed-document.png'), fullPage: true });
+
+    await page.fill('#login-user', USER);
+    await page.fill('#login-password', PASSWORD);
+    await page.click('#login-form button[type="submit"]');
+    await page.waitForSelector('#login-state:not([hidden])', { timeout: 10_000 });
+    await page.waitForSelector('#retry:not([disabled])');
+
+    await rm(join(faults, FAULT));
+    await page.click('#retry');
+    await page.waitForFunction(() => /ready again/.test(document.querySelector('#retry-message')?.textContent ?? ''), undefined, { timeout: 10_000 });
+    try {
+      await page.waitForFunction(() => document.querySelector('#doc-status')?.textContent === 'good' && document.querySelector('[data-record="proc2"].ok') !== null, undefined, { timeout: 90_000 });
+    } catch (error) {
+      await page.screenshot({ path: join(ARTIFACTS, 'failure.png'), fullPage: true });
+      throw new Error(`${String(error)}\nsimulate:\n${stderr.slice(-4000)}`);
+    }
+    assert.match((await page.textContent('#doc-body')) ?? '', /operator\/shift \(dashboard\)/);
+    await page.screenshot({ path: join(ARTIFACTS, '3-retried-and-complete.png'), fullPage: true });
+    assert.equal(await page.evaluate(() => (window as unknown as { loadedOnce?: boolean }).loadedOnce), true, 'the page was never reloaded');
+
+    // With the failure retried, the simulation completes every file everywhere; it stays up (--stay) until stopped.
+    await waitFor('the simulation to finish every file', () => /all 6 files done and identical/.test(stderr), 120_000, 200);
+    simulate.kill('SIGTERM');
+    const [code] = (await exited) as [number | null];
+    assert.equal(code, 0, stderr.slice(-3000));
+    await page.waitForSelector('#connection[data-state="offline"]', { timeout: 10_000 });
+    await page.screenshot({ path: join(ARTIFACTS, '4-server-gone-reconnecting.png') });
+    assert.deepEqual(credentialLeaks(received, USER, PASSWORD), [], 'a credential reached the browser');
+  });
+});
