@@ -58,9 +58,9 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
   };
 }
 
-/** Sample DAQ files, each with the `.closed` marker a DAQ writes when it is done with a file. */
-export async function writeSampleFiles(dir: string, count: number): Promise<void> {
-  for (let i = 0; i < count; i++) {
+/** Sample DAQ files numbered from `first`, each with the `.closed` marker a DAQ writes when it is done with a file. */
+export async function writeSampleFiles(dir: string, count: number, first = 0): Promise<void> {
+  for (let i = first; i < first + count; i++) {
     const run = `lg23b${String(Math.floor(i / 100)).padStart(3, '0')}`;
     const file = join(dir, run, `${run}_${String(i % 100).padStart(3, '0')}`);
     await mkdir(dirname(file), { recursive: true });

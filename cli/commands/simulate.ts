@@ -1,25 +1,15 @@
 import { Command } from 'commander';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { ingestDirectory } from '../../agents/ingest.js';
-import { parseMeshConfig } from '../../config/load.js';
 import { meshStatus } from '../../coordinator/status.js';
 import { Database } from '../../core/couch.js';
-import { errorMessage } from '../../core/errors.js';
-import { sleep } from '../../core/sleep.js';
 import { type GlobalOptions, makeLogger } from '../context.js';
 import { action } from '../exit.js';
-import { type TestSshd, startSshd } from '../local/sshd.js';
-import { type NatsServer, startNatsServer } from '../local/nats.js';
-import { type SlurmCluster, startSlurm } from '../local/slurm.js';
 import { positiveInteger } from '../parse.js';
-import { MESH_MAIN, type ServerChild, spawnMesh, startServerChild, stopChild } from '../processes.js';
-import { type SimulationServices, logFile, simulationConfig, waitForEverywhere, writeSampleFiles } from '../simulate.js';
-
-const SSHD = '/usr/sbin/sshd';
-const SLURMCTLD = '/usr/sbin/slurmctld';
+import { logFile, waitForEverywhere, writeSampleFiles } from '../simulate.js';
+import { type Topology, startTopology } from '../topology.js';
 
 export function simulateCommand(): Command {
   return new Command('simulate')
@@ -36,95 +26,31 @@ export function simulateCommand(): Command {
         const logger = makeLogger(command.optsWithGlobals<GlobalOptions>(), { sim: 'simulate' });
         const work = await mkdtemp(join(tmpdir(), 'mesh-simulate-'));
         const env = { ...process.env, MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? 'warn' };
-        const log = logFile(work);
-        const servers: ServerChild[] = [];
-        const children: ReturnType<typeof spawnMesh>[] = [];
-        let sshd: TestSshd | undefined;
-        let slurm: SlurmCluster | undefined;
-        let nats: NatsServer | undefined;
+        let topology: Topology | undefined;
         const stop = new AbortController();
         const onSignal = () => stop.abort();
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
         try {
-          const modane = await startServerChild('modane', join(work, 'modane', 'couch'), { env, logFile: log, recordClients: options.recordClients ? resolve(options.recordClients) : undefined });
-          servers.push(modane);
-          const kit = await startServerChild('kit', join(work, 'kit', 'couch'), { env, logFile: log });
-          servers.push(kit);
-          logger.info({ modane: modane.url, kit: kit.url }, 'servers up (modane is reachable by nobody; every replication is modane\'s)');
-
-          const services: SimulationServices = {};
-          if (options.ssh && process.getuid?.() === 0 && existsSync(SSHD)) {
-            try {
-              sshd = await startSshd();
-              services.ssh = { host: '127.0.0.1', port: sshd.port, user: sshd.user, identity_file: sshd.identityFile, host_key_sha256: sshd.hostKeySha256 };
-              logger.info({ port: sshd.port }, 'sshd up: proc0 goes over SFTP, lyon runs are started over SSH');
-            } catch (error) {
-              logger.warn(`no sshd (${errorMessage(error)}): proc0 copies locally, lyon runs start locally`);
-            }
-          } else {
-            logger.info('no sshd (needs root and openssh-server): proc0 copies locally, lyon runs start locally');
-          }
-
-          const root = process.getuid?.() === 0;
-          if (options.slurm && root && existsSync(SLURMCTLD)) {
-            try {
-              slurm = await startSlurm();
-              Object.assign(env, slurm.env);
-              services.slurm = true;
-              logger.info('Slurm up: lyon steps run as batch jobs');
-            } catch (error) {
-              logger.warn(`no Slurm (${errorMessage(error)}): lyon steps run directly`);
-            }
-          } else if (options.slurm) {
-            logger.info('no Slurm (needs root and slurm-wlm): lyon steps run directly');
-          }
-          if (options.nats) {
-            try {
-              nats = await startNatsServer();
-              services.natsUrl = nats.url;
-              logger.info({ url: nats.url }, 'nats-server up: wake-up hints and the claim registry');
-            } catch (error) {
-              logger.warn(`no NATS (${errorMessage(error)}): CouchDB alone`);
-            }
-          }
-
-          const configFile = join(work, 'mesh.json');
-          const raw = simulationConfig(work, { modane: modane.url, kit: kit.url }, services);
-          // How modane starts mesh at lyon; over SSH the Slurm client settings must travel in the argument vector.
-          const lyonMesh = [...(slurm ? ['/usr/bin/env', ...Object.entries(slurm.env).map(([k, v]) => `${k}=${v}`)] : []), process.execPath, resolve(MESH_MAIN), '--config', configFile];
-          raw.sites.lyon = { ...raw.sites.lyon, mesh: lyonMesh } as typeof raw.sites.lyon;
-          await writeFile(configFile, JSON.stringify(raw, null, 2));
-          const config = parseMeshConfig(raw, configFile);
-          const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database });
-
-          children.push(spawnMesh(['--config', configFile, 'coordinator', '--interval', '1'], { env, logFile: log }));
-          for (const site of ['modane', 'kit']) {
-            while (!(await open(site).get('_design/mesh').catch(() => undefined))) {
-              if (!(await sleep(200, stop.signal))) return;
-            }
-          }
+          topology = await startTopology({ work, env, logFile: logFile(work), logger, ssh: options.ssh, slurm: options.slurm, nats: Boolean(options.nats), recordClients: options.recordClients });
+          const { config, open } = topology;
+          topology.startCoordinator();
+          if (!(await topology.waitForDesign(stop.signal))) return;
           await writeSampleFiles(config.sites.modane.storage as string, options.files);
           const ingested = await ingestDirectory(config.sites.modane.storage as string, { db: open('modane'), docType: config.doc_type, ingest: config.ingest, site: 'modane' });
           logger.info({ created: ingested.created }, 'sample files catalogued at modane');
-          children.push(
-            spawnMesh(['--config', configFile, 'agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', '--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])], { env, logFile: log }),
-          );
+          topology.startModaneAgent();
 
           await waitForEverywhere(config, open, options.files, logger, stop.signal);
           if (process.stderr.isTTY) process.stderr.write('\n');
           logger.info(`all ${options.files} files done and identical on modane and kit`);
-          await Promise.all(children.map((c) => stopChild(c)));
+          await topology.stopProcesses();
           const status = await meshStatus(config, (site, database) => new Database({ url: site.server, database: database ?? config.database }));
           if (options.json) process.stdout.write(`${JSON.stringify(status)}\n`);
         } finally {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
-          await Promise.all(children.map((c) => stopChild(c)));
-          await Promise.all(servers.map((s) => s.stop()));
-          await sshd?.stop();
-          await slurm?.stop();
-          await nats?.stop();
+          await topology?.stop();
           if (!options.keep) await rm(work, { recursive: true, force: true });
           else logger.info({ work }, 'kept the simulation folder');
         }
