@@ -152,10 +152,17 @@ async function stepSwitch(ctx: FaultContext, fault: PlannedFault, kind: 'fail' |
   // A program's switch breaks every run of it; an input's breaks one document's step (proc1 reads `<name>`, proc2 `<name>.txt`).
   const input = () => `${inputs[Math.floor(fault.pick2 * inputs.length)]}${fault.pick < 0.75 ? '' : '.txt'}`;
   const name = fault.pick < 0.5 || inputs.length === 0 ? ctx.programs[Math.floor(fault.pick2 * ctx.programs.length)] : input();
-  await ctx.rig.setSwitch(`${name}.${kind}`);
+  const switchName = `${name}.${kind}`;
+  await ctx.rig.setSwitch(switchName);
+  // Some per-document failures stay until the mesh settled: that step fails for good, and the
+  // harness then checks that `mesh retry` completes it.
+  if (kind === 'fail' && !ctx.programs.includes(name) && fault.pick2 < 0.5) {
+    ctx.rig.permanent.add(switchName);
+    return `${switchName} on until the round settled (fails for good)`;
+  }
   await hold(ctx, fault);
-  await ctx.rig.clearSwitch(`${name}.${kind}`);
-  return `${name}.${kind} on for ${fault.holdMs} ms`;
+  await ctx.rig.clearSwitch(switchName);
+  return `${switchName} on for ${fault.holdMs} ms`;
 }
 
 export function injectFault(ctx: FaultContext, fault: PlannedFault): Promise<string | undefined> {

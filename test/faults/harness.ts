@@ -132,7 +132,7 @@ export async function runHarness(options: HarnessOptions): Promise<HarnessReport
       const healed = await rig.heal();
       if (healed.length > 0) options.say(`  healed: ${healed.join(', ')}`);
       report.rounds = round;
-      const violations = await settleAndCheck({ config, topology, ids, seenOk, runLog, switchDir, options, report, signal });
+      const violations = await settleAndCheck({ config, topology, ids, seenOk, runLog, switchDir, rig, options, report, signal });
       report.violations.push(...violations.map((v) => ({ ...v, detail: `round ${round}: ${v.detail}` })));
       options.say(`  round ${round} checked: ${ids.length} documents, ${violations.length} violation(s)`);
       for (const v of violations.slice(0, 20)) options.say(`    VIOLATION ${v.invariant}: ${v.detail}`);
@@ -190,17 +190,20 @@ interface RoundState {
   seenOk: OkRecords;
   runLog: string;
   switchDir: string;
+  rig: Rig;
   options: HarnessOptions;
   report: HarnessReport;
   signal: AbortSignal;
 }
 
-async function settleAndCheck({ config, topology, ids, seenOk, runLog, switchDir, options, report, signal }: RoundState): Promise<Violation[]> {
+async function settleAndCheck({ config, topology, ids, seenOk, runLog, switchDir, rig, options, report, signal }: RoundState): Promise<Violation[]> {
   const started = Date.now();
   let { snapshot, problems } = await waitSettled(config, topology, ids, options.settleMs, signal);
   if (problems.length > 0 || !snapshot) return [{ invariant: 'final', detail: `not final and identical everywhere after ${options.settleMs} ms: ${problems.length} document(s): ${problems.slice(0, 10).join('; ')}` }];
   options.say(`  settled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const failed = [...(snapshot.get('modane') as Map<string, DaqDocument>).values()].filter((d) => parseStatus(d.status, config.steps.map((s) => s.name))?.kind === 'failed');
+  const cleared = await rig.clearSwitches(true);
+  if (cleared.length > 0) options.say(`  after the settle: ${cleared.join(', ')}`);
   if (failed.length > 0) {
     const reasons = failed.map((d) => `${d._id} ${d.status}: ${(d[d.status.split(' ')[0]] as { reason?: string }).reason}`);
     options.say(`  ${failed.length} failed by the faults, retrying: ${reasons.slice(0, 5).join('; ')}${failed.length > 5 ? '; …' : ''}`);

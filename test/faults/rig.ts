@@ -36,13 +36,24 @@ export class Rig {
     this.agent = this.topology.startModaneAgent();
   }
 
-  /** Restarts whatever a fault stopped and removes every fault switch. Idempotent. */
-  async heal(): Promise<string[]> {
+  /** Switches left on through the settle, so their document's step fails for good (removed by `clearSwitches`). */
+  readonly permanent = new Set<string>();
+
+  /** Removes fault switches: all but the permanent ones, or (`all`) every one. */
+  async clearSwitches(all: boolean): Promise<string[]> {
     const done: string[] = [];
     for (const name of await readdir(this.switchDir)) {
+      if (!all && this.permanent.has(name)) continue;
       await rm(join(this.switchDir, name), { force: true });
+      this.permanent.delete(name);
       done.push(`switch ${name} removed`);
     }
+    return done;
+  }
+
+  /** Restarts whatever a fault stopped and removes the fault switches (not the permanent ones). Idempotent. */
+  async heal(): Promise<string[]> {
+    const done = await this.clearSwitches(false);
     for (const site of [...this.serversDown]) {
       await this.topology.startServer(site);
       this.serversDown.delete(site);
