@@ -95,6 +95,7 @@ export async function runHarness(options: HarnessOptions): Promise<HarnessReport
     if (!(await topology.waitForDesign(signal))) throw new Error('aborted');
     rig.startAgent();
     const kinds = (options.kinds ?? FAULT_KINDS).filter((k) => (k !== 'restart-nats' || topology?.nats) && (k !== 'kill-batch-job' || topology?.slurm));
+    if (kinds.length === 0 && options.faultsPerRound > 0) throw new Error(`none of the fault kinds ${(options.kinds ?? []).join(', ')} can be injected here (restart-nats needs nats-server, kill-batch-job needs Slurm)`);
     options.say(`topology up: ${[topology.sshd ? 'sshd (SFTP proc0, SSH-triggered lyon)' : 'local proc0 and lyon runs', topology.slurm ? 'Slurm' : 'no Slurm', topology.nats ? 'NATS' : 'no NATS'].join(', ')}; faults: ${kinds.join(', ')}`);
     const rng = random(options.seed);
     const deck = new FaultDeck(rng, kinds);

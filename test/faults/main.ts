@@ -40,7 +40,7 @@ const program = new Command('test:faults')
   .option('--no-slurm', 'no Slurm: lyon steps run directly')
   .option('--no-nats', 'no nats-server')
   .option('--keep', 'keep the work folder (logs, data) for a post-mortem')
-  .showHelpAfterError();
+  .showHelpAfterError('(--help lists every option)');
 
 program.exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
 program.parse();
