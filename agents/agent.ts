@@ -12,6 +12,9 @@ import { type AgentActivity, Heartbeat } from './heartbeat.js';
 import { type JobEnd, runClaimedStep } from './step-job.js';
 import { apply, claim } from './writes.js';
 
+/** How often a remote site holding claims in flight is woken to check on them (lost jobs, lapsed leases). */
+export const REMOTE_CLAIMS_CHECK_MS = 30_000;
+
 export interface AgentOptions {
   concurrency: number;
   /** Process what is ready, then exit (sites that forbid long-lived processes). */
@@ -56,6 +59,8 @@ export class Agent {
   private wakeUp: () => void = () => {};
   private finished: Promise<void> | undefined;
   private stopRequests = 0;
+  /** When each remote site was last woken only to check on its claims in flight. */
+  private readonly remoteClaimChecks = new Map<string, number>();
 
   /** The steps this agent runs: its site's, as the assignment says (from the config until one is read). */
   private owned: readonly StepConfig[];
@@ -130,17 +135,36 @@ export class Agent {
     }
   }
 
-  /** Work waiting for a site that cannot watch the database itself: wake it (debounced by the trigger). */
+  /**
+   * Work waiting for a site that cannot watch the database itself: wake it (debounced by the
+   * trigger). Also, at most every REMOTE_CLAIMS_CHECK_MS, while that site holds claims in flight:
+   * its `--once` pass is what finds a cancelled or crashed batch job or a lapsed lease, and a site
+   * woken only for ready work would never look at them again once nothing new arrives.
+   */
   private async pokeRemoteSites(): Promise<void> {
     for (const [site, trigger] of this.ctx.triggers?.triggers ?? []) {
-      for (const step of this.ctx.config.steps.filter((s) => s.site === site)) {
-        const { rows } = await this.ctx.db.view<number>(DESIGN, 'ready', { startkey: [step.name, ''], endkey: [step.name, this.ctx.now().toISOString()] });
-        if ((rows[0]?.value ?? 0) > 0) {
-          trigger.poke();
-          break;
-        }
+      const steps = this.ctx.config.steps.filter((s) => s.site === site);
+      if (await this.anyRow('ready', steps, this.ctx.now().toISOString())) {
+        trigger.poke();
+        continue;
+      }
+      const now = Date.now();
+      if (now - (this.remoteClaimChecks.get(site) ?? 0) < REMOTE_CLAIMS_CHECK_MS) continue;
+      if (await this.anyRow('in_flight', steps, {})) {
+        this.remoteClaimChecks.set(site, now);
+        this.ctx.logger.debug({ site }, 'waking a site to check on its claims in flight');
+        trigger.poke();
       }
     }
+  }
+
+  /** Whether `view` has a row for one of `steps` with a second key part up to `until`. */
+  private async anyRow(view: 'ready' | 'in_flight', steps: readonly StepConfig[], until: string | object): Promise<boolean> {
+    for (const step of steps) {
+      const { rows } = await this.ctx.db.view(DESIGN, view, { startkey: [step.name], endkey: [step.name, until], reduce: false, limit: 1 });
+      if (rows.length > 0) return true;
+    }
+    return false;
   }
 
   private async main(): Promise<void> {

@@ -27,6 +27,11 @@ export const EXAMPLES = resolve(dirname(fileURLToPath(import.meta.url)), '..', '
 
 /** What the simulation found on this machine and started: each optional, each replaced by a local stand-in. */
 /** Choices of the simulation that are not services. */
+/** The simulation's process log: every child's output goes there. */
+export function logFile(work: string): number {
+  return openSync(join(work, 'processes.log'), 'a');
+}
+
 export interface SimulationConfigOptions {
   /** Attempts of every step before it is failed (default 3). */
   maxAttempts?: number;
@@ -85,9 +90,9 @@ async function writeSampleFile(dir: string, index: number): Promise<void> {
   await writeFile(`${file}.closed`, '');
 }
 
-/** Sample DAQ files, each with its `.closed` marker. */
-export async function writeSampleFiles(dir: string, count: number): Promise<void> {
-  for (let i = 0; i < count; i++) await writeSampleFile(dir, i);
+/** Sample DAQ files numbered from `first`, each with its `.closed` marker. */
+export async function writeSampleFiles(dir: string, count: number, first = 0): Promise<void> {
+  for (let i = first; i < first + count; i++) await writeSampleFile(dir, i);
 }
 
 /**
@@ -190,7 +195,7 @@ export interface Simulation {
  */
 export async function startSimulation(work: string, options: SimulationOptions, logger: Logger, signal?: AbortSignal): Promise<Simulation> {
   const env = { ...process.env, MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? 'warn' };
-  const log = openSync(join(work, 'processes.log'), 'a');
+  const log = logFile(work);
   const servers: ServerChild[] = [];
   const children: ReturnType<typeof spawnMesh>[] = [];
   let sshd: TestSshd | undefined;

@@ -13,8 +13,15 @@ import type { BatchState, BatchSystem } from './types.js';
  * moment after accepting it, and clock skew between the submitting host and the server.
  */
 export const UNKNOWN_GRACE_MS = 60_000;
-/** A queued claim whose job id was never recorded (the submitter died between claim and sbatch) is lost after this. */
-export const UNSUBMITTED_GRACE_MS = 10 * 60_000;
+/**
+ * A queued claim whose job id was never recorded (the submitter died between claim and sbatch)
+ * is lost after this. The submitter records the id as soon as sbatch/qsub answers, so two
+ * minutes is long; and declaring it lost too early is harmless: a late `submitted` is refused
+ * (the claim is gone) and the late job skips every document no longer queued for it
+ * (run-step's job check), so nothing runs twice. (It was 10 minutes: the fault harness found
+ * documents held that long by a lyon agent killed between its claims and sbatch.)
+ */
+export const UNSUBMITTED_GRACE_MS = 2 * 60_000;
 
 export interface LostCounters {
   checked: number;

@@ -3,10 +3,17 @@
 //   <program>.fail  or  <input file name>.fail   exit 4 with a message on stderr
 //   <program>.hang  or  <input file name>.hang   sleep until killed
 // <program> is the step program's name without .mjs (transfer, convert, analyse, noop).
-import { existsSync } from 'node:fs';
+// When MESH_RUN_LOG names a file, every run first appends one JSON line to it
+// ({program, input, pid, at}), so a test can count how often each step really ran.
+// MESH_STEP_SLEEP_MS makes every run take that long first (so faults land in running steps).
+import { appendFileSync, existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
 export async function applyFaults(program, input) {
+  const runLog = process.env.MESH_RUN_LOG;
+  if (runLog) appendFileSync(runLog, `${JSON.stringify({ program, input: input ?? null, pid: process.pid, at: new Date().toISOString() })}\n`);
+  const pause = Number(process.env.MESH_STEP_SLEEP_MS ?? 0);
+  if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
   const dir = process.env.MESH_FAULT_DIR;
   if (!dir) return;
   const names = [program, ...(input ? [basename(input)] : [])];

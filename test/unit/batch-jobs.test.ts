@@ -26,6 +26,8 @@ describe('batch jobs', () => {
     assert.match(lostReason('queued', noId, undefined, now) ?? '', /no batch job id/);
     assert.equal(lostReason('queued', { ...noId, submitted: ago(1000) }, undefined, now), undefined, 'the submitter may be between claim and sbatch');
     assert.equal(lostReason('in_progress', noId, undefined, now), undefined, 'a started job renews its lease');
+    // Found by the fault harness: a lyon agent killed between its claims and sbatch held them 10 minutes.
+    assert.match(lostReason('queued', { ...noId, submitted: ago(3 * 60_000) }, undefined, now) ?? '', /no batch job id/, 'an unsubmitted claim is given back within minutes');
   });
 
   it('records a job id only on the claim of that job, without a history entry', () => {

@@ -1,0 +1,179 @@
+/**
+ * The simulated two-site topology as parts that can be started, stopped and started again:
+ * modane's and kit's embedded servers (fixed data folders and ports, so a restart is the same
+ * server), the optional private sshd, Slurm cluster and nats-server, and the long-running
+ * processes (coordinator, modane agent). `mesh simulate` runs it once; the fault harness
+ * (test/faults/) kills and restarts its parts.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseMeshConfig } from '../config/load.js';
+import type { MeshConfig } from '../config/types.js';
+import { Database } from '../core/couch.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { sleep } from '../core/sleep.js';
+import { type NatsServer, startNatsServer } from './local/nats.js';
+import { type SlurmCluster, startSlurm } from './local/slurm.js';
+import { type TestSshd, startSshd } from './local/sshd.js';
+import { MESH_MAIN, type ServerChild, spawnMesh, startServerChild, stopChild } from './processes.js';
+import { type SimulationServices, simulationConfig } from './simulate.js';
+
+const SSHD = '/usr/sbin/sshd';
+const SLURMCTLD = '/usr/sbin/slurmctld';
+
+export type ServerSite = 'modane' | 'kit';
+export type RawSimulationConfig = ReturnType<typeof simulationConfig>;
+
+export interface TopologyOptions {
+  work: string;
+  /** Environment of every process started here (and, over SSH, `lyonEnv` for lyon's). */
+  env: NodeJS.ProcessEnv;
+  logFile: number;
+  logger: Logger;
+  ssh: boolean;
+  slurm: boolean;
+  nats: boolean;
+  recordClients?: string;
+  /** Variables the lyon runs started over SSH must see too (they do not inherit ours). */
+  lyonEnv?: Record<string, string>;
+  /** Changes the generated config before it is written (e.g. shorter timeouts). */
+  adjust?: (raw: RawSimulationConfig) => void;
+}
+
+export interface Topology {
+  readonly work: string;
+  readonly config: MeshConfig;
+  readonly configFile: string;
+  readonly services: SimulationServices;
+  readonly sshd?: TestSshd;
+  readonly slurm?: SlurmCluster;
+  readonly nats?: NatsServer;
+  /** The running server of each site (replaced by `startServer`). */
+  readonly servers: Record<ServerSite, ServerChild>;
+  open(site: string): Database;
+  /** Starts a site's server again on its data folder and port (after it was stopped or killed). */
+  startServer(site: ServerSite): Promise<ServerChild>;
+  startCoordinator(): ChildProcess;
+  startModaneAgent(): ChildProcess;
+  /** Resolves once both servers hold `_design/mesh` (the coordinator pushed it); false when aborted. */
+  waitForDesign(signal?: AbortSignal): Promise<boolean>;
+  /** Stops the coordinator and agents started here (SIGTERM, then SIGKILL). */
+  stopProcesses(): Promise<void>;
+  /** Stops every process started here, then the servers and services. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Starts the servers and the services this machine can run; the processes are started by the caller. */
+export async function startTopology(options: TopologyOptions): Promise<Topology> {
+  const { work, env, logFile, logger } = options;
+  const children = new Set<ChildProcess>();
+  const dataDir = (site: ServerSite) => join(work, site, 'couch');
+  const recordFor = (site: ServerSite) => (site === 'modane' && options.recordClients ? resolve(options.recordClients) : undefined);
+  const servers = {} as Record<ServerSite, ServerChild>;
+  let sshd: TestSshd | undefined;
+  let slurm: SlurmCluster | undefined;
+  let nats: NatsServer | undefined;
+  let stopping: Promise<void> | undefined;
+  const stopProcesses = async () => {
+    await Promise.all([...children].map((c) => stopChild(c)));
+  };
+  const stop = () => {
+    stopping ??= (async () => {
+      await stopProcesses();
+      await Promise.all(Object.values(servers).map((s) => s.stop()));
+      await sshd?.stop();
+      await slurm?.stop();
+      await nats?.stop();
+    })();
+    return stopping;
+  };
+  try {
+    for (const site of ['modane', 'kit'] as const) servers[site] = await startServerChild(site, dataDir(site), { env, logFile, recordClients: recordFor(site) });
+    logger.info({ modane: servers.modane.url, kit: servers.kit.url }, 'servers up (modane is reachable by nobody; every replication is modane\'s)');
+
+    const services: SimulationServices = {};
+    const root = process.getuid?.() === 0;
+    if (options.ssh && root && existsSync(SSHD)) {
+      try {
+        sshd = await startSshd();
+        services.ssh = { host: '127.0.0.1', port: sshd.port, user: sshd.user, identity_file: sshd.identityFile, host_key_sha256: sshd.hostKeySha256 };
+        logger.info({ port: sshd.port }, 'sshd up: proc0 goes over SFTP, lyon runs are started over SSH');
+      } catch (error) {
+        logger.warn(`no sshd (${errorMessage(error)}): proc0 copies locally, lyon runs start locally`);
+      }
+    } else {
+      logger.info('no sshd (needs root and openssh-server): proc0 copies locally, lyon runs start locally');
+    }
+    if (options.slurm && root && existsSync(SLURMCTLD)) {
+      try {
+        slurm = await startSlurm();
+        Object.assign(env, slurm.env);
+        services.slurm = true;
+        logger.info('Slurm up: lyon steps run as batch jobs');
+      } catch (error) {
+        logger.warn(`no Slurm (${errorMessage(error)}): lyon steps run directly`);
+      }
+    } else if (options.slurm) {
+      logger.info('no Slurm (needs root and slurm-wlm): lyon steps run directly');
+    }
+    if (options.nats) {
+      try {
+        nats = await startNatsServer();
+        services.natsUrl = nats.url;
+        logger.info({ url: nats.url }, 'nats-server up: wake-up hints and the claim registry');
+      } catch (error) {
+        logger.warn(`no NATS (${errorMessage(error)}): CouchDB alone`);
+      }
+    }
+
+    const configFile = join(work, 'mesh.json');
+    const raw = simulationConfig(work, { modane: servers.modane.url, kit: servers.kit.url }, services);
+    // How modane starts mesh at lyon; over SSH the environment (Slurm client settings, …) must travel in the argument vector.
+    const lyonEnv = { ...(slurm?.env ?? {}), ...(options.lyonEnv ?? {}) };
+    const envPrefix = Object.keys(lyonEnv).length > 0 ? ['/usr/bin/env', ...Object.entries(lyonEnv).map(([k, v]) => `${k}=${v}`)] : [];
+    raw.sites.lyon = { ...raw.sites.lyon, mesh: [...envPrefix, process.execPath, resolve(MESH_MAIN), '--config', configFile] } as typeof raw.sites.lyon;
+    options.adjust?.(raw);
+    await writeFile(configFile, JSON.stringify(raw, null, 2));
+    const config = parseMeshConfig(raw, configFile);
+    const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database });
+    const spawnTracked = (args: string[]) => {
+      const child = spawnMesh(['--config', configFile, ...args], { env, logFile });
+      children.add(child);
+      child.once('exit', () => children.delete(child));
+      return child;
+    };
+    return {
+      work,
+      config,
+      configFile,
+      services,
+      sshd,
+      slurm,
+      nats,
+      servers,
+      open,
+      async startServer(site) {
+        servers[site] = await startServerChild(site, dataDir(site), { port: servers[site].port, env, logFile, recordClients: recordFor(site) });
+        return servers[site];
+      },
+      startCoordinator: () => spawnTracked(['coordinator', '--interval', '1']),
+      startModaneAgent: () => spawnTracked(['agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', '--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])]),
+      async waitForDesign(signal) {
+        for (const site of ['modane', 'kit']) {
+          while (!(await open(site).get('_design/mesh').catch(() => undefined))) {
+            if (!(await sleep(200, signal))) return false;
+          }
+        }
+        return true;
+      },
+      stopProcesses,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { parseMeshConfig } from '../../config/load.js';
+import type { DaqDocument } from '../../core/document.js';
+import { checkDuplicates, checkNothingLost, checkRuns, docOfInput, isFinal, unsettled } from '../faults/invariants.js';
+import { FAULT_KINDS, FaultDeck, planRound, random } from '../faults/schedule.js';
+
+const config = parseMeshConfig(
+  {
+    database: 'datadb',
+    doc_type: 'daqdocument',
+    sites: { alpha: { server: 'http://127.0.0.1:5984', reachable: true, long_running: true, log_dir: '/tmp/logs' } },
+    ingest: { site: 'alpha', pattern: '^(?<run_name>[a-z]{2}\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600 },
+    steps: [
+      { name: 'proc1', site: 'alpha', run: ['node', '/x/convert.mjs', '{prev_out}', '{out}'], out: '/out/converted/{run_name}_{file_number}.txt' },
+      { name: 'proc2', site: 'alpha', run: ['node', '/x/analyse.mjs', '{prev_out}', '{out}'], out: '/out/analysis/{run_name}_{file_number}.json' },
+    ],
+  },
+  '/tmp/mesh.json',
+);
+
+function doc(status: string, fields: Record<string, unknown> = {}, history: Array<{ to: string }> = []): DaqDocument {
+  return {
+    _id: 'run_lg23b000_001',
+    _rev: '5-a',
+    type: 'daqdocument',
+    run_name: 'lg23b000',
+    file_number: 1,
+    file: '/daq/lg23b000_001',
+    size_in_bytes: 1,
+    date_closed: '2026-11-27T00:00:00.000Z',
+    status,
+    history: history.map((h) => ({ at: '2026-11-27T00:00:00.000Z', from: null, by: 'x', ...h })),
+    ...fields,
+  };
+}
+
+const ok = (finished: string, sha = 'aa') => ({ attempts: 1, ok: true, finished, checksum: { sha256: sha }, file: '/out/x' });
+const run = (program: string, input: string, at: string) => ({ program, input, pid: 1, at });
+
+describe('fault harness: the invariant checks catch what they are meant to catch', () => {
+  it('a final state is good with every record ok, or failed with a reason', () => {
+    assert.equal(isFinal(doc('good', { proc1: ok('t'), proc2: ok('t') }), config), true);
+    assert.equal(isFinal(doc('good', { proc1: ok('t') }), config), false);
+    assert.equal(isFinal(doc('proc2 failed', { proc1: ok('t'), proc2: { attempts: 3, ok: false, reason: 'exited with 4' } }), config), true);
+    assert.equal(isFinal(doc('proc2 failed', { proc1: ok('t'), proc2: { attempts: 3, ok: false } }), config), false);
+    assert.equal(isFinal(doc('proc2 in progress', { proc1: ok('t'), proc2: { attempts: 1 } }), config), false);
+  });
+
+  it('settled means final, conflict-free and the same revision on every server', () => {
+    const done = doc('good', { proc1: ok('t'), proc2: ok('t') });
+    const both = (a: DaqDocument, b: DaqDocument) => new Map([['modane', new Map([[a._id, a]])], ['kit', new Map([[b._id, b]])]]);
+    assert.deepEqual(unsettled(config, both(done, done), [done._id]), []);
+    assert.match(unsettled(config, both(done, { ...done, _rev: '6-b' }), [done._id])[0], /revisions differ/);
+    assert.match(unsettled(config, both(done, { ...done, _conflicts: ['5-z'] }), [done._id])[0], /conflicts/);
+    assert.match(unsettled(config, new Map([['modane', new Map([[done._id, done]])], ['kit', new Map()]]), [done._id])[0], /missing on kit/);
+  });
+
+  it('a run needs its own claim: two runs under one claim, or a run after the success, are double runs', () => {
+    const claimed = doc('good', { proc1: ok('2026-11-27T00:00:10.000Z'), proc2: ok('2026-11-27T00:00:20.000Z') }, [{ to: 'proc1 in progress' }, { to: 'good' }, { to: 'proc2 in progress' }, { to: 'good' }]);
+    const docs = new Map([[claimed._id, claimed]]);
+    const once = [run('convert', '/raw/lg23b000_001', '2026-11-27T00:00:05.000Z'), run('analyse', '/c/lg23b000_001.txt', '2026-11-27T00:00:15.000Z')];
+    assert.deepEqual(checkRuns(config, docs, once), []);
+    const twice = [...once, run('convert', '/raw/lg23b000_001', '2026-11-27T00:00:06.000Z')];
+    assert.match(checkRuns(config, docs, twice)[0].detail, /2 runs for 1 claims/);
+    const late = [...once.slice(0, 1), run('analyse', '/c/lg23b000_001.txt', '2026-11-27T00:00:25.000Z')];
+    assert.match(checkRuns(config, docs, late)[0].detail, /after its success/);
+    // A retry after a failure or a lapsed lease comes with a second claim: not a double run.
+    const retried = doc('good', { proc1: ok('2026-11-27T00:00:10.000Z') }, [{ to: 'proc1 in progress' }, { to: 'closed' }, { to: 'proc1 in progress' }, { to: 'good' }]);
+    assert.deepEqual(checkRuns(config, new Map([[retried._id, retried]]), [once[0], run('convert', '/raw/lg23b000_001', '2026-11-27T00:00:08.000Z')]), []);
+    // A run recorded only by a losing replication branch counts as that branch's claim.
+    const merged = { ...claimed, duplicates: [{ step: 'proc1', site: 'lyon', agent: 'a', rev: '4-x' }] };
+    assert.deepEqual(checkRuns(config, new Map([[merged._id, merged]]), twice), []);
+  });
+
+  it('duplicates[] must keep the provenance of the run', () => {
+    assert.deepEqual(checkDuplicates(new Map([['a', doc('good', { duplicates: [{ step: 'proc1', site: 'lyon', agent: null, rev: '3-x' }] })]])), []);
+    assert.equal(checkDuplicates(new Map([['a', doc('good', { duplicates: [{ step: 'proc1', site: null, agent: null, rev: '3-x' }] })]])).length, 1);
+  });
+
+  it('an ok record may not become un-ok or change its checksum, and no document may vanish', () => {
+    const before = new Map([['run_lg23b000_001', new Map([['proc1', 'aa']])]]);
+    const snapshot = (d?: DaqDocument) => new Map([['kit', new Map(d ? [[d._id, d]] : [])]]);
+    assert.deepEqual(checkNothingLost(config, snapshot(doc('good', { proc1: ok('t', 'aa') })), ['run_lg23b000_001'], before), []);
+    assert.match(checkNothingLost(config, snapshot(doc('good', { proc1: ok('t', 'bb') })), ['run_lg23b000_001'], before)[0].detail, /checksum changed/);
+    assert.match(checkNothingLost(config, snapshot(doc('good', { proc1: { attempts: 1 } })), ['run_lg23b000_001'], before)[0].detail, /was ok/);
+    assert.match(checkNothingLost(config, snapshot(), ['run_lg23b000_001'], before)[0].detail, /missing on kit/);
+  });
+
+  it('input files map to their documents', () => {
+    assert.equal(docOfInput('/lyon/raw/lg23b000_005'), 'run_lg23b000_005');
+    assert.equal(docOfInput('/lyon/converted/lg23b000_005.txt'), 'run_lg23b000_005');
+  });
+
+  it('the schedule is replayed by its seed and deals every fault kind before repeating one', () => {
+    const plan = (seed: number) => {
+      const rng = random(seed);
+      const deck = new FaultDeck(rng, FAULT_KINDS);
+      return [1, 2].map(() => planRound(rng, deck, { faults: FAULT_KINDS.length / 2, files: 8, activeMs: 30_000, maxHoldMs: 8000 }));
+    };
+    assert.deepEqual(plan(42), plan(42));
+    assert.notDeepEqual(plan(42), plan(43));
+    const kinds = plan(42).flatMap((r) => r.faults.map((f) => f.kind));
+    assert.deepEqual([...kinds].sort(), [...FAULT_KINDS].sort());
+    for (const round of plan(42)) assert.equal(round.arrivals.reduce((n, a) => n + a.files, 0), 8);
+  });
+});
