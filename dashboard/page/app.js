@@ -115,12 +115,13 @@ function renderFlow(flow, error) {
   replace($('flow-chart'), completedChart(flow.completed ?? {}, steps),
     h('div', { class: 'legend' }, steps.map((step, i) => h('span', {}, h('span', { class: 'swatch', style: `background:${STEP_COLOURS[i % STEP_COLOURS.length]}` }), step))));
   const bar = latencyBars(flow.latency ?? []);
-  replace($('latency'), table(['stage', 'from', 'p50', 'p95', 'target', 'files', '', 'late files'], (flow.latency ?? []).map((l) =>
+  replace($('latency'), table(['stage', 'from', 'p50', 'p95', 'since DAQ close p50', 'p95', 'target', 'files', '', 'late files'], (flow.latency ?? []).map((l) =>
     h('tr', {}, h('td', {}, l.stage), h('td', { class: 'muted' }, l.from), h('td', { class: 'num' }, duration(l.p50_s)),
-      h('td', { class: `num${l.target_s !== null && l.p95_s !== null && l.p95_s > l.target_s ? ' late' : ''}` }, duration(l.p95_s)),
+      h('td', { class: 'num' }, duration(l.p95_s)), h('td', { class: 'num' }, duration(l.close_p50_s ?? null)),
+      h('td', { class: `num${l.target_s !== null && l.close_p95_s != null && l.close_p95_s > l.target_s ? ' late' : ''}` }, duration(l.close_p95_s ?? null)),
       h('td', { class: 'num' }, l.target_s === null ? '–' : duration(l.target_s)), h('td', { class: 'num' }, l.count), h('td', {}, bar(l)),
       h('td', {}, l.late.length === 0 ? h('span', { class: 'muted' }, 'none') : l.late.slice(0, 10).map((f) => h('div', { class: 'late' }, docLink(f.doc, `${f.run} #${f.file}`), ` ${duration(f.latency_s)}${f.done ? '' : ' (still running)'}`))))),
-  { numeric: [2, 3, 4, 5], empty: 'no stage timed in this window' }));
+  { numeric: [2, 3, 4, 5, 6, 7], empty: 'no stage timed in this window' }));
 }
 
 /** A table of `items`, one row each: `cells(item)` gives the cells (strings or nodes). */

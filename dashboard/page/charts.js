@@ -39,7 +39,8 @@ export function completedChart(series, steps) {
       svg.append(rect);
     });
     if (hours.length <= 12 || i % Math.ceil(hours.length / 12) === 0) {
-      const label = new Date(hour).toISOString().slice(11, 16);
+      // Hours come as 'YYYY-MM-DDTHH' (UTC), which Date cannot parse.
+      const label = `${hour.slice(11, 13)}:00`;
       svg.append(s('text', { x: pad.left + i * group + group / 2, y: height - 10, 'text-anchor': 'middle' }, label));
     }
   });
@@ -50,12 +51,13 @@ export function completedChart(series, steps) {
 export function latencyBars(latency) {
   const width = 220;
   const height = 14;
-  const max = Math.max(1, ...latency.flatMap((l) => [l.p95_s ?? 0, l.target_s ?? 0]));
+  // The target counts from DAQ close, so the bars show the since-close latencies (close_p50_s, close_p95_s).
+  const max = Math.max(1, ...latency.flatMap((l) => [l.close_p95_s ?? 0, l.target_s ?? 0]));
   return (entry) => {
     const svg = s('svg', { class: 'chart', viewBox: `0 0 ${width} ${height}`, width, height });
     const x = (v) => (v / max) * width;
-    if (entry.p95_s !== null) svg.append(s('rect', { x: 0, y: 2, width: x(entry.p95_s), height: 10, fill: '#bee3f8' }));
-    if (entry.p50_s !== null) svg.append(s('rect', { x: 0, y: 2, width: x(entry.p50_s), height: 10, fill: '#2b6cb0' }));
+    if (entry.close_p95_s != null) svg.append(s('rect', { x: 0, y: 2, width: x(entry.close_p95_s), height: 10, fill: '#bee3f8' }));
+    if (entry.close_p50_s != null) svg.append(s('rect', { x: 0, y: 2, width: x(entry.close_p50_s), height: 10, fill: '#2b6cb0' }));
     if (entry.target_s !== null) svg.append(s('rect', { x: Math.min(width - 2, x(entry.target_s)), y: 0, width: 2, height: 14, fill: '#c53030' }));
     return svg;
   };
