@@ -20,12 +20,14 @@ interface BenchOptions {
   quick: boolean;
   json: boolean;
   scaleDocs: number;
+  scaleBacklog: number;
+  scaleData?: string;
   skipScale: boolean;
 }
 
 /** What bench/scale.ts (built on its own branch) exports. */
 interface ScaleModule {
-  runScale(options: { docs: number; backlog?: number; log?: (line: string) => void }): Promise<{ rows: BenchRow[]; notes?: string[] }>;
+  runScale(options: { docs: number; backlog?: number; dataDir?: string; log?: (line: string) => void }): Promise<{ rows: BenchRow[]; notes?: string[] }>;
 }
 
 function sectionList(text: string, previous: SectionName[] = []): SectionName[] {
@@ -44,12 +46,12 @@ function documentCount(text: string): number {
 /** The 1M-document section, when bench/scale.ts is part of this build. */
 async function scaleSection(options: BenchOptions): Promise<BenchSection> {
   const docs = options.quick ? Math.min(options.scaleDocs, 10_000) : options.scaleDocs;
-  const command = `node dist/bench/main.js --only scale --scale-docs ${options.scaleDocs}${options.quick ? ' --quick' : ''}`;
+  const command = `node dist/bench/main.js --only scale --scale-docs ${options.scaleDocs} --scale-backlog ${options.scaleBacklog}${options.quick ? ' --quick' : ''}`;
   const title = `scale: ${docs.toLocaleString('en-US')} documents in one embedded database`;
   const url = new URL('./scale.js', import.meta.url);
   if (!existsSync(fileURLToPath(url))) return { title, command, rows: [{ measure: 'scale section not built', value: '' }], notes: ['bench/scale.ts is not part of this build'] };
   const scale = (await import(url.href)) as ScaleModule;
-  const result = await scale.runScale({ docs, ...(options.quick ? { backlog: 1000 } : {}), log: (line) => progress('scale', line) });
+  const result = await scale.runScale({ docs, backlog: options.quick ? Math.min(options.scaleBacklog, 1000) : options.scaleBacklog, ...(options.scaleData ? { dataDir: options.scaleData } : {}), log: (line) => progress('scale', line) });
   return { title, command, rows: result.rows, notes: result.notes };
 }
 
@@ -60,6 +62,8 @@ async function main(argv: string[]): Promise<void> {
     .option('--quick', 'tiny sizes and no Slurm: shows that every section runs, the figures mean little', false)
     .option('--json', 'print the report as one JSON object instead of tables', false)
     .option('--scale-docs <n>', 'documents in the scale section\'s database (with --quick at most 10,000)', documentCount, 1_000_000)
+    .option('--scale-backlog <n>', 'ready documents the agent catches up on in the scale section (one node process per step: 100,000 take hours on 2 cores)', documentCount, 100_000)
+    .option('--scale-data <dir>', 'keep the scale section\'s data set in DIR and reuse it in later runs with the same sizes')
     .option('--skip-scale', 'leave out the scale section (it takes the longest)', false)
     .showHelpAfterError()
     .exitOverride()
