@@ -159,6 +159,56 @@ export async function waitForEverywhere(config: MeshConfig, open: (site: string)
   throw new MeshError('ABORTED', 'simulation interrupted');
 }
 
+/** The services the simulated sites use, each only when it can run here (root, installed); a stand-in is logged otherwise. */
+export interface LocalServices {
+  services: SimulationServices;
+  sshd?: TestSshd;
+  slurm?: SlurmCluster;
+  nats?: NatsServer;
+}
+
+/** Starts the private sshd, Slurm cluster and nats-server that `options` ask for; Slurm's client settings are added to `env`. */
+export async function startLocalServices(options: { ssh: boolean; slurm: boolean; nats: boolean }, env: NodeJS.ProcessEnv, logger: Logger): Promise<LocalServices> {
+  const services: SimulationServices = {};
+  let sshd: TestSshd | undefined;
+  let slurm: SlurmCluster | undefined;
+  let nats: NatsServer | undefined;
+  const root = process.getuid?.() === 0;
+  if (options.ssh && root && existsSync(SSHD)) {
+    try {
+      sshd = await startSshd();
+      services.ssh = { host: '127.0.0.1', port: sshd.port, user: sshd.user, identity_file: sshd.identityFile, host_key_sha256: sshd.hostKeySha256 };
+      logger.info({ port: sshd.port }, 'sshd up: proc0 goes over SFTP, lyon runs are started over SSH');
+    } catch (error) {
+      logger.warn(`no sshd (${errorMessage(error)}): proc0 copies locally, lyon runs start locally`);
+    }
+  } else {
+    logger.info('no sshd (needs root and openssh-server): proc0 copies locally, lyon runs start locally');
+  }
+  if (options.slurm && root && existsSync(SLURMCTLD)) {
+    try {
+      slurm = await startSlurm();
+      Object.assign(env, slurm.env);
+      services.slurm = true;
+      logger.info('Slurm up: lyon steps run as batch jobs');
+    } catch (error) {
+      logger.warn(`no Slurm (${errorMessage(error)}): lyon steps run directly`);
+    }
+  } else if (options.slurm) {
+    logger.info('no Slurm (needs root and slurm-wlm): lyon steps run directly');
+  }
+  if (options.nats) {
+    try {
+      nats = await startNatsServer();
+      services.natsUrl = nats.url;
+      logger.info({ url: nats.url }, 'nats-server up: wake-up hints and the claim registry');
+    } catch (error) {
+      logger.warn(`no NATS (${errorMessage(error)}): CouchDB alone`);
+    }
+  }
+  return { services, sshd, slurm, nats };
+}
+
 export interface SimulationOptions {
   /** A private sshd when possible (root, openssh-server): proc0 over SFTP, lyon runs over SSH. */
   ssh: boolean;
@@ -220,40 +270,9 @@ export async function startSimulation(work: string, options: SimulationOptions, 
     servers.push(kit);
     logger.info({ modane: modane.url, kit: kit.url }, 'servers up (modane is reachable by nobody; every replication is modane\'s)');
 
-    const services: SimulationServices = {};
-    const root = process.getuid?.() === 0;
-    if (options.ssh && root && existsSync(SSHD)) {
-      try {
-        sshd = await startSshd();
-        services.ssh = { host: '127.0.0.1', port: sshd.port, user: sshd.user, identity_file: sshd.identityFile, host_key_sha256: sshd.hostKeySha256 };
-        logger.info({ port: sshd.port }, 'sshd up: proc0 goes over SFTP, lyon runs are started over SSH');
-      } catch (error) {
-        logger.warn(`no sshd (${errorMessage(error)}): proc0 copies locally, lyon runs start locally`);
-      }
-    } else {
-      logger.info('no sshd (needs root and openssh-server): proc0 copies locally, lyon runs start locally');
-    }
-    if (options.slurm && root && existsSync(SLURMCTLD)) {
-      try {
-        slurm = await startSlurm();
-        Object.assign(env, slurm.env);
-        services.slurm = true;
-        logger.info('Slurm up: lyon steps run as batch jobs');
-      } catch (error) {
-        logger.warn(`no Slurm (${errorMessage(error)}): lyon steps run directly`);
-      }
-    } else if (options.slurm) {
-      logger.info('no Slurm (needs root and slurm-wlm): lyon steps run directly');
-    }
-    if (options.nats) {
-      try {
-        nats = await startNatsServer();
-        services.natsUrl = nats.url;
-        logger.info({ url: nats.url }, 'nats-server up: wake-up hints and the claim registry');
-      } catch (error) {
-        logger.warn(`no NATS (${errorMessage(error)}): CouchDB alone`);
-      }
-    }
+    const local = await startLocalServices(options, env, logger);
+    ({ sshd, slurm, nats } = local);
+    const { services } = local;
 
     const configFile = join(work, 'mesh.json');
     const raw = simulationConfig(work, { modane: modane.url, kit: kit.url }, services, { maxAttempts: options.maxAttempts });

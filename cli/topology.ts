@@ -6,23 +6,19 @@
  * (test/faults/) kills and restarts its parts.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
 import { Database } from '../core/couch.js';
-import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
-import { type NatsServer, startNatsServer } from './local/nats.js';
-import { type SlurmCluster, startSlurm } from './local/slurm.js';
-import { type TestSshd, startSshd } from './local/sshd.js';
+import type { NatsServer } from './local/nats.js';
+import type { SlurmCluster } from './local/slurm.js';
+import type { TestSshd } from './local/sshd.js';
 import { MESH_MAIN, type ServerChild, spawnMesh, startServerChild, stopChild } from './processes.js';
-import { type SimulationServices, simulationConfig } from './simulate.js';
+import { type SimulationServices, simulationConfig, startLocalServices } from './simulate.js';
 
-const SSHD = '/usr/sbin/sshd';
-const SLURMCTLD = '/usr/sbin/slurmctld';
 
 export type ServerSite = 'modane' | 'kit';
 export type RawSimulationConfig = ReturnType<typeof simulationConfig>;
@@ -94,40 +90,9 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     for (const site of ['modane', 'kit'] as const) servers[site] = await startServerChild(site, dataDir(site), { env, logFile, recordClients: recordFor(site) });
     logger.info({ modane: servers.modane.url, kit: servers.kit.url }, 'servers up (modane is reachable by nobody; every replication is modane\'s)');
 
-    const services: SimulationServices = {};
-    const root = process.getuid?.() === 0;
-    if (options.ssh && root && existsSync(SSHD)) {
-      try {
-        sshd = await startSshd();
-        services.ssh = { host: '127.0.0.1', port: sshd.port, user: sshd.user, identity_file: sshd.identityFile, host_key_sha256: sshd.hostKeySha256 };
-        logger.info({ port: sshd.port }, 'sshd up: proc0 goes over SFTP, lyon runs are started over SSH');
-      } catch (error) {
-        logger.warn(`no sshd (${errorMessage(error)}): proc0 copies locally, lyon runs start locally`);
-      }
-    } else {
-      logger.info('no sshd (needs root and openssh-server): proc0 copies locally, lyon runs start locally');
-    }
-    if (options.slurm && root && existsSync(SLURMCTLD)) {
-      try {
-        slurm = await startSlurm();
-        Object.assign(env, slurm.env);
-        services.slurm = true;
-        logger.info('Slurm up: lyon steps run as batch jobs');
-      } catch (error) {
-        logger.warn(`no Slurm (${errorMessage(error)}): lyon steps run directly`);
-      }
-    } else if (options.slurm) {
-      logger.info('no Slurm (needs root and slurm-wlm): lyon steps run directly');
-    }
-    if (options.nats) {
-      try {
-        nats = await startNatsServer();
-        services.natsUrl = nats.url;
-        logger.info({ url: nats.url }, 'nats-server up: wake-up hints and the claim registry');
-      } catch (error) {
-        logger.warn(`no NATS (${errorMessage(error)}): CouchDB alone`);
-      }
-    }
+    const local = await startLocalServices(options, env, logger);
+    ({ sshd, slurm, nats } = local);
+    const { services } = local;
 
     const configFile = join(work, 'mesh.json');
     const raw = simulationConfig(work, { modane: servers.modane.url, kit: servers.kit.url }, services);
