@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -238,6 +239,29 @@ export interface Simulation {
   stop(): Promise<void>;
 }
 
+/** How long the coordinator may take to push the design documents and open its page (loaded machines are slow). */
+const COORDINATOR_READY_MS = 120_000;
+
+/** Polls `ready` until it holds; fails when the coordinator exits first, when interrupted, or after COORDINATOR_READY_MS. */
+async function untilCoordinatorReady(coordinator: ChildProcess, what: string, ready: () => Promise<boolean>, signal?: AbortSignal): Promise<void> {
+  const deadline = Date.now() + COORDINATOR_READY_MS;
+  while (!(await ready())) {
+    if (coordinator.exitCode !== null || coordinator.signalCode !== null) throw new MeshError('PROCESS_FAILED', `the coordinator exited (${coordinator.exitCode ?? coordinator.signalCode}) before it ${what}; see the simulation log`);
+    if (Date.now() > deadline) throw new MeshError('PROCESS_FAILED', `the coordinator has not ${what} after ${COORDINATOR_READY_MS / 1000} s; see the simulation log`);
+    if (!(await sleep(200, signal))) throw new MeshError('ABORTED', 'simulation interrupted');
+  }
+}
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+    await response.arrayBuffer();
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Starts the reference topology in `work`: modane's and kit's servers, the optional services
  * (each replaced by a local stand-in when it cannot run here), the coordinator; resolves once
@@ -285,12 +309,14 @@ export async function startSimulation(work: string, options: SimulationOptions, 
     const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database, credentials: credentialsFor(config.sites[site].credentials_of) });
 
     const dashboardPort = options.dashboardPort === 0 ? await freePort() : options.dashboardPort;
-    children.push(spawnMesh(['--config', configFile, 'coordinator', '--interval', '1', ...(dashboardPort !== undefined ? ['--dashboard-port', String(dashboardPort)] : [])], { env, logFile: log }));
-    if (dashboardPort !== undefined) logger.info({ url: `http://127.0.0.1:${dashboardPort}/` }, `status page: http://127.0.0.1:${dashboardPort}/`);
-    for (const site of ['modane', 'kit']) {
-      while (!(await open(site).get('_design/mesh').catch(() => undefined))) {
-        if (!(await sleep(200, signal))) throw new MeshError('ABORTED', 'simulation interrupted');
-      }
+    const coordinator = spawnMesh(['--config', configFile, 'coordinator', '--interval', '1', ...(dashboardPort !== undefined ? ['--dashboard-port', String(dashboardPort)] : [])], { env, logFile: log });
+    children.push(coordinator);
+    await untilCoordinatorReady(coordinator, 'pushed the design documents to both servers', async () => (await Promise.all(['modane', 'kit'].map((site) => open(site).get('_design/mesh').catch(() => undefined)))).every(Boolean), signal);
+    if (dashboardPort !== undefined) {
+      // Printed once the page answers: whoever reads the line may open it at once.
+      const url = `http://127.0.0.1:${dashboardPort}/`;
+      await untilCoordinatorReady(coordinator, `served the status page on ${url}`, () => answers(url), signal);
+      logger.info({ url }, `status page: ${url}`);
     }
     const storage = config.sites.modane.storage as string;
     return {

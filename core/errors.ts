@@ -21,6 +21,8 @@ export type MeshErrorCode =
   | 'TRANSFER_FAILED'
   /** The batch system refused a submission or could not be asked. */
   | 'BATCH_FAILED'
+  /** A process this command started exited, or did not become ready in time. */
+  | 'PROCESS_FAILED'
   | 'ABORTED';
 
 export class MeshError extends Error {

@@ -3,7 +3,8 @@ import { completedChart, latencyBars, STEP_COLOURS } from './charts.js';
 import { duration, h, replace, statusClass, table } from './dom.js';
 
 const $ = (id) => document.getElementById(id);
-const state = { snapshot: null, doc: null, user: null, windowS: 3600, flow: null };
+// `retried`: the answer to this page's last retry, kept so the live re-render of that document does not hide it.
+const state = { snapshot: null, doc: null, user: null, windowS: 3600, flow: null, retried: null };
 const COUNTS = ['done', 'ready', 'queued', 'in_progress', 'failed'];
 
 // ---- server calls -------------------------------------------------------------------------
@@ -227,7 +228,8 @@ function documentBody(view) {
 function renderActions(view) {
   const doc = view.doc;
   const failed = typeof doc?.status === 'string' && doc.status.endsWith(' failed');
-  if (!failed) return replace($('doc-actions'));
+  const retried = state.retried?.doc === doc?._id ? ` ${state.retried.text}` : '';
+  if (!failed) return retried ? replace($('doc-actions'), h('span', { id: 'retry-message', class: 'muted' }, retried)) : replace($('doc-actions'));
   const step = doc.status.slice(0, -' failed'.length);
   const message = h('span', { id: 'retry-message', class: 'muted' }, state.user ? '' : ' read-only: log in as an operator to retry');
   const button = h('button', { id: 'retry', class: 'primary', type: 'button', disabled: !state.user, onclick: async () => {
@@ -235,7 +237,8 @@ function renderActions(view) {
     message.textContent = ' retrying…';
     try {
       const result = await api('/api/retry', { method: 'POST', body: { doc: doc._id, step } });
-      message.textContent = ` ${result.step} is ready again (${result.status}) on ${result.server}`;
+      state.retried = { doc: doc._id, text: `${result.step} is ready again (${result.status}) on ${result.server}` };
+      message.textContent = ` ${state.retried.text}`;
     } catch (error) {
       message.textContent = ` ${error.message}`;
       button.disabled = false;
