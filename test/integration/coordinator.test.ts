@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
@@ -11,6 +10,7 @@ import type { DaqDocument, StepRecord } from '../../core/document.js';
 import { transition } from '../../core/state.js';
 import { uniqueDatabase, waitFor } from '../support/mesh.js';
 import { type ServerProcess, runMesh, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
+import { testFolder } from '../support/folders.js';
 
 const PASSWORDS = { modane: 'modane-secret-4c1f', kit: 'kit-secret-9e07' };
 const ENV = {
@@ -47,7 +47,7 @@ describe('coordinator: two real servers, modane push-only', function () {
 
   /** A fresh database and config: modane (reachable: false, may run proc0) and kit (reachable). */
   async function twoSites(): Promise<TwoSites> {
-    const dir = await mkdtemp(join(tmpdir(), 'mesh-coord-'));
+    const dir = testFolder('mesh-coord-');
     const raw = {
       database: uniqueDatabase('coord'),
       doc_type: 'daqdocument',

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
@@ -10,6 +9,7 @@ import { metricsText } from '../../coordinator/metrics.js';
 import { Database } from '../../core/couch.js';
 import { type ServerProcess } from '../support/server-process.js';
 import { type TestMesh, makeMesh, runMesh, seedDocuments, serverForSuite, spawnMeshProcess, startAgent, stopProcess, waitFor } from '../support/mesh.js';
+import { testFolder } from '../support/folders.js';
 
 /** Rewrites the test mesh's config file with `extra` keys (targets, alerts) and returns the parsed config. */
 async function withConfig(mesh: TestMesh, extra: Record<string, unknown>): Promise<MeshConfig> {
@@ -173,7 +173,7 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
   });
 
   it('two agents racing publish their claims, conflicts, retries and steps in their heartbeats', async () => {
-    const counterDir = await mkdtemp(join(tmpdir(), 'mesh-failures-'));
+    const counterDir = testFolder('mesh-failures-');
     const mesh = await makeMesh(server.url, { steps: ['proc0'], max_attempts: 10, stepArgs: () => ['--fail-until', '5', '--counter', join(counterDir, 'failures')] });
     await seedDocuments(mesh, 200);
     const agents = ['racer-a', 'racer-b'].map((name) => startAgent(mesh, name, ['--concurrency', '4']));
@@ -265,7 +265,7 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
   });
 
   it('the alert hook gets the event on stdin; a failing, hanging or missing hook is reported, not fatal', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'mesh-hook-'));
+    const dir = testFolder('mesh-hook-');
     const script = (name: string, body: string) => writeFile(join(dir, name), body).then(() => join(dir, name));
     const echo = await script('echo.mjs', "import { readFileSync, writeFileSync } from 'node:fs';\nwriteFileSync(process.argv[2], readFileSync(0, 'utf8'));\n");
     const failing = await script('fail.mjs', "console.error('no route to pager; giving up');\nprocess.exit(4);\n");

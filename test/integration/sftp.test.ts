@@ -20,6 +20,7 @@ import { isMeshError } from '../../core/errors.js';
 import { spawnMeshProcess, stopAllMeshProcesses, uniqueDatabase, waitFor } from '../support/mesh.js';
 import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 import { type TestSshd, fingerprint, makeKey, startSshd, stopAllSshd } from '../support/sshd.js';
+import { testFolder } from '../support/folders.js';
 
 /** Everything under `dir`, relative, sorted. */
 async function listing(dir: string): Promise<string[]> {
@@ -97,7 +98,7 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
   it('refuses a host key that is not the pinned one, with a clear error, and writes nothing', async () => {
     const source = join(dir, 'small.bin');
     await writeFile(source, randomBytes(4096));
-    const otherKey = await makeKey(await mkdtemp(join(tmpdir(), 'mesh-otherkey-')), 'impostor');
+    const otherKey = await makeKey(testFolder('mesh-otherkey-'), 'impostor');
     const wrong = await fingerprint(`${otherKey}.pub`);
     const remoteDir = join(dir, 'remote', 'mismatch');
     const accepted = () => (sshd.output().match(/Accepted publickey/g) ?? []).length;

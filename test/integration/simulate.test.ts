@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runMesh } from '../support/server-process.js';
+import { testFolder } from '../support/folders.js';
 
 describe('mesh simulate: the reference topology on one machine, push-only modane', function () {
   this.timeout(300_000);
@@ -10,7 +10,7 @@ describe('mesh simulate: the reference topology on one machine, push-only modane
   for (const variant of [['--no-ssh', '--no-slurm', '--arrival-ms', '400'], ['--nats']]) {
     const full = variant.includes('--nats');
     it(`runs every file through modane and lyon, identical on both servers ${full ? '(SFTP, SSH-triggered lyon runs, Slurm jobs, NATS)' : '(local copy, local lyon runs, files arriving one at a time)'}`, async () => {
-      const clients = join(await mkdtemp(join(tmpdir(), 'mesh-clients-')), 'modane-clients.jsonl');
+      const clients = join(testFolder('mesh-clients-'), 'modane-clients.jsonl');
       const r = await runMesh(['simulate', '--files', '12', '--json', '--record-clients', clients, ...variant], {}, 280_000);
       assert.equal(r.status, 0, r.stderr.slice(-3000));
       const status = JSON.parse(r.stdout.trim().split('\n').at(-1) as string);

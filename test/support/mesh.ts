@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { openSync } from 'node:fs';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
@@ -11,6 +10,7 @@ import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
 import { Database } from '../../core/couch.js';
 import { type ServerProcess, meshMain as MESH, repoRoot, startServerProcess, stopAllServerProcesses } from './server-process.js';
+import { testFolder } from './folders.js';
 
 export { runMesh } from './server-process.js';
 export const NOOP = join(repoRoot, 'examples', 'steps', 'noop.mjs');
@@ -35,7 +35,7 @@ export interface TestMesh {
  * run the example noop program (each appending `<doc> <step>` to runLog), couchapp pushed.
  */
 export async function makeMesh(serverUrl: string, overrides: { stepArgs?: (step: string) => string[]; lease_s?: number; max_attempts?: number; agent?: Record<string, number>; steps?: string[]; push?: boolean; credentials?: { user: string; password: string } } = {}): Promise<TestMesh> {
-  const dir = await mkdtemp(join(tmpdir(), 'mesh-test-'));
+  const dir = testFolder('mesh-test-');
   const runLog = join(dir, 'runs.log');
   const stepNames = overrides.steps ?? ['proc0', 'proc1', 'proc2'];
   const raw = {

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { jobScript, shellQuote } from '../../agents/batch/job-file.js';
 import { UNKNOWN_GRACE_MS, UNSUBMITTED_GRACE_MS, lostReason } from '../../agents/batch/lost-jobs.js';
 import type { DaqDocument } from '../../core/document.js';
 import { transition } from '../../core/state.js';
+import { testFolder } from '../support/folders.js';
 
 const now = new Date('2026-11-27T12:00:00.000Z');
 const ago = (ms: number) => new Date(now.getTime() - ms).toISOString();
@@ -45,7 +45,7 @@ describe('batch jobs', () => {
 
   it('writes job scripts whose words reach the program unchanged', () => {
     assert.equal(shellQuote("it's"), `'it'\\''s'`);
-    const dir = mkdtempSync(join(tmpdir(), 'mesh-script-'));
+    const dir = testFolder('mesh-script-');
     const words = ['/usr/bin/printf', '%s\\n', "a'b", '$(touch /tmp/pwned)', '`id`', 'two words', '*', ''];
     const script = join(dir, 'job.sh');
     writeFileSync(script, jobScript(words));
