@@ -134,7 +134,7 @@ async function deleteLeaves(db: Database, id: string, leaves: readonly DaqDocume
 type Outcome = { kind: 'no-conflict' } | { kind: 'changed' } | { kind: 'resolved'; kept: string; dropped: string[]; duplicates: number };
 
 /** Resolves one conflicted document; `changed` when a leaf moved meanwhile (the next round looks again). */
-async function resolve(db: Database, id: string, steps: readonly string[], logger: Logger): Promise<Outcome> {
+async function resolve(db: Database, id: string, steps: readonly string[]): Promise<Outcome> {
   const leaves = await liveLeaves(db, id);
   if (leaves.length < 2) return { kind: 'no-conflict' };
   const [winner, ...losers] = rankLeaves(leaves, steps);
@@ -146,12 +146,8 @@ async function resolve(db: Database, id: string, steps: readonly string[], logge
     await deleteLeaves(db, id, losers);
   } catch (error) {
     if (isMeshError(error, 'CONFLICT')) return { kind: 'changed' };
-    if (!isMeshError(error, 'FORBIDDEN')) throw error;
-    // The embedded server (pouchdb-validation) judges an edit against the current winning leaf,
-    // not the edited one as CouchDB does: remove the losers first, then the merge is an edit of the winner.
-    logger.info({ doc: id, reason: error.reason }, 'merge refused while losers were present; deleting them first');
-    await deleteLeaves(db, id, losers);
-    kept = await db.put(merged);
+    // A refusal (403) is reported and every leaf kept: deleting the losers first would lose their provenance if the merge failed again.
+    throw error;
   }
   return { kind: 'resolved', kept, dropped: losers.map((l) => l._rev as string), duplicates: added };
 }
@@ -200,7 +196,7 @@ export async function auditServer(config: MeshConfig, site: SiteConfig, db: Data
   const resolutions: AuditDocument['recent'] = [];
   for (const id of await conflictedIds(db)) {
     try {
-      const done = await resolve(db, id, steps, log);
+      const done = await resolve(db, id, steps);
       if (done.kind === 'no-conflict') continue;
       result.detected += 1;
       if (done.kind !== 'resolved') continue;

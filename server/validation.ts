@@ -73,17 +73,33 @@ class Validators {
   }
 }
 
-/** The revision a write descends from: the parent in `_revisions` for a replicated write, else the winner. */
+/**
+ * The revision a write descends from: for a replicated write the parent in `_revisions`; for an
+ * interactive one the leaf named by `_rev`. As CouchDB, an interactive write that names no
+ * leaf (a stale `_rev`, or none for a live document) is a 409 conflict before any validator
+ * runs, so that a lost race reads as a conflict and not as the validator's refusal.
+ */
 async function previous(db: WrappedDb, doc: Doc, replicated: boolean): Promise<Doc | null> {
-  try {
-    if (replicated) {
-      const parent = doc._revisions && doc._revisions.ids.length > 1 ? `${doc._revisions.start - 1}-${doc._revisions.ids[1]}` : undefined;
-      return parent ? await db.get(doc._id, { rev: parent }) : null;
-    }
-    return await db.get(doc._id);
-  } catch {
+  if (replicated) {
+    const parent = doc._revisions && doc._revisions.ids.length > 1 ? `${doc._revisions.start - 1}-${doc._revisions.ids[1]}` : undefined;
+    return parent ? await db.get(doc._id, { rev: parent }).catch(() => null) : null;
+  }
+  const winner = await db.get(doc._id).catch(() => null);
+  if (winner && winner._rev === doc._rev) return winner;
+  if (doc._rev === undefined) {
+    if (winner) throw conflict();
     return null;
   }
+  // A losing branch may be edited too (that is how conflicts are resolved); it must be a leaf.
+  const leaves = (await db.get(doc._id, { open_revs: 'all' }).catch(() => undefined)) as unknown as Array<{ ok?: Doc }> | undefined;
+  if (leaves === undefined) return null;
+  const leaf = leaves.find((l) => l.ok?._rev === doc._rev)?.ok;
+  if (!leaf) throw conflict();
+  return leaf;
+}
+
+function conflict(): Error {
+  return ValidationError(409, 'conflict', 'Document update conflict.');
 }
 
 async function check(validators: Validators, db: WrappedDb, doc: Doc, options: WrapperArgs['options']): Promise<void> {

@@ -176,6 +176,39 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       assert.equal(bulk[0].error, 'forbidden');
       assert.equal(await statusOf(db.get('bad')), 404);
     });
+    it('answers 409 for a stale or missing _rev before validate_doc_update runs, as CouchDB, and lets a losing branch be edited', async () => {
+      const db = await freshDb('vdu409');
+      await db.insert({
+        _id: '_design/rules',
+        validate_doc_update: "function (newDoc, oldDoc) { if (newDoc.refuse) throw({ forbidden: 'refused' }); if (oldDoc && oldDoc.v === newDoc.v && !newDoc._deleted) throw({ forbidden: 'v must change' }); }",
+      } as Doc);
+      const first = await db.insert({ _id: 'd', v: 1 });
+      await db.insert({ _id: 'd', _rev: first.rev, v: 2 });
+      const conflictOf = (error: { statusCode: number; error: string }) => {
+        assert.equal(error.statusCode, 409);
+        assert.equal(error.error, 'conflict');
+        return true;
+      };
+      // The validator would refuse these (403); the stale or missing revision is what CouchDB reports.
+      await assert.rejects(db.insert({ _id: 'd', _rev: first.rev, v: 3, refuse: true }), conflictOf);
+      await assert.rejects(db.insert({ _id: 'd', v: 3, refuse: true }), conflictOf);
+      const bulk = await db.bulk({ docs: [{ _id: 'd', _rev: first.rev, v: 3, refuse: true }] });
+      assert.equal(bulk[0].error, 'conflict');
+      // oldDoc is the revision the write names.
+      const current = await db.get('d');
+      await assert.rejects(db.insert({ _id: 'd', _rev: current._rev, v: 2 }), (error: { statusCode: number }) => error.statusCode === 403);
+
+      // Two branches: the losing leaf can be deleted (how the audit resolves a conflict), validated against itself.
+      await db.bulk({ docs: [{ _id: 'c', _rev: '1-aaaa', v: 'a' }, { _id: 'c', _rev: '1-bbbb', v: 'b' }], new_edits: false } as never);
+      await assert.rejects(db.insert({ _id: 'c', _rev: '1-aaaa', v: 'a' }), (error: { statusCode: number; reason: string }) => error.statusCode === 403 && error.reason === 'v must change');
+      await db.destroy('c', '1-aaaa');
+      const resolved = await db.get('c', { conflicts: true });
+      assert.equal(resolved._rev, '1-bbbb');
+      assert.equal(resolved._conflicts, undefined);
+      // A document deleted and written again without a revision is a new one, not a conflict.
+      await db.destroy('c', '1-bbbb');
+      await db.insert({ _id: 'c', v: 'again' });
+    });
   });
 
   describe('conflicts', () => {
