@@ -6,19 +6,30 @@
  * (test/faults/) kills and restarts its parts.
  */
 import type { ChildProcess } from 'node:child_process';
+import { openSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { credentialsFor } from '../config/credentials.js';
 import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
 import { Database } from '../core/couch.js';
+import { MeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
 import type { NatsServer } from './local/nats.js';
+import { startLocalServices } from './local/services.js';
 import type { SlurmCluster } from './local/slurm.js';
 import type { TestSshd } from './local/sshd.js';
 import { MESH_MAIN, type ServerChild, spawnMesh, startServerChild, stopChild } from './processes.js';
-import { type SimulationServices, simulationConfig, startLocalServices } from './simulate.js';
+import { type SimulationServices, simulationConfig } from './simulation-config.js';
 
+/** The topology's process log, in its folder: every child's output goes there. */
+export function logFile(work: string): number {
+  return openSync(join(work, 'processes.log'), 'a');
+}
+
+/** How long the coordinator may take to push the design documents or open its page (loaded machines are slow). */
+const COORDINATOR_READY_MS = 120_000;
 
 export type ServerSite = 'modane' | 'kit';
 export type RawSimulationConfig = ReturnType<typeof simulationConfig>;
@@ -33,6 +44,8 @@ export interface TopologyOptions {
   slurm: boolean;
   nats: boolean;
   recordClients?: string;
+  /** Attempts of every step before it is failed (default 3). */
+  maxAttempts?: number;
   /** Variables the lyon runs started over SSH must see too (they do not inherit ours). */
   lyonEnv?: Record<string, string>;
   /** Changes the generated config before it is written (e.g. shorter timeouts). */
@@ -52,10 +65,14 @@ export interface Topology {
   open(site: string): Database;
   /** Starts a site's server again on its data folder and port (after it was stopped or killed). */
   startServer(site: ServerSite): Promise<ServerChild>;
-  startCoordinator(): ChildProcess;
+  /** The coordinator, serving the status page on `dashboardPort` when given. */
+  startCoordinator(options?: { dashboardPort?: number }): ChildProcess;
   startModaneAgent(): ChildProcess;
-  /** Resolves once both servers hold `_design/mesh` (the coordinator pushed it); false when aborted. */
-  waitForDesign(signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Resolves once both servers hold `_design/mesh` (the coordinator pushed it); false when
+   * aborted. Throws when `coordinator` exits first, or after two minutes.
+   */
+  waitForDesign(signal?: AbortSignal, coordinator?: ChildProcess): Promise<boolean>;
   /** Stops the coordinator and agents started here (SIGTERM, then SIGKILL). */
   stopProcesses(): Promise<void>;
   /** Stops every process started here, then the servers and services. Idempotent. */
@@ -95,7 +112,7 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     const { services } = local;
 
     const configFile = join(work, 'mesh.json');
-    const raw = simulationConfig(work, { modane: servers.modane.url, kit: servers.kit.url }, services);
+    const raw = simulationConfig(work, { modane: servers.modane.url, kit: servers.kit.url }, services, { maxAttempts: options.maxAttempts });
     // How modane starts mesh at lyon; over SSH the environment (Slurm client settings, …) must travel in the argument vector.
     const lyonEnv = { ...(slurm?.env ?? {}), ...(options.lyonEnv ?? {}) };
     const envPrefix = Object.keys(lyonEnv).length > 0 ? ['/usr/bin/env', ...Object.entries(lyonEnv).map(([k, v]) => `${k}=${v}`)] : [];
@@ -103,7 +120,8 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     options.adjust?.(raw);
     await writeFile(configFile, JSON.stringify(raw, null, 2));
     const config = parseMeshConfig(raw, configFile);
-    const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database });
+    // The servers have an admin when MESH_<SITE>_USER/PASSWORD are set; every process reads them from the environment.
+    const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database, credentials: credentialsFor(config.sites[site].credentials_of) });
     const spawnTracked = (args: string[]) => {
       const child = spawnMesh(['--config', configFile, ...args], { env, logFile });
       children.add(child);
@@ -124,15 +142,11 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
         servers[site] = await startServerChild(site, dataDir(site), { port: servers[site].port, env, logFile, recordClients: recordFor(site) });
         return servers[site];
       },
-      startCoordinator: () => spawnTracked(['coordinator', '--interval', '1']),
+      startCoordinator: (coordinator = {}) => spawnTracked(['coordinator', '--interval', '1', ...(coordinator.dashboardPort === undefined ? [] : ['--dashboard-port', String(coordinator.dashboardPort)])]),
       startModaneAgent: () => spawnTracked(['agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', '--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])]),
-      async waitForDesign(signal) {
-        for (const site of ['modane', 'kit']) {
-          while (!(await open(site).get('_design/mesh').catch(() => undefined))) {
-            if (!(await sleep(200, signal))) return false;
-          }
-        }
-        return true;
+      async waitForDesign(signal, coordinator) {
+        const designed = async () => (await Promise.all(['modane', 'kit'].map((site) => open(site).get('_design/mesh').catch(() => undefined)))).every(Boolean);
+        return untilReady(coordinator, 'pushed the design documents to both servers', designed, signal);
       },
       stopProcesses,
       stop,
@@ -141,4 +155,20 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     await stop();
     throw error;
   }
+}
+
+/**
+ * Polls `ready` until it holds; false when aborted. Throws when the coordinator (if given)
+ * exits first, or after COORDINATOR_READY_MS.
+ */
+export async function untilReady(coordinator: ChildProcess | undefined, what: string, ready: () => Promise<boolean>, signal?: AbortSignal): Promise<boolean> {
+  const deadline = Date.now() + COORDINATOR_READY_MS;
+  while (!(await ready())) {
+    if (coordinator && (coordinator.exitCode !== null || coordinator.signalCode !== null)) {
+      throw new MeshError('PROCESS_FAILED', `the coordinator exited (${coordinator.exitCode ?? coordinator.signalCode}) before it ${what}; see processes.log in the simulation folder`);
+    }
+    if (Date.now() > deadline) throw new MeshError('PROCESS_FAILED', `the coordinator has not ${what} after ${COORDINATOR_READY_MS / 1000} s; see processes.log in the simulation folder`);
+    if (!(await sleep(200, signal))) return false;
+  }
+  return true;
 }

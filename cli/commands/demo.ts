@@ -15,7 +15,8 @@ import { type GlobalOptions, makeLogger } from '../context.js';
 import { action } from '../exit.js';
 import { positiveInteger } from '../parse.js';
 import { type ServerChild, spawnMesh, startServerChild, stopChild } from '../processes.js';
-import { EXAMPLES, writeSampleFiles } from '../simulate.js';
+import { writeSampleFiles } from '../simulate.js';
+import { EXAMPLES } from '../simulation-config.js';
 
 
 /** The demo pipeline: three example programs, run by the one demo site. */
