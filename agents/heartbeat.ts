@@ -79,7 +79,8 @@ export class Heartbeat {
           this.rev = (await this.ctx.db.get<AgentHeartbeat>(id).catch(() => undefined))?._rev;
           continue;
         }
-        if (!this.stopped.signal.aborted) this.ctx.logger.warn(`heartbeat: ${errorMessage(error)}`);
+        // The loop's beat cut short by stop() is noise; a last heartbeat that was not written is not.
+        if (!this.stopped.signal.aborted || state !== 'running') this.ctx.logger.warn(`heartbeat (${state}): ${errorMessage(error)}`);
         return;
       }
     }

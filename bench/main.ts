@@ -3,31 +3,27 @@
  * and their ratio. Progress goes to stderr, the report to stdout (`--json`: one JSON object).
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { runLatency } from './latency.js';
+import { runPage } from './page.js';
 import { runPipeline } from './pipeline.js';
-import { type BenchRow, type BenchSection, describeMachine, progress, renderReport } from './report.js';
+import { type BenchSection, describeMachine, progress, renderReport } from './report.js';
+import { runScale } from './scale.js';
 import { runSftp } from './sftp.js';
 import { Interrupted } from './wait.js';
 import { MeshError } from '../core/errors.js';
 
-const SECTIONS = ['pipeline', 'latency', 'sftp', 'scale'] as const;
+const SECTIONS = ['pipeline', 'latency', 'sftp', 'page', 'scale'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 interface BenchOptions {
   only?: SectionName[];
   quick: boolean;
   json: boolean;
+  pageDocs: number;
   scaleDocs: number;
   scaleBacklog: number;
   scaleData?: string;
   skipScale: boolean;
-}
-
-/** What bench/scale.ts (built on its own branch) exports. */
-interface ScaleModule {
-  runScale(options: { docs: number; backlog?: number; dataDir?: string; log?: (line: string) => void }): Promise<{ rows: BenchRow[]; notes?: string[] }>;
 }
 
 function sectionList(text: string, previous: SectionName[] = []): SectionName[] {
@@ -43,16 +39,13 @@ function documentCount(text: string): number {
   return value;
 }
 
-/** The 1M-document section, when bench/scale.ts is part of this build. */
+/** The 1M-document section (bench/scale.ts). */
 async function scaleSection(options: BenchOptions): Promise<BenchSection> {
   const docs = options.quick ? Math.min(options.scaleDocs, 10_000) : options.scaleDocs;
   const command = `node dist/bench/main.js --only scale --scale-docs ${options.scaleDocs} --scale-backlog ${options.scaleBacklog}${options.quick ? ' --quick' : ''}`;
   const title = `scale: ${docs.toLocaleString('en-US')} documents in one embedded database`;
-  const url = new URL('./scale.js', import.meta.url);
-  if (!existsSync(fileURLToPath(url))) return { title, command, rows: [{ measure: 'scale section not built', value: '' }], notes: ['bench/scale.ts is not part of this build'] };
-  const scale = (await import(url.href)) as ScaleModule;
-  const result = await scale.runScale({ docs, backlog: options.quick ? Math.min(options.scaleBacklog, 1000) : options.scaleBacklog, ...(options.scaleData ? { dataDir: options.scaleData } : {}), log: (line) => progress('scale', line) });
-  return { title, command, rows: result.rows, notes: result.notes };
+  const result = await runScale({ docs, backlog: options.quick ? Math.min(options.scaleBacklog, 1000) : options.scaleBacklog, ...(options.scaleData ? { dataDir: options.scaleData } : {}), log: (line) => progress('scale', line) });
+  return { title, command, rows: result.rows };
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -61,8 +54,9 @@ async function main(argv: string[]): Promise<void> {
     .option('--only <sections>', `run only these sections (comma-separated, repeatable): ${SECTIONS.join(', ')}`, sectionList)
     .option('--quick', 'tiny sizes and no Slurm: shows that every section runs, the figures mean little', false)
     .option('--json', 'print the report as one JSON object instead of tables', false)
+    .option('--page-docs <n>', 'documents of the page section\'s database (with --quick at most 2,000)', documentCount, 100_000)
     .option('--scale-docs <n>', 'documents in the scale section\'s database (with --quick at most 10,000)', documentCount, 1_000_000)
-    .option('--scale-backlog <n>', 'ready documents the agent catches up on in the scale section (one node process per step: 100,000 take hours on 2 cores)', documentCount, 100_000)
+    .option('--scale-backlog <n>', 'ready documents the agent catches up on in the scale section (a /bin/true step; 100,000 take about half an hour on 2 cores)', documentCount, 100_000)
     .option('--scale-data <dir>', 'keep the scale section\'s data set in DIR and reuse it in later runs with the same sizes')
     .option('--skip-scale', 'leave out the scale section (it takes the longest)', false)
     .showHelpAfterError()
@@ -84,6 +78,7 @@ async function main(argv: string[]): Promise<void> {
     pipeline: () => runPipeline({ quick: options.quick, signal }),
     latency: () => runLatency({ quick: options.quick, signal }),
     sftp: () => runSftp({ quick: options.quick, signal }),
+    page: () => runPage({ docs: options.pageDocs, quick: options.quick, signal }),
     scale: () => scaleSection(options),
   };
   const started = new Date();

@@ -28,7 +28,6 @@ interface WrapperArgs {
 type Wrapper = (orig: () => Promise<unknown>, args: WrapperArgs) => Promise<unknown>;
 
 const wrappers = require('pouchdb-wrappers') as { installWrapperMethods(db: unknown, api: Record<string, Wrapper>): void };
-const createBulkDocsWrapper = require('pouchdb-bulkdocs-wrapper') as (handler: (doc: Doc, args: WrapperArgs) => Promise<void>) => Wrapper;
 
 type Validator = (newDoc: Doc, oldDoc: Doc | null, userCtx: unknown, secObj: unknown) => void;
 
@@ -125,6 +124,30 @@ async function check(validators: Validators, db: WrappedDb, doc: Doc, options: W
   }
 }
 
+/**
+ * `_bulk_docs`: the documents the validators refuse answer with their error, the others are
+ * written; the answer keeps the order of the request, as CouchDB's does (pouchdb-bulkdocs-wrapper
+ * put the refused ones first, so a client matching answers by position misread them).
+ */
+async function validateBulk(orig: () => Promise<unknown>, args: WrapperArgs, validate: (doc: Doc) => Promise<void>): Promise<unknown> {
+  const docs = args.docs;
+  const refused = await Promise.all(
+    docs.map((doc) =>
+      validate(doc).then(
+        () => undefined,
+        (error: Error & { id?: string }) => Object.assign(error, { id: doc._id }),
+      ),
+    ),
+  );
+  if (refused.every((error) => error === undefined)) return orig();
+  args.docs = docs.filter((_, i) => refused[i] === undefined);
+  const written = args.docs.length > 0 ? ((await orig()) as unknown[]) : [];
+  // With new_edits=false the server answers nothing for written documents: the refusals alone.
+  if (written.length !== args.docs.length) return [...refused.filter((error) => error !== undefined), ...written];
+  let next = 0;
+  return refused.map((error) => error ?? written[next++]);
+}
+
 /** Installs the validating put/post/remove/bulkDocs on one database. */
 export function installValidation(db: WrappedDb): void {
   const validators = new Validators(db);
@@ -132,7 +155,7 @@ export function installValidation(db: WrappedDb): void {
     put: (orig, args) => check(validators, args.base, args.doc, args.options ?? {}).then(orig),
     post: (orig, args) => check(validators, args.base, args.doc, args.options ?? {}).then(orig),
     remove: (orig, args) => check(validators, args.base, { ...args.doc, _deleted: true }, args.options ?? {}).then(orig),
-    bulkDocs: createBulkDocsWrapper((doc, args) => check(validators, args.base, doc, args.options ?? {})),
+    bulkDocs: (orig, args) => validateBulk(orig, args, (doc) => check(validators, args.base, doc, args.options ?? {})),
   };
   wrappers.installWrapperMethods(db, api);
 }

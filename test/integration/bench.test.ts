@@ -47,19 +47,19 @@ interface Report {
 }
 
 describe('npm run bench: every section runs in a tiny configuration (no timing asserted)', function () {
-  this.timeout(150_000);
+  this.timeout(240_000);
 
   it('--quick --skip-scale --json measures each figure and its baseline, and leaves nothing running', async () => {
     // Every temporary folder of the run (servers' data, sshd, Slurm, NATS) under one of ours.
     const tmp = await mkdtemp(join(tmpdir(), 'mesh-bench-test-'));
-    const r = await runBench(['--quick', '--skip-scale', '--json'], 110_000, tmp).finally(async () => {
+    const r = await runBench(['--quick', '--skip-scale', '--json'], 180_000, tmp).finally(async () => {
       assert.deepEqual(await processesUnder(tmp), [], 'a process started by the bench is still running');
     });
     assert.equal(r.status, 0, r.stderr.slice(-3000));
     const report = JSON.parse(r.stdout) as Report;
     for (const key of ['cpu', 'kernel', 'node', 'nats_server', 'sshd', 'slurm']) assert.ok(typeof report.machine[key] === 'string' && report.machine[key] !== '', `machine.${key}`);
     assert.ok(Number(report.machine.cores) >= 1);
-    assert.deepEqual(report.sections.map((s) => s.command), ['pipeline', 'latency', 'sftp'].map((name) => `node dist/bench/main.js --only ${name} --quick`));
+    assert.deepEqual(report.sections.map((s) => s.command), ['pipeline', 'latency', 'sftp'].map((name) => `node dist/bench/main.js --only ${name} --quick`).concat('node dist/bench/main.js --only page --page-docs 100000 --quick'));
     for (const section of report.sections) {
       for (const row of section.rows) {
         assert.doesNotMatch(`${row.value} ${row.baseline ?? ''} ${row.ratio ?? ''}`, /n\/a|NaN|undefined|Infinity/, `${section.command}: ${JSON.stringify(row)}`);
@@ -67,7 +67,7 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
         if (row.baseline !== undefined) assert.match(row.ratio ?? '', /^\d+(\.\d+)?×$/, `${section.command}: ${JSON.stringify(row)}`);
       }
     }
-    const [pipeline, latency, sftp] = report.sections;
+    const [pipeline, latency, sftp, page] = report.sections;
     assert.equal(pipeline.rows.filter((row) => /^pipeline steps\/s/.test(row.measure) && row.baseline).length, 3);
     for (const variant of ['CouchDB only', 'with NATS']) {
       for (const p of ['p50', 'p95']) assert.ok(latency.rows.some((row) => row.measure === `DAQ close → lyon proc1 started, ${p} (${variant})` && /replication/.test(row.baseline ?? '')), `${variant} ${p}`);
@@ -75,6 +75,8 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
     }
     assert.ok(latency.notes?.some((n) => /with NATS: 1 files.*NATS hints/.test(n)), 'the NATS variant really ran with NATS');
     assert.equal(sftp.rows.filter((row) => /^executor/.test(row.measure)).length, 4);
+    assert.deepEqual(page.rows.map((row) => row.measure.replace(/ \(.*/, '')), ['first snapshot, every view index built', 'warm snapshot, median of 3', 'one write → the WebSocket message showing it, median of 5']);
+    assert.ok(page.rows.every((row) => /\(2,000 docs\)$/.test(row.measure) && /\(0 docs\)$/.test(row.baseline ?? '')), 'the page section compared 2,000 documents with none');
     assert.match(r.stderr, /\[bench +[\d.]+ s sftp\] repetition 1\/1/, 'progress lines on stderr');
     assert.deepEqual(await readdir(tmp), [], 'the bench left temporary folders behind');
     await rm(tmp, { recursive: true, force: true });
@@ -90,7 +92,7 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
 
     const unknown = await runBench(['--only', 'pipeline,nope'], 10_000);
     assert.equal(unknown.status, 2);
-    assert.match(unknown.stderr, /unknown section nope; the sections are pipeline, latency, sftp, scale/);
+    assert.match(unknown.stderr, /unknown section nope; the sections are pipeline, latency, sftp, page, scale/);
     const docs = await runBench(['--scale-docs', '-5'], 10_000);
     assert.equal(docs.status, 2);
     assert.match(docs.stderr, /"-5" is not a positive number of documents/);

@@ -174,6 +174,9 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       });
       const bulk = await db.bulk({ docs: [{ _id: 'bad2', state: 'bogus' }] });
       assert.equal(bulk[0].error, 'forbidden');
+      // The answer keeps the order of the request, refusals included.
+      const mixed = await db.bulk({ docs: [{ _id: 'm1', state: 'queued' }, { _id: 'm2', state: 'bogus' }, { _id: 'm3', state: 'queued' }, { _id: 'm4', state: 'bogus' }] });
+      assert.deepEqual(mixed.map((r) => [r.id, r.error ?? 'ok']), [['m1', 'ok'], ['m2', 'forbidden'], ['m3', 'ok'], ['m4', 'forbidden']]);
       assert.equal(await statusOf(db.get('bad')), 404);
     });
     it('answers 409 for a stale or missing _rev before validate_doc_update runs, as CouchDB, and lets a losing branch be edited', async () => {
