@@ -29,6 +29,9 @@ export interface AgentActivity {
   steps_failed: number;
 }
 
+/** How long the last heartbeat may take (a dead server must not hold a stopping agent long). */
+const LAST_BEAT_MS = 2000;
+
 export function heartbeatId(site: string, agent: string): string {
   return `mesh-agent:${site}:${agent}`;
 }
@@ -55,7 +58,8 @@ export class Heartbeat {
     })();
   }
 
-  async beat(state: string): Promise<void> {
+  /** `signal`: the requests end with it instead of the database's own (the last heartbeat). */
+  async beat(state: string, signal?: AbortSignal): Promise<void> {
     const id = heartbeatId(this.ctx.site.name, this.ctx.name);
     const doc: AgentHeartbeat = {
       _id: id,
@@ -72,11 +76,11 @@ export class Heartbeat {
     };
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        this.rev = await this.ctx.db.put({ ...doc, _rev: this.rev });
+        this.rev = await this.ctx.db.put({ ...doc, _rev: this.rev }, { signal });
         return;
       } catch (error) {
         if (isMeshError(error, 'CONFLICT')) {
-          this.rev = (await this.ctx.db.get<AgentHeartbeat>(id).catch(() => undefined))?._rev;
+          this.rev = (await this.ctx.db.get<AgentHeartbeat>(id, {}, { signal }).catch(() => undefined))?._rev;
           continue;
         }
         // The loop's beat cut short by stop() is noise; a last heartbeat that was not written is not.
@@ -86,10 +90,14 @@ export class Heartbeat {
     }
   }
 
-  /** Stops the loop and writes a last heartbeat with the final state. */
+  /**
+   * Stops the loop and writes a last heartbeat with the final state. It has its own deadline:
+   * by now the agent's requests may have been cut (SIGTERM gives them a few seconds), and a
+   * server that still answers must learn that the agent stopped.
+   */
   async stop(state = 'stopped'): Promise<void> {
     this.stopped.abort();
     await this.loop;
-    await this.beat(state);
+    await this.beat(state, AbortSignal.timeout(LAST_BEAT_MS));
   }
 }

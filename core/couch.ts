@@ -134,19 +134,23 @@ export class Database {
   }
 
   /** The document, or undefined when it does not exist. */
-  async get<D>(id: string, qs: Record<string, unknown> = {}): Promise<D | undefined> {
+  async get<D>(id: string, qs: Record<string, unknown> = {}, options: { signal?: AbortSignal } = {}): Promise<D | undefined> {
     try {
-      return await this.request<D>(`get ${id}`, { doc: id, qs, shape: (a) => a !== null && typeof a === 'object' });
+      return await this.request<D>(`get ${id}`, { doc: id, qs, signal: options.signal, shape: (a) => a !== null && typeof a === 'object' });
     } catch (error) {
       if (error instanceof MeshError && error.code === 'NOT_FOUND') return undefined;
       throw error;
     }
   }
 
-  /** Writes a document; its `_rev` makes the write a compare-and-set (409 → CONFLICT). */
-  async put(doc: { _id: string; _rev?: string; [field: string]: unknown }): Promise<string> {
-    if (this.batcher && !doc._id.startsWith('_')) return this.batcher.write(doc);
-    const result = await this.request<{ rev: string }>(`write ${doc._id}`, { method: 'PUT', doc: doc._id, body: doc, shape: (a) => isObject(a) && typeof a.rev === 'string' });
+  /**
+   * Writes a document; its `_rev` makes the write a compare-and-set (409 → CONFLICT). With a
+   * `signal`, the write is sent alone (not batched) and ends with that signal instead of the
+   * database's own.
+   */
+  async put(doc: { _id: string; _rev?: string; [field: string]: unknown }, options: { signal?: AbortSignal } = {}): Promise<string> {
+    if (this.batcher && !options.signal && !doc._id.startsWith('_')) return this.batcher.write(doc);
+    const result = await this.request<{ rev: string }>(`write ${doc._id}`, { method: 'PUT', doc: doc._id, body: doc, signal: options.signal, shape: (a) => isObject(a) && typeof a.rev === 'string' });
     return result.rev;
   }
 

@@ -13,8 +13,6 @@ import { action } from '../exit.js';
 import { positiveInteger, positiveNumber } from '../parse.js';
 import { RemoteTriggers } from '../../agents/trigger.js';
 
-/** How long an idle agent's requests may still take after SIGTERM (2 s was too short on a loaded machine: the last heartbeat was cut). */
-const IDLE_STOP_MS = 5000;
 
 export function agentCommand(): Command {
   return new Command('agent')
@@ -72,9 +70,8 @@ export function agentCommand(): Command {
             setTimeout(() => process.exit(1), 10_000).unref();
           } else {
             // Requests still retrying against a failing server end once the grace period is
-            // over, or after 5 s (time to finish the feed and sweep and write the last heartbeat,
-            // on a loaded machine too) when nothing is claimed or running.
-            setTimeout(() => force.abort(), agent.idle ? IDLE_STOP_MS : config.agent.grace_s * 1000 + 5000).unref();
+            // over, or after 2 s when nothing is claimed or running (the last heartbeat has its own deadline).
+            setTimeout(() => force.abort(), agent.idle ? 2000 : config.agent.grace_s * 1000 + 5000).unref();
           }
           void agent.stop();
         };
