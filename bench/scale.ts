@@ -37,6 +37,11 @@ export interface ScaleOptions {
   /** Documents of the database the dashboard's queries are timed on. */
   midDocs?: number;
   concurrency?: number;
+  /**
+   * Caps the catch-up agent's V8 heap (`--max-old-space-size`): an agent that keeps nothing per
+   * document finishes the backlog inside it; one that leaks dies of it.
+   */
+  agentHeapMiB?: number;
   statusRuns?: number;
   log?: (line: string) => void;
 }
@@ -159,6 +164,9 @@ async function statusRuns(configFile: string, runs: number): Promise<number[]> {
   for (let i = 0; i < runs; i++) {
     const run = await timeMesh(['--config', configFile, 'status', '--json']);
     if (run.status !== 0) throw new Error(`mesh status exited with ${run.status}: ${run.stderr.slice(-500)}`);
+    // A server it could not read is timed as well as one it did: only complete answers count.
+    const unread = (JSON.parse(run.stdout) as { databases: Array<{ reachable: boolean; error?: string }> }).databases.filter((d) => !d.reachable);
+    if (unread.length > 0) throw new Error(`mesh status could not read the database: ${unread.map((d) => d.error).join('; ')}`);
     times.push(run.ms);
   }
   return times;
@@ -186,12 +194,13 @@ async function firstClaim(work: string, database: string, serverUrl: string, nam
   }
 }
 
-async function catchUp(work: string, db: Database, serverUrl: string, concurrency: number, logFd: number, say: (line: string) => void): Promise<ScaleResult['catch_up']> {
+async function catchUp(work: string, db: Database, serverUrl: string, concurrency: number, heapMiB: number | undefined, logFd: number, say: (line: string) => void): Promise<ScaleResult['catch_up']> {
   const { file } = await writeConfig(work, db.name, serverUrl, 'catch-up.json');
   const target = await readyCount(db);
   const base = await doneCount(db);
   const started = performance.now();
-  const agent = spawnMesh(['--config', file, 'agent', '--site', 'scale', '--name', `catch-up-${Date.now()}`, '--concurrency', String(concurrency)], { env: { ...process.env, MESH_LOG_LEVEL: 'warn' }, logFile: logFd });
+  const heap = heapMiB === undefined ? {} : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=${heapMiB}`.trim() };
+  const agent = spawnMesh(['--config', file, 'agent', '--site', 'scale', '--name', `catch-up-${Date.now()}`, '--concurrency', String(concurrency)], { env: { ...process.env, MESH_LOG_LEVEL: 'warn', ...heap }, logFile: logFd });
   const pid = agent.pid as number;
   const rss = { start: 0, at10: 0, at50: 0, at100: 0, peak: 0 };
   let processed = 0;
@@ -308,15 +317,17 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
     // 2. mesh status: the first call (index build unless reused), then steady state, against a small database.
     say(`mesh status --json, first call after the writes${reused ? ' (the index exists: only the new backlog is indexed)' : ' (builds every view index of _design/mesh)'} …`);
     const first = await timeMesh(['--config', big.file, 'status', '--json']);
-    const firstError = first.status === 0 ? undefined : `exit ${first.status}: ${first.stderr.trim().split('\n').pop() ?? ''}`;
+    // mesh status exits 0 with a server it could not read (reachable: false and the reason): also a failed first call.
+    const firstAnswer = first.status === 0 ? (JSON.parse(first.stdout) as { databases: Array<{ doc_count: number; reachable: boolean; error?: string }> }).databases[0] : undefined;
+    const firstError = first.status !== 0 ? `exit ${first.status}: ${first.stderr.trim().split('\n').pop() ?? ''}` : firstAnswer?.reachable === false ? (firstAnswer.error ?? 'unreachable') : undefined;
     say(`  first call: ${fmt(first.ms)} ms${firstError ? ` (failed: ${firstError})` : ''}`);
     let indexMs = first.ms;
     if (firstError) {
-      // The CLI gave up (its HTTP client waits 300 s for an answer); the server keeps building.
+      // The CLI gave up (it waits server_timeout_s, 60 s by default, for an answer); the server keeps building.
       indexMs = await waitForIndex(db, performance.now() - first.ms);
       say(`  the index build completed ${fmt(indexMs)} ms after the first call started`);
     }
-    const docCount = firstError ? undefined : (JSON.parse(first.stdout) as { databases: Array<{ doc_count: number }> }).databases[0]?.doc_count;
+    const docCount = firstError ? undefined : firstAnswer?.doc_count;
     if (docCount !== undefined && docCount < docs) throw new Error(`mesh status counted ${docCount} documents, expected ${docs}`);
     const steady = await statusRuns(big.file, runs);
     const startupTimes: number[] = [];
@@ -359,8 +370,8 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
     say(`  requests until the first claim: big ${startup.big.requests} (${startup.big.response_bytes} bytes, largest ${startup.big.largest_bytes}: ${startup.big.largest}); small ${startup.small.requests} (${startup.small.response_bytes} bytes)`);
 
     // 5. Catching up on the backlog.
-    say(`agent (concurrency ${concurrency}, /bin/true step) catching up on the backlog …`);
-    const caught = await catchUp(work, db, server.url, concurrency, logFd, say);
+    say(`agent (concurrency ${concurrency}, /bin/true step${options.agentHeapMiB ? `, V8 heap capped at ${options.agentHeapMiB} MiB` : ''}) catching up on the backlog …`);
+    const caught = await catchUp(work, db, server.url, concurrency, options.agentHeapMiB, logFd, say);
     say(`  ${caught.processed} steps in ${fmt(caught.seconds)} s (${fmt(caught.steps_per_s, 1)} steps/s); RSS MiB start ${fmt(caught.rss_mib.start)}, 10% ${fmt(caught.rss_mib.at10)}, 50% ${fmt(caught.rss_mib.at50)}, 100% ${fmt(caught.rss_mib.at100)}, peak ${fmt(caught.rss_mib.peak)}`);
 
     // 6. Replication of the backlog to a second server.
@@ -420,12 +431,13 @@ function parseArgs(argv: string[]): ScaleOptions {
     else if (flag === '--backlog') options.backlog = count();
     else if (flag === '--mid') options.midDocs = count();
     else if (flag === '--concurrency') options.concurrency = count();
+    else if (flag === '--agent-heap-mb') options.agentHeapMiB = count();
     else if (flag === '--data') {
       if (!value) throw new Error('--data takes a directory');
       options.dataDir = value;
       i++;
     } else if (flag === '--help' || flag === '-h') {
-      console.log('usage: node dist/bench/scale.js [--docs N (1000000)] [--backlog M (100000)] [--mid K (100000, 0 to skip)] [--concurrency C (16)] [--data DIR (kept and reused)]');
+      console.log('usage: node dist/bench/scale.js [--docs N (1000000)] [--backlog M (100000)] [--mid K (100000, 0 to skip)] [--concurrency C (16)] [--agent-heap-mb M (no cap)] [--data DIR (kept and reused)]');
       process.exit(0);
     } else throw new Error(`unknown option ${flag} (see --help)`);
   }
