@@ -56,7 +56,7 @@ async function main(argv: string[]): Promise<void> {
     .option('--json', 'print the report as one JSON object instead of tables', false)
     .option('--page-docs <n>', 'documents of the page section\'s database (with --quick at most 2,000)', documentCount, 100_000)
     .option('--scale-docs <n>', 'documents in the scale section\'s database (with --quick at most 10,000)', documentCount, 1_000_000)
-    .option('--scale-backlog <n>', 'ready documents the agent catches up on in the scale section (a /bin/true step; 100,000 take about half an hour on 2 cores)', documentCount, 100_000)
+    .option('--scale-backlog <n>', 'ready documents the agent catches up on in the scale section (a /bin/true step; 100,000 take about 8 minutes on 2 cores)', documentCount, 100_000)
     .option('--scale-data <dir>', 'keep the scale section\'s data set in DIR and reuse it in later runs with the same sizes')
     .option('--skip-scale', 'leave out the scale section (it takes the longest)', false)
     .showHelpAfterError()
