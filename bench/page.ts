@@ -16,10 +16,8 @@ import { Database } from '../core/couch.js';
 import { silentLogger } from '../core/log.js';
 import { startServerChild } from '../cli/processes.js';
 import { startDashboard } from '../dashboard/server.js';
-import { type BenchSection, progress } from './report.js';
+import { type BenchSection, median, progress } from './report.js';
 import { Interrupted } from './wait.js';
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 interface PageCost {
   /** First snapshot: every view index of the status page built. */

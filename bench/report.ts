@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { promisify } from 'node:util';
+import { percentile as nearestRank } from '../coordinator/percentile.js';
 
 const run = promisify(execFile);
 
@@ -43,14 +44,13 @@ export function progress(section: string, message: string): void {
   process.stderr.write(`[bench ${((performance.now() - benchStarted) / 1000).toFixed(1).padStart(6)} s ${section}] ${message}\n`);
 }
 
-/** The value at percentile `p` (nearest rank) of ascending `sorted`. */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+/** The value at percentile `p` (nearest rank) of `values`; NaN for none (a ratio of it reads n/a). */
+export function percentile(values: readonly number[], p: number): number {
+  return nearestRank(values, p) ?? Number.NaN;
 }
 
 export function median(values: readonly number[]): number {
-  return percentile([...values].sort((a, b) => a - b), 50);
+  return percentile(values, 50);
 }
 
 /** `value / baseline` as `0.42×`; how to read it is said in each row's measure. */

@@ -98,8 +98,3 @@ export function timeMesh(args: string[], timeoutMs = 900_000): Promise<{ ms: num
     });
   });
 }
-
-export function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}

@@ -21,13 +21,14 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
-import { meshStatus } from '../coordinator/status.js';
+import { type MeshStatus, meshStatus } from '../coordinator/status.js';
 import { designDocument } from '../couchapp/design.js';
 import { pushDesign } from '../couchapp/push.js';
 import { Database } from '../core/couch.js';
 import { type ServerChild, spawnMesh, startServerChild, stopChild } from '../cli/processes.js';
 import { archiveDoc, backlogDoc, deleteRange, writeDocs } from './scale-data.js';
-import { RecordingProxy, percentile, rssMiB, timeMesh } from './scale-probes.js';
+import { percentile } from './report.js';
+import { RecordingProxy, rssMiB, timeMesh } from './scale-probes.js';
 
 export interface ScaleOptions {
   docs?: number;
@@ -159,13 +160,18 @@ async function waitForIndex(db: Database, startedAt: number): Promise<number> {
   }
 }
 
+/** The databases of a `mesh status --json` answer. */
+function statusDatabases(stdout: string): MeshStatus['databases'] {
+  return (JSON.parse(stdout) as MeshStatus).databases;
+}
+
 async function statusRuns(configFile: string, runs: number): Promise<number[]> {
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const run = await timeMesh(['--config', configFile, 'status', '--json']);
     if (run.status !== 0) throw new Error(`mesh status exited with ${run.status}: ${run.stderr.slice(-500)}`);
     // A server it could not read is timed as well as one it did: only complete answers count.
-    const unread = (JSON.parse(run.stdout) as { databases: Array<{ reachable: boolean; error?: string }> }).databases.filter((d) => !d.reachable);
+    const unread = statusDatabases(run.stdout).filter((d) => !d.reachable);
     if (unread.length > 0) throw new Error(`mesh status could not read the database: ${unread.map((d) => d.error).join('; ')}`);
     times.push(run.ms);
   }
@@ -318,7 +324,7 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
     say(`mesh status --json, first call after the writes${reused ? ' (the index exists: only the new backlog is indexed)' : ' (builds every view index of _design/mesh)'} …`);
     const first = await timeMesh(['--config', big.file, 'status', '--json']);
     // mesh status exits 0 with a server it could not read (reachable: false and the reason): also a failed first call.
-    const firstAnswer = first.status === 0 ? (JSON.parse(first.stdout) as { databases: Array<{ doc_count: number; reachable: boolean; error?: string }> }).databases[0] : undefined;
+    const firstAnswer = first.status === 0 ? statusDatabases(first.stdout)[0] : undefined;
     const firstError = first.status !== 0 ? `exit ${first.status}: ${first.stderr.trim().split('\n').pop() ?? ''}` : firstAnswer?.reachable === false ? (firstAnswer.error ?? 'unreachable') : undefined;
     say(`  first call: ${fmt(first.ms)} ms${firstError ? ` (failed: ${firstError})` : ''}`);
     let indexMs = first.ms;

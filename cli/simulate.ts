@@ -12,7 +12,7 @@ import { sleep } from '../core/sleep.js';
 import { isComplete } from '../core/state.js';
 import { freePort } from './local/ports.js';
 import type { SimulationServices } from './simulation-config.js';
-import { logFile, startTopology, untilReady } from './topology.js';
+import { type TopologyOptions, logFile, startTopology, untilReady } from './topology.js';
 
 /** Sample DAQ file number `index` (4 KiB of random bytes) and the `.closed` marker a DAQ writes when it is done with it. */
 async function writeSampleFile(dir: string, index: number): Promise<void> {
@@ -92,17 +92,8 @@ export async function waitForEverywhere(config: MeshConfig, open: (site: string)
   throw new MeshError('ABORTED', 'simulation interrupted');
 }
 
-export interface SimulationOptions {
-  /** A private sshd when possible (root, openssh-server): proc0 over SFTP, lyon runs over SSH. */
-  ssh: boolean;
-  /** A private Slurm cluster when possible (root, slurm-wlm, munge): lyon steps as batch jobs. */
-  slurm: boolean;
-  /** A private nats-server (when installed): wake-up hints and the claim registry. */
-  nats: boolean;
-  /** Test aid: modane's server appends one JSON line per connection naming the client process. */
-  recordClients?: string;
-  /** Attempts of every step before it is failed (default 3). */
-  maxAttempts?: number;
+/** What the topology needs (sshd, Slurm and NATS each when it can run here), and the status page's port. */
+export interface SimulationOptions extends Pick<TopologyOptions, 'ssh' | 'slurm' | 'nats' | 'recordClients' | 'maxAttempts'> {
   /** The coordinator serves the status page on this port (0: a free one); none when undefined. */
   dashboardPort?: number;
 }

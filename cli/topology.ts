@@ -40,9 +40,13 @@ export interface TopologyOptions {
   env: NodeJS.ProcessEnv;
   logFile: number;
   logger: Logger;
+  /** A private sshd when possible (root, openssh-server): proc0 over SFTP, lyon runs over SSH. */
   ssh: boolean;
+  /** A private Slurm cluster when possible (root, slurm-wlm, munge): lyon steps as batch jobs. */
   slurm: boolean;
+  /** A private nats-server (when installed): wake-up hints and the claim registry. */
   nats: boolean;
+  /** Test aid: modane's server appends one JSON line per connection naming the client process. */
   recordClients?: string;
   /** Attempts of every step before it is failed (default 3). */
   maxAttempts?: number;
