@@ -101,7 +101,7 @@ export async function ingestDirectory(dir: string, options: IngestOptions): Prom
         checksum: { sha256: await sha256File(c.path, options.signal) },
         date_closed: closedAt,
         status: 'closed',
-        history: [{ at: closedAt, from: null, to: 'closed', by: `${options.site}/ingest` }],
+        history: [{ at: closedAt, from: null, to: 'closed', by: `${options.site}/ingest`, user: options.db.user }],
       });
     }
     if (docs.length > 0) {

@@ -18,7 +18,7 @@ export async function claim(ctx: AgentContext, seen: DaqDocument, event: Extract
  * first (409): the caller decided on that revision, so it must not re-apply blindly.
  */
 export async function compareAndSet(ctx: AgentContext, seen: DaqDocument, event: MeshEvent): Promise<DaqDocument | undefined> {
-  const next = transition(seen, event, ctx.now(), ctx.config);
+  const next = transition(seen, { ...event, user: ctx.db.user }, ctx.now(), ctx.config);
   if (!next.ok) return undefined;
   try {
     const rev = await ctx.db.put(next.doc);
@@ -38,7 +38,7 @@ export async function apply(ctx: AgentContext, start: DaqDocument, event: MeshEv
   let doc: DaqDocument | undefined = start;
   for (let attempt = 1; ; attempt++) {
     if (!doc) throw new MeshError('NOT_FOUND', `${start._id} disappeared`);
-    const next = transition(doc, event, ctx.now(), ctx.config);
+    const next = transition(doc, { ...event, user: ctx.db.user }, ctx.now(), ctx.config);
     if (!next.ok) throw next.error;
     try {
       const rev = await ctx.db.put(next.doc);

@@ -3,9 +3,13 @@
  * step on two servers while they could not replicate) are merged deterministically, so that
  * every server that runs the audit keeps the same leaf and writes the same merged document.
  *
- * Winner, among the live leaves: the one furthest along the pipeline (more ok step records),
- * then by status (good > in progress > queued > failed > closed > bad), then CouchDB's own
- * order (higher revision number, then the lexically greater revision). The merged document is
+ * Winner, among the live leaves: a leaf that keeps the document rules (core/invariants.ts,
+ * core/provenance.ts: its type, a consistent status, a history from its creation) before one
+ * that does not, which is never picked (the conflict is left for an operator); then a `bad`
+ * leaf (bad is terminal: no resolution takes a document out of it); then the one furthest
+ * along the pipeline (more ok step records), then by status (good > in progress > queued >
+ * failed > closed), then CouchDB's own order (higher revision number, then the lexically
+ * greater revision). The merged document is
  * the winner plus `duplicates[]`, one entry per run that only a losing leaf recorded; it is
  * written on top of the winning leaf and the losing leaves are deleted. The merged content
  * depends on the leaves alone (no clock, no site name), so two servers resolving the same
@@ -15,7 +19,9 @@ import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
 import { type DaqDocument, type StepRecord, parseStatus } from '../core/document.js';
 import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
+import { statusProblems } from '../core/invariants.js';
 import type { Logger } from '../core/log.js';
+import { creationProblems } from '../core/provenance.js';
 
 export const AUDIT_TYPE = 'mesh-audit';
 export const auditDocId = (site: string): string => `mesh:audit:${site}`;
@@ -49,7 +55,7 @@ export interface AuditResult {
   errors: Array<{ doc: string; error: string }>;
 }
 
-const STATUS_RANK: Record<string, number> = { good: 5, in_progress: 4, queued: 3, failed: 2, closed: 1, bad: 0 };
+const STATUS_RANK: Record<string, number> = { good: 5, in_progress: 4, queued: 3, failed: 2, closed: 1 };
 const PAGE = 200;
 const MAX_PER_ROUND = 2000;
 const RECENT = 50;
@@ -63,8 +69,17 @@ function revParts(rev: string | undefined): [number, string] {
   return [Number.parseInt(n, 10) || 0, hash ?? ''];
 }
 
+/** Whether a leaf keeps the rules every write is held to: it may win. */
+export function keepsRules(leaf: DaqDocument, steps: readonly string[], docType: string): boolean {
+  return leaf.type === docType && statusProblems(leaf, steps).length === 0 && creationProblems(leaf, steps).length === 0;
+}
+
 /** Positive when leaf `a` wins over leaf `b`. Total and deterministic: two distinct leaves never compare equal. */
-export function compareLeaves(a: DaqDocument, b: DaqDocument, steps: readonly string[]): number {
+export function compareLeaves(a: DaqDocument, b: DaqDocument, steps: readonly string[], docType = 'daqdocument'): number {
+  const valid = Number(keepsRules(a, steps, docType)) - Number(keepsRules(b, steps, docType));
+  if (valid !== 0) return valid;
+  const bad = Number(a.status === 'bad') - Number(b.status === 'bad');
+  if (bad !== 0) return bad;
   const ok = okCount(a, steps) - okCount(b, steps);
   if (ok !== 0) return ok;
   const rank = (d: DaqDocument) => STATUS_RANK[parseStatus(d.status, steps)?.kind ?? ''] ?? -1;
@@ -76,8 +91,8 @@ export function compareLeaves(a: DaqDocument, b: DaqDocument, steps: readonly st
 }
 
 /** The leaves, best first. */
-export function rankLeaves(leaves: readonly DaqDocument[], steps: readonly string[]): DaqDocument[] {
-  return [...leaves].sort((a, b) => compareLeaves(b, a, steps));
+export function rankLeaves(leaves: readonly DaqDocument[], steps: readonly string[], docType = 'daqdocument'): DaqDocument[] {
+  return [...leaves].sort((a, b) => compareLeaves(b, a, steps, docType));
 }
 
 const runKey = (r: Pick<DuplicateRun, 'step' | 'site' | 'agent' | 'started'>): string => JSON.stringify([r.step, r.site, r.agent, r.started]);
@@ -134,10 +149,13 @@ async function deleteLeaves(db: Database, id: string, leaves: readonly DaqDocume
 type Outcome = { kind: 'no-conflict' } | { kind: 'changed' } | { kind: 'resolved'; kept: string; dropped: string[]; duplicates: number };
 
 /** Resolves one conflicted document; `changed` when a leaf moved meanwhile (the next round looks again). */
-async function resolve(db: Database, id: string, steps: readonly string[]): Promise<Outcome> {
+async function resolve(db: Database, id: string, steps: readonly string[], docType: string): Promise<Outcome> {
   const leaves = await liveLeaves(db, id);
   if (leaves.length < 2) return { kind: 'no-conflict' };
-  const [winner, ...losers] = rankLeaves(leaves, steps);
+  const [winner, ...losers] = rankLeaves(leaves, steps, docType);
+  if (!keepsRules(winner, steps, docType)) {
+    throw new MeshError('DOCUMENT_MALFORMED', `${id}: no revision of its ${leaves.length} keeps the document rules (${[...statusProblems(winner, steps), ...creationProblems(winner, steps)].join('; ') || `type ${JSON.stringify(winner.type)}`}); left in conflict for an operator`);
+  }
   const merged = mergeLeaves(winner, losers, steps);
   const added = (merged.duplicates as unknown[]).length - (Array.isArray(winner.duplicates) ? winner.duplicates.length : 0);
   let kept: string;
@@ -196,7 +214,7 @@ export async function auditServer(config: MeshConfig, site: SiteConfig, db: Data
   const resolutions: AuditDocument['recent'] = [];
   for (const id of await conflictedIds(db)) {
     try {
-      const done = await resolve(db, id, steps);
+      const done = await resolve(db, id, steps, config.doc_type);
       if (done.kind === 'no-conflict') continue;
       result.detected += 1;
       if (done.kind !== 'resolved') continue;
@@ -212,8 +230,3 @@ export async function auditServer(config: MeshConfig, site: SiteConfig, db: Data
   return result;
 }
 
-/** The counters of the server of `site`, zeros when it never audited. */
-export async function auditCounters(db: Database, site: string): Promise<{ detected: number; resolved: number }> {
-  const doc = await db.get<AuditDocument>(auditDocId(site));
-  return { detected: doc?.detected ?? 0, resolved: doc?.resolved ?? 0 };
-}

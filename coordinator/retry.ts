@@ -32,7 +32,7 @@ export async function retryFailedStep(config: MeshConfig, db: Database, docId: s
     const status = parseStatus(doc.status, stepNames);
     const step = options.step ?? status?.step;
     if (status?.kind !== 'failed' || !step) throw new MeshError('BAD_INPUT', `${docId} is "${doc.status}": nothing has failed there`);
-    const next = transition(doc, { type: 'retry', step, by: options.by }, options.now?.() ?? new Date(), config);
+    const next = transition(doc, { type: 'retry', step, by: options.by, user: db.user }, options.now?.() ?? new Date(), config);
     if (!next.ok) throw new MeshError('BAD_INPUT', next.error.message);
     try {
       const rev = await db.put(next.doc);

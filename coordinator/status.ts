@@ -2,7 +2,6 @@ import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
 import { errorMessage } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
-import { auditCounters } from './audit.js';
 import { type ReplicationReport, replicationStatus } from './replication.js';
 import { type OpenDatabase, distinctServers } from './servers.js';
 
@@ -51,7 +50,10 @@ export interface MeshStatus {
   databases: DatabaseStatus[];
   agents: AgentStatus[];
   replication: ReplicationStatus[];
-  /** The audit's counters (`mesh:audit:<site>` of each server), summed over the reachable servers. */
+  /**
+   * Documents claimed twice, each counted once mesh-wide: `detected` are those in conflict now or
+   * carrying the audit's `duplicates[]` on any reachable server, `resolved` those no longer in conflict.
+   */
   double_claims: { detected: number; resolved: number };
 }
 
@@ -124,7 +126,7 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
     // A query failing after the first (a timeout while a view index builds) makes that server's numbers partial: unreachable.
     Promise.all(servers.map((site) => databaseStatus(config, site, open(site), now).catch((error: unknown) => unreachableStatus(site, error)))),
     replicationStatus(config, open, silentLogger()),
-    Promise.all(servers.map((site) => auditCounters(open(site), site.name).catch(() => ({ detected: 0, resolved: 0 })))),
+    Promise.all(servers.map((site) => doubleClaimIds(open(site)).catch(() => ({ conflicted: [], duplicated: [] })))),
   ]);
   return {
     generated: now.toISOString(),
@@ -132,8 +134,27 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
     databases: results.map((r) => r.db),
     agents: newestHeartbeats(results.flatMap((r) => r.agents)),
     replication: replication.map(({ from, to, on, state, pending, lag_from }) => ({ from, to, on, state, pending, lag_from })),
-    double_claims: counters.reduce((sum, c) => ({ detected: sum.detected + c.detected, resolved: sum.resolved + c.resolved }), { detected: 0, resolved: 0 }),
+    double_claims: doubleClaims(counters),
   };
+}
+
+/** How many documents to list per server for the double-claim count: they are rare, and the count says when it is capped. */
+const DOUBLE_CLAIM_LIMIT = 10_000;
+
+/** The ids of the documents in conflict and of those with duplicates[] on one server. */
+async function doubleClaimIds(db: Database): Promise<{ conflicted: string[]; duplicated: string[] }> {
+  const [conflicts, duplicates] = await Promise.all([
+    db.view('mesh', 'conflicts', { reduce: false, limit: DOUBLE_CLAIM_LIMIT }),
+    db.view('mesh', 'duplicates', { reduce: false, limit: DOUBLE_CLAIM_LIMIT }),
+  ]);
+  return { conflicted: conflicts.rows.map((r) => r.id ?? ''), duplicated: duplicates.rows.map((r) => r.id ?? '') };
+}
+
+/** Counted by document id over every server: a document replicated to two servers is one double claim. */
+export function doubleClaims(perServer: ReadonlyArray<{ conflicted: readonly string[]; duplicated: readonly string[] }>): MeshStatus['double_claims'] {
+  const conflicted = new Set(perServer.flatMap((s) => s.conflicted));
+  const all = new Set([...conflicted, ...perServer.flatMap((s) => s.duplicated)]);
+  return { detected: all.size, resolved: all.size - conflicted.size };
 }
 
 function unreachableStatus(site: SiteConfig, error: unknown): { db: DatabaseStatus; agents: AgentStatus[] } {

@@ -74,6 +74,8 @@ export interface ChangesResult<D = unknown> {
 export class Database {
   readonly url: string;
   readonly name: string;
+  /** The account requests are made as (CouchDB's `userCtx.name`), null without credentials. */
+  readonly user: string | null;
   private readonly transport: CouchTransport;
   private readonly retry: RetryMode;
   private readonly signal?: AbortSignal;
@@ -84,6 +86,7 @@ export class Database {
   constructor(options: DatabaseOptions) {
     this.url = options.url;
     this.name = options.database;
+    this.user = options.credentials?.user ?? null;
     this.transport = { url: options.url.replace(/\/+$/, ''), database: options.database, headers: authorization(options.credentials), timeoutMs: options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES };
     this.retry = options.retry ?? 'never';
     this.signal = options.signal;

@@ -19,7 +19,12 @@ export interface BatchJob {
 
 /** One `procN` record: the claim while a step runs, its result once it ran. */
 export interface StepRecord {
+  /** The number of the latest attempt: it only grows, and names the attempt's log files. */
   attempts: number;
+  /** Attempts that do not count against `max_attempts`: released ones, and those before an operator's retry. */
+  uncounted?: number;
+  /** The account (CouchDB user name) that made the claim; null on a server without accounts. */
+  account?: string | null;
   ok?: boolean;
   site?: string;
   agent?: string;
@@ -40,6 +45,8 @@ export interface StepRecord {
   reason?: string;
   stderr_tail?: string;
   batchjob?: BatchJob;
+  /** The latest earlier attempts of this step (at most 10), each with how it ended. */
+  past_attempts?: unknown[];
   [extra: string]: unknown;
 }
 
@@ -48,6 +55,8 @@ export interface HistoryEntry {
   from: string | null;
   to: string;
   by: string;
+  /** The account that wrote the entry (null without accounts); the server checks it against the writer. */
+  user?: string | null;
   rev?: string;
   note?: string;
 }

@@ -20,7 +20,10 @@ export const TRANSITIONS: Readonly<Record<StatusKind, readonly (StatusKind | 're
   bad: Object.freeze(['bad'] as const),
 });
 
-export type MeshEvent =
+/** Every event may name the account that writes it (CouchDB's `userCtx.name`; null without accounts). */
+export type MeshEvent = MeshAct & { user?: string | null };
+
+type MeshAct =
   /** Take a ready step: `run` runs it here (→ in progress), `queue` hands it to a batch job (→ queued). */
   | { type: 'claim'; step: string; mode: 'run' | 'queue'; site: string; agent: string; host: string; lease_until: string; batchjob?: StepRecord['batchjob'] }
   /** A batch job starts a queued step. */
@@ -53,7 +56,8 @@ export interface StepResult {
 
 export type TransitionResult = { ok: true; doc: DaqDocument } | { ok: false; error: MeshError };
 
-const HISTORY_LIMIT = 200;
+/** Earlier attempts kept in a record (`past_attempts`), newest last. */
+export const PAST_ATTEMPTS_KEPT = 10;
 
 export function stepIndex(pipeline: PipelineSteps, step: string): number {
   return pipeline.steps.findIndex((s) => s.name === step);
@@ -89,13 +93,32 @@ function illegal(doc: DaqDocument, event: MeshEvent, why: string): TransitionRes
   return { ok: false, error: new MeshError('ILLEGAL_TRANSITION', `${doc._id}: cannot ${event.type}${'step' in event ? ` ${event.step}` : ''} from "${doc.status}": ${why}`) };
 }
 
-function next(doc: DaqDocument, to: ParsedStatus, by: string, now: Date, patch: Record<string, unknown>, note?: string): TransitionResult {
+/** History is append-only (the server refuses anything else): every status change adds one entry. */
+function next(doc: DaqDocument, to: ParsedStatus, by: string, user: string | null, now: Date, patch: Record<string, unknown>, note?: string): TransitionResult {
   const status = formatStatus(to);
-  const entry: HistoryEntry = { at: now.toISOString(), from: doc.status, to: status, by };
+  const entry: HistoryEntry = { at: now.toISOString(), from: doc.status, to: status, by, user };
   if (doc._rev) entry.rev = doc._rev;
   if (note) entry.note = note;
-  const history = [...(Array.isArray(doc.history) ? doc.history : []), entry].slice(-HISTORY_LIMIT);
+  const history = [...(Array.isArray(doc.history) ? doc.history : []), entry];
   return { ok: true, doc: { ...doc, ...patch, status, history } };
+}
+
+/** Attempts that count against `max_attempts`: all of them but the released ones and those before an operator's retry. */
+export function countedAttempts(record: StepRecord | undefined): number {
+  return (record?.attempts ?? 0) - (record?.uncounted ?? 0);
+}
+
+/** What an attempt that ended leaves in `past_attempts`: who ran it, when, and how it ended. */
+function attemptSummary(record: StepRecord): Record<string, unknown> {
+  const { attempts, site, agent, host, started, finished, ok, exit_code, signal, reason, stderr_tail, stdout, stderr, batchjob } = record;
+  return prune({ attempt: attempts, site, agent, host, started, finished, ok, exit_code, signal, reason, stderr_tail, stdout, stderr, batchjob_id: batchjob?.id });
+}
+
+/** The record's earlier attempts with its own (if it ran) appended: at most PAST_ATTEMPTS_KEPT. */
+function pastWith(record: StepRecord | undefined): unknown[] | undefined {
+  const past = Array.isArray(record?.past_attempts) ? [...(record.past_attempts as unknown[])] : [];
+  if (record?.started) past.push(attemptSummary(record));
+  return past.length > 0 ? past.slice(-PAST_ATTEMPTS_KEPT) : undefined;
 }
 
 /** Drops the claim fields of a record, keeping what it learned. */
@@ -115,7 +138,7 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
 
   if (event.type === 'mark_bad') {
     if (current.kind === 'queued' || current.kind === 'in_progress') return illegal(doc, event, 'a step is running');
-    return next(doc, { kind: 'bad' }, event.by, now, {}, event.reason);
+    return next(doc, { kind: 'bad' }, event.by, event.user ?? null, now, {}, event.reason);
   }
 
   const index = stepIndex(pipeline, event.step);
@@ -123,6 +146,8 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
   const limit = pipeline.steps[index].max_attempts;
   const record = stepRecord(doc, event.step);
   const attempts = record?.attempts ?? 0;
+  const counted = countedAttempts(record);
+  const user = event.user ?? null;
   const sameStep = current.step === event.step;
   const ownsClaim = 'agent' in event && record?.agent === event.agent;
 
@@ -130,26 +155,27 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
     case 'claim': {
       const reclaim = sameStep && (current.kind === 'in_progress' || current.kind === 'queued') && leaseExpired(record, now);
       if (!reclaim && readyFor(doc, pipeline, now) !== event.step) return illegal(doc, event, 'the step is not ready');
-      if (attempts >= limit) return illegal(doc, event, `attempt limit ${limit} reached`);
+      if (counted >= limit) return illegal(doc, event, `attempt limit ${limit} reached`);
+      // A new attempt starts clean: nothing of an earlier one but its number and its summary.
       const claimed: StepRecord = {
-        ...(record ?? {}),
-        ok: undefined,
         attempts: attempts + 1,
+        uncounted: record?.uncounted,
         site: event.site,
         agent: event.agent,
         host: event.host,
+        account: user,
         started: at,
         lease_until: event.lease_until,
-        retry_after: undefined,
         ...(event.batchjob ? { batchjob: event.batchjob } : {}),
+        past_attempts: pastWith(record),
       };
       const kind = event.mode === 'run' ? 'in_progress' : 'queued';
-      return next(doc, { kind, step: event.step }, `${event.site}/${event.agent}`, now, { [event.step]: prune(claimed) }, reclaim ? 'lease expired, reclaimed' : undefined);
+      return next(doc, { kind, step: event.step }, `${event.site}/${event.agent}`, user, now, { [event.step]: prune(claimed) }, reclaim ? 'lease expired, reclaimed' : undefined);
     }
     case 'start': {
       if (!(sameStep && current.kind === 'queued')) return illegal(doc, event, 'the step is not queued');
-      const started: StepRecord = { ...(record as StepRecord), site: event.site, agent: event.agent, host: event.host, started: at, lease_until: event.lease_until };
-      return next(doc, { kind: 'in_progress', step: event.step }, `${event.site}/${event.agent}`, now, { [event.step]: started });
+      const started: StepRecord = { ...(record as StepRecord), site: event.site, agent: event.agent, host: event.host, account: user, started: at, lease_until: event.lease_until };
+      return next(doc, { kind: 'in_progress', step: event.step }, `${event.site}/${event.agent}`, user, now, { [event.step]: started });
     }
     case 'renew': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
@@ -169,21 +195,22 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (!(sameStep && current.kind === 'in_progress')) return illegal(doc, event, 'the step is not in progress');
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       const done = prune({ ...withoutClaim(record as StepRecord), ...event.result, ok: true, finished: at, reason: undefined, stderr_tail: undefined });
-      return next(doc, { kind: 'good' }, `${record?.site}/${event.agent}`, now, { [event.step]: done });
+      return next(doc, { kind: 'good' }, `${record?.site}/${event.agent}`, user, now, { [event.step]: done });
     }
     case 'fail': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       const failed = prune({ ...withoutClaim(record as StepRecord), ...(event.result ?? {}), ok: false, finished: at, reason: event.reason });
       const by = `${record?.site}/${event.agent}`;
-      if (attempts >= limit) return next(doc, { kind: 'failed', step: event.step }, by, now, { [event.step]: failed }, event.reason);
-      return next(doc, { kind: readyStatus(pipeline, event.step) }, by, now, { [event.step]: { ...failed, retry_after: event.retry_after } }, `attempt ${attempts} failed, retry after ${event.retry_after}`);
+      if (counted >= limit) return next(doc, { kind: 'failed', step: event.step }, by, user, now, { [event.step]: failed }, event.reason);
+      return next(doc, { kind: readyStatus(pipeline, event.step) }, by, user, now, { [event.step]: { ...failed, retry_after: event.retry_after } }, `attempt ${attempts} failed, retry after ${event.retry_after}`);
     }
     case 'release': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
-      const released = prune({ ...withoutClaim(record as StepRecord), attempts: Math.max(0, attempts - 1), ok: undefined });
-      return next(doc, { kind: readyStatus(pipeline, event.step) }, `${record?.site}/${event.agent}`, now, { [event.step]: released }, 'released');
+      // The attempt keeps its number (and its log files) but does not count against the limit.
+      const released = prune({ ...withoutClaim(record as StepRecord), uncounted: (record?.uncounted ?? 0) + 1, ok: undefined });
+      return next(doc, { kind: readyStatus(pipeline, event.step) }, `${record?.site}/${event.agent}`, user, now, { [event.step]: released }, 'released');
     }
     case 'expire':
     case 'lost': {
@@ -191,19 +218,19 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (event.type === 'expire' && !leaseExpired(record, now)) return illegal(doc, event, 'the lease is still valid');
       const reason = event.type === 'expire' ? `lease of ${record?.agent ?? 'unknown agent'} expired` : event.reason;
       const lapsed = prune({ ...withoutClaim(record as StepRecord), ok: false, reason });
-      if (attempts >= limit) return next(doc, { kind: 'failed', step: event.step }, event.by, now, { [event.step]: lapsed }, reason);
-      return next(doc, { kind: readyStatus(pipeline, event.step) }, event.by, now, { [event.step]: lapsed }, reason);
+      if (counted >= limit) return next(doc, { kind: 'failed', step: event.step }, event.by, user, now, { [event.step]: lapsed }, reason);
+      return next(doc, { kind: readyStatus(pipeline, event.step) }, event.by, user, now, { [event.step]: lapsed }, reason);
     }
     case 'retry': {
       if (!(sameStep && current.kind === 'failed')) return illegal(doc, event, 'the step has not failed');
-      const previous = { attempts, reason: record?.reason, exit_code: record?.exit_code, finished: record?.finished };
-      const again = prune({ ...withoutClaim(record as StepRecord), attempts: 0, ok: false, retry_after: undefined, previous_failure: previous });
-      return next(doc, { kind: readyStatus(pipeline, event.step) }, event.by, now, { [event.step]: again }, 'retry requested');
+      // Numbers go on growing; the failed attempts stop counting and move to past_attempts.
+      const again = prune({ attempts, uncounted: attempts, ok: false, past_attempts: pastWith(record) });
+      return next(doc, { kind: readyStatus(pipeline, event.step) }, event.by, user, now, { [event.step]: again }, 'retry requested');
     }
   }
 }
 
 /** Removes keys whose value is undefined, so documents stay clean JSON. */
-function prune(record: StepRecord): StepRecord {
-  return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as StepRecord;
+function prune<T extends object>(record: T): T {
+  return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as T;
 }

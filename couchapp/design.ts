@@ -7,14 +7,18 @@
 import { createHash } from 'node:crypto';
 import type { MeshConfig } from '../config/types.js';
 import { MeshError } from '../core/errors.js';
-import { statusClosure } from '../core/invariants.js';
+import { statusClosure, statusSuccessors } from '../core/invariants.js';
+import { CATALOGUE_FIELDS } from '../core/provenance.js';
+import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE } from '../core/roles.js';
+import { HEARTBEAT_TYPE, type WritePolicy } from '../core/write-rules.js';
 import { COMMON_ES5, INVARIANTS_ES5, READY_ES5 } from './es5.js';
+import { PROVENANCE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
-export const GENERATOR_VERSION = 2;
+export const GENERATOR_VERSION = 3;
 
 /** The `type` of the agents' heartbeat documents. */
-export const AGENT_DOC_TYPE = 'mesh-agent';
+export const AGENT_DOC_TYPE = HEARTBEAT_TYPE;
 
 export interface ViewSource {
   map: string;
@@ -31,10 +35,11 @@ export interface DesignDocument {
   mesh: { generated_from: string };
 }
 
-export type DesignInput = Pick<MeshConfig, 'doc_type' | 'steps'>;
+/** The pipeline, and (for the write rules) the sites and the ingest; without sites a step runs only on its own `site`. */
+export type DesignInput = Pick<MeshConfig, 'doc_type' | 'steps'> & Partial<Pick<MeshConfig, 'sites' | 'ingest'>>;
 
 /** Views whose names are fixed; a step may not be named like one of them (a view per step is added). */
-export const FIXED_VIEWS = Object.freeze(['by_status', 'ready', 'in_flight', 'failed', 'done', 'conflicts', 'by_run', 'by_host_run', 'by_file_name', 'lost_jobs', 'agents', 'status', 'inqueue', 'inprogress', 'flow', 'pending']);
+export const FIXED_VIEWS = Object.freeze(['by_status', 'ready', 'in_flight', 'failed', 'done', 'conflicts', 'duplicates', 'by_run', 'by_host_run', 'by_file_name', 'lost_jobs', 'agents', 'status', 'inqueue', 'inprogress', 'flow', 'pending']);
 
 /** Map source for the pipeline's documents: `body` sees `doc`, the helpers, `STEPS` and `DOC_TYPE`. */
 function docMap(input: DesignInput, body: string): string {
@@ -98,6 +103,8 @@ function views(input: DesignInput): Record<string, ViewSource> {
       reduce: '_count',
     },
     conflicts: { map: map('  if (doc._conflicts) emit(doc._id, doc._conflicts);'), reduce: '_count' },
+    // Documents whose double claim the audit resolved (the losing runs are in duplicates[]): replicated, so any server counts them all.
+    duplicates: { map: map('  if (Array.isArray(doc.duplicates) && doc.duplicates.length > 0) emit(doc._id, doc.duplicates.length);'), reduce: '_count' },
     // Flow (coordinator/flow.ts): one row per ok record with a finish time, keyed by its hour so
     // that `group_level: 2` counts files done per step and hour; the value carries what the
     // latencies need: [previous step's finish (or date_closed), date_closed, run_name, file_number, duration_s].
@@ -163,14 +170,33 @@ function filters(input: DesignInput): Record<string, string> {
   return { newproc0: filter('closed'), statusgood: filter('good') };
 }
 
-function validateDocUpdate(input: DesignInput, stepNames: readonly string[]): string {
+/** What the write rules need of the config: which sites may run each step, which catalogue files. */
+export function writePolicy(input: DesignInput): WritePolicy {
+  const stepSites: Record<string, string[]> = {};
+  for (const step of input.steps) {
+    const sites = input.sites ? Object.values(input.sites).filter((site) => site.may_run.includes(step.name)).map((site) => site.name) : [];
+    stepSites[step.name] = sites.length > 0 ? sites : [step.site];
+  }
+  return { docType: input.doc_type, steps: input.steps.map((s) => s.name), stepSites, ingestSites: input.ingest ? [input.ingest.site] : [] };
+}
+
+function validateDocUpdate(input: DesignInput): string {
+  const policy = writePolicy(input);
   return [
     'function (newDoc, oldDoc, userCtx, secObj) {',
-    `  var DOC_TYPE = ${JSON.stringify(input.doc_type)};`,
-    `  var STEPS = ${JSON.stringify(stepNames)};`,
-    `  var CLOSURE = ${JSON.stringify(statusClosure(stepNames))};`,
-    COMMON_ES5 + INVARIANTS_ES5,
-    '  var problems = updateProblems(newDoc, oldDoc);',
+    `  var DOC_TYPE = ${JSON.stringify(policy.docType)};`,
+    `  var STEPS = ${JSON.stringify(policy.steps)};`,
+    `  var CLOSURE = ${JSON.stringify(statusClosure(policy.steps))};`,
+    `  var NEXT = ${JSON.stringify(statusSuccessors(policy.steps))};`,
+    `  var STEP_SITES = ${JSON.stringify(policy.stepSites)};`,
+    `  var INGEST_SITES = ${JSON.stringify(policy.ingestSites)};`,
+    `  var CATALOGUE = ${JSON.stringify(CATALOGUE_FIELDS)};`,
+    `  var AGENT_PREFIX = ${JSON.stringify(AGENT_ROLE_PREFIX)};`,
+    `  var COORDINATOR_ROLE = ${JSON.stringify(COORDINATOR_ROLE)};`,
+    `  var OPERATOR_ROLE = ${JSON.stringify(OPERATOR_ROLE)};`,
+    `  var HEARTBEAT_TYPE = ${JSON.stringify(HEARTBEAT_TYPE)};`,
+    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5,
+    '  var problems = writeProblems(newDoc, oldDoc, userCtx);',
     "  if (problems.length > 0) throw({ forbidden: problems.join('; ') });",
     '}',
   ].join('\n');
@@ -194,16 +220,16 @@ function checkInput(input: DesignInput): string[] {
 /** The `_design/mesh` document for a pipeline; the same input always gives the same document. */
 export function designDocument(config: DesignInput): DesignDocument {
   const stepNames = checkInput(config);
-  const input: DesignInput = { doc_type: config.doc_type, steps: config.steps };
+  const input: DesignInput = { doc_type: config.doc_type, steps: config.steps, sites: config.sites, ingest: config.ingest };
   const generatedFrom = createHash('sha256')
-    .update(JSON.stringify({ generator: GENERATOR_VERSION, doc_type: config.doc_type, steps: stepNames }))
+    .update(JSON.stringify({ generator: GENERATOR_VERSION, doc_type: config.doc_type, steps: stepNames, policy: writePolicy(input) }))
     .digest('hex');
   return {
     _id: '_design/mesh',
     language: 'javascript',
     views: views(input),
     filters: filters(input),
-    validate_doc_update: validateDocUpdate(input, stepNames),
+    validate_doc_update: validateDocUpdate(input),
     mesh: { generated_from: `sha256:${generatedFrom}` },
   };
 }

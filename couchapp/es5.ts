@@ -5,9 +5,10 @@
  * declarations meant to be pasted inside a generated function body, next to the constants
  * `STEPS` (the step names, in order) and `CLOSURE` (see core/invariants.ts).
  *
- * INVARIANTS_ES5 is a line-by-line port of `statusProblems`, `editProblems` and
- * `updateProblems` in core/invariants.ts; test/unit/design.test.ts checks that both give the
- * same messages on every document the state machine produces and on many illegal edits.
+ * INVARIANTS_ES5 is a line-by-line port of `statusProblems` and `editProblems` in
+ * core/invariants.ts (es5-rules.ts ports the rest of the write rules); test/unit/design.test.ts
+ * checks that both give the same messages on every document the state machine produces and on
+ * many illegal edits.
  */
 import { ISO_DATE } from '../core/invariants.js';
 
@@ -89,26 +90,13 @@ export const INVARIANTS_ES5 = String.raw`
   function editProblems(oldDoc, newDoc) {
     if (!isObject(oldDoc) || !isObject(newDoc)) return ['not a JSON object'];
     var problems = [];
-    if (oldDoc.type !== newDoc.type) problems.push('type cannot change from ' + show(oldDoc.type) + ' to ' + show(newDoc.type));
     var from = oldDoc.status;
     var to = newDoc.status;
     var has = Object.prototype.hasOwnProperty;
     if (typeof from === 'string' && typeof to === 'string' && has.call(CLOSURE, from) && has.call(CLOSURE, to) && CLOSURE[from].indexOf(to) < 0) {
       problems.push('status cannot go from ' + show(from) + ' to ' + show(to));
     }
-    for (var i = 0; i < STEPS.length; i++) {
-      if (recordOk(oldDoc, STEPS[i]) && !recordOk(newDoc, STEPS[i])) problems.push(STEPS[i] + ' was ok and must stay ok');
-    }
     return problems;
-  }
-  function updateProblems(newDoc, oldDoc) {
-    if (!isObject(newDoc)) return ['not a JSON object'];
-    if (newDoc._deleted === true) return [];
-    var previous = isObject(oldDoc) && oldDoc._deleted !== true ? oldDoc : null;
-    var mine = newDoc.type === DOC_TYPE;
-    if (!mine && !(previous !== null && previous.type === DOC_TYPE)) return [];
-    var problems = mine ? statusProblems(newDoc) : [];
-    return previous === null ? problems : problems.concat(editProblems(previous, newDoc));
   }
 `;
 

@@ -5,11 +5,19 @@
  * agents can write.
  */
 import type { DaqDocument } from '../../core/document.js';
+import type { UserContext } from '../../core/roles.js';
 import { type MeshEvent, type PipelineSteps, transition } from '../../core/state.js';
+import type { WritePolicy } from '../../core/write-rules.js';
 
 export const DOC_TYPE = 'daqdocument';
 export const PIPELINE: PipelineSteps = { steps: [{ name: 'proc0', max_attempts: 2 }, { name: 'proc1', max_attempts: 2 }, { name: 'proc2', max_attempts: 1 }] };
 export const STEP_NAMES = PIPELINE.steps.map((s) => s.name);
+/** The generated events run every step at lyon and kit; modane catalogues. */
+export const POLICY: WritePolicy = { docType: DOC_TYPE, steps: STEP_NAMES, stepSites: { proc0: ['lyon', 'kit'], proc1: ['lyon', 'kit'], proc2: ['lyon', 'kit'] }, ingestSites: ['modane'] };
+/** The embedded server without accounts. */
+export const ADMIN_PARTY: UserContext = { name: null, roles: ['_admin'] };
+/** The coordinator's account, which carries replicated writes. */
+export const COORDINATOR: UserContext = { name: 'coordinator', roles: ['mesh-coordinator'] };
 
 const T0 = Date.parse('2026-11-26T10:00:00.000Z');
 export const CLOCKS = [new Date(T0), new Date(T0 + 3_600_000)];
@@ -26,7 +34,7 @@ export function freshDoc(id = 'run_lg23b002_000'): DaqDocument {
     size_in_bytes: 100,
     date_closed: new Date(T0).toISOString(),
     status: 'closed',
-    history: [],
+    history: [{ at: new Date(T0).toISOString(), from: null, to: 'closed', by: 'modane/ingest', user: null }],
   };
 }
 
@@ -104,16 +112,22 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** Pairs (old, new) separated by 2–6 transitions: what a replicated write may carry. */
+/** Pairs (old, new) separated by 2–6 transitions, walked for real (so histories chain): what a replicated write may carry. */
 export function collapsedPairs(r: Reachable, count: number, seed = 1): Array<[DaqDocument, DaqDocument]> {
   const random = prng(seed);
+  const events = allEvents();
   const pairs: Array<[DaqDocument, DaqDocument]> = [];
   for (let n = 0; n < count; n++) {
-    const start = Math.floor(random() * r.docs.length);
+    const start = r.docs[Math.floor(random() * r.docs.length)];
     let at = start;
     const steps = 2 + Math.floor(random() * 5);
-    for (let s = 0; s < steps && r.next[at].length > 0; s++) at = r.next[at][Math.floor(random() * r.next[at].length)];
-    pairs.push([r.docs[start], r.docs[at]]);
+    for (let s = 0, tries = 0; s < steps && tries < 200; tries++) {
+      const result = transition(at, events[Math.floor(random() * events.length)], CLOCKS[Math.floor(random() * CLOCKS.length)], PIPELINE);
+      if (!result.ok) continue;
+      at = { ...result.doc, _rev: `${s + 2}-walk` };
+      s++;
+    }
+    pairs.push([start, at]);
   }
   return pairs;
 }

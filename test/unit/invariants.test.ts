@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
-import { allStatuses, editProblems, statusClosure, statusProblems, updateProblems } from '../../core/invariants.js';
-import { DOC_TYPE, STEP_NAMES, collapsedPairs, freshDoc, reachable } from '../support/generated-docs.js';
+import { allStatuses, editProblems, statusClosure, statusProblems } from '../../core/invariants.js';
+import { writeProblems } from '../../core/write-rules.js';
+import { ADMIN_PARTY, POLICY, STEP_NAMES, collapsedPairs, freshDoc, reachable } from '../support/generated-docs.js';
 
 const claim = { attempts: 1, agent: 'a1', site: 'lyon', lease_until: '2026-11-26T10:01:00.000Z' };
 
@@ -70,13 +71,10 @@ describe('core/invariants', () => {
       for (const [from, to] of [...r.edges, ...collapsedPairs(r, 5000)]) assert.deepEqual(editProblems(from, to, STEP_NAMES), [], `${from.status} -> ${to.status}`);
     });
 
-    it('refuses going back, un-ok\'ing a record and changing type', () => {
+    it('refuses going back', () => {
       const good = { ...freshDoc(), status: 'good', proc0: { attempts: 1, ok: true } };
       assert.deepEqual(editProblems(good, { ...good, status: 'closed' }, STEP_NAMES), ['status cannot go from "good" to "closed"']);
       assert.deepEqual(editProblems({ ...good, status: 'bad' }, good, STEP_NAMES), ['status cannot go from "bad" to "good"']);
-      assert.deepEqual(editProblems(good, { ...good, proc0: { attempts: 1, ok: false } }, STEP_NAMES), ['proc0 was ok and must stay ok']);
-      assert.deepEqual(editProblems(good, { ...good, proc0: undefined }, STEP_NAMES), ['proc0 was ok and must stay ok']);
-      assert.deepEqual(editProblems(good, { ...good, type: 'other' }, STEP_NAMES), ['type cannot change from "daqdocument" to "other"']);
     });
 
     it('does not judge a move away from an unknown status (statusProblems judges the new one)', () => {
@@ -84,20 +82,23 @@ describe('core/invariants', () => {
     });
   });
 
-  describe('updateProblems', () => {
-    it('lets deletions, other types and new documents in any valid state through', () => {
-      assert.deepEqual(updateProblems({ _id: 'x', _deleted: true }, { ...freshDoc(), status: 'bad' }, DOC_TYPE, STEP_NAMES), []);
-      assert.deepEqual(updateProblems({ _id: 'x', type: 'mesh-agent', status: 'whatever' }, null, DOC_TYPE, STEP_NAMES), []);
-      for (const doc of r.docs) assert.deepEqual(updateProblems(doc, null, DOC_TYPE, STEP_NAMES), []);
+  describe('writeProblems (admin party)', () => {
+    const write = (newDoc: unknown, oldDoc: unknown) => writeProblems(newDoc, oldDoc, ADMIN_PARTY, POLICY);
+
+    it('lets deletions, control documents and every reachable new document through', () => {
+      assert.deepEqual(write({ _id: 'x', _deleted: true }, { ...freshDoc(), status: 'bad' }), []);
+      assert.deepEqual(write({ _id: 'mesh-agent:lyon:a1', type: 'mesh-agent', status: 'whatever' }, null), []);
+      for (const doc of r.docs) assert.deepEqual(write(doc, null), [], JSON.stringify(doc));
     });
 
-    it('treats a deleted old revision as no old document', () => {
+    it('holds a recreated document (deleted old revision) to the rules of a new one', () => {
       const good = { ...freshDoc(), status: 'good', proc0: { attempts: 1, ok: true } };
-      assert.deepEqual(updateProblems(freshDoc(), { ...good, _deleted: true }, DOC_TYPE, STEP_NAMES), []);
+      assert.deepEqual(write(freshDoc(), { ...good, _deleted: true }), []);
+      assert.deepEqual(write({ ...good, history: [] }, { ...good, _deleted: true }), ['status changed from null to "good" without a history entry']);
     });
 
     it('refuses turning a pipeline document into another type', () => {
-      assert.deepEqual(updateProblems({ _id: 'x', type: 'other' }, freshDoc(), DOC_TYPE, STEP_NAMES), ['type cannot change from "daqdocument" to "other"']);
+      assert.deepEqual(write({ _id: 'x', type: 'other' }, freshDoc()), ['type cannot change from "daqdocument" to "other"']);
     });
   });
 });

@@ -76,7 +76,7 @@ describe('state machine', () => {
           const allowed = TRANSITIONS[from.kind].map((k) => (k === 'ready' ? (event.type !== 'mark_bad' && names.indexOf(event.step) === 0 ? 'closed' : 'good') : k));
           assert.ok(allowed.includes(to.kind), `${stateName} --${event.type}--> ${result.doc.status} is not in the table`);
           assert.equal(result.doc.history.length, 1);
-          assert.deepEqual({ ...result.doc.history[0], at: undefined, by: undefined, note: undefined }, { at: undefined, by: undefined, note: undefined, from: before.status, to: result.doc.status, rev: '3-abc' });
+          assert.deepEqual({ ...result.doc.history[0], at: undefined, by: undefined, note: undefined }, { at: undefined, by: undefined, note: undefined, from: before.status, to: result.doc.status, rev: '3-abc', user: null });
           // Records of ok steps never become un-ok.
           for (const name of names) if ((before[name] as StepRecord | undefined)?.ok === true) assert.equal((result.doc[name] as StepRecord).ok, true);
         }
@@ -129,12 +129,78 @@ describe('state machine', () => {
     assert.ok(!isComplete(done.doc, pipeline));
   });
 
-  it('a release gives the attempt back', () => {
+  it('a release gives the attempt back: it keeps its number but stops counting', () => {
     const released = transition(STATES['proc0 in progress'], { type: 'release', step: 'proc0', agent: 'a1' }, now, pipeline);
     assert.ok(released.ok);
     assert.equal(released.doc.status, 'closed');
-    assert.equal((released.doc.proc0 as StepRecord).attempts, 0);
+    assert.equal((released.doc.proc0 as StepRecord).attempts, 1);
+    assert.equal((released.doc.proc0 as StepRecord).uncounted, 1);
     assert.equal(readyFor(released.doc, pipeline, now), 'proc0');
+    const again = transition(released.doc, { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, pipeline);
+    assert.ok(again.ok);
+    assert.equal((again.doc.proc0 as StepRecord).attempts, 2, 'the next attempt has a new number (and new log files)');
+  });
+
+  describe('retries keep their history straight', () => {
+    const claimEvent = (agent: string): MeshEvent => ({ type: 'claim', step: 'proc1', mode: 'run', site: 'modane', agent, host: 'h', lease_until: future, user: 'modane-agent' });
+    const failEvent = (agent: string, code: number): MeshEvent => ({ type: 'fail', step: 'proc1', agent, reason: `exit ${code}`, result: { exit_code: code, stderr_tail: `oops ${code}`, duration_s: 1 }, retry_after: past });
+    /** Runs `n` failing attempts of proc1 from `d`, at increasing clock readings. */
+    function failTimes(d: DaqDocument, n: number, start: number): DaqDocument {
+      let current = d;
+      for (let i = 0; i < n; i++) {
+        const at = new Date(now.getTime() + (start + i) * 60_000);
+        const claimed = transition(current, claimEvent(`a${start + i}`), at, pipeline);
+        assert.ok(claimed.ok, claimed.ok ? '' : claimed.error.message);
+        const record = claimed.doc.proc1 as StepRecord;
+        for (const field of ['exit_code', 'reason', 'stderr_tail', 'finished', 'retry_after', 'ok']) assert.equal(record[field], undefined, `a new claim carries no ${field} of an earlier attempt`);
+        assert.equal(record.account, 'modane-agent');
+        const failed = transition(claimed.doc, failEvent(`a${start + i}`, start + i), new Date(at.getTime() + 1000), pipeline);
+        assert.ok(failed.ok);
+        current = failed.doc;
+      }
+      return current;
+    }
+
+    it('numbers only grow across mesh retry, and the limit counts from the retry', () => {
+      const failed = failTimes(STATES['good after proc0'], 3, 0);
+      assert.equal(failed.status, 'proc1 failed');
+      const retried = transition(failed, { type: 'retry', step: 'proc1', by: 'operator/x' }, now, pipeline);
+      assert.ok(retried.ok);
+      const record = retried.doc.proc1 as StepRecord;
+      assert.equal(record.attempts, 3);
+      assert.equal(record.uncounted, 3);
+      assert.equal(record.previous_failure, undefined);
+      const again = failTimes(retried.doc, 3, 3);
+      assert.equal(again.status, 'proc1 failed', 'three more attempts after the retry, then failed');
+      assert.equal((again.proc1 as StepRecord).attempts, 6);
+    });
+
+    it('keeps the last 10 attempts with how each ended, finished never before started', () => {
+      let d = failTimes(STATES['good after proc0'], 3, 0);
+      for (let round = 1; round <= 4; round++) {
+        const retried = transition(d, { type: 'retry', step: 'proc1', by: 'operator/x' }, now, pipeline);
+        assert.ok(retried.ok);
+        d = failTimes(retried.doc, 3, round * 3);
+      }
+      const record = d.proc1 as StepRecord;
+      assert.equal(record.attempts, 15);
+      const past = record.past_attempts as Array<{ attempt: number; exit_code: number; reason: string; started: string; finished: string }>;
+      assert.equal(past.length, 10);
+      assert.deepEqual(past.map((a) => a.attempt), [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+      for (const attempt of past) {
+        assert.equal(attempt.exit_code, attempt.attempt - 1);
+        assert.equal(attempt.reason, `exit ${attempt.attempt - 1}`);
+        assert.ok(attempt.finished > attempt.started, JSON.stringify(attempt));
+      }
+      assert.equal(record.exit_code, 14, 'the record itself holds the latest attempt');
+    });
+
+    it('every status change appends one history entry naming its account; nothing is dropped', () => {
+      const d = failTimes(STATES['good after proc0'], 3, 0);
+      assert.equal(d.history.length, 6);
+      for (let i = 1; i < d.history.length; i++) assert.equal(d.history[i].from, d.history[i - 1].to);
+      assert.deepEqual(d.history.filter((e) => e.to === 'proc1 in progress').map((e) => e.user), ['modane-agent', 'modane-agent', 'modane-agent']);
+    });
   });
 
   it('refuses unknown statuses', () => {

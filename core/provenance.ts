@@ -1,0 +1,128 @@
+/**
+ * Provenance that cannot be rewritten: what no write may do to a data document, whoever
+ * writes it and by whatever path (single, bulk, replicated). The generated validate_doc_update
+ * carries an ES5 port of these functions (couchapp/es5-rules.ts); test/unit/design.test.ts
+ * keeps the two in agreement, message for message.
+ *
+ * - the catalogue fields (file, checksum, size, run, date closed) never change once set;
+ * - an ok record never changes, in any field; no step record is ever removed;
+ * - `attempts` and `uncounted` never decrease;
+ * - `history` is append-only, and the entries a write appends form a chain of single
+ *   transitions from the stored status to the new one (none when the status stays; one per
+ *   change; several when a replicated write collapses what happened on another server);
+ * - `duplicates[]` is append-only.
+ */
+import { ISO_DATE, statusSuccessors } from './invariants.js';
+
+type Obj = Record<string, unknown>;
+
+/** Fields written once by ingest: the catalogue of the raw file. */
+export const CATALOGUE_FIELDS = Object.freeze(['run_name', 'file_number', 'file', 'size_in_bytes', 'checksum', 'date_closed']);
+
+function isObject(value: unknown): value is Obj {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function show(value: unknown): string {
+  return value === undefined ? 'missing' : String(JSON.stringify(value)).slice(0, 80);
+}
+
+/** Deep equality of JSON values, key order ignored. */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const list = b as unknown[];
+    if (a.length !== list.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameValue(a[i], list[i])) return false;
+    return true;
+  }
+  const x = a as Obj;
+  const y = b as Obj;
+  let count = 0;
+  for (const key in x) {
+    if (!Object.prototype.hasOwnProperty.call(x, key)) continue;
+    if (x[key] === undefined) continue;
+    count++;
+    if (!Object.prototype.hasOwnProperty.call(y, key) || !sameValue(x[key], y[key])) return false;
+  }
+  for (const key in y) if (Object.prototype.hasOwnProperty.call(y, key) && y[key] !== undefined) count--;
+  return count === 0;
+}
+
+function listOf(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+/** What is wrong with `entries` as the chain of transitions from `from` (null: a new document) to `to`. */
+export function chainProblems(from: unknown, to: unknown, entries: readonly unknown[], stepNames: readonly string[]): string[] {
+  if (entries.length === 0) return from === to ? [] : [`status changed from ${show(from)} to ${show(to)} without a history entry`];
+  const next = statusSuccessors(stepNames);
+  let at = from;
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i];
+    if (!isObject(entry)) return [`history entry ${show(entry)} is not an object`];
+    if (entry.from !== at) return [`history entry from ${show(entry.from)} does not follow ${show(at)}`];
+    const legal = at === null ? entry.to === 'closed' : typeof at === 'string' && Object.prototype.hasOwnProperty.call(next, at) && next[at].indexOf(entry.to as string) >= 0;
+    if (!legal) return [`history cannot go from ${show(at)} to ${show(entry.to)}`];
+    if (typeof entry.at !== 'string' || !ISO_DATE.test(entry.at)) return [`history entry at is ${show(entry.at)}, expected an ISO date`];
+    if (typeof entry.by !== 'string' || entry.by.length === 0) return [`history entry by is ${show(entry.by)}`];
+    at = entry.to;
+  }
+  return at === to ? [] : [`history ends at ${show(at)} but status is ${show(to)}`];
+}
+
+/** Problems of an append-only list: `before` must be a prefix of `after`. */
+function appendOnly(name: string, before: unknown, after: unknown): string[] {
+  if (before === undefined) return [];
+  if (!Array.isArray(after)) return [`${name} cannot be removed`];
+  const old = listOf(before);
+  if (after.length < old.length) return [`${name} entries cannot be removed`];
+  for (let i = 0; i < old.length; i++) if (!sameValue(old[i], after[i])) return [`${name} entry ${i} cannot change`];
+  return [];
+}
+
+/** The history entries a write from `oldDoc` (null: creation) to `newDoc` appends. */
+export function appendedEntries(oldDoc: Obj | null, newDoc: Obj): unknown[] {
+  return listOf(newDoc.history).slice(oldDoc === null ? 0 : listOf(oldDoc.history).length);
+}
+
+/** What a write from `oldDoc` to `newDoc` may not do to the record, whoever writes it. */
+export function provenanceProblems(oldDoc: Obj, newDoc: Obj, stepNames: readonly string[]): string[] {
+  const problems: string[] = [];
+  for (let i = 0; i < CATALOGUE_FIELDS.length; i++) {
+    const field = CATALOGUE_FIELDS[i];
+    if (oldDoc[field] !== undefined && !sameValue(oldDoc[field], newDoc[field])) problems.push(`${field} cannot change once catalogued`);
+  }
+  for (let i = 0; i < stepNames.length; i++) {
+    const step = stepNames[i];
+    const before = oldDoc[step];
+    const after = newDoc[step];
+    if (!isObject(before)) continue;
+    if (!isObject(after)) {
+      problems.push(`${step} cannot be removed`);
+      continue;
+    }
+    if (before.ok === true) {
+      if (!sameValue(before, after)) problems.push(`${step} was ok and cannot change`);
+      continue;
+    }
+    const counters = ['attempts', 'uncounted'];
+    for (let c = 0; c < counters.length; c++) {
+      const was = before[counters[c]];
+      const now = after[counters[c]];
+      if (typeof was === 'number' && !(typeof now === 'number' && now >= was)) problems.push(`${step}.${counters[c]} cannot go down from ${show(was)} to ${show(now)}`);
+    }
+  }
+  const history = appendOnly('history', Array.isArray(oldDoc.history) ? oldDoc.history : undefined, newDoc.history);
+  problems.push(...history, ...appendOnly('duplicates', oldDoc.duplicates, newDoc.duplicates));
+  if (history.length === 0) problems.push(...chainProblems(oldDoc.status, newDoc.status, appendedEntries(oldDoc, newDoc), stepNames));
+  return problems;
+}
+
+/** What a new data document (or a recreated one) must show: a history from nothing to its status. */
+export function creationProblems(newDoc: Obj, stepNames: readonly string[]): string[] {
+  if (!Array.isArray(newDoc.history)) return ['history is missing: a document starts with its entry from null to "closed"'];
+  return chainProblems(null, newDoc.status, newDoc.history, stepNames);
+}

@@ -1,0 +1,185 @@
+/**
+ * The server's verdict on a write, in TypeScript: why validate_doc_update refuses to store
+ * `newDoc` over `oldDoc` for the writer `user`; empty when it accepts. The generated function
+ * (couchapp/design.ts) runs an ES5 port of this file, core/invariants.ts and core/provenance.ts;
+ * test/unit/design.test.ts keeps them in agreement, message for message.
+ *
+ * Three kinds of document: data documents (`type` = the pipeline's doc_type), control documents
+ * (`type` `mesh-…`, `_id` `mesh…`: heartbeats, assignment, audit) and anything else ("foreign",
+ * written only by the coordinator's replication or the embedded server's admin party).
+ *
+ * Who may do what is in core/roles.ts. Every writer, admins included, is held to the status
+ * and provenance rules; the coordinator (which carries replicated writes) and the admin party
+ * are exempt only from the authorship rules, since a replicated write carries other accounts' work.
+ */
+import { editProblems, statusProblems } from './invariants.js';
+import { appendedEntries, creationProblems, provenanceProblems, sameValue } from './provenance.js';
+import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE, type UserContext } from './roles.js';
+
+type Obj = Record<string, unknown>;
+
+/** The heartbeat documents' type: the one control document an agent writes. */
+export const HEARTBEAT_TYPE = 'mesh-agent';
+
+/** What the rules need to know of the config. */
+export interface WritePolicy {
+  readonly docType: string;
+  readonly steps: readonly string[];
+  /** Step → the sites whose agents may run it (their `may_run`). */
+  readonly stepSites: Readonly<Record<string, readonly string[]>>;
+  /** The sites whose agents catalogue new files. */
+  readonly ingestSites: readonly string[];
+}
+
+interface Powers {
+  /** The embedded server's admin party: trusted with every role. */
+  all: boolean;
+  /** Carries replicated writes: exempt from authorship, not from provenance. */
+  relay: boolean;
+  coordinator: boolean;
+  operator: boolean;
+  sites: string[];
+}
+
+function isObject(value: unknown): value is Obj {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function show(value: unknown): string {
+  return value === undefined ? 'missing' : String(JSON.stringify(value)).slice(0, 80);
+}
+
+function has(list: readonly unknown[] | undefined, value: unknown): boolean {
+  return Array.isArray(list) && list.indexOf(value) >= 0;
+}
+
+function powersOf(user: UserContext): Powers {
+  const roles = isObject(user) && Array.isArray(user.roles) ? user.roles : [];
+  const name = isObject(user) ? user.name : null;
+  const admin = has(roles, '_admin');
+  const sites: string[] = [];
+  for (let i = 0; i < roles.length; i++) {
+    const role = roles[i];
+    if (typeof role === 'string' && role.indexOf(AGENT_ROLE_PREFIX) === 0) sites.push(role.slice(AGENT_ROLE_PREFIX.length));
+  }
+  const relay = has(roles, COORDINATOR_ROLE);
+  return { all: admin && name === null, relay, coordinator: relay || admin, operator: admin || has(roles, OPERATOR_ROLE), sites };
+}
+
+function kindOf(doc: Obj, policy: WritePolicy): 'data' | 'control' | 'foreign' {
+  if (doc.type === policy.docType) return 'data';
+  if (typeof doc.type === 'string' && doc.type.indexOf('mesh-') === 0 && typeof doc._id === 'string' && doc._id.indexOf('mesh') === 0) return 'control';
+  return 'foreign';
+}
+
+/** The site in an entry's `by` (`lyon/agent-7` → `lyon`). */
+function siteOf(by: unknown): string | null {
+  if (typeof by !== 'string') return null;
+  const slash = by.indexOf('/');
+  return slash > 0 ? by.slice(0, slash) : null;
+}
+
+/** The step a status names (`proc1 failed` → `proc1`), null for closed/good/bad. */
+function stepOf(status: unknown, steps: readonly string[]): string | null {
+  if (typeof status !== 'string') return null;
+  for (let i = 0; i < steps.length; i++) {
+    const step = steps[i];
+    if (status === step + ' queued' || status === step + ' in progress' || status === step + ' failed') return step;
+  }
+  return null;
+}
+
+function claimedStep(status: unknown, steps: readonly string[]): string | null {
+  const step = stepOf(status, steps);
+  return step !== null && (status === step + ' queued' || status === step + ' in progress') ? step : null;
+}
+
+/** What the writer of one history entry must be allowed to do. */
+function entryProblems(entry: Obj, user: UserContext, p: Powers, policy: WritePolicy): string[] {
+  const who = show(user.name);
+  const problems: string[] = [];
+  if (entry.user !== user.name) problems.push(`history entry of account ${show(entry.user)} written by ${who}`);
+  const site = siteOf(entry.by);
+  if (entry.from === null) {
+    if (!(has(p.sites, site) && has(policy.ingestSites, site))) problems.push(`${who} may not catalogue files as ${show(entry.by)}`);
+    return problems;
+  }
+  if (entry.to === 'bad') {
+    if (!p.operator && p.sites.length === 0) problems.push(`${who} may not mark documents bad`);
+    return problems;
+  }
+  const fromStep = stepOf(entry.from, policy.steps);
+  if (fromStep !== null && entry.from === fromStep + ' failed') {
+    if (entry.to !== entry.from && !p.operator) problems.push(`${who} may not retry ${fromStep}: operators do`);
+    return problems;
+  }
+  const step = fromStep !== null ? fromStep : stepOf(entry.to, policy.steps);
+  if (step !== null && !(has(p.sites, site) && has(policy.stepSites[step], site))) problems.push(`${who} may not run ${step} as ${show(entry.by)}`);
+  return problems;
+}
+
+/** Authorship: the writer's roles against what the write does. Not applied to the relay and the admin party. */
+function authorityProblems(newDoc: Obj, previous: Obj | null, user: UserContext, p: Powers, policy: WritePolicy): string[] {
+  const who = show(user.name);
+  if (!p.operator && !p.coordinator && p.sites.length === 0) return [`${who} may not write: no mesh role allows it`];
+  const problems: string[] = [];
+  const steps = policy.steps;
+  if (previous === null) {
+    let records = 0;
+    for (let i = 0; i < steps.length; i++) if (newDoc[steps[i]] !== undefined) records++;
+    if (newDoc.status !== 'closed' || records > 0) problems.push('a new document starts closed, with no step record');
+  }
+  const entries = appendedEntries(previous, newDoc);
+  for (let i = 0; i < entries.length; i++) {
+    if (isObject(entries[i])) problems.push(...entryProblems(entries[i] as Obj, user, p, policy));
+  }
+  const claimedBefore = previous === null ? null : claimedStep(previous.status, steps);
+  const claimedNow = claimedStep(newDoc.status, steps);
+  for (let i = 0; i < steps.length; i++) {
+    const step = steps[i];
+    const before = previous === null ? undefined : previous[step];
+    const after = newDoc[step];
+    if (!isObject(after) || sameValue(before, after)) continue;
+    if (claimedNow === step) {
+      if (after.account !== user.name) problems.push(`${step}.account is ${show(after.account)} but the writer is ${who}`);
+      else if (!(has(p.sites, after.site) && has(policy.stepSites[step], after.site))) problems.push(`${step}.site is ${show(after.site)}: ${who} may not run ${step} there`);
+    } else if (after.ok === true) {
+      if (!(claimedBefore === step && isObject(before) && before.account === user.name)) problems.push(`${step} may be recorded ok only by the account that claimed it`);
+    } else if (entries.length === 0) {
+      problems.push(`${step} cannot change without a status change`);
+    }
+  }
+  return problems;
+}
+
+function controlProblems(newDoc: Obj, previous: Obj | null, user: UserContext, p: Powers): string[] {
+  if (p.all || p.relay) return [];
+  if (newDoc.type === HEARTBEAT_TYPE) {
+    if (has(p.sites, newDoc.site) && (previous === null || previous.site === newDoc.site)) return [];
+    return [`${show(user.name)} may not write the heartbeat of site ${show(newDoc.site)}`];
+  }
+  if (p.coordinator) return [];
+  return [`${show(user.name)} may not write ${show(newDoc.type)} documents: the coordinator does`];
+}
+
+/** Why the server refuses this write; empty when it accepts. */
+export function writeProblems(newDoc: unknown, oldDoc: unknown, user: UserContext, policy: WritePolicy): string[] {
+  if (!isObject(newDoc)) return ['not a JSON object'];
+  if (typeof newDoc._id === 'string' && newDoc._id.indexOf('_design/') === 0) return [];
+  const p = powersOf(user);
+  const previous = isObject(oldDoc) && oldDoc._deleted !== true ? oldDoc : null;
+  if (newDoc._deleted === true) {
+    return p.all || p.coordinator || p.operator ? [] : [`${show(user.name)} may not delete documents: the coordinator and operators do`];
+  }
+  if (previous !== null && previous.type !== newDoc.type) return [`type cannot change from ${show(previous.type)} to ${show(newDoc.type)}`];
+  const kind = kindOf(newDoc, policy);
+  if (kind === 'foreign') {
+    return p.all || p.relay ? [] : [`${show(user.name)} may not write documents other than ${show(policy.docType)} and mesh control documents`];
+  }
+  if (kind === 'control') return controlProblems(newDoc, previous, user, p);
+  const problems = statusProblems(newDoc, policy.steps);
+  if (previous === null) problems.push(...creationProblems(newDoc, policy.steps));
+  else problems.push(...editProblems(previous, newDoc, policy.steps), ...provenanceProblems(previous, newDoc, policy.steps));
+  if (p.all || p.relay) return problems;
+  return problems.concat(authorityProblems(newDoc, previous, user, p, policy));
+}
