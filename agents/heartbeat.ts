@@ -1,3 +1,4 @@
+import { timeoutSignal } from '../core/abort.js';
 import { errorMessage, isMeshError } from '../core/errors.js';
 import { sleep } from '../core/sleep.js';
 import type { AgentContext } from './context.js';
@@ -98,6 +99,6 @@ export class Heartbeat {
   async stop(state = 'stopped'): Promise<void> {
     this.stopped.abort();
     await this.loop;
-    await this.beat(state, AbortSignal.timeout(LAST_BEAT_MS));
+    await this.beat(state, timeoutSignal(LAST_BEAT_MS));
   }
 }

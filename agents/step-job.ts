@@ -1,5 +1,6 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { linkSignals } from '../core/abort.js';
 import { backoffDelay } from '../core/backoff.js';
 import { sha256File } from '../core/checksum.js';
 import type { DaqDocument } from '../core/document.js';
@@ -36,10 +37,12 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
 
   let result: StepResult | undefined;
   let reason: string | undefined;
+  // By hand (core/abort.ts): a signal from AbortSignal.any can be collected while the step runs.
+  const linked = linkSignals([stop, lease.signal]);
   try {
     const vars = templateVars(claimed, step, ctx.config.steps[index - 1]);
     await mkdir(dirname(logBase), { recursive: true });
-    const signal = AbortSignal.any([stop, lease.signal]);
+    const signal = linked.signal;
     // The built-in transfer writes {out} on the destination site, not here.
     const sent = step.executor === 'sftp' ? await runSftpStep(ctx, claimed, step, vars, { signal, stdoutPath, stderrPath, logger: log }) : undefined;
     if (!sent) await mkdir(dirname(vars.out), { recursive: true });
@@ -69,6 +72,8 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     }
   } catch (error) {
     reason = errorMessage(error);
+  } finally {
+    linked.release();
   }
 
   const latest = await lease.stop();

@@ -4,6 +4,7 @@
  * an answer that must be a JSON object. Anything else ends as a MeshError that says what came
  * back, never as an unhandled rejection, a hang or a string handed on as if it were a document.
  */
+import { linkSignals } from './abort.js';
 import { MeshError, errorMessage } from './errors.js';
 
 export interface CouchRequest {
@@ -59,19 +60,37 @@ export function excerpt(text: string, length = 120): string {
   return flat.length > length ? `${flat.slice(0, length)}…` : flat;
 }
 
-/** Reads the body as text, refusing to hold more than `maxBytes`. */
-async function readBody(response: Response, maxBytes: number, what: string): Promise<string> {
+/**
+ * Reads the body as text, refusing to hold more than `maxBytes`. `signal` cancels the read
+ * itself: once the headers are in, fetch may no longer hear its own signal (Node 20's fetch
+ * follows it through a weak reference that a collection can clear), and a longpoll whose abort
+ * is lost holds the process for the rest of its timeout.
+ */
+async function readBody(response: Response, maxBytes: number, what: string, signal: AbortSignal): Promise<string> {
   const declared = Number(response.headers.get('content-length'));
   if (Number.isFinite(declared) && declared > maxBytes) {
     await response.body?.cancel().catch(() => undefined);
     throw new MeshError('BAD_RESPONSE', `${what}: the server announced an answer of ${declared} bytes, more than the ${maxBytes} accepted`);
   }
   if (!response.body) return '';
+  const reader = response.body.getReader();
+  const cancel = (): void => void reader.cancel(signal.reason).catch(() => undefined);
+  signal.addEventListener('abort', cancel, { once: true });
+  try {
+    return await readChunks(reader, maxBytes, what, signal);
+  } finally {
+    signal.removeEventListener('abort', cancel);
+  }
+}
+
+async function readChunks(reader: ReadableStreamDefaultReader<Uint8Array>, maxBytes: number, what: string, signal: AbortSignal): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
-  const reader = response.body.getReader();
+  // Bounded by maxBytes and by the signal's deadline.
   for (;;) {
+    if (signal.aborted) throw signal.reason;
     const { done, value } = await reader.read();
+    if (signal.aborted) throw signal.reason;
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {
@@ -81,6 +100,32 @@ async function readBody(response: Response, maxBytes: number, what: string): Pro
     chunks.push(Buffer.from(value));
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * fetch, ended by `signal` even when fetch no longer hears it (see readBody): an answer that
+ * arrives after the abort has its body cancelled, so its connection closes.
+ */
+function fetchUntilAborted(url: string, init: RequestInit, signal: AbortSignal): Promise<Response> {
+  const pending = fetch(url, { ...init, signal });
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(signal.reason);
+      pending.then((late) => late.body?.cancel().catch(() => undefined), () => undefined);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    pending.then(
+      (response) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(response);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 const STATUS_CODES: Record<number, 'CONFLICT' | 'NOT_FOUND' | 'UNAUTHORIZED' | 'FORBIDDEN'> = { 409: 'CONFLICT', 404: 'NOT_FOUND', 401: 'UNAUTHORIZED', 403: 'FORBIDDEN' };
@@ -93,8 +138,8 @@ const STATUS_CODES: Record<number, 'CONFLICT' | 'NOT_FOUND' | 'UNAUTHORIZED' | '
  * CouchDB's `error` and `reason` kept.
  */
 export async function couchRequest<T>(transport: CouchTransport, request: CouchRequest, what: string): Promise<T> {
-  const timeout = AbortSignal.timeout(transport.timeoutMs);
-  const signal = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;
+  // Combined by hand (core/abort.ts): an AbortSignal.any signal could be collected mid-request.
+  const link = linkSignals([request.signal], { timeoutMs: transport.timeoutMs });
   const method = (request.method ?? 'GET').toUpperCase();
   const headers: Record<string, string> = { accept: 'application/json', ...transport.headers };
   let body: string | undefined;
@@ -104,7 +149,7 @@ export async function couchRequest<T>(transport: CouchTransport, request: CouchR
   }
   const failed = (cause: unknown): MeshError => {
     if (request.signal?.aborted) return new MeshError('ABORTED', `${what}: aborted`, { cause });
-    if (timeout.aborted) return new MeshError('SERVER_UNREACHABLE', `${what}: no complete answer within ${transport.timeoutMs / 1000} s`, { cause });
+    if (link.timedOut) return new MeshError('SERVER_UNREACHABLE', `${what}: no complete answer within ${transport.timeoutMs / 1000} s`, { cause });
     if (cause instanceof MeshError) return cause;
     const reason = (cause as { cause?: unknown })?.cause ?? cause;
     return new MeshError('SERVER_UNREACHABLE', `${what}: server unreachable (${errorMessage(reason)})`, { cause });
@@ -113,12 +158,14 @@ export async function couchRequest<T>(transport: CouchTransport, request: CouchR
   let contentType: string;
   let text: string;
   try {
-    const response = await fetch(requestUrl(transport, request), { method, headers, body, signal, redirect: 'error' });
+    const response = await fetchUntilAborted(requestUrl(transport, request), { method, headers, body, redirect: 'error' }, link.signal);
     status = response.status;
     contentType = response.headers.get('content-type') ?? '(none)';
-    text = await readBody(response, transport.maxBytes, what);
+    text = await readBody(response, transport.maxBytes, what, link.signal);
   } catch (error) {
     throw failed(error);
+  } finally {
+    link.release();
   }
   let parsed: unknown;
   let parseError: string | undefined;

@@ -25,7 +25,7 @@ async function follow(config: MeshConfig, site: SiteConfig, onChange: () => void
   let failures = 0;
   while (!signal.aborted) {
     try {
-      const result: { last_seq: string | number; results: unknown[] } = await db.changes(since, EVERYTHING, { timeoutMs: LONGPOLL_MS, limit: 500, signal: AbortSignal.any([signal, AbortSignal.timeout(LONGPOLL_MS + 10_000)]) });
+      const result: { last_seq: string | number; results: unknown[] } = await db.changes(since, EVERYTHING, { timeoutMs: LONGPOLL_MS, limit: 500, signal });
       if (failures > 0) onChange();
       failures = 0;
       since = result.last_seq;

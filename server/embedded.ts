@@ -15,7 +15,7 @@ import { MeshError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { authenticate, isLoopbackHost } from './auth.js';
 import { changesRouter, upRoute } from './changes-gaps.js';
-import { errorHandler, jsonBodyGuard, rejectionGuard } from './guards.js';
+import { errorHandler, jsonBodyGuard, queryGuard, rejectionGuard } from './guards.js';
 import { type CouchSessionRequest, PouchDB, expressPouchDB, type PouchStatic } from './pouch.js';
 
 export interface EmbeddedServerOptions {
@@ -109,6 +109,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
     res.json((req as CouchSessionRequest).couchSession);
   });
   app.use(jsonBodyGuard(MAX_BODY));
+  app.use(queryGuard);
   app.use(changesRouter(pouchApp, pouch, logger));
   app.use(pouchApp);
   app.use(errorHandler(logger));

@@ -13,6 +13,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../core/log.js';
 import { errorMessage } from '../core/errors.js';
+import { BadRequest, checkBody, checkChangesQuery, checkNesting, checkViewQuery, prepareBulkDocs } from './request-checks.js';
 import { sendCouchError, sendJson } from './respond.js';
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'COPY']);
@@ -63,12 +64,32 @@ export function jsonBodyGuard(limit: string) {
       if (hasBody && NEEDS_OBJECT.test(req.path) && !isObject) {
         return sendJson(res, 400, { error: 'bad_request', reason: 'Request body must be a JSON object' });
       }
-      if (/\/_bulk_docs$/.test(req.path) && !Array.isArray((body as { docs?: unknown }).docs)) {
-        return sendJson(res, 400, { error: 'bad_request', reason: 'POST body must include `docs` parameter.' });
+      try {
+        checkNesting(body);
+        if (isObject && /\/_bulk_docs$/.test(req.path)) prepareBulkDocs(body as Record<string, unknown>);
+        if (isObject) checkBody(req.path, body as Record<string, unknown>);
+      } catch (error) {
+        if (error instanceof BadRequest) return sendJson(res, 400, { error: error.error, reason: error.reason });
+        throw error;
       }
       next();
     });
   };
+}
+
+/** Query parameters of `_changes`, views and `_all_docs`, checked as CouchDB does (server/request-checks.ts). */
+export function queryGuard(req: Request, res: Response, next: NextFunction): void {
+  const parts = req.path.split('/').filter(Boolean);
+  const query = req.query as Record<string, unknown>;
+  try {
+    if (parts.length === 2 && parts[1] === '_changes') checkChangesQuery(query);
+    else if (parts.length === 2 && parts[1] === '_all_docs') checkViewQuery(query, true);
+    else if (parts.length === 5 && parts[1] === '_design' && parts[3] === '_view') checkViewQuery(query, false);
+  } catch (error) {
+    if (error instanceof BadRequest) return sendJson(res, 400, { error: error.error, reason: error.reason });
+    throw error;
+  }
+  next();
 }
 
 /** The last express middleware: whatever escaped a route becomes a JSON answer, never a crash. */

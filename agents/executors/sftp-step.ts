@@ -5,6 +5,7 @@
  */
 import { appendFile } from 'node:fs/promises';
 import type { StepConfig } from '../../config/types.js';
+import { linkSignals } from '../../core/abort.js';
 import type { DaqDocument } from '../../core/document.js';
 import { MeshError, errorMessage, isMeshError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -24,10 +25,11 @@ export interface SftpStepOutcome {
 export async function runSftpStep(ctx: AgentContext, doc: DaqDocument, step: StepConfig, vars: TemplateVars, options: { signal: AbortSignal; stdoutPath: string; stderrPath: string; logger: Logger }): Promise<SftpStepOutcome> {
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
-  const timeout = AbortSignal.timeout(step.timeout_s * 1000);
-  const signal = AbortSignal.any([options.signal, timeout]);
+  // By hand (core/abort.ts): a signal from AbortSignal.any can be collected mid-transfer.
+  const linked = linkSignals([options.signal], { timeoutMs: step.timeout_s * 1000 });
+  const signal = linked.signal;
   const destination = step.to ? ctx.config.sites[step.to] : undefined;
-  const outcome = (exitCode: number | null): RunOutcome => ({ exit_code: exitCode, signal: null, duration_s: elapsed(), timed_out: timeout.aborted, aborted: options.signal.aborted });
+  const outcome = (exitCode: number | null): RunOutcome => ({ exit_code: exitCode, signal: null, duration_s: elapsed(), timed_out: linked.timedOut, aborted: options.signal.aborted });
   try {
     if (!destination?.ssh) throw new MeshError('CONFIG_INVALID', `step ${step.name} transfers to site ${step.to ?? '(none)'}, which has no ssh settings in ${ctx.config.source}`);
     options.logger.debug({ to: destination.name, target: vars.out }, 'transferring');
@@ -37,8 +39,10 @@ export async function runSftpStep(ctx: AgentContext, doc: DaqDocument, step: Ste
     options.logger.info({ bytes: sent.bytes, mbps, verified_by: sent.verified_by }, 'transferred');
     return { outcome: outcome(0), fields: { file: vars.out, checksum: { sha256: sent.sha256 }, bytes: sent.bytes, throughput_mbps: mbps } };
   } catch (error) {
-    const failure = timeout.aborted ? `transfer timed out after ${step.timeout_s} s` : errorMessage(error);
+    const failure = linked.timedOut ? `transfer timed out after ${step.timeout_s} s` : errorMessage(error);
     await appendFile(options.stderrPath, `${isMeshError(error) ? `${error.code}: ` : ''}${failure}\n`).catch(() => undefined);
     return { outcome: outcome(null), failure };
+  } finally {
+    linked.release();
   }
 }

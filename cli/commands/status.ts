@@ -11,6 +11,7 @@ import { positiveNumber } from '../parse.js';
 export function statusCommand(): Command {
   return new Command('status')
     .description('counts by status and step, claims in flight, failures, agents, latency against the targets and alerts, for every database')
+    .addHelpText('after', '\nExit status: 0 when at least one server answered (with --watch: at the last refresh), 1 when none did, 2 for a bad config or argument.')
     .option('--json', 'print one JSON document (with --watch: one line per refresh)')
     .option('--watch', 'refresh until interrupted (in place on a terminal)')
     .option('--interval <s>', 'seconds between two refreshes with --watch', positiveNumber, 2)
@@ -31,6 +32,8 @@ export function statusCommand(): Command {
           const text = options.json ? `${JSON.stringify({ ...status, flow: flows, alerts })}\n` : formatStatus(status, { flows, alerts });
           // On a terminal, redraw in place: cursor home, clear the screen.
           process.stdout.write(options.watch && !options.json && process.stdout.isTTY ? `\x1b[H\x1b[2J${status.generated}\n${text}` : text);
+          // A script must not read "no server answered" as a healthy mesh.
+          process.exitCode = status.databases.some((db) => db.reachable) ? 0 : 1;
         } while (options.watch && (await sleep(options.interval * 1000, stop.signal)));
       }),
     );

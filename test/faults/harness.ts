@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { documentId, ingestDirectory } from '../../agents/ingest.js';
 import type { MeshConfig } from '../../config/types.js';
+import { linkSignals } from '../../core/abort.js';
 import { type DaqDocument, parseStatus } from '../../core/document.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -83,7 +84,7 @@ export async function runHarness(options: HarnessOptions): Promise<HarnessReport
   const env = { ...process.env, MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? 'warn', ...stepEnv };
   const report: HarnessReport = { seed: options.seed, rounds: 0, faults: Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>, missed: 0, documents: 0, retried: 0, runs: 0, duplicates: 0, violations: [], work };
   const stop = new AbortController();
-  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const signal = linkSignals([options.signal, stop.signal]).signal;
   let topology: Topology | undefined;
   let rig: Rig | undefined;
   options.say(`seed ${options.seed} (replay: --seed ${options.seed}); work folder ${work}`);

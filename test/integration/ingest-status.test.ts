@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DaqDocument } from '../../core/document.js';
@@ -80,6 +82,28 @@ describe('ingest, status and demo', function () {
     assert.ok(status.agents.some((a: { agent: string; state: string }) => a.agent === 'counted' && a.state === 'stopped'));
     const text = await runMesh(['--config', mesh.configFile, 'status']);
     assert.match(text.stdout, /proc1\s+0\s+0\s+0\s+0\s+3/);
+  });
+
+  it('mesh status exits 0 when a server answered and 1 when none did, with and without --json', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0'] });
+    // A port that was free a moment ago: nothing listens there.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const deadPort = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const raw = JSON.parse(await readFile(mesh.configFile, 'utf8')) as { sites: Record<string, { server: string }>; server_timeout_s?: number };
+    const deadConfig = join(mesh.dir, 'dead.json');
+    raw.sites.alpha.server = `http://127.0.0.1:${deadPort}`;
+    await writeFile(deadConfig, JSON.stringify(raw));
+    for (const json of [['--json'], []]) {
+      const live = await runMesh(['--config', mesh.configFile, 'status', ...json]);
+      assert.equal(live.status, 0, `status ${json.join(' ')} with a live server: ${live.stderr}`);
+      const dead = await runMesh(['--config', deadConfig, 'status', ...json], {}, 60_000);
+      assert.equal(dead.status, 1, `status ${json.join(' ')} with no server answering: ${dead.stdout.slice(0, 300)} ${dead.stderr}`);
+      assert.match(dead.stdout, /UNREACHABLE|"reachable":false/);
+    }
+    const help = await runMesh(['status', '--help']);
+    assert.match(help.stdout, /Exit status: 0 when at least one server answered.*1 when none did/s);
   });
 
   it('mesh status --watch refreshes until interrupted', async () => {

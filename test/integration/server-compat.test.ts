@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import nano, { type DocumentScope, type ServerScope } from 'nano';
+import { readCorpus } from '../support/corpus.js';
 import { runMesh, startServerProcess, stopAllServerProcesses, type ServerProcess } from '../support/server-process.js';
 
 const USER = 'meshadmin';
@@ -492,6 +493,70 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
         assert.doesNotThrow(() => JSON.parse(text), `${method} ${path} ${body}: not JSON: ${text}`);
       }
       await assertAlive();
+    });
+
+    it('hostile requests (test/corpus/http-requests.json) answer as CouchDB: its status, error and reason, never 500, nothing stored', async () => {
+      interface RequestEntry { name: string; method: string; path: string; body?: string; nested?: number; bulk?: boolean; status: number; error: string; reason: string }
+      const corpus = readCorpus<RequestEntry>('http-requests.json');
+      const db = await freshDb('hostile');
+      await db.insert({ _id: 'a', x: 1 });
+      await db.insert({ _id: '_design/q', views: { v: { map: 'function (doc) { emit(doc._id, null); }' } } } as Doc);
+      const before = (await db.info()).update_seq;
+      const failures: string[] = [];
+      for (const entry of corpus.entries) {
+        let body = entry.body;
+        if (entry.nested !== undefined) {
+          const doc = `{"deep":${'{"a":'.repeat(entry.nested)}1${'}'.repeat(entry.nested)}}`;
+          body = entry.bulk ? `{"docs":[${doc}]}` : doc;
+        }
+        const res = await raw(server.url, `/${db.config.db}/${entry.path}`, { method: entry.method, headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(10_000) });
+        const text = await res.text();
+        let answer: { error?: string; reason?: string } = {};
+        try {
+          answer = JSON.parse(text) as typeof answer;
+        } catch {
+          failures.push(`${entry.name}: not JSON: ${text.slice(0, 200)}`);
+          continue;
+        }
+        if (res.status !== entry.status || answer.error !== entry.error || !new RegExp(entry.reason).test(answer.reason ?? '')) {
+          failures.push(`${entry.name}: ${res.status} ${text.slice(0, 200)}, expected ${entry.status} ${entry.error} /${entry.reason}/`);
+        }
+      }
+      assert.deepEqual(failures, []);
+      // Refused means refused: not one write reached the database.
+      assert.equal((await db.info()).update_seq, before);
+      await assertAlive();
+    });
+
+    for (const validated of [false, true]) {
+      it(`_bulk_docs gives documents without an id a new one and stores them${validated ? ', with a validate_doc_update installed' : ''}`, async () => {
+        const db = await freshDb(validated ? 'ids-validated' : 'ids');
+        if (validated) await db.insert({ _id: '_design/guard', validate_doc_update: 'function (newDoc) { if (newDoc.refuse) throw({forbidden: "refused"}); }' } as Doc);
+        const res = await raw(server.url, `/${db.config.db}/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ docs: [{}, { a: 1 }, { _id: '', b: 2 }, ...(validated ? [{ refuse: true }] : [])] }) });
+        assert.equal(res.status, 201);
+        const answers = (await res.json()) as Array<{ ok?: boolean; id?: string; rev?: string; error?: string }>;
+        assert.equal(answers.length, validated ? 4 : 3);
+        for (const answer of answers.slice(0, 3)) {
+          assert.equal(answer.ok, true, JSON.stringify(answer));
+          assert.match(answer.id ?? '', /^[0-9a-f]{32}$/);
+          assert.match(answer.rev ?? '', /^1-/);
+          assert.equal((await db.get(answer.id as string))._rev, answer.rev);
+        }
+        assert.equal(new Set(answers.slice(0, 3).map((a) => a.id)).size, 3, 'distinct ids');
+        if (validated) assert.equal(answers[3].error, 'forbidden');
+        assert.equal((await db.get(answers[1].id as string)).a, 1);
+      });
+    }
+
+    it('50,000 documents without ids in one _bulk_docs: all stored, each with its own id', async () => {
+      const db = await freshDb('ids-many');
+      const count = 50_000;
+      const res = await raw(server.url, `/${db.config.db}/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ docs: Array.from({ length: count }, (_, i) => ({ n: i })) }) });
+      assert.equal(res.status, 201);
+      const answers = (await res.json()) as Array<{ ok?: boolean; id?: string }>;
+      assert.equal(answers.filter((a) => a.ok === true).length, count);
+      assert.equal(new Set(answers.map((a) => a.id)).size, count);
+      assert.equal((await db.info()).doc_count, count);
     });
 
     it('deleting a _replicator document while its replication runs', async () => {
