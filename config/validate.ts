@@ -56,8 +56,9 @@ export interface SecondsBounds {
 /** The expected form of a number of seconds within `bounds`, for messages. */
 export function secondsForm(bounds: SecondsBounds = {}): string {
   const max = bounds.max ?? MAX_TIMER_S;
-  const low = bounds.min === undefined ? 'more than 0' : `at least ${bounds.min}`;
-  return `a number of seconds (a JSON number, not a string), ${low} and at most ${max}${max === MAX_TIMER_S ? ' (24.8 days, the longest delay a Node timer takes)' : ''}`;
+  const kind = bounds.min === 0 ? 'a number of seconds' : 'a positive number of seconds';
+  const low = bounds.min === undefined ? '' : `at least ${bounds.min} and `;
+  return `${kind} (a JSON number, not a string), ${low}at most ${max}${max === MAX_TIMER_S ? ' (24.8 days, the longest delay a Node timer takes)' : ''}`;
 }
 
 /** Adds a problem unless `value` is a JSON number of seconds within `bounds`; the value is shown as written. */
