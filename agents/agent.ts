@@ -7,6 +7,7 @@ import { sleep } from '../core/sleep.js';
 import { leaseExpired, readyFor } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
 import { templateVars } from './command.js';
+import { isConfigurationFault } from './config-fault.js';
 import { ChangesWatcher, DESIGN, expiredClaims, readyDocuments } from './discovery.js';
 import { type AgentActivity, Heartbeat } from './heartbeat.js';
 import { type JobEnd, runClaimedStep } from './step-job.js';
@@ -278,10 +279,14 @@ export class Agent {
     try {
       templateVars(doc, step, this.ctx.config.steps[stepNames.indexOf(step.name) - 1]);
     } catch (error) {
-      const reason = `refused: ${errorMessage(error)}`;
-      this.skip(doc, reason);
-      await apply(this.ctx, doc, { type: 'mark_bad', by: actor(this.ctx), reason }).catch(() => undefined);
-      return;
+      // Only the document's own fault marks it bad (terminal); a configuration fault is claimed
+      // like any step, which then records it as `<step> failed` (see config-fault.ts).
+      if (!isConfigurationFault(error)) {
+        const reason = `refused: ${errorMessage(error)}`;
+        this.skip(doc, reason);
+        await apply(this.ctx, doc, { type: 'mark_bad', by: actor(this.ctx), reason }).catch(() => undefined);
+        return;
+      }
     }
     const leaseUntil = new Date(now.getTime() + step.lease_s * 1000).toISOString();
     // NATS: reserve (doc, step) in the cross-site registry first; 'unavailable' → CouchDB alone decides.

@@ -8,6 +8,7 @@ import { errorMessage } from '../core/errors.js';
 import type { StepResult } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
 import { buildArgv, templateVars } from './command.js';
+import { checkProgram, isConfigurationFault, outputFolderFault } from './config-fault.js';
 import { runSftpStep } from './executors/sftp-step.js';
 import { LeaseKeeper } from './lease.js';
 import { runCommand, tail } from './runner.js';
@@ -22,7 +23,8 @@ function logName(id: string): string {
 
 /**
  * Runs one step the agent has claimed, keeping the lease alive, and records the outcome:
- * success → ok record and `good`; failure → a retry later or `<step> failed`.
+ * success → ok record and `good`; failure → a retry later or `<step> failed`; a failure the
+ * configuration caused (config-fault.ts) → `<step> failed` at once, for `mesh retry` after the fix.
  * `stop` aborting (forced shutdown) kills the process and gives the claim back.
  */
 export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, stepName: string, stop: AbortSignal): Promise<{ end: JobEnd; doc: DaqDocument }> {
@@ -39,14 +41,16 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
   let reason: string | undefined;
   // By hand (core/abort.ts): a signal from AbortSignal.any can be collected while the step runs.
   const linked = linkSignals([stop, lease.signal]);
+  let final = false;
   try {
     const vars = templateVars(claimed, step, ctx.config.steps[index - 1]);
     await mkdir(dirname(logBase), { recursive: true });
     const signal = linked.signal;
     // The built-in transfer writes {out} on the destination site, not here.
     const sent = step.executor === 'sftp' ? await runSftpStep(ctx, claimed, step, vars, { signal, stdoutPath, stderrPath, logger: log }) : undefined;
-    if (!sent) await mkdir(dirname(vars.out), { recursive: true });
+    if (!sent) await mkdir(dirname(vars.out), { recursive: true }).catch((cause: unknown) => Promise.reject(outputFolderFault(dirname(vars.out), cause)));
     const argv = sent ? [] : buildArgv(step, vars);
+    if (!sent) await checkProgram(argv[0], process.env);
     if (!sent) log.debug({ argv }, 'running');
     const outcome = sent?.outcome ?? (await runCommand(argv, { timeoutMs: step.timeout_s * 1000, signal, stdoutPath, stderrPath }));
     result = { exit_code: outcome.exit_code, signal: outcome.signal, duration_s: round(outcome.duration_s), stdout: stdoutPath, stderr: stderrPath };
@@ -72,6 +76,7 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     }
   } catch (error) {
     reason = errorMessage(error);
+    final = isConfigurationFault(error);
   } finally {
     linked.release();
   }
@@ -93,6 +98,7 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     reason: reason ?? 'unknown failure',
     result: { ...(result ?? {}), stderr_tail: stderrTail || undefined },
     retry_after: retryAfter,
+    ...(final ? { final } : {}),
   });
   log.warn({ reason, attempt, by: actor(ctx), status: doc.status }, doc.status.endsWith(' failed') ? 'step failed for good' : 'step failed, will retry');
   return { end: 'failed', doc };

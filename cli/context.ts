@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { credentialsFor } from '../config/credentials.js';
 import { configPath, loadMeshConfig } from '../config/load.js';
+import { logLevelFrom } from '../config/log-level.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import { Database, type RetryMode } from '../core/couch.js';
 import { MeshError } from '../core/errors.js';
@@ -17,7 +18,7 @@ export function loadConfig(options: GlobalOptions): MeshConfig {
 }
 
 export function makeLogger(options: GlobalOptions, bindings: Record<string, unknown> = {}): Logger {
-  return createLogger({ level: options.logLevel ?? process.env.MESH_LOG_LEVEL ?? 'info' }).child(bindings);
+  return createLogger({ level: logLevelFrom(options.logLevel) }).child(bindings);
 }
 
 export function siteOf(config: MeshConfig, name: string | undefined): SiteConfig {

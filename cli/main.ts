@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { LOG_LEVELS, logLevelFrom } from '../config/log-level.js';
 import { agentCommand } from './commands/agent.js';
 import { coordinatorCommand } from './commands/coordinator.js';
 import { couchappCommand } from './commands/couchapp.js';
@@ -12,13 +13,22 @@ import { runStepCommand } from './commands/run-step.js';
 import { serverCommand } from './commands/server.js';
 import { simulateCommand } from './commands/simulate.js';
 import { statusCommand } from './commands/status.js';
+import { fail } from './exit.js';
 
 const program = new Command('mesh')
   .description('CouchMesh: a physics experiment\'s processing chain across sites, driven by CouchDB documents')
   .option('--config <file>', 'mesh config (default: $MESH_CONFIG, else the shipped Edelweiss profile sites/edelweiss.json)')
-  .option('--log-level <level>', 'trace, debug, info, warn, error (default: $MESH_LOG_LEVEL or info)')
+  .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default: $MESH_LOG_LEVEL or info)`)
   .showHelpAfterError()
-  .exitOverride();
+  .exitOverride()
+  // Every command, before it starts anything: an unknown level is bad input (status 2).
+  .hook('preAction', (root) => {
+    try {
+      logLevelFrom(root.opts<{ logLevel?: string }>().logLevel);
+    } catch (error) {
+      fail(error);
+    }
+  });
 
 for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), simulateCommand(), dashboardCommand(), demoCommand()]) {
   program.addCommand(command);

@@ -4,10 +4,16 @@ import { fileURLToPath } from 'node:url';
 import { DURATION_FORM, parseDuration } from '../core/duration.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import { meshSchema } from './schema.js';
+import { stepNameClash } from './step-names.js';
+import { OUT_FORM, PLACEHOLDERS, PLACEHOLDER_FORM, outTemplateProblems, runArgumentProblems } from './template.js';
 import type { AgentTuning, AlertsConfig, BatchConfig, MeshConfig, SiteConfig, SshTarget, StepConfig } from './types.js';
-import { DATABASE_NAME, NAME, Problems, isObject, isPositiveInteger, isPositiveNumber, show } from './validate.js';
+import { DATABASE_NAME, MAX_TIMER_S, NAME, Problems, checkSeconds, isObject, isPositiveInteger, show } from './validate.js';
 
-export const TEMPLATE_FIELDS = ['file', 'out', 'doc_id', 'run_name', 'file_number', 'step', 'prev_out'] as const;
+/** The placeholders of step templates (kept under its old name for callers). */
+export const TEMPLATE_FIELDS = PLACEHOLDERS;
+
+/** The agent waits this much longer than grace_s for its last writes (cli/commands/agent.ts). */
+const GRACE_MARGIN_S = 5;
 
 const SITE_KEYS = ['server', 'reachable', 'long_running', 'credentials_of', 'log_dir', 'may_run', 'ssh', 'batch', 'storage', 'mesh'] as const;
 const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s', 'executor', 'to'] as const;
@@ -72,7 +78,9 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
 
   const ingest = schema.get('ingest');
   if (ingest.site && !sites[ingest.site]) problems.add('ingest.site', ingest.site, `one of the sites (${Object.keys(sites).join(', ')})`);
-  if (!ingest.site) problems.add('ingest.site', ingest.site, 'the name of the site that catalogues DAQ files');
+  // Absent and "" alike: show what the user wrote, not convict's default.
+  if (!ingest.site) problems.add('ingest.site', written(raw, 'ingest', 'site'), 'the name of the site that catalogues DAQ files');
+  checkSeconds(problems, 'ingest.quiet_s', ingest.quiet_s, { min: 0 });
   try {
     const groups = new RegExp(ingest.pattern).source;
     if (!groups.includes('(?<run_name>') || !groups.includes('(?<file_number>')) problems.add('ingest.pattern', ingest.pattern, 'a regular expression with named groups (?<run_name>…) and (?<file_number>…)');
@@ -80,18 +88,20 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
     problems.add('ingest.pattern', ingest.pattern, 'a valid regular expression');
   }
 
-  const agent = schema.get('agent') as AgentTuning;
+  const agent = schema.get('agent') as unknown as AgentTuning;
   for (const [key, value] of Object.entries(agent)) {
-    if (!isPositiveNumber(value)) problems.add(`agent.${key}`, value, 'a positive number of seconds');
+    checkSeconds(problems, `agent.${key}`, value, key === 'grace_s' ? { max: MAX_TIMER_S - GRACE_MARGIN_S } : {});
   }
+  if (typeof agent.retry_base_s === 'number' && typeof agent.retry_cap_s === 'number' && agent.retry_cap_s < agent.retry_base_s) problems.add('agent.retry_cap_s', agent.retry_cap_s, `at least agent.retry_base_s (${agent.retry_base_s}): the largest retry delay cannot be shorter than the first`);
   const coordinator = schema.get('coordinator');
+  // A coordinator.site the user did not write is checked as ingest.site, and reported there.
   const coordinatorSite = coordinator.site || ingest.site;
-  if (coordinatorSite && !sites[coordinatorSite]) problems.add('coordinator.site', coordinator.site, `one of the sites (${Object.keys(sites).join(', ')})`);
-  if (!isPositiveNumber(coordinator.interval_s)) problems.add('coordinator.interval_s', coordinator.interval_s, 'a positive number of seconds');
+  if (coordinator.site && !sites[coordinator.site]) problems.add('coordinator.site', coordinator.site, `one of the sites (${Object.keys(sites).join(', ')})`);
+  checkSeconds(problems, 'coordinator.interval_s', coordinator.interval_s);
   const targets = parseTargets(raw.targets, steps, problems);
-  const alerts = parseAlerts(schema.get('alerts'), schema.get('agent').heartbeat_s, problems);
-  const serverTimeout = schema.get('server_timeout_s');
-  if (!isPositiveNumber(serverTimeout)) problems.add('server_timeout_s', serverTimeout, 'a positive number of seconds');
+  const alerts = parseAlerts(schema.get('alerts') as unknown as AlertsInput, agent.heartbeat_s, problems);
+  const serverTimeout = schema.get('server_timeout_s') as unknown as number;
+  checkSeconds(problems, 'server_timeout_s', serverTimeout);
   const natsUrl = schema.get('nats').url;
   if (natsUrl && !/^(nats|tls):\/\/[^/]+$|^[^/:]+:\d+$/.test(natsUrl)) problems.add('nats.url', natsUrl, 'a NATS URL such as "nats://127.0.0.1:4222" (credentials come from the environment)');
   problems.throwIfAny(source);
@@ -100,10 +110,10 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
     database,
     doc_type: docType,
     sites,
-    ingest: { ...ingest },
+    ingest: { ...ingest, quiet_s: ingest.quiet_s as number },
     steps,
     agent: { ...agent },
-    coordinator: { site: coordinatorSite, interval_s: coordinator.interval_s },
+    coordinator: { site: coordinatorSite, interval_s: coordinator.interval_s as number },
     targets,
     alerts,
     server_timeout_s: serverTimeout,
@@ -222,21 +232,27 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
     if (!isObject(value)) return problems.add(key, value, 'a step object');
     problems.unknownKeys(key, value, STEP_KEYS);
     const { name, site, run, out } = value;
+    const clash = typeof name === 'string' ? stepNameClash(name) : undefined;
     if (typeof name !== 'string' || !NAME.test(name)) problems.add(`${key}.name`, name, 'a step name of lower-case letters, digits, _ and - (e.g. "proc0")');
+    else if (clash) problems.add(`${key}.name`, name, `a step name that is not ${clash} (e.g. "proc0")`);
     else if (steps.some((s) => s.name === name)) problems.add(`${key}.name`, name, 'a name no other step has');
     if (typeof site !== 'string' || !sites[site]) problems.add(`${key}.site`, site, `one of the sites (${Object.keys(sites).join(', ')})`);
     if (value.executor === 'sftp' && run === undefined) {
       // the built-in transfer needs no command
     } else if (!Array.isArray(run) || run.length === 0 || !run.every((a) => typeof a === 'string')) problems.add(`${key}.run`, run, 'a non-empty argument vector of strings, e.g. ["cp", "--", "{file}", "{out}"]');
     else run.forEach((arg, i) => checkTemplate(`${key}.run[${i}]`, arg, problems));
-    if (typeof out !== 'string' || out.length === 0) problems.add(`${key}.out`, out, 'an output path template, e.g. "/data/raw/{run_name}_{file_number}"');
-    else checkTemplate(`${key}.out`, out, problems);
+    if (typeof out !== 'string' || out.length === 0) problems.add(`${key}.out`, out, OUT_FORM);
+    else {
+      const outProblems = outTemplateProblems(out);
+      if (outProblems.length > 0) problems.add(`${key}.out`, out, `${OUT_FORM}; here: ${outProblems.join('; ')}`);
+    }
     const timeout = value.timeout_s ?? 3600;
     const attempts = value.max_attempts ?? 3;
     const lease = value.lease_s ?? 120;
-    if (!isPositiveNumber(timeout)) problems.add(`${key}.timeout_s`, timeout, 'a positive number of seconds');
+    checkSeconds(problems, `${key}.timeout_s`, timeout);
     if (!isPositiveInteger(attempts)) problems.add(`${key}.max_attempts`, attempts, 'a positive integer');
-    if (!isPositiveNumber(lease)) problems.add(`${key}.lease_s`, lease, 'a positive number of seconds');
+    // A lease is renewed every third of it by a write to the server: under a second it cannot be kept.
+    checkSeconds(problems, `${key}.lease_s`, lease, { min: 1 });
     const executor = value.executor ?? 'command';
     if (executor !== 'command' && executor !== 'sftp') problems.add(`${key}.executor`, executor, '"command" (run the argument vector) or "sftp" (the built-in transfer)');
     if (executor === 'sftp' && (typeof value.to !== 'string' || !sites[value.to])) problems.add(`${key}.to`, value.to, 'the destination site of the transfer');
@@ -264,11 +280,17 @@ function parseTargets(raw: unknown, steps: readonly StepConfig[], problems: Prob
   return targets;
 }
 
-function parseAlerts(raw: { agent_silent_s: number; window_s: number; hook: unknown; hook_timeout_s: number }, heartbeatS: number, problems: Problems): AlertsConfig {
-  if (!isPositiveNumber(raw.agent_silent_s)) problems.add('alerts.agent_silent_s', raw.agent_silent_s, 'a positive number of seconds');
-  else if (isPositiveNumber(heartbeatS) && raw.agent_silent_s <= heartbeatS) problems.add('alerts.agent_silent_s', raw.agent_silent_s, `more seconds than agent.heartbeat_s (${heartbeatS}), or every agent would look silent between two heartbeats`);
-  if (!isPositiveNumber(raw.window_s)) problems.add('alerts.window_s', raw.window_s, 'a positive number of seconds');
-  if (!isPositiveNumber(raw.hook_timeout_s)) problems.add('alerts.hook_timeout_s', raw.hook_timeout_s, 'a positive number of seconds');
+interface AlertsInput {
+  agent_silent_s: number;
+  window_s: number;
+  hook: unknown;
+  hook_timeout_s: number;
+}
+
+function parseAlerts(raw: AlertsInput, heartbeatS: unknown, problems: Problems): AlertsConfig {
+  if (checkSeconds(problems, 'alerts.agent_silent_s', raw.agent_silent_s) && typeof heartbeatS === 'number' && heartbeatS > 0 && raw.agent_silent_s <= heartbeatS) problems.add('alerts.agent_silent_s', raw.agent_silent_s, `more seconds than agent.heartbeat_s (${heartbeatS}), or every agent would look silent between two heartbeats`);
+  checkSeconds(problems, 'alerts.window_s', raw.window_s);
+  checkSeconds(problems, 'alerts.hook_timeout_s', raw.hook_timeout_s);
   const hook = raw.hook;
   const hookOk = Array.isArray(hook) && hook.every((a) => typeof a === 'string' && a.length > 0);
   if (!hookOk) problems.add('alerts.hook', hook, 'an argument vector of non-empty strings, e.g. ["/usr/local/bin/notify-shift", "--channel", "daq"] (started without a shell), or []');
@@ -281,9 +303,15 @@ function parseAlerts(raw: { agent_silent_s: number; window_s: number; hook: unkn
 }
 
 function checkTemplate(key: string, template: string, problems: Problems): void {
-  for (const match of template.matchAll(/\{([^{}]*)\}/g)) {
-    if (!(TEMPLATE_FIELDS as readonly string[]).includes(match[1])) problems.add(key, template, `placeholders among {${TEMPLATE_FIELDS.join('}, {')}} (found {${match[1]}})`);
-  }
+  const found = runArgumentProblems(template);
+  if (found.length > 0) problems.add(key, template, `an argument with ${PLACEHOLDER_FORM}; here: ${found.join('; ')}`);
+}
+
+/** The value at `path` of the raw config, as the user wrote it (undefined when absent). */
+function written(raw: Record<string, unknown>, ...path: string[]): unknown {
+  let at: unknown = raw;
+  for (const key of path) at = isObject(at) && Object.hasOwn(at, key) ? at[key] : undefined;
+  return at;
 }
 
 /** Paths of the own `__proto__` keys in a parsed JSON value (JSON.parse keeps them as data). */

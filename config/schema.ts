@@ -3,7 +3,8 @@ import convict from 'convict';
 /**
  * The scalar part of the mesh config, checked by convict (types, defaults, unknown keys).
  * `sites` and `steps` are maps and lists of objects, which convict cannot describe; they are
- * checked in `pipeline.ts` with the same kind of messages.
+ * checked in `load.ts` with the same kind of messages. Numbers are `'*'` here: convict would turn
+ * "600" into 600 and "fast" into NaN; load.ts checks them as written (see checkSeconds).
  */
 export function meshSchema() {
   return convict({
@@ -17,30 +18,30 @@ export function meshSchema() {
         format: String,
         default: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$',
       },
-      quiet_s: { doc: 'A file is closed when its size has not changed for this many seconds', format: 'nat', default: 600 },
+      quiet_s: { doc: 'A file is closed when its size has not changed for this many seconds', format: '*', default: 600 as unknown },
     },
     steps: { doc: 'The chain of steps, in order', format: Array, default: [] as unknown[] },
-    server_timeout_s: { doc: 'Seconds one request to a server may take, answer included, before it counts as failed', format: Number, default: 60 },
+    server_timeout_s: { doc: 'Seconds one request to a server may take, answer included, before it counts as failed', format: '*', default: 60 as unknown },
     coordinator: {
       site: { doc: 'Site whose machine runs the coordinator (default: the ingest site)', format: String, default: '' },
-      interval_s: { doc: 'Seconds between two coordinator rounds', format: Number, default: 30 },
+      interval_s: { doc: 'Seconds between two coordinator rounds', format: '*', default: 30 as unknown },
     },
     nats: {
       url: { doc: 'Optional NATS server (wake-up hints, cross-site claim registry); empty = none', format: String, default: '' },
     },
     targets: { doc: 'Latency targets: step name → duration from DAQ close ("90s", "30m", "2h", "1d")', format: '*', default: {} as unknown },
     alerts: {
-      agent_silent_s: { doc: 'Seconds without a heartbeat after which a running agent is reported silent', format: Number, default: 120 },
-      window_s: { doc: 'Seconds of finished files checked against the latency targets', format: Number, default: 3600 },
+      agent_silent_s: { doc: 'Seconds without a heartbeat after which a running agent is reported silent', format: '*', default: 120 as unknown },
+      window_s: { doc: 'Seconds of finished files checked against the latency targets', format: '*', default: 3600 as unknown },
       hook: { doc: 'Command (argument vector) given each new or cleared alert as JSON on stdin; empty = none', format: '*', default: [] as unknown },
-      hook_timeout_s: { doc: 'Seconds after which a hook still running is killed', format: Number, default: 10 },
+      hook_timeout_s: { doc: 'Seconds after which a hook still running is killed', format: '*', default: 10 as unknown },
     },
     agent: {
-      sweep_s: { doc: 'Seconds between two queries of the ready views', format: Number, default: 30 },
-      heartbeat_s: { doc: 'Seconds between two heartbeat writes', format: Number, default: 10 },
-      retry_base_s: { doc: 'First retry delay after a failed step', format: Number, default: 30 },
-      retry_cap_s: { doc: 'Largest retry delay', format: Number, default: 3600 },
-      grace_s: { doc: 'Seconds SIGTERM waits for running steps before releasing them', format: Number, default: 30 },
+      sweep_s: { doc: 'Seconds between two queries of the ready views', format: '*', default: 30 as unknown },
+      heartbeat_s: { doc: 'Seconds between two heartbeat writes', format: '*', default: 10 as unknown },
+      retry_base_s: { doc: 'First retry delay after a failed step', format: '*', default: 30 as unknown },
+      retry_cap_s: { doc: 'Largest retry delay', format: '*', default: 3600 as unknown },
+      grace_s: { doc: 'Seconds SIGTERM waits for running steps before releasing them', format: '*', default: 30 as unknown },
     },
   });
 }

@@ -42,3 +42,29 @@ export function isPositiveInteger(value: unknown): value is number {
 /** CouchDB's rule for database names. */
 export const DATABASE_NAME = /^[a-z][a-z0-9_$()+/-]*$/;
 export const NAME = /^[a-z][a-z0-9_-]{0,63}$/;
+
+/** Node's timers take at most 2^31-1 ms; a longer delay silently becomes 1 ms. */
+export const MAX_TIMER_S = Math.floor((2 ** 31 - 1) / 1000);
+
+export interface SecondsBounds {
+  /** Smallest value accepted; 0 < value when absent. */
+  min?: number;
+  /** Largest value accepted; MAX_TIMER_S when absent. */
+  max?: number;
+}
+
+/** The expected form of a number of seconds within `bounds`, for messages. */
+export function secondsForm(bounds: SecondsBounds = {}): string {
+  const max = bounds.max ?? MAX_TIMER_S;
+  const kind = bounds.min === 0 ? 'a number of seconds' : 'a positive number of seconds';
+  const low = bounds.min === undefined ? '' : `at least ${bounds.min} and `;
+  return `${kind} (a JSON number, not a string), ${low}at most ${max}${max === MAX_TIMER_S ? ' (24.8 days, the longest delay a Node timer takes)' : ''}`;
+}
+
+/** Adds a problem unless `value` is a JSON number of seconds within `bounds`; the value is shown as written. */
+export function checkSeconds(problems: Problems, key: string, value: unknown, bounds: SecondsBounds = {}): value is number {
+  const max = bounds.max ?? MAX_TIMER_S;
+  const ok = typeof value === 'number' && Number.isFinite(value) && (bounds.min === undefined ? value > 0 : value >= bounds.min) && value <= max;
+  if (!ok) problems.add(key, value, secondsForm(bounds));
+  return ok;
+}

@@ -32,7 +32,8 @@ type MeshAct =
   /** The batch system accepted the job: its id joins the claim whose job it is (same `stdout` path). */
   | { type: 'submitted'; step: string; batchjob: BatchJob }
   | { type: 'succeed'; step: string; agent: string; result: StepResult }
-  | { type: 'fail'; step: string; agent: string; reason: string; result?: Partial<StepResult>; retry_after: string }
+  /** `final`: the cause is not the document's (e.g. the configuration) and a retry would meet it again: `<step> failed` now, whatever the attempts left; `retry` makes it ready once the cause is fixed. */
+  | { type: 'fail'; step: string; agent: string; reason: string; result?: Partial<StepResult>; retry_after: string; final?: boolean }
   /** Give a claimed step back without it counting as an attempt (graceful shutdown). */
   | { type: 'release'; step: string; agent: string }
   /** The claim's lease ran out: ready again, or failed past the attempt limit. */
@@ -202,7 +203,7 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       const failed = prune({ ...withoutClaim(record as StepRecord), ...(event.result ?? {}), ok: false, finished: at, reason: event.reason });
       const by = `${record?.site}/${event.agent}`;
-      if (counted >= limit) return next(doc, { kind: 'failed', step: event.step }, by, user, now, { [event.step]: failed }, event.reason);
+      if (counted >= limit || event.final === true) return next(doc, { kind: 'failed', step: event.step }, by, user, now, { [event.step]: failed }, event.reason);
       return next(doc, { kind: readyStatus(pipeline, event.step) }, by, user, now, { [event.step]: { ...failed, retry_after: event.retry_after } }, `attempt ${attempts} failed, retry after ${event.retry_after}`);
     }
     case 'release': {

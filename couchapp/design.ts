@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { MeshConfig } from '../config/types.js';
+import { FIXED_VIEWS } from '../config/step-names.js';
 import { MeshError } from '../core/errors.js';
 import { statusClosure, statusSuccessors } from '../core/invariants.js';
 import { CATALOGUE_FIELDS } from '../core/provenance.js';
@@ -38,8 +39,8 @@ export interface DesignDocument {
 /** The pipeline, and (for the write rules) the sites and the ingest; without sites a step runs only on its own `site`. */
 export type DesignInput = Pick<MeshConfig, 'doc_type' | 'steps'> & Partial<Pick<MeshConfig, 'sites' | 'ingest'>>;
 
-/** Views whose names are fixed; a step may not be named like one of them (a view per step is added). */
-export const FIXED_VIEWS = Object.freeze(['by_status', 'ready', 'in_flight', 'failed', 'done', 'conflicts', 'duplicates', 'by_run', 'by_host_run', 'by_file_name', 'lost_jobs', 'agents', 'status', 'inqueue', 'inprogress', 'flow', 'pending']);
+/** Views whose names are fixed; a step may not be named like one of them (a view per step is added). The config loader refuses such names too. */
+export { FIXED_VIEWS };
 
 /** Map source for the pipeline's documents: `body` sees `doc`, the helpers, `STEPS` and `DOC_TYPE`. */
 function docMap(input: DesignInput, body: string): string {

@@ -9,6 +9,7 @@ import { errorMessage, isMeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
 import { readyFor } from '../../core/state.js';
 import { templateVars } from '../command.js';
+import { isConfigurationFault } from '../config-fault.js';
 import { type AgentContext, actor } from '../context.js';
 import { readyDocuments } from '../discovery.js';
 import { apply, claim } from '../writes.js';
@@ -72,7 +73,7 @@ export class BatchSubmitter {
     return this.counters;
   }
 
-  /** Malformed documents are skipped; documents whose names the step refuses are marked bad (as the agent does). */
+  /** Malformed documents are skipped; documents whose names the step refuses are marked bad (as the agent does); configuration faults are left to the job. */
   private async acceptable(doc: DaqDocument, step: StepConfig): Promise<boolean> {
     const stepNames = this.ctx.config.steps.map((s) => s.name);
     const problems = documentProblems(doc, stepNames);
@@ -84,6 +85,8 @@ export class BatchSubmitter {
       templateVars(doc, step, this.ctx.config.steps[stepNames.indexOf(step.name) - 1]);
       return true;
     } catch (error) {
+      // The configuration's fault: the job's run-step records it as `<step> failed`, never bad.
+      if (isConfigurationFault(error)) return true;
       this.counters.refused++;
       await apply(this.ctx, doc, { type: 'mark_bad', by: actor(this.ctx), reason: `refused: ${errorMessage(error)}` }).catch(() => undefined);
       return false;

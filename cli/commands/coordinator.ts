@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { MAX_TIMER_S } from '../../config/validate.js';
 import { assertAssignable } from '../../coordinator/assignment.js';
 import { runCoordinator } from '../../coordinator/round.js';
 import { type Dashboard, startDashboard } from '../../dashboard/server.js';
@@ -8,7 +9,8 @@ import { port } from '../parse.js';
 
 function seconds(text: string): number {
   const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0) throw new InvalidArgumentError(`"${text}" is not a positive number of seconds`);
+  // A longer delay than a Node timer takes would fire after 1 ms: rounds without pause.
+  if (!Number.isFinite(value) || value <= 0 || value > MAX_TIMER_S) throw new InvalidArgumentError(`"${text}" is not a positive number of seconds up to ${MAX_TIMER_S}`);
   return value;
 }
 

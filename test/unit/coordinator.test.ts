@@ -14,9 +14,9 @@ const config = parseMeshConfig(
     },
     ingest: { site: 'modane' },
     steps: [
-      { name: 'proc0', site: 'modane', run: ['true'], out: '/o/{run_name}' },
-      { name: 'proc1', site: 'lyon', run: ['true'], out: '/o/{run_name}' },
-      { name: 'proc2', site: 'lyon', run: ['true'], out: '/o/{run_name}' },
+      { name: 'proc0', site: 'modane', run: ['true'], out: '/o/{run_name}_{file_number}' },
+      { name: 'proc1', site: 'lyon', run: ['true'], out: '/o/{run_name}_{file_number}' },
+      { name: 'proc2', site: 'lyon', run: ['true'], out: '/o/{run_name}_{file_number}' },
     ],
   },
   'test',

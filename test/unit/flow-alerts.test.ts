@@ -12,8 +12,8 @@ const base = {
   sites: { alpha: { server: 'http://127.0.0.1:5984', reachable: true, long_running: true } },
   ingest: { site: 'alpha' },
   steps: [
-    { name: 'proc0', site: 'alpha', run: ['true'], out: '/o/{run_name}' },
-    { name: 'proc1', site: 'alpha', run: ['true'], out: '/o/{run_name}' },
+    { name: 'proc0', site: 'alpha', run: ['true'], out: '/o/{run_name}_{file_number}' },
+    { name: 'proc1', site: 'alpha', run: ['true'], out: '/o/{run_name}_{file_number}' },
   ],
 };
 
