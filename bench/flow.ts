@@ -16,6 +16,7 @@ import { designDocument } from '../couchapp/design.js';
 import { pushDesign } from '../couchapp/push.js';
 import { Database } from '../core/couch.js';
 import { startServerChild } from '../cli/processes.js';
+import { historyTo } from '../core/provenance.js';
 
 const STEPS = ['proc0', 'proc1', 'proc2'];
 
@@ -31,15 +32,16 @@ function document(i: number, now: number): object {
   const closed = now - ((i * 7919) % (48 * 3600)) * 1000;
   const iso = (ms: number) => new Date(ms).toISOString();
   const done = (finished: number, duration: number) => ({ ok: true, attempts: 1, site: 'bench', agent: 'b', started: iso(finished - duration * 1000), finished: iso(finished), duration_s: duration });
-  const base = { _id: `run_lg23b002_${String(i).padStart(6, '0')}`, type: 'daqdocument', run_name: `lg23b${String(Math.floor(i / 1000)).padStart(3, '0')}`, file_number: i % 1000, file: `/data/${i}`, size_in_bytes: 1, date_closed: iso(closed), history: [] };
+  const base = { _id: `run_lg23b002_${String(i).padStart(6, '0')}`, type: 'daqdocument', run_name: `lg23b${String(Math.floor(i / 1000)).padStart(3, '0')}`, file_number: i % 1000, file: `/data/${i}`, size_in_bytes: 1, date_closed: iso(closed) };
   const kind = i % 20;
   const p0 = closed + (60 + (i % 600)) * 1000;
   const p1 = p0 + (600 + (i % 3600)) * 1000;
   const p2 = p1 + (300 + (i % 1800)) * 1000;
-  if (kind < 16) return { ...base, status: 'good', proc0: done(p0, 20), proc1: done(p1, 300), proc2: done(p2, 120) };
-  if (kind < 18) return { ...base, status: 'proc1 in progress', proc0: done(p0, 20), proc1: { attempts: 1, site: 'bench', agent: 'b', host: 'h', started: iso(p0), lease_until: iso(now + 3600_000) } };
-  if (kind < 19) return { ...base, status: 'proc2 failed', proc0: done(p0, 20), proc1: done(p1, 300), proc2: { ok: false, attempts: 3, site: 'bench', agent: 'b', reason: 'exited with 1', exit_code: 1 } };
-  return { ...base, status: 'closed' };
+  const at = (status: string) => ({ status, history: historyTo(status, ['proc0', 'proc1', 'proc2'], iso(closed)) });
+  if (kind < 16) return { ...base, ...at('good'), proc0: done(p0, 20), proc1: done(p1, 300), proc2: done(p2, 120) };
+  if (kind < 18) return { ...base, ...at('proc1 in progress'), proc0: done(p0, 20), proc1: { attempts: 1, site: 'bench', agent: 'b', host: 'h', started: iso(p0), lease_until: iso(now + 3600_000) } };
+  if (kind < 19) return { ...base, ...at('proc2 failed'), proc0: done(p0, 20), proc1: done(p1, 300), proc2: { ok: false, attempts: 3, site: 'bench', agent: 'b', reason: 'exited with 1', exit_code: 1 } };
+  return { ...base, ...at('closed') };
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<number> {

@@ -9,10 +9,11 @@ import { runPipeline } from './pipeline.js';
 import { type BenchSection, describeMachine, progress, renderReport } from './report.js';
 import { runScale } from './scale.js';
 import { runSftp } from './sftp.js';
+import { runValidate } from './validate.js';
 import { Interrupted } from './wait.js';
 import { MeshError } from '../core/errors.js';
 
-const SECTIONS = ['pipeline', 'latency', 'sftp', 'page', 'scale'] as const;
+const SECTIONS = ['pipeline', 'validate', 'latency', 'sftp', 'page', 'scale'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 interface BenchOptions {
@@ -77,6 +78,7 @@ async function main(argv: string[]): Promise<void> {
   const runners: Record<SectionName, () => Promise<BenchSection>> = {
     pipeline: () => runPipeline({ quick: options.quick, signal }),
     latency: () => runLatency({ quick: options.quick, signal }),
+    validate: () => runValidate({ quick: options.quick }),
     sftp: () => runSftp({ quick: options.quick, signal }),
     page: () => runPage({ docs: options.pageDocs, quick: options.quick, signal }),
     scale: () => scaleSection(options),

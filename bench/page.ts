@@ -18,6 +18,7 @@ import { startServerChild } from '../cli/processes.js';
 import { startDashboard } from '../dashboard/server.js';
 import { type BenchSection, median, progress } from './report.js';
 import { Interrupted } from './wait.js';
+import { historyTo } from '../core/provenance.js';
 
 interface PageCost {
   /** First snapshot: every view index of the status page built. */
@@ -30,7 +31,7 @@ interface PageCost {
 function closedDoc(i: number) {
   const run = `lg23b${String(Math.floor(i / 1000)).padStart(3, '0')}`;
   const file = `${run}_${String(i % 1000).padStart(3, '0')}`;
-  return { _id: `run_${file}`, type: 'daqdocument', run_name: run, file_number: i % 1000, file: `/daq/${run}/${file}`, size_in_bytes: 0, daq_host: `daq${i % 3}`, date_closed: new Date().toISOString(), status: 'closed', history: [] };
+  return { _id: `run_${file}`, type: 'daqdocument', run_name: run, file_number: i % 1000, file: `/daq/${run}/${file}`, size_in_bytes: 0, daq_host: `daq${i % 3}`, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) };
 }
 
 async function measure(url: string, work: string, name: string, count: number, signal?: AbortSignal): Promise<PageCost> {

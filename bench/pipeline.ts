@@ -17,6 +17,7 @@ import type { DaqDocument } from '../core/document.js';
 import { MESH_MAIN, startServerChild, stopChild } from '../cli/processes.js';
 import { type BenchSection, ms, percentile, progress, ratio } from './report.js';
 import { waitUntil, within } from './wait.js';
+import { historyTo } from '../core/provenance.js';
 
 const TRUE = '/bin/true';
 
@@ -41,7 +42,7 @@ async function makeDb(url: string, work: string, name: string, steps: number, le
 function closedDocs(count: number, prefix: string): DaqDocument[] {
   return Array.from({ length: count }, (_, i) => ({
     _id: `${prefix}_${String(i).padStart(6, '0')}`, type: 'daqdocument', run_name: 'lg23b002', file_number: i, file: `/data/${prefix}/${i}`,
-    size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: [],
+    size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []),
   }));
 }
 
@@ -53,7 +54,7 @@ async function rawUpdateRate(url: string, work: string, count: number): Promise<
   for (let i = 0; i < docs.length; i += 500) for (const r of await db.bulk(docs.slice(i, i + 500))) revs.set(r.id, r.rev as string);
   const started = performance.now();
   for (let i = 0; i < docs.length; i += 500) {
-    await db.bulk(docs.slice(i, i + 500).map((d) => ({ ...d, _rev: revs.get(d._id), date_closed: new Date().toISOString() })));
+    await db.bulk(docs.slice(i, i + 500).map((d) => ({ ...d, _rev: revs.get(d._id), touched: Date.now() })));
   }
   return docs.length / ((performance.now() - started) / 1000);
 }

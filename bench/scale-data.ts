@@ -5,6 +5,7 @@
  * validate_doc_update, so the write rate measured here is the raw write baseline.
  */
 import type { Database } from '../core/couch.js';
+import { historyTo } from '../core/provenance.js';
 
 const BATCH = 1000;
 const PARALLEL = 2;
@@ -31,8 +32,12 @@ export function archiveDoc(i: number): Record<string, unknown> {
     size_in_bytes: 104_857_600, checksum: { sha256: (i * 40503).toString(16).padStart(16, '0').repeat(4).slice(0, 64) }, date_closed: iso(closed),
     status: 'good', proc0: okRecord('modane', 'proc0', closed + 1000, i), proc1: okRecord('lyon', 'proc1', closed + 9000, i), proc2: okRecord('lyon', 'proc2', closed + 17000, i),
     history: [
+      { at: iso(closed), from: null, to: 'closed', by: 'modane/ingest' },
       { at: iso(closed + 1000), from: 'closed', to: 'proc0 in progress', by: 'modane/modane-agent' },
       { at: iso(closed + 5000), from: 'proc0 in progress', to: 'good', by: 'modane/modane-agent' },
+      { at: iso(closed + 9000), from: 'good', to: 'proc1 in progress', by: 'lyon/lyon-agent' },
+      { at: iso(closed + 13000), from: 'proc1 in progress', to: 'good', by: 'lyon/lyon-agent' },
+      { at: iso(closed + 17000), from: 'good', to: 'proc2 in progress', by: 'lyon/lyon-agent' },
       { at: iso(closed + 21000), from: 'proc2 in progress', to: 'good', by: 'lyon/lyon-agent' },
     ],
   };
@@ -55,7 +60,7 @@ export function backlogDoc(tag: string, i: number): Record<string, unknown> {
   const run = `bk${tag}`;
   return {
     _id: `bk${tag}_${String(i).padStart(8, '0')}`, type: 'daqdocument', run_name: run, file_number: i % 1000, file: `/data/samba/${run}/${run}_${String(i % 1000).padStart(3, '0')}`,
-    size_in_bytes: 1024, date_closed: iso(T0), status: 'closed', history: [],
+    size_in_bytes: 1024, date_closed: iso(T0), status: 'closed', history: historyTo('closed', []),
   };
 }
 

@@ -126,3 +126,36 @@ export function creationProblems(newDoc: Obj, stepNames: readonly string[]): str
   if (!Array.isArray(newDoc.history)) return ['history is missing: a document starts with its entry from null to "closed"'];
   return chainProblems(null, newDoc.status, newDoc.history, stepNames);
 }
+
+export interface ChainEntry {
+  at: string;
+  from: string | null;
+  to: string;
+  by: string;
+  user: string | null;
+}
+
+/**
+ * A history that leads from nothing to `status` by the fewest single transitions, every entry
+ * at `at` by `by`: for documents written before CouchMesh kept history (an adopted database)
+ * and for fixtures. It says what must have happened, not who did it: the server accepts it only
+ * from the coordinator's replication or the admin party, which are not held to authorship.
+ */
+export function historyTo(status: string, stepNames: readonly string[], at = new Date().toISOString(), by = 'mesh/adopted', user: string | null = null): ChainEntry[] {
+  const next = statusSuccessors(stepNames);
+  const previous = new Map<string, string | null>([['closed', null]]);
+  const queue = ['closed'];
+  while (queue.length > 0 && !previous.has(status)) {
+    const current = queue.shift() as string;
+    for (const to of next[current] ?? []) {
+      if (!previous.has(to)) {
+        previous.set(to, current);
+        queue.push(to);
+      }
+    }
+  }
+  if (!previous.has(status)) throw new Error(`no history leads to status ${JSON.stringify(status)}`);
+  const path: string[] = [];
+  for (let s: string | null = status; s !== null; s = previous.get(s) ?? null) path.unshift(s);
+  return path.map((to, i) => ({ at, from: i === 0 ? null : path[i - 1], to, by, user }));
+}

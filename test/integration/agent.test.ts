@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { DaqDocument, StepRecord } from '../../core/document.js';
 import { type ServerProcess } from '../support/server-process.js';
 import { makeMesh, runMesh, seedDocuments, startAgent, serverForSuite, stopProcess, waitFor } from '../support/mesh.js';
+import { historyTo } from '../../core/provenance.js';
 
 async function byStatus(db: import('../../core/couch.js').Database): Promise<Record<string, number>> {
   const { rows } = await db.view<number>('mesh', 'by_status', { group: true });
@@ -122,7 +123,7 @@ describe('agent against a real embedded server', function () {
     const dir = join(mesh.dir, 'daq');
     const literal = [`${dir}/a b`, `${dir}/it's "quoted"`, `${dir}/x;touch ${mesh.dir}/pwned1`, `${dir}/$(touch ${mesh.dir}/pwned2)`, `${dir}/-rf`, `${dir}/\`id\``];
     const refused = [`${dir}/new\nline`, '-rf', `${dir}/../../etc/passwd`];
-    const base = { type: 'daqdocument', run_name: 'lg23b002', size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: [] };
+    const base = { type: 'daqdocument', run_name: 'lg23b002', size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) };
     await mesh.db.bulk([...literal, ...refused].map((file, i) => ({ ...base, _id: `hostile_${i}`, file_number: i, file })));
     const agent = startAgent(mesh, 'careful');
     await waitFor('every hostile document handled', async () => {

@@ -17,6 +17,7 @@ import { type ConfigEntry, type DocumentEntry, type NameEntry, STACK_TRACE, brok
 import { type Rule, startGarbageServer } from '../support/garbage-server.js';
 import { type ServerProcess } from '../support/server-process.js';
 import { type TestMesh, makeMesh, runMesh, seedDocuments, serverForSuite, spawnMeshProcess, startAgent, stopProcess, waitFor } from '../support/mesh.js';
+import { historyTo } from '../../core/provenance.js';
 
 type Json = Record<string, unknown>;
 
@@ -115,7 +116,7 @@ describe('bad input (the corpus in test/corpus)', function () {
     raw.steps[0].run = [process.execPath, raw.steps[0].run[1], '--log', mesh.runLog, '--doc', '{file}', '--step', '{step}', '--touch', '{out}'];
     await writeFile(mesh.configFile, JSON.stringify(raw));
     const vars = { dir: join(mesh.dir, 'daq'), root: mesh.dir };
-    const base = { type: 'daqdocument', run_name: 'lg23b002', size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: [] };
+    const base = { type: 'daqdocument', run_name: 'lg23b002', size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) };
     const files = corpus.entries.map((e) => hostileName(e, vars));
     await mesh.db.bulk(files.map((file, i) => ({ ...base, _id: `hostile_${i}`, file_number: i, file })));
     const [control] = await seedDocuments(mesh, 1);

@@ -11,6 +11,7 @@ import { transition } from '../../core/state.js';
 import { uniqueDatabase, waitFor } from '../support/mesh.js';
 import { type ServerProcess, runMesh, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 import { testFolder } from '../support/folders.js';
+import { historyTo } from '../../core/provenance.js';
 
 const PASSWORDS = { modane: 'modane-secret-4c1f', kit: 'kit-secret-9e07' };
 const ENV = {
@@ -143,7 +144,7 @@ describe('coordinator: two real servers, modane push-only', function () {
     const db = mesh.config.database;
     await coordinatorOnce(mesh);
     const id = 'run_lg23b002_000';
-    await mesh.kit.put({ _id: id, type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: new Date().toISOString(), status: 'closed', history: [] });
+    await mesh.kit.put({ _id: id, type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) });
     const base = await waitFor('the closed document on modane', () => mesh.modane.get<DaqDocument>(id), 20_000);
 
     // The partition: no replication while each site believes it owns proc0.

@@ -5,7 +5,8 @@ import type { DaqDocument } from '../../core/document.js';
 import { type MeshEvent, transition } from '../../core/state.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
-import { DOC_TYPE, PIPELINE, freshDoc } from '../support/generated-docs.js';
+import { historyTo } from '../../core/provenance.js';
+import { DOC_TYPE, PIPELINE, STEP_NAMES, freshDoc } from '../support/generated-docs.js';
 import { Database } from '../../core/couch.js';
 import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 
@@ -79,23 +80,94 @@ describe('couchapp against a CouchDB-compatible server', function () {
     const closed = await db.insert(freshDoc('a'));
     let error = await rejected(db.insert({ ...freshDoc('a'), _rev: closed.rev, status: 'good' }));
     assert.equal(error.statusCode, 403);
-    assert.equal(error.reason, 'status good but proc0 is not ok');
+    assert.equal(error.reason, 'status good but proc0 is not ok; status changed from "closed" to "good" without a history entry');
 
     error = await rejected(db.insert({ ...freshDoc('b'), status: 'finished' }));
     assert.equal(error.statusCode, 403);
-    assert.equal(error.reason, 'status "finished" is unknown');
+    assert.match(error.reason ?? '', /^status "finished" is unknown/);
 
-    const good = await db.insert({ ...freshDoc('c'), status: 'good', proc0: { attempts: 1, ok: true } });
+    const good = await db.insert({ ...freshDoc('c'), status: 'good', proc0: { attempts: 1, ok: true }, history: historyTo('good', STEP_NAMES) });
     error = await rejected(db.insert({ ...freshDoc('c'), _rev: good.rev, status: 'closed' }));
     assert.equal(error.statusCode, 403);
-    assert.equal(error.reason, 'status cannot go from "good" to "closed"; proc0 was ok and must stay ok');
+    assert.match(error.reason ?? '', /^status cannot go from "good" to "closed"; proc0 cannot be removed; history entries cannot be removed/);
 
-    error = await rejected(db.insert({ ...freshDoc('c'), _rev: good.rev, status: 'good', proc0: { attempts: 1, ok: false } }));
-    assert.equal(error.reason, 'status good but proc0 is not ok; proc0 was ok and must stay ok');
-
-    // Other documents and deletions pass.
-    await db.insert({ _id: 'agent:lyon:a1', type: 'mesh-agent', site: 'lyon', agent: 'a1', last_seen: NOW.toISOString() } as unknown as DaqDocument);
+    // Control documents and deletions by the admin party pass.
+    await db.insert({ _id: 'mesh-agent:lyon:a1', type: 'mesh-agent', site: 'lyon', agent: 'a1', last_seen: NOW.toISOString() } as unknown as DaqDocument);
     await db.destroy('c', good.rev);
+  });
+
+  describe('provenance that cannot be rewritten, on every write path (the admin party is held to it too)', () => {
+    /** A document processed through proc0 by the state machine, as stored. */
+    async function processed(id: string): Promise<DaqDocument> {
+      await db.insert(freshDoc(id));
+      await apply(id, { type: 'claim', step: 'proc0', mode: 'run', site: 'lyon', agent: 'a1', host: 'h', lease_until: LEASE });
+      return apply(id, { type: 'succeed', step: 'proc0', agent: 'a1', result: { exit_code: 0, duration_s: 1, file: '/sps/raw/x', checksum: { sha256: 'a'.repeat(64) } } });
+    }
+    const base = (d: DaqDocument) => ({ ...d });
+    /** Forgeries of a stored document: [what, forged body, expected reason]. */
+    function forgeries(stored: DaqDocument, closedDoc: DaqDocument): Array<[string, Record<string, unknown>, RegExp]> {
+      const proc0 = stored.proc0 as Record<string, unknown>;
+      return [
+        ['closed → good with a fabricated proc0', { ...closedDoc, status: 'good', proc0: { ok: true, attempts: 1, file: '/etc/passwd' } }, /without a history entry/],
+        ['good → proc1 in progress with a made-up claim', { ...base(stored), status: 'proc1 in progress', proc1: { attempts: 1, agent: 'ghost', site: 'lyon', lease_until: LEASE } }, /without a history entry/],
+        ['rewriting the file of an ok record', { ...base(stored), proc0: { ...proc0, file: '/elsewhere' } }, /proc0 was ok and cannot change/],
+        ['rewriting the checksum of an ok record', { ...base(stored), proc0: { ...proc0, checksum: { sha256: 'b'.repeat(64) } } }, /proc0 was ok and cannot change/],
+        ['deleting history', { ...base(stored), history: undefined }, /history cannot be removed/],
+        ['emptying history', { ...base(stored), history: [] }, /history entries cannot be removed/],
+        ['rewriting a past entry', { ...base(stored), history: [{ ...stored.history[0], by: 'someone/else' }, ...stored.history.slice(1)] }, /history entry 0 cannot change/],
+      ];
+    }
+
+    it('PUT', async () => {
+      await pushDesign(meshDb, design);
+      const stored = await processed('p');
+      const closedDoc = await db.get((await db.insert(freshDoc('q'))).id);
+      for (const [what, body, reason] of forgeries(stored, closedDoc)) {
+        const error = await rejected(db.insert(body as unknown as DaqDocument));
+        assert.equal(error.statusCode, 403, what);
+        assert.match(error.reason ?? '', reason, what);
+      }
+      const claimed = await apply('q', { type: 'claim', step: 'proc0', mode: 'run', site: 'lyon', agent: 'a1', host: 'h', lease_until: LEASE });
+      const lowered = await rejected(db.insert({ ...claimed, proc0: { ...(claimed.proc0 as object), attempts: 0 } } as unknown as DaqDocument));
+      assert.match(lowered.reason ?? '', /proc0\.attempts cannot go down from 1 to 0|proc0\.attempts is 0/);
+      assert.deepEqual(await db.get('p'), stored, 'the stored document is unchanged');
+    });
+
+    it('_bulk_docs', async () => {
+      await pushDesign(meshDb, design);
+      const stored = await processed('p');
+      const closedDoc = await db.get((await db.insert(freshDoc('q'))).id);
+      for (const [what, body, reason] of forgeries(stored, closedDoc)) {
+        const [row] = await meshDb.bulk([body]);
+        assert.equal(row.error, 'forbidden', what);
+        assert.match(row.reason ?? '', reason, what);
+      }
+      assert.deepEqual(await db.get('p'), stored);
+    });
+
+    it('DELETE then a PUT without _rev carrying a forged record and an empty history', async () => {
+      await pushDesign(meshDb, design);
+      const stored = await processed('p');
+      await db.destroy('p', stored._rev as string);
+      const { _rev: _r, ...rest } = stored;
+      const error = await rejected(db.insert({ ...rest, proc0: { ...(stored.proc0 as object), file: '/etc/passwd' }, history: [] } as unknown as DaqDocument));
+      assert.equal(error.statusCode, 403);
+      assert.match(error.reason ?? '', /status changed from null to "good" without a history entry/);
+    });
+
+    it('new_edits=false: a branch with no common ancestor is judged as a new document', async () => {
+      await pushDesign(meshDb, design);
+      const stored = await processed('p');
+      const branch = (body: Record<string, unknown>) =>
+        server.request({ db: db.config.db, method: 'post', path: '_bulk_docs', body: { new_edits: false, docs: [{ ...body, _rev: '9-ffffffffffffffffffffffffffffffff', _revisions: { start: 9, ids: ['ffffffffffffffffffffffffffffffff', 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee'] } }] } }) as Promise<Array<{ error?: string; reason?: string }>>;
+      const unOk = await branch({ ...base(stored), status: 'proc0 failed', proc0: { attempts: 1, ok: false }, history: stored.history.slice(0, 2) });
+      assert.equal(unOk[0]?.error, 'forbidden', JSON.stringify(unOk));
+      assert.match(unOk[0]?.reason ?? '', /history ends at "proc0 in progress" but status is "proc0 failed"/);
+      const noHistory = await branch({ ...base(stored), history: [] });
+      assert.equal(noHistory[0]?.error, 'forbidden', JSON.stringify(noHistory));
+      const after = await db.get('p', { conflicts: true } as never);
+      assert.deepEqual(after, stored, 'no branch reached the document');
+    });
   });
 
   it('accepts the transitions the state machine makes, and the views count them', async () => {

@@ -10,6 +10,7 @@ import { Database } from '../../core/couch.js';
 import { type ServerProcess } from '../support/server-process.js';
 import { type TestMesh, makeMesh, runMesh, seedDocuments, serverForSuite, spawnMeshProcess, startAgent, stopProcess, waitFor } from '../support/mesh.js';
 import { testFolder } from '../support/folders.js';
+import { historyTo } from '../../core/provenance.js';
 
 /** Rewrites the test mesh's config file with `extra` keys (targets, alerts) and returns the parsed config. */
 async function withConfig(mesh: TestMesh, extra: Record<string, unknown>): Promise<MeshConfig> {
@@ -28,7 +29,7 @@ function done(finished: Date, duration = 1) {
 }
 
 function doc(id: string, closed: Date, status: string, records: Record<string, unknown>) {
-  return { _id: id, type: 'daqdocument', run_name: 'lg23b002', file_number: Number(id.slice(-3)), file: `/daq/${id}`, size_in_bytes: 1, date_closed: iso(closed), status, history: [], ...records };
+  return { _id: id, type: 'daqdocument', run_name: 'lg23b002', file_number: Number(id.slice(-3)), file: `/daq/${id}`, size_in_bytes: 1, date_closed: iso(closed), status, history: historyTo(status, ['proc0', 'proc1', 'proc2']), ...records };
 }
 
 /**

@@ -11,6 +11,7 @@ import { type Hint, MeshChannel } from '../../core/nats.js';
 import { type TestMesh, makeMesh, seedDocuments, spawnMeshProcess, startAgent, stopAllMeshProcesses, stopProcess, waitFor } from '../support/mesh.js';
 import { type NatsServer, startNatsServer, stopAllNatsServers } from '../support/nats.js';
 import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
+import { historyTo } from '../../core/provenance.js';
 
 /** Rewrites a test mesh's config file (the agents read it): `edit` changes the raw JSON. */
 async function editConfig(mesh: TestMesh, edit: (raw: Record<string, unknown> & { steps: Array<Record<string, unknown>> }) => void): Promise<void> {
@@ -118,7 +119,7 @@ describe('the NATS channel against a real nats-server', function () {
     const agent = startAgent(mesh, 'quick');
     await waitFor('the agent started on NATS', async () => (await logCount(mesh, 'quick', 'NATS connected')) > 0 && (await logCount(mesh, 'quick', 'agent started')) > 0);
 
-    const base = { type: 'daqdocument', run_name: 'lg23b002', size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: [] };
+    const base = { type: 'daqdocument', run_name: 'lg23b002', size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) };
     const writes: number[] = [];
     const decided: Record<string, number[]> = { hinted: [], feed: [] };
     const trial = async (id: string, n: number, hinted: boolean): Promise<number> => {

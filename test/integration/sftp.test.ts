@@ -21,6 +21,7 @@ import { spawnMeshProcess, stopAllMeshProcesses, uniqueDatabase, waitFor } from 
 import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 import { type TestSshd, fingerprint, makeKey, startSshd, stopAllSshd } from '../support/sshd.js';
 import { testFolder } from '../support/folders.js';
+import { historyTo } from '../../core/provenance.js';
 
 /** Everything under `dir`, relative, sorted. */
 async function listing(dir: string): Promise<string[]> {
@@ -181,7 +182,7 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
       const tampered = join(work, 'daq', 'lg23b002_001');
       await writeFile(good, randomBytes(3 * 1024 * 1024));
       await writeFile(tampered, randomBytes(1024));
-      const base = { type: 'daqdocument', run_name: 'lg23b002', date_closed: new Date().toISOString(), status: 'closed', history: [] };
+      const base = { type: 'daqdocument', run_name: 'lg23b002', date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) };
       await db.bulk([
         { ...base, _id: 'run_lg23b002_000', file_number: 0, file: good, size_in_bytes: 3 * 1024 * 1024, checksum: { sha256: await sha256File(good) } },
         { ...base, _id: 'run_lg23b002_001', file_number: 1, file: tampered, size_in_bytes: 1024, checksum: { sha256: 'f'.repeat(64) } },

@@ -11,6 +11,7 @@ import type { DaqDocument, StepRecord } from '../../core/document.js';
 import { NOOP, runMesh, uniqueDatabase, waitFor } from '../support/mesh.js';
 import { type ServerProcess, meshMain, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 import { type SlurmCluster, startSlurm } from '../support/slurm.js';
+import { historyTo } from '../../core/provenance.js';
 
 const USER = 'kitadmin';
 const PASSWORD = `pw-${Math.random().toString(36).slice(2)}-secret`;
@@ -76,7 +77,7 @@ async function seed(mesh: LyonMesh, count: number): Promise<string[]> {
     size_in_bytes: 0,
     date_closed: new Date().toISOString(),
     status: 'closed',
-    history: [],
+    history: historyTo('closed', []),
   }));
   await mesh.db.bulk(docs);
   return docs.map((d) => d._id);

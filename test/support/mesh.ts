@@ -11,6 +11,7 @@ import { pushDesign } from '../../couchapp/push.js';
 import { Database } from '../../core/couch.js';
 import { type ServerProcess, meshMain as MESH, repoRoot, startServerProcess, stopAllServerProcesses } from './server-process.js';
 import { testFolder } from './folders.js';
+import { historyTo } from '../../core/provenance.js';
 
 export { runMesh } from './server-process.js';
 export const NOOP = join(repoRoot, 'examples', 'steps', 'noop.mjs');
@@ -72,7 +73,7 @@ export async function seedDocuments(mesh: TestMesh, count: number, runName = 'lg
       const id = `run_${runName}_${String(i).padStart(4, '0')}`;
       ids.push(id);
       const file = join(mesh.dir, 'daq', `${runName}_${String(i).padStart(3, '0')}`);
-      docs.push({ _id: id, type: 'daqdocument', run_name: runName, file_number: i, file, size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: [] });
+      docs.push({ _id: id, type: 'daqdocument', run_name: runName, file_number: i, file, size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) });
     }
     await mesh.db.bulk(docs);
   }
