@@ -70,7 +70,7 @@ function render() {
   renderAlerts(snap.alerts ?? []);
   replace($('servers'), snap.servers.map((s) =>
     h('div', { class: `card${s.reachable ? '' : ' down'}`, 'data-server': s.site },
-      h('strong', {}, s.site), ' ', h('span', { class: `pill ${s.reachable ? 'pill-ok' : 'pill-bad'}` }, s.reachable ? 'reachable' : 'unreachable'),
+      h('strong', {}, s.site), ' ', h('span', { class: `pill ${s.reachable ? 'pill-ok' : 'pill-bad'}` }, s.reachable ? 'reachable' : s.not_authorised ? 'not authorised' : 'unreachable'),
       h('div', { class: 'muted small' }, s.url),
       s.reachable ? h('div', {}, `${s.doc_count} documents`, s.conflicts ? h('span', { class: 'n-failed' }, ` · ${s.conflicts} conflicts`) : '') : h('div', { class: 'small late' }, s.error ?? ''),
     )));
@@ -100,7 +100,7 @@ function renderSteps(snap) {
   for (const step of snap.steps) {
     rows.push(h('tr', { class: 'total', 'data-step': step }, h('td', {}, step), h('td', {}, 'all servers'), countCells(snap.totals[step])));
     for (const s of snap.servers) {
-      rows.push(h('tr', { class: 'sub', 'data-step': step, 'data-server': s.site }, h('td', {}, ''), h('td', {}, s.site), s.reachable ? countCells(s.steps[step]) : h('td', { colspan: 5, class: 'late' }, 'unreachable')));
+      rows.push(h('tr', { class: 'sub', 'data-step': step, 'data-server': s.site }, h('td', {}, ''), h('td', {}, s.site), s.reachable ? countCells(s.steps[step]) : h('td', { colspan: 5, class: 'late' }, s.not_authorised ? 'not authorised' : 'unreachable')));
     }
   }
   replace($('steps'), table(['step', 'server', 'done', 'ready', 'queued', 'in progress', 'failed'], rows, { numeric: [2, 3, 4, 5, 6] }));
