@@ -12,6 +12,7 @@ import { runStepCommand } from './commands/run-step.js';
 import { serverCommand } from './commands/server.js';
 import { simulateCommand } from './commands/simulate.js';
 import { statusCommand } from './commands/status.js';
+import { usersCommand } from './commands/users.js';
 
 const program = new Command('mesh')
   .description('CouchMesh: a physics experiment\'s processing chain across sites, driven by CouchDB documents')
@@ -20,7 +21,7 @@ const program = new Command('mesh')
   .showHelpAfterError()
   .exitOverride();
 
-for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), simulateCommand(), dashboardCommand(), demoCommand()]) {
+for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), usersCommand(), simulateCommand(), dashboardCommand(), demoCommand()]) {
   program.addCommand(command);
 }
 for (const command of program.commands) {
