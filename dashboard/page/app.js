@@ -285,7 +285,7 @@ function wire() {
     event.preventDefault();
     $('login-message').textContent = 'checking…';
     try {
-      const result = await api('/api/login', { method: 'POST', body: { user: $('login-user').value, password: $('login-password').value } });
+      const result = await api('/api/login', { method: 'POST', body: { user: $('login-user').value, password: $('login-password').value, site: $('login-site').value } });
       $('login-password').value = '';
       $('login-message').textContent = result.refused.length ? `not accepted by ${result.refused.map((r) => r.site).join(', ')}` : '';
       setUser(result.user, result.servers);
@@ -331,6 +331,10 @@ function wire() {
 }
 
 wire();
-api('/api/session').then((s) => setUser(s.user, s.servers ?? []), () => {});
+api('/api/session').then((s) => {
+  // The password goes to the chosen server only: a wrong try elsewhere would count towards its lockout.
+  $('login-site').replaceChildren(...(s.login_sites ?? []).map((site) => h('option', { value: site }, site)));
+  setUser(s.user, s.servers ?? []);
+}, () => {});
 connect();
 route();
