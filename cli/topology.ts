@@ -10,6 +10,7 @@ import { openSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { credentialsFor } from '../config/credentials.js';
+import { credentialFileEnv } from './credential-files.js';
 import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
 import { Database } from '../core/couch.js';
@@ -117,8 +118,11 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
 
     const configFile = join(work, 'mesh.json');
     const raw = simulationConfig(work, { modane: servers.modane.url, kit: servers.kit.url }, services, { maxAttempts: options.maxAttempts });
-    // How modane starts mesh at lyon; over SSH the environment (Slurm client settings, …) must travel in the argument vector.
-    const lyonEnv = { ...(slurm?.env ?? {}), ...(options.lyonEnv ?? {}) };
+    // How modane starts mesh at lyon; over SSH the environment (Slurm client settings, the
+    // credentials of the servers lyon talks to, as password files) must travel in the argument vector.
+    const lyonServers = [raw.sites.lyon.credentials_of ?? 'lyon'];
+    const lyonCredentials = await credentialFileEnv(lyonServers, env, join(work, 'secrets'));
+    const lyonEnv = { ...(slurm?.env ?? {}), ...lyonCredentials, ...(options.lyonEnv ?? {}) };
     const envPrefix = Object.keys(lyonEnv).length > 0 ? ['/usr/bin/env', ...Object.entries(lyonEnv).map(([k, v]) => `${k}=${v}`)] : [];
     raw.sites.lyon = { ...raw.sites.lyon, mesh: [...envPrefix, process.execPath, resolve(MESH_MAIN), '--config', configFile] } as typeof raw.sites.lyon;
     options.adjust?.(raw);
