@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Database } from '../../core/couch.js';
 import { silentLogger } from '../../core/log.js';
 import { type EmbeddedServer, startEmbeddedServer } from '../../server/embedded.js';
 import { testFolder } from '../support/folders.js';
@@ -151,6 +152,13 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
     assert.notEqual(newAccount.status, 201);
     const session = await rawRequest(server.url, '/_session', { headers: { authorization: basic('hashed', secret) } });
     assert.deepEqual((session.body as { userCtx: unknown }).userCtx, { name: 'hashed', roles: ['member-role'] });
+  });
+
+  it('Database.session() names the account a client writes as', async function () {
+    const db = await securedDb();
+    assert.deepEqual(await new Database({ url: server.url, database: db, credentials: { user: 'alice', password: 'alice-pw-1' } }).session(), { name: 'alice', roles: ['member-role'] });
+    assert.deepEqual(await new Database({ url: server.url, database: db }).session(), { name: null, roles: [] });
+    await assert.rejects(new Database({ url: server.url, database: db, credentials: { user: 'alice', password: 'wrong' } }).session(), { code: 'UNAUTHORIZED' });
   });
 
   it('logs in with POST /_session, serves the cookie session, and ends it with DELETE /_session', async function () {
