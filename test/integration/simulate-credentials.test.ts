@@ -21,7 +21,7 @@ function filesUnder(dir: string): string[] {
 describe('mesh simulate with server credentials (lyon over SSH)', function () {
   this.timeout(300_000);
 
-  it('forwards kit\'s credentials to lyon as a password file, and every file completes on both servers', async function () {
+  it('gives each agent an account of its own, forwards lyon\'s to it as a password file, and every file completes on both servers', async function () {
     const tmp = testFolder('mesh-simcred-');
     const modanePassword = 'sim-modane-Pw-71q';
     const kitPassword = 'sim-kit-Pw-38z';
@@ -38,13 +38,15 @@ describe('mesh simulate with server credentials (lyon over SSH)', function () {
     const work = readdirSync(tmp).find((name) => name.startsWith('mesh-simulate-'));
     assert.ok(work, 'the kept simulation folder');
     const config = readFileSync(join(tmp, work, 'mesh.json'), 'utf8');
-    assert.match(config, /MESH_KIT_USER=simadmin/);
+    // Lyon's processes log in with lyon's agent account, not the admin's.
+    assert.match(config, /MESH_KIT_USER=sim-lyon-agent/);
+    assert.doesNotMatch(config, /MESH_KIT_USER=simadmin/);
+    for (const name of ['sim-modane-agent', 'sim-lyon-agent', 'sim-operator']) assert.equal(statSync(join(tmp, work, 'secrets', `${name}.password`)).mode & 0o777, 0o600);
     assert.match(config, /MESH_KIT_PASSWORD_FILE=/);
     // The password itself is only in 0600 password files, nowhere else (config, logs, job files).
     for (const file of filesUnder(join(tmp, work))) {
       if (!readFileSync(file).includes(kitPassword)) continue;
-      assert.match(file, /\/secrets\/kit\.password$/, `${file} holds kit's password`);
-      assert.equal(statSync(file).mode & 0o777, 0o600);
+      assert.fail(`${file} holds kit's admin password`);
     }
   });
 });
