@@ -13,6 +13,7 @@ import { runStepCommand } from './commands/run-step.js';
 import { serverCommand } from './commands/server.js';
 import { simulateCommand } from './commands/simulate.js';
 import { statusCommand } from './commands/status.js';
+import { usersCommand } from './commands/users.js';
 import { fail } from './exit.js';
 
 const program = new Command('mesh')
@@ -30,7 +31,7 @@ const program = new Command('mesh')
     }
   });
 
-for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), simulateCommand(), dashboardCommand(), demoCommand()]) {
+for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), usersCommand(), simulateCommand(), dashboardCommand(), demoCommand()]) {
   program.addCommand(command);
 }
 for (const command of program.commands) {

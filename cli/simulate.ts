@@ -56,7 +56,7 @@ async function completeEverywhere(config: MeshConfig, dbs: Database[], files: nu
 
 function progressLine(config: MeshConfig, status: MeshStatus, files: number): string {
   return status.databases
-    .map((db) => (db.reachable ? `${db.site}: ${config.steps.map((s) => `${s.name} ${db.steps[s.name]?.done ?? 0}/${files}`).join(' ')}` : `${db.site}: unreachable`))
+    .map((db) => (db.reachable ? `${db.site}: ${config.steps.map((s) => `${s.name} ${db.steps[s.name]?.done ?? 0}/${files}`).join(' ')}` : `${db.site}: ${db.not_authorised ? db.error : 'unreachable'}`))
     .join(' | ');
 }
 

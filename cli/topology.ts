@@ -10,6 +10,8 @@ import { openSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { credentialsFor } from '../config/credentials.js';
+import { credentialFileEnv } from './credential-files.js';
+import { type SimulationAccounts, createSimulationAccounts, withAccount } from './simulation-accounts.js';
 import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
 import { Database } from '../core/couch.js';
@@ -117,8 +119,14 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
 
     const configFile = join(work, 'mesh.json');
     const raw = simulationConfig(work, { modane: servers.modane.url, kit: servers.kit.url }, services, { maxAttempts: options.maxAttempts });
-    // How modane starts mesh at lyon; over SSH the environment (Slurm client settings, …) must travel in the argument vector.
-    const lyonEnv = { ...(slurm?.env ?? {}), ...(options.lyonEnv ?? {}) };
+    // How modane starts mesh at lyon; over SSH the environment (Slurm client settings, the
+    // credentials of the servers lyon talks to, as password files) must travel in the argument vector.
+    const lyonServers = [raw.sites.lyon.credentials_of ?? 'lyon'];
+    // With server admins, each process logs in with an account of its own (simulation-accounts.ts).
+    const accounts: SimulationAccounts | undefined = await createSimulationAccounts({ modane: servers.modane.url, kit: servers.kit.url }, env, join(work, 'secrets'));
+    if (accounts) logger.info({ operator: accounts.account('operator').user, password_file: accounts.account('operator').password_file }, 'each process has its own account; log in on the status page as this operator');
+    const lyonCredentials = accounts ? await credentialFileEnv(lyonServers, withAccount({}, accounts.env('lyon-agent')), join(work, 'secrets')) : await credentialFileEnv(lyonServers, env, join(work, 'secrets'));
+    const lyonEnv = { ...(slurm?.env ?? {}), ...lyonCredentials, ...(options.lyonEnv ?? {}) };
     const envPrefix = Object.keys(lyonEnv).length > 0 ? ['/usr/bin/env', ...Object.entries(lyonEnv).map(([k, v]) => `${k}=${v}`)] : [];
     raw.sites.lyon = { ...raw.sites.lyon, mesh: [...envPrefix, process.execPath, resolve(MESH_MAIN), '--config', configFile] } as typeof raw.sites.lyon;
     options.adjust?.(raw);
@@ -126,8 +134,8 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     const config = parseMeshConfig(raw, configFile);
     // The servers have an admin when MESH_<SITE>_USER/PASSWORD are set; every process reads them from the environment.
     const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database, credentials: credentialsFor(config.sites[site].credentials_of) });
-    const spawnTracked = (args: string[]) => {
-      const child = spawnMesh(['--config', configFile, ...args], { env, logFile });
+    const spawnTracked = (args: string[], processEnv: NodeJS.ProcessEnv = env) => {
+      const child = spawnMesh(['--config', configFile, ...args], { env: processEnv, logFile });
       children.add(child);
       child.once('exit', () => children.delete(child));
       return child;
@@ -147,7 +155,7 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
         return servers[site];
       },
       startCoordinator: (coordinator = {}) => spawnTracked(['coordinator', '--interval', '1', ...(coordinator.dashboardPort === undefined ? [] : ['--dashboard-port', String(coordinator.dashboardPort)])]),
-      startModaneAgent: () => spawnTracked(['agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', '--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])]),
+      startModaneAgent: () => spawnTracked(['agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', '--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])], accounts ? withAccount(env, accounts.env('modane-agent')) : env),
       async waitForDesign(signal, coordinator) {
         const designed = async () => (await Promise.all(['modane', 'kit'].map((site) => open(site).get('_design/mesh').catch(() => undefined)))).every(Boolean);
         return untilReady(coordinator, 'pushed the design documents to both servers', designed, signal);

@@ -17,7 +17,7 @@ import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
 import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { type OpenDatabase, distinctServers } from './servers.js';
+import { type OpenDatabase, distinctServers, notAuthorised } from './servers.js';
 
 export interface PlannedReplication {
   /** The `_replicator` document id: `mesh-<db>-<from>-to-<to>`. */
@@ -39,7 +39,7 @@ export interface ReplicationReport {
   from: string;
   to: string;
   on: string;
-  /** running, pending, error, failed, crashing, completed (CouchDB scheduler states) or missing / unreachable. */
+  /** running, pending, error, failed, crashing, completed (CouchDB scheduler states) or missing / unreachable / not authorised. */
   state: string;
   /** Changes on the source not yet covered by the replication checkpoint; null when unknown. */
   pending: number | null;
@@ -243,7 +243,8 @@ async function recreate(replicator: Database, wanted: ReplicatorDocument): Promi
 }
 
 function unreachable(job: PlannedReplication, error: unknown): ReplicationReport {
-  return { id: job.id, from: job.from, to: job.to, on: job.on, state: 'unreachable', pending: null, lag_from: 'none', action: 'none', error: errorMessage(error) };
+  const refused = notAuthorised(error);
+  return { id: job.id, from: job.from, to: job.to, on: job.on, state: refused ? 'not authorised' : 'unreachable', pending: null, lag_from: 'none', action: 'none', error: refused ?? errorMessage(error) };
 }
 
 /**

@@ -11,6 +11,7 @@ import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
 import { designDocument } from '../couchapp/design.js';
 import { pushDesign } from '../couchapp/push.js';
+import { pushSecurity } from '../couchapp/security.js';
 import { type Alert, AlertTracker, evaluateAlerts } from './alerts.js';
 import { writeAssignment } from './assignment.js';
 import { type AuditResult, auditServer } from './audit.js';
@@ -45,6 +46,8 @@ async function prepareServer(ctx: CoordinatorContext, site: SiteConfig): Promise
     const db = ctx.open(site);
     await db.ensure();
     const pushed = await pushDesign(db, designDocument(ctx.config));
+    // The accounts of the mesh roles may use the database only once _security admits them.
+    await pushSecurity(db, Object.keys(ctx.config.sites));
     return { site: site.name, reachable: true, design: pushed.changed ? 'updated' : 'unchanged' };
   } catch (error) {
     ctx.logger.warn({ server: site.name, url: site.server, err: errorMessage(error) }, 'server unreachable or refusing; skipped this round');

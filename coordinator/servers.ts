@@ -1,6 +1,13 @@
 /** The servers of a mesh, and how the coordinator opens a database on one of them. */
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
+import { isMeshError } from '../core/errors.js';
+
+/** A refusal (401/403) reads "not authorised: <the server's reason>", never "unreachable": the server is up. */
+export function notAuthorised(error: unknown): string | undefined {
+  if (!isMeshError(error, 'UNAUTHORIZED') && !isMeshError(error, 'FORBIDDEN')) return undefined;
+  return `not authorised: ${error.reason ?? error.message}`;
+}
 
 /**
  * Opens `database` on `site`'s server with that server's credentials; without `database`,

@@ -3,7 +3,7 @@ import type { Database } from '../core/couch.js';
 import { errorMessage } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
 import { type ReplicationReport, replicationStatus } from './replication.js';
-import { type OpenDatabase, distinctServers } from './servers.js';
+import { type OpenDatabase, distinctServers, notAuthorised } from './servers.js';
 
 export { distinctServers } from './servers.js';
 
@@ -19,6 +19,8 @@ export interface DatabaseStatus {
   site: string;
   url: string;
   reachable: boolean;
+  /** The server answered 401 or 403: it is up, but these credentials may not read the database. */
+  not_authorised?: true;
   error?: string;
   doc_count: number;
   by_status: Record<string, number>;
@@ -68,8 +70,13 @@ export async function databaseStatus(config: MeshConfig, site: SiteConfig, db: D
   try {
     return await readDatabaseStatus(config, db, now, base);
   } catch (error) {
-    return { db: { ...base, error: errorMessage(error) }, agents: [] };
+    return { db: { ...base, ...failure(error) }, agents: [] };
   }
+}
+
+function failure(error: unknown, suffix = ''): Pick<DatabaseStatus, 'error' | 'not_authorised'> {
+  const refused = notAuthorised(error);
+  return refused ? { error: refused, not_authorised: true } : { error: `${errorMessage(error)}${suffix}` };
 }
 
 async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, base: DatabaseStatus): Promise<{ db: DatabaseStatus; agents: AgentStatus[] }> {
@@ -158,7 +165,7 @@ export function doubleClaims(perServer: ReadonlyArray<{ conflicted: readonly str
 }
 
 function unreachableStatus(site: SiteConfig, error: unknown): { db: DatabaseStatus; agents: AgentStatus[] } {
-  return { db: { site: site.name, url: site.server, reachable: false, error: `${errorMessage(error)} (counts incomplete)`, doc_count: 0, by_status: {}, steps: {}, conflicts: 0, in_flight: [], failed: [] }, agents: [] };
+  return { db: { site: site.name, url: site.server, reachable: false, ...failure(error, ' (counts incomplete)'), doc_count: 0, by_status: {}, steps: {}, conflicts: 0, in_flight: [], failed: [] }, agents: [] };
 }
 
 /** Heartbeat documents replicate: one entry per agent, the newest heartbeat wins. */

@@ -1,4 +1,5 @@
 import { type BackoffPolicy, backoffDelay } from './backoff.js';
+import type { UserContext } from './roles.js';
 import { type CouchTransport, couchRequest } from './couch-http.js';
 import { MeshError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
@@ -182,6 +183,24 @@ export class Database {
       timeoutMs: options.timeoutMs + LONGPOLL_MARGIN_MS,
       shape: (a) => isObject(a) && Array.isArray(a.results) && a.results.every(isObject) && (typeof a.last_seq === 'string' || typeof a.last_seq === 'number'),
     });
+  }
+
+  /**
+   * Who the server takes this connection's credentials for (`GET /_session`): name null and no
+   * roles when it has none or refuses them silently (an anonymous session).
+   */
+  async session(): Promise<UserContext> {
+    type Answer = { userCtx?: { name?: unknown; roles?: unknown } };
+    // The session is the server's, whatever database this object names.
+    const server = { ...this.transport, database: '' };
+    const answer = await this.call('session', async () => {
+      const a = await couchRequest<Answer>(server, { path: '_session', signal: this.signal }, 'session');
+      if (!isObject(a) || !isObject(a.userCtx)) throw new MeshError('BAD_RESPONSE', `session: the server's answer has not the expected shape: ${String(JSON.stringify(a)).slice(0, 120)}`);
+      return a;
+    });
+    const ctx = answer.userCtx ?? {};
+    const roles = Array.isArray(ctx.roles) ? ctx.roles.filter((r): r is string => typeof r === 'string') : [];
+    return { name: typeof ctx.name === 'string' ? ctx.name : null, roles };
   }
 
   async getLocal<D extends object>(name: string): Promise<(D & { _rev?: string }) | undefined> {

@@ -97,14 +97,15 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     'GET /api/search': async (_req, res, url) => sendJson(res, 200, { results: await searchFiles(config, open, url.searchParams.get('q') ?? '') }),
     'GET /api/session': async (req, res) => {
       const session = sessions.get(tokenFrom(req.headers.cookie));
-      sendJson(res, 200, session ? { user: session.user, servers: readingOrder(config).filter((s) => session.accepted.has(s.server)).map((s) => s.name) } : { user: null });
+      const loginSites = sessions.loginSites();
+      sendJson(res, 200, session ? { user: session.user, servers: readingOrder(config).filter((s) => session.accepted.has(s.server)).map((s) => s.name), login_sites: loginSites } : { user: null, login_sites: loginSites });
     },
     'POST /api/login': async (req, res) => {
       const body = await readJsonBody(req);
-      if (typeof body.user !== 'string' || typeof body.password !== 'string' || body.user.length === 0 || body.user.length > 200 || body.password.length > 1000) {
-        throw new MeshError('BAD_INPUT', 'send {"user": "...", "password": "..."}');
+      if (typeof body.user !== 'string' || typeof body.password !== 'string' || body.user.length === 0 || body.user.length > 200 || body.password.length > 1000 || (body.site !== undefined && typeof body.site !== 'string')) {
+        throw new MeshError('BAD_INPUT', 'send {"user": "...", "password": "...", "site": "the site whose server the password is for"}');
       }
-      const { token, result } = await sessions.login(body.user, body.password);
+      const { token, result } = await sessions.login(body.user, body.password, body.site as string | undefined);
       if (!token) {
         logger.warn({ user: body.user }, 'dashboard login refused');
         sendJson(res, 403, { error: 'forbidden', reason: `login refused: ${result.refused.map((r) => `${r.site}: ${r.reason}`).join('; ')}` });

@@ -1,13 +1,14 @@
 /**
- * Operators of the status page: a login is checked against the servers themselves (the same
- * CouchDB credentials), and remembered in memory behind a random token in an HttpOnly,
- * SameSite=Strict cookie. The password never leaves this process again except towards the
- * server it was accepted by.
+ * Operators of the status page: a login names the server the password is for (the operator's
+ * own), is checked against that server only, once, and is remembered in memory behind a random
+ * token in an HttpOnly, SameSite=Strict cookie. A password is never sent to a server it was not
+ * typed for: each wrong try counts towards CouchDB's login lockout of that name, so trying one
+ * password on every server locked the same name out on the others (issue 9, item 3).
  */
 import { randomBytes } from 'node:crypto';
 import type { Credentials } from '../config/credentials.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import { errorMessage, isMeshError } from '../core/errors.js';
+import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import { distinctServers } from '../coordinator/servers.js';
 import { operatorDatabase } from './databases.js';
 
@@ -42,7 +43,8 @@ async function accepts(config: MeshConfig, site: SiteConfig, credentials: Creden
     }
     return undefined;
   } catch (error) {
-    return isMeshError(error, 'UNAUTHORIZED') ? 'name or password is incorrect' : errorMessage(error);
+    if (isMeshError(error, 'UNAUTHORIZED') || isMeshError(error, 'FORBIDDEN')) return error.reason ?? 'name or password is incorrect';
+    return errorMessage(error);
   }
 }
 
@@ -51,17 +53,26 @@ export class Sessions {
 
   constructor(private readonly config: MeshConfig) {}
 
-  async login(user: string, password: string, now = Date.now()): Promise<{ token?: string; result: LoginResult }> {
-    const credentials = { user, password };
+  /** The sites an operator may log in at: one per distinct server. */
+  loginSites(): string[] {
+    return distinctServers(this.config).map((s) => s.name);
+  }
+
+  /**
+   * Checks the password against the server of `siteName` only (one request), or the only server
+   * when the mesh has one. Without a site on a mesh of several servers nothing is sent.
+   */
+  async login(user: string, password: string, siteName: string | undefined, now = Date.now()): Promise<{ token?: string; result: LoginResult }> {
     const servers = distinctServers(this.config);
-    const verdicts = await Promise.all(servers.map(async (site) => ({ site, refusal: await accepts(this.config, site, credentials) })));
-    const accepted = new Map(verdicts.filter((v) => v.refusal === undefined).map((v) => [v.site.server, credentials]));
-    const result: LoginResult = {
-      user,
-      servers: verdicts.filter((v) => v.refusal === undefined).map((v) => v.site.name),
-      refused: verdicts.flatMap((v) => (v.refusal === undefined ? [] : [{ site: v.site.name, reason: v.refusal }])),
-    };
-    if (accepted.size === 0) return { result };
+    const site = siteName === undefined && servers.length === 1 ? servers[0] : servers.find((s) => s.name === siteName || (siteName !== undefined && this.config.sites[siteName]?.server === s.server));
+    if (!site) {
+      throw new MeshError('BAD_INPUT', `say which server the password is for: send "site", one of ${servers.map((s) => s.name).join(', ')}${siteName === undefined ? '' : ` (not ${JSON.stringify(siteName)})`}`);
+    }
+    const credentials = { user, password };
+    const refusal = await accepts(this.config, site, credentials);
+    const result: LoginResult = { user, servers: refusal === undefined ? [site.name] : [], refused: refusal === undefined ? [] : [{ site: site.name, reason: refusal }] };
+    if (refusal !== undefined) return { result };
+    const accepted = new Map([[site.server, credentials]]);
     this.prune(now);
     const token = randomBytes(32).toString('base64url');
     this.sessions.set(token, { user, accepted, expires: now + SESSION_MS });

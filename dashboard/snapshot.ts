@@ -31,7 +31,7 @@ export interface Snapshot {
   steps: string[];
   /** The server the runs, flow and navigation were read from. */
   read_from: string | null;
-  servers: Array<{ site: string; url: string; reachable: boolean; error?: string; doc_count: number; by_status: Record<string, number>; steps: Record<string, StepCounts>; conflicts: number }>;
+  servers: Array<{ site: string; url: string; reachable: boolean; not_authorised?: true; error?: string; doc_count: number; by_status: Record<string, number>; steps: Record<string, StepCounts>; conflicts: number }>;
   totals: Record<string, StepCounts>;
   runs: RunOverview[];
   problems: {
@@ -137,7 +137,7 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
     database: status.database,
     steps: config.steps.map((s) => s.name),
     read_from: 'value' in shared ? shared.site.name : null,
-    servers: status.databases.map((d) => ({ site: d.site, url: publicUrl(d.url), reachable: d.reachable, ...(d.error ? { error: d.error } : {}), doc_count: d.doc_count, by_status: d.by_status, steps: d.steps, conflicts: d.conflicts })),
+    servers: status.databases.map((d) => ({ site: d.site, url: publicUrl(d.url), reachable: d.reachable, ...(d.not_authorised ? { not_authorised: true as const } : {}), ...(d.error ? { error: d.error } : {}), doc_count: d.doc_count, by_status: d.by_status, steps: d.steps, conflicts: d.conflicts })),
     totals,
     runs: 'value' in shared ? shared.value.runs : [],
     problems: {

@@ -13,10 +13,14 @@ import { installValidation } from './validation.js';
 import type { Credentials } from '../config/credentials.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { authenticate, isLoopbackHost } from './auth.js';
+import { authorize, guardOwnAccount } from './access.js';
+import { Authenticator, isLoopbackHost } from './auth.js';
 import { changesRouter, upRoute } from './changes-gaps.js';
 import { errorHandler, jsonBodyGuard, queryGuard, rejectionGuard } from './guards.js';
-import { type CouchSessionRequest, PouchDB, expressPouchDB, type PouchStatic } from './pouch.js';
+import { DEFAULT_LOCKOUT_MS, DEFAULT_LOCKOUT_THRESHOLD, LoginLockout } from './lockout.js';
+import { DEFAULT_ITERATIONS } from './passwords.js';
+import { PouchDB, ensureDb, expressPouchDB, openOrCreateDb, type PouchStatic } from './pouch.js';
+import { USERS_DB, USER_PREFIX, installUsersHashing } from './users.js';
 
 export interface EmbeddedServerOptions {
   site: string;
@@ -29,6 +33,12 @@ export interface EmbeddedServerOptions {
   /** The server admin; when absent the server is open (loopback only). */
   admin?: Credentials;
   logger: Logger;
+  /** CouchDB's `[chttpd_auth_lockout]`: failed logins of one user from one address before it is locked (default 5). */
+  lockoutThreshold?: number;
+  /** How long such a lock lasts, in milliseconds (default 300,000). */
+  lockoutMs?: number;
+  /** PBKDF2 iterations of newly hashed `_users` passwords (default CouchDB 3.5's 600,000). */
+  passwordIterations?: number;
   /** Test aid: a file that gets one JSON line per connection, naming the client process (server/client-record.ts). */
   recordClients?: string;
 }
@@ -91,25 +101,34 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
     logPath: join(dataDir, 'express-pouchdb.log'),
     overrideMode: { exclude: EXCLUDED_PARTS },
   });
-  pouchApp.dbWrapper.registerWrapper((_name, db, next) => {
+  const iterations = opts.passwordIterations ?? DEFAULT_ITERATIONS;
+  pouchApp.dbWrapper.registerWrapper((name, db, next) => {
     installValidation(db as unknown as Parameters<typeof installValidation>[0]);
+    if (name === USERS_DB) installUsersHashing(db, iterations);
     next();
   });
   // Its daemons (plugins, the _replicator daemon) must run before the first request, or early
   // requests fail on half-installed plugins; passing PouchDB to the constructor does not wait.
   await pouchApp.setPouchDB(pouch);
+  const usersDb = () => openOrCreateDb(pouchApp, pouch, USERS_DB);
+  await ensureDb(pouchApp, pouch, USERS_DB);
+  const authenticator = new Authenticator({
+    admin: opts.admin,
+    accounts: (name) => usersDb().then((db) => db.get(USER_PREFIX + name)).catch(() => undefined),
+    lockout: new LoginLockout(opts.lockoutThreshold ?? DEFAULT_LOCKOUT_THRESHOLD, opts.lockoutMs ?? DEFAULT_LOCKOUT_MS),
+  });
 
   const app = express();
   app.disable('x-powered-by');
   app.enable('case sensitive routing');
   app.get('/_up', upRoute);
-  app.use(authenticate(opts.admin));
-  // As CouchDB: who the request was authenticated as (express-pouchdb's stub always says nobody).
-  app.get('/_session', (req, res) => {
-    res.json((req as CouchSessionRequest).couchSession);
-  });
+  app.use(authenticator.middleware());
+  // As CouchDB: who the request was authenticated as, cookie logins (express-pouchdb's stub always says nobody).
+  app.use(authenticator.sessionRoutes());
+  app.use(authorize(pouchApp, pouch));
   app.use(jsonBodyGuard(MAX_BODY));
   app.use(queryGuard);
+  app.use(guardOwnAccount(usersDb));
   app.use(changesRouter(pouchApp, pouch, logger));
   app.use(pouchApp);
   app.use(errorHandler(logger));

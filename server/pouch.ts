@@ -34,6 +34,7 @@ export interface PouchDatabase {
   changes(opts: Record<string, unknown> & { live: true }): ChangesFeed;
   changes(opts: Record<string, unknown>): Promise<ChangesResult>;
   get(id: string, opts?: Record<string, unknown>): Promise<Record<string, unknown>>;
+  info(): Promise<unknown>;
   close(): Promise<void>;
 }
 
@@ -86,9 +87,33 @@ export async function openExistingDb(app: ExpressPouchApp, pouch: PouchStatic, r
   return db;
 }
 
+/** The database of `name`, created when it does not exist (the server's own `_users`). */
+export async function openOrCreateDb(app: ExpressPouchApp, pouch: PouchStatic, name: string): Promise<PouchDatabase> {
+  const db = await createOrDelete.getOrCreateDB(pouch, cleanFilename(name));
+  await app.dbWrapper.wrap(cleanFilename(name), db);
+  return db;
+}
+
+/** Creates the database `name` if needed and waits until `allDbs` (what routes check) lists it. */
+export async function ensureDb(app: ExpressPouchApp, pouch: PouchStatic, name: string): Promise<void> {
+  const db = await openOrCreateDb(app, pouch, name);
+  // PouchDB announces a new database (to pouchdb-all-dbs) once it is first used.
+  await db.info();
+  for (let attempt = 0; attempt < 200 && !(await pouch.allDbs()).includes(cleanFilename(name)); attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** An authenticated user: name, roles, and the salt that signs its session cookies. */
+export interface SessionUser {
+  name: string;
+  roles: readonly string[];
+  salt: string;
+}
+
 /** express-pouchdb reads `req.couchSession.userCtx` to build the user context handed to validate_doc_update. */
 export interface CouchSessionRequest extends Request {
-  couchSession?: { ok: true; userCtx: { name: string | null; roles: string[] }; info: { authenticated: string; authentication_handlers: string[] } };
+  couchSession?: { ok: true; userCtx: { name: string | null; roles: string[] }; info: { authenticated?: string; authentication_db?: string; authentication_handlers: string[] } };
 }
 
 export type Handler = RequestHandler;

@@ -101,7 +101,23 @@ function conflict(): Error {
   return ValidationError(409, 'conflict', 'Document update conflict.');
 }
 
+/**
+ * As couch_db: design documents (and the stored `_security`) are written by database admins only,
+ * whatever the path (`_bulk_docs` included). A write without a user context is the server's own.
+ */
+function requireDbAdmin(options: WrapperArgs['options']): void {
+  const user = options.userCtx as { name?: string | null; roles?: string[] } | undefined;
+  if (!user || !Array.isArray(user.roles) || user.roles.includes('_admin')) return;
+  const admins = ((options.secObj ?? {}) as { admins?: { names?: unknown; roles?: unknown } }).admins ?? {};
+  const names = Array.isArray(admins.names) ? admins.names : [];
+  const roles = Array.isArray(admins.roles) ? admins.roles : [];
+  if ((user.name && names.includes(user.name)) || roles.some((r) => user.roles?.includes(r as string))) return;
+  if (user.name === null || user.name === undefined) throw ValidationError(401, 'unauthorized', 'You are not a db or server admin.');
+  throw ValidationError(403, 'forbidden', 'You are not a db or server admin.');
+}
+
 async function check(validators: Validators, db: WrappedDb, doc: Doc, options: WrapperArgs['options']): Promise<void> {
+  if (doc._id.startsWith('_design/') || doc._id === '_local/_security') requireDbAdmin(options);
   if (doc._id.startsWith('_design/')) {
     validators.invalidate();
     return;

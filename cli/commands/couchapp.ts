@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
+import { pushSecurity } from '../../couchapp/security.js';
 import { distinctServers } from '../../coordinator/status.js';
 import { type GlobalOptions, loadConfig, openSiteDatabase, siteOf } from '../context.js';
 import { action } from '../exit.js';
@@ -9,7 +10,7 @@ export function couchappCommand(): Command {
   const couchapp = new Command('couchapp').description('design documents generated from the pipeline config');
   couchapp
     .command('push')
-    .description('create the database if needed and push _design/mesh (no new revision when nothing changed)')
+    .description('create the database if needed, push _design/mesh and the database _security admitting the mesh roles (nothing written when unchanged; needs the server admin)')
     .option('--site <site>', 'push to this site\'s server only (default: every server of the mesh)')
     .action(
       action(async (options: { site?: string }, command: Command) => {
@@ -21,6 +22,8 @@ export function couchappCommand(): Command {
           await db.ensure();
           const result = await pushDesign(db, design);
           process.stdout.write(`${site.name} ${site.server}/${config.database}: _design/mesh ${result.changed ? 'updated' : 'unchanged'} (${result.rev})\n`);
+          const security = await pushSecurity(db, Object.keys(config.sites));
+          process.stdout.write(`${site.name} ${site.server}/${config.database}: _security ${security.changed ? 'updated' : 'unchanged'} (members: ${security.security.members.roles.join(', ')})\n`);
         }
       }),
     );

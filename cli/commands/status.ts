@@ -48,7 +48,7 @@ function duration(text: string): number {
 export function formatStatus(status: MeshStatus, extra: { flows?: ServerFlow[]; alerts?: Alert[] } = {}): string {
   const lines: string[] = [];
   for (const db of status.databases) {
-    lines.push(`${db.site}  ${db.url}/${status.database}  ${db.reachable ? `${db.doc_count} documents` : `UNREACHABLE: ${db.error}`}`);
+    lines.push(`${db.site}  ${db.url}/${status.database}  ${db.reachable ? `${db.doc_count} documents` : db.not_authorised ? db.error : `UNREACHABLE: ${db.error}`}`);
     if (!db.reachable) continue;
     lines.push(`  by status: ${Object.entries(db.by_status).map(([k, v]) => `${k}=${v}`).join('  ') || '(empty)'}`);
     lines.push(`  ${'step'.padEnd(10)}${['done', 'ready', 'queued', 'in progress', 'failed'].map((h) => h.padStart(12)).join('')}`);

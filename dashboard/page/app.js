@@ -70,7 +70,7 @@ function render() {
   renderAlerts(snap.alerts ?? []);
   replace($('servers'), snap.servers.map((s) =>
     h('div', { class: `card${s.reachable ? '' : ' down'}`, 'data-server': s.site },
-      h('strong', {}, s.site), ' ', h('span', { class: `pill ${s.reachable ? 'pill-ok' : 'pill-bad'}` }, s.reachable ? 'reachable' : 'unreachable'),
+      h('strong', {}, s.site), ' ', h('span', { class: `pill ${s.reachable ? 'pill-ok' : 'pill-bad'}` }, s.reachable ? 'reachable' : s.not_authorised ? 'not authorised' : 'unreachable'),
       h('div', { class: 'muted small' }, s.url),
       s.reachable ? h('div', {}, `${s.doc_count} documents`, s.conflicts ? h('span', { class: 'n-failed' }, ` · ${s.conflicts} conflicts`) : '') : h('div', { class: 'small late' }, s.error ?? ''),
     )));
@@ -100,7 +100,7 @@ function renderSteps(snap) {
   for (const step of snap.steps) {
     rows.push(h('tr', { class: 'total', 'data-step': step }, h('td', {}, step), h('td', {}, 'all servers'), countCells(snap.totals[step])));
     for (const s of snap.servers) {
-      rows.push(h('tr', { class: 'sub', 'data-step': step, 'data-server': s.site }, h('td', {}, ''), h('td', {}, s.site), s.reachable ? countCells(s.steps[step]) : h('td', { colspan: 5, class: 'late' }, 'unreachable')));
+      rows.push(h('tr', { class: 'sub', 'data-step': step, 'data-server': s.site }, h('td', {}, ''), h('td', {}, s.site), s.reachable ? countCells(s.steps[step]) : h('td', { colspan: 5, class: 'late' }, s.not_authorised ? 'not authorised' : 'unreachable')));
     }
   }
   replace($('steps'), table(['step', 'server', 'done', 'ready', 'queued', 'in progress', 'failed'], rows, { numeric: [2, 3, 4, 5, 6] }));
@@ -285,7 +285,7 @@ function wire() {
     event.preventDefault();
     $('login-message').textContent = 'checking…';
     try {
-      const result = await api('/api/login', { method: 'POST', body: { user: $('login-user').value, password: $('login-password').value } });
+      const result = await api('/api/login', { method: 'POST', body: { user: $('login-user').value, password: $('login-password').value, site: $('login-site').value } });
       $('login-password').value = '';
       $('login-message').textContent = result.refused.length ? `not accepted by ${result.refused.map((r) => r.site).join(', ')}` : '';
       setUser(result.user, result.servers);
@@ -331,6 +331,10 @@ function wire() {
 }
 
 wire();
-api('/api/session').then((s) => setUser(s.user, s.servers ?? []), () => {});
+api('/api/session').then((s) => {
+  // The password goes to the chosen server only: a wrong try elsewhere would count towards its lockout.
+  $('login-site').replaceChildren(...(s.login_sites ?? []).map((site) => h('option', { value: site }, site)));
+  setUser(s.user, s.servers ?? []);
+}, () => {});
 connect();
 route();

@@ -98,6 +98,8 @@ describe('mesh dashboard in a browser during mesh simulate', function () {
 
     await page.fill('#login-user', USER);
     await page.fill('#login-password', PASSWORD);
+    // proc1 is lyon's step, whose documents live on kit's server: the operator logs in there.
+    await page.selectOption('#login-site', 'kit');
     await page.click('#login-form button[type="submit"]');
     await page.waitForSelector('#login-state:not([hidden])', { timeout: 10_000 });
     await page.waitForSelector('#retry:not([disabled])');

@@ -194,15 +194,18 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     assert.equal(anonymous.status, 403);
     assert.match(String(anonymous.body.reason), /read-only: log in as an operator/);
 
-    const wrong = await http.fetch('/api/login', { method: 'POST', headers: JSON_POST, body: JSON.stringify({ user: USER, password: 'not-the-password' }) });
+    const noSite = await http.fetch('/api/login', { method: 'POST', headers: JSON_POST, body: JSON.stringify(credentials) });
+    assert.equal(noSite.status, 400, 'with two servers the login must say which one the password is for');
+    assert.match(String(noSite.body.reason), /one of alpha, beta/);
+    const wrong = await http.fetch('/api/login', { method: 'POST', headers: JSON_POST, body: JSON.stringify({ user: USER, password: 'not-the-password', site: 'alpha' }) });
     assert.equal(wrong.status, 403);
     assert.equal(wrong.headers.get('set-cookie'), null);
-    const noHeader = await http.fetch('/api/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(credentials) });
+    const noHeader = await http.fetch('/api/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...credentials, site: 'alpha' }) });
     assert.equal(noHeader.status, 403, 'a login without the CSRF header is refused');
 
-    const login = await http.fetch('/api/login', { method: 'POST', headers: JSON_POST, body: JSON.stringify(credentials) });
+    const login = await http.fetch('/api/login', { method: 'POST', headers: JSON_POST, body: JSON.stringify({ ...credentials, site: 'alpha' }) });
     assert.equal(login.status, 200, login.text);
-    assert.deepEqual(login.body.servers, ['alpha', 'beta']);
+    assert.deepEqual(login.body.servers, ['alpha'], 'the password was checked by the server it was typed for only');
     const cookie = login.headers.get('set-cookie') ?? '';
     assert.match(cookie, /^mesh_session=[A-Za-z0-9_-]{40,}; HttpOnly; SameSite=Strict; Path=\//);
     const session = cookie.split(';')[0];

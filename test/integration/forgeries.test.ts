@@ -149,7 +149,7 @@ describe('forgeries (test/corpus/forgeries.json) refused by the server, with rea
       body = rest;
     }
     try {
-      await db.put(body);
+      await db.put(body as { _id: string });
       return [true, ''];
     } catch (error) {
       return [false, String((error as Error).message)];

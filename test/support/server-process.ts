@@ -171,14 +171,15 @@ export async function stopAllServerProcesses(): Promise<void> {
 }
 
 /** Runs `mesh ARGS…` to completion (for commands that must fail): exit status and output. */
-export function runMesh(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 20_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
+export function runMesh(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 20_000, input?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [meshMain, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [meshMain, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     live.add(child);
+    if (input !== undefined) child.stdin?.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.stdout?.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`mesh ${args.join(' ')} did not finish within ${timeoutMs} ms`));
