@@ -4,22 +4,26 @@
  * per site and an operator for the status page. Passwords are random and live only in 0600
  * files (`MESH_<SITE>_PASSWORD_FILE`), never in a command line or a log. The coordinator keeps
  * the admin's credentials: it creates the database, pushes the design documents and `_security`
- * and writes the `_replicator` jobs, all admin-only on a CouchDB 3 server.
+ * and writes the `_replicator` jobs, all admin-only on a CouchDB 3 server; the jobs themselves
+ * log in as a `mesh-coordinator` account (`MESH_<SITE>_REPLICATION_USER`), since the write rules
+ * let no admin carry another account's claims and results.
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { credentialPrefix, credentialsFor } from '../config/credentials.js';
 import { Database } from '../core/couch.js';
-import { OPERATOR_ROLE, agentRole } from '../core/roles.js';
+import { COORDINATOR_ROLE, OPERATOR_ROLE, agentRole } from '../core/roles.js';
 import { upsertAccount } from './accounts.js';
 
-export type SimulatedProcess = 'modane-agent' | 'lyon-agent' | 'operator';
+export type SimulatedProcess = 'modane-agent' | 'lyon-agent' | 'operator' | 'replication';
 
 const ACCOUNTS: Record<SimulatedProcess, { name: string; role: string }> = {
   'modane-agent': { name: 'sim-modane-agent', role: agentRole('modane') },
   'lyon-agent': { name: 'sim-lyon-agent', role: agentRole('lyon') },
   operator: { name: 'sim-operator', role: OPERATOR_ROLE },
+  // The replication jobs carry every account's writes: only the coordinator role may.
+  replication: { name: 'sim-coordinator', role: COORDINATOR_ROLE },
 };
 
 const SERVER_SITES = ['modane', 'kit'] as const;
@@ -27,6 +31,8 @@ const SERVER_SITES = ['modane', 'kit'] as const;
 export interface SimulationAccounts {
   /** The account of a process as `MESH_<SERVER>_USER` / `_PASSWORD_FILE` for both servers. */
   env(process: SimulatedProcess): Record<string, string>;
+  /** The coordinator's replication account, as `MESH_<SERVER>_REPLICATION_USER` / `_PASSWORD_FILE`. */
+  replicationEnv(): Record<string, string>;
   account(process: SimulatedProcess): { user: string; password_file: string };
 }
 
@@ -62,6 +68,14 @@ export async function createSimulationAccounts(servers: Record<(typeof SERVER_SI
       for (const site of SERVER_SITES) {
         out[`${credentialPrefix(site)}_USER`] = ACCOUNTS[process].name;
         out[`${credentialPrefix(site)}_PASSWORD_FILE`] = files[process];
+      }
+      return out;
+    },
+    replicationEnv() {
+      const out: Record<string, string> = {};
+      for (const site of SERVER_SITES) {
+        out[`${credentialPrefix(`${site}_replication`)}_USER`] = ACCOUNTS.replication.name;
+        out[`${credentialPrefix(`${site}_replication`)}_PASSWORD_FILE`] = files.replication;
       }
       return out;
     },

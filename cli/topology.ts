@@ -154,7 +154,7 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
         servers[site] = await startServerChild(site, dataDir(site), { port: servers[site].port, env, logFile, recordClients: recordFor(site) });
         return servers[site];
       },
-      startCoordinator: (coordinator = {}) => spawnTracked(['coordinator', '--interval', '1', ...(coordinator.dashboardPort === undefined ? [] : ['--dashboard-port', String(coordinator.dashboardPort)])]),
+      startCoordinator: (coordinator = {}) => spawnTracked(['coordinator', '--interval', '1', ...(coordinator.dashboardPort === undefined ? [] : ['--dashboard-port', String(coordinator.dashboardPort)])], accounts ? { ...env, ...accounts.replicationEnv() } : env),
       startModaneAgent: () => spawnTracked(['agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', '--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])], accounts ? withAccount(env, accounts.env('modane-agent')) : env),
       async waitForDesign(signal, coordinator) {
         const designed = async () => (await Promise.all(['modane', 'kit'].map((site) => open(site).get('_design/mesh').catch(() => undefined)))).every(Boolean);

@@ -36,6 +36,17 @@ export function credentialsFor(site: string, env: NodeJS.ProcessEnv = process.en
 }
 
 /**
+ * The account a replication job of the coordinator logs in with on a site's server:
+ * `MESH_<SITE>_REPLICATION_USER` plus `_PASSWORD` or `_PASSWORD_FILE`, else the site's own
+ * credentials. It must hold the `mesh-coordinator` role: the server's write rules let only that
+ * role (and the embedded server's admin party) carry other accounts' writes, and a server admin
+ * is not enough.
+ */
+export function replicationCredentialsFor(site: string, env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
+  return credentialsFor(`${site}_replication`, env) ?? credentialsFor(site, env);
+}
+
+/**
  * Credentials of the optional NATS server, from `MESH_NATS_USER` plus `MESH_NATS_PASSWORD` or
  * `MESH_NATS_PASSWORD_FILE`; never from the NATS URL. Undefined when no user is set.
  */

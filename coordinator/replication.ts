@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { credentialsFor } from '../config/credentials.js';
+import { replicationCredentialsFor } from '../config/credentials.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
 import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
@@ -92,7 +92,7 @@ export function plannedReplications(config: MeshConfig): PlannedReplication[] {
 
 function endpoint(config: MeshConfig, site: SiteConfig, env: NodeJS.ProcessEnv): Endpoint {
   const url = `${site.server}/${encodeURIComponent(config.database)}`;
-  const credentials = credentialsFor(site.credentials_of, env);
+  const credentials = replicationCredentialsFor(site.credentials_of, env);
   // A bare URL when the server is open: pouchdb-replicator reads `headers.Authorization` of an object endpoint without checking `headers`.
   if (!credentials) return url;
   return { url, headers: { Authorization: `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString('base64')}` } };

@@ -13,6 +13,7 @@ import { agentRole } from '../../core/roles.js';
 import { type MeshEvent, transition } from '../../core/state.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
+import { pushSecurity } from '../../couchapp/security.js';
 import { readCorpus } from '../support/corpus.js';
 import { type ServerProcess, startServerProcess } from '../support/server-process.js';
 
@@ -98,7 +99,7 @@ describe('forgeries (test/corpus/forgeries.json) refused by the server, with rea
     const admin = open('admin', database);
     await admin.ensure();
     await pushDesign(admin, designDocument(config));
-    await admin.put({ _id: '_security', admins: { names: [], roles: [] }, members: { names: [], roles: Object.values(ACCOUNTS).flatMap((a) => a.roles) } });
+    await pushSecurity(admin, Object.keys(config.sites));
     const ingest = open('modane', database);
     let doc: DaqDocument = {
       _id: 'run_lg23b002_000', type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: new Date().toISOString(),
