@@ -4,6 +4,7 @@ import { stepsOwnedBy } from '../../coordinator/assignment.js';
 import { mergeLeaves, rankLeaves } from '../../coordinator/audit.js';
 import { plannedReplications } from '../../coordinator/replication.js';
 import type { DaqDocument } from '../../core/document.js';
+import { historyTo } from '../../core/provenance.js';
 
 const config = parseMeshConfig(
   {
@@ -24,7 +25,7 @@ const config = parseMeshConfig(
 const steps = config.steps.map((s) => s.name);
 
 function leaf(rev: string, status: string, records: Record<string, object>): DaqDocument {
-  return { _id: 'run_x_000', _rev: rev, type: 'daqdocument', run_name: 'x', file_number: 0, file: '/d/x', size_in_bytes: 0, date_closed: '', status, history: [], ...records };
+  return { _id: 'run_x_000', _rev: rev, type: 'daqdocument', run_name: 'x', file_number: 0, file: '/d/x', size_in_bytes: 0, date_closed: '', status, history: historyTo(status, ['proc0', 'proc1', 'proc2']), ...records };
 }
 
 describe('coordinator, pure parts', () => {
@@ -47,6 +48,15 @@ describe('coordinator, pure parts', () => {
     assert.deepEqual(runs, ['proc1:l1', 'proc1:l9'], 'the runs the winner does not have, once each');
     assert.equal(merged._rev, '3-bbb');
     assert.deepEqual(mergeLeaves(merged, losers, steps).duplicates, merged.duplicates, 'merging again adds nothing');
+  });
+
+  it('never resolves a document out of bad, and never picks a revision that breaks the document rules', () => {
+    const done = leaf('5-aaa', 'good', { proc0: { ok: true, attempts: 1, site: 'modane', agent: 'm1', started: 't1' }, proc1: { ok: true, attempts: 1, site: 'lyon', agent: 'l1', started: 't2' } });
+    const bad = leaf('2-bbb', 'bad', { proc0: { ok: true, attempts: 1, site: 'modane', agent: 'm1', started: 't1' } });
+    for (const order of [[done, bad], [bad, done]]) assert.equal(rankLeaves(order, steps)[0]._rev, '2-bbb', 'bad is terminal: the bad leaf wins');
+    const forged = { ...leaf('9-fff', 'good', { proc0: { ok: true, attempts: 1 }, proc1: { ok: true, attempts: 1 }, proc2: { ok: true, attempts: 1 } }), history: [] };
+    const retyped = { ...leaf('9-eee', 'good', { proc0: { ok: true, attempts: 1 }, proc1: { ok: true, attempts: 1 }, proc2: { ok: true, attempts: 1 } }), type: 'other' };
+    for (const order of [[forged, retyped, done], [done, retyped, forged]]) assert.equal(rankLeaves(order, steps, 'daqdocument')[0]._rev, '5-aaa', 'a leaf without a history from its creation, or of another type, never wins');
   });
 
   it('gives each site the steps the assignment names, never one outside its may_run', () => {
