@@ -112,6 +112,16 @@ describe('run identity: what identifies a step run, and proving it gone (real pr
 });
 
 describe('step supervisor: kills registered groups when its pipe ends, and only then (real processes)', () => {
+  it('refuses to start, naming util-linux, when setpriv cannot be run', () => {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      assert.throws(() => new StepSupervisor().start(), (error: Error & { code?: string }) => error.code === 'PROCESS_FAILED' && /setpriv/.test(error.message) && /util-linux/.test(error.message));
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
   it('survives SIGTERM, SIGINT and SIGHUP, then on EOF kills every registered group (grandchildren included) but not an unregistered one', async () => {
     const supervisor = new StepSupervisor();
     const kept = await family();
