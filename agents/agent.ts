@@ -10,6 +10,7 @@ import { templateVars } from './command.js';
 import { isConfigurationFault } from './config-fault.js';
 import { ChangesWatcher, DESIGN, expiredClaims, readyDocuments } from './discovery.js';
 import { type AgentActivity, Heartbeat } from './heartbeat.js';
+import { ensureRunGone } from './run-identity.js';
 import { type JobEnd, runClaimedStep } from './step-job.js';
 import { apply, claim } from './writes.js';
 
@@ -288,6 +289,14 @@ export class Agent {
         return;
       }
     }
+    // An earlier attempt's process on this host (its agent killed, its lease lapsed) must be gone before another starts.
+    const earlier = await ensureRunGone(stepRecord(doc, step.name)?.run);
+    if (!earlier.gone) {
+      // Not skipped for good: a process stuck in the kernel may die later; the next sweep looks again.
+      this.ctx.logger.warn({ doc: doc._id, step: step.name }, `not claiming: ${earlier.reason}`);
+      return;
+    }
+    if (earlier.killed > 0) this.ctx.logger.warn({ doc: doc._id, step: step.name }, `killed ${earlier.killed} process(es) of the earlier run before claiming`);
     const leaseUntil = new Date(now.getTime() + step.lease_s * 1000).toISOString();
     // NATS: reserve (doc, step) in the cross-site registry first; 'unavailable' → CouchDB alone decides.
     const reservation = (await this.ctx.channel?.tryReserve(this.ctx.config.database, doc._id, step.name, actor(this.ctx))) ?? 'unavailable';

@@ -1,6 +1,7 @@
 import { type DaqDocument, parseStatus, stepRecord } from '../core/document.js';
 import { readyFor } from '../core/state.js';
 import type { AgentContext } from './context.js';
+import { ensureRunGone } from './run-identity.js';
 import { type JobEnd, runClaimedStep } from './step-job.js';
 import { claim, compareAndSet } from './writes.js';
 
@@ -39,6 +40,9 @@ export async function runStep(ctx: AgentContext, docId: string, stepName: string
       if (options.job !== undefined && job?.stdout !== options.job) return { end: 'skipped', code: 'CONFLICT', reason: `${docId} is queued for another batch job (${job?.id ?? job?.stdout ?? 'none'})` };
       claimed = await compareAndSet(ctx, doc, { type: 'start', step: stepName, site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil });
     } else if (options.job === undefined && readyFor(doc, ctx.config, ctx.now()) === stepName) {
+      // An earlier attempt's process on this host must be gone before another starts.
+      const earlier = await ensureRunGone(stepRecord(doc, stepName)?.run);
+      if (!earlier.gone) return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: not claiming ${stepName}: ${earlier.reason}` };
       claimed = await claim(ctx, doc, { type: 'claim', step: stepName, mode: 'run', site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil });
       if (!claimed) return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: another agent claimed ${stepName} first` };
     } else {

@@ -1,5 +1,10 @@
 import { spawn } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
+import { stepSupervisor } from './step-supervisor.js';
+
+/** setpriv's exit statuses when the program it should execute cannot be (126) or does not exist (127). */
+const EXEC_FAILED = 126;
+const EXEC_NOT_FOUND = 127;
 
 export interface RunOptions {
   timeoutMs: number;
@@ -10,6 +15,8 @@ export interface RunOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   killGraceMs?: number;
+  /** Called once the process runs, with its pid (also its process group's id). */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface RunOutcome {
@@ -24,11 +31,15 @@ export interface RunOutcome {
 
 /**
  * Runs an argument vector, never through a shell, with its output in two log files.
+ * The process leads its own process group and dies with the agent (step-supervisor.ts); once it
+ * exits, what it left running in its group is killed: a run ends with its process.
  * Resolves in every case; the caller decides what an outcome means.
+ * Throws only when the supervision cannot be set up (setpriv missing).
  */
 export async function runCommand(argv: readonly string[], options: RunOptions): Promise<RunOutcome> {
   const started = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - started) / 1e9;
+  stepSupervisor.start();
   const stdout = await open(options.stdoutPath, 'a');
   const stderr = await open(options.stderrPath, 'a');
   try {
@@ -36,15 +47,27 @@ export async function runCommand(argv: readonly string[], options: RunOptions): 
       let timedOut = false;
       let aborted = false;
       let settled = false;
-      const child = spawn(argv[0], argv.slice(1), {
+      const wrapped = stepSupervisor.wrap(argv);
+      const child = spawn(wrapped[0], wrapped.slice(1), {
         cwd: options.cwd,
         env: options.env ?? process.env,
         stdio: ['ignore', stdout.fd, stderr.fd],
         shell: false,
+        detached: true,
       });
+      const pgid = child.pid;
+      if (pgid !== undefined) stepSupervisor.register(pgid);
+      const signalGroup = (signal: NodeJS.Signals) => {
+        if (pgid === undefined) return;
+        try {
+          process.kill(-pgid, signal);
+        } catch {
+          // ESRCH: nothing of the group is left.
+        }
+      };
       const kill = () => {
-        child.kill('SIGTERM');
-        setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'), options.killGraceMs ?? 5000).unref();
+        signalGroup('SIGTERM');
+        setTimeout(() => child.exitCode === null && child.signalCode === null && signalGroup('SIGKILL'), options.killGraceMs ?? 5000).unref();
       };
       const timer = setTimeout(() => {
         timedOut = true;
@@ -59,12 +82,22 @@ export async function runCommand(argv: readonly string[], options: RunOptions): 
       const finish = (outcome: Omit<RunOutcome, 'duration_s' | 'timed_out' | 'aborted'>) => {
         if (settled) return;
         settled = true;
+        signalGroup('SIGKILL');
+        if (pgid !== undefined) stepSupervisor.unregister(pgid);
         clearTimeout(timer);
         options.signal?.removeEventListener('abort', onAbort);
         resolve({ ...outcome, duration_s: elapsed(), timed_out: timedOut, aborted });
       };
       child.once('error', (error) => finish({ exit_code: null, signal: null, spawn_error: error.message }));
-      child.once('close', (code, signal) => finish({ exit_code: code, signal }));
+      if (pgid !== undefined) options.onSpawn?.(pgid);
+      child.once('close', (code, signal) => {
+        if (code !== EXEC_FAILED && code !== EXEC_NOT_FOUND) return finish({ exit_code: code, signal });
+        // setpriv could not execute the program: the same failure as a spawn error without it.
+        void tail(options.stderrPath, 500).then((text) => {
+          const line = text.split('\n').reverse().find((l) => l.startsWith('setpriv: failed to execute'));
+          finish(line ? { exit_code: null, signal: null, spawn_error: line.slice('setpriv: '.length) } : { exit_code: code, signal });
+        });
+      });
     });
   } finally {
     await stdout.close();

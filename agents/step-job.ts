@@ -11,6 +11,7 @@ import { buildArgv, templateVars } from './command.js';
 import { checkProgram, isConfigurationFault, outputFolderFault } from './config-fault.js';
 import { runSftpStep } from './executors/sftp-step.js';
 import { LeaseKeeper } from './lease.js';
+import { identifyRun } from './run-identity.js';
 import { runCommand, tail } from './runner.js';
 import { apply } from './writes.js';
 
@@ -52,7 +53,13 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     const argv = sent ? [] : buildArgv(step, vars);
     if (!sent) await checkProgram(argv[0], process.env);
     if (!sent) log.debug({ argv }, 'running');
-    const outcome = sent?.outcome ?? (await runCommand(argv, { timeoutMs: step.timeout_s * 1000, signal, stdoutPath, stderrPath }));
+    // The claim was written before the process existed: its identity goes with the next write.
+    const onSpawn = (pid: number) => {
+      void identifyRun(pid, pid)
+        .then((run) => run && lease.recordRun(run))
+        .catch((error) => log.warn(`run identity not recorded: ${errorMessage(error)}`));
+    };
+    const outcome = sent?.outcome ?? (await runCommand(argv, { timeoutMs: step.timeout_s * 1000, signal, stdoutPath, stderrPath, onSpawn }));
     result = { exit_code: outcome.exit_code, signal: outcome.signal, duration_s: round(outcome.duration_s), stdout: stdoutPath, stderr: stderrPath };
     if (lease.signal.aborted) {
       await lease.stop();

@@ -17,6 +17,21 @@ export interface BatchJob {
   submitted?: string;
 }
 
+/**
+ * What identifies one run of a step on its host: written with the first renewal after the
+ * process started, so an agent taking over the claim on that host can prove the run is gone.
+ */
+export interface RunIdentity {
+  host: string;
+  pid: number;
+  /** The run's process group: the step and its descendants. */
+  pgid: number;
+  /** Field 22 of /proc/<pid>/stat: the process start time in clock ticks since boot. */
+  start_time: number;
+  /** /proc/sys/kernel/random/boot_id: start times of two boots cannot be compared. */
+  boot_id: string;
+}
+
 /** One `procN` record: the claim while a step runs, its result once it ran. */
 export interface StepRecord {
   /** The number of the latest attempt: it only grows, and names the attempt's log files. */
@@ -47,6 +62,7 @@ export interface StepRecord {
   batchjob?: BatchJob;
   /** The latest earlier attempts of this step (at most 10), each with how it ended. */
   past_attempts?: unknown[];
+  run?: RunIdentity;
   [extra: string]: unknown;
 }
 

@@ -1,5 +1,5 @@
 import { MeshError } from './errors.js';
-import { type BatchJob, type DaqDocument, type HistoryEntry, type ParsedStatus, type StatusKind, type StepRecord, formatStatus, parseStatus, stepRecord } from './document.js';
+import { type BatchJob, type DaqDocument, type HistoryEntry, type ParsedStatus, type RunIdentity, type StatusKind, type StepRecord, formatStatus, parseStatus, stepRecord } from './document.js';
 
 /** What the state machine needs to know of the pipeline: the steps in order and their limits. */
 export interface PipelineSteps {
@@ -28,7 +28,8 @@ type MeshAct =
   | { type: 'claim'; step: string; mode: 'run' | 'queue'; site: string; agent: string; host: string; lease_until: string; batchjob?: StepRecord['batchjob'] }
   /** A batch job starts a queued step. */
   | { type: 'start'; step: string; site: string; agent: string; host: string; lease_until: string }
-  | { type: 'renew'; step: string; agent: string; lease_until: string }
+  /** `run`: the identity of the process just started for this claim (the first renewal after the spawn). */
+  | { type: 'renew'; step: string; agent: string; lease_until: string; run?: RunIdentity }
   /** The batch system accepted the job: its id joins the claim whose job it is (same `stdout` path). */
   | { type: 'submitted'; step: string; batchjob: BatchJob }
   | { type: 'succeed'; step: string; agent: string; result: StepResult }
@@ -182,7 +183,7 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       // A renewal is not a transition: no history entry, the status stays.
-      return { ok: true, doc: { ...doc, [event.step]: { ...(record as StepRecord), lease_until: event.lease_until } } };
+      return { ok: true, doc: { ...doc, [event.step]: { ...(record as StepRecord), lease_until: event.lease_until, ...(event.run ? { run: event.run } : {}) } } };
     }
     case 'submitted': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');

@@ -4,7 +4,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { passwordFileFor } from '../../config/credentials.js';
 import type { BatchConfig, StepConfig } from '../../config/types.js';
-import { type BatchJob, type DaqDocument, documentProblems } from '../../core/document.js';
+import { type BatchJob, type DaqDocument, documentProblems, stepRecord } from '../../core/document.js';
 import { errorMessage, isMeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
 import { readyFor } from '../../core/state.js';
@@ -12,6 +12,7 @@ import { templateVars } from '../command.js';
 import { isConfigurationFault } from '../config-fault.js';
 import { type AgentContext, actor } from '../context.js';
 import { readyDocuments } from '../discovery.js';
+import { ensureRunGone } from '../run-identity.js';
 import { apply, claim } from '../writes.js';
 import { type BatchJobFile, writeJobFile, writeJobScript } from './job-file.js';
 import { sweepLostJobs } from './lost-jobs.js';
@@ -79,6 +80,12 @@ export class BatchSubmitter {
     const problems = documentProblems(doc, stepNames);
     if (problems.length > 0) {
       this.ctx.logger.warn({ doc: doc._id }, `skipped: ${problems.join('; ')}`);
+      return false;
+    }
+    // A batch job that ran on this host (one-machine topologies) must be gone before the step is queued again.
+    const earlier = await ensureRunGone(stepRecord(doc, step.name)?.run);
+    if (!earlier.gone) {
+      this.ctx.logger.warn({ doc: doc._id, step: step.name }, `not queued: ${earlier.reason}`);
       return false;
     }
     try {

@@ -12,6 +12,7 @@ import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteD
 import { action } from '../exit.js';
 import { positiveInteger, positiveNumber } from '../parse.js';
 import { RemoteTriggers } from '../../agents/trigger.js';
+import { stepSupervisor } from '../../agents/step-supervisor.js';
 
 
 export function agentCommand(): Command {
@@ -60,6 +61,8 @@ export function agentCommand(): Command {
           process.off('SIGINT', onStop);
           return;
         }
+        // Fails at once when setpriv is missing, rather than at every step.
+        stepSupervisor.start();
         const agent = new Agent(ctx, { concurrency: options.concurrency, once: Boolean(options.once) });
         const onSignal = (signal: string) => {
           logger.info({ signal }, 'signal received');

@@ -19,7 +19,7 @@ import { spawnMesh } from '../../cli/processes.js';
 import { writeSampleFiles } from '../../cli/simulate.js';
 import { type RawSimulationConfig, type Topology, logFile, startTopology } from '../../cli/topology.js';
 import { type FaultContext, injectFault } from './faults.js';
-import { type OkRecords, type Snapshot, type Violation, checkDuplicates, checkNothingLost, checkOutputs, checkRuns, readEverywhere, readRunLog, rememberOk, unsettled } from './invariants.js';
+import { type OkRecords, type Snapshot, type Violation, checkDuplicates, checkNothingLost, checkOutputs, checkRuns, readEverywhere, readRunLog, rememberOk, runSpans, unsettled } from './invariants.js';
 import { killPid, markedProcesses } from './marked.js';
 import { Rig, killChild } from './rig.js';
 import { FAULT_KINDS, FaultDeck, type FaultKind, planRound, random } from './schedule.js';
@@ -221,7 +221,7 @@ async function settleAndCheck({ config, topology, ids, seenOk, runLog, switchDir
   }
   const modaneDocs = snapshot.get('modane') as Map<string, DaqDocument>;
   const runs = await readRunLog(runLog);
-  report.runs = runs.length;
+  report.runs = runSpans(runs).length;
   report.duplicates = [...modaneDocs.values()].reduce((n, d) => n + (Array.isArray(d.duplicates) ? d.duplicates.length : 0), 0);
   violations.push(...checkRuns(config, modaneDocs, runs));
   for (const docs of snapshot.values()) violations.push(...checkDuplicates(docs));

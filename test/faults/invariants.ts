@@ -6,7 +6,9 @@
  *   own claim — a history entry moving the document to `<step> in progress` (or, for a run a
  *   losing replication branch made, an entry of `duplicates[]`) — and none started after the
  *   step's success was recorded. A run after a failure, a kill, a lost job or an expired lease
- *   comes with a new claim, so it is a retry, not a double run;
+ *   comes with a new claim, so it is a retry, not a double run — unless it overlaps in time
+ *   with an earlier run of the same (document, step) that was still alive (a killed agent's
+ *   orphaned step): only a cross-server double claim kept in `duplicates[]` may overlap;
  * - duplicates kept: every `duplicates[]` entry names its step, revision and site or agent;
  * - nothing lost: every ingested id on every server, every record once ok still ok with the same
  *   checksum;
@@ -68,16 +70,55 @@ export function unsettled(config: MeshConfig, snapshot: Snapshot, ids: readonly 
   return problems;
 }
 
+/** One line of the run log (examples/steps/fault-switch.mjs); a line without `phase` is a start. */
 export interface RunLogLine {
   program: string;
   input: string | null;
   pid: number;
   at: string;
+  phase?: 'start' | 'alive' | 'end';
+  /** The `at` of the run's start line, on its `alive` and `end` lines. */
+  started?: string;
+}
+
+/** One execution of a step program: from its start to its last sign of life (its end, if it wrote one). */
+export interface RunSpan {
+  program: string;
+  input: string | null;
+  pid: number;
+  start: number;
+  /** A run killed by a signal writes no end: it ran at least until here. */
+  last: number;
+  ended: boolean;
 }
 
 export async function readRunLog(path: string): Promise<RunLogLine[]> {
   const text = await readFile(path, 'utf8').catch(() => '');
   return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as RunLogLine);
+}
+
+/** The runs in a run log, in the order they started. */
+export function runSpans(lines: readonly RunLogLine[]): RunSpan[] {
+  const spans = new Map<string, RunSpan>();
+  for (const line of lines) {
+    const started = line.started ?? line.at;
+    const key = `${line.pid} ${started}`;
+    const span = spans.get(key) ?? { program: line.program, input: line.input, pid: line.pid, start: Date.parse(started), last: Date.parse(started), ended: false };
+    span.last = Math.max(span.last, Date.parse(line.at));
+    if (line.phase === 'end') span.ended = true;
+    spans.set(key, span);
+  }
+  return [...spans.values()].sort((a, b) => a.start - b.start);
+}
+
+/** Pairs of runs (of one document and step) where the later one started while the earlier still ran. */
+export function overlappingRuns(spans: readonly RunSpan[]): Array<[RunSpan, RunSpan]> {
+  const sorted = [...spans].sort((a, b) => a.start - b.start);
+  const pairs: Array<[RunSpan, RunSpan]> = [];
+  for (let i = 0; i < sorted.length; i++) {
+    for (let j = i + 1; j < sorted.length && sorted[j].start < sorted[i].last; j++) pairs.push([sorted[i], sorted[j]]);
+  }
+  return pairs;
 }
 
 /** The step program of each step (`convert` for a `run` holding …/convert.mjs); the built-in SFTP transfer has none. */
@@ -109,13 +150,14 @@ function duplicatesOf(doc: DaqDocument): DuplicateEntry[] {
 /** Runs per (document, step) against the claims recorded for them; see the file comment. */
 export function checkRuns(config: MeshConfig, docs: Map<string, DaqDocument>, runs: readonly RunLogLine[]): Violation[] {
   const programs = stepPrograms(config);
-  const byKey = new Map<string, RunLogLine[]>();
-  for (const run of runs) {
+  const byKey = new Map<string, RunSpan[]>();
+  for (const run of runSpans(runs)) {
     const step = programs.get(run.program);
     if (!step || !run.input) continue;
     const key = `${docOfInput(run.input)}\u0000${step}`;
     byKey.set(key, [...(byKey.get(key) ?? []), run]);
   }
+  const at = (ms: number) => new Date(ms).toISOString();
   const violations: Violation[] = [];
   for (const [key, list] of byKey) {
     const [id, step] = key.split('\u0000');
@@ -124,12 +166,18 @@ export function checkRuns(config: MeshConfig, docs: Map<string, DaqDocument>, ru
       violations.push({ invariant: 'double-run', detail: `${step} ran ${list.length}× for ${id}, a document that does not exist` });
       continue;
     }
-    const claims = (doc.history ?? []).filter((h) => h.to === `${step} in progress`).length + duplicatesOf(doc).filter((d) => d.step === step).length;
-    if (list.length > claims) violations.push({ invariant: 'double-run', detail: `${id} ${step}: ${list.length} runs for ${claims} claims (runs at ${list.map((r) => r.at).join(', ')})` });
+    const duplicates = duplicatesOf(doc).filter((d) => d.step === step).length;
+    const claims = (doc.history ?? []).filter((h) => h.to === `${step} in progress`).length + duplicates;
+    if (list.length > claims) violations.push({ invariant: 'double-run', detail: `${id} ${step}: ${list.length} runs for ${claims} claims (runs at ${list.map((r) => at(r.start)).join(', ')})` });
+    const overlaps = overlappingRuns(list);
+    if (overlaps.length > duplicates) {
+      const shown = overlaps.map(([a, b]) => `pid ${a.pid} started ${at(a.start)} still ran at ${at(a.last)}, pid ${b.pid} started ${at(b.start)}`);
+      violations.push({ invariant: 'double-run', detail: `${id} ${step}: ${overlaps.length} overlapping run(s) for ${duplicates} cross-server duplicate(s): ${shown.join('; ')}` });
+    }
     const record = stepRecord(doc, step);
     if (record?.ok === true && record.finished) {
-      const late = list.filter((r) => Date.parse(r.at) > Date.parse(record.finished as string));
-      if (late.length > 0) violations.push({ invariant: 'double-run', detail: `${id} ${step}: ran again at ${late.map((r) => r.at).join(', ')} after its success at ${record.finished}` });
+      const late = list.filter((r) => r.start > Date.parse(record.finished as string));
+      if (late.length > 0) violations.push({ invariant: 'double-run', detail: `${id} ${step}: ran again at ${late.map((r) => at(r.start)).join(', ')} after its success at ${record.finished}` });
     }
   }
   return violations;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { parseMeshConfig } from '../../config/load.js';
 import type { DaqDocument } from '../../core/document.js';
-import { checkDuplicates, checkNothingLost, checkRuns, docOfInput, isFinal, unsettled } from '../faults/invariants.js';
+import { type RunLogLine, checkDuplicates, checkNothingLost, checkRuns, docOfInput, isFinal, overlappingRuns, runSpans, unsettled } from '../faults/invariants.js';
 import { FAULT_KINDS, FaultDeck, planRound, random } from '../faults/schedule.js';
 
 const config = parseMeshConfig(
@@ -70,6 +70,34 @@ describe('fault harness: the invariant checks catch what they are meant to catch
     // A run recorded only by a losing replication branch counts as that branch's claim.
     const merged = { ...claimed, duplicates: [{ step: 'proc1', site: 'lyon', agent: 'a', rev: '4-x' }] };
     assert.deepEqual(checkRuns(config, new Map([[merged._id, merged]]), twice), []);
+  });
+
+  it('two runs of one (doc, step) that overlap in time are a double run, even with a claim each', () => {
+    // A retry after a lapsed lease: two claims. Runs as fault-switch.mjs logs them: start, alive ticks, end.
+    const retried = doc('good', { proc1: ok('2026-11-27T00:00:30.000Z') }, [{ to: 'proc1 in progress' }, { to: 'closed' }, { to: 'proc1 in progress' }, { to: 'good' }]);
+    const docs = new Map([[retried._id, retried]]);
+    const t = (s: number) => `2026-11-27T00:00:${String(s).padStart(2, '0')}.000Z`;
+    const life = (pid: number, from: number, to: number, ended: boolean): RunLogLine[] => [
+      { program: 'convert', input: '/raw/lg23b000_001', pid, at: t(from), started: t(from), phase: 'start' },
+      ...Array.from({ length: to - from }, (_, i) => ({ program: 'convert', input: '/raw/lg23b000_001', pid, at: t(from + i + 1), started: t(from), phase: 'alive' as const })),
+      ...(ended ? [{ program: 'convert', input: '/raw/lg23b000_001', pid, at: t(to), started: t(from), phase: 'end' as const }] : []),
+    ];
+    // The first run killed at 10 s (no end), the second started at 12 s: one after the other.
+    const sequential = [...life(11, 1, 10, false), ...life(12, 12, 20, true)];
+    assert.deepEqual(checkRuns(config, docs, sequential), []);
+    // The first run orphaned (its agent killed) and still alive at 15 s when the second started at 12 s.
+    const orphaned = [...life(11, 1, 15, true), ...life(12, 12, 20, true)];
+    const [violation] = checkRuns(config, docs, orphaned);
+    assert.equal(violation?.invariant, 'double-run');
+    assert.match(violation.detail, /1 overlapping run\(s\) for 0 cross-server duplicate/);
+    // A killed run without an end line overlaps all the same: its last sign of life counts.
+    assert.equal(checkRuns(config, docs, [...life(11, 1, 13, false), ...life(12, 12, 20, true)]).length, 1);
+    // Interleaved log lines (two runs writing at once) and pid reuse are told apart by start.
+    assert.deepEqual(runSpans([...life(7, 1, 3, true), ...life(7, 5, 6, true)]).map((r) => [r.pid, r.last - r.start, r.ended]), [[7, 2000, true], [7, 1000, true]]);
+    assert.equal(overlappingRuns(runSpans(orphaned)).length, 1);
+    // Only a cross-server double claim kept in duplicates[] may run at the same time as another.
+    const duplicated = { ...retried, duplicates: [{ step: 'proc1', site: 'lyon', agent: 'a', rev: '4-x' }] };
+    assert.deepEqual(checkRuns(config, new Map([[duplicated._id, duplicated]]), orphaned), []);
   });
 
   it('duplicates[] must keep the provenance of the run', () => {

@@ -1,0 +1,192 @@
+/**
+ * One run per claim: `kill -9` of an agent in the middle of a step must not leave the step's
+ * processes running while a second agent reclaims and runs the step again. Real embedded server
+ * over HTTP, real agent processes, a step program (test/support/forking-step.ts) that logs its
+ * timeline so that overlaps are seen, not assumed.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { DaqDocument, RunIdentity, StepRecord } from '../../core/document.js';
+import type { TimelineLine } from '../support/forking-step.js';
+import { type TestMesh, makeMesh, seedDocuments, serverForSuite, startAgent, stopProcess, waitFor } from '../support/mesh.js';
+import { type ServerProcess, repoRoot } from '../support/server-process.js';
+
+const FORKING_STEP = join(repoRoot, 'dist', 'test', 'support', 'forking-step.js');
+/** Long enough that an orphaned first run is still working when the second one starts (lease 6 s). */
+const STEP_MS = 12_000;
+
+interface Run {
+  key: string;
+  /** The step process and the worker (the step itself, or its child with --fork): pid → /proc start time. */
+  processes: Map<number, number>;
+  pgid: number;
+  start: number;
+  /** The last sign of life: a killed run ended at or after it. */
+  last: number;
+  completed: boolean;
+}
+
+async function timeline(path: string): Promise<TimelineLine[]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as TimelineLine);
+}
+
+/** The runs in a timeline, per (doc, step). */
+function runsOf(lines: readonly TimelineLine[]): Map<string, Run[]> {
+  const runs = new Map<number, Run & { doc: string; step: string }>();
+  for (const line of lines) {
+    const run = runs.get(line.run) ?? { key: `${line.doc} ${line.step}`, doc: line.doc, step: line.step, processes: new Map(), pgid: line.pgid, start: line.at, last: line.at, completed: false };
+    run.processes.set(line.pid, line.start_time);
+    if (line.role === 'step' && line.event === 'start') run.pgid = line.pgid;
+    run.start = Math.min(run.start, line.at);
+    run.last = Math.max(run.last, line.at);
+    if (line.event === 'end') run.completed = true;
+    runs.set(line.run, run);
+  }
+  const byKey = new Map<string, Run[]>();
+  for (const run of runs.values()) byKey.set(run.key, [...(byKey.get(run.key) ?? []), run]);
+  return byKey;
+}
+
+/** Pairs of runs of one (doc, step) whose known lifetimes intersect. */
+function overlaps(runs: readonly Run[]): string[] {
+  const sorted = [...runs].sort((a, b) => a.start - b.start);
+  const found: string[] = [];
+  for (let i = 0; i < sorted.length; i++) {
+    for (let j = i + 1; j < sorted.length; j++) {
+      if (sorted[j].start <= sorted[i].last) found.push(`run started ${new Date(sorted[i].start).toISOString()} was alive at ${new Date(sorted[i].last).toISOString()}, after the next started at ${new Date(sorted[j].start).toISOString()}`);
+    }
+  }
+  return found;
+}
+
+function procStat(pid: number | string): { state: string; ppid: number; pgid: number; startTime: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0], ppid: Number(fields[1]), pgid: Number(fields[2]), startTime: Number(fields[19]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** What still runs of a run: its processes (same pid and start time, not zombies) and any member of its group. */
+async function remaining(run: Run): Promise<number[]> {
+  const left = new Set<number>();
+  for (const [pid, start] of run.processes) {
+    const stat = procStat(pid);
+    if (stat && stat.state !== 'Z' && stat.startTime === start) left.add(pid);
+  }
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = procStat(entry);
+    if (stat && stat.state !== 'Z' && stat.pgid === run.pgid) left.add(Number(entry));
+  }
+  return [...left];
+}
+
+/** The agent's step supervisor: its child running supervisor-main.js. */
+async function supervisorOf(agent: ChildProcess): Promise<number | undefined> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry) || procStat(entry)?.ppid !== agent.pid) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes('supervisor-main.js')) return Number(entry);
+  }
+  return undefined;
+}
+
+async function oneStepMesh(server: ServerProcess, fork: boolean): Promise<{ mesh: TestMesh; log: string; id: string }> {
+  const mesh = await makeMesh(server.url, { steps: ['proc0'], lease_s: 6 });
+  const log = join(mesh.dir, 'timeline.jsonl');
+  const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
+  raw.steps[0].run = [process.execPath, FORKING_STEP, '--log', log, '--doc', '{doc_id}', '--step', '{step}', '--sleep', String(STEP_MS), '--touch', '{out}', ...(fork ? ['--fork'] : [])];
+  raw.steps[0].timeout_s = 60;
+  await writeFile(mesh.configFile, JSON.stringify(raw));
+  const [id] = await seedDocuments(mesh, 1);
+  return { mesh, log, id };
+}
+
+describe('one run per claim: a step process never outlives its agent (real server, real agents)', function () {
+  this.timeout(180_000);
+  let server: ServerProcess;
+  serverForSuite((s) => (server = s));
+
+  for (const fork of [false, true]) {
+    it(`kill -9 of the agent 2 s into a step${fork ? ' whose work runs in a grandchild' : ''}: the step dies within 1 s, the reclaimed step runs once, no two runs overlap`, async () => {
+      const { mesh, log, id } = await oneStepMesh(server, fork);
+      const first = startAgent(mesh, 'first');
+      const started = await waitFor('the step working for 2 s', async () => {
+        const lines = await timeline(log);
+        const start = lines.find((l) => l.event === 'start' && l.role === 'step');
+        return start && lines.some((l) => l.event === 'alive' && l.at >= start.at + 2000) ? start : undefined;
+      }, 30_000, 50);
+      const claimed = await mesh.db.get<DaqDocument>(id);
+      const killedAt = Date.now();
+      await stopProcess(first, 'SIGKILL');
+      const [firstRun] = [...runsOf(await timeline(log)).values()].flat();
+      await waitFor('no process of the first run left', async () => (await remaining(firstRun)).length === 0, 5000, 20).catch(() => undefined);
+      const leftAfter = await remaining(firstRun);
+      const goneWithin = Date.now() - killedAt;
+      assert.deepEqual(leftAfter, [], `processes of the killed agent's step still run ${goneWithin} ms after the kill`);
+      assert.ok(goneWithin <= 1000, `the step's processes took ${goneWithin} ms to die (limit 1 s)`);
+
+      const second = startAgent(mesh, 'second');
+      const done = await waitFor('the step done', async () => {
+        const doc = await mesh.db.get<DaqDocument>(id);
+        return doc?.status === 'good' ? doc : undefined;
+      }, 90_000, 200);
+      await stopProcess(second);
+
+      const runs = runsOf(await timeline(log)).get(`${id} proc0`) ?? [];
+      assert.equal(runs.length, 2, 'the killed run and the reclaimed one');
+      assert.equal(runs.filter((r) => r.completed).length, 1, `exactly one completed run (completed: ${runs.filter((r) => r.completed).length})`);
+      assert.deepEqual(overlaps(runs), [], 'no two runs of one (doc, step) overlap');
+      assert.equal(runs.find((r) => r.start === started.at)?.completed, false, 'the killed run never completed');
+
+      // The claim named the first run, the record names the second (a new claim carries no earlier run).
+      const firstIdentity = (claimed?.proc0 as StepRecord).run as RunIdentity;
+      const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+      assert.deepEqual(firstIdentity, { host: hostname(), pid: started.pid, pgid: started.pid, start_time: started.start_time, boot_id: boot });
+      assert.equal(started.pgid, started.pid, 'the step leads its own process group');
+      const secondRun = runs.find((r) => r.completed) as Run;
+      const record = done.proc0 as StepRecord;
+      assert.equal(record.ok, true);
+      assert.equal(record.attempts, 2);
+      assert.equal(record.run?.pgid, secondRun.pgid);
+      assert.notEqual(record.run?.pid, firstIdentity.pid);
+      assert.equal(done.history?.filter((h) => h.to === 'proc0 in progress').length, 2);
+    });
+  }
+
+  it('an agent taking over on the same host kills what the earlier run left (its supervisor killed too) before running the step again', async () => {
+    const { mesh, log, id } = await oneStepMesh(server, true);
+    const first = startAgent(mesh, 'first');
+    await waitFor('the worker running', async () => (await timeline(log)).some((l) => l.event === 'alive'), 30_000, 50);
+    await waitFor('the run identity in the claim', async () => ((await mesh.db.get<DaqDocument>(id))?.proc0 as StepRecord | undefined)?.run, 10_000, 50);
+    const supervisor = await supervisorOf(first);
+    assert.ok(supervisor, 'the agent has a step supervisor');
+    process.kill(supervisor, 'SIGKILL');
+    await waitFor('the supervisor gone', () => !procStat(supervisor) || procStat(supervisor)?.state === 'Z', 5000, 20);
+    await stopProcess(first, 'SIGKILL');
+    const [firstRun] = [...runsOf(await timeline(log)).values()].flat();
+    // Without its supervisor only the leader dies (parent-death signal): the worker is left, as an unknown crash could leave it.
+    const worker = [...firstRun.processes.keys()].find((pid) => pid !== firstRun.pgid) as number;
+    await waitFor('the leader gone', async () => !(await remaining(firstRun)).includes(firstRun.pgid), 2000, 20);
+    assert.ok((await remaining(firstRun)).includes(worker), 'the worker outlived agent and supervisor (else this test proves nothing)');
+
+    const second = startAgent(mesh, 'second');
+    await waitFor('the step done', async () => (await mesh.db.get<DaqDocument>(id))?.status === 'good', 90_000, 200);
+    await stopProcess(second);
+    const runs = runsOf(await timeline(log)).get(`${id} proc0`) ?? [];
+    assert.equal(runs.length, 2);
+    assert.equal(runs.filter((r) => r.completed).length, 1, 'exactly one completed run');
+    assert.deepEqual(overlaps(runs), [], 'the earlier run was gone before the next one started');
+    assert.deepEqual(await remaining(firstRun), []);
+    const secondLog = await readFile(join(mesh.dir, 'second.log'), 'utf8');
+    assert.match(secondLog, /killed 1 process\(es\) of the earlier run before claiming/);
+  });
+});

@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { ensureRunGone, groupMembers, identifyRun, remainsOf } from '../../agents/run-identity.js';
+import { StepSupervisor } from '../../agents/step-supervisor.js';
+import type { RunIdentity } from '../../core/document.js';
+import { waitFor } from '../support/mesh.js';
+
+// A process group like a step's: a leader that starts a grandchild, both sleeping; the leader
+// prints the grandchild's pid.
+const FAMILY = `const { spawn } = require('node:child_process');
+const c = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+console.log(c.pid);
+setTimeout(() => {}, 60000);`;
+
+const started = new Set<ChildProcess>();
+
+async function family(): Promise<{ leader: ChildProcess; grandchild: number }> {
+  const leader = spawn(process.execPath, ['-e', FAMILY], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+  started.add(leader);
+  const [chunk] = (await once(leader.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
+  return { leader, grandchild: Number(chunk.toString().trim()) };
+}
+
+function procStat(pid: number): { state: string; startTime: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0], startTime: Number(fields[19]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs and is not a zombie (a zombie waits for a parent that may never reap it). */
+function runs(pid: number): boolean {
+  const stat = procStat(pid);
+  return stat !== undefined && stat.state !== 'Z';
+}
+
+describe('run identity: what identifies a step run, and proving it gone (real processes)', () => {
+  afterEach(() => {
+    for (const child of started) {
+      try {
+        process.kill(-(child.pid as number), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    started.clear();
+  });
+
+  it('identifies a running process by host, pid, group, /proc start time and boot id', async () => {
+    const { leader } = await family();
+    const pid = leader.pid as number;
+    const run = (await identifyRun(pid, pid)) as RunIdentity;
+    assert.ok(run, 'a running process is identified');
+    assert.equal(run.host, hostname());
+    assert.equal(run.pid, pid);
+    assert.equal(run.pgid, pid);
+    assert.equal(run.start_time, procStat(pid)?.startTime);
+    assert.equal(run.boot_id, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+    leader.kill('SIGKILL');
+    await once(leader, 'exit');
+    assert.equal(await identifyRun(pid, pid), undefined, 'a process that is gone has no identity');
+  });
+
+  it('kills the leader and the grandchild of an earlier run on this host, and waits until they are gone', async () => {
+    const { leader, grandchild } = await family();
+    const pid = leader.pid as number;
+    const run = (await identifyRun(pid, pid)) as RunIdentity;
+    assert.deepEqual((await groupMembers(pid)).sort(), [pid, grandchild].sort());
+    const result = await ensureRunGone(run);
+    assert.deepEqual(result, { gone: true, killed: 2 });
+    assert.equal(runs(pid), false, 'the leader is gone');
+    assert.equal(runs(grandchild), false, 'the grandchild is gone');
+    assert.deepEqual(await remainsOf(run), []);
+  });
+
+  it('kills what is left in the group after the leader died (its grandchild re-parented)', async () => {
+    const { leader, grandchild } = await family();
+    const pid = leader.pid as number;
+    const run = (await identifyRun(pid, pid)) as RunIdentity;
+    leader.kill('SIGKILL');
+    await once(leader, 'exit');
+    assert.equal(runs(grandchild), true, 'the grandchild outlived its parent');
+    assert.deepEqual(await ensureRunGone(run), { gone: true, killed: 1 });
+    assert.equal(runs(grandchild), false);
+  });
+
+  it('leaves alone a process that only reuses the pid (another start time), one of another boot, one of another host', async () => {
+    const { leader } = await family();
+    const pid = leader.pid as number;
+    const real = (await identifyRun(pid, pid)) as RunIdentity;
+    // A group id nobody uses: a process that has exited (its pid not reused this soon).
+    const gone = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+    await once(gone, 'exit');
+    const emptyGroup = gone.pid as number;
+    const cases: RunIdentity[] = [
+      { ...real, pgid: emptyGroup, start_time: real.start_time + 1 },
+      { ...real, boot_id: '00000000-0000-0000-0000-000000000000' },
+      { ...real, host: `${hostname()}-elsewhere` },
+    ];
+    for (const run of cases) {
+      assert.deepEqual(await ensureRunGone(run), { gone: true, killed: 0 }, JSON.stringify(run));
+      assert.equal(runs(pid), true, `${JSON.stringify(run)} must not kill the live process`);
+    }
+    assert.deepEqual(await ensureRunGone(undefined), { gone: true, killed: 0 }, 'a claim without a run identity has nothing to check');
+  });
+});
+
+describe('step supervisor: kills registered groups when its pipe ends, and only then (real processes)', () => {
+  it('refuses to start, naming util-linux, when setpriv cannot be run', () => {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      assert.throws(() => new StepSupervisor().start(), (error: Error & { code?: string }) => error.code === 'PROCESS_FAILED' && /setpriv/.test(error.message) && /util-linux/.test(error.message));
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
+  it('survives SIGTERM, SIGINT and SIGHUP, then on EOF kills every registered group (grandchildren included) but not an unregistered one', async () => {
+    const supervisor = new StepSupervisor();
+    const kept = await family();
+    const done = await family();
+    const keptPid = kept.leader.pid as number;
+    const donePid = done.leader.pid as number;
+    supervisor.register(keptPid);
+    supervisor.register(donePid);
+    supervisor.unregister(donePid);
+    const pid = supervisor.pid as number;
+    assert.ok(pid > 0);
+    await supervisor.ready();
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.kill(pid, signal);
+    // A registration after the signals: killed on EOF only if the supervisor was still there to read it.
+    const late = await family();
+    const latePid = late.leader.pid as number;
+    supervisor.register(latePid);
+    assert.equal(runs(pid), true, 'the supervisor ignores SIGTERM, SIGINT and SIGHUP');
+    await supervisor.stop();
+    assert.equal(runs(pid), false, 'the supervisor exits on EOF');
+    await waitFor('the registered groups killed', () => [keptPid, kept.grandchild, latePid, late.grandchild].every((p) => !runs(p)), 1000, 10);
+    assert.equal(runs(donePid) && runs(done.grandchild), true, 'an unregistered group is left alone');
+    for (const child of [kept, done, late]) process.kill(-(child.leader.pid as number), 'SIGKILL');
+  });
+});
