@@ -69,6 +69,8 @@ export interface Topology {
   /** The running server of each site (replaced by `startServer`). */
   readonly servers: Record<ServerSite, ServerChild>;
   open(site: string): Database;
+  /** Modane's database as its ingest writes it: with accounts, as modane's agent (cataloguing is that role's act). */
+  ingestDb(): Database;
   /** Starts a site's server again on its data folder and port (after it was stopped or killed). */
   startServer(site: ServerSite): Promise<ServerChild>;
   /** The coordinator, serving the status page on `dashboardPort` when given. */
@@ -134,6 +136,8 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     const config = parseMeshConfig(raw, configFile);
     // The servers have an admin when MESH_<SITE>_USER/PASSWORD are set; every process reads them from the environment.
     const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database, credentials: credentialsFor(config.sites[site].credentials_of) });
+    const ingestDb = () =>
+      accounts ? new Database({ url: config.sites.modane.server, database: config.database, credentials: credentialsFor(config.sites.modane.credentials_of, withAccount(env, accounts.env('modane-agent'))) }) : open('modane');
     const spawnTracked = (args: string[], processEnv: NodeJS.ProcessEnv = env) => {
       const child = spawnMesh(['--config', configFile, ...args], { env: processEnv, logFile });
       children.add(child);
@@ -150,6 +154,7 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
       nats,
       servers,
       open,
+      ingestDb,
       async startServer(site) {
         servers[site] = await startServerChild(site, dataDir(site), { port: servers[site].port, env, logFile, recordClients: recordFor(site) });
         return servers[site];

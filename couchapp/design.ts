@@ -175,7 +175,8 @@ function filters(input: DesignInput): Record<string, string> {
 export function writePolicy(input: DesignInput): WritePolicy {
   const stepSites: Record<string, string[]> = {};
   for (const step of input.steps) {
-    const sites = input.sites ? Object.values(input.sites).filter((site) => site.may_run.includes(step.name)).map((site) => site.name) : [];
+    // As the assignment reads the config: an empty may_run lets a site run any step.
+    const sites = input.sites ? Object.values(input.sites).filter((site) => site.may_run.length === 0 || site.may_run.includes(step.name)).map((site) => site.name) : [];
     stepSites[step.name] = sites.length > 0 ? sites : [step.site];
   }
   return { docType: input.doc_type, steps: input.steps.map((s) => s.name), stepSites, ingestSites: input.ingest ? [input.ingest.site] : [] };

@@ -59,7 +59,7 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
     const report = JSON.parse(r.stdout) as Report;
     for (const key of ['cpu', 'kernel', 'node', 'nats_server', 'sshd', 'slurm']) assert.ok(typeof report.machine[key] === 'string' && report.machine[key] !== '', `machine.${key}`);
     assert.ok(Number(report.machine.cores) >= 1);
-    assert.deepEqual(report.sections.map((s) => s.command), ['pipeline', 'latency', 'sftp'].map((name) => `node dist/bench/main.js --only ${name} --quick`).concat('node dist/bench/main.js --only page --page-docs 100000 --quick'));
+    assert.deepEqual(report.sections.map((s) => s.command), ['pipeline', 'validate', 'latency', 'sftp'].map((name) => `node dist/bench/main.js --only ${name} --quick`).concat('node dist/bench/main.js --only page --page-docs 100000 --quick'));
     for (const section of report.sections) {
       for (const row of section.rows) {
         assert.doesNotMatch(`${row.value} ${row.baseline ?? ''} ${row.ratio ?? ''}`, /n\/a|NaN|undefined|Infinity/, `${section.command}: ${JSON.stringify(row)}`);
@@ -67,8 +67,9 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
         if (row.baseline !== undefined) assert.match(row.ratio ?? '', /^\d+(\.\d+)?×$/, `${section.command}: ${JSON.stringify(row)}`);
       }
     }
-    const [pipeline, latency, sftp, page] = report.sections;
+    const [pipeline, validate, latency, sftp, page] = report.sections;
     assert.equal(pipeline.rows.filter((row) => /^pipeline steps\/s/.test(row.measure) && row.baseline).length, 3);
+    assert.equal(validate.rows.filter((row) => / docs\/s$/.test(row.value) && row.ratio).length, 3, 'previous and current function against none, and against each other');
     for (const variant of ['CouchDB only', 'with NATS']) {
       for (const p of ['p50', 'p95']) assert.ok(latency.rows.some((row) => row.measure === `DAQ close → lyon proc1 started, ${p} (${variant})` && /replication/.test(row.baseline ?? '')), `${variant} ${p}`);
       assert.equal(latency.rows.filter((row) => row.measure.startsWith(`  ${variant}: `)).length, 4, 'four stages without Slurm');
@@ -92,7 +93,7 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
 
     const unknown = await runBench(['--only', 'pipeline,nope'], 10_000);
     assert.equal(unknown.status, 2);
-    assert.match(unknown.stderr, /unknown section nope; the sections are pipeline, latency, sftp, page, scale/);
+    assert.match(unknown.stderr, /unknown section nope; the sections are pipeline, validate, latency, sftp, page, scale/);
     const docs = await runBench(['--scale-docs', '-5'], 10_000);
     assert.equal(docs.status, 2);
     assert.match(docs.stderr, /"-5" is not a positive number of documents/);

@@ -8,6 +8,7 @@ import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
+import { pushSecurity } from '../../couchapp/security.js';
 import { Database } from '../../core/couch.js';
 import type { DaqDocument } from '../../core/document.js';
 import { transition } from '../../core/state.js';
@@ -19,6 +20,8 @@ const USER = 'operator';
 const PASSWORD = randomBytes(18).toString('base64url');
 const ENV = { MESH_ALPHA_USER: USER, MESH_ALPHA_PASSWORD: PASSWORD, MESH_BETA_USER: USER, MESH_BETA_PASSWORD: PASSWORD };
 const credentials = { user: USER, password: PASSWORD };
+/** Fixtures are written as replication would carry them: by a mesh-coordinator account (the server admin may not write agents' claims). */
+const FIXTURES = { user: 'fixtures', password: randomBytes(18).toString('base64url') };
 const CSRF = { 'X-Mesh-Dashboard': '1' };
 const JSON_POST = { 'Content-Type': 'application/json', ...CSRF };
 
@@ -67,6 +70,7 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
   let configFile: string;
   let dbA: Database;
   let dbB: Database;
+  let fixturesA: Database;
   let dashboard: DashboardProcess;
   let http: PayloadRecorder;
   const sockets: WebSocket[] = [];
@@ -95,7 +99,12 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     for (const db of [dbA, dbB]) {
       await db.ensure();
       await pushDesign(db, designDocument(config));
+      await pushSecurity(db, Object.keys(config.sites));
+      await new Database({ url: db.url, database: '_users', credentials }).put({ _id: `org.couchdb.user:${FIXTURES.user}`, type: 'user', name: FIXTURES.user, roles: ['mesh-coordinator'], password: FIXTURES.password });
     }
+    const writerA = new Database({ url: alpha.url, database: config.database, credentials: FIXTURES });
+    const writerB = new Database({ url: beta.url, database: config.database, credentials: FIXTURES });
+    fixturesA = writerA;
 
     // alpha: run lg23b001 from daq1 (files 0–11), run lg23b002 from an older ingest without daq_host (files 0–7).
     const docs = [...Array.from({ length: 12 }, (_, i) => closedDoc('lg23b001', i, 'daq1')), ...Array.from({ length: 8 }, (_, i) => closedDoc('lg23b002', i))];
@@ -103,9 +112,9 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     const failed = (doc: DaqDocument) =>
       through(config, doc, [claim('proc0'), { type: 'fail', step: 'proc0', agent: 'agent-1', reason: 'exit status 4', result: { exit_code: 4, duration_s: 1, stderr_tail: 'disk on fire' }, retry_after: new Date().toISOString() }]);
     const onAlpha = docs.map((doc, i) => (i < 3 ? done(doc) : i < 5 ? failed(doc) : i === 5 ? through(config, doc, [claim('proc0')]) : doc));
-    assert.ok((await dbA.bulk(onAlpha)).every((r) => !r.error));
+    assert.ok((await writerA.bulk(onAlpha)).every((r) => !r.error));
     // beta: the first 10 documents only, all closed.
-    assert.ok((await dbB.bulk(docs.slice(0, 10))).every((r) => !r.error));
+    assert.ok((await writerB.bulk(docs.slice(0, 10))).every((r) => !r.error));
 
     dashboard = await startDashboardProcess(configFile, ENV);
     http = new PayloadRecorder(dashboard.url);
@@ -175,7 +184,7 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     const count = received.length;
     await waitFor('a periodic snapshot', () => received.length > count, 10_000, 10);
     const written = Date.now();
-    await dbA.put(closedDoc('lg23b003', 0, 'daq2'));
+    await fixturesA.put(closedDoc('lg23b003', 0, 'daq2'));
     const pushed = await waitFor('a snapshot with the new document', () => received.find((m) => m.snap.servers[0].doc_count === 21), 5_000, 20);
     assert.ok(pushed.at - written < 1000, `pushed ${pushed.at - written} ms after the write`);
     assert.deepEqual(pushed.snap.runs.map((r) => `${r.daq_host}/${r.run}:${r.latest_file}`), ['daq1/lg23b001:11', 'daq2/lg23b003:0', 'unknown/lg23b002:7']);

@@ -118,13 +118,13 @@ describe('ingest, status and demo', function () {
     for (const line of out.trim().split('\n')) assert.equal(JSON.parse(line).databases[0].reachable, true);
   });
 
-  it('an unreachable server is reported, not fatal', async () => {
+  it('an unreachable server is reported (JSON on stdout), and with no server answering the exit status is 1', async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0'] });
     const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
     raw.sites.alpha.server = 'http://127.0.0.1:9';
     await writeFile(mesh.configFile, JSON.stringify(raw));
     const r = await runMesh(['--config', mesh.configFile, 'status', '--json']);
-    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.status, 1, r.stderr);
     const status = JSON.parse(r.stdout);
     assert.equal(status.databases[0].reachable, false);
   });

@@ -6,6 +6,7 @@ import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
+import { pushSecurity } from '../../couchapp/security.js';
 import { Database } from '../../core/couch.js';
 import type { DaqDocument, StepRecord } from '../../core/document.js';
 import { NOOP, runMesh, uniqueDatabase, waitFor } from '../support/mesh.js';
@@ -13,8 +14,12 @@ import { type ServerProcess, meshMain, startServerProcess, stopAllServerProcesse
 import { type SlurmCluster, startSlurm } from '../support/slurm.js';
 import { historyTo } from '../../core/provenance.js';
 
-const USER = 'kitadmin';
-const PASSWORD = `pw-${Math.random().toString(36).slice(2)}-secret`;
+const ADMIN = 'kitadmin';
+const ADMIN_PASSWORD = `pw-${Math.random().toString(36).slice(2)}-secret`;
+/** Lyon's agents and jobs write as lyon's agent account; files are catalogued by kit's (the ingest site here). */
+const USER = 'lyon-agent';
+const PASSWORD = `pw-${Math.random().toString(36).slice(2)}-agent`;
+const INGEST = { user: 'kit-ingest', password: `pw-${Math.random().toString(36).slice(2)}-ingest` };
 const STEPS = ['proc1', 'proc2'];
 
 interface LyonMesh {
@@ -60,9 +65,10 @@ async function makeLyon(url: string, options: { sleepMs?: number; batchOptions?:
   const configFile = join(dir, 'mesh.json');
   await writeFile(configFile, JSON.stringify(raw, null, 2));
   const config = parseMeshConfig(raw, configFile);
-  const db = new Database({ url, database: config.database, credentials: { user: USER, password: PASSWORD } });
+  const db = new Database({ url, database: config.database, credentials: { user: ADMIN, password: ADMIN_PASSWORD } });
   await db.ensure();
   await pushDesign(db, designDocument(config));
+  await pushSecurity(db, Object.keys(config.sites));
   await mkdir(join(dir, 'daq'), { recursive: true });
   return { dir, configFile, raw, config, db, runLog };
 }
@@ -77,9 +83,10 @@ async function seed(mesh: LyonMesh, count: number): Promise<string[]> {
     size_in_bytes: 0,
     date_closed: new Date().toISOString(),
     status: 'closed',
-    history: historyTo('closed', []),
+    history: historyTo('closed', [], undefined, 'kit/ingest', INGEST.user),
   }));
-  await mesh.db.bulk(docs);
+  const refused = (await new Database({ url: mesh.db.url, database: mesh.db.name, credentials: INGEST }).bulk(docs)).filter((r) => r.error);
+  assert.deepEqual(refused, [], 'the ingest account catalogues the files');
   return docs.map((d) => d._id);
 }
 
@@ -102,7 +109,11 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
 
   before(async () => {
     slurm = await startSlurm();
-    server = await startServerProcess({ site: 'kit', env: { MESH_KIT_USER: USER, MESH_KIT_PASSWORD: PASSWORD } });
+    server = await startServerProcess({ site: 'kit', env: { MESH_KIT_USER: ADMIN, MESH_KIT_PASSWORD: ADMIN_PASSWORD } });
+    const users = new Database({ url: server.url, database: '_users', credentials: { user: ADMIN, password: ADMIN_PASSWORD } });
+    for (const [name, password, role] of [[USER, PASSWORD, 'mesh-agent:lyon'], [INGEST.user, INGEST.password, 'mesh-agent:kit']]) {
+      await users.put({ _id: `org.couchdb.user:${name}`, type: 'user', name, roles: [role], password });
+    }
     // The password reaches the jobs only through the environment sbatch hands on.
     env = { ...slurm.env, MESH_KIT_USER: USER, MESH_KIT_PASSWORD: PASSWORD, MESH_LOG_LEVEL: 'info' };
   });
