@@ -43,8 +43,13 @@ export function needsTrigger(config: MeshConfig, site: string, options: { local?
   return targets;
 }
 
-/** The same `mesh agent --site S --once`, started on this machine with this config. */
+/**
+ * The same `mesh agent --site S --once`, started on this machine: through the site's own `mesh`
+ * argument vector when the config gives one (it may carry the site's environment, e.g. the
+ * account its agents write as, which is not this agent's), else this machine's mesh with this config.
+ */
 export function localAgentArgv(site: SiteConfig, configFile: string): string[] {
+  if (!(site.mesh.length === 1 && site.mesh[0] === 'mesh')) return remoteAgentArgv(site);
   // A path, not an import: agents/ must not depend on cli/.
   const main = fileURLToPath(new URL('../cli/main.js', import.meta.url));
   return [process.execPath, main, '--config', configFile, 'agent', '--site', site.name, '--once'];
