@@ -107,8 +107,10 @@ async function readChunks(reader: ReadableStreamDefaultReader<Uint8Array>, maxBy
  * arrives after the abort has its body cancelled, so its connection closes.
  */
 function fetchUntilAborted(url: string, init: RequestInit, signal: AbortSignal): Promise<Response> {
-  const pending = fetch(url, { ...init, signal });
   if (signal.aborted) return Promise.reject(signal.reason);
+  const pending = fetch(url, { ...init, signal });
+  // Whatever happens below, a rejection of `pending` is handled: an unhandled one ends the process.
+  pending.catch(() => undefined);
   return new Promise((resolve, reject) => {
     const onAbort = (): void => {
       reject(signal.reason);

@@ -36,6 +36,23 @@ describe('aborting a request after a garbage collection', function () {
     await server?.stop();
   });
 
+  it('a request made with a signal already aborted fails as ABORTED and leaves no unhandled rejection (it ended an agent on SIGTERM)', async () => {
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', record);
+    try {
+      const aborted = new Database({ url: server.url, database: db.name, signal: AbortSignal.abort() });
+      const error = await aborted.get('anything').catch((e: unknown) => e);
+      assert.ok(isMeshError(error, 'ABORTED') || (error instanceof Error && error.name === 'AbortError'), String(error));
+      // Rejections are reported after the microtasks of the turn: give them two turns.
+      await new Promise((done) => setImmediate(done));
+      await new Promise((done) => setImmediate(done));
+      assert.deepEqual(unhandled.map(String), []);
+    } finally {
+      process.off('unhandledRejection', record);
+    }
+  });
+
   for (const collect of [false, true]) {
     it(`a longpoll _changes whose headers arrived ends within ${ABORT_BOUND_MS} ms of the abort${collect ? ', after a collection' : ''}`, async () => {
       const stop = new AbortController();
