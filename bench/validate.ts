@@ -55,26 +55,25 @@ async function updateRate(db: Database, config: ReturnType<typeof benchConfig>, 
     if (refused.length > 0) throw new Error(`${db.name}: ${refused.length} writes refused, e.g. ${refused[0].error}: ${refused[0].reason}`);
     return batch.map((d, i) => ({ ...d, _rev: rows[i].rev }));
   };
-  for (let i = 0, out: DaqDocument[] = []; i < docs.length; i += BATCH) {
-    out.push(...(await write(docs.slice(i, i + BATCH))));
-    if (i + BATCH >= docs.length) docs = out;
-  }
+  const writeAll = async (all: DaqDocument[]) => {
+    const written: DaqDocument[] = [];
+    for (let i = 0; i < all.length; i += BATCH) written.push(...(await write(all.slice(i, i + BATCH))));
+    return written;
+  };
+  docs = await writeAll(docs);
   const events: MeshEvent[] = [
     { type: 'claim', step: 'proc0', mode: 'run', site: 'bench', agent: 'b1', host: 'h', lease_until: lease },
     { type: 'succeed', step: 'proc0', agent: 'b1', result: { exit_code: 0, duration_s: 1 } },
   ];
   const started = performance.now();
   for (const event of events) {
-    const next: DaqDocument[] = [];
-    for (let i = 0; i < docs.length; i += BATCH) {
-      const batch = docs.slice(i, i + BATCH).map((d) => {
+    docs = await writeAll(
+      docs.map((d) => {
         const result = transition(d, event, new Date(), config);
         if (!result.ok) throw result.error;
         return result.doc;
-      });
-      next.push(...(await write(batch)));
-    }
-    docs = next;
+      }),
+    );
   }
   return (docs.length * events.length) / ((performance.now() - started) / 1000);
 }

@@ -47,6 +47,17 @@ export function withAccount(base: NodeJS.ProcessEnv, account: Record<string, str
   return { ...env, ...account };
 }
 
+/** `MESH_<SERVER><suffix>_USER` / `_PASSWORD_FILE` naming one account for both servers. */
+function accountEnv(name: string, passwordFile: string, suffix: '' | '_replication'): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const site of SERVER_SITES) {
+    const prefix = credentialPrefix(`${site}${suffix}`);
+    out[`${prefix}_USER`] = name;
+    out[`${prefix}_PASSWORD_FILE`] = passwordFile;
+  }
+  return out;
+}
+
 /** Creates the accounts on both servers; undefined when the servers have no admin (nothing to separate). */
 export async function createSimulationAccounts(servers: Record<(typeof SERVER_SITES)[number], string>, env: NodeJS.ProcessEnv, dir: string): Promise<SimulationAccounts | undefined> {
   const admins = SERVER_SITES.map((site) => ({ site, admin: credentialsFor(site, env) }));
@@ -63,21 +74,7 @@ export async function createSimulationAccounts(servers: Record<(typeof SERVER_SI
   const account = (process: SimulatedProcess) => ({ user: ACCOUNTS[process].name, password_file: files[process] });
   return {
     account,
-    env(process) {
-      const out: Record<string, string> = {};
-      for (const site of SERVER_SITES) {
-        out[`${credentialPrefix(site)}_USER`] = ACCOUNTS[process].name;
-        out[`${credentialPrefix(site)}_PASSWORD_FILE`] = files[process];
-      }
-      return out;
-    },
-    replicationEnv() {
-      const out: Record<string, string> = {};
-      for (const site of SERVER_SITES) {
-        out[`${credentialPrefix(`${site}_replication`)}_USER`] = ACCOUNTS.replication.name;
-        out[`${credentialPrefix(`${site}_replication`)}_PASSWORD_FILE`] = files.replication;
-      }
-      return out;
-    },
+    env: (process) => accountEnv(ACCOUNTS[process].name, files[process], ''),
+    replicationEnv: () => accountEnv(ACCOUNTS.replication.name, files.replication, '_replication'),
   };
 }

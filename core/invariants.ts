@@ -13,12 +13,12 @@ type Obj = Record<string, unknown>;
 /** An ISO 8601 date-time as the mesh writes it; also accepted by `Date.parse` in every engine. */
 export const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
 
-function isObject(value: unknown): value is Obj {
+export function isObject(value: unknown): value is Obj {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 /** A value for a message: JSON, at most 80 characters. */
-function show(value: unknown): string {
+export function show(value: unknown): string {
   return value === undefined ? 'missing' : String(JSON.stringify(value)).slice(0, 80);
 }
 

@@ -12,20 +12,12 @@
  *   change; several when a replicated write collapses what happened on another server);
  * - `duplicates[]` is append-only.
  */
-import { ISO_DATE, statusSuccessors } from './invariants.js';
+import { ISO_DATE, isObject, show, statusSuccessors } from './invariants.js';
 
 type Obj = Record<string, unknown>;
 
 /** Fields written once by ingest: the catalogue of the raw file. */
 export const CATALOGUE_FIELDS = Object.freeze(['run_name', 'file_number', 'file', 'size_in_bytes', 'checksum', 'date_closed']);
-
-function isObject(value: unknown): value is Obj {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-function show(value: unknown): string {
-  return value === undefined ? 'missing' : String(JSON.stringify(value)).slice(0, 80);
-}
 
 /** Deep equality of JSON values, key order ignored. */
 export function sameValue(a: unknown, b: unknown): boolean {

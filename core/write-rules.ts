@@ -12,7 +12,8 @@
  * and provenance rules; the coordinator (which carries replicated writes) and the admin party
  * are exempt only from the authorship rules, since a replicated write carries other accounts' work.
  */
-import { editProblems, statusProblems } from './invariants.js';
+import { parseStatus } from './document.js';
+import { editProblems, isObject, show, statusProblems } from './invariants.js';
 import { appendedEntries, creationProblems, provenanceProblems, sameValue } from './provenance.js';
 import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE, type UserContext } from './roles.js';
 
@@ -39,14 +40,6 @@ interface Powers {
   coordinator: boolean;
   operator: boolean;
   sites: string[];
-}
-
-function isObject(value: unknown): value is Obj {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-function show(value: unknown): string {
-  return value === undefined ? 'missing' : String(JSON.stringify(value)).slice(0, 80);
 }
 
 function has(list: readonly unknown[] | undefined, value: unknown): boolean {
@@ -79,19 +72,10 @@ function siteOf(by: unknown): string | null {
   return slash > 0 ? by.slice(0, slash) : null;
 }
 
-/** The step a status names (`proc1 failed` → `proc1`), null for closed/good/bad. */
-function stepOf(status: unknown, steps: readonly string[]): string | null {
-  if (typeof status !== 'string') return null;
-  for (let i = 0; i < steps.length; i++) {
-    const step = steps[i];
-    if (status === step + ' queued' || status === step + ' in progress' || status === step + ' failed') return step;
-  }
-  return null;
-}
-
+/** The step a `<step> queued` / `<step> in progress` status claims, null for any other. */
 function claimedStep(status: unknown, steps: readonly string[]): string | null {
-  const step = stepOf(status, steps);
-  return step !== null && (status === step + ' queued' || status === step + ' in progress') ? step : null;
+  const parsed = parseStatus(status, steps);
+  return parsed && (parsed.kind === 'queued' || parsed.kind === 'in_progress') ? (parsed.step as string) : null;
 }
 
 /** What the writer of one history entry must be allowed to do. */
@@ -108,13 +92,13 @@ function entryProblems(entry: Obj, user: UserContext, p: Powers, policy: WritePo
     if (!p.operator && p.sites.length === 0) problems.push(`${who} may not mark documents bad`);
     return problems;
   }
-  const fromStep = stepOf(entry.from, policy.steps);
-  if (fromStep !== null && entry.from === fromStep + ' failed') {
-    if (entry.to !== entry.from && !p.operator) problems.push(`${who} may not retry ${fromStep}: operators do`);
+  const from = parseStatus(entry.from, policy.steps);
+  if (from !== undefined && from.kind === 'failed') {
+    if (entry.to !== entry.from && !p.operator) problems.push(`${who} may not retry ${from.step}: operators do`);
     return problems;
   }
-  const step = fromStep !== null ? fromStep : stepOf(entry.to, policy.steps);
-  if (step !== null && !(has(p.sites, site) && has(policy.stepSites[step], site))) problems.push(`${who} may not run ${step} as ${show(entry.by)}`);
+  const step = from?.step ?? parseStatus(entry.to, policy.steps)?.step;
+  if (step !== undefined && !(has(p.sites, site) && has(policy.stepSites[step], site))) problems.push(`${who} may not run ${step} as ${show(entry.by)}`);
   return problems;
 }
 

@@ -123,17 +123,9 @@ export const WRITE_RULES_ES5 = String.raw`
     var slash = by.indexOf('/');
     return slash > 0 ? by.slice(0, slash) : null;
   }
-  function stepOf(status) {
-    if (typeof status !== 'string') return null;
-    for (var i = 0; i < STEPS.length; i++) {
-      var step = STEPS[i];
-      if (status === step + ' queued' || status === step + ' in progress' || status === step + ' failed') return step;
-    }
-    return null;
-  }
   function claimedStep(status) {
-    var step = stepOf(status);
-    return step !== null && (status === step + ' queued' || status === step + ' in progress') ? step : null;
+    var parsed = parseStatus(status);
+    return parsed && (parsed.kind === 'queued' || parsed.kind === 'in_progress') ? parsed.step : null;
   }
   function entryProblems(entry, user, p) {
     var who = show(user.name);
@@ -148,12 +140,13 @@ export const WRITE_RULES_ES5 = String.raw`
       if (!p.operator && p.sites.length === 0) problems.push(who + ' may not mark documents bad');
       return problems;
     }
-    var fromStep = stepOf(entry.from);
-    if (fromStep !== null && entry.from === fromStep + ' failed') {
-      if (entry.to !== entry.from && !p.operator) problems.push(who + ' may not retry ' + fromStep + ': operators do');
+    var from = parseStatus(entry.from);
+    if (from && from.kind === 'failed') {
+      if (entry.to !== entry.from && !p.operator) problems.push(who + ' may not retry ' + from.step + ': operators do');
       return problems;
     }
-    var step = fromStep !== null ? fromStep : stepOf(entry.to);
+    var to = parseStatus(entry.to);
+    var step = from && from.step !== null ? from.step : to ? to.step : null;
     if (step !== null && !(has(p.sites, site) && has(STEP_SITES[step], site))) problems.push(who + ' may not run ' + step + ' as ' + show(entry.by));
     return problems;
   }

@@ -19,7 +19,8 @@ import { sendJson } from './respond.js';
 export const COOKIE_NAME = 'AuthSession';
 /** CouchDB's `[chttpd_auth] timeout`. */
 export const DEFAULT_SESSION_TIMEOUT_S = 600;
-export const WRONG_PASSWORD = 'Name or password is incorrect.';
+/** CouchDB's reason for a refused login (a message, not a secret). */
+export const LOGIN_REFUSED_REASON = 'Name or password is incorrect.';
 
 interface BasicCredentials {
   user: string;
@@ -91,7 +92,7 @@ export class Authenticator {
       if (doc && (await verifyPassword(name, password, doc))) return { user: { name, roles: rolesOf(doc), salt: String(doc.salt) } };
     }
     this.opts.lockout.recordFailure(name, peer);
-    return { refused: 401, reason: WRONG_PASSWORD };
+    return { refused: 401, reason: LOGIN_REFUSED_REASON };
   }
 
   cookieFor(user: SessionUser, now = Date.now()): string {
@@ -142,7 +143,7 @@ export class Authenticator {
   private async identify(req: Request, res: Response, header: string | undefined): Promise<CouchSessionRequest['couchSession'] | undefined> {
     if (header !== undefined) {
       const given = parseBasicAuth(header);
-      const verdict = given ? await this.verify(given.user, given.password, peerOf(req)) : ({ refused: 401, reason: WRONG_PASSWORD } as const);
+      const verdict = given ? await this.verify(given.user, given.password, peerOf(req)) : ({ refused: 401, reason: LOGIN_REFUSED_REASON } as const);
       if ('refused' in verdict) {
         refuse(req, res, verdict.refused, verdict.reason);
         return undefined;
@@ -166,7 +167,7 @@ export class Authenticator {
     router.get('/_session', (req, res) => sendJson(res, 200, (req as CouchSessionRequest).couchSession));
     router.post('/_session', ...body, (req, res, next) => {
       const { name, password } = (req.body ?? {}) as { name?: unknown; password?: unknown };
-      if (typeof name !== 'string' || typeof password !== 'string') return refuse(req, res, 401, WRONG_PASSWORD);
+      if (typeof name !== 'string' || typeof password !== 'string') return refuse(req, res, 401, LOGIN_REFUSED_REASON);
       this.verify(name, password, peerOf(req)).then((verdict) => {
         if ('refused' in verdict) return refuse(req, res, verdict.refused, verdict.reason);
         res.setHeader('Set-Cookie', this.cookieFor(verdict.user));

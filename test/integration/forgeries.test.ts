@@ -69,14 +69,18 @@ describe('forgeries (test/corpus/forgeries.json) refused by the server, with rea
   let server: ServerProcess;
   let config: MeshConfig;
   const corpus = readCorpus<ForgeryEntry>('forgeries.json');
-  const open = (writer: Writer, database: string) =>
-    new Database({ url: server.url, database, credentials: writer === 'admin' ? { user: 'admin', password: ADMIN_PASSWORD } : { user: ACCOUNTS[writer].name, password: `pw-${ACCOUNTS[writer].name}-${ADMIN_PASSWORD}` } });
+  /** Every account's password, made from the admin's random one (nothing committed). */
+  const passwordOf = (name: string) => (name === 'admin' ? ADMIN_PASSWORD : `pw-${name}-${ADMIN_PASSWORD}`);
+  const open = (writer: Writer, database: string) => {
+    const user = writer === 'admin' ? 'admin' : ACCOUNTS[writer].name;
+    return new Database({ url: server.url, database, credentials: { user, password: passwordOf(user) } });
+  };
 
   before(async () => {
     server = await startServerProcess({ env: { MESH_TEST_USER: 'admin', MESH_TEST_PASSWORD: ADMIN_PASSWORD } });
     const users = new Database({ url: server.url, database: '_users', credentials: { user: 'admin', password: ADMIN_PASSWORD } });
     for (const account of Object.values(ACCOUNTS)) {
-      await users.put({ _id: `org.couchdb.user:${account.name}`, type: 'user', name: account.name, roles: account.roles, password: `pw-${account.name}-${ADMIN_PASSWORD}` });
+      await users.put({ _id: `org.couchdb.user:${account.name}`, type: 'user', name: account.name, roles: account.roles, password: passwordOf(account.name) });
     }
     config = parseMeshConfig(
       {
@@ -138,7 +142,7 @@ describe('forgeries (test/corpus/forgeries.json) refused by the server, with rea
       const { _rev: _r, ...rest } = body;
       const res = await fetch(`${server.url}/${db.name}/_bulk_docs`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${db.user}:${db.user === 'admin' ? ADMIN_PASSWORD : `pw-${db.user}-${ADMIN_PASSWORD}`}`).toString('base64')}` },
+        headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${db.user}:${passwordOf(db.user as string)}`).toString('base64')}` },
         body: JSON.stringify({ new_edits: false, docs: [{ ...rest, _rev: `9-${rev}`, _revisions: { start: 9, ids: [rev, randomBytes(16).toString('hex')] } }] }),
       });
       const rows = (await res.json()) as Array<{ error?: string; reason?: string }> | { error?: string; reason?: string };
