@@ -7,7 +7,7 @@ import { claim, compareAndSet } from './writes.js';
 
 export interface RunStepOptions {
   /**
-   * Set by batch jobs: the `batchjob.stdout` path of the job. The document is started only
+   * Set by batch jobs: the `batch.stdout` path of the job. The document is started only
    * while it is queued for that job (its path identifies the job before the id is known), so a
    * stale job never takes over a document that was re-queued for another job.
    */
@@ -36,7 +36,7 @@ export async function runStep(ctx: AgentContext, docId: string, stepName: string
     const status = parseStatus(doc.status, stepNames);
     let claimed: DaqDocument | undefined;
     if (status?.kind === 'queued' && status.step === stepName) {
-      const job = stepRecord(doc, stepName)?.batchjob;
+      const job = stepRecord(doc, stepName)?.batch;
       if (options.job !== undefined && job?.stdout !== options.job) return { end: 'skipped', code: 'CONFLICT', reason: `${docId} is queued for another batch job (${job?.id ?? job?.stdout ?? 'none'})` };
       claimed = await compareAndSet(ctx, doc, { type: 'start', step: stepName, site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil });
     } else if (options.job === undefined && readyFor(doc, ctx.config, ctx.now()) === stepName) {

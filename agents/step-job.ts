@@ -1,9 +1,9 @@
 import { mkdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { linkSignals } from '../core/abort.js';
 import { backoffDelay } from '../core/backoff.js';
 import { sha256File } from '../core/checksum.js';
-import type { DaqDocument } from '../core/document.js';
+import { type DaqDocument, stepRecord } from '../core/document.js';
 import { errorMessage } from '../core/errors.js';
 import type { StepResult } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
@@ -33,7 +33,7 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
   const step = ctx.config.steps[index];
   const log = ctx.logger.child({ doc: claimed._id, step: stepName });
   const lease = new LeaseKeeper(ctx, claimed, stepName, step.lease_s);
-  const attempt = (claimed[stepName] as { attempts: number }).attempts;
+  const attempt = stepRecord(claimed, stepName)?.attempts ?? 1;
   const logBase = join(ctx.site.log_dir, logName(claimed._id), `${stepName}.${attempt}`);
   const stdoutPath = `${logBase}.out`;
   const stderrPath = `${logBase}.err`;
@@ -60,7 +60,7 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
         .catch((error) => log.warn(`run identity not recorded: ${errorMessage(error)}`));
     };
     const outcome = sent?.outcome ?? (await runCommand(argv, { timeoutMs: step.timeout_s * 1000, signal, stdoutPath, stderrPath, onSpawn }));
-    result = { exit_code: outcome.exit_code, signal: outcome.signal, duration_s: round(outcome.duration_s), stdout: stdoutPath, stderr: stderrPath };
+    result = { exit_code: outcome.exit_code, signal: outcome.signal, duration_s: round(outcome.duration_s), stdout: stdoutPath, stderr: stderrPath, processname: sent ? 'sftp' : basename(argv[0]) };
     if (lease.signal.aborted) {
       await lease.stop();
       return { end: 'lease-lost', doc: lease.doc };
@@ -78,8 +78,8 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     }
     else if (outcome.exit_code !== 0) reason = `exited with ${outcome.exit_code ?? `signal ${outcome.signal}`}`;
     else {
-      const produced = await stat(vars.out).then((s) => s.isFile(), () => false);
-      if (produced) Object.assign(result, { file: vars.out, checksum: { sha256: await sha256File(vars.out) } });
+      const produced = await stat(vars.out).then((s) => (s.isFile() ? s.size : undefined), () => undefined);
+      if (produced !== undefined) Object.assign(result, { file: vars.out, file_size: produced, checksum: { sha256: await sha256File(vars.out) } });
     }
   } catch (error) {
     reason = errorMessage(error);

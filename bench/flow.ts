@@ -39,8 +39,8 @@ function document(i: number, now: number): object {
   const p2 = p1 + (300 + (i % 1800)) * 1000;
   const at = (status: string) => ({ status, history: historyTo(status, ['proc0', 'proc1', 'proc2'], iso(closed)) });
   if (kind < 16) return { ...base, ...at('good'), proc0: done(p0, 20), proc1: done(p1, 300), proc2: done(p2, 120) };
-  if (kind < 18) return { ...base, ...at('proc1 in progress'), proc0: done(p0, 20), proc1: { attempts: 1, site: 'bench', agent: 'b', host: 'h', started: iso(p0), lease_until: iso(now + 3600_000) } };
-  if (kind < 19) return { ...base, ...at('proc2 failed'), proc0: done(p0, 20), proc1: done(p1, 300), proc2: { ok: false, attempts: 3, site: 'bench', agent: 'b', reason: 'exited with 1', exit_code: 1 } };
+  if (kind < 18) return { ...base, ...at('proc1 in progress'), proc0: done(p0, 20), pending: { proc1: { attempts: 1, site: 'bench', agent: 'b', host: 'h', started: iso(p0), lease_until: iso(now + 3600_000) } } };
+  if (kind < 19) return { ...base, ...at('proc2 failed'), proc0: done(p0, 20), proc1: done(p1, 300), pending: { proc2: { ok: false, attempts: 3, site: 'bench', agent: 'b', reason: 'exited with 1', exit_code: 1 } } };
   return { ...base, ...at('closed') };
 }
 

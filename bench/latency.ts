@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Database } from '../core/couch.js';
-import type { DaqDocument, StepRecord } from '../core/document.js';
+import { type DaqDocument, stepRecord } from '../core/document.js';
 import { createLogger } from '../core/log.js';
 import { heartbeatId } from '../agents/heartbeat.js';
 import { MESH_MAIN } from '../cli/processes.js';
@@ -113,7 +113,7 @@ function historyAt(doc: DaqDocument, to: string, from?: string): number {
 }
 
 function timeline(doc: DaqDocument, atKit: number | undefined): Timeline {
-  const proc1 = doc.proc1 as StepRecord | undefined;
+  const proc1 = stepRecord(doc, 'proc1');
   const queued = historyAt(doc, 'proc1 queued');
   return {
     closed: Date.parse(doc.date_closed),

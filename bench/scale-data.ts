@@ -43,14 +43,16 @@ export function archiveDoc(i: number): Record<string, unknown> {
   };
   if (i % 200 === 7) {
     doc.status = 'proc1 failed';
-    doc.proc1 = { ok: false, site: 'lyon', agent: 'lyon-agent-1', attempts: 3, exit_code: 3, reason: 'exit status 3', stderr_tail: 'convert: bad header\n', started: iso(closed + 9000) };
+    delete doc.proc1;
+    doc.pending = { proc1: { ok: false, site: 'lyon', agent: 'lyon-agent-1', attempts: 3, exit_code: 3, reason: 'exit status 3', stderr_tail: 'convert: bad header\n', started: iso(closed + 9000) } };
     delete doc.proc2;
   } else if (i % 500 === 11) {
     doc.status = 'bad';
     doc.reason = 'file truncated at the DAQ';
   } else if (i % 1000 === 13) {
     doc.status = 'proc2 in progress';
-    doc.proc2 = { site: 'lyon', agent: 'lyon-agent-2', host: 'lyon-node1', attempts: 1, started: iso(closed + 17000), lease_until: '2099-01-01T00:00:00.000Z' };
+    delete doc.proc2;
+    doc.pending = { proc2: { site: 'lyon', agent: 'lyon-agent-2', host: 'lyon-node1', attempts: 1, started: iso(closed + 17000), lease_until: '2099-01-01T00:00:00.000Z' } };
   }
   return doc;
 }

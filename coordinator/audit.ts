@@ -17,7 +17,7 @@
  */
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
-import { type DaqDocument, type StepRecord, parseStatus } from '../core/document.js';
+import { type DaqDocument, type StepRecord, isDone, parseStatus, stepRecord } from '../core/document.js';
 import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import { statusProblems } from '../core/invariants.js';
 import type { Logger } from '../core/log.js';
@@ -61,7 +61,7 @@ const MAX_PER_ROUND = 2000;
 const RECENT = 50;
 
 function okCount(doc: DaqDocument, steps: readonly string[]): number {
-  return steps.filter((s) => (doc[s] as StepRecord | undefined)?.ok === true).length;
+  return steps.filter((s) => isDone(doc, s)).length;
 }
 
 function revParts(rev: string | undefined): [number, string] {
@@ -108,17 +108,13 @@ function runOf(step: string, record: StepRecord, rev: string): DuplicateRun {
   };
 }
 
-function isRecord(value: unknown): value is StepRecord {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
 /**
  * The winner with `duplicates[]` extended by every run a loser recorded and the winner did not
  * (same step, site, agent and start = same run); losers' own duplicates are carried over. Pure.
  */
 export function mergeLeaves(winner: DaqDocument, losers: readonly DaqDocument[], steps: readonly string[]): DaqDocument {
   const { _conflicts: _c, _revisions: _r, _revs_info: _i, ...base } = winner as DaqDocument & { _revisions?: unknown; _revs_info?: unknown };
-  const kept = new Set(steps.filter((s) => isRecord(winner[s])).map((s) => runKey(runOf(s, winner[s] as StepRecord, ''))));
+  const kept = new Set(steps.flatMap((s) => { const record = stepRecord(winner, s); return record ? [runKey(runOf(s, record, ''))] : []; }));
   const duplicates: DuplicateRun[] = Array.isArray(winner.duplicates) ? [...(winner.duplicates as DuplicateRun[])] : [];
   const seen = new Set([...kept, ...duplicates.map(runKey)]);
   const add = (run: DuplicateRun) => {
@@ -127,7 +123,10 @@ export function mergeLeaves(winner: DaqDocument, losers: readonly DaqDocument[],
     duplicates.push(run);
   };
   for (const loser of losers) {
-    for (const step of steps) if (isRecord(loser[step])) add(runOf(step, loser[step] as StepRecord, loser._rev as string));
+    for (const step of steps) {
+      const record = stepRecord(loser, step);
+      if (record) add(runOf(step, record, loser._rev as string));
+    }
     if (Array.isArray(loser.duplicates)) for (const run of loser.duplicates as DuplicateRun[]) add(run);
   }
   return { ...base, duplicates } as DaqDocument;

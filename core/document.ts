@@ -2,12 +2,19 @@
  * The metadata document of one DAQ file, compatible with the original scripts' documents.
  * Status strings keep their vocabulary: `closed`, `good`, `bad`, `<step> queued`,
  * `<step> in progress`, `<step> failed`.
+ *
+ * A step's record lives in one of two places. `procN` at the top level is its result, present
+ * only once the step succeeded (the original scripts' readers take "`procN` present" to mean
+ * "step N done", and their records have no `ok` flag). `pending.procN` holds the step while it
+ * is not done: the claim, a failed attempt waiting for its retry, a final failure. The write
+ * that records the success moves the record from `pending` to the top level.
  */
 
 export interface Checksum {
   sha256: string;
 }
 
+/** CouchMesh's view of the batch job that runs a claim (`batch` in a record). */
 export interface BatchJob {
   system: string;
   /** Known once the batch system accepted the job; absent between the claim and the submission. */
@@ -59,7 +66,18 @@ export interface StepRecord {
   /** Why the last attempt failed, in words. */
   reason?: string;
   stderr_tail?: string;
-  batchjob?: BatchJob;
+  /** The batch job that runs (or ran) the attempt. */
+  batch?: BatchJob;
+  /** Success records, for the original scripts: the batch job's number as they wrote it. */
+  batchjob?: number | string;
+  /** Success records, for the original scripts: bytes of the output `file`. */
+  file_size?: number;
+  /** Success records, for the original scripts: when the step finished. */
+  date?: string;
+  /** Success records, for the original scripts: the program that ran the step. */
+  processname?: string;
+  /** Success records, for the original scripts: the host that ran the step. */
+  hostname?: string;
   /** The latest earlier attempts of this step (at most 10), each with how it ended. */
   past_attempts?: unknown[];
   run?: RunIdentity;
@@ -77,6 +95,18 @@ export interface HistoryEntry {
   note?: string;
 }
 
+/** One submission, in the original scripts' top-level `batchJob` list (appended per submission). */
+export interface BatchJobEntry {
+  number: number | string;
+  script: string;
+  stdout: string;
+  stderr: string;
+  command: string;
+  /** The batch system (`slurm`, `sge`). */
+  type: string;
+  date: string;
+}
+
 export interface DaqDocument {
   _id: string;
   _rev?: string;
@@ -90,6 +120,9 @@ export interface DaqDocument {
   date_closed: string;
   status: string;
   history: HistoryEntry[];
+  /** Records of the steps not done yet, by step name. */
+  pending?: Record<string, StepRecord>;
+  batchJob?: BatchJobEntry[];
   [field: string]: unknown;
 }
 
@@ -153,18 +186,22 @@ export function documentProblems(doc: unknown, stepNames: readonly string[]): st
   if (d.history !== undefined && !Array.isArray(d.history)) problems.push('history is not an array');
   // A mesh document is a few levels deep; thousands of levels make JSON.stringify overflow the stack.
   if (nestedDeeperThan(d, MAX_DEPTH)) problems.push(`nested deeper than ${MAX_DEPTH} levels`);
+  const pending = d.pending;
+  if (pending !== undefined && (pending === null || typeof pending !== 'object' || Array.isArray(pending))) problems.push(`pending is ${describe(pending)}, expected an object`);
   for (const step of stepNames) {
-    const record = d[step];
+    const done = d[step];
+    if (done !== undefined && (done === null || typeof done !== 'object' || Array.isArray(done))) problems.push(`${step} is ${describe(done)}, expected a record object`);
+    const record = (pending as Record<string, unknown> | undefined)?.[step];
     if (record === undefined) continue;
     if (record === null || typeof record !== 'object' || Array.isArray(record)) {
-      problems.push(`${step} is ${describe(record)}, expected a record object`);
+      problems.push(`pending.${step} is ${describe(record)}, expected a record object`);
       continue;
     }
     const r = record as Record<string, unknown>;
-    if (typeof r.attempts !== 'number' || !Number.isInteger(r.attempts) || r.attempts < 0) problems.push(`${step}.attempts is ${describe(r.attempts)}, expected a non-negative integer`);
-    if (r.ok !== undefined && typeof r.ok !== 'boolean') problems.push(`${step}.ok is ${describe(r.ok)}, expected a boolean`);
+    if (typeof r.attempts !== 'number' || !Number.isInteger(r.attempts) || r.attempts < 0) problems.push(`pending.${step}.attempts is ${describe(r.attempts)}, expected a non-negative integer`);
+    if (r.ok !== undefined && typeof r.ok !== 'boolean') problems.push(`pending.${step}.ok is ${describe(r.ok)}, expected a boolean`);
     for (const field of ['lease_until', 'retry_after'] as const) {
-      if (r[field] !== undefined && (typeof r[field] !== 'string' || Number.isNaN(Date.parse(r[field] as string)))) problems.push(`${step}.${field} is not an ISO date`);
+      if (r[field] !== undefined && (typeof r[field] !== 'string' || Number.isNaN(Date.parse(r[field] as string)))) problems.push(`pending.${step}.${field} is not an ISO date`);
     }
   }
   return problems;
@@ -191,7 +228,29 @@ function describe(value: unknown): string {
   return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
 
+function objectOrUndefined(value: unknown): Record<string, unknown> | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+/** Whether the step succeeded: its record is at the top level (the original scripts' records have no `ok`). */
+export function isDone(doc: Record<string, unknown>, step: string): boolean {
+  const record = objectOrUndefined(doc[step]);
+  return record !== undefined && record.ok !== false;
+}
+
+/** The step's record wherever it is: its result once done, else its pending record. */
 export function stepRecord(doc: DaqDocument, step: string): StepRecord | undefined {
-  const record = doc[step];
-  return record && typeof record === 'object' ? (record as StepRecord) : undefined;
+  if (isDone(doc, step)) return doc[step] as StepRecord;
+  return objectOrUndefined(objectOrUndefined(doc.pending)?.[step]) as StepRecord | undefined;
+}
+
+/**
+ * The document with `record` as the step's record, in its place: a success (`ok: true`) at the
+ * top level, anything else in `pending` (which disappears once empty).
+ */
+export function withStepRecord(doc: DaqDocument, step: string, record: StepRecord): DaqDocument {
+  const { [step]: _moved, ...others } = objectOrUndefined(doc.pending) ?? {};
+  if (record.ok !== true) return { ...doc, pending: { ...others, [step]: record } as Record<string, StepRecord> };
+  const { pending: _pending, ...rest } = doc;
+  return { ...rest, [step]: record, ...(Object.keys(others).length > 0 ? { pending: others as Record<string, StepRecord> } : {}) } as DaqDocument;
 }

@@ -22,60 +22,79 @@ export function show(value: unknown): string {
   return value === undefined ? 'missing' : String(JSON.stringify(value)).slice(0, 80);
 }
 
-function recordOk(doc: Obj, step: string): boolean {
+/** Whether the step is done: a record at the top level (the original scripts' have no `ok`). */
+function isDone(doc: Obj, step: string): boolean {
   const record = doc[step];
-  return isObject(record) && record.ok === true;
+  return isObject(record) && record.ok !== false;
+}
+
+/** The step's pending record (not done yet), or undefined. */
+export function pendingRecord(doc: Obj, step: string): Obj | undefined {
+  const pending = doc.pending;
+  return isObject(pending) && isObject(pending[step]) ? pending[step] : undefined;
 }
 
 /**
  * What is wrong with the document's status given its step records; empty when consistent.
- * - `closed`: the first step's record is not ok;
- * - `good`: the first step's record is ok and the ok records form a prefix of the steps;
- * - `<k> queued` / `<k> in progress`: every step before k ok; record k claimed (agent,
- *   lease_until, attempts >= 1) and not ok;
- * - `<k> failed`: every step before k ok; record k has `ok: false`;
+ * A step record at the top level is the step's success (the original scripts' readers take
+ * "`procN` present" to mean "done"): it may not say `ok: false`, and the step may not also be
+ * pending. Then:
+ * - `closed`: the first step is not done;
+ * - `good`: the first step is done and the done steps form a prefix of the steps (so every
+ *   `procN` present is a success);
+ * - `<k> queued` / `<k> in progress`: every step before k done; `pending.k` claimed (agent,
+ *   lease_until, attempts >= 1) and k not done;
+ * - `<k> failed`: every step before k done; `pending.k` has `ok: false`;
  * - `bad`: anything.
- * Every present step record must be an object whose `ok`, if present, is a boolean.
  */
 export function statusProblems(doc: unknown, stepNames: readonly string[]): string[] {
   if (!isObject(doc)) return ['not a JSON object'];
   const parsed = parseStatus(doc.status, stepNames);
   if (!parsed) return [`status ${show(doc.status)} is unknown`];
   const problems: string[] = [];
+  const pending = doc.pending;
+  if (pending !== undefined && !isObject(pending)) problems.push(`pending is ${show(pending)}, expected an object of step records`);
   for (const step of stepNames) {
     const record = doc[step];
-    if (record === undefined) continue;
-    if (!isObject(record)) problems.push(`${step} is ${show(record)}, expected a record object`);
-    else if (record.ok !== undefined && typeof record.ok !== 'boolean') problems.push(`${step}.ok is ${show(record.ok)}, expected a boolean`);
+    if (record !== undefined) {
+      if (!isObject(record)) problems.push(`${step} is ${show(record)}, expected a record object`);
+      else if (record.ok !== undefined && record.ok !== true) problems.push(`${step}.ok is ${show(record.ok)}: a step record at the top level is a success, an unfinished step's is pending.${step}`);
+    }
+    const waiting = isObject(pending) ? pending[step] : undefined;
+    if (waiting === undefined) continue;
+    if (!isObject(waiting)) problems.push(`pending.${step} is ${show(waiting)}, expected a record object`);
+    else if (waiting.ok !== undefined && waiting.ok !== false) problems.push(`pending.${step}.ok is ${show(waiting.ok)}: a success is recorded as ${step}`);
+    else if (record !== undefined) problems.push(`${step} is done and pending at once`);
   }
   const status = doc.status as string;
   const first = stepNames[0];
   if (parsed.kind === 'closed') {
-    if (recordOk(doc, first)) problems.push(`status closed but ${first} is ok`);
+    if (isDone(doc, first)) problems.push(`status closed but ${first} is done`);
   } else if (parsed.kind === 'good') {
-    if (!recordOk(doc, first)) problems.push(`status good but ${first} is not ok`);
+    if (!isDone(doc, first)) problems.push(`status good but ${first} is not done`);
     let gap: string | undefined;
     for (const step of stepNames) {
-      const ok = recordOk(doc, step);
-      if (!ok && gap === undefined) gap = step;
-      else if (ok && gap !== undefined) problems.push(`${step} is ok but ${gap} before it is not`);
+      const done = isDone(doc, step);
+      if (!done && gap === undefined) gap = step;
+      else if (done && gap !== undefined) problems.push(`${step} is done but ${gap} before it is not`);
     }
   } else if (parsed.kind !== 'bad') {
     const step = parsed.step as string;
     for (const before of stepNames.slice(0, stepNames.indexOf(step))) {
-      if (!recordOk(doc, before)) problems.push(`status ${status} but ${before} is not ok`);
+      if (!isDone(doc, before)) problems.push(`status ${status} but ${before} is not done`);
     }
-    const record = doc[step];
-    if (!isObject(record)) {
-      problems.push(`status ${status} but ${step} is missing`);
+    const record = pendingRecord(doc, step);
+    if (doc[step] !== undefined) {
+      problems.push(`status ${status} but ${step} is already done`);
+    } else if (record === undefined) {
+      problems.push(`status ${status} but pending.${step} is missing`);
     } else if (parsed.kind === 'failed') {
-      if (record.ok !== false) problems.push(`status ${status} but ${step}.ok is not false`);
+      if (record.ok !== false) problems.push(`status ${status} but pending.${step}.ok is not false`);
     } else {
-      if (typeof record.agent !== 'string' || record.agent.length === 0) problems.push(`status ${status} but ${step}.agent is ${show(record.agent)}`);
-      if (typeof record.lease_until !== 'string' || !ISO_DATE.test(record.lease_until)) problems.push(`status ${status} but ${step}.lease_until is ${show(record.lease_until)}`);
+      if (typeof record.agent !== 'string' || record.agent.length === 0) problems.push(`status ${status} but pending.${step}.agent is ${show(record.agent)}`);
+      if (typeof record.lease_until !== 'string' || !ISO_DATE.test(record.lease_until)) problems.push(`status ${status} but pending.${step}.lease_until is ${show(record.lease_until)}`);
       const attempts = record.attempts;
-      if (typeof attempts !== 'number' || !Number.isInteger(attempts) || attempts < 1) problems.push(`status ${status} but ${step}.attempts is ${show(attempts)}`);
-      if (record.ok === true) problems.push(`status ${status} but ${step} is already ok`);
+      if (typeof attempts !== 'number' || !Number.isInteger(attempts) || attempts < 1) problems.push(`status ${status} but pending.${step}.attempts is ${show(attempts)}`);
     }
   }
   return problems;

@@ -5,14 +5,15 @@
  * keeps the two in agreement, message for message.
  *
  * - the catalogue fields (file, checksum, size, run, date closed) never change once set;
- * - an ok record never changes, in any field; no step record is ever removed;
+ * - a done step's record (`procN` at the top level) never changes, in any field, and is never
+ *   removed; a pending record (`pending.procN`) leaves only as the step's success;
  * - `attempts` and `uncounted` never decrease;
  * - `history` is append-only, and the entries a write appends form a chain of single
  *   transitions from the stored status to the new one (none when the status stays; one per
  *   change; several when a replicated write collapses what happened on another server);
- * - `duplicates[]` is append-only.
+ * - `duplicates[]` and the original scripts' `batchJob[]` are append-only.
  */
-import { ISO_DATE, isObject, show, statusSuccessors } from './invariants.js';
+import { ISO_DATE, isObject, pendingRecord, show, statusSuccessors } from './invariants.js';
 
 type Obj = Record<string, unknown>;
 
@@ -89,15 +90,18 @@ export function provenanceProblems(oldDoc: Obj, newDoc: Obj, stepNames: readonly
   }
   for (let i = 0; i < stepNames.length; i++) {
     const step = stepNames[i];
-    const before = oldDoc[step];
-    const after = newDoc[step];
-    if (!isObject(before)) continue;
-    if (!isObject(after)) {
-      problems.push(`${step} cannot be removed`);
+    const done = oldDoc[step];
+    if (isObject(done)) {
+      if (!isObject(newDoc[step])) problems.push(`${step} cannot be removed`);
+      else if (!sameValue(done, newDoc[step])) problems.push(`${step} is done and cannot change`);
       continue;
     }
-    if (before.ok === true) {
-      if (!sameValue(before, after)) problems.push(`${step} was ok and cannot change`);
+    const before = pendingRecord(oldDoc, step);
+    if (before === undefined) continue;
+    // A pending record leaves `pending` only to become the step's success.
+    const after = pendingRecord(newDoc, step) ?? (isObject(newDoc[step]) ? newDoc[step] : undefined);
+    if (after === undefined) {
+      problems.push(`pending.${step} cannot be removed before ${step} is done`);
       continue;
     }
     const counters = ['attempts', 'uncounted'];
@@ -108,7 +112,7 @@ export function provenanceProblems(oldDoc: Obj, newDoc: Obj, stepNames: readonly
     }
   }
   const history = appendOnly('history', Array.isArray(oldDoc.history) ? oldDoc.history : undefined, newDoc.history);
-  problems.push(...history, ...appendOnly('duplicates', oldDoc.duplicates, newDoc.duplicates));
+  problems.push(...history, ...appendOnly('duplicates', oldDoc.duplicates, newDoc.duplicates), ...appendOnly('batchJob', oldDoc.batchJob, newDoc.batchJob));
   if (history.length === 0) problems.push(...chainProblems(oldDoc.status, newDoc.status, appendedEntries(oldDoc, newDoc), stepNames));
   return problems;
 }

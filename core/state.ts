@@ -1,5 +1,5 @@
 import { MeshError } from './errors.js';
-import { type BatchJob, type DaqDocument, type HistoryEntry, type ParsedStatus, type RunIdentity, type StatusKind, type StepRecord, formatStatus, parseStatus, stepRecord } from './document.js';
+import { type BatchJob, type BatchJobEntry, type DaqDocument, type HistoryEntry, type ParsedStatus, type RunIdentity, type StatusKind, type StepRecord, formatStatus, isDone, parseStatus, stepRecord, withStepRecord } from './document.js';
 
 /** What the state machine needs to know of the pipeline: the steps in order and their limits. */
 export interface PipelineSteps {
@@ -25,13 +25,16 @@ export type MeshEvent = MeshAct & { user?: string | null };
 
 type MeshAct =
   /** Take a ready step: `run` runs it here (→ in progress), `queue` hands it to a batch job (→ queued). */
-  | { type: 'claim'; step: string; mode: 'run' | 'queue'; site: string; agent: string; host: string; lease_until: string; batchjob?: StepRecord['batchjob'] }
+  | { type: 'claim'; step: string; mode: 'run' | 'queue'; site: string; agent: string; host: string; lease_until: string; batch?: BatchJob }
   /** A batch job starts a queued step. */
   | { type: 'start'; step: string; site: string; agent: string; host: string; lease_until: string }
   /** `run`: the identity of the process just started for this claim (the first renewal after the spawn). */
   | { type: 'renew'; step: string; agent: string; lease_until: string; run?: RunIdentity }
-  /** The batch system accepted the job: its id joins the claim whose job it is (same `stdout` path). */
-  | { type: 'submitted'; step: string; batchjob: BatchJob }
+  /**
+   * The batch system accepted the job: its id joins the claim whose job it is (same `stdout`
+   * path), and the submission joins the original scripts' `batchJob` list (`script`, `command`).
+   */
+  | { type: 'submitted'; step: string; batch: BatchJob; script: string; command: string }
   | { type: 'succeed'; step: string; agent: string; result: StepResult }
   /** `final`: the cause is not the document's (e.g. the configuration) and a retry would meet it again: `<step> failed` now, whatever the attempts left; `retry` makes it ready once the cause is fixed. */
   | { type: 'fail'; step: string; agent: string; reason: string; result?: Partial<StepResult>; retry_after: string; final?: boolean }
@@ -54,6 +57,10 @@ export interface StepResult {
   stdout?: string;
   stderr?: string;
   stderr_tail?: string;
+  /** Bytes of the output `file`, for the original scripts' `file_size`. */
+  file_size?: number;
+  /** The program that ran, for the original scripts' `processname`. */
+  processname?: string;
 }
 
 export type TransitionResult = { ok: true; doc: DaqDocument } | { ok: false; error: MeshError };
@@ -69,9 +76,9 @@ function readyStatus(pipeline: PipelineSteps, step: string): 'closed' | 'good' {
   return stepIndex(pipeline, step) === 0 ? 'closed' : 'good';
 }
 
-/** The first step whose record is not ok, or undefined when every step is done. */
+/** The first step not done, or undefined when every step is done. */
 export function nextStep(doc: DaqDocument, pipeline: PipelineSteps): string | undefined {
-  return pipeline.steps.find((s) => stepRecord(doc, s.name)?.ok !== true)?.name;
+  return pipeline.steps.find((s) => !isDone(doc, s.name))?.name;
 }
 
 export function isComplete(doc: DaqDocument, pipeline: PipelineSteps): boolean {
@@ -96,13 +103,13 @@ function illegal(doc: DaqDocument, event: MeshEvent, why: string): TransitionRes
 }
 
 /** History is append-only (the server refuses anything else): every status change adds one entry. */
-function next(doc: DaqDocument, to: ParsedStatus, by: string, user: string | null, now: Date, patch: Record<string, unknown>, note?: string): TransitionResult {
+function next(doc: DaqDocument, to: ParsedStatus, by: string, user: string | null, now: Date, note?: string): TransitionResult {
   const status = formatStatus(to);
   const entry: HistoryEntry = { at: now.toISOString(), from: doc.status, to: status, by, user };
   if (doc._rev) entry.rev = doc._rev;
   if (note) entry.note = note;
   const history = [...(Array.isArray(doc.history) ? doc.history : []), entry];
-  return { ok: true, doc: { ...doc, ...patch, status, history } };
+  return { ok: true, doc: { ...doc, status, history } };
 }
 
 /** Attempts that count against `max_attempts`: all of them but the released ones and those before an operator's retry. */
@@ -112,8 +119,8 @@ export function countedAttempts(record: StepRecord | undefined): number {
 
 /** What an attempt that ended leaves in `past_attempts`: who ran it, when, and how it ended. */
 function attemptSummary(record: StepRecord): Record<string, unknown> {
-  const { attempts, site, agent, host, started, finished, ok, exit_code, signal, reason, stderr_tail, stdout, stderr, batchjob } = record;
-  return prune({ attempt: attempts, site, agent, host, started, finished, ok, exit_code, signal, reason, stderr_tail, stdout, stderr, batchjob_id: batchjob?.id });
+  const { attempts, site, agent, host, started, finished, ok, exit_code, signal, reason, stderr_tail, stdout, stderr, batch } = record;
+  return prune({ attempt: attempts, site, agent, host, started, finished, ok, exit_code, signal, reason, stderr_tail, stdout, stderr, batchjob_id: batch?.id });
 }
 
 /** The record's earlier attempts with its own (if it ran) appended: at most PAST_ATTEMPTS_KEPT. */
@@ -140,7 +147,7 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
 
   if (event.type === 'mark_bad') {
     if (current.kind === 'queued' || current.kind === 'in_progress') return illegal(doc, event, 'a step is running');
-    return next(doc, { kind: 'bad' }, event.by, event.user ?? null, now, {}, event.reason);
+    return next(doc, { kind: 'bad' }, event.by, event.user ?? null, now, event.reason);
   }
 
   const index = stepIndex(pipeline, event.step);
@@ -168,51 +175,58 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
         account: user,
         started: at,
         lease_until: event.lease_until,
-        ...(event.batchjob ? { batchjob: event.batchjob } : {}),
+        ...(event.batch ? { batch: event.batch } : {}),
         past_attempts: pastWith(record),
       };
       const kind = event.mode === 'run' ? 'in_progress' : 'queued';
-      return next(doc, { kind, step: event.step }, `${event.site}/${event.agent}`, user, now, { [event.step]: prune(claimed) }, reclaim ? 'lease expired, reclaimed' : undefined);
+      return next(withStepRecord(doc, event.step, prune(claimed)), { kind, step: event.step }, `${event.site}/${event.agent}`, user, now, reclaim ? 'lease expired, reclaimed' : undefined);
     }
     case 'start': {
       if (!(sameStep && current.kind === 'queued')) return illegal(doc, event, 'the step is not queued');
       const started: StepRecord = { ...(record as StepRecord), site: event.site, agent: event.agent, host: event.host, account: user, started: at, lease_until: event.lease_until };
-      return next(doc, { kind: 'in_progress', step: event.step }, `${event.site}/${event.agent}`, user, now, { [event.step]: started });
+      return next(withStepRecord(doc, event.step, started), { kind: 'in_progress', step: event.step }, `${event.site}/${event.agent}`, user, now);
     }
     case 'renew': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       // A renewal is not a transition: no history entry, the status stays.
-      return { ok: true, doc: { ...doc, [event.step]: { ...(record as StepRecord), lease_until: event.lease_until, ...(event.run ? { run: event.run } : {}) } } };
+      return { ok: true, doc: withStepRecord(doc, event.step, { ...(record as StepRecord), lease_until: event.lease_until, ...(event.run ? { run: event.run } : {}) }) };
     }
     case 'submitted': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
-      const job = record?.batchjob;
-      if (!job || job.stdout !== event.batchjob.stdout || job.system !== event.batchjob.system) return illegal(doc, event, 'the claim belongs to another batch job');
-      if (job.id !== undefined && job.id !== event.batchjob.id) return illegal(doc, event, `the claim already names job ${job.id}`);
+      const job = record?.batch;
+      const id = event.batch.id;
+      if (!job || job.stdout !== event.batch.stdout || job.system !== event.batch.system || id === undefined) return illegal(doc, event, 'the claim belongs to another batch job');
+      if (job.id !== undefined && job.id !== id) return illegal(doc, event, `the claim already names job ${job.id}`);
+      if (job.id === id) return { ok: true, doc };
       // Like a renewal, not a transition: no history entry, the status stays.
-      return { ok: true, doc: { ...doc, [event.step]: { ...(record as StepRecord), batchjob: { ...job, id: event.batchjob.id } } } };
+      const entry: BatchJobEntry = { number: jobNumber(id), script: event.script, stdout: job.stdout ?? '', stderr: job.stderr ?? '', command: event.command, type: job.system, date: at };
+      const submitted = withStepRecord(doc, event.step, { ...(record as StepRecord), batch: { ...job, id } });
+      return { ok: true, doc: { ...submitted, batchJob: [...(Array.isArray(doc.batchJob) ? doc.batchJob : []), entry] } };
     }
     case 'succeed': {
       if (!(sameStep && current.kind === 'in_progress')) return illegal(doc, event, 'the step is not in progress');
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
-      const done = prune({ ...withoutClaim(record as StepRecord), ...event.result, ok: true, finished: at, reason: undefined, stderr_tail: undefined });
-      return next(doc, { kind: 'good' }, `${record?.site}/${event.agent}`, user, now, { [event.step]: done });
+      const claim = record as StepRecord;
+      // The original scripts' fields next to CouchMesh's: their readers know only these.
+      const originals = { date: at, hostname: claim.host, batchjob: claim.batch?.id === undefined ? undefined : jobNumber(claim.batch.id) };
+      const done = prune({ ...withoutClaim(claim), ...event.result, ...originals, ok: true, finished: at, reason: undefined, stderr_tail: undefined, retry_after: undefined });
+      return next(withStepRecord(doc, event.step, done), { kind: 'good' }, `${record?.site}/${event.agent}`, user, now);
     }
     case 'fail': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       const failed = prune({ ...withoutClaim(record as StepRecord), ...(event.result ?? {}), ok: false, finished: at, reason: event.reason });
       const by = `${record?.site}/${event.agent}`;
-      if (counted >= limit || event.final === true) return next(doc, { kind: 'failed', step: event.step }, by, user, now, { [event.step]: failed }, event.reason);
-      return next(doc, { kind: readyStatus(pipeline, event.step) }, by, user, now, { [event.step]: { ...failed, retry_after: event.retry_after } }, `attempt ${attempts} failed, retry after ${event.retry_after}`);
+      if (counted >= limit || event.final === true) return next(withStepRecord(doc, event.step, failed), { kind: 'failed', step: event.step }, by, user, now, event.reason);
+      return next(withStepRecord(doc, event.step, { ...failed, retry_after: event.retry_after }), { kind: readyStatus(pipeline, event.step) }, by, user, now, `attempt ${attempts} failed, retry after ${event.retry_after}`);
     }
     case 'release': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       // The attempt keeps its number (and its log files) but does not count against the limit.
       const released = prune({ ...withoutClaim(record as StepRecord), uncounted: (record?.uncounted ?? 0) + 1, ok: undefined });
-      return next(doc, { kind: readyStatus(pipeline, event.step) }, `${record?.site}/${event.agent}`, user, now, { [event.step]: released }, 'released');
+      return next(withStepRecord(doc, event.step, released), { kind: readyStatus(pipeline, event.step) }, `${record?.site}/${event.agent}`, user, now, 'released');
     }
     case 'expire':
     case 'lost': {
@@ -220,16 +234,21 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (event.type === 'expire' && !leaseExpired(record, now)) return illegal(doc, event, 'the lease is still valid');
       const reason = event.type === 'expire' ? `lease of ${record?.agent ?? 'unknown agent'} expired` : event.reason;
       const lapsed = prune({ ...withoutClaim(record as StepRecord), ok: false, reason });
-      if (counted >= limit) return next(doc, { kind: 'failed', step: event.step }, event.by, user, now, { [event.step]: lapsed }, reason);
-      return next(doc, { kind: readyStatus(pipeline, event.step) }, event.by, user, now, { [event.step]: lapsed }, reason);
+      if (counted >= limit) return next(withStepRecord(doc, event.step, lapsed), { kind: 'failed', step: event.step }, event.by, user, now, reason);
+      return next(withStepRecord(doc, event.step, lapsed), { kind: readyStatus(pipeline, event.step) }, event.by, user, now, reason);
     }
     case 'retry': {
       if (!(sameStep && current.kind === 'failed')) return illegal(doc, event, 'the step has not failed');
       // Numbers go on growing; the failed attempts stop counting and move to past_attempts.
       const again = prune({ attempts, uncounted: attempts, ok: false, past_attempts: pastWith(record) });
-      return next(doc, { kind: readyStatus(pipeline, event.step) }, event.by, user, now, { [event.step]: again }, 'retry requested');
+      return next(withStepRecord(doc, event.step, again), { kind: readyStatus(pipeline, event.step) }, event.by, user, now, 'retry requested');
     }
   }
+}
+
+/** A batch job's id as the original scripts wrote it: a number when it is one. */
+export function jobNumber(id: string): number | string {
+  return /^[1-9][0-9]{0,14}$/.test(id) ? Number(id) : id;
 }
 
 /** Removes keys whose value is undefined, so documents stay clean JSON. */

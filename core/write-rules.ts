@@ -13,7 +13,7 @@
  * are exempt only from the authorship rules, since a replicated write carries other accounts' work.
  */
 import { parseStatus } from './document.js';
-import { editProblems, isObject, show, statusProblems } from './invariants.js';
+import { editProblems, isObject, pendingRecord, show, statusProblems } from './invariants.js';
 import { appendedEntries, creationProblems, provenanceProblems, sameValue } from './provenance.js';
 import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE, type UserContext } from './roles.js';
 
@@ -109,7 +109,7 @@ function authorityProblems(newDoc: Obj, previous: Obj | null, user: UserContext,
   const problems: string[] = [];
   const steps = policy.steps;
   if (previous === null) {
-    let records = 0;
+    let records = newDoc.pending === undefined ? 0 : 1;
     for (let i = 0; i < steps.length; i++) if (newDoc[steps[i]] !== undefined) records++;
     if (newDoc.status !== 'closed' || records > 0) problems.push('a new document starts closed, with no step record');
   }
@@ -121,18 +121,22 @@ function authorityProblems(newDoc: Obj, previous: Obj | null, user: UserContext,
   const claimedNow = claimedStep(newDoc.status, steps);
   for (let i = 0; i < steps.length; i++) {
     const step = steps[i];
-    const before = previous === null ? undefined : previous[step];
-    const after = newDoc[step];
-    if (!isObject(after) || sameValue(before, after)) continue;
+    const before = previous === null ? undefined : pendingRecord(previous, step);
+    const after = pendingRecord(newDoc, step);
+    const done = newDoc[step];
+    if (isObject(done) && !sameValue(previous === null ? undefined : previous[step], done)) {
+      if (!(claimedBefore === step && before !== undefined && before.account === user.name)) problems.push(`${step} may be recorded done only by the account that claimed it`);
+    }
+    if (after === undefined || sameValue(before, after)) continue;
     if (claimedNow === step) {
-      if (after.account !== user.name) problems.push(`${step}.account is ${show(after.account)} but the writer is ${who}`);
-      else if (!(has(p.sites, after.site) && has(policy.stepSites[step], after.site))) problems.push(`${step}.site is ${show(after.site)}: ${who} may not run ${step} there`);
-    } else if (after.ok === true) {
-      if (!(claimedBefore === step && isObject(before) && before.account === user.name)) problems.push(`${step} may be recorded ok only by the account that claimed it`);
+      if (after.account !== user.name) problems.push(`pending.${step}.account is ${show(after.account)} but the writer is ${who}`);
+      else if (!(has(p.sites, after.site) && has(policy.stepSites[step], after.site))) problems.push(`pending.${step}.site is ${show(after.site)}: ${who} may not run ${step} there`);
     } else if (entries.length === 0) {
-      problems.push(`${step} cannot change without a status change`);
+      problems.push(`pending.${step} cannot change without a status change`);
     }
   }
+  const jobsBefore = previous !== null && Array.isArray(previous.batchJob) ? previous.batchJob.length : 0;
+  if (Array.isArray(newDoc.batchJob) && newDoc.batchJob.length > jobsBefore && p.sites.length === 0) problems.push(`${who} may not record batch jobs: agents do`);
   return problems;
 }
 

@@ -86,7 +86,7 @@ function views(input: DesignInput): Record<string, ViewSource> {
       reduce: '_count',
     },
     done: {
-      map: map('  for (var i = 0; i < STEPS.length; i++) {\n    if (recordOk(doc, STEPS[i])) emit(STEPS[i], null);\n  }'),
+      map: map('  for (var i = 0; i < STEPS.length; i++) {\n    if (isDone(doc, STEPS[i])) emit(STEPS[i], null);\n  }'),
       reduce: '_count',
     },
     // Batch jobs the sweeper found lost (agents/batch/lost-jobs.ts) and not claimed again since.
@@ -95,8 +95,8 @@ function views(input: DesignInput): Record<string, ViewSource> {
         [
           '  for (var i = 0; i < STEPS.length; i++) {',
           '    var r = record(doc, STEPS[i]);',
-          "    if (r.ok === false && r.batchjob && typeof r.reason === 'string' && /^(batch job |no batch job id)/.test(r.reason)) {",
-          '      emit([STEPS[i], value(r.started)], { reason: r.reason, system: value(r.batchjob.system), job: value(r.batchjob.id), status: doc.status });',
+          "    if (r.ok === false && r.batch && typeof r.reason === 'string' && /^(batch job |no batch job id)/.test(r.reason)) {",
+          '      emit([STEPS[i], value(r.started)], { reason: r.reason, system: value(r.batch.system), job: value(r.batch.id), status: doc.status });',
           '    }',
           '  }',
         ].join('\n'),
@@ -114,7 +114,7 @@ function views(input: DesignInput): Record<string, ViewSource> {
         [
           '  for (var i = 0; i < STEPS.length; i++) {',
           '    var r = record(doc, STEPS[i]);',
-          "    if (!recordOk(doc, STEPS[i]) || typeof r.finished !== 'string' || r.finished.length < 13) continue;",
+          "    if (!isDone(doc, STEPS[i]) || typeof r.finished !== 'string' || r.finished.length < 13) continue;",
           '    var from = i === 0 ? doc.date_closed : record(doc, STEPS[i - 1]).finished;',
           '    emit([STEPS[i], r.finished.slice(0, 13), r.finished], [value(from), value(doc.date_closed), value(doc.run_name), value(doc.file_number), value(r.duration_s)]);',
           '  }',
@@ -128,7 +128,7 @@ function views(input: DesignInput): Record<string, ViewSource> {
         [
           "  if (doc.status === 'bad' || typeof doc.date_closed !== 'string') return;",
           '  for (var i = 0; i < STEPS.length; i++) {',
-          '    if (!recordOk(doc, STEPS[i])) emit([STEPS[i], doc.date_closed], [value(doc.run_name), value(doc.file_number)]);',
+          '    if (!isDone(doc, STEPS[i])) emit([STEPS[i], doc.date_closed], [value(doc.run_name), value(doc.file_number)]);',
           '  }',
         ].join('\n'),
       ),

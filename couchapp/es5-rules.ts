@@ -67,15 +67,18 @@ export const PROVENANCE_ES5 = String.raw`
     }
     for (i = 0; i < STEPS.length; i++) {
       var step = STEPS[i];
-      var before = oldDoc[step];
-      var after = newDoc[step];
-      if (!isObject(before)) continue;
-      if (!isObject(after)) {
-        problems.push(step + ' cannot be removed');
+      var done = oldDoc[step];
+      if (isObject(done)) {
+        if (!isObject(newDoc[step])) problems.push(step + ' cannot be removed');
+        else if (!sameValue(done, newDoc[step])) problems.push(step + ' is done and cannot change');
         continue;
       }
-      if (before.ok === true) {
-        if (!sameValue(before, after)) problems.push(step + ' was ok and cannot change');
+      var before = pendingRecord(oldDoc, step);
+      if (before === undefined) continue;
+      var after = pendingRecord(newDoc, step);
+      if (after === undefined && isObject(newDoc[step])) after = newDoc[step];
+      if (after === undefined) {
+        problems.push('pending.' + step + ' cannot be removed before ' + step + ' is done');
         continue;
       }
       var counters = ['attempts', 'uncounted'];
@@ -86,7 +89,7 @@ export const PROVENANCE_ES5 = String.raw`
       }
     }
     var history = appendOnly('history', Array.isArray(oldDoc.history) ? oldDoc.history : undefined, newDoc.history);
-    problems = problems.concat(history, appendOnly('duplicates', oldDoc.duplicates, newDoc.duplicates));
+    problems = problems.concat(history, appendOnly('duplicates', oldDoc.duplicates, newDoc.duplicates), appendOnly('batchJob', oldDoc.batchJob, newDoc.batchJob));
     if (history.length === 0) problems = problems.concat(chainProblems(oldDoc.status, newDoc.status, appendedEntries(oldDoc, newDoc)));
     return problems;
   }
@@ -156,7 +159,7 @@ export const WRITE_RULES_ES5 = String.raw`
     var problems = [];
     var i;
     if (previous === null) {
-      var records = 0;
+      var records = newDoc.pending === undefined ? 0 : 1;
       for (i = 0; i < STEPS.length; i++) if (newDoc[STEPS[i]] !== undefined) records++;
       if (newDoc.status !== 'closed' || records > 0) problems.push('a new document starts closed, with no step record');
     }
@@ -168,18 +171,22 @@ export const WRITE_RULES_ES5 = String.raw`
     var claimedNow = claimedStep(newDoc.status);
     for (i = 0; i < STEPS.length; i++) {
       var step = STEPS[i];
-      var before = previous === null ? undefined : previous[step];
-      var after = newDoc[step];
-      if (!isObject(after) || sameValue(before, after)) continue;
+      var before = previous === null ? undefined : pendingRecord(previous, step);
+      var after = pendingRecord(newDoc, step);
+      var done = newDoc[step];
+      if (isObject(done) && !sameValue(previous === null ? undefined : previous[step], done)) {
+        if (!(claimedBefore === step && before !== undefined && before.account === user.name)) problems.push(step + ' may be recorded done only by the account that claimed it');
+      }
+      if (after === undefined || sameValue(before, after)) continue;
       if (claimedNow === step) {
-        if (after.account !== user.name) problems.push(step + '.account is ' + show(after.account) + ' but the writer is ' + who);
-        else if (!(has(p.sites, after.site) && has(STEP_SITES[step], after.site))) problems.push(step + '.site is ' + show(after.site) + ': ' + who + ' may not run ' + step + ' there');
-      } else if (after.ok === true) {
-        if (!(claimedBefore === step && isObject(before) && before.account === user.name)) problems.push(step + ' may be recorded ok only by the account that claimed it');
+        if (after.account !== user.name) problems.push('pending.' + step + '.account is ' + show(after.account) + ' but the writer is ' + who);
+        else if (!(has(p.sites, after.site) && has(STEP_SITES[step], after.site))) problems.push('pending.' + step + '.site is ' + show(after.site) + ': ' + who + ' may not run ' + step + ' there');
       } else if (entries.length === 0) {
-        problems.push(step + ' cannot change without a status change');
+        problems.push('pending.' + step + ' cannot change without a status change');
       }
     }
+    var jobsBefore = previous !== null && Array.isArray(previous.batchJob) ? previous.batchJob.length : 0;
+    if (Array.isArray(newDoc.batchJob) && newDoc.batchJob.length > jobsBefore && p.sites.length === 0) problems.push(who + ' may not record batch jobs: agents do');
     return problems;
   }
   function controlProblems(newDoc, previous, user, p) {

@@ -17,9 +17,13 @@ export const COMMON_ES5 = String.raw`
   function isObject(value) {
     return value !== null && typeof value === 'object' && !Array.isArray(value);
   }
-  function recordOk(doc, step) {
+  function isDone(doc, step) {
     var record = doc[step];
-    return isObject(record) && record.ok === true;
+    return isObject(record) && record.ok !== false;
+  }
+  function pendingRecord(doc, step) {
+    var pending = doc.pending;
+    return isObject(pending) && isObject(pending[step]) ? pending[step] : undefined;
   }
   function parseStatus(status) {
     if (typeof status !== 'string') return null;
@@ -47,42 +51,51 @@ export const INVARIANTS_ES5 = String.raw`
     var parsed = parseStatus(doc.status);
     if (!parsed) return ['status ' + show(doc.status) + ' is unknown'];
     var problems = [];
-    var i, step, record;
+    var i, step, record, waiting;
+    var pending = doc.pending;
+    if (pending !== undefined && !isObject(pending)) problems.push('pending is ' + show(pending) + ', expected an object of step records');
     for (i = 0; i < STEPS.length; i++) {
       step = STEPS[i];
       record = doc[step];
-      if (record === undefined) continue;
-      if (!isObject(record)) problems.push(step + ' is ' + show(record) + ', expected a record object');
-      else if (record.ok !== undefined && typeof record.ok !== 'boolean') problems.push(step + '.ok is ' + show(record.ok) + ', expected a boolean');
+      if (record !== undefined) {
+        if (!isObject(record)) problems.push(step + ' is ' + show(record) + ', expected a record object');
+        else if (record.ok !== undefined && record.ok !== true) problems.push(step + '.ok is ' + show(record.ok) + ": a step record at the top level is a success, an unfinished step's is pending." + step);
+      }
+      waiting = isObject(pending) ? pending[step] : undefined;
+      if (waiting === undefined) continue;
+      if (!isObject(waiting)) problems.push('pending.' + step + ' is ' + show(waiting) + ', expected a record object');
+      else if (waiting.ok !== undefined && waiting.ok !== false) problems.push('pending.' + step + '.ok is ' + show(waiting.ok) + ': a success is recorded as ' + step);
+      else if (record !== undefined) problems.push(step + ' is done and pending at once');
     }
     var status = doc.status;
     var first = STEPS[0];
     if (parsed.kind === 'closed') {
-      if (recordOk(doc, first)) problems.push('status closed but ' + first + ' is ok');
+      if (isDone(doc, first)) problems.push('status closed but ' + first + ' is done');
     } else if (parsed.kind === 'good') {
-      if (!recordOk(doc, first)) problems.push('status good but ' + first + ' is not ok');
+      if (!isDone(doc, first)) problems.push('status good but ' + first + ' is not done');
       var gap = null;
       for (i = 0; i < STEPS.length; i++) {
-        var ok = recordOk(doc, STEPS[i]);
-        if (!ok && gap === null) gap = STEPS[i];
-        else if (ok && gap !== null) problems.push(STEPS[i] + ' is ok but ' + gap + ' before it is not');
+        var done = isDone(doc, STEPS[i]);
+        if (!done && gap === null) gap = STEPS[i];
+        else if (done && gap !== null) problems.push(STEPS[i] + ' is done but ' + gap + ' before it is not');
       }
     } else if (parsed.kind !== 'bad') {
       step = parsed.step;
       for (i = 0; i < STEPS.indexOf(step); i++) {
-        if (!recordOk(doc, STEPS[i])) problems.push('status ' + status + ' but ' + STEPS[i] + ' is not ok');
+        if (!isDone(doc, STEPS[i])) problems.push('status ' + status + ' but ' + STEPS[i] + ' is not done');
       }
-      record = doc[step];
-      if (!isObject(record)) {
-        problems.push('status ' + status + ' but ' + step + ' is missing');
+      record = pendingRecord(doc, step);
+      if (doc[step] !== undefined) {
+        problems.push('status ' + status + ' but ' + step + ' is already done');
+      } else if (record === undefined) {
+        problems.push('status ' + status + ' but pending.' + step + ' is missing');
       } else if (parsed.kind === 'failed') {
-        if (record.ok !== false) problems.push('status ' + status + ' but ' + step + '.ok is not false');
+        if (record.ok !== false) problems.push('status ' + status + ' but pending.' + step + '.ok is not false');
       } else {
-        if (typeof record.agent !== 'string' || record.agent.length === 0) problems.push('status ' + status + ' but ' + step + '.agent is ' + show(record.agent));
-        if (typeof record.lease_until !== 'string' || !ISO_DATE.test(record.lease_until)) problems.push('status ' + status + ' but ' + step + '.lease_until is ' + show(record.lease_until));
+        if (typeof record.agent !== 'string' || record.agent.length === 0) problems.push('status ' + status + ' but pending.' + step + '.agent is ' + show(record.agent));
+        if (typeof record.lease_until !== 'string' || !ISO_DATE.test(record.lease_until)) problems.push('status ' + status + ' but pending.' + step + '.lease_until is ' + show(record.lease_until));
         var attempts = record.attempts;
-        if (typeof attempts !== 'number' || attempts % 1 !== 0 || attempts < 1) problems.push('status ' + status + ' but ' + step + '.attempts is ' + show(attempts));
-        if (record.ok === true) problems.push('status ' + status + ' but ' + step + ' is already ok');
+        if (typeof attempts !== 'number' || attempts % 1 !== 0 || attempts < 1) problems.push('status ' + status + ' but pending.' + step + '.attempts is ' + show(attempts));
       }
     }
     return problems;
@@ -107,11 +120,13 @@ export const READY_ES5 = String.raw`
   }
   function readyStep(doc) {
     for (var i = 0; i < STEPS.length; i++) {
-      if (!recordOk(doc, STEPS[i])) return doc.status === (i === 0 ? 'closed' : 'good') ? STEPS[i] : null;
+      if (!isDone(doc, STEPS[i])) return doc.status === (i === 0 ? 'closed' : 'good') ? STEPS[i] : null;
     }
     return null;
   }
+  // The step's record wherever it is (core/document.ts stepRecord), or {}.
   function record(doc, step) {
-    return isObject(doc[step]) ? doc[step] : {};
+    if (isDone(doc, step)) return doc[step];
+    return pendingRecord(doc, step) || {};
   }
 `;

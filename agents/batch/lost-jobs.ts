@@ -87,7 +87,7 @@ export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit
         if (await compareAndSet(ctx, doc, { type: 'expire', step: step.name, by: actor(ctx) })) counters.expired++;
         continue;
       }
-      const job = record?.batchjob;
+      const job = record?.batch;
       if (!job || job.system !== batch.name || record?.site !== ctx.site.name) continue;
       const state = job.id === undefined ? undefined : await stateOf(job.id);
       if (job.id !== undefined && state === undefined) continue;

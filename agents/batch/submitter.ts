@@ -108,10 +108,10 @@ export class BatchSubmitter {
     const dir = join(ctx.site.log_dir, 'batch');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const paths = { stdout: join(dir, `${key}.out`), stderr: join(dir, `${key}.err`), jobFile: join(dir, `${key}.json`), script: join(dir, `${key}.sh`) };
-    const batchjob: BatchJob = { system: this.batch.name, stdout: paths.stdout, stderr: paths.stderr, submitted: now.toISOString() };
+    const batch: BatchJob = { system: this.batch.name, stdout: paths.stdout, stderr: paths.stderr, submitted: now.toISOString() };
     const leaseUntil = new Date(now.getTime() + QUEUED_LEASE_MS).toISOString();
     const results = await Promise.all(
-      docs.map((doc) => claim(ctx, doc, { type: 'claim', step: step.name, mode: 'queue', site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil, batchjob })),
+      docs.map((doc) => claim(ctx, doc, { type: 'claim', step: step.name, mode: 'queue', site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil, batch })),
     );
     const claimed = results.filter((d): d is DaqDocument => d !== undefined);
     this.counters.lost_races += results.length - claimed.length;
@@ -119,11 +119,12 @@ export class BatchSubmitter {
     this.counters.claimed += claimed.length;
 
     let id: string;
+    const command = [...this.config.mesh, '--config', resolve(ctx.config.source), 'run-batch', paths.jobFile, '--site', ctx.site.name];
     try {
       const credentials = passwordFileFor(ctx.site.credentials_of);
       const job: BatchJobFile = { version: 1, site: ctx.site.name, step: step.name, stdout: paths.stdout, stderr: paths.stderr, docs: claimed.map((d) => d._id), ...(credentials ? { credentials } : {}) };
       await writeJobFile(paths.jobFile, job);
-      await writeJobScript(paths.script, [...this.config.mesh, '--config', resolve(ctx.config.source), 'run-batch', paths.jobFile, '--site', ctx.site.name]);
+      await writeJobScript(paths.script, command);
       id = await this.batch.submit({ name: `mesh-${ctx.site.name}-${step.name}`, script: paths.script, stdout: paths.stdout, stderr: paths.stderr, options: this.config.options });
     } catch (error) {
       ctx.logger.error({ step: step.name, docs: claimed.length }, `batch submission failed, releasing the claims: ${errorMessage(error)}`);
@@ -143,7 +144,7 @@ export class BatchSubmitter {
     // job's stdout path, whatever its status, and `apply` re-reads on a conflict.
     await Promise.all(
       claimed.map((doc) =>
-        apply(ctx, doc, { type: 'submitted', step: step.name, batchjob: { ...batchjob, id } }).catch((error) => {
+        apply(ctx, doc, { type: 'submitted', step: step.name, batch: { ...batch, id }, script: paths.script, command: command.join(' ') }).catch((error) => {
           if (!isMeshError(error, 'ILLEGAL_TRANSITION')) throw error;
           ctx.logger.debug({ doc: doc._id, job: id }, `job id not recorded: ${errorMessage(error)}`);
         }),

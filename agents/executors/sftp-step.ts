@@ -19,7 +19,7 @@ export interface SftpStepOutcome {
   /** Set when the transfer failed: why, in words. */
   failure?: string;
   /** Set on success: what goes into the step record. */
-  fields?: { file: string; checksum: { sha256: string }; bytes: number; throughput_mbps: number };
+  fields?: { file: string; checksum: { sha256: string }; bytes: number; file_size: number; throughput_mbps: number };
 }
 
 export async function runSftpStep(ctx: AgentContext, doc: DaqDocument, step: StepConfig, vars: TemplateVars, options: { signal: AbortSignal; stdoutPath: string; stderrPath: string; logger: Logger }): Promise<SftpStepOutcome> {
@@ -37,7 +37,7 @@ export async function runSftpStep(ctx: AgentContext, doc: DaqDocument, step: Ste
     const mbps = Math.round(sent.mbps * 10) / 10;
     await appendFile(options.stdoutPath, `${JSON.stringify({ to: destination.name, target: vars.out, bytes: sent.bytes, seconds: sent.seconds, mbps, sha256: sent.sha256, verified_by: sent.verified_by })}\n`);
     options.logger.info({ bytes: sent.bytes, mbps, verified_by: sent.verified_by }, 'transferred');
-    return { outcome: outcome(0), fields: { file: vars.out, checksum: { sha256: sent.sha256 }, bytes: sent.bytes, throughput_mbps: mbps } };
+    return { outcome: outcome(0), fields: { file: vars.out, checksum: { sha256: sent.sha256 }, bytes: sent.bytes, file_size: sent.bytes, throughput_mbps: mbps } };
   } catch (error) {
     const failure = linked.timedOut ? `transfer timed out after ${step.timeout_s} s` : errorMessage(error);
     await appendFile(options.stderrPath, `${isMeshError(error) ? `${error.code}: ` : ''}${failure}\n`).catch(() => undefined);

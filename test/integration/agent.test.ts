@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DaqDocument, StepRecord } from '../../core/document.js';
+import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import { type ServerProcess } from '../support/server-process.js';
 import { makeMesh, runMesh, seedDocuments, startAgent, serverForSuite, stopProcess, waitFor } from '../support/mesh.js';
 import { historyTo } from '../../core/provenance.js';
@@ -64,7 +64,7 @@ describe('agent against a real embedded server', function () {
       return doc?.status === 'good' ? doc : undefined;
     });
     await stopProcess(second);
-    const record = done.proc0 as StepRecord;
+    const record = stepRecord(done, 'proc0') as StepRecord;
     assert.equal(record.attempts, 2);
     assert.equal(record.agent, 'rescuer');
     assert.ok(done.history.some((h) => h.note === 'lease expired, reclaimed'));
@@ -98,7 +98,7 @@ describe('agent against a real embedded server', function () {
       const doc = await mesh.db.get<DaqDocument>(id);
       return doc?.status === 'proc1 failed' ? doc : undefined;
     });
-    const record = failed.proc1 as StepRecord;
+    const record = stepRecord(failed, 'proc1') as StepRecord;
     assert.equal(record.attempts, 2);
     assert.equal(record.exit_code, 3);
     assert.match(String(record.stderr_tail), /failing on purpose \(2\/2\)/);
@@ -108,7 +108,7 @@ describe('agent against a real embedded server', function () {
     assert.equal(retried.status, 0, retried.stderr);
     const done = await waitFor('proc1 good after retry', async () => {
       const doc = await mesh.db.get<DaqDocument>(id);
-      return doc?.status === 'good' && (doc.proc1 as StepRecord).ok ? doc : undefined;
+      return doc?.status === 'good' && (stepRecord(doc, 'proc1') as StepRecord).ok ? doc : undefined;
     });
     await stopProcess(agent);
     assert.ok(done.history.some((h) => h.from === 'proc1 failed' && h.note === 'retry requested'));

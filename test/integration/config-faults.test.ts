@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Agent } from '../../agents/agent.js';
 import type { AgentContext } from '../../agents/context.js';
 import type { MeshConfig } from '../../config/types.js';
-import type { DaqDocument, StepRecord } from '../../core/document.js';
+import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import { silentLogger } from '../../core/log.js';
 import { type ServerProcess } from '../support/server-process.js';
 import { type TestMesh, makeMesh, runMesh, seedDocuments, serverForSuite } from '../support/mesh.js';
@@ -29,7 +29,7 @@ async function docs(mesh: TestMesh, ids: readonly string[]): Promise<DaqDocument
 /** Every document is `proc0 failed` after one attempt, for a configuration reason, and was never bad. */
 function assertFailedByConfig(all: DaqDocument[], reason: RegExp): void {
   for (const doc of all) {
-    const record = doc.proc0 as StepRecord;
+    const record = stepRecord(doc, 'proc0') as StepRecord;
     assert.equal(doc.status, 'proc0 failed', `${doc._id}: ${JSON.stringify(doc.history.at(-1))}`);
     assert.equal(record.attempts, 1, `${doc._id}: no retries burned (max_attempts is 3)`);
     assert.match(String(record.reason), /^configuration: /);
@@ -48,7 +48,7 @@ async function retryAndComplete(mesh: TestMesh, ids: readonly string[]): Promise
   assert.equal(again.status, 0, again.stderr);
   for (const doc of await docs(mesh, ids)) {
     assert.equal(doc.status, 'good', doc._id);
-    assert.equal((doc.proc0 as StepRecord).ok, true, doc._id);
+    assert.equal((stepRecord(doc, 'proc0') as StepRecord).ok, true, doc._id);
   }
   assert.deepEqual((await runsOf(mesh)).sort(), ids.map((id) => `${id} proc0`).sort(), 'each document ran once, after the fix');
 }

@@ -6,7 +6,7 @@ import type { MeshConfig } from '../../config/types.js';
 import { rankLeaves } from '../../coordinator/audit.js';
 import type { MeshStatus } from '../../coordinator/status.js';
 import { Database } from '../../core/couch.js';
-import type { DaqDocument, StepRecord } from '../../core/document.js';
+import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import { transition } from '../../core/state.js';
 import { uniqueDatabase, waitFor } from '../support/mesh.js';
 import { type ServerProcess, runMesh, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
@@ -185,11 +185,11 @@ describe('coordinator: two real servers, modane push-only', function () {
 
     const [winner] = finals;
     assert.deepEqual(finals[0], finals[1]);
-    assert.equal((winner.proc0 as StepRecord).agent, (expected.proc0 as StepRecord).agent, 'the winner is the leaf the ordering picks');
+    assert.equal((stepRecord(winner, 'proc0') as StepRecord).agent, (stepRecord(expected, 'proc0') as StepRecord).agent, 'the winner is the leaf the ordering picks');
     assert.equal(winner.status, 'good');
     const duplicates = winner.duplicates as Array<Record<string, unknown>>;
     assert.equal(duplicates.length, 1);
-    const loser = other.proc0 as StepRecord;
+    const loser = stepRecord(other, 'proc0') as StepRecord;
     assert.deepEqual(duplicates[0], {
       site: loser.site,
       agent: loser.agent,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'mocha';
 import nano from 'nano';
-import type { DaqDocument } from '../../core/document.js';
+import { type DaqDocument, stepRecord } from '../../core/document.js';
 import { type MeshEvent, transition } from '../../core/state.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
@@ -109,9 +109,10 @@ describe('couchapp against a CouchDB-compatible server', function () {
       const proc0 = stored.proc0 as Record<string, unknown>;
       return [
         ['closed → good with a fabricated proc0', { ...closedDoc, status: 'good', proc0: { ok: true, attempts: 1, file: '/etc/passwd' } }, /without a history entry/],
-        ['good → proc1 in progress with a made-up claim', { ...base(stored), status: 'proc1 in progress', proc1: { attempts: 1, agent: 'ghost', site: 'lyon', lease_until: LEASE } }, /without a history entry/],
-        ['rewriting the file of an ok record', { ...base(stored), proc0: { ...proc0, file: '/elsewhere' } }, /proc0 was ok and cannot change/],
-        ['rewriting the checksum of an ok record', { ...base(stored), proc0: { ...proc0, checksum: { sha256: 'b'.repeat(64) } } }, /proc0 was ok and cannot change/],
+        ['good → proc1 in progress with a made-up claim', { ...base(stored), status: 'proc1 in progress', pending: { proc1: { attempts: 1, agent: 'ghost', site: 'lyon', lease_until: LEASE } } }, /without a history entry/],
+        ['a failed attempt at the top level, where the original scripts read success', { ...base(stored), proc1: { attempts: 1, ok: false, retry_after: LEASE } }, /proc1\.ok is false: a step record at the top level is a success/],
+        ['rewriting the file of an ok record', { ...base(stored), proc0: { ...proc0, file: '/elsewhere' } }, /proc0 is done and cannot change/],
+        ['rewriting the checksum of an ok record', { ...base(stored), proc0: { ...proc0, checksum: { sha256: 'b'.repeat(64) } } }, /proc0 is done and cannot change/],
         ['deleting history', { ...base(stored), history: undefined }, /history cannot be removed/],
         ['emptying history', { ...base(stored), history: [] }, /history entries cannot be removed/],
         ['rewriting a past entry', { ...base(stored), history: [{ ...stored.history[0], by: 'someone/else' }, ...stored.history.slice(1)] }, /history entry 0 cannot change/],
@@ -128,7 +129,7 @@ describe('couchapp against a CouchDB-compatible server', function () {
         assert.match(error.reason ?? '', reason, what);
       }
       const claimed = await apply('q', { type: 'claim', step: 'proc0', mode: 'run', site: 'lyon', agent: 'a1', host: 'h', lease_until: LEASE });
-      const lowered = await rejected(db.insert({ ...claimed, proc0: { ...(claimed.proc0 as object), attempts: 0 } } as unknown as DaqDocument));
+      const lowered = await rejected(db.insert({ ...claimed, pending: { proc0: { ...(stepRecord(claimed, 'proc0') as object), attempts: 0 } } } as unknown as DaqDocument));
       assert.match(lowered.reason ?? '', /proc0\.attempts cannot go down from 1 to 0|proc0\.attempts is 0/);
       assert.deepEqual(await db.get('p'), stored, 'the stored document is unchanged');
     });
@@ -160,7 +161,7 @@ describe('couchapp against a CouchDB-compatible server', function () {
       const stored = await processed('p');
       const branch = (body: Record<string, unknown>) =>
         server.request({ db: db.config.db, method: 'post', path: '_bulk_docs', body: { new_edits: false, docs: [{ ...body, _rev: '9-ffffffffffffffffffffffffffffffff', _revisions: { start: 9, ids: ['ffffffffffffffffffffffffffffffff', 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee'] } }] } }) as Promise<Array<{ error?: string; reason?: string }>>;
-      const unOk = await branch({ ...base(stored), status: 'proc0 failed', proc0: { attempts: 1, ok: false }, history: stored.history.slice(0, 2) });
+      const unOk = await branch({ ...base(stored), status: 'proc0 failed', proc0: undefined, pending: { proc0: { attempts: 1, ok: false } }, history: stored.history.slice(0, 2) });
       assert.equal(unOk[0]?.error, 'forbidden', JSON.stringify(unOk));
       assert.match(unOk[0]?.reason ?? '', /history ends at "proc0 in progress" but status is "proc0 failed"/);
       const noHistory = await branch({ ...base(stored), history: [] });
@@ -200,7 +201,7 @@ describe('couchapp against a CouchDB-compatible server', function () {
       (await db.view('mesh', 'ready', { reduce: false, startkey: [step, ''], endkey: [step, until] })).rows.map((row) => row.id).sort();
     assert.deepEqual(await ready('proc0', NOW.toISOString()), []);
     assert.deepEqual(await ready('proc0', '\ufff0'), ['f2']);
-    assert.equal((retried.proc0 as { retry_after?: string }).retry_after, '2026-11-26T10:05:00.000Z');
+    assert.equal(stepRecord(retried, 'proc0')?.retry_after, '2026-11-26T10:05:00.000Z');
     assert.deepEqual(await ready('proc1', NOW.toISOString()), ['f1']);
     assert.deepEqual(await ready('proc2', '\ufff0'), []);
 

@@ -1,3 +1,4 @@
+import { placed } from '../support/records.js';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -29,7 +30,7 @@ function done(finished: Date, duration = 1) {
 }
 
 function doc(id: string, closed: Date, status: string, records: Record<string, unknown>) {
-  return { _id: id, type: 'daqdocument', run_name: 'lg23b002', file_number: Number(id.slice(-3)), file: `/daq/${id}`, size_in_bytes: 1, date_closed: iso(closed), status, history: historyTo(status, ['proc0', 'proc1', 'proc2']), ...records };
+  return { _id: id, type: 'daqdocument', run_name: 'lg23b002', file_number: Number(id.slice(-3)), file: `/daq/${id}`, size_in_bytes: 1, date_closed: iso(closed), status, history: historyTo(status, ['proc0', 'proc1', 'proc2']), ...placed(records) };
 }
 
 /**

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { ingestDirectory } from '../../agents/ingest.js';
 import { writeSampleFiles } from '../../cli/simulate.js';
 import { type Topology, logFile, startTopology } from '../../cli/topology.js';
-import type { DaqDocument } from '../../core/document.js';
+import { type DaqDocument, stepRecord } from '../../core/document.js';
 import { createLogger } from '../../core/log.js';
 import { isComplete } from '../../core/state.js';
 import { waitFor } from '../support/mesh.js';
@@ -64,6 +64,6 @@ describe('a lost batch job is found although no new work arrives', function () {
     await run('/usr/bin/scancel', ids, { env: { ...process.env, ...slurm.env } });
     await waitFor('every document complete on kit', async () => (await all()).every((d) => isComplete(d, config)), 180_000, 1000);
     const docs = await all();
-    assert.ok(docs.some((d) => (d.proc1 as { reason?: string } | undefined)?.reason === undefined && (d.history ?? []).some((h) => /cancelled/.test(h.note ?? ''))), 'a document went through "batch job … was cancelled"');
+    assert.ok(docs.some((d) => stepRecord(d, 'proc1')?.reason === undefined && (d.history ?? []).some((h) => /cancelled/.test(h.note ?? ''))), 'a document went through "batch job … was cancelled"');
   });
 });

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { DaqDocument, RunIdentity, StepRecord } from '../../core/document.js';
+import { type DaqDocument, type RunIdentity, type StepRecord, stepRecord } from '../../core/document.js';
 import type { TimelineLine } from '../support/forking-step.js';
 import { type TestMesh, makeMesh, seedDocuments, serverForSuite, startAgent, stopProcess, waitFor } from '../support/mesh.js';
 import { type ServerProcess, repoRoot } from '../support/server-process.js';
@@ -148,12 +148,12 @@ describe('one run per claim: a step process never outlives its agent (real serve
       assert.equal(runs.find((r) => r.start === started.at)?.completed, false, 'the killed run never completed');
 
       // The claim named the first run, the record names the second (a new claim carries no earlier run).
-      const firstIdentity = (claimed?.proc0 as StepRecord).run as RunIdentity;
+      const firstIdentity = (stepRecord(claimed as DaqDocument, 'proc0') as StepRecord).run as RunIdentity;
       const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
       assert.deepEqual(firstIdentity, { host: hostname(), pid: started.pid, pgid: started.pid, start_time: started.start_time, boot_id: boot });
       assert.equal(started.pgid, started.pid, 'the step leads its own process group');
       const secondRun = runs.find((r) => r.completed) as Run;
-      const record = done.proc0 as StepRecord;
+      const record = stepRecord(done, 'proc0') as StepRecord;
       assert.equal(record.ok, true);
       assert.equal(record.attempts, 2);
       assert.equal(record.run?.pgid, secondRun.pgid);
@@ -166,7 +166,7 @@ describe('one run per claim: a step process never outlives its agent (real serve
     const { mesh, log, id } = await oneStepMesh(server, true);
     const first = startAgent(mesh, 'first');
     await waitFor('the worker running', async () => (await timeline(log)).some((l) => l.event === 'alive'), 30_000, 50);
-    await waitFor('the run identity in the claim', async () => ((await mesh.db.get<DaqDocument>(id))?.proc0 as StepRecord | undefined)?.run, 10_000, 50);
+    await waitFor('the run identity in the claim', async () => { const doc = await mesh.db.get<DaqDocument>(id); return doc && stepRecord(doc, 'proc0')?.run; }, 10_000, 50);
     const supervisor = await supervisorOf(first);
     assert.ok(supervisor, 'the agent has a step supervisor');
     process.kill(supervisor, 'SIGKILL');

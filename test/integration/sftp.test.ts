@@ -15,7 +15,7 @@ import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
 import { sha256File } from '../../core/checksum.js';
 import { Database } from '../../core/couch.js';
-import type { DaqDocument, StepRecord } from '../../core/document.js';
+import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import { isMeshError } from '../../core/errors.js';
 import { spawnMeshProcess, stopAllMeshProcesses, uniqueDatabase, waitFor } from '../support/mesh.js';
 import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
@@ -194,7 +194,7 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
 
       const doc = (await db.get<DaqDocument>('run_lg23b002_000')) as DaqDocument;
       assert.equal(doc.status, 'good', JSON.stringify(doc));
-      const record = doc.proc0 as StepRecord;
+      const record = stepRecord(doc, 'proc0') as StepRecord;
       const landed = join(storage, 'lg23b002', 'lg23b002_000');
       assert.equal(record.ok, true);
       assert.equal(record.file, landed);
@@ -205,7 +205,7 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
 
       const bad = (await db.get<DaqDocument>('run_lg23b002_001')) as DaqDocument;
       assert.equal(bad.status, 'proc0 failed');
-      assert.match(String((bad.proc0 as StepRecord).reason), /the document records f{64}/);
+      assert.match(String((stepRecord(bad, 'proc0') as StepRecord).reason), /the document records f{64}/);
       assert.deepEqual(await listing(join(storage, 'lg23b002')), ['lg23b002_000'], 'the refused file left nothing behind');
     });
   });

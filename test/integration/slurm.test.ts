@@ -8,7 +8,7 @@ import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
 import { pushSecurity } from '../../couchapp/security.js';
 import { Database } from '../../core/couch.js';
-import type { DaqDocument, StepRecord } from '../../core/document.js';
+import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import { NOOP, runMesh, uniqueDatabase, waitFor } from '../support/mesh.js';
 import { type ServerProcess, meshMain, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 import { type SlurmCluster, startSlurm } from '../support/slurm.js';
@@ -149,7 +149,7 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
     await once(mesh);
     const queued = await allDocs(mesh);
     assert.ok(queued.every((d) => d.status !== 'closed'), 'every ready document was claimed');
-    const jobIds = new Set(queued.map((d) => (d.proc1 as StepRecord).batchjob?.id));
+    const jobIds = new Set(queued.map((d) => (stepRecord(d, 'proc1') as StepRecord).batch?.id));
     assert.equal(jobIds.size, 3, `12 documents at 5 per job make 3 jobs (got ${[...jobIds].join(', ')})`);
     for (const id of jobIds) assert.match(String(id), /^\d+$/);
 
@@ -161,7 +161,7 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
       if ((await allDocs(mesh)).every(complete)) break;
       await once(mesh);
       passes++;
-      for (const d of await allDocs(mesh)) for (const s of STEPS) if ((d[s] as StepRecord | undefined)?.batchjob?.id) allIds.add((d[s] as StepRecord).batchjob!.id!);
+      for (const d of await allDocs(mesh)) for (const s of STEPS) if (stepRecord(d, s)?.batch?.id) allIds.add(stepRecord(d, s)!.batch!.id!);
       assert.ok(passes <= 6, 'everything should be complete after a few passes');
     }
     const elapsed = Date.now() - started;
@@ -173,7 +173,13 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
         const record = doc[step] as StepRecord;
         assert.equal(record.ok, true, `${doc._id} ${step}`);
         assert.equal(record.attempts, 1, `${doc._id} ${step} attempts`);
-        assert.equal(record.batchjob?.system, 'slurm');
+        assert.equal(record.batch?.system, 'slurm');
+        // The original scripts' readers: the job number in the record, the submission in batchJob.
+        assert.equal(typeof record.batchjob, 'number', `${doc._id} ${step}.batchjob is the job number`);
+        assert.equal(String(record.batchjob), record.batch?.id);
+        assert.ok(doc.batchJob?.some((job) => job.number === record.batchjob && job.type === 'slurm' && job.stdout === record.batch?.stdout && job.script.endsWith('.sh')), `${doc._id} batchJob lists job ${record.batchjob}`);
+        assert.equal(record.hostname, record.host);
+        assert.equal(record.date, record.finished);
         const path = doc.history.filter((h) => h.to.startsWith(step) || h.from?.startsWith(step)).map((h) => h.to);
         assert.deepEqual(path, [`${step} queued`, `${step} in progress`, 'good'], `${doc._id} ${step} history`);
       }
@@ -205,9 +211,9 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
     await once(mesh);
     const running = await waitFor('proc1 in progress', async () => {
       const doc = await mesh.db.get<DaqDocument>(id);
-      return doc?.status === 'proc1 in progress' && (doc.proc1 as StepRecord).batchjob?.id ? doc : undefined;
+      return doc?.status === 'proc1 in progress' && (stepRecord(doc, 'proc1') as StepRecord).batch?.id ? doc : undefined;
     });
-    const job = (running.proc1 as StepRecord).batchjob!.id!;
+    const job = (stepRecord(running, 'proc1') as StepRecord).batch!.id!;
     await runScancel(job);
     await waitFor(`job ${job} cancelled`, async () => (await jobState(job)) === 'CANCELLED', 30_000);
     const output = await once(mesh);
@@ -217,12 +223,12 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
       if (doc && !busy(doc) && !complete(doc)) await once(mesh);
       return doc && complete(doc) ? doc : undefined;
     }, 120_000, 500);
-    const record = done.proc1 as StepRecord;
+    const record = stepRecord(done, 'proc1') as StepRecord;
     assert.equal(record.attempts, 2, 'the lost attempt counts: attempts kept (1), then the new claim (2)');
     const lost = done.history.find((h) => h.from === 'proc1 in progress' && h.to === 'closed');
     assert.ok(lost, 'a lost entry from proc1 in progress back to closed');
     assert.match(lost.note ?? '', new RegExp(`batch job ${job} was cancelled`));
-    assert.notEqual(record.batchjob?.id, job, 'the document completed in a new job');
+    assert.notEqual(record.batch?.id, job, 'the document completed in a new job');
   });
 
   it('a queued (held) job cancelled with scancel: the next --once makes the document ready again and it completes', async () => {
@@ -235,9 +241,9 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
     await once(mesh, fileEnv);
     const queued = await mesh.db.get<DaqDocument>(id);
     assert.equal(queued?.status, 'proc1 queued');
-    const job = (queued!.proc1 as StepRecord).batchjob!.id!;
+    const job = (stepRecord(queued!, 'proc1') as StepRecord).batch!.id!;
     assert.equal(await jobState(job), 'PENDING');
-    assert.ok(Date.parse((queued!.proc1 as StepRecord).lease_until!) > Date.now() + 24 * 3600 * 1000, 'a queued document is not reclaimed by the lease sweeper while it waits');
+    assert.ok(Date.parse((stepRecord(queued!, 'proc1') as StepRecord).lease_until!) > Date.now() + 24 * 3600 * 1000, 'a queued document is not reclaimed by the lease sweeper while it waits');
     await runScancel(job);
     await waitFor(`job ${job} cancelled`, async () => (await jobState(job)) === 'CANCELLED', 30_000);
     // From now on jobs are not held.
@@ -249,7 +255,7 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
       if (doc && !busy(doc) && !complete(doc)) await once(mesh, fileEnv);
       return doc && complete(doc) ? doc : undefined;
     }, 120_000, 500);
-    assert.equal((done.proc1 as StepRecord).attempts, 2);
+    assert.equal((stepRecord(done, 'proc1') as StepRecord).attempts, 2);
     const batchDir = join(mesh.dir, 'logs', 'lyon', 'batch');
     const jobFiles = (await readdir(batchDir)).filter((n) => n.endsWith('.json'));
     assert.ok(jobFiles.length >= 2);

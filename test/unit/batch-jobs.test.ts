@@ -4,7 +4,7 @@ import { writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { jobScript, shellQuote } from '../../agents/batch/job-file.js';
 import { UNKNOWN_GRACE_MS, UNSUBMITTED_GRACE_MS, lostReason } from '../../agents/batch/lost-jobs.js';
-import type { DaqDocument } from '../../core/document.js';
+import { type DaqDocument, stepRecord } from '../../core/document.js';
 import { transition } from '../../core/state.js';
 import { testFolder } from '../support/folders.js';
 
@@ -32,14 +32,15 @@ describe('batch jobs', () => {
 
   it('records a job id only on the claim of that job, without a history entry', () => {
     const base: DaqDocument = { _id: 'd', _rev: '2-a', type: 'daqdocument', run_name: 'r', file_number: 0, file: '/f', size_in_bytes: 0, date_closed: ago(0), status: 'proc1 queued', history: [] };
-    const doc = { ...base, proc1: { attempts: 1, site: 'lyon', agent: 'a', lease_until: ago(-60_000), batchjob: { system: 'slurm', stdout: '/logs/j1.out', submitted: ago(0) } } };
-    const ok = transition(doc, { type: 'submitted', step: 'proc1', batchjob: { system: 'slurm', id: '42', stdout: '/logs/j1.out' } }, now, pipeline);
+    const doc: DaqDocument = { ...base, pending: { proc1: { attempts: 1, site: 'lyon', agent: 'a', lease_until: ago(-60_000), batch: { system: 'slurm', stdout: '/logs/j1.out', submitted: ago(0) } } } };
+    const ok = transition(doc, { type: 'submitted', step: 'proc1', batch: { system: 'slurm', id: '42', stdout: '/logs/j1.out' }, script: '/logs/job.sh', command: 'mesh run-batch' }, now, pipeline);
     assert.ok(ok.ok);
-    assert.equal((ok.doc.proc1 as { batchjob: { id: string } }).batchjob.id, '42');
+    assert.equal(stepRecord(ok.doc, 'proc1')?.batch?.id, '42');
+    assert.deepEqual(ok.doc.batchJob, [{ number: 42, script: '/logs/job.sh', stdout: '/logs/j1.out', stderr: '', command: 'mesh run-batch', type: 'slurm', date: now.toISOString() }], 'the original scripts\' batchJob list gains the submission');
     assert.equal(ok.doc.history.length, 0);
-    const other = transition(doc, { type: 'submitted', step: 'proc1', batchjob: { system: 'slurm', id: '43', stdout: '/logs/j2.out' } }, now, pipeline);
+    const other = transition(doc, { type: 'submitted', step: 'proc1', batch: { system: 'slurm', id: '43', stdout: '/logs/j2.out' }, script: '/logs/job.sh', command: 'mesh run-batch' }, now, pipeline);
     assert.ok(!other.ok);
-    const again = transition(ok.doc, { type: 'submitted', step: 'proc1', batchjob: { system: 'slurm', id: '44', stdout: '/logs/j1.out' } }, now, pipeline);
+    const again = transition(ok.doc, { type: 'submitted', step: 'proc1', batch: { system: 'slurm', id: '44', stdout: '/logs/j1.out' }, script: '/logs/job.sh', command: 'mesh run-batch' }, now, pipeline);
     assert.ok(!again.ok, 'an id is never replaced');
   });
 

@@ -155,9 +155,9 @@ describe('couchapp/design', () => {
       assert.deepEqual(runMap('ready', freshDoc()), [[['proc0', ''], null]]);
       assert.deepEqual(runMap('ready', good()), [[['proc1', ''], null]]);
       const later = '2999-01-01T00:00:00.000Z';
-      assert.deepEqual(runMap('ready', good({ proc1: { attempts: 1, ok: false, retry_after: later } })), [[['proc1', later], null]]);
+      assert.deepEqual(runMap('ready', good({ pending: { proc1: { attempts: 1, ok: false, retry_after: later } } })), [[['proc1', later], null]]);
       assert.deepEqual(runMap('ready', good({ proc1: ok, proc2: ok })), []);
-      assert.deepEqual(runMap('ready', { ...good(), status: 'proc1 in progress', proc1: claimed }), []);
+      assert.deepEqual(runMap('ready', { ...good(), status: 'proc1 in progress', pending: { proc1: claimed } }), []);
       assert.deepEqual(runMap('ready', { ...freshDoc(), type: 'other' }), []);
     });
 
@@ -180,8 +180,8 @@ describe('couchapp/design', () => {
     });
 
     it('in_flight, inqueue, inprogress', () => {
-      const queued = { ...good(), status: 'proc1 queued', proc1: claimed };
-      const running = { ...good(), status: 'proc1 in progress', proc1: claimed };
+      const queued = { ...good(), status: 'proc1 queued', pending: { proc1: claimed } };
+      const running = { ...good(), status: 'proc1 in progress', pending: { proc1: claimed } };
       const value = { agent: 'a1', site: 'lyon', attempts: 1, started: claimed.started };
       assert.deepEqual(runMap('in_flight', queued), [[['proc1', claimed.lease_until], value]]);
       assert.deepEqual(runMap('in_flight', running), [[['proc1', claimed.lease_until], value]]);
@@ -192,9 +192,9 @@ describe('couchapp/design', () => {
     });
 
     it('failed serves both the new and the original view', () => {
-      const failed = { ...good(), status: 'proc1 failed', proc1: { attempts: 2, ok: false, reason: 'exit 1', exit_code: 1, stderr_tail: 'oops' } };
+      const failed = { ...good(), status: 'proc1 failed', pending: { proc1: { attempts: 2, ok: false, reason: 'exit 1', exit_code: 1, stderr_tail: 'oops' } } };
       assert.deepEqual(runMap('failed', failed), [['proc1', { reason: 'exit 1', exit_code: 1, stderr_tail: 'oops', run_name: 'lg23b002', file_number: 0 }]]);
-      assert.deepEqual(runMap('failed', { ...good(), proc1: { attempts: 1, ok: false, retry_after: 'x' } }), []);
+      assert.deepEqual(runMap('failed', { ...good(), pending: { proc1: { attempts: 1, ok: false, retry_after: 'x' } } }), []);
     });
 
     it('conflicts and agents', () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { parseMeshConfig } from '../../config/load.js';
+import { placed } from '../support/records.js';
 import type { DaqDocument } from '../../core/document.js';
 import { type RunLogLine, checkDuplicates, checkNothingLost, checkRuns, docOfInput, isFinal, overlappingRuns, runSpans, unsettled } from '../faults/invariants.js';
 import { FAULT_KINDS, FaultDeck, planRound, random } from '../faults/schedule.js';
@@ -30,7 +31,7 @@ function doc(status: string, fields: Record<string, unknown> = {}, history: Arra
     date_closed: '2026-11-27T00:00:00.000Z',
     status,
     history: history.map((h) => ({ at: '2026-11-27T00:00:00.000Z', from: null, by: 'x', ...h })),
-    ...fields,
+    ...placed(fields),
   };
 }
 

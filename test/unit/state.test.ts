@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import type { DaqDocument, StepRecord } from '../../core/document.js';
-import { parseStatus } from '../../core/document.js';
+import { parseStatus, stepRecord } from '../../core/document.js';
 import { type MeshEvent, TRANSITIONS, isComplete, readyFor, transition } from '../../core/state.js';
+import { placed } from '../support/records.js';
 
 const pipeline = { steps: [{ name: 'proc0', max_attempts: 3 }, { name: 'proc1', max_attempts: 3 }, { name: 'proc2', max_attempts: 2 }] };
 const names = pipeline.steps.map((s) => s.name);
@@ -10,7 +11,7 @@ const past = '2026-11-27T11:00:00.000Z';
 const future = '2026-11-27T13:00:00.000Z';
 
 function doc(status: string, records: Record<string, StepRecord> = {}): DaqDocument {
-  return { _id: 'run_lg23b002_000', _rev: '3-abc', type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: past, status, history: [], ...records };
+  return { _id: 'run_lg23b002_000', _rev: '3-abc', type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: past, status, history: [], ...placed(records) } as DaqDocument;
 }
 const ok = (attempts = 1): StepRecord => ({ attempts, ok: true, site: 'modane', agent: 'a1' });
 const claimed = (lease: string, attempts = 1, agent = 'a1'): StepRecord => ({ attempts, site: 'modane', agent, host: 'h', lease_until: lease });
@@ -37,11 +38,11 @@ const STATES: Record<string, DaqDocument> = {
 function events(step: string): MeshEvent[] {
   return [
     { type: 'claim', step, mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future },
-    { type: 'claim', step, mode: 'queue', site: 'lyon', agent: 'a2', host: 'h', lease_until: future, batchjob: { system: 'slurm', id: '1' } },
+    { type: 'claim', step, mode: 'queue', site: 'lyon', agent: 'a2', host: 'h', lease_until: future, batch: { system: 'slurm', id: '1' } },
     { type: 'start', step, site: 'lyon', agent: 'a3', host: 'h', lease_until: future },
     { type: 'renew', step, agent: 'a1', lease_until: future },
     { type: 'renew', step, agent: 'intruder', lease_until: future },
-    { type: 'submitted', step, batchjob: { system: 'slurm', id: '42', stdout: '/logs/job.out' } },
+    { type: 'submitted', step, batch: { system: 'slurm', id: '42', stdout: '/logs/job.out' }, script: '/logs/job.sh', command: 'mesh run-batch' },
     { type: 'succeed', step, agent: 'a1', result: { exit_code: 0, duration_s: 1 } },
     { type: 'succeed', step, agent: 'intruder', result: { exit_code: 0, duration_s: 1 } },
     { type: 'fail', step, agent: 'a1', reason: 'exit 3', retry_after: future },
@@ -89,12 +90,12 @@ describe('state machine', () => {
     const first = claim(STATES['closed fresh'], 'proc0');
     assert.ok(first.ok);
     assert.equal(first.doc.status, 'proc0 in progress');
-    assert.equal((first.doc.proc0 as StepRecord).attempts, 1);
+    assert.equal((stepRecord(first.doc, 'proc0') as StepRecord).attempts, 1);
     assert.equal(claim(STATES['closed fresh'], 'proc1').ok, false);
     assert.equal(claim(STATES['closed retry later'], 'proc0').ok, false, 'a retry is not due yet');
     const reclaimed = claim(STATES['proc0 in progress expired'], 'proc0');
     assert.ok(reclaimed.ok);
-    assert.equal((reclaimed.doc.proc0 as StepRecord).attempts, 2);
+    assert.equal((stepRecord(reclaimed.doc, 'proc0') as StepRecord).attempts, 2);
     assert.equal(claim(STATES['proc0 in progress'], 'proc0').ok, false, 'a live lease cannot be taken');
     assert.equal(claim(STATES['proc0 in progress expired at limit'], 'proc0').ok, false);
     assert.equal(claim(STATES.complete, 'proc2').ok, false);
@@ -105,7 +106,7 @@ describe('state machine', () => {
     const once = fail(STATES['proc1 in progress'], 'proc1');
     assert.ok(once.ok);
     assert.equal(once.doc.status, 'good');
-    assert.equal((once.doc.proc1 as StepRecord).retry_after, future);
+    assert.equal((stepRecord(once.doc, 'proc1') as StepRecord).retry_after, future);
     assert.equal(readyFor(once.doc, pipeline, now), undefined);
     assert.equal(readyFor(once.doc, pipeline, new Date(future)), 'proc1');
     const last = fail(STATES['proc2 in progress at limit'], 'proc2');
@@ -122,8 +123,8 @@ describe('state machine', () => {
     const done = transition(STATES['proc1 in progress'], { type: 'succeed', step: 'proc1', agent: 'a1', result: { exit_code: 0, duration_s: 2 } }, now, pipeline);
     assert.ok(done.ok);
     assert.equal(done.doc.status, 'good');
-    assert.equal((done.doc.proc1 as StepRecord).ok, true);
-    assert.equal((done.doc.proc1 as StepRecord).lease_until, undefined);
+    assert.equal((stepRecord(done.doc, 'proc1') as StepRecord).ok, true);
+    assert.equal((stepRecord(done.doc, 'proc1') as StepRecord).lease_until, undefined);
     assert.equal(readyFor(done.doc, pipeline, now), 'proc2');
     assert.ok(isComplete(STATES.complete, pipeline));
     assert.ok(!isComplete(done.doc, pipeline));
@@ -133,12 +134,12 @@ describe('state machine', () => {
     const released = transition(STATES['proc0 in progress'], { type: 'release', step: 'proc0', agent: 'a1' }, now, pipeline);
     assert.ok(released.ok);
     assert.equal(released.doc.status, 'closed');
-    assert.equal((released.doc.proc0 as StepRecord).attempts, 1);
-    assert.equal((released.doc.proc0 as StepRecord).uncounted, 1);
+    assert.equal((stepRecord(released.doc, 'proc0') as StepRecord).attempts, 1);
+    assert.equal((stepRecord(released.doc, 'proc0') as StepRecord).uncounted, 1);
     assert.equal(readyFor(released.doc, pipeline, now), 'proc0');
     const again = transition(released.doc, { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, pipeline);
     assert.ok(again.ok);
-    assert.equal((again.doc.proc0 as StepRecord).attempts, 2, 'the next attempt has a new number (and new log files)');
+    assert.equal((stepRecord(again.doc, 'proc0') as StepRecord).attempts, 2, 'the next attempt has a new number (and new log files)');
   });
 
   describe('retries keep their history straight', () => {
@@ -151,7 +152,7 @@ describe('state machine', () => {
         const at = new Date(now.getTime() + (start + i) * 60_000);
         const claimed = transition(current, claimEvent(`a${start + i}`), at, pipeline);
         assert.ok(claimed.ok, claimed.ok ? '' : claimed.error.message);
-        const record = claimed.doc.proc1 as StepRecord;
+        const record = stepRecord(claimed.doc, 'proc1') as StepRecord;
         for (const field of ['exit_code', 'reason', 'stderr_tail', 'finished', 'retry_after', 'ok']) assert.equal(record[field], undefined, `a new claim carries no ${field} of an earlier attempt`);
         assert.equal(record.account, 'modane-agent');
         const failed = transition(claimed.doc, failEvent(`a${start + i}`, start + i), new Date(at.getTime() + 1000), pipeline);
@@ -166,13 +167,13 @@ describe('state machine', () => {
       assert.equal(failed.status, 'proc1 failed');
       const retried = transition(failed, { type: 'retry', step: 'proc1', by: 'operator/x' }, now, pipeline);
       assert.ok(retried.ok);
-      const record = retried.doc.proc1 as StepRecord;
+      const record = stepRecord(retried.doc, 'proc1') as StepRecord;
       assert.equal(record.attempts, 3);
       assert.equal(record.uncounted, 3);
       assert.equal(record.previous_failure, undefined);
       const again = failTimes(retried.doc, 3, 3);
       assert.equal(again.status, 'proc1 failed', 'three more attempts after the retry, then failed');
-      assert.equal((again.proc1 as StepRecord).attempts, 6);
+      assert.equal((stepRecord(again, 'proc1') as StepRecord).attempts, 6);
     });
 
     it('keeps the last 10 attempts with how each ended, finished never before started', () => {
@@ -182,7 +183,7 @@ describe('state machine', () => {
         assert.ok(retried.ok);
         d = failTimes(retried.doc, 3, round * 3);
       }
-      const record = d.proc1 as StepRecord;
+      const record = stepRecord(d, 'proc1') as StepRecord;
       assert.equal(record.attempts, 15);
       const past = record.past_attempts as Array<{ attempt: number; exit_code: number; reason: string; started: string; finished: string }>;
       assert.equal(past.length, 10);

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
-import type { DaqDocument, StepRecord } from '../../core/document.js';
+import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import type { UserContext } from '../../core/roles.js';
 import { type MeshEvent, transition } from '../../core/state.js';
 import { writeProblems } from '../../core/write-rules.js';
@@ -70,7 +70,7 @@ describe('write rules: roles against what a write does', () => {
     assert.equal(verdict(good, proc0Running, MODANE), '');
     assert.equal(verdict(proc1Running, good, LYON), '');
     assert.match(verdict(step(fresh, claimProc0, 1, LYON), fresh, LYON), /"lyon-agent" may not run proc0/);
-    assert.match(verdict(step(good, { ...claimProc1, site: 'modane' }, 3, LYON), good, LYON), /proc1\.site is "modane"/);
+    assert.match(verdict(step(good, { ...claimProc1, site: 'modane' }, 3, LYON), good, LYON), /pending\.proc1\.site is "modane"/);
     assert.match(verdict(step(good, claimProc1, 3, LYON), good, MODANE), /history entry of account "lyon-agent" written by "modane-agent"/);
     assert.match(verdict(fresh, null, LYON), /may not catalogue files/);
   });
@@ -78,13 +78,13 @@ describe('write rules: roles against what a write does', () => {
   it('a claim names the writer\'s account; only that account renews it and records its success', () => {
     const renewed = step(proc1Running, { type: 'renew', step: 'proc1', agent: 'l1', lease_until: at(40).toISOString() }, 4, LYON);
     assert.equal(verdict(renewed, proc1Running, LYON), '');
-    assert.match(verdict(renewed, proc1Running, LYON2), /proc1\.account is "lyon-agent" but the writer is "lyon-agent-2"/);
+    assert.match(verdict(renewed, proc1Running, LYON2), /pending\.proc1\.account is "lyon-agent" but the writer is "lyon-agent-2"/);
     const done = step(proc1Running, { type: 'succeed', step: 'proc1', agent: 'l1', result: { exit_code: 0, duration_s: 1 } }, 5, LYON);
     assert.equal(verdict(done, proc1Running, LYON), '');
     const stolen = { ...done, history: [...proc1Running.history, { ...done.history[done.history.length - 1], user: 'lyon-agent-2' }] };
-    assert.match(verdict(stolen, proc1Running, LYON2), /proc1 may be recorded ok only by the account that claimed it/);
-    const forgedClaim = { ...proc1Running, proc1: { ...(proc1Running.proc1 as StepRecord), account: 'ghost' } };
-    assert.match(verdict(forgedClaim, good, LYON), /proc1\.account is "ghost"/);
+    assert.match(verdict(stolen, proc1Running, LYON2), /proc1 may be recorded done only by the account that claimed it/);
+    const forgedClaim = { ...proc1Running, pending: { proc1: { ...(stepRecord(proc1Running, 'proc1') as StepRecord), account: 'ghost' } } };
+    assert.match(verdict(forgedClaim, good, LYON), /pending\.proc1\.account is "ghost"/);
   });
 
   it('another agent of the site may expire a lapsed claim and claim it again', () => {
@@ -96,7 +96,7 @@ describe('write rules: roles against what a write does', () => {
   it('operators (and admins) retry and mark bad; agents do not retry; readers write nothing', () => {
     let failed = proc1Running;
     for (let i = 0; i < 2; i++) {
-      failed = step(failed, { type: 'fail', step: 'proc1', agent: failed.proc1 ? (failed.proc1 as StepRecord).agent as string : 'l1', reason: 'exit 1', retry_after: at(0).toISOString() }, 10 + i * 2, LYON);
+      failed = step(failed, { type: 'fail', step: 'proc1', agent: (stepRecord(failed, 'proc1')?.agent as string | undefined) ?? 'l1', reason: 'exit 1', retry_after: at(0).toISOString() }, 10 + i * 2, LYON);
       if (failed.status === 'good') failed = step(failed, claimProc1, 11 + i * 2, LYON);
     }
     assert.equal(failed.status, 'proc1 failed');
@@ -140,17 +140,36 @@ describe('write rules: provenance nobody rewrites (admins and the admin party in
   });
 
   it('good → proc1 in progress with a made-up claim', () => {
-    const forged = { ...good, status: 'proc1 in progress', proc1: { attempts: 1, agent: 'ghost', site: 'lyon', lease_until: LEASE } };
+    const forged = { ...good, status: 'proc1 in progress', pending: { proc1: { attempts: 1, agent: 'ghost', site: 'lyon', lease_until: LEASE } } };
     refusedForAll(forged, good, /without a history entry/);
     const withEntry = { ...forged, history: [...good.history, { at: at(3).toISOString(), from: 'good', to: 'proc1 in progress', by: 'lyon/ghost', user: 'admin' }] };
     assert.match(verdict(withEntry, good, ADMIN), /"admin" may not run proc1/);
   });
 
   it('rewriting an ok record, lowering attempts', () => {
-    refusedForAll({ ...good, proc0: { ...(good.proc0 as StepRecord), file: '/elsewhere' } }, good, /proc0 was ok and cannot change/);
-    refusedForAll({ ...good, proc0: { ...(good.proc0 as StepRecord), checksum: { sha256: 'b'.repeat(64) } } }, good, /proc0 was ok and cannot change/);
-    refusedForAll({ ...proc1Running, proc1: { ...(proc1Running.proc1 as StepRecord), attempts: 0 } }, proc1Running, /proc1\.attempts cannot go down from 1 to 0/);
+    refusedForAll({ ...good, proc0: { ...(good.proc0 as StepRecord), file: '/elsewhere' } }, good, /proc0 is done and cannot change/);
+    refusedForAll({ ...good, proc0: { ...(good.proc0 as StepRecord), checksum: { sha256: 'b'.repeat(64) } } }, good, /proc0 is done and cannot change/);
+    refusedForAll({ ...proc1Running, pending: { proc1: { ...(stepRecord(proc1Running, 'proc1') as StepRecord), attempts: 0 } } }, proc1Running, /proc1\.attempts cannot go down from 1 to 0/);
     refusedForAll({ ...good, file: '/other' }, good, /file cannot change once catalogued/);
+  });
+
+  it('a pending record leaves pending only as its step\'s success; a top-level record is never a failure', () => {
+    const failedOnce = step(proc1Running, { type: 'fail', step: 'proc1', agent: 'l1', reason: 'exit 1', retry_after: at(0).toISOString() }, 6, LYON);
+    assert.equal(failedOnce.status, 'good');
+    const { pending: _p, ...forgotten } = failedOnce;
+    refusedForAll(forgotten, failedOnce, /pending\.proc1 cannot be removed before proc1 is done/);
+    refusedForAll({ ...forgotten, proc1: { ...(stepRecord(failedOnce, 'proc1') as StepRecord) } }, failedOnce, /proc1\.ok is false: a step record at the top level is a success/);
+    const { proc0: _done, ...undone } = good;
+    refusedForAll({ ...undone, status: 'good' }, good, /proc0 cannot be removed/);
+  });
+
+  it('batchJob[] is append-only, and only agents add to it', () => {
+    const job = { number: 7, script: '/l/j.sh', stdout: '/l/j.out', stderr: '/l/j.err', command: 'mesh run-batch', type: 'slurm', date: at(3).toISOString() };
+    const listed = { ...good, batchJob: [job] };
+    assert.equal(verdict({ ...listed, batchJob: [job, { ...job, number: 8 }] }, listed, COORDINATOR), '', 'replication carries it');
+    assert.match(verdict({ ...listed, batchJob: [job, { ...job, number: 8 }] }, listed, OPERATOR), /"op" may not record batch jobs: agents do/);
+    refusedForAll({ ...listed, batchJob: [] }, listed, /batchJob entries cannot be removed/);
+    refusedForAll({ ...listed, batchJob: [{ ...job, number: 9 }] }, listed, /batchJob entry 0 cannot change/);
   });
 
   it('deleting, emptying or rewriting history', () => {
@@ -169,7 +188,7 @@ describe('write rules: provenance nobody rewrites (admins and the admin party in
   it('a branch with no common ancestor (new_edits=false) that changes type or un-oks a record', () => {
     for (const user of [ADMIN, OPERATOR, LYON]) {
       assert.match(verdict({ ...good, type: 'something' }, null, user), /may not write documents other than "daqdocument"/);
-      assert.match(verdict({ ...good, status: 'proc0 failed', proc0: { attempts: 1, ok: false } }, null, user), /a new document starts closed/);
+      assert.match(verdict({ ...fresh, status: 'proc0 failed', pending: { proc0: { attempts: 1, ok: false } } }, null, user), /a new document starts closed/);
     }
   });
 
