@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { MeshConfig } from '../config/types.js';
-import { FIXED_VIEWS } from '../config/step-names.js';
+import { FIXED_VIEWS, stepNameClash } from '../config/step-names.js';
 import { MeshError } from '../core/errors.js';
 import { statusClosure, statusSuccessors } from '../core/invariants.js';
 import { CATALOGUE_FIELDS } from '../core/provenance.js';
@@ -23,7 +23,7 @@ export const AGENT_DOC_TYPE = HEARTBEAT_TYPE;
 
 export interface ViewSource {
   map: string;
-  reduce?: '_count' | '_stats';
+  reduce?: '_count' | '_sum' | '_stats';
 }
 
 export interface DesignDocument {
@@ -204,24 +204,25 @@ function validateDocUpdate(input: DesignInput): string {
   ].join('\n');
 }
 
-/** Throws CONFIG_INVALID when the steps cannot be turned into a design document. */
-function checkInput(input: DesignInput): string[] {
+/** The step names; throws CONFIG_INVALID when the steps cannot be turned into the design documents. */
+export function checkDesignInput(input: DesignInput): string[] {
   const names = input.steps.map((s) => s.name);
   const problems: string[] = [];
   if (typeof input.doc_type !== 'string' || input.doc_type.length === 0) problems.push('doc_type is empty');
   if (names.length === 0) problems.push('the pipeline has no steps');
   for (const name of names) {
     if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name)) problems.push(`step name ${JSON.stringify(name)} must start with a letter or digit and contain only letters, digits, _ and -`);
-    if (FIXED_VIEWS.includes(name)) problems.push(`step name ${JSON.stringify(name)} clashes with the view of the same name`);
+    const clash = stepNameClash(name, names);
+    if (clash) problems.push(`step name ${JSON.stringify(name)} clashes with ${clash}`);
   }
   if (new Set(names).size !== names.length) problems.push('step names are not unique');
-  if (problems.length > 0) throw new MeshError('CONFIG_INVALID', `cannot generate the design document: ${problems.join('; ')}; rename the steps in the pipeline config`);
+  if (problems.length > 0) throw new MeshError('CONFIG_INVALID', `cannot generate the design documents: ${problems.join('; ')}; rename the steps in the pipeline config`);
   return names;
 }
 
 /** The `_design/mesh` document for a pipeline; the same input always gives the same document. */
 export function designDocument(config: DesignInput): DesignDocument {
-  const stepNames = checkInput(config);
+  const stepNames = checkDesignInput(config);
   const input: DesignInput = { doc_type: config.doc_type, steps: config.steps, sites: config.sites, ingest: config.ingest };
   const generatedFrom = createHash('sha256')
     .update(JSON.stringify({ generator: GENERATOR_VERSION, doc_type: config.doc_type, steps: stepNames, policy: writePolicy(input) }))
