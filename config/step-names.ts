@@ -1,12 +1,12 @@
 /**
- * Names a step may not take. A step gets a view of its own name in `_design/mesh` and in
- * `_design/proc` (with `<step>inprogress` there, couchapp/original-design.ts) and a record of its
- * own name in every document, so a step named like a fixed view, another step's view or a document field would
+ * Names a step may not take. A step gets views of its own name in `_design/proc` (`<step>` and
+ * `<step>inprogress`, couchapp/original-design.ts) and a record of its own name in every
+ * document, so a step named like a fixed view, another step's view or a document field would
  * replace it: checked when the config is loaded, before anything starts.
  */
 
-/** Views of `_design/mesh` (couchapp/design.ts adds one view per step); `failed`, `status`, `inqueue` and `inprogress` are the originals' names too, listed below. */
-const MESH_VIEWS: readonly string[] = ['by_status', 'ready', 'in_flight', 'done', 'conflicts', 'duplicates', 'by_run', 'by_host_run', 'by_file_name', 'lost_jobs', 'agents', 'flow', 'pending'];
+/** Views of `_design/mesh` (couchapp/design.ts); reserved for steps too, so that a name means one thing in both designs. */
+const MESH_VIEWS: readonly string[] = ['by_status', 'ready', 'in_flight', 'failed_steps', 'done', 'conflicts', 'duplicates', 'by_run', 'by_host_run', 'by_file_name', 'lost_jobs', 'agents', 'flow', 'pending'];
 
 /** Views of `_design/proc` whose names are fixed (the original scripts' names). */
 export const ORIGINAL_VIEWS: readonly string[] = Object.freeze(['inqueue', 'inprogress', 'failed', 'bad', 'status', 'statusbyrun', 'daqdoc', 'raw', 'procbyrun']);
