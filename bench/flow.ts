@@ -81,7 +81,7 @@ async function main(): Promise<void> {
       }
     });
     console.log(`seeded ${count} documents in ${(seeding / 1000).toFixed(1)} s`);
-    const views = ['by_status', 'done', 'ready', 'in_flight', 'failed', 'conflicts', 'flow', 'pending'];
+    const views = ['by_status', 'done', 'ready', 'in_flight', 'failed_steps', 'conflicts', 'flow', 'pending'];
     for (const view of views) console.log(`first query of ${view} (index build): ${((await timed(() => db.view('mesh', view, { limit: 1 }))) / 1000).toFixed(1)} s`);
     const open = () => db;
     const at = new Date(now);

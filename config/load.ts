@@ -7,7 +7,7 @@ import { meshSchema } from './schema.js';
 import { stepNameClash } from './step-names.js';
 import { OUT_FORM, PLACEHOLDERS, PLACEHOLDER_FORM, outTemplateProblems, runArgumentProblems } from './template.js';
 import type { AgentTuning, AlertsConfig, BatchConfig, MeshConfig, SiteConfig, SshTarget, StepConfig } from './types.js';
-import { DATABASE_NAME, MAX_TIMER_S, NAME, Problems, checkSeconds, isObject, isPositiveInteger, show } from './validate.js';
+import { DATABASE_NAME, MAX_TIMER_S, NAME, Problems, checkSeconds, isObject, isPositiveInteger, originalDesignProblem, show } from './validate.js';
 
 /** The placeholders of step templates (kept under its old name for callers). */
 export const TEMPLATE_FIELDS = PLACEHOLDERS;
@@ -72,6 +72,9 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   if (!DATABASE_NAME.test(database)) problems.add('database', database, 'a CouchDB database name (lower case letter, then a-z 0-9 _$()+-/)');
   const docType = schema.get('doc_type');
   if (!docType) problems.add('doc_type', docType, 'a non-empty string');
+  const originalDesign = schema.get('original_design');
+  const originalDesignForm = originalDesignProblem(originalDesign);
+  if (originalDesignForm) problems.add('original_design', originalDesign, originalDesignForm);
 
   const sites = parseSites(raw.sites, base, problems);
   const steps = parseSteps(raw.steps, sites, problems);
@@ -109,6 +112,7 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   return deepFreeze({
     database,
     doc_type: docType,
+    original_design: originalDesign,
     sites,
     ingest: { ...ingest, quiet_s: ingest.quiet_s as number },
     steps,
@@ -227,12 +231,14 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
     return [];
   }
   const steps: StepConfig[] = [];
+  // A step's name must not be a view another step gets (`<step>inprogress` in _design/proc).
+  const names = raw.flatMap((value) => (isObject(value) && typeof value.name === 'string' ? [value.name] : []));
   raw.forEach((value, index) => {
     const key = `steps[${index}]`;
     if (!isObject(value)) return problems.add(key, value, 'a step object');
     problems.unknownKeys(key, value, STEP_KEYS);
     const { name, site, run, out } = value;
-    const clash = typeof name === 'string' ? stepNameClash(name) : undefined;
+    const clash = typeof name === 'string' ? stepNameClash(name, names) : undefined;
     if (typeof name !== 'string' || !NAME.test(name)) problems.add(`${key}.name`, name, 'a step name of lower-case letters, digits, _ and - (e.g. "proc0")');
     else if (clash) problems.add(`${key}.name`, name, `a step name that is not ${clash} (e.g. "proc0")`);
     else if (steps.some((s) => s.name === name)) problems.add(`${key}.name`, name, 'a name no other step has');

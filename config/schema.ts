@@ -1,4 +1,5 @@
 import convict from 'convict';
+import { ORIGINAL_DESIGN_DEFAULT } from './validate.js';
 
 /**
  * The scalar part of the mesh config, checked by convict (types, defaults, unknown keys).
@@ -10,6 +11,7 @@ export function meshSchema() {
   return convict({
     database: { doc: 'Name of the CouchDB database holding the documents', format: String, default: 'datadb' },
     doc_type: { doc: 'Value of `type` in the documents this mesh drives', format: String, default: 'daqdocument' },
+    original_design: { doc: 'Name of the design document written for the original Edelweiss scripts\' tools (_design/<name>)', format: String, default: ORIGINAL_DESIGN_DEFAULT },
     sites: { doc: 'Map of site name to site profile (an object, or the path of a JSON profile)', format: '*', default: {} as unknown },
     ingest: {
       site: { doc: 'Site whose agent catalogues DAQ files', format: String, default: '' },

@@ -103,6 +103,8 @@ export interface AlertsConfig {
 export interface MeshConfig {
   readonly database: string;
   readonly doc_type: string;
+  /** The original Edelweiss scripts' design document is `_design/<original_design>` (`proc`). */
+  readonly original_design: string;
   readonly sites: Readonly<Record<string, SiteConfig>>;
   readonly ingest: IngestConfig;
   readonly steps: readonly StepConfig[];

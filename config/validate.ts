@@ -43,6 +43,15 @@ export function isPositiveInteger(value: unknown): value is number {
 export const DATABASE_NAME = /^[a-z][a-z0-9_$()+/-]*$/;
 export const NAME = /^[a-z][a-z0-9_-]{0,63}$/;
 
+/** The original scripts' tools read `_design/proc`; `original_design` may name it otherwise. */
+export const ORIGINAL_DESIGN_DEFAULT = 'proc';
+
+/** The expected form of `original_design`, or undefined when `name` is one: a plain name, never `mesh`'s own. */
+export function originalDesignProblem(name: unknown): string | undefined {
+  if (typeof name === 'string' && NAME.test(name) && name !== 'mesh') return undefined;
+  return `a design document name of lower-case letters, digits, _ and - (default ${JSON.stringify(ORIGINAL_DESIGN_DEFAULT)}), other than "mesh" (CouchMesh's own _design/mesh)`;
+}
+
 /** Node's timers take at most 2^31-1 ms; a longer delay silently becomes 1 ms. */
 export const MAX_TIMER_S = Math.floor((2 ** 31 - 1) / 1000);
 

@@ -1,16 +1,15 @@
 /**
- * One coordinator round, and the loop that repeats it: on every reachable server the database
- * and `_design/mesh`; the replication jobs; the assignment (on the coordinator's server); the
- * double-claim audit on every reachable server; then the alerts (latency targets, silent
- * agents), each new one logged once at warn. A server that does not answer is logged and
+ * One coordinator round, and the loop that repeats it: on every reachable server the database,
+ * `_design/mesh` and the original scripts' `_design/proc`; the replication jobs; the assignment
+ * (on the coordinator's server); the double-claim audit on every reachable server; then the
+ * alerts (latency targets, silent agents), each new one logged once at warn. A server that does not answer is logged and
  * skipped, never fatal.
  */
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
-import { designDocument } from '../couchapp/design.js';
-import { pushDesign } from '../couchapp/push.js';
+import { pushDesigns } from '../couchapp/push.js';
 import { pushSecurity } from '../couchapp/security.js';
 import { type Alert, AlertTracker, evaluateAlerts } from './alerts.js';
 import { writeAssignment } from './assignment.js';
@@ -33,6 +32,7 @@ export interface CoordinatorContext {
 
 export interface RoundSummary {
   round: number;
+  /** `design` is `updated` when either design document was written. */
   servers: Array<{ site: string; reachable: boolean; design?: 'updated' | 'unchanged'; error?: string }>;
   replications: ReplicationReport[];
   assignment: 'written' | 'unchanged' | 'skipped';
@@ -45,10 +45,10 @@ async function prepareServer(ctx: CoordinatorContext, site: SiteConfig): Promise
   try {
     const db = ctx.open(site);
     await db.ensure();
-    const pushed = await pushDesign(db, designDocument(ctx.config));
+    const pushed = await pushDesigns(db, ctx.config);
     // The accounts of the mesh roles may use the database only once _security admits them.
     await pushSecurity(db, Object.keys(ctx.config.sites));
-    return { site: site.name, reachable: true, design: pushed.changed ? 'updated' : 'unchanged' };
+    return { site: site.name, reachable: true, design: pushed.some((p) => p.changed) ? 'updated' : 'unchanged' };
   } catch (error) {
     ctx.logger.warn({ server: site.name, url: site.server, err: errorMessage(error) }, 'server unreachable or refusing; skipped this round');
     return { site: site.name, reachable: false, error: errorMessage(error) };

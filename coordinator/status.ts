@@ -108,7 +108,7 @@ async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, b
     const since = Date.parse(r.value.started ?? leaseUntil);
     return { doc: r.id ?? '', step, agent: r.value.agent, site: r.value.site, attempts: r.value.attempts, lease_until: leaseUntil, lease_age_s: Math.round((now.getTime() - since) / 1000), expired: lease <= now.getTime() };
   });
-  const failed = await db.view<{ reason?: string; exit_code?: number | null; stderr_tail?: string }>('mesh', 'failed', { reduce: false, limit: LIST_LIMIT });
+  const failed = await db.view<{ reason?: string; exit_code?: number | null; stderr_tail?: string }>('mesh', 'failed_steps', { reduce: false, limit: LIST_LIMIT });
   base.failed = failed.rows.map((r) => ({ doc: r.id ?? '', step: String(r.key), reason: r.value?.reason ?? 'unknown', exit_code: r.value?.exit_code ?? null, stderr_tail: r.value?.stderr_tail }));
 
   const agentRows = await db.allDocs<{ site: string; agent: string; host: string; state: string; last_seen: string; running: Array<{ doc: string; step: string }>; counters?: Record<string, number> }>({ startkey: 'mesh-agent:', endkey: 'mesh-agent:\ufff0', include_docs: true });

@@ -1,12 +1,13 @@
 /**
  * The `_design/mesh` document, generated from the pipeline config: the views agents and the
- * status page query, the original scripts' views and filters under their old names, and a
- * validate_doc_update that enforces core/invariants.ts on the server. Every function is ES5
- * source text (see es5.ts); the config is embedded in it as JSON literals.
+ * status page query, two filters under the original scripts' names, and a validate_doc_update
+ * that enforces core/invariants.ts on the server. The original scripts' views are in their own
+ * design document (original-design.ts): a view here never takes one of their names. Every
+ * function is ES5 source text (see es5.ts); the config is embedded in it as JSON literals.
  */
 import { createHash } from 'node:crypto';
 import type { MeshConfig } from '../config/types.js';
-import { FIXED_VIEWS } from '../config/step-names.js';
+import { FIXED_VIEWS, stepNameClash } from '../config/step-names.js';
 import { MeshError } from '../core/errors.js';
 import { statusClosure, statusSuccessors } from '../core/invariants.js';
 import { CATALOGUE_FIELDS } from '../core/provenance.js';
@@ -16,14 +17,14 @@ import { COMMON_ES5, INVARIANTS_ES5, READY_ES5 } from './es5.js';
 import { PROVENANCE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
-export const GENERATOR_VERSION = 3;
+export const GENERATOR_VERSION = 4;
 
 /** The `type` of the agents' heartbeat documents. */
 export const AGENT_DOC_TYPE = HEARTBEAT_TYPE;
 
 export interface ViewSource {
   map: string;
-  reduce?: '_count' | '_stats';
+  reduce?: '_count' | '_sum' | '_stats';
 }
 
 export interface DesignDocument {
@@ -39,7 +40,7 @@ export interface DesignDocument {
 /** The pipeline, and (for the write rules) the sites and the ingest; without sites a step runs only on its own `site`. */
 export type DesignInput = Pick<MeshConfig, 'doc_type' | 'steps'> & Partial<Pick<MeshConfig, 'sites' | 'ingest'>>;
 
-/** Views whose names are fixed; a step may not be named like one of them (a view per step is added). The config loader refuses such names too. */
+/** Views whose names are fixed, here and in `_design/proc` (which adds views per step); a step may not be named like one of them. The config loader refuses such names too. */
 export { FIXED_VIEWS };
 
 /** Map source for the pipeline's documents: `body` sees `doc`, the helpers, `STEPS` and `DOC_TYPE`. */
@@ -57,7 +58,7 @@ function docMap(input: DesignInput, body: string): string {
 
 function views(input: DesignInput): Record<string, ViewSource> {
   const map = (body: string): string => docMap(input, body);
-  const result: Record<string, ViewSource> = {
+  return {
     by_status: { map: map('  emit(doc.status, null);'), reduce: '_count' },
     ready: {
       map: map('  var step = readyStep(doc);\n  if (step !== null) emit([step, record(doc, step).retry_after || ""], null);'),
@@ -74,7 +75,8 @@ function views(input: DesignInput): Record<string, ViewSource> {
       ),
       reduce: '_count',
     },
-    failed: {
+    // Not `failed`: that name is the original scripts' view, of another shape (original-design.ts).
+    failed_steps: {
       map: map(
         [
           '  var parsed = parseStatus(doc.status);',
@@ -149,20 +151,7 @@ function views(input: DesignInput): Record<string, ViewSource> {
         '}',
       ].join('\n'),
     },
-    // The original scripts' views, under their names.
-    status: { map: map('  emit(doc.status, value(doc.run_name));') },
-    inqueue: {
-      map: map("  var parsed = parseStatus(doc.status);\n  if (parsed && parsed.kind === 'queued') emit([value(doc.run_name), value(doc.file_number)], doc.status);"),
-    },
-    inprogress: {
-      map: map("  var parsed = parseStatus(doc.status);\n  if (parsed && parsed.kind === 'in_progress') emit([value(doc.run_name), value(doc.file_number)], doc.status);"),
-    },
   };
-  for (const step of input.steps) {
-    // `proc0`, `proc1`, …: the documents ready for that step (ignoring retry_after).
-    result[step.name] = { map: map(`  if (readyStep(doc) === ${JSON.stringify(step.name)}) emit([value(doc.run_name), value(doc.file_number)], null);`) };
-  }
-  return result;
 }
 
 function filters(input: DesignInput): Record<string, string> {
@@ -204,24 +193,25 @@ function validateDocUpdate(input: DesignInput): string {
   ].join('\n');
 }
 
-/** Throws CONFIG_INVALID when the steps cannot be turned into a design document. */
-function checkInput(input: DesignInput): string[] {
+/** The step names; throws CONFIG_INVALID when the steps cannot be turned into the design documents. */
+export function checkDesignInput(input: DesignInput): string[] {
   const names = input.steps.map((s) => s.name);
   const problems: string[] = [];
   if (typeof input.doc_type !== 'string' || input.doc_type.length === 0) problems.push('doc_type is empty');
   if (names.length === 0) problems.push('the pipeline has no steps');
   for (const name of names) {
     if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name)) problems.push(`step name ${JSON.stringify(name)} must start with a letter or digit and contain only letters, digits, _ and -`);
-    if (FIXED_VIEWS.includes(name)) problems.push(`step name ${JSON.stringify(name)} clashes with the view of the same name`);
+    const clash = stepNameClash(name, names);
+    if (clash) problems.push(`step name ${JSON.stringify(name)} clashes with ${clash}`);
   }
   if (new Set(names).size !== names.length) problems.push('step names are not unique');
-  if (problems.length > 0) throw new MeshError('CONFIG_INVALID', `cannot generate the design document: ${problems.join('; ')}; rename the steps in the pipeline config`);
+  if (problems.length > 0) throw new MeshError('CONFIG_INVALID', `cannot generate the design documents: ${problems.join('; ')}; rename the steps in the pipeline config`);
   return names;
 }
 
 /** The `_design/mesh` document for a pipeline; the same input always gives the same document. */
 export function designDocument(config: DesignInput): DesignDocument {
-  const stepNames = checkInput(config);
+  const stepNames = checkDesignInput(config);
   const input: DesignInput = { doc_type: config.doc_type, steps: config.steps, sites: config.sites, ingest: config.ingest };
   const generatedFrom = createHash('sha256')
     .update(JSON.stringify({ generator: GENERATOR_VERSION, doc_type: config.doc_type, steps: stepNames, policy: writePolicy(input) }))

@@ -1,13 +1,20 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Database } from '../core/couch.js';
 import { MeshError, isMeshError } from '../core/errors.js';
-import type { DesignDocument } from './design.js';
+import { designDocument } from './design.js';
+import { type OriginalDesignInput, originalDesignDocument } from './original-design.js';
 
 export interface PushResult {
   /** Whether a new revision was written. */
   changed: boolean;
   /** The design document's current revision. */
   rev: string;
+}
+
+/** What pushDesign needs of a design document. */
+export interface StoredDesign {
+  _id: string;
+  _rev?: string;
 }
 
 /** The content that matters for comparison: the document as JSON, without `_rev`. */
@@ -21,7 +28,7 @@ function content(doc: object): unknown {
  * so an unchanged push adds no revision and rebuilds no view. A 409 (someone else wrote it
  * meanwhile) is retried once after fetching again.
  */
-export async function pushDesign(db: Database, design: DesignDocument): Promise<PushResult> {
+export async function pushDesign(db: Database, design: StoredDesign): Promise<PushResult> {
   const { _rev: _ignored, ...wanted } = design;
   for (let attempt = 1; ; attempt++) {
     const current = await db.get<{ _id: string; _rev: string }>(wanted._id);
@@ -37,4 +44,16 @@ export async function pushDesign(db: Database, design: DesignDocument): Promise<
       throw error;
     }
   }
+}
+
+/** `_design/mesh` and the original scripts' `_design/<original_design>`; throws CONFIG_INVALID before anything is written. */
+export function designDocuments(config: OriginalDesignInput): StoredDesign[] {
+  return [designDocument(config), originalDesignDocument(config)];
+}
+
+/** Pushes both design documents of a pipeline (see pushDesign), in turn. */
+export async function pushDesigns(db: Database, config: OriginalDesignInput): Promise<Array<PushResult & { id: string }>> {
+  const results: Array<PushResult & { id: string }> = [];
+  for (const design of designDocuments(config)) results.push({ id: design._id, ...(await pushDesign(db, design)) });
+  return results;
 }

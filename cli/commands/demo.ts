@@ -6,8 +6,7 @@ import { join } from 'node:path';
 import { ingestDirectory } from '../../agents/ingest.js';
 import { parseMeshConfig } from '../../config/load.js';
 import { type MeshStatus, meshStatus } from '../../coordinator/status.js';
-import { pushDesign } from '../../couchapp/push.js';
-import { designDocument } from '../../couchapp/design.js';
+import { pushDesigns } from '../../couchapp/push.js';
 import { Database } from '../../core/couch.js';
 import { MeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
@@ -61,7 +60,7 @@ export function demoCommand(): Command {
           const config = parseMeshConfig(raw, configFile);
           const db = new Database({ url: server.url, database: config.database });
           await db.ensure();
-          await pushDesign(db, designDocument(config));
+          await pushDesigns(db, config);
           await writeSampleFiles(join(work, 'daq'), options.files);
           const ingested = await ingestDirectory(join(work, 'daq'), { db, docType: config.doc_type, ingest: config.ingest, site: 'demo' });
           logger.info({ created: ingested.created }, 'sample files catalogued');

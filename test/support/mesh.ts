@@ -6,8 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
-import { designDocument } from '../../couchapp/design.js';
-import { pushDesign } from '../../couchapp/push.js';
+import { pushDesigns } from '../../couchapp/push.js';
 import { Database } from '../../core/couch.js';
 import { type ServerProcess, meshMain as MESH, repoRoot, startServerProcess, stopAllServerProcesses } from './server-process.js';
 import { testFolder } from './folders.js';
@@ -60,7 +59,7 @@ export async function makeMesh(serverUrl: string, overrides: { stepArgs?: (step:
   const config = parseMeshConfig(raw, configFile);
   const db = new Database({ url: serverUrl, database: config.database, credentials: overrides.credentials });
   await db.ensure();
-  if (overrides.push !== false) await pushDesign(db, designDocument(config));
+  if (overrides.push !== false) await pushDesigns(db, config);
   return { dir, configFile, config, db, runLog };
 }
 
