@@ -108,29 +108,33 @@ function views(input: DesignInput): Record<string, ViewSource> {
     conflicts: { map: map('  if (doc._conflicts) emit(doc._id, doc._conflicts);'), reduce: '_count' },
     // Documents whose double claim the audit resolved (the losing runs are in duplicates[]): replicated, so any server counts them all.
     duplicates: { map: map('  if (Array.isArray(doc.duplicates) && doc.duplicates.length > 0) emit(doc._id, doc.duplicates.length);'), reduce: '_count' },
-    // Flow (coordinator/flow.ts): one row per ok record with a finish time, keyed by its hour so
-    // that `group_level: 2` counts files done per step and hour; the value carries what the
-    // latencies need: [previous step's finish (or date_closed), date_closed, run_name, file_number, duration_s].
+    // Flow (coordinator/flow.ts): one row per done step with a finish time (the original scripts'
+    // records: their `date`), keyed by its hour so that `group_level: 2` counts files done per
+    // step and hour; the value carries what the latencies need: [previous step's finish (or
+    // date_closed), date_closed, run_name, file_number, duration_s]. Dates in ISO 8601 whatever
+    // form the document holds them in (core/dates.ts).
     flow: {
       map: map(
         [
+          '  var closed = isoDate(doc.date_closed);',
           '  for (var i = 0; i < STEPS.length; i++) {',
-          '    var r = record(doc, STEPS[i]);',
-          "    if (!isDone(doc, STEPS[i]) || typeof r.finished !== 'string' || r.finished.length < 13) continue;",
-          '    var from = i === 0 ? doc.date_closed : record(doc, STEPS[i - 1]).finished;',
-          '    emit([STEPS[i], r.finished.slice(0, 13), r.finished], [value(from), value(doc.date_closed), value(doc.run_name), value(doc.file_number), value(r.duration_s)]);',
+          '    var finished = isDone(doc, STEPS[i]) ? finishedOf(record(doc, STEPS[i])) : null;',
+          '    if (finished === null) continue;',
+          '    var from = i === 0 ? closed : finishedOf(record(doc, STEPS[i - 1]));',
+          '    emit([STEPS[i], finished.slice(0, 13), finished], [from, closed, value(doc.run_name), value(doc.file_number), value(record(doc, STEPS[i]).duration_s)]);',
           '  }',
         ].join('\n'),
       ),
       reduce: '_count',
     },
-    // Files not yet done for a step, oldest DAQ close first: the late ones are a key range.
+    // Files not yet done for a step, oldest DAQ close first (in ISO 8601): the late ones are a key range.
     pending: {
       map: map(
         [
-          "  if (doc.status === 'bad' || typeof doc.date_closed !== 'string') return;",
+          '  var closed = isoDate(doc.date_closed);',
+          "  if (doc.status === 'bad' || closed === null) return;",
           '  for (var i = 0; i < STEPS.length; i++) {',
-          '    if (!isDone(doc, STEPS[i])) emit([STEPS[i], doc.date_closed], [value(doc.run_name), value(doc.file_number)]);',
+          '    if (!isDone(doc, STEPS[i])) emit([STEPS[i], closed], [value(doc.run_name), value(doc.file_number)]);',
           '  }',
         ].join('\n'),
       ),

@@ -113,10 +113,40 @@ export const INVARIANTS_ES5 = String.raw`
   }
 `;
 
-/** Readiness for the views: `readyFor` of core/state.ts without the clock. */
+/** Readiness for the views: `readyFor` of core/state.ts without the clock; dates as core/dates.ts reads them. */
 export const READY_ES5 = String.raw`
   function value(x) {
     return x === undefined ? null : x;
+  }
+  // Port of core/dates.ts originalDateIso: the original scripts' dates as ISO 8601, or null.
+  function isoDate(x) {
+    var at;
+    if (typeof x === 'number') {
+      if (!isFinite(x) || x <= 0) return null;
+      at = Math.round(x < 1e11 ? x * 1000 : x);
+    } else if (typeof x === 'string') {
+      var m = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:?\d{2})?$/.exec(x);
+      if (!m) return null;
+      var year = Number(m[1]), month = Number(m[2]), day = Number(m[3]), hour = Number(m[4]), minute = Number(m[5]);
+      var second = m[6] ? Number(m[6]) : 0;
+      if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return null;
+      var ms = m[7] ? Number((m[7] + '00').slice(0, 3)) : 0;
+      at = Date.UTC(year, month - 1, day, hour, minute, second, ms);
+      if (new Date(at).getUTCDate() !== day) return null;
+      var zone = m[8];
+      if (zone && zone !== 'Z') {
+        var digits = zone.replace(':', '');
+        var minutes = Number(digits.slice(1, 3)) * 60 + Number(digits.slice(3, 5));
+        at -= (digits.charAt(0) === '-' ? -1 : 1) * minutes * 60000;
+      }
+    } else {
+      return null;
+    }
+    return new Date(at).toISOString();
+  }
+  // When a done step finished: CouchMesh's finished, or the original scripts' date.
+  function finishedOf(r) {
+    return isoDate(r.finished !== undefined ? r.finished : r.date);
   }
   function readyStep(doc) {
     for (var i = 0; i < STEPS.length; i++) {
