@@ -10,7 +10,8 @@ export type TemplateVars = TemplateValues;
 // C0 and C1 controls and the Unicode line and paragraph separators: each can end a line somewhere.
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
-const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$/;
+/** A run name that may be a command's argument of its own: no option, no line end, no path. */
+export const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$/;
 
 /**
  * The step's templates checked as the config loader checks them. A config built without the

@@ -5,8 +5,8 @@ import { DURATION_FORM, parseDuration } from '../core/duration.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import { meshSchema } from './schema.js';
 import { stepNameClash } from './step-names.js';
-import { OUT_FORM, PLACEHOLDERS, PLACEHOLDER_FORM, outTemplateProblems, runArgumentProblems } from './template.js';
-import type { AgentTuning, AlertsConfig, BatchConfig, MeshConfig, SiteConfig, SshTarget, StepConfig } from './types.js';
+import { METADATA_ARGUMENT_FORM, METADATA_PLACEHOLDERS, OUT_FORM, PLACEHOLDERS, PLACEHOLDER_FORM, metadataArgumentProblems, outTemplateProblems, runArgumentProblems } from './template.js';
+import type { AgentTuning, AlertsConfig, BatchConfig, IngestConfig, MeshConfig, SiteConfig, SshTarget, StepConfig } from './types.js';
 import { DATABASE_NAME, MAX_TIMER_S, NAME, Problems, checkSeconds, isObject, isPositiveInteger, originalDesignProblem, show } from './validate.js';
 
 /** The placeholders of step templates (kept under its old name for callers). */
@@ -90,6 +90,9 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   } catch {
     problems.add('ingest.pattern', ingest.pattern, 'a valid regular expression');
   }
+  // As written: convict merges an object into the default [] and would hide it.
+  const metadataArgv = written(raw, 'ingest', 'metadata');
+  const metadata = parseIngestMetadata({ metadata: metadataArgv === undefined ? [] : metadataArgv, metadata_timeout_s: ingest.metadata_timeout_s }, problems);
 
   const agent = schema.get('agent') as unknown as AgentTuning;
   for (const [key, value] of Object.entries(agent)) {
@@ -114,7 +117,7 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
     doc_type: docType,
     original_design: originalDesign,
     sites,
-    ingest: { ...ingest, quiet_s: ingest.quiet_s as number },
+    ingest: { site: ingest.site, pattern: ingest.pattern, quiet_s: ingest.quiet_s as number, ...metadata },
     steps,
     agent: { ...agent },
     coordinator: { site: coordinatorSite, interval_s: coordinator.interval_s as number },
@@ -306,6 +309,27 @@ function parseAlerts(raw: AlertsInput, heartbeatS: unknown, problems: Problems):
     hook_timeout_s: raw.hook_timeout_s,
     ...(hookOk && hook.length > 0 ? { hook: hook.map(String) } : {}),
   };
+}
+
+interface MetadataInput {
+  metadata: unknown;
+  metadata_timeout_s: unknown;
+}
+
+/** `ingest.metadata` (absent or [] = none) and its timeout; each argument a template of a new file's values. */
+function parseIngestMetadata(raw: MetadataInput, problems: Problems): Pick<IngestConfig, 'metadata' | 'metadata_timeout_s'> {
+  checkSeconds(problems, 'ingest.metadata_timeout_s', raw.metadata_timeout_s);
+  const argv = raw.metadata;
+  const ok = Array.isArray(argv) && argv.every((a) => typeof a === 'string' && a.length > 0);
+  if (!ok) {
+    problems.add('ingest.metadata', argv, `an argument vector of non-empty strings, e.g. ["/opt/daq/bin/read-header", "{file}"] (started without a shell; placeholders {${METADATA_PLACEHOLDERS.join('}, {')}}), or []`);
+  } else {
+    argv.forEach((arg: string, i) => {
+      const found = metadataArgumentProblems(arg);
+      if (found.length > 0) problems.add(`ingest.metadata[${i}]`, arg, `${METADATA_ARGUMENT_FORM}; here: ${found.join('; ')}`);
+    });
+  }
+  return { metadata_timeout_s: raw.metadata_timeout_s as number, ...(ok && argv.length > 0 ? { metadata: argv.map(String) } : {}) };
 }
 
 function checkTemplate(key: string, template: string, problems: Problems): void {

@@ -1,6 +1,9 @@
 import convict from 'convict';
 import { ORIGINAL_DESIGN_DEFAULT } from './validate.js';
 
+/** Seconds a metadata program may run when ingest.metadata_timeout_s is not given. */
+export const METADATA_TIMEOUT_S = 30;
+
 /**
  * The scalar part of the mesh config, checked by convict (types, defaults, unknown keys).
  * `sites` and `steps` are maps and lists of objects, which convict cannot describe; they are
@@ -21,6 +24,8 @@ export function meshSchema() {
         default: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$',
       },
       quiet_s: { doc: 'A file is closed when its size has not changed for this many seconds', format: '*', default: 600 as unknown },
+      metadata: { doc: 'Program (argument vector, no shell) printing one JSON object of header fields for each new file, merged into its document; empty = none', format: '*', default: [] as unknown },
+      metadata_timeout_s: { doc: 'Seconds after which a metadata program still running is killed (the file is retried at the next scan)', format: '*', default: METADATA_TIMEOUT_S as unknown },
     },
     steps: { doc: 'The chain of steps, in order', format: Array, default: [] as unknown[] },
     server_timeout_s: { doc: 'Seconds one request to a server may take, answer included, before it counts as failed', format: '*', default: 60 as unknown },

@@ -79,6 +79,20 @@ export function runArgumentProblems(template: string): string[] {
   return CONTROL.test(template) ? ['a control character'] : [];
 }
 
+/** The placeholders of `ingest.metadata`: what a file has before any step ran. */
+export const METADATA_PLACEHOLDERS: readonly Placeholder[] = Object.freeze(['file', 'run_name', 'file_number', 'doc_id']);
+
+/** The expected form of an `ingest.metadata` argument, for messages. */
+export const METADATA_ARGUMENT_FORM = `an argument with placeholders among {${METADATA_PLACEHOLDERS.join('}, {')}}, each brace closed`;
+
+/** Problems of an argument template of `ingest.metadata`: a run argument's, with only the placeholders a new file has. */
+export function metadataArgumentProblems(template: string): string[] {
+  const parsed = parseTemplate(template);
+  if (!parsed.ok) return [parsed.problem];
+  const problems = parsed.parts.flatMap((p) => ('placeholder' in p && !METADATA_PLACEHOLDERS.includes(p.placeholder) ? [`{${p.placeholder}}, which a file being catalogued does not have yet`] : []));
+  return CONTROL.test(template) ? [...problems, 'a control character'] : problems;
+}
+
 /** Problems of the `out` template: a safe absolute path, one file per document, never the input itself. */
 export function outTemplateProblems(template: string): string[] {
   const parsed = parseTemplate(template);

@@ -75,6 +75,13 @@ export interface IngestConfig {
   /** Regular expression with named groups run_name and file_number, matched against the file's base name. */
   readonly pattern: string;
   readonly quiet_s: number;
+  /**
+   * Optional program (argument vector, no shell; templates {file}, {run_name}, {file_number},
+   * {doc_id}) run once per new file, printing one JSON object of header fields for its document.
+   */
+  readonly metadata?: readonly string[];
+  /** A metadata program still running after this many seconds is killed, with its process group (the loader fills the default). */
+  readonly metadata_timeout_s?: number;
 }
 
 export interface AgentTuning {

@@ -62,7 +62,7 @@ export function demoCommand(): Command {
           await db.ensure();
           await pushDesigns(db, config);
           await writeSampleFiles(join(work, 'daq'), options.files);
-          const ingested = await ingestDirectory(join(work, 'daq'), { db, docType: config.doc_type, ingest: config.ingest, site: 'demo' });
+          const ingested = await ingestDirectory(join(work, 'daq'), { db, docType: config.doc_type, ingest: config.ingest, stepNames: config.steps.map((s) => s.name), site: 'demo' });
           logger.info({ created: ingested.created }, 'sample files catalogued');
           for (let i = 1; i <= options.agents; i++) {
             agents.push(spawnMesh(['--config', configFile, 'agent', '--site', 'demo', '--name', `demo-${i}`, '--concurrency', '4'], { env, logFile: log }));

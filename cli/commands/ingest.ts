@@ -29,19 +29,26 @@ export function ingestCommand(): Command {
         process.once('SIGTERM', () => stop.abort());
         const db = openSiteDatabase(config, site, options.watch ? { retry: 'until-aborted', signal: stop.signal, logger } : {});
         const reported = new Set<string>();
+        // file → reason last shown: --watch retries a failed file every scan, and says so once per reason.
+        let failing = new Map<string, string>();
         const progress = (r: IngestReport, total: number) => {
           if (total >= 1000 && process.stderr.isTTY) process.stderr.write(`\ringest: ${r.created + r.already}/${total} files`);
           else if (total >= 1000) logger.info({ done: r.created + r.already, total }, 'ingest progress');
         };
         let totals: IngestReport | undefined;
         do {
-          const report = await ingestDirectory(dir, { db, docType: config.doc_type, ingest: config.ingest, site: site.name, progress, signal: stop.signal });
+          const report = await ingestDirectory(dir, { db, docType: config.doc_type, ingest: config.ingest, stepNames: config.steps.map((s) => s.name), site: site.name, progress, signal: stop.signal });
           if (process.stderr.isTTY && report.seen >= 1000) process.stderr.write('\n');
           for (const r of report.rejected) {
             if (!reported.has(r.file)) logger.warn({ file: r.file }, `not catalogued: ${r.reason}`);
             reported.add(r.file);
           }
-          if (report.created > 0 || !options.watch) logger.info({ created: report.created, already: report.already, still_open: report.open, rejected: report.rejected.length }, 'ingest pass');
+          const failed = new Map(report.failed.map((f) => [f.file, f.reason]));
+          for (const [file, reason] of failed) {
+            if (failing.get(file) !== reason) logger.warn({ file }, `not catalogued this scan, tried again at the next: ${file}: ${reason}`);
+          }
+          failing = failed;
+          if (report.created > 0 || !options.watch) logger.info({ created: report.created, already: report.already, still_open: report.open, rejected: report.rejected.length, failed: report.failed.length }, 'ingest pass');
           totals = report;
         } while (options.watch && (await sleep(options.interval * 1000, stop.signal)));
         if (options.json && totals) process.stdout.write(`${JSON.stringify(totals)}\n`);

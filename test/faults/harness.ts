@@ -158,7 +158,7 @@ export async function runHarness(options: HarnessOptions): Promise<HarnessReport
 async function ingestUntilDone(config: MeshConfig, topology: Topology, signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
     try {
-      await ingestDirectory(config.sites.modane.storage as string, { db: topology.ingestDb(), docType: config.doc_type, ingest: config.ingest, site: 'modane' });
+      await ingestDirectory(config.sites.modane.storage as string, { db: topology.ingestDb(), docType: config.doc_type, ingest: config.ingest, stepNames: config.steps.map((s) => s.name), site: 'modane' });
       return;
     } catch {
       await sleep(500, signal);

@@ -47,7 +47,7 @@ describe('a lost batch job is found although no new work arrives', function () {
     const storage = config.sites.modane.storage as string;
     await mkdir(storage, { recursive: true });
     await writeSampleFiles(storage, files);
-    await ingestDirectory(storage, { db: topology.open('modane'), docType: config.doc_type, ingest: config.ingest, site: 'modane' });
+    await ingestDirectory(storage, { db: topology.open('modane'), docType: config.doc_type, ingest: config.ingest, stepNames: config.steps.map((s) => s.name), site: 'modane' });
     const kit = topology.open('kit');
     const all = async () => (await kit.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0' })).rows.map((r) => r.doc as DaqDocument);
     // Every document claimed for proc1 by a job (queued or in progress), none done yet.
