@@ -1,6 +1,7 @@
 import type { StepConfig } from '../config/types.js';
 import { readAssignment, stepsOwnedBy } from '../coordinator/assignment.js';
 import { documentProblems, type DaqDocument, parseStatus, stepRecord } from '../core/document.js';
+import { statusProblems } from '../core/invariants.js';
 import { errorMessage } from '../core/errors.js';
 import type { Hint } from '../core/nats.js';
 import { sleep } from '../core/sleep.js';
@@ -260,7 +261,9 @@ export class Agent {
   /** Claims the document if one of our steps is ready on it (or its claim expired), then runs it. */
   private async consider(doc: DaqDocument): Promise<void> {
     const stepNames = this.ctx.config.steps.map((s) => s.name);
+    // A status its records contradict (a database the original scripts wrote, not adopted yet) would be refused by the server.
     const problems = documentProblems(doc, stepNames);
+    if (problems.length === 0) problems.push(...statusProblems(doc, stepNames));
     if (problems.length > 0) return this.skip(doc, problems.join('; '));
     const now = this.ctx.now();
     const owned = (name: string | undefined) => this.owned.find((s) => s.name === name);

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { credentialsFor } from '../config/credentials.js';
+import { credentialsFor, replicationCredentialsFor } from '../config/credentials.js';
 import { configPath, loadMeshConfig } from '../config/load.js';
 import { logLevelFrom } from '../config/log-level.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
@@ -29,11 +29,14 @@ export function siteOf(config: MeshConfig, name: string | undefined): SiteConfig
 
 /**
  * The database a site's processes talk to (or `options.database` on the same server, `''` for
- * the server itself), with that server's credentials from the environment.
+ * the server itself), with that server's credentials from the environment; `as: 'coordinator'`
+ * takes the coordinator's (MESH_<SITE>_REPLICATION_*, see config/credentials.ts) for writes that
+ * carry others' work.
  */
-export function openSiteDatabase(config: MeshConfig, site: SiteConfig, options: { database?: string; retry?: RetryMode; batchWrites?: boolean; signal?: AbortSignal; logger?: Logger } = {}): Database {
-  const { database, ...rest } = options;
-  return new Database({ url: site.server, database: database ?? config.database, credentials: credentialsFor(site.credentials_of), timeoutMs: config.server_timeout_s * 1000, ...rest });
+export function openSiteDatabase(config: MeshConfig, site: SiteConfig, options: { database?: string; retry?: RetryMode; batchWrites?: boolean; signal?: AbortSignal; logger?: Logger; as?: 'site' | 'coordinator' } = {}): Database {
+  const { database, as, ...rest } = options;
+  const credentials = as === 'coordinator' ? replicationCredentialsFor(site.credentials_of) : credentialsFor(site.credentials_of);
+  return new Database({ url: site.server, database: database ?? config.database, credentials, timeoutMs: config.server_timeout_s * 1000, ...rest });
 }
 
 export function defaultAgentName(site: string): string {

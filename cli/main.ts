@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { LOG_LEVELS, logLevelFrom } from '../config/log-level.js';
+import { adoptCommand } from './commands/adopt.js';
 import { agentCommand } from './commands/agent.js';
 import { coordinatorCommand } from './commands/coordinator.js';
 import { couchappCommand } from './commands/couchapp.js';
@@ -31,7 +32,7 @@ const program = new Command('mesh')
     }
   });
 
-for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), usersCommand(), simulateCommand(), dashboardCommand(), demoCommand()]) {
+for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), adoptCommand(), usersCommand(), simulateCommand(), dashboardCommand(), demoCommand()]) {
   program.addCommand(command);
 }
 for (const command of program.commands) {

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { passwordFileFor } from '../../config/credentials.js';
 import type { BatchConfig, StepConfig } from '../../config/types.js';
 import { type BatchJob, type DaqDocument, documentProblems, stepRecord } from '../../core/document.js';
+import { statusProblems } from '../../core/invariants.js';
 import { errorMessage, isMeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
 import { readyFor } from '../../core/state.js';
@@ -78,6 +79,7 @@ export class BatchSubmitter {
   private async acceptable(doc: DaqDocument, step: StepConfig): Promise<boolean> {
     const stepNames = this.ctx.config.steps.map((s) => s.name);
     const problems = documentProblems(doc, stepNames);
+    if (problems.length === 0) problems.push(...statusProblems(doc, stepNames));
     if (problems.length > 0) {
       this.ctx.logger.warn({ doc: doc._id }, `skipped: ${problems.join('; ')}`);
       return false;
