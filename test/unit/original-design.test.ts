@@ -1,7 +1,8 @@
 /**
- * `_design/proc` against an implementation of its table written here, independently of the
- * generator: every map function and both filters, run as the embedded server runs them, over
- * hand-built documents and every (status × present records) combination of four pipelines.
+ * `_design/proc` against the implementation of its table in test/support/original-views.ts,
+ * written independently of the generator: every map function and both filters, run as the
+ * embedded server runs them, over hand-built documents and every (status × present records)
+ * combination of four pipelines.
  */
 import assert from 'node:assert/strict';
 import { parse } from 'acorn';
@@ -12,57 +13,11 @@ import { designDocument } from '../../couchapp/design.js';
 import { originalDesignDocument } from '../../couchapp/original-design.js';
 import { compileMap, deepFreeze } from '../../server/view-functions.js';
 import { type LooseDoc, ORIGINAL_DOC_TYPE as DOC_TYPE, originalDocs } from '../support/original-docs.js';
-
-type Row = [unknown, unknown];
+import { type Row, expected, expectedNewproc0, expectedStatusgood, viewNames } from '../support/original-views.js';
 
 const stepConfig = (name: string) => ({ name, site: 'lyon', run: [], out: '', timeout_s: 1, max_attempts: 1, lease_s: 60, executor: 'command' as const });
 // `constructor`: a step named like a member of Object.prototype is present only when the document has it.
 const PIPELINES = [['proc0', 'proc1', 'proc2'], ['proc0'], ['transfer', 'convert', 'analyse', 'publish'], ['constructor', 'convert']];
-
-// ---- The table, written out again -------------------------------------------------------------
-
-function rf(doc: LooseDoc): string | undefined {
-  if (doc.type !== DOC_TYPE || typeof doc.run_name !== 'string' || doc.run_name === '') return undefined;
-  const n = doc.file_number;
-  const digits = typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? String(n) : typeof n === 'string' && /^\d+$/.test(n) ? n : undefined;
-  return digits === undefined ? undefined : `${doc.run_name}_${digits.padStart(3, '0')}`;
-}
-
-const has = (doc: LooseDoc, step: string): boolean => Object.hasOwn(doc, step) && Boolean(doc[step]);
-
-function viewNames(steps: string[]): string[] {
-  return [...steps, ...steps.map((s) => `${s}inprogress`), 'inqueue', 'inprogress', 'failed', 'bad', 'status', 'statusbyrun', 'daqdoc', 'raw', 'procbyrun'];
-}
-
-/** The rows each view should emit for `doc`. */
-function expected(doc: LooseDoc, steps: string[]): Record<string, Row[]> {
-  const rows: Record<string, Row[]> = Object.fromEntries(viewNames(steps).map((name) => [name, []]));
-  const key = rf(doc);
-  if (key === undefined) return rows;
-  const status = typeof doc.status === 'string' ? doc.status : undefined;
-  steps.forEach((step, k) => {
-    const before = steps.slice(0, k).every((s) => has(doc, s));
-    if (status === (k === 0 ? 'closed' : 'good') && before && !has(doc, step)) rows[step].push([key, 1]);
-    if (status === `${step} in progress`) rows[`${step}inprogress`].push([key, 1]);
-  });
-  if (status?.includes('queued')) rows.inqueue.push([key, status]);
-  if (status?.includes('in progress')) rows.inprogress.push([key, status]);
-  if (status?.includes('failed')) rows.failed.push([key, status]);
-  if (status?.includes('bad')) rows.bad.push([key, 1]);
-  if (status !== undefined) {
-    rows.status.push([[status, key], 1]);
-    rows.statusbyrun.push([key, status]);
-  }
-  rows.daqdoc.push([key, 1]);
-  if (status === 'good' && steps.length > 1 && has(doc, steps[1])) rows.raw.push([key, 1]);
-  let last = -1;
-  while (last + 1 < steps.length && has(doc, steps[last + 1])) last++;
-  rows.procbyrun.push([[key, last >= 0 ? steps[last] : 'mixed_state'], doc.status ?? null]);
-  return rows;
-}
-
-const expectedNewproc0 = (doc: LooseDoc, steps: string[]): boolean => doc.type === DOC_TYPE && doc.status === 'closed' && !has(doc, steps[0]);
-const expectedStatusgood = (doc: LooseDoc): boolean => doc.status === 'good';
 
 // ---- Documents ---------------------------------------------------------------------------------
 
