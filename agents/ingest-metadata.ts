@@ -9,14 +9,14 @@
 import { spawn } from 'node:child_process';
 import type { TemplateValues } from '../config/template.js';
 import { metadataArgumentProblems } from '../config/template.js';
-import { type DaqDocument, documentProblems } from '../core/document.js';
+import { type DaqDocument, MESH_FIELDS, documentProblems } from '../core/document.js';
 import { MeshError } from '../core/errors.js';
 import { CATALOGUE_FIELDS } from '../core/provenance.js';
 import { fill } from './command.js';
 import { stepSupervisor } from './step-supervisor.js';
 
 /** Fields of the state machine and of the catalogue; with `_*` and the step names, the program may set none. */
-const RESERVED = Object.freeze(['type', 'status', 'history', 'pending', 'duplicates', 'batchJob', ...CATALOGUE_FIELDS]);
+const RESERVED = Object.freeze([...MESH_FIELDS, ...CATALOGUE_FIELDS]);
 
 /** More than this on stdout is no header: the program is killed. */
 export const STDOUT_LIMIT = 1 << 20;

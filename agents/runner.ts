@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
+import { stepEnvironment } from '../config/child-env.js';
 import { stepSupervisor } from './step-supervisor.js';
 
 /** setpriv's exit statuses when the program it should execute cannot be (126) or does not exist (127). */
@@ -13,6 +14,7 @@ export interface RunOptions {
   stdoutPath: string;
   stderrPath: string;
   cwd?: string;
+  /** Default: the agent's environment without the mesh's credentials (config/child-env.ts). */
   env?: NodeJS.ProcessEnv;
   killGraceMs?: number;
   /** Called once the process runs, with its pid (also its process group's id). */
@@ -50,7 +52,7 @@ export async function runCommand(argv: readonly string[], options: RunOptions): 
       const wrapped = stepSupervisor.wrap(argv);
       const child = spawn(wrapped[0], wrapped.slice(1), {
         cwd: options.cwd,
-        env: options.env ?? process.env,
+        env: options.env ?? stepEnvironment(),
         stdio: ['ignore', stdout.fd, stderr.fd],
         shell: false,
         detached: true,

@@ -1,7 +1,9 @@
 /**
- * The environment of a helper program the mesh starts on a file (the ingest metadata program):
- * what a program needs to run, and nothing of the mesh's own — no MESH_* credentials, no
- * password files, no tokens the operator's shell happened to export.
+ * The environments of the programs the mesh starts. A helper program run on a file (the ingest
+ * metadata program) gets what a program needs to run, and nothing of the mesh's own — no MESH_*
+ * credentials, no password files, no tokens the operator's shell happened to export. A step
+ * program gets the agent's environment (a site's setup: ROOT, Grid Engine…) without the mesh's
+ * credentials: a step never needs to write to the database, so it is never given the means.
  */
 
 /** Variables kept from the mesh's environment; every other one is left out. */
@@ -17,4 +19,11 @@ export function helperEnvironment(env: NodeJS.ProcessEnv = process.env): Record<
     if (value !== undefined) kept[name] = value;
   }
   return { ...kept, PATH: kept.PATH ?? DEFAULT_PATH };
+}
+
+/** The credential variables of config/credentials.ts: `MESH_<NAME>_PASSWORD` and `MESH_<NAME>_PASSWORD_FILE`. */
+const CREDENTIAL = /^MESH_[A-Za-z0-9_]+_PASSWORD(_FILE)?$/;
+
+export function stepEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !CREDENTIAL.test(name)));
 }

@@ -4,6 +4,8 @@
  * document, so a step named like a fixed view, another step's view or a document field would
  * replace it: checked when the config is loaded, before anything starts.
  */
+import { MESH_FIELDS } from '../core/document.js';
+import { CATALOGUE_FIELDS } from '../core/provenance.js';
 
 /** Views of `_design/mesh` (couchapp/design.ts); reserved for steps too, so that a name means one thing in both designs. */
 const MESH_VIEWS: readonly string[] = ['by_status', 'ready', 'in_flight', 'failed_steps', 'done', 'conflicts', 'duplicates', 'by_run', 'by_host_run', 'by_file_name', 'lost_jobs', 'agents', 'flow', 'pending'];
@@ -20,7 +22,7 @@ export function inProgressView(step: string): string {
 }
 
 /** Fields of a data document (core/document.ts) and the status words of the state machine. */
-const DOCUMENT_FIELDS: readonly string[] = Object.freeze(['type', 'run_name', 'file_number', 'file', 'size_in_bytes', 'checksum', 'date_closed', 'status', 'history', 'duplicates', 'closed', 'good', 'bad']);
+const DOCUMENT_FIELDS: readonly string[] = Object.freeze([...MESH_FIELDS, ...CATALOGUE_FIELDS, 'closed', 'good', 'bad']);
 
 /** What a step name would clash with, in words, or undefined when the name is free; `steps` are the pipeline's step names. */
 export function stepNameClash(name: string, steps: readonly string[] = []): string | undefined {

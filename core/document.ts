@@ -126,6 +126,9 @@ export interface DaqDocument {
   [field: string]: unknown;
 }
 
+/** Top-level fields the state machine owns (besides the step records and CouchDB's `_` fields). */
+export const MESH_FIELDS: readonly string[] = Object.freeze(['type', 'status', 'history', 'pending', 'duplicates', 'batchJob']);
+
 export type StatusKind = 'closed' | 'good' | 'bad' | 'queued' | 'in_progress' | 'failed';
 
 export interface ParsedStatus {

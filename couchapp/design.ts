@@ -1,8 +1,8 @@
 /**
  * The `_design/mesh` document, generated from the pipeline config: the views agents and the
- * status page query, two filters under the original scripts' names, and a validate_doc_update
- * that enforces core/invariants.ts on the server. The original scripts' views are in their own
- * design document (original-design.ts): a view here never takes one of their names. Every
+ * status page query, and a validate_doc_update that enforces core/invariants.ts on the server.
+ * The original scripts' views and filters are in their own design document (original-design.ts):
+ * nothing here takes one of their names. Every
  * function is ES5 source text (see es5.ts); the config is embedded in it as JSON literals.
  */
 import { createHash } from 'node:crypto';
@@ -32,7 +32,6 @@ export interface DesignDocument {
   _rev?: string;
   language: 'javascript';
   views: Record<string, ViewSource>;
-  filters: Record<string, string>;
   validate_doc_update: string;
   mesh: { generated_from: string };
 }
@@ -158,12 +157,6 @@ function views(input: DesignInput): Record<string, ViewSource> {
   };
 }
 
-function filters(input: DesignInput): Record<string, string> {
-  const filter = (status: string): string =>
-    `function (doc, req) {\n  return doc.type === ${JSON.stringify(input.doc_type)} && doc.status === ${JSON.stringify(status)};\n}`;
-  return { newproc0: filter('closed'), statusgood: filter('good') };
-}
-
 /** What the write rules need of the config: which sites may run each step, which catalogue files. */
 export function writePolicy(input: DesignInput): WritePolicy {
   const stepSites: Record<string, string[]> = {};
@@ -224,7 +217,6 @@ export function designDocument(config: DesignInput): DesignDocument {
     _id: '_design/mesh',
     language: 'javascript',
     views: views(input),
-    filters: filters(input),
     validate_doc_update: validateDocUpdate(input),
     mesh: { generated_from: `sha256:${generatedFrom}` },
   };

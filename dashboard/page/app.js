@@ -194,7 +194,7 @@ function showDocError(id, message) {
 }
 
 function kv(object) {
-  return h('table', {}, h('tbody', {}, Object.entries(object).filter(([k]) => k !== 'batchjob').map(([k, v]) =>
+  return h('table', {}, h('tbody', {}, Object.entries(object).filter(([k]) => k !== 'batch').map(([k, v]) =>
     h('tr', {}, h('td', {}, k), h('td', {}, typeof v === 'object' && v !== null ? h('pre', {}, JSON.stringify(v, null, 1)) : (k === 'stderr_tail' ? h('pre', {}, String(v)) : String(v)))))));
 }
 
@@ -204,12 +204,14 @@ function documentBody(view) {
   const parts = [];
   if (doc) {
     parts.push(h('p', { class: 'muted' }, `run ${doc.run_name} · file ${doc.file_number} · ${doc.file} · closed ${doc.date_closed ?? '?'}${doc.daq_host ? ` on ${doc.daq_host}` : ''} · read from ${view.read_from}`));
+    // A step's record: at the top level once done (the original scripts' have no ok flag), under pending until then.
+    const recordOf = (step) => (doc[step] && typeof doc[step] === 'object' ? { ...doc[step], ok: doc[step].ok ?? true } : doc.pending?.[step]);
     parts.push(h('h3', {}, 'Steps'), h('div', { class: 'records' }, steps.map((step) => {
-      const r = doc[step];
+      const r = recordOf(step);
       if (!r) return h('div', { class: 'record' }, h('strong', {}, step), h('p', { class: 'muted' }, 'not run yet'));
       return h('div', { class: `record ${r.ok === true ? 'ok' : r.ok === false ? 'failed' : ''}`, 'data-record': step }, h('strong', {}, step), kv(r));
     })));
-    const jobs = steps.filter((step) => doc[step]?.batchjob).map((step) => ({ step, ...doc[step].batchjob }));
+    const jobs = steps.filter((step) => recordOf(step)?.batch).map((step) => ({ step, ...recordOf(step).batch }));
     parts.push(h('h3', {}, 'Batch jobs'), jobs.length === 0 ? h('p', { class: 'muted' }, 'none') : h('table', {}, table(['step', 'system', 'id', 'submitted', 'stdout', 'stderr'], jobs.map((j) =>
       h('tr', {}, h('td', {}, j.step), h('td', {}, j.system), h('td', {}, j.id ?? '(not yet)'), h('td', {}, j.submitted ?? ''), h('td', {}, j.stdout ?? ''), h('td', {}, j.stderr ?? ''))))));
     const duplicates = Array.isArray(doc.duplicates) ? doc.duplicates : [];

@@ -4,7 +4,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import { type ServerProcess } from '../support/server-process.js';
-import { makeMesh, runMesh, seedDocuments, startAgent, serverForSuite, stopProcess, waitFor } from '../support/mesh.js';
+import { makeMesh, runMesh, seedDocuments, spawnMeshProcess, startAgent, serverForSuite, stopProcess, waitFor } from '../support/mesh.js';
 import { historyTo } from '../../core/provenance.js';
 
 async function byStatus(db: import('../../core/couch.js').Database): Promise<Record<string, number>> {
@@ -113,6 +113,29 @@ describe('agent against a real embedded server', function () {
     await stopProcess(agent);
     assert.ok(done.history.some((h) => h.from === 'proc1 failed' && h.note === 'retry requested'));
     assert.ok(done.history.length >= 6, 'history kept across the retry');
+  });
+
+  it('a step program never sees the mesh\'s credentials: MESH_*_PASSWORD(_FILE) stay with the agent', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0'] });
+    const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
+    raw.steps[0].run = ['/usr/bin/env'];
+    await writeFile(mesh.configFile, JSON.stringify(raw));
+    const [id] = await seedDocuments(mesh, 1);
+    const secret = `pw-${Math.random().toString(36).slice(2)}`;
+    // Credentials of a site this mesh does not use, so the agent itself still talks to the admin party.
+    const agent = spawnMeshProcess(['--config', mesh.configFile, 'agent', '--site', 'alpha', '--name', 'envcheck'], {
+      logFile: join(mesh.dir, 'envcheck.log'),
+      env: { MESH_ELSEWHERE_USER: 'someone', MESH_ELSEWHERE_PASSWORD: secret, MESH_ELSEWHERE_PASSWORD_FILE: `/run/${secret}`, MESH_STEP_HINT: 'kept' },
+    });
+    const done = await waitFor('the env step done', async () => {
+      const doc = await mesh.db.get<DaqDocument>(id);
+      return doc?.status === 'good' ? doc : undefined;
+    });
+    await stopProcess(agent);
+    const printed = await readFile(stepRecord(done, 'proc0')?.stdout as string, 'utf8');
+    assert.match(printed, /^MESH_STEP_HINT=kept$/m, 'the rest of the environment reaches the step');
+    assert.match(printed, /^MESH_ELSEWHERE_USER=someone$/m);
+    assert.doesNotMatch(printed, new RegExp(secret), 'no password and no password file reaches the step');
   });
 
   it('hostile file names are passed literally or refused with a reason, never executed', async () => {

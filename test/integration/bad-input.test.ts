@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
-import type { DaqDocument } from '../../core/document.js';
+import { type DaqDocument, isDone } from '../../core/document.js';
 import { type ConfigEntry, type DocumentEntry, type NameEntry, STACK_TRACE, brokenConfig, documentBody, hostileName, readCorpus } from '../support/corpus.js';
 import { type Rule, startGarbageServer } from '../support/garbage-server.js';
 import { type ServerProcess } from '../support/server-process.js';
@@ -69,10 +69,11 @@ describe('bad input (the corpus in test/corpus)', function () {
     for (const entry of corpus.entries.filter((e) => e.expect !== 'refused')) assert.ok(stored.has(entry.id), `${entry.id} stored (${refusals.get(entry.id)})`);
 
     const agent = startAgent(mesh, 'picky', ['--concurrency', '4']);
-    const complete = async (id: string) => (await mesh.db.get<DaqDocument>(id))?.status === 'good' && ((await mesh.db.get<DaqDocument>(id))?.proc1 as { ok?: boolean } | undefined)?.ok === true;
+    const complete = async (id: string) => (await mesh.db.get<DaqDocument>(id))?.status === 'good' && isDone((await mesh.db.get<DaqDocument>(id)) ?? {}, 'proc1');
+    // Throwing names the document waited for in waitFor's timeout message.
     await waitFor('controls and "runs" entries complete, "bad" entries marked', async () => {
-      for (const id of [...controls, ...byExpect('runs').map(idOf)]) if (!(await complete(id))) return false;
-      for (const e of byExpect('bad')) if ((await mesh.db.get<DaqDocument>(idOf(e)))?.status !== 'bad') return false;
+      for (const id of [...controls, ...byExpect('runs').map(idOf)]) if (!(await complete(id))) throw new Error(`${id} not complete: ${(await mesh.db.get<DaqDocument>(id))?.status}`);
+      for (const e of byExpect('bad')) if ((await mesh.db.get<DaqDocument>(idOf(e)))?.status !== 'bad') throw new Error(`${idOf(e)} not marked bad`);
       return true;
     }, 150_000, 250);
     await new Promise((r) => setTimeout(r, 2500)); // two more sweeps: a skip must not repeat

@@ -80,7 +80,7 @@ describe('couchapp against a CouchDB-compatible server', function () {
     const closed = await db.insert(freshDoc('a'));
     let error = await rejected(db.insert({ ...freshDoc('a'), _rev: closed.rev, status: 'good' }));
     assert.equal(error.statusCode, 403);
-    assert.equal(error.reason, 'status good but proc0 is not ok; status changed from "closed" to "good" without a history entry');
+    assert.equal(error.reason, 'status good but proc0 is not done; status changed from "closed" to "good" without a history entry');
 
     error = await rejected(db.insert({ ...freshDoc('b'), status: 'finished' }));
     assert.equal(error.statusCode, 403);
