@@ -8,8 +8,8 @@
  * (`lg23b002_007`), so that a string range selects runs: `proc2?startkey="lg23b002"&endkey="lh18c005"`.
  * A step is "present" when the document has a truthy record of its name at the top level, as
  * the originals read it: their records have no `ok` flag, a record was written once its step
- * succeeded. In a layout that keeps the records of unfinished steps at the top level, a claimed
- * or failed attempt counts as present too.
+ * succeeded. CouchMesh keeps it so: the records of unfinished steps are under `pending`
+ * (core/document.ts), and the server refuses a top-level record that is not a success.
  */
 import { createHash } from 'node:crypto';
 import { inProgressView } from '../config/step-names.js';
