@@ -234,14 +234,18 @@ export class IndexGroup {
     const ops: BatchOp[] = [];
     const deltas = new Map<string, Aggregate>();
     const abandoned = new Set<number>();
+    // The new meta is built aside and takes effect only once its batch is committed: a failed
+    // batch must leave the index where it was, so that the next pass applies these changes again.
     const rowCounts = [...this.meta.rows];
+    const unsummarised = [...this.meta.unsummarised];
+    const summarised = (index: number): boolean => this.views[index].summary !== undefined && !unsummarised[index];
     const account = (index: number, rowKey: string, value: unknown, sign: 1 | -1): void => {
       rowCounts[index] += sign;
-      if (!this.summarised(index)) return;
+      if (!summarised(index)) return;
       const view = this.views[index];
       if (view.summary === 'sum' && !(typeof value === 'number' && Number.isSafeInteger(value))) {
         // Subtracting floats is not exact and arrays change length: reduce this view from its rows from now on.
-        this.meta.unsummarised[index] = true;
+        unsummarised[index] = true;
         abandoned.add(index);
         return;
       }
@@ -273,7 +277,7 @@ export class IndexGroup {
       }
     }
 
-    const touched = [...deltas].filter(([key, d]) => (d.c !== 0 || d.s !== 0) && this.summarised(Number(key.slice(1, 4))));
+    const touched = [...deltas].filter(([key, d]) => (d.c !== 0 || d.s !== 0) && summarised(Number(key.slice(1, 4))));
     const current = await this.store.getMany(touched.map(([key]) => key));
     touched.forEach(([key, delta], i) => {
       const was = current[i] === undefined ? { c: 0, s: 0 } : (JSON.parse(current[i] as string) as Aggregate);
@@ -284,10 +288,10 @@ export class IndexGroup {
     for (const index of abandoned) {
       await this.store.scan({ gte: summaryPrefix(index), lt: summaryPrefix(index + 1) }, (key) => void ops.push({ type: 'del', key }));
     }
-    this.meta.rows = rowCounts;
-    this.meta.seq = lastSeq;
-    ops.push({ type: 'put', key: META, value: JSON.stringify(this.meta) });
+    const meta: Meta = { ...this.meta, rows: rowCounts, seq: lastSeq, unsummarised };
+    ops.push({ type: 'put', key: META, value: JSON.stringify(meta) });
     await this.store.batch(ops);
+    this.meta = meta;
   }
 }
 
