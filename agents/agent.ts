@@ -5,7 +5,7 @@ import { statusProblems } from '../core/invariants.js';
 import { errorMessage } from '../core/errors.js';
 import type { Hint } from '../core/nats.js';
 import { sleep } from '../core/sleep.js';
-import { leaseExpired, readyFor } from '../core/state.js';
+import { countedAttempts, leaseExpired, readyFor } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
 import { templateVars } from './command.js';
 import { isConfigurationFault } from './config-fault.js';
@@ -275,6 +275,12 @@ export class Agent {
       reclaim = true;
     }
     if (!step) return;
+    // Ready, but its attempts are used up (max_attempts lowered since): no claim would be legal, so it fails for an operator's retry.
+    if (!reclaim && countedAttempts(stepRecord(doc, step.name)) >= step.max_attempts) {
+      await apply(this.ctx, doc, { type: 'exhaust', step: step.name, by: actor(this.ctx) }).catch((error) => this.ctx.logger.warn({ doc: doc._id, step: step?.name }, `attempts used up, not recorded: ${errorMessage(error)}`));
+      this.counters.failed++;
+      return;
+    }
     const attempts = stepRecord(doc, step.name)?.attempts ?? 0;
     if (reclaim && attempts >= step.max_attempts) {
       await apply(this.ctx, doc, { type: 'expire', step: step.name, by: actor(this.ctx) }).catch(() => undefined);

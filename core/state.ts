@@ -12,8 +12,8 @@ export interface PipelineSteps {
  * enforces the same table on the server.
  */
 export const TRANSITIONS: Readonly<Record<StatusKind, readonly (StatusKind | 'ready')[]>> = Object.freeze({
-  closed: Object.freeze(['queued', 'in_progress', 'bad'] as const),
-  good: Object.freeze(['queued', 'in_progress', 'bad'] as const),
+  closed: Object.freeze(['queued', 'in_progress', 'failed', 'bad'] as const),
+  good: Object.freeze(['queued', 'in_progress', 'failed', 'bad'] as const),
   queued: Object.freeze(['in_progress', 'queued', 'ready', 'failed'] as const),
   in_progress: Object.freeze(['good', 'in_progress', 'queued', 'ready', 'failed'] as const),
   failed: Object.freeze(['ready', 'failed', 'bad'] as const),
@@ -44,6 +44,8 @@ type MeshAct =
   | { type: 'expire'; step: string; by: string }
   /** The batch system lost the job (cancelled, failed, unknown). */
   | { type: 'lost'; step: string; by: string; reason: string }
+  /** A ready step whose counted attempts already reach `max_attempts` (the limit was lowered): `<step> failed`, for an operator. */
+  | { type: 'exhaust'; step: string; by: string }
   /** An operator makes a failed step ready again. */
   | { type: 'retry'; step: string; by: string }
   | { type: 'mark_bad'; by: string; reason: string };
@@ -236,6 +238,13 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       const lapsed = prune({ ...withoutClaim(record as StepRecord), ok: false, reason });
       if (counted >= limit) return next(withStepRecord(doc, event.step, lapsed), { kind: 'failed', step: event.step }, event.by, user, now, reason);
       return next(withStepRecord(doc, event.step, lapsed), { kind: readyStatus(pipeline, event.step) }, event.by, user, now, reason);
+    }
+    case 'exhaust': {
+      if (!(nextStep(doc, pipeline) === event.step && doc.status === readyStatus(pipeline, event.step))) return illegal(doc, event, 'the step is not waiting');
+      if (counted < limit) return illegal(doc, event, `${counted} of ${limit} attempts used`);
+      const reason = `attempt limit ${limit} reached (${counted} counted attempts)`;
+      const spent = prune({ ...(record as StepRecord), ok: false, reason, retry_after: undefined });
+      return next(withStepRecord(doc, event.step, spent), { kind: 'failed', step: event.step }, event.by, user, now, reason);
     }
     case 'retry': {
       if (!(sameStep && current.kind === 'failed')) return illegal(doc, event, 'the step has not failed');

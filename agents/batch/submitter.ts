@@ -8,7 +8,7 @@ import { type BatchJob, type DaqDocument, documentProblems, stepRecord } from '.
 import { statusProblems } from '../../core/invariants.js';
 import { errorMessage, isMeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
-import { readyFor } from '../../core/state.js';
+import { countedAttempts, readyFor } from '../../core/state.js';
 import { templateVars } from '../command.js';
 import { isConfigurationFault } from '../config-fault.js';
 import { type AgentContext, actor } from '../context.js';
@@ -82,6 +82,11 @@ export class BatchSubmitter {
     if (problems.length === 0) problems.push(...statusProblems(doc, stepNames));
     if (problems.length > 0) {
       this.ctx.logger.warn({ doc: doc._id }, `skipped: ${problems.join('; ')}`);
+      return false;
+    }
+    // Its attempts used up (max_attempts lowered since): no claim would be legal; it fails for an operator's retry.
+    if (countedAttempts(stepRecord(doc, step.name)) >= step.max_attempts) {
+      await apply(this.ctx, doc, { type: 'exhaust', step: step.name, by: actor(this.ctx) }).catch((error) => this.ctx.logger.warn({ doc: doc._id, step: step.name }, `attempts used up, not recorded: ${errorMessage(error)}`));
       return false;
     }
     // A batch job that ran on this host (one-machine topologies) must be gone before the step is queued again.

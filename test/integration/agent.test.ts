@@ -115,6 +115,37 @@ describe('agent against a real embedded server', function () {
     assert.ok(done.history.length >= 6, 'history kept across the retry');
   });
 
+  it('a ready document whose attempts are used up (max_attempts lowered) fails for an operator instead of being skipped as a lost race forever', async () => {
+    const mesh = await makeMesh(server.url, { steps: ['proc0'], max_attempts: 2, push: false });
+    const [control] = await seedDocuments(mesh, 1, 'lg23b009');
+    const spent = { attempts: 3, ok: false, reason: 'exited with 1', retry_after: new Date(0).toISOString() };
+    // Written before the design document, as a database where max_attempts was 3 would hold them.
+    const ids = Array.from({ length: 3 }, (_, i) => `run_lg23b002_${String(i).padStart(3, '0')}`);
+    await mesh.db.bulk(ids.map((id, i) => ({ _id: id, type: 'daqdocument', run_name: 'lg23b002', file_number: i, file: join(mesh.dir, 'daq', `lg23b002_${i}`), size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []), pending: { proc0: spent } })));
+    await runMesh(['--config', mesh.configFile, 'couchapp', 'push']);
+    const agent = startAgent(mesh, 'limited');
+    await waitFor('the spent documents failed, the control done', async () => {
+      const docs = await Promise.all([...ids, control].map((id) => mesh.db.get<DaqDocument>(id)));
+      return docs.slice(0, 3).every((d) => d?.status === 'proc0 failed') && docs[3]?.status === 'good';
+    });
+    await new Promise((r) => setTimeout(r, 1500)); // a sweep or two more: nothing left to retry
+    assert.equal(await stopProcess(agent), 0);
+    for (const id of ids) {
+      const doc = (await mesh.db.get<DaqDocument>(id)) as DaqDocument;
+      assert.equal(stepRecord(doc, 'proc0')?.reason, 'attempt limit 2 reached (3 counted attempts)');
+      assert.equal(stepRecord(doc, 'proc0')?.attempts, 3, 'no attempt was made');
+    }
+    const runs = (await readFile(mesh.runLog, 'utf8')).trim().split('\n');
+    assert.deepEqual(runs, [`${control} proc0`], 'only the control ran');
+    const stopped = (await readFile(join(mesh.dir, 'limited.log'), 'utf8')).split('\n').filter((l) => l.includes('agent stopped')).map((l) => JSON.parse(l) as { lost_races: number; failed: number });
+    assert.equal(stopped.length, 1);
+    assert.equal(stopped[0].lost_races, 0, 'no claim was tried and counted as a lost race');
+    assert.equal(stopped[0].failed, 3);
+    const retried = await runMesh(['--config', mesh.configFile, 'retry', ids[0]]);
+    assert.equal(retried.status, 0, retried.stderr);
+    assert.match(retried.stdout, /proc0 is ready again/);
+  });
+
   it('a step program never sees the mesh\'s credentials: MESH_*_PASSWORD(_FILE) stay with the agent', async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0'] });
     const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));

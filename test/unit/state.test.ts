@@ -50,6 +50,7 @@ function events(step: string): MeshEvent[] {
     { type: 'expire', step, by: 'modane/a2' },
     { type: 'lost', step, by: 'lyon/a2', reason: 'job cancelled' },
     { type: 'retry', step, by: 'operator/x' },
+    { type: 'exhaust', step, by: 'modane/a2' },
   ];
 }
 const ALL_EVENTS: MeshEvent[] = [...names.flatMap(events), { type: 'mark_bad', by: 'operator/x', reason: 'broken file' }];
@@ -128,6 +129,22 @@ describe('state machine', () => {
     assert.equal(readyFor(done.doc, pipeline, now), 'proc2');
     assert.ok(isComplete(STATES.complete, pipeline));
     assert.ok(!isComplete(done.doc, pipeline));
+  });
+
+  it('a ready step whose attempts are used up (max_attempts lowered) fails, for an operator; one with attempts left does not', () => {
+    const lowered = { steps: [{ name: 'proc0', max_attempts: 1 }, ...pipeline.steps.slice(1)] };
+    const due = STATES['closed retry due'];
+    assert.equal(readyFor(due, lowered, now), 'proc0', 'ready by its status and retry_after');
+    assert.equal(transition(due, { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, lowered).ok, false, 'but no claim is legal');
+    const spent = transition(due, { type: 'exhaust', step: 'proc0', by: 'modane/a2' }, now, lowered);
+    assert.ok(spent.ok);
+    assert.equal(spent.doc.status, 'proc0 failed');
+    assert.equal(stepRecord(spent.doc, 'proc0')?.reason, 'attempt limit 1 reached (1 counted attempts)');
+    assert.equal(spent.doc.history.at(-1)?.to, 'proc0 failed');
+    assert.equal(transition(due, { type: 'exhaust', step: 'proc0', by: 'modane/a2' }, now, pipeline).ok, false, 'with attempts left the step is claimed, not failed');
+    const retried = transition(spent.doc, { type: 'retry', step: 'proc0', by: 'operator/x' }, now, lowered);
+    assert.ok(retried.ok && readyFor(retried.doc, lowered, now) === 'proc0', 'mesh retry makes it claimable again');
+    assert.ok(transition(retried.doc, { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, lowered).ok);
   });
 
   it('a release gives the attempt back: it keeps its number but stops counting', () => {
