@@ -105,7 +105,9 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   if (coordinator.site && !sites[coordinator.site]) problems.add('coordinator.site', coordinator.site, `one of the sites (${Object.keys(sites).join(', ')})`);
   checkSeconds(problems, 'coordinator.interval_s', coordinator.interval_s);
   const targets = parseTargets(raw.targets, steps, problems);
-  const alerts = parseAlerts(schema.get('alerts') as unknown as AlertsInput, agent.heartbeat_s, problems);
+  // The hook as written: convict turns an object such as {"argv": […]} into [] ("no hook") without a word.
+  const hookWritten = written(raw, 'alerts', 'hook');
+  const alerts = parseAlerts({ ...(schema.get('alerts') as unknown as AlertsInput), ...(hookWritten === undefined ? {} : { hook: hookWritten }) }, agent.heartbeat_s, problems);
   const serverTimeout = schema.get('server_timeout_s') as unknown as number;
   checkSeconds(problems, 'server_timeout_s', serverTimeout);
   const natsUrl = schema.get('nats').url;
