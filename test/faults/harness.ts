@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { documentId, ingestDirectory } from '../../agents/ingest.js';
 import type { MeshConfig } from '../../config/types.js';
 import { linkSignals } from '../../core/abort.js';
-import { type DaqDocument, parseStatus } from '../../core/document.js';
+import { type DaqDocument, parseStatus, stepRecord } from '../../core/document.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { sleep } from '../../core/sleep.js';
@@ -207,7 +207,7 @@ async function settleAndCheck({ config, topology, ids, seenOk, runLog, switchDir
   const cleared = await rig.clearSwitches(true);
   if (cleared.length > 0) options.say(`  after the settle: ${cleared.join(', ')}`);
   if (failed.length > 0) {
-    const reasons = failed.map((d) => `${d._id} ${d.status}: ${(d[d.status.split(' ')[0]] as { reason?: string }).reason}`);
+    const reasons = failed.map((d) => `${d._id} ${d.status}: ${stepRecord(d, d.status.split(' ')[0])?.reason}`);
     options.say(`  ${failed.length} failed by the faults, retrying: ${reasons.slice(0, 5).join('; ')}${failed.length > 5 ? '; …' : ''}`);
     for (const doc of failed) await retry(topology, doc, signal);
     report.retried += failed.length;
