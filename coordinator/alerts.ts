@@ -8,7 +8,7 @@ import { formatDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
 import { runAlertHook } from './alert-hook.js';
 import type { FlowStatus, LateFile } from './flow.js';
-import type { MeshStatus } from './status.js';
+import type { AgentStatus, MeshStatus } from './status.js';
 
 export interface Alert {
   kind: 'latency_target' | 'agent_silent' | string;
@@ -27,20 +27,30 @@ export function evaluateAlerts(status: MeshStatus, flows: readonly FlowStatus[],
   return [...latencyAlerts(flows, config, now), ...silentAgents(status, config, now)];
 }
 
+/**
+ * Seconds since a running agent's last heartbeat when that exceeds `alerts.agent_silent_s`, else
+ * undefined: the one definition of "silent", for the alerts and the status page alike. A stopped
+ * agent said goodbye (an `--once` run, a clean shutdown): never silent.
+ */
+export function silentFor(agent: Pick<AgentStatus, 'state' | 'last_seen'>, config: Pick<MeshConfig, 'alerts'>, now: Date): number | undefined {
+  if (agent.state === 'stopped') return undefined;
+  const lastSeen = Date.parse(agent.last_seen);
+  if (!Number.isFinite(lastSeen)) return undefined;
+  const seconds = (now.getTime() - lastSeen) / 1000;
+  return seconds > config.alerts.agent_silent_s ? seconds : undefined;
+}
+
 function silentAgents(status: MeshStatus, config: MeshConfig, now: Date): Alert[] {
   const limit = config.alerts.agent_silent_s;
   const alerts: Alert[] = [];
   for (const agent of status.agents) {
-    // A stopped agent said goodbye (an `--once` run, a clean shutdown): not silent.
-    if (agent.state === 'stopped') continue;
+    const silent = silentFor(agent, config, now);
+    if (silent === undefined) continue;
     const lastSeen = Date.parse(agent.last_seen);
-    if (!Number.isFinite(lastSeen)) continue;
-    const silentFor = (now.getTime() - lastSeen) / 1000;
-    if (silentFor <= limit) continue;
     alerts.push({
       kind: 'agent_silent',
       key: `agent_silent:${agent.site}/${agent.agent}`,
-      message: `agent ${agent.site}/${agent.agent} on ${agent.host} silent for ${formatDuration(silentFor)} (last heartbeat ${agent.last_seen}, state ${agent.state}, limit ${formatDuration(limit)})`,
+      message: `agent ${agent.site}/${agent.agent} on ${agent.host} silent for ${formatDuration(silent)} (last heartbeat ${agent.last_seen}, state ${agent.state}, limit ${formatDuration(limit)})`,
       since: new Date(lastSeen).toISOString(),
     });
   }

@@ -5,7 +5,7 @@
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
 import { errorMessage } from '../core/errors.js';
-import { type Alert, evaluateAlerts } from '../coordinator/alerts.js';
+import { type Alert, evaluateAlerts, silentFor } from '../coordinator/alerts.js';
 import { type AuditDocument, auditDocId } from '../coordinator/audit.js';
 import { type FlowStatus, flowStatus } from '../coordinator/flow.js';
 import type { OpenDatabase } from '../coordinator/servers.js';
@@ -14,8 +14,6 @@ import { publicUrl } from './databases.js';
 
 export const RUNS_LIMIT = 40;
 const PROBLEMS_LIMIT = 50;
-/** An agent whose last heartbeat is older than this many heartbeat periods (and that did not say it stopped) is silent. */
-const SILENT_PERIODS = 3;
 
 export interface RunOverview {
   daq_host: string;
@@ -131,7 +129,6 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
   ]);
   const totals: Record<string, StepCounts> = {};
   for (const db of status.databases) if (db.reachable) sumCounts(totals, db.steps);
-  const silentAfter = (SILENT_PERIODS * config.agent.heartbeat_s + 5) * 1000;
   return {
     generated: status.generated,
     database: status.database,
@@ -148,7 +145,7 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
       double_claims: status.double_claims,
       resolutions: resolutions.flat(),
       conflicts: status.databases.reduce((sum, d) => sum + d.conflicts, 0),
-      silent_agents: status.agents.filter((a) => a.state !== 'stopped' && a.age_s * 1000 > silentAfter),
+      silent_agents: status.agents.filter((a) => silentFor(a, config, now) !== undefined),
     },
     in_flight: status.databases.flatMap((d) => d.in_flight.filter((f) => !f.expired).map((f) => ({ server: d.site, doc: f.doc, step: f.step, agent: f.agent, site: f.site, attempts: f.attempts, lease_age_s: f.lease_age_s }))),
     agents: status.agents,

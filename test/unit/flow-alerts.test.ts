@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { parseMeshConfig } from '../../config/load.js';
-import { type Alert, AlertTracker, evaluateAlerts } from '../../coordinator/alerts.js';
+import { type Alert, AlertTracker, evaluateAlerts, silentFor } from '../../coordinator/alerts.js';
 import { type FlowStatus, type StageLatency, hourOf, lastHours } from '../../coordinator/flow.js';
 import { percentile } from '../../coordinator/percentile.js';
 import type { AgentStatus, MeshStatus } from '../../coordinator/status.js';
@@ -167,5 +167,18 @@ describe('alert tracker', () => {
       { level: 'warn', msg: 'ALERT proc1 late' },
       { level: 'info', msg: 'alert cleared: agent x/1 silent longer' },
     ]);
+  });
+});
+
+describe('coordinator/alerts: one definition of a silent agent', () => {
+  const config = { alerts: { agent_silent_s: 60 } } as Parameters<typeof silentFor>[1];
+  const now = new Date('2026-12-01T12:00:00.000Z');
+  const ago = (s: number) => new Date(now.getTime() - s * 1000).toISOString();
+  it('a running agent is silent past alerts.agent_silent_s, whatever its heartbeat period; a stopped one never', () => {
+    assert.equal(silentFor({ state: 'running', last_seen: ago(59) }, config, now), undefined);
+    assert.equal(silentFor({ state: 'running', last_seen: ago(61) }, config, now), 61);
+    assert.equal(silentFor({ state: 'idle', last_seen: ago(3600) }, config, now), 3600);
+    assert.equal(silentFor({ state: 'stopped', last_seen: ago(3600) }, config, now), undefined);
+    assert.equal(silentFor({ state: 'running', last_seen: 'never' }, config, now), undefined);
   });
 });
