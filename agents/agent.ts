@@ -1,11 +1,11 @@
 import type { StepConfig } from '../config/types.js';
 import { readAssignment, stepsOwnedBy } from '../coordinator/assignment.js';
-import { documentProblems, type DaqDocument, parseStatus, stepRecord } from '../core/document.js';
-import { statusProblems } from '../core/invariants.js';
+import { type DaqDocument, parseStatus, stepRecord } from '../core/document.js';
+import { handlingProblems } from '../core/invariants.js';
 import { errorMessage } from '../core/errors.js';
 import type { Hint } from '../core/nats.js';
 import { sleep } from '../core/sleep.js';
-import { countedAttempts, leaseExpired, readyFor } from '../core/state.js';
+import { leaseExpired, readyFor } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
 import { templateVars } from './command.js';
 import { isConfigurationFault } from './config-fault.js';
@@ -13,7 +13,7 @@ import { ChangesWatcher, DESIGN, expiredClaims, readyDocuments } from './discove
 import { type AgentActivity, Heartbeat } from './heartbeat.js';
 import { ensureRunGone } from './run-identity.js';
 import { type JobEnd, runClaimedStep } from './step-job.js';
-import { apply, claim } from './writes.js';
+import { apply, claim, failIfSpent } from './writes.js';
 
 /** How often a remote site holding claims in flight is woken to check on them (lost jobs, lapsed leases). */
 export const REMOTE_CLAIMS_CHECK_MS = 30_000;
@@ -261,9 +261,7 @@ export class Agent {
   /** Claims the document if one of our steps is ready on it (or its claim expired), then runs it. */
   private async consider(doc: DaqDocument): Promise<void> {
     const stepNames = this.ctx.config.steps.map((s) => s.name);
-    // A status its records contradict (a database the original scripts wrote, not adopted yet) would be refused by the server.
-    const problems = documentProblems(doc, stepNames);
-    if (problems.length === 0) problems.push(...statusProblems(doc, stepNames));
+    const problems = handlingProblems(doc, stepNames);
     if (problems.length > 0) return this.skip(doc, problems.join('; '));
     const now = this.ctx.now();
     const owned = (name: string | undefined) => this.owned.find((s) => s.name === name);
@@ -275,9 +273,7 @@ export class Agent {
       reclaim = true;
     }
     if (!step) return;
-    // Ready, but its attempts are used up (max_attempts lowered since): no claim would be legal, so it fails for an operator's retry.
-    if (!reclaim && countedAttempts(stepRecord(doc, step.name)) >= step.max_attempts) {
-      await apply(this.ctx, doc, { type: 'exhaust', step: step.name, by: actor(this.ctx) }).catch((error) => this.ctx.logger.warn({ doc: doc._id, step: step?.name }, `attempts used up, not recorded: ${errorMessage(error)}`));
+    if (!reclaim && (await failIfSpent(this.ctx, doc, step))) {
       this.counters.failed++;
       return;
     }

@@ -1,7 +1,8 @@
-import type { DaqDocument } from '../core/document.js';
-import { MeshError, isMeshError } from '../core/errors.js';
-import { type MeshEvent, transition } from '../core/state.js';
-import type { AgentContext } from './context.js';
+import type { StepConfig } from '../config/types.js';
+import { type DaqDocument, stepRecord } from '../core/document.js';
+import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
+import { type MeshEvent, countedAttempts, transition } from '../core/state.js';
+import { type AgentContext, actor } from './context.js';
 
 /**
  * Claims a step with one compare-and-set write of the document as we saw it.
@@ -48,4 +49,15 @@ export async function apply(ctx: AgentContext, start: DaqDocument, event: MeshEv
       doc = await ctx.db.get<DaqDocument>(start._id);
     }
   }
+}
+
+/**
+ * A ready step whose counted attempts already reach `max_attempts` (the limit lowered since):
+ * no claim of it is legal, so it is recorded `<step> failed` for an operator's retry. True when
+ * the step was spent (whether or not the write got through; it is logged when not).
+ */
+export async function failIfSpent(ctx: AgentContext, doc: DaqDocument, step: StepConfig): Promise<boolean> {
+  if (countedAttempts(stepRecord(doc, step.name)) < step.max_attempts) return false;
+  await apply(ctx, doc, { type: 'exhaust', step: step.name, by: actor(ctx) }).catch((error) => ctx.logger.warn({ doc: doc._id, step: step.name }, `attempts used up, not recorded: ${errorMessage(error)}`));
+  return true;
 }

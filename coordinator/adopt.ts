@@ -16,8 +16,8 @@
  */
 import type { MeshConfig } from '../config/types.js';
 import type { Database } from '../core/couch.js';
-import { type BatchJobEntry, type DaqDocument, type StepRecord, documentProblems, isDone, parseStatus, withStepRecord } from '../core/document.js';
-import { pendingRecord, statusProblems } from '../core/invariants.js';
+import { type BatchJobEntry, type DaqDocument, type StepRecord, documentProblems, isDone, parseStatus, pendingRecord, withStepRecord } from '../core/document.js';
+import { statusProblems } from '../core/invariants.js';
 import { type PipelineSteps, transition } from '../core/state.js';
 
 export type Adoption =

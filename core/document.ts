@@ -241,10 +241,15 @@ export function isDone(doc: Record<string, unknown>, step: string): boolean {
   return record !== undefined && record.ok !== false;
 }
 
+/** The step's pending record (not done yet), or undefined. */
+export function pendingRecord(doc: Record<string, unknown>, step: string): Record<string, unknown> | undefined {
+  return objectOrUndefined(objectOrUndefined(doc.pending)?.[step]);
+}
+
 /** The step's record wherever it is: its result once done, else its pending record. */
 export function stepRecord(doc: DaqDocument, step: string): StepRecord | undefined {
   if (isDone(doc, step)) return doc[step] as StepRecord;
-  return objectOrUndefined(objectOrUndefined(doc.pending)?.[step]) as StepRecord | undefined;
+  return pendingRecord(doc, step) as StepRecord | undefined;
 }
 
 /**

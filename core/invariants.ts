@@ -5,7 +5,7 @@
  *
  * Messages are plain strings so that the ES5 port can reproduce them exactly.
  */
-import { formatStatus, parseStatus } from './document.js';
+import { documentProblems, formatStatus, isDone, parseStatus, pendingRecord } from './document.js';
 import { TRANSITIONS } from './state.js';
 
 type Obj = Record<string, unknown>;
@@ -22,17 +22,6 @@ export function show(value: unknown): string {
   return value === undefined ? 'missing' : String(JSON.stringify(value)).slice(0, 80);
 }
 
-/** Whether the step is done: a record at the top level (the original scripts' have no `ok`). */
-function isDone(doc: Obj, step: string): boolean {
-  const record = doc[step];
-  return isObject(record) && record.ok !== false;
-}
-
-/** The step's pending record (not done yet), or undefined. */
-export function pendingRecord(doc: Obj, step: string): Obj | undefined {
-  const pending = doc.pending;
-  return isObject(pending) && isObject(pending[step]) ? pending[step] : undefined;
-}
 
 /**
  * What is wrong with the document's status given its step records; empty when consistent.
@@ -98,6 +87,16 @@ export function statusProblems(doc: unknown, stepNames: readonly string[]): stri
     }
   }
   return problems;
+}
+
+/**
+ * Why an agent cannot handle the document: it is malformed (core/document.ts), or its status
+ * contradicts its records (a database the original scripts wrote, not adopted yet), which the
+ * server would refuse to build on. Empty when it can.
+ */
+export function handlingProblems(doc: unknown, stepNames: readonly string[]): string[] {
+  const malformed = documentProblems(doc, stepNames);
+  return malformed.length > 0 ? malformed : statusProblems(doc, stepNames);
 }
 
 /** The statuses one transition of `TRANSITIONS` leads to from `status` (a known status). */

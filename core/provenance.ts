@@ -13,7 +13,8 @@
  *   change; several when a replicated write collapses what happened on another server);
  * - `duplicates[]` and the original scripts' `batchJob[]` are append-only.
  */
-import { ISO_DATE, isObject, pendingRecord, show, statusSuccessors } from './invariants.js';
+import { pendingRecord } from './document.js';
+import { ISO_DATE, isObject, show, statusSuccessors } from './invariants.js';
 
 type Obj = Record<string, unknown>;
 

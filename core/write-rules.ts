@@ -12,8 +12,8 @@
  * and provenance rules; the coordinator (which carries replicated writes) and the admin party
  * are exempt only from the authorship rules, since a replicated write carries other accounts' work.
  */
-import { parseStatus } from './document.js';
-import { editProblems, isObject, pendingRecord, show, statusProblems } from './invariants.js';
+import { parseStatus, pendingRecord } from './document.js';
+import { editProblems, isObject, show, statusProblems } from './invariants.js';
 import { appendedEntries, creationProblems, provenanceProblems, sameValue } from './provenance.js';
 import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE, type UserContext } from './roles.js';
 

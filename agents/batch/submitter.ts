@@ -4,17 +4,17 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { passwordFileFor } from '../../config/credentials.js';
 import type { BatchConfig, StepConfig } from '../../config/types.js';
-import { type BatchJob, type DaqDocument, documentProblems, stepRecord } from '../../core/document.js';
-import { statusProblems } from '../../core/invariants.js';
+import { type BatchJob, type DaqDocument, stepRecord } from '../../core/document.js';
+import { handlingProblems } from '../../core/invariants.js';
 import { errorMessage, isMeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
-import { countedAttempts, readyFor } from '../../core/state.js';
+import { readyFor } from '../../core/state.js';
 import { templateVars } from '../command.js';
 import { isConfigurationFault } from '../config-fault.js';
 import { type AgentContext, actor } from '../context.js';
 import { readyDocuments } from '../discovery.js';
 import { ensureRunGone } from '../run-identity.js';
-import { apply, claim } from '../writes.js';
+import { apply, claim, failIfSpent } from '../writes.js';
 import { type BatchJobFile, writeJobFile, writeJobScript } from './job-file.js';
 import { sweepLostJobs } from './lost-jobs.js';
 import type { BatchSystem } from './types.js';
@@ -78,17 +78,12 @@ export class BatchSubmitter {
   /** Malformed documents are skipped; documents whose names the step refuses are marked bad (as the agent does); configuration faults are left to the job. */
   private async acceptable(doc: DaqDocument, step: StepConfig): Promise<boolean> {
     const stepNames = this.ctx.config.steps.map((s) => s.name);
-    const problems = documentProblems(doc, stepNames);
-    if (problems.length === 0) problems.push(...statusProblems(doc, stepNames));
+    const problems = handlingProblems(doc, stepNames);
     if (problems.length > 0) {
       this.ctx.logger.warn({ doc: doc._id }, `skipped: ${problems.join('; ')}`);
       return false;
     }
-    // Its attempts used up (max_attempts lowered since): no claim would be legal; it fails for an operator's retry.
-    if (countedAttempts(stepRecord(doc, step.name)) >= step.max_attempts) {
-      await apply(this.ctx, doc, { type: 'exhaust', step: step.name, by: actor(this.ctx) }).catch((error) => this.ctx.logger.warn({ doc: doc._id, step: step.name }, `attempts used up, not recorded: ${errorMessage(error)}`));
-      return false;
-    }
+    if (await failIfSpent(this.ctx, doc, step)) return false;
     // A batch job that ran on this host (one-machine topologies) must be gone before the step is queued again.
     const earlier = await ensureRunGone(stepRecord(doc, step.name)?.run);
     if (!earlier.gone) {
