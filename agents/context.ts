@@ -1,5 +1,5 @@
 import type { MeshConfig, SiteConfig, StepConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import type { Logger } from '../core/log.js';
 import type { MeshChannel } from '../core/nats.js';
 import type { RemoteTriggers } from './trigger.js';

@@ -5,7 +5,7 @@ import { helperEnvironment } from '../config/child-env.js';
 import { METADATA_TIMEOUT_S } from '../config/schema.js';
 import type { IngestConfig } from '../config/types.js';
 import { sha256File } from '../core/checksum.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import type { DaqDocument } from '../core/document.js';
 import { SAFE_NAME, unsafePath } from './command.js';
 import { type MetadataOutcome, checkMetadataArgv, mergeMetadata, metadataArgv, runMetadataProgram } from './ingest-metadata.js';

@@ -14,7 +14,7 @@ import { metricsText } from '../coordinator/metrics.js';
 import { meshStatus } from '../coordinator/status.js';
 import { designDocument } from '../couchapp/design.js';
 import { pushDesign } from '../couchapp/push.js';
-import { Database } from '../core/couch.js';
+import { Database } from '../store/database.js';
 import { startServerChild } from '../cli/processes.js';
 import { historyTo } from '../core/provenance.js';
 

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { type DaqDocument, stepRecord } from '../core/document.js';
 import { createLogger } from '../core/log.js';
 import { heartbeatId } from '../agents/heartbeat.js';

@@ -12,7 +12,7 @@ import WebSocket from 'ws';
 import { parseMeshConfig } from '../config/load.js';
 import { designDocument } from '../couchapp/design.js';
 import { pushDesign } from '../couchapp/push.js';
-import { Database } from '../core/couch.js';
+import { Database } from '../store/database.js';
 import { silentLogger } from '../core/log.js';
 import { startServerChild } from '../cli/processes.js';
 import { startDashboard } from '../dashboard/server.js';

@@ -12,7 +12,7 @@ import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
 import { designDocument } from '../couchapp/design.js';
 import { pushDesign } from '../couchapp/push.js';
-import { Database } from '../core/couch.js';
+import { Database } from '../store/database.js';
 import type { DaqDocument } from '../core/document.js';
 import { MESH_MAIN, startServerChild, stopChild } from '../cli/processes.js';
 import { type BenchSection, ms, percentile, progress, ratio } from './report.js';

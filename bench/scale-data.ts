@@ -4,7 +4,7 @@
  * `closed` documents ready for the first step. Written with `_bulk_docs` through the server's
  * validate_doc_update, so the write rate measured here is the raw write baseline.
  */
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { historyTo } from '../core/provenance.js';
 
 const BATCH = 1000;

@@ -24,7 +24,7 @@ import type { MeshConfig } from '../config/types.js';
 import { type MeshStatus, meshStatus } from '../coordinator/status.js';
 import { designDocument } from '../couchapp/design.js';
 import { pushDesign } from '../couchapp/push.js';
-import { Database } from '../core/couch.js';
+import { Database } from '../store/database.js';
 import { type ServerChild, spawnMesh, startServerChild, stopChild } from '../cli/processes.js';
 import { archiveDoc, backlogDoc, deleteRange, writeDocs } from './scale-data.js';
 import { percentile } from './report.js';

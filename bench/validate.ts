@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServerChild } from '../cli/processes.js';
 import { parseMeshConfig } from '../config/load.js';
-import { Database } from '../core/couch.js';
+import { Database } from '../store/database.js';
 import type { DaqDocument } from '../core/document.js';
 import { historyTo } from '../core/provenance.js';
 import { type MeshEvent, transition } from '../core/state.js';

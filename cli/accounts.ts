@@ -1,5 +1,5 @@
 /** Creating or updating a mesh account in a server's `_users` database (what `mesh users add` does). */
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { MeshError, isMeshError } from '../core/errors.js';
 
 export const USER_PREFIX = 'org.couchdb.user:';

@@ -3,7 +3,7 @@ import { credentialsFor, replicationCredentialsFor } from '../config/credentials
 import { configPath, loadMeshConfig } from '../config/load.js';
 import { logLevelFrom } from '../config/log-level.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import { Database, type RetryMode } from '../core/couch.js';
+import { Database, type RetryMode } from '../store/database.js';
 import { MeshError } from '../core/errors.js';
 import { type Logger, createLogger } from '../core/log.js';
 

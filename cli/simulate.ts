@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { type IngestReport, ingestDirectory } from '../agents/ingest.js';
 import type { MeshConfig } from '../config/types.js';
 import { type MeshStatus, meshStatus } from '../coordinator/status.js';
-import { Database } from '../core/couch.js';
+import { Database } from '../store/database.js';
 import type { DaqDocument } from '../core/document.js';
 import { MeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { credentialPrefix, credentialsFor } from '../config/credentials.js';
-import { Database } from '../core/couch.js';
+import { Database } from '../store/database.js';
 import { COORDINATOR_ROLE, OPERATOR_ROLE, agentRole } from '../core/roles.js';
 import { upsertAccount } from './accounts.js';
 

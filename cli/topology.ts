@@ -14,7 +14,7 @@ import { credentialFileEnv } from './credential-files.js';
 import { type SimulationAccounts, createSimulationAccounts, withAccount } from './simulation-accounts.js';
 import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
-import { Database } from '../core/couch.js';
+import { Database } from '../store/database.js';
 import { MeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';

@@ -15,7 +15,7 @@
  * Nothing else is touched: no record, no date, no field changes.
  */
 import type { MeshConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { type BatchJobEntry, type DaqDocument, type StepRecord, documentProblems, isDone, parseStatus, pendingRecord, withStepRecord } from '../core/document.js';
 import { statusProblems } from '../core/invariants.js';
 import { type PipelineSteps, transition } from '../core/state.js';

@@ -5,7 +5,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { MeshConfig, StepConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { MeshError, isMeshError } from '../core/errors.js';
 
 export const ASSIGNMENT_ID = 'mesh:assignment';

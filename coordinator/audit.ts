@@ -16,7 +16,7 @@
  * conflict write the same revision where revisions are content-addressed.
  */
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { type DaqDocument, type StepRecord, isDone, parseStatus, stepRecord } from '../core/document.js';
 import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import { statusProblems } from '../core/invariants.js';

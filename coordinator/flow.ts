@@ -10,7 +10,7 @@
  * `pending` view, keyed [step, date_closed], gives those as a key range).
  */
 import type { MeshConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { errorMessage } from '../core/errors.js';
 import { percentile } from './percentile.js';
 import { type OpenDatabase, distinctServers } from './servers.js';

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { replicationCredentialsFor } from '../config/credentials.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { type OpenDatabase, distinctServers, notAuthorised } from './servers.js';

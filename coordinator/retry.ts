@@ -1,6 +1,6 @@
 /** An operator's retry of a failed step: the one transition behind `mesh retry` and the status page's button. */
 import type { MeshConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { type DaqDocument, parseStatus } from '../core/document.js';
 import { MeshError, isMeshError } from '../core/errors.js';
 import { transition } from '../core/state.js';

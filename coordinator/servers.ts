@@ -1,6 +1,6 @@
 /** The servers of a mesh, and how the coordinator opens a database on one of them. */
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { isMeshError } from '../core/errors.js';
 
 /** A refusal (401/403) reads "not authorised: <the server's reason>", never "unreachable": the server is up. */

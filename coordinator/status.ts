@@ -1,5 +1,5 @@
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { errorMessage } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
 import { type ReplicationReport, replicationStatus } from './replication.js';

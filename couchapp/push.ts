@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { MeshError, isMeshError } from '../core/errors.js';
 import { designDocument } from './design.js';
 import { type OriginalDesignInput, originalDesignDocument } from './original-design.js';

@@ -1,7 +1,7 @@
 /** How the status page opens databases: the servers' own credentials for reading, an operator's for writing. */
 import { type Credentials, credentialsFor } from '../config/credentials.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import { Database } from '../core/couch.js';
+import { Database } from '../store/database.js';
 import { scrubUrl } from '../core/log.js';
 import type { OpenDatabase } from '../coordinator/servers.js';
 

@@ -1,6 +1,6 @@
 /** One document as the page shows it: its records, its revisions on every server, and where to go next. */
 import type { MeshConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import type { DaqDocument } from '../core/document.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import { type OpenDatabase, distinctServers } from '../coordinator/servers.js';

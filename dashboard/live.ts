@@ -6,7 +6,7 @@
 import { credentialsFor } from '../config/credentials.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import { backoffDelay } from '../core/backoff.js';
-import { Database } from '../core/couch.js';
+import { Database } from '../store/database.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';

@@ -3,7 +3,7 @@
  * bounded queries (`limit`), so its cost does not grow with the number of documents.
  */
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import type { Database } from '../core/couch.js';
+import type { Database } from '../store/database.js';
 import { errorMessage } from '../core/errors.js';
 import { type Alert, evaluateAlerts, silentFor } from '../coordinator/alerts.js';
 import { type AuditDocument, auditDocId } from '../coordinator/audit.js';

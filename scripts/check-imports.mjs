@@ -6,7 +6,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const FOLDERS = ['core', 'config', 'couchapp', 'agents', 'coordinator', 'server', 'dashboard', 'cli', 'bench'];
+const FOLDERS = ['core', 'store', 'config', 'couchapp', 'agents', 'coordinator', 'server', 'dashboard', 'cli', 'bench'];
 
 function files(dir) {
   return readdirSync(dir).flatMap((name) => {

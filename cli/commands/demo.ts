@@ -7,7 +7,7 @@ import { ingestDirectory } from '../../agents/ingest.js';
 import { parseMeshConfig } from '../../config/load.js';
 import { type MeshStatus, meshStatus } from '../../coordinator/status.js';
 import { pushDesigns } from '../../couchapp/push.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { MeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
 import { type GlobalOptions, makeLogger } from '../context.js';

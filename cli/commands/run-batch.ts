@@ -4,7 +4,7 @@ import { readJobFile } from '../../agents/batch/job-file.js';
 import type { AgentContext } from '../../agents/context.js';
 import { runStep } from '../../agents/run-step.js';
 import { credentialsFor, passwordFileEnv } from '../../config/credentials.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { MeshError, errorMessage } from '../../core/errors.js';
 import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
 import { action } from '../exit.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { credentialsFor } from '../../config/credentials.js';
 import { meshStatus } from '../../coordinator/status.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { type GlobalOptions, makeLogger } from '../context.js';
 import { action } from '../exit.js';
 import { port, positiveInteger } from '../parse.js';

@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { replicationId } from '../../coordinator/replication.js';
 import { sleep } from '../../core/sleep.js';
 import { killPid, markedProcesses } from './marked.js';

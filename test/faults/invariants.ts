@@ -20,7 +20,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { MeshConfig } from '../../config/types.js';
-import type { Database } from '../../core/couch.js';
+import type { Database } from '../../store/database.js';
 import { type DaqDocument, parseStatus, stepRecord } from '../../core/document.js';
 import { isComplete } from '../../core/state.js';
 

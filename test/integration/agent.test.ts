@@ -7,7 +7,7 @@ import { type ServerProcess } from '../support/server-process.js';
 import { makeMesh, runMesh, seedDocuments, spawnMeshProcess, startAgent, serverForSuite, stopProcess, waitFor } from '../support/mesh.js';
 import { historyTo } from '../../core/provenance.js';
 
-async function byStatus(db: import('../../core/couch.js').Database): Promise<Record<string, number>> {
+async function byStatus(db: import('../../store/database.js').Database): Promise<Record<string, number>> {
   const { rows } = await db.view<number>('mesh', 'by_status', { group: true });
   return Object.fromEntries(rows.map((r) => [String(r.key), r.value]));
 }

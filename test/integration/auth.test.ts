@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { silentLogger } from '../../core/log.js';
 import { type EmbeddedServer, startEmbeddedServer } from '../../server/embedded.js';
 import { testFolder } from '../support/folders.js';

@@ -5,7 +5,7 @@ import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
 import { rankLeaves } from '../../coordinator/audit.js';
 import type { MeshStatus } from '../../coordinator/status.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import { transition } from '../../core/state.js';
 import { uniqueDatabase, waitFor } from '../support/mesh.js';

@@ -9,7 +9,7 @@ import type { MeshConfig } from '../../config/types.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
 import { pushSecurity } from '../../couchapp/security.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import type { DaqDocument } from '../../core/document.js';
 import { transition } from '../../core/state.js';
 import { type DashboardProcess, PayloadRecorder, credentialLeaks, startDashboardProcess } from '../support/dashboard.js';

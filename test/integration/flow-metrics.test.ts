@@ -7,7 +7,7 @@ import type { MeshConfig } from '../../config/types.js';
 import { runAlertHook } from '../../coordinator/alert-hook.js';
 import { flowStatus } from '../../coordinator/flow.js';
 import { metricsText } from '../../coordinator/metrics.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { type ServerProcess } from '../support/server-process.js';
 import { type TestMesh, makeMesh, runMesh, seedDocuments, serverForSuite, spawnMeshProcess, startAgent, stopProcess, waitFor } from '../support/mesh.js';
 import { testFolder } from '../support/folders.js';

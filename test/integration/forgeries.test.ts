@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'mocha';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import type { DaqDocument } from '../../core/document.js';
 import { agentRole } from '../../core/roles.js';
 import { type MeshEvent, transition } from '../../core/state.js';

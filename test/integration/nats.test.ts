@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import type { DaqDocument, StepRecord } from '../../core/document.js';
 import { silentLogger } from '../../core/log.js';
 import { type Hint, MeshChannel } from '../../core/nats.js';

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'mocha';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { type DaqDocument, type RunIdentity, type StepRecord, stepRecord } from '../../core/document.js';
 import { historyTo } from '../../core/provenance.js';
 import { testFolder } from '../support/folders.js';

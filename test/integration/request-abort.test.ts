@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { isMeshError } from '../../core/errors.js';
 import { uniqueDatabase } from '../support/mesh.js';
 import { type ServerProcess, startServerProcess } from '../support/server-process.js';

@@ -14,7 +14,7 @@ import type { MeshConfig, SshTarget } from '../../config/types.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
 import { sha256File } from '../../core/checksum.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import { isMeshError } from '../../core/errors.js';
 import { spawnMeshProcess, stopAllMeshProcesses, uniqueDatabase, waitFor } from '../support/mesh.js';

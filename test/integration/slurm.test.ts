@@ -7,7 +7,7 @@ import type { MeshConfig } from '../../config/types.js';
 import { designDocument } from '../../couchapp/design.js';
 import { pushDesign } from '../../couchapp/push.js';
 import { pushSecurity } from '../../couchapp/security.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import { NOOP, runMesh, uniqueDatabase, waitFor } from '../support/mesh.js';
 import { type ServerProcess, meshMain, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';

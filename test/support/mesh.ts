@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
 import { pushDesigns } from '../../couchapp/push.js';
-import { Database } from '../../core/couch.js';
+import { Database } from '../../store/database.js';
 import { type ServerProcess, meshMain as MESH, repoRoot, startServerProcess, stopAllServerProcesses } from './server-process.js';
 import { testFolder } from './folders.js';
 import { historyTo } from '../../core/provenance.js';

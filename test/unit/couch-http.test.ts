@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { documentPath, excerpt, requestUrl } from '../../core/couch-http.js';
+import { documentPath, excerpt, requestUrl } from '../../store/http.js';
 import { documentProblems } from '../../core/document.js';
 
 describe('couch-http', () => {

@@ -1,9 +1,9 @@
-import { type BackoffPolicy, backoffDelay } from './backoff.js';
-import type { UserContext } from './roles.js';
-import { type CouchTransport, couchRequest } from './couch-http.js';
-import { MeshError, errorMessage } from './errors.js';
-import type { Logger } from './log.js';
-import { sleep } from './sleep.js';
+import { type BackoffPolicy, backoffDelay } from '../core/backoff.js';
+import type { UserContext } from '../core/roles.js';
+import { type CouchTransport, couchRequest } from './http.js';
+import { MeshError, errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { sleep } from '../core/sleep.js';
 import { WriteBatcher } from './write-batcher.js';
 
 export interface ServerCredentials {

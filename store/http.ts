@@ -4,8 +4,8 @@
  * an answer that must be a JSON object. Anything else ends as a MeshError that says what came
  * back, never as an unhandled rejection, a hang or a string handed on as if it were a document.
  */
-import { linkSignals } from './abort.js';
-import { MeshError, errorMessage } from './errors.js';
+import { linkSignals } from '../core/abort.js';
+import { MeshError, errorMessage } from '../core/errors.js';
 
 export interface CouchRequest {
   method?: string;

@@ -1,4 +1,4 @@
-import { MeshError } from './errors.js';
+import { MeshError } from '../core/errors.js';
 
 export interface BulkResult {
   id: string;
