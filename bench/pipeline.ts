@@ -2,6 +2,7 @@
  * Bench section "pipeline": the pipeline's speed against the limits of the machine it runs on,
  * all measured in one run on one embedded server, so the ratios hold whatever the machine's load.
  */
+import * as files from '../store/files.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { openSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
 import { designDocument } from '../couchapp/design.js';
-import { pushDesign } from '../couchapp/push.js';
+import { pushDesign } from '../store/designs.js';
 import { Database } from '../store/database.js';
 import type { DaqDocument } from '../core/document.js';
 import { MESH_MAIN, startServerChild, stopChild } from '../cli/processes.js';
@@ -108,8 +109,7 @@ function waitForDone(db: Database, step: string, count: number, signal: AbortSig
   return waitUntil(
     `${count} documents done (${step}) in ${db.name}`,
     async () => {
-      const { rows } = await db.view<number>('mesh', 'done', { key: step });
-      return (rows[0]?.value ?? 0) >= count && count;
+      return (await files.doneCount(db, step)) >= count && count;
     },
     { timeoutMs: 300_000, signal },
   );
@@ -144,7 +144,7 @@ export async function runPipeline(options: PipelineOptions): Promise<BenchSectio
       progress('pipeline', `agent at concurrency ${concurrency}, ${count} one-step documents`);
       const { db, configFile } = await makeDb(server.url, work, `pipeline_c${concurrency}`, 1);
       await db.bulk(closedDocs(count, `c${concurrency}`));
-      await db.view('mesh', 'ready', { limit: 1 }); // index built before the clock starts
+      await files.buildIndexes(db); // before the clock starts
       const started = performance.now();
       const agent = runAgent(configFile, `bench-c${concurrency}`, concurrency, log, agents);
       await waitForDone(db, 'proc0', count, options.signal);

@@ -15,8 +15,10 @@
  * depends on the leaves alone (no clock, no site name), so two servers resolving the same
  * conflict write the same revision where revisions are content-addressed.
  */
+import { update, writtenOrThrow } from '../store/update.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
+import * as files from '../store/files.js';
 import { type DaqDocument, type StepRecord, isDone, parseStatus, stepRecord } from '../core/document.js';
 import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import { statusProblems } from '../core/invariants.js';
@@ -171,38 +173,36 @@ async function resolve(db: Database, id: string, steps: readonly string[], docTy
 
 async function conflictedIds(db: Database): Promise<string[]> {
   const ids: string[] = [];
-  let startkey: string | undefined;
   while (ids.length < MAX_PER_ROUND) {
-    const page = await db.view<string[]>('mesh', 'conflicts', { reduce: false, limit: PAGE, ...(startkey === undefined ? {} : { startkey, skip: 1 }) });
-    ids.push(...page.rows.map((r) => r.id as string));
-    if (page.rows.length < PAGE) break;
-    startkey = page.rows[page.rows.length - 1].key as string;
+    const page = await files.conflicted(db, PAGE, ids.at(-1));
+    ids.push(...page);
+    if (page.length < PAGE) break;
   }
   return ids;
 }
 
 /** Adds this run's counts to `mesh:audit:<site>`; writes only when something was found, or to create it. */
 async function record(db: Database, site: string, found: number, resolutions: AuditDocument['recent'], now: Date): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const current = await db.get<AuditDocument>(auditDocId(site));
-    if (current && found === 0 && resolutions.length === 0) return;
-    const doc: AuditDocument = {
-      _id: auditDocId(site),
-      ...(current?._rev ? { _rev: current._rev } : {}),
-      type: AUDIT_TYPE,
-      site,
-      detected: (current?.detected ?? 0) + found,
-      resolved: (current?.resolved ?? 0) + resolutions.length,
-      updated: now.toISOString(),
-      recent: [...(current?.recent ?? []), ...resolutions].slice(-RECENT),
-    };
-    try {
-      await db.put({ ...doc });
-      return;
-    } catch (error) {
-      if (!isMeshError(error, 'CONFLICT') || attempt >= 3) throw error;
-    }
-  }
+  const result = await update<AuditDocument>(
+    db,
+    auditDocId(site),
+    (current) =>
+      current && found === 0 && resolutions.length === 0
+        ? { keep: true }
+        : {
+            write: {
+              _id: auditDocId(site),
+              type: AUDIT_TYPE,
+              site,
+              detected: (current?.detected ?? 0) + found,
+              resolved: (current?.resolved ?? 0) + resolutions.length,
+              updated: now.toISOString(),
+              recent: [...(current?.recent ?? []), ...resolutions].slice(-RECENT),
+            },
+          },
+    { create: true },
+  );
+  writtenOrThrow(result, auditDocId(site));
 }
 
 /** Audits the server of `site` (its data database `db`): finds, merges and counts double claims. */

@@ -9,10 +9,10 @@ import type { MeshConfig, SiteConfig } from '../config/types.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
-import { pushDesigns } from '../couchapp/push.js';
-import { pushSecurity } from '../couchapp/security.js';
+import { pushDesigns } from '../store/designs.js';
+import { pushSecurity } from '../store/security.js';
 import { type Alert, AlertTracker, evaluateAlerts } from './alerts.js';
-import { writeAssignment } from './assignment.js';
+import { assignFromConfig } from './assignment.js';
 import { type AuditResult, auditServer } from './audit.js';
 import { type ReplicationReport, ReplicationMonitor, ensureReplications } from './replication.js';
 import { flowsOf, serverFlows } from './flow.js';
@@ -67,7 +67,7 @@ export async function coordinatorRound(ctx: CoordinatorContext, monitor: Replica
   const home = serverOf(ctx.config, ctx.config.sites[ctx.config.coordinator.site]);
   if (up.has(home.name)) {
     try {
-      assignment = (await writeAssignment(ctx.open(home), ctx.config, ctx.by, now())).changed ? 'written' : 'unchanged';
+      assignment = (await assignFromConfig(ctx.open(home), ctx.config, ctx.by, now())).changed ? 'written' : 'unchanged';
     } catch (error) {
       ctx.logger.warn({ server: home.name, err: errorMessage(error) }, 'assignment not written');
     }
