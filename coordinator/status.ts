@@ -44,8 +44,12 @@ export interface AgentStatus {
   counters?: Record<string, number>;
 }
 
-/** A replication job as `mesh status` shows it: the report of `replicationStatus` without the action taken. */
-export type ReplicationStatus = Pick<ReplicationReport, 'from' | 'to' | 'on' | 'state' | 'pending' | 'lag_from'>;
+/**
+ * A replication job as `mesh status` shows it: the report of `replicationStatus` without the
+ * action taken. `behind_s` is how far the job's target is behind its source, from the markers
+ * (coordinator/freshness.ts); `reason` the server's words for an error state.
+ */
+export type ReplicationStatus = Pick<ReplicationReport, 'from' | 'to' | 'on' | 'state' | 'reason' | 'pending' | 'lag_from' | 'behind_s' | 'behind_unknown' | 'marker_age_s' | 'stalled'>;
 
 export interface MeshStatus {
   generated: string;
@@ -123,7 +127,7 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
   const [results, replication, counters] = await Promise.all([
     // A query failing after the first (a timeout while a view index builds) makes that server's numbers partial: unreachable.
     Promise.all(servers.map((site) => databaseStatus(config, site, open(site), now).catch((error: unknown) => unreachableStatus(site, error)))),
-    replicationStatus(config, open, silentLogger()),
+    replicationStatus(config, open, silentLogger(), undefined, now),
     Promise.all(servers.map((site) => doubleClaimIds(open(site)).catch(() => ({ conflicted: [], duplicated: [] })))),
   ]);
   return {
@@ -131,7 +135,7 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
     database: config.database,
     databases: results.map((r) => r.db),
     agents: newestHeartbeats(results.flatMap((r) => r.agents)),
-    replication: replication.map(({ from, to, on, state, pending, lag_from }) => ({ from, to, on, state, pending, lag_from })),
+    replication: replication.map(({ from, to, on, state, reason, pending, lag_from, behind_s, behind_unknown, marker_age_s, stalled }) => ({ from, to, on, state, ...(reason ? { reason } : {}), pending, lag_from, behind_s, ...(behind_unknown ? { behind_unknown } : {}), marker_age_s, stalled })),
     double_claims: doubleClaims(counters),
   };
 }
