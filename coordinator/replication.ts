@@ -14,6 +14,7 @@
  * Credentials travel only inside the `_replicator` documents (`{ url, headers: { Authorization } }`),
  * a database that never replicates; they are never logged.
  */
+import { authorization } from '../store/database.js';
 import { isDeepStrictEqual } from 'node:util';
 import { replicationCredentialsFor } from '../config/credentials.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
@@ -103,7 +104,7 @@ function endpoint(config: MeshConfig, site: SiteConfig, env: NodeJS.ProcessEnv):
   const credentials = replicationCredentialsFor(site.credentials_of, env);
   // A bare URL when the server is open: pouchdb-replicator reads `headers.Authorization` of an object endpoint without checking `headers`.
   if (!credentials) return url;
-  return { url, headers: { Authorization: `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString('base64')}` } };
+  return { url, headers: authorization(credentials) as { Authorization: string } };
 }
 
 /**

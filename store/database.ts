@@ -36,8 +36,8 @@ const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 /** A longpoll answers by itself after its own timeout; the request may take that much longer. */
 const LONGPOLL_MARGIN_MS = 30_000;
 
-/** Credentials travel in a header, never in the URL. */
-function authorization(credentials?: ServerCredentials): Record<string, string> {
+/** Credentials travel in a header, never in the URL (also the form a `_replicator` document carries them in). */
+export function authorization(credentials?: ServerCredentials): Record<string, string> {
   if (!credentials) return {};
   return { Authorization: `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString('base64')}` };
 }
