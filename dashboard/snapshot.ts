@@ -7,7 +7,7 @@ import type { Database } from '../store/database.js';
 import * as files from '../store/files.js';
 import { errorMessage } from '../core/errors.js';
 import { type Alert, evaluateAlerts, silentFor } from '../coordinator/alerts.js';
-import { type AuditDocument, auditDocId } from '../coordinator/audit.js';
+import { type AuditDocument, auditDocId } from '../store/audit.js';
 import { type FlowStatus, flowStatus } from '../coordinator/flow.js';
 import type { OpenDatabase } from '../coordinator/servers.js';
 import { type AgentStatus, type MeshStatus, type StepCounts, distinctServers, meshStatus } from '../coordinator/status.js';
