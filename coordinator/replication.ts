@@ -197,9 +197,14 @@ async function hasScheduler(server: Database, site: SiteConfig, monitor: Replica
   return monitor.scheduler.get(site.server) as boolean;
 }
 
-/** The job's state and lag: CouchDB 3's `/_scheduler/docs`, else the document's fields and the `_local` checkpoint. */
+/**
+ * The job's state and lag: CouchDB 3's `/_scheduler/docs` when the server has it (the embedded
+ * server's included), else the document's fields; the lag from the scheduler's `changes_pending`,
+ * else from PouchDB's `_local` checkpoint (the embedded server's replicator), else from document counts.
+ */
 async function inspect(config: MeshConfig, job: PlannedReplication, doc: ReplicatorDocument, open: OpenDatabase, monitor: ReplicationMonitor, logger: Logger): Promise<Inspection> {
   const host = open(job.host, '');
+  let state: string;
   if (await hasScheduler(host, job.host, monitor, logger)) {
     let scheduled: { state?: string; info?: { changes_pending?: number | null; checkpointed_source_seq?: unknown } | null } | undefined;
     try {
@@ -210,12 +215,13 @@ async function inspect(config: MeshConfig, job: PlannedReplication, doc: Replica
     }
     const pending = scheduled?.info?.changes_pending;
     const checkpoint = scheduled?.info?.checkpointed_source_seq;
-    if (typeof pending === 'number') return { state: scheduled?.state ?? 'pending', pending, lag_from: 'scheduler', checkpoint: checkpoint === undefined ? undefined : JSON.stringify(checkpoint) };
-    return { state: scheduled?.state ?? 'pending', pending: await docCountLag(job, open), lag_from: 'doc_count' };
+    state = scheduled?.state ?? 'pending';
+    if (typeof pending === 'number') return { state, pending, lag_from: 'scheduler', checkpoint: checkpoint === undefined ? undefined : JSON.stringify(checkpoint) };
+  } else {
+    const field = doc._replication_state;
+    // `_replication_id` without a state: pouchdb-replicator took the job for a duplicate of another and will never run it.
+    state = field === 'triggered' ? 'running' : typeof field === 'string' ? field : doc._replication_id ? 'ignored' : 'pending';
   }
-  const field = doc._replication_state;
-  // `_replication_id` without a state: pouchdb-replicator took the job for a duplicate of another and will never run it.
-  const state = field === 'triggered' ? 'running' : typeof field === 'string' ? field : doc._replication_id ? 'ignored' : 'pending';
   const id = await pouchCheckpointId(config, job, open);
   const source = open(job.source);
   const stored = id ? ((await source.getLocal<{ last_seq?: string | number }>(id)) ?? (await open(job.target).getLocal<{ last_seq?: string | number }>(id))) : undefined;
