@@ -192,7 +192,7 @@ async function hasScheduler(server: Database, site: SiteConfig, monitor: Replica
   } catch (error) {
     if (!isMeshError(error, 'NOT_FOUND')) throw error;
     monitor.scheduler.set(site.server, false);
-    logger.info({ server: site.name }, `${site.name}'s server has no /_scheduler/docs (the embedded server): job state read from the _replicator documents, lag from the PouchDB _local checkpoint`);
+    logger.info({ server: site.name }, `${site.name}'s server has no /_scheduler/docs (an embedded server older than this version, or not CouchDB 3): job state read from the _replicator documents, lag from the PouchDB _local checkpoint`);
   }
   return monitor.scheduler.get(site.server) as boolean;
 }
