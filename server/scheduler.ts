@@ -119,7 +119,7 @@ export function schedulerRouter(app: ExpressPouchApp, pouch: PouchStatic): Route
       return db?.get(req.params.docid).catch(() => undefined);
     };
     read().then((doc) => {
-      if (!doc || req.params.docid.startsWith('_design/')) return sendJson(res, 404, { error: 'not_found', reason: 'unknown' });
+      if (!doc || req.params.docid.startsWith('_design/')) return sendJson(res, 404, { error: 'not_found', reason: 'missing' });
       sendJson(res, 200, schedulerDoc(doc as ReplicatorDoc));
     }, (error: unknown) => sendCouchError(res, error));
   });

@@ -5,7 +5,7 @@
  * documents arrive, and `/_scheduler/docs` reports the job with its `state`.
  */
 import assert from 'node:assert/strict';
-import { Scratch, dbPath, expectStatus, request, target, waitFor } from './target.js';
+import { Scratch, dbPath, expectError, expectStatus, request, target, waitFor } from './target.js';
 
 /** CouchDB 3's scheduler states (docs: Replication › Replication states). */
 const STATES = ['initializing', 'running', 'pending', 'crashing', 'error', 'failed', 'completed'];
@@ -62,7 +62,7 @@ describe('conformance: _replicator and /_scheduler/docs', function () {
     assert.ok(STATES.includes(listed.state), `state ${listed.state}`);
 
     const missing = await request(`/_scheduler/docs/_replicator/${encodeURIComponent(scratch.name('no-such-job'))}`);
-    expectStatus(missing, 404, 'a job that does not exist');
+    expectError(missing, 404, 'not_found', undefined, 'a job that does not exist');
 
     // Deleting the document cancels the job: later writes no longer arrive.
     await scratch.cleanUp();
