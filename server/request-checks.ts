@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 export class BadRequest extends Error {
   constructor(
     readonly reason: string,
-    readonly error: 'bad_request' | 'query_parse_error' = 'bad_request',
+    readonly error: 'bad_request' | 'query_parse_error' | 'illegal_docid' = 'bad_request',
   ) {
     super(reason);
   }
@@ -40,8 +40,9 @@ export function newDocumentId(): string {
 
 /**
  * `_bulk_docs`: as chttpd_db's handler — `docs` must be an array of objects, `new_edits` a
- * boolean, replicated documents must carry `_rev` or `_revisions`, and a document without an
- * id gets a new one (PouchDB answered `{}` for it and stored nothing).
+ * boolean, replicated documents must carry `_rev` or `_revisions`, a document without an id
+ * gets a new one (PouchDB answered `{}` for it and stored nothing), an empty id refuses the
+ * whole request (CouchDB 3.5: 400 `illegal_docid`).
  */
 export function prepareBulkDocs(body: Record<string, unknown>): void {
   const docs = body.docs;
@@ -52,13 +53,17 @@ export function prepareBulkDocs(body: Record<string, unknown>): void {
   for (const doc of docs) {
     if (!isObject(doc)) throw new BadRequest('Document must be a JSON object');
     if (!newEdits && doc._rev === undefined && doc._revisions === undefined) throw new BadRequest('When `new_edits: false`, the document needs `_rev` or `_revisions` specified');
-    if (doc._id === undefined || doc._id === '') doc._id = newDocumentId();
+    if (doc._id === '') throw new BadRequest(EMPTY_ID, 'illegal_docid');
   }
+  for (const doc of docs as Array<Record<string, unknown>>) if (doc._id === undefined) doc._id = newDocumentId();
 }
+
+const EMPTY_ID = 'Document id must not be empty';
 
 /** `POST /db`: a document without an id gets one of CouchDB's form (PouchDB's would be a dashed UUID). */
 export function prepareNewDocument(doc: Record<string, unknown>): void {
-  if (doc._id === undefined || doc._id === '') doc._id = newDocumentId();
+  if (doc._id === '') throw new BadRequest(EMPTY_ID, 'illegal_docid');
+  if (doc._id === undefined) doc._id = newDocumentId();
 }
 
 /** Other bodies CouchDB checks before use. */
