@@ -268,7 +268,7 @@ export class Agent {
     this.hint('claimed', doc._id, step.name);
     let end: JobEnd | undefined;
     let after: DaqDocument | undefined;
-    const done = runClaimedStep(this.ctx, claimed, step.name, this.forcing.signal)
+    const done = (this.ctx.runStep ?? runClaimedStep)(this.ctx, claimed, step.name, this.forcing.signal)
       .then((job) => {
         ({ end, doc: after } = job);
         this.finishJob(job.end, job.doc);

@@ -1,5 +1,6 @@
 import type { MeshConfig, SiteConfig, StepConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
+import type { DaqDocument } from '../core/document.js';
 import type { Logger } from '../core/log.js';
 import type { MeshChannel } from '../core/nats.js';
 import type { RemoteTriggers } from './trigger.js';
@@ -20,7 +21,14 @@ export interface AgentContext {
   readonly channel?: MeshChannel;
   /** Wakes the agents of sites that may not keep a process alive (lyon) when work is ready for them. */
   readonly triggers?: RemoteTriggers;
+  /**
+   * Runs a claimed step to its recorded end (default: agents/step-job.ts, the step's program in
+   * a supervised child process). In-process tests give a step they control.
+   */
+  readonly runStep?: ClaimedStepRunner;
 }
+
+export type ClaimedStepRunner = (ctx: AgentContext, claimed: DaqDocument, step: string, stop: AbortSignal) => Promise<{ end: 'succeeded' | 'failed' | 'released' | 'lease-lost'; doc: DaqDocument }>;
 
 /** `site/agent`, the `by` of history entries written by this agent. */
 export function actor(ctx: AgentContext): string {
