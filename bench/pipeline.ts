@@ -41,12 +41,14 @@ const DEFAULT_AGENT: AgentSettings = { heartbeat_s: 10, agent_silent_s: 120 };
 
 interface BenchDb {
   db: Database;
+  /** The same database as the server admin sees it (design documents). */
+  admin: Database;
   config: MeshConfig;
   configFile: string;
 }
 
 async function makeDb(target: BenchTarget, work: string, name: string, settings: AgentSettings = DEFAULT_AGENT, push = true): Promise<BenchDb> {
-  const db = await target.database(name);
+  const { db, admin } = await target.database(name);
   const raw = {
     database: db.name,
     doc_type: 'daqdocument',
@@ -59,14 +61,15 @@ async function makeDb(target: BenchTarget, work: string, name: string, settings:
   const configFile = join(work, `${name}.json`);
   await writeFile(configFile, JSON.stringify(raw));
   const config = parseMeshConfig(raw, configFile);
-  if (push) await pushDesign(db, designDocument(config));
-  return { db, config, configFile };
+  if (push) await pushDesign(admin, designDocument(config));
+  return { db, admin, config, configFile };
 }
 
-function closedDocs(count: number, prefix: string): DaqDocument[] {
+/** Closed documents as the site's ingest writes them, by the account `user` (the server checks it against the writer). */
+function closedDocs(count: number, prefix: string, user: string | null): DaqDocument[] {
   return Array.from({ length: count }, (_, i) => ({
     _id: `${prefix}_${String(i).padStart(6, '0')}`, type: 'daqdocument', run_name: 'lg23b002', file_number: i, file: `/data/${prefix}/${i}`,
-    size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []),
+    size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', [], new Date().toISOString(), `${SITE}/ingest`, user),
   }));
 }
 
@@ -81,7 +84,7 @@ async function updateRates(target: BenchTarget, work: string, count: number, rou
   const dbs = {} as Record<Validator, BenchDb>;
   dbs.none = await makeDb(target, work, 'updates_none', DEFAULT_AGENT, false);
   dbs.trivial = await makeDb(target, work, 'updates_trivial', DEFAULT_AGENT, false);
-  await dbs.trivial.db.put({ _id: '_design/trivial', validate_doc_update: TRIVIAL_VALIDATOR });
+  await dbs.trivial.admin.put({ _id: '_design/trivial', validate_doc_update: TRIVIAL_VALIDATOR });
   dbs.generated = await makeDb(target, work, 'updates_generated');
   const best: Record<Validator, number> = { none: 0, trivial: 0, generated: 0 };
   for (let round = 1; round <= rounds; round++) {
@@ -106,7 +109,7 @@ async function spawnRate(count: number, parallel = 2): Promise<number> {
 /** Put → a longpoll `_changes` reader opened before the put sees it, one document at a time: the floor of ready → claimed. */
 async function feedLatencies(db: Database, count: number): Promise<number[]> {
   const latencies: number[] = [];
-  for (const doc of closedDocs(count, 'feed')) {
+  for (const doc of closedDocs(count, 'feed', db.user)) {
     const since = (await db.info()).update_seq;
     const seen = db.changes(since, { _id: doc._id }, { timeoutMs: 30_000 });
     const written = performance.now();
@@ -218,7 +221,7 @@ export async function runPipeline(options: PipelineOptions): Promise<BenchSectio
     : { updates: 3000, rounds: 2, spawns: 600, c1: 300, cN: 600, latency: 100, idleS: 120, idle: DEFAULT_AGENT };
   const work = await mkdtemp(join(tmpdir(), 'mesh-bench-'));
   const log = openSync(join(work, 'bench.log'), 'a');
-  const target = await openTarget({ server: options.server, dataDir: join(work, 'couch'), logFile: log });
+  const target = await openTarget({ server: options.server, dataDir: join(work, 'couch'), logFile: log, work, site: SITE });
   const where = target.kind === 'embedded' ? 'one embedded server' : shownUrl(target.url);
   const rows: BenchRow[] = [];
   const agents: BenchAgent[] = [];
@@ -236,7 +239,7 @@ export async function runPipeline(options: PipelineOptions): Promise<BenchSectio
       const count = concurrency === 1 ? sizes.c1 : sizes.cN;
       progress('pipeline', `agent at concurrency ${concurrency}, ${count} one-step documents`);
       const { db, configFile } = await makeDb(target, work, `pipeline_c${concurrency}`);
-      await db.bulk(closedDocs(count, `c${concurrency}`));
+      await db.bulk(closedDocs(count, `c${concurrency}`, db.user));
       await db.view('mesh', 'ready', { limit: 1 }); // index built before the clock starts
       const started = performance.now();
       const agent = runAgent(target, configFile, `bench-c${concurrency}`, concurrency, log, agents);
@@ -257,7 +260,7 @@ export async function runPipeline(options: PipelineOptions): Promise<BenchSectio
     const { db, configFile } = await makeDb(target, work, 'latency');
     const agent = runAgent(target, configFile, 'bench-latency', 4, log, agents);
     await new Promise((r) => setTimeout(r, 1500));
-    const docs = closedDocs(sizes.latency, 'lat');
+    const docs = closedDocs(sizes.latency, 'lat', db.user);
     for (const doc of docs) {
       await db.put({ ...doc, date_closed: new Date().toISOString() });
       await new Promise((r) => setTimeout(r, 20));
@@ -285,7 +288,7 @@ export async function runPipeline(options: PipelineOptions): Promise<BenchSectio
     rows,
     notes: [
       `step = ${TRUE} (no work), so the pipeline's own cost is what is measured; one spawn per step`,
-      `updates: best of ${sizes.rounds} alternating round(s) of ${sizes.updates} claims then ${sizes.updates} successes in batches of 500, into a database of their own per validator; the writer is ${target.credentials ? 'the account of COUCHDB_USER' : 'the admin party'}`,
+      `updates: best of ${sizes.rounds} alternating round(s) of ${sizes.updates} claims then ${sizes.updates} successes in batches of 500, into a database of their own per validator; the writer is ${target.writer ? `the run's agent account (role mesh-agent:${SITE}), created with COUCHDB_USER's credentials and deleted at the end` : 'the admin party'}`,
       'validated writes per step: every revision the run left (data documents after their creation, heartbeat documents) ÷ steps; "documents" lists how many documents were written how many times (a claim that is also the start, the result, renewals)',
       'ratio = steps/s ÷ (updates/s through the generated validate_doc_update ÷ validated writes per step): 1.0× would mean the pipeline writes as fast as bulk updates go through the validator; the spawn row is steps/s ÷ spawns/s',
       'agent, server and this process share the machine\'s cores: at concurrency ≥ 4 the CPU, not waiting, is the limit',

@@ -49,13 +49,15 @@ export async function updateRate(db: Database, config: MeshConfig, count: number
   const lease = new Date(Date.now() + 3_600_000).toISOString();
   let docs: DaqDocument[] = Array.from({ length: count }, (_, i) => ({
     _id: `${prefix}_${String(i).padStart(6, '0')}`, type: 'daqdocument', run_name: 'lg23b002', file_number: i, file: `/data/${prefix}/${i}`,
-    size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []),
+    size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', [], new Date().toISOString(), 'bench/ingest', db.user),
   }));
   const write = async (batch: DaqDocument[]) => {
     const rows = await db.bulk(batch);
     const refused = rows.filter((r) => r.error);
     if (refused.length > 0) throw new Error(`${db.name}: ${refused.length} writes refused, e.g. ${refused[0].error}: ${refused[0].reason}`);
-    return batch.map((d, i) => ({ ...d, _rev: rows[i].rev }));
+    // By id, not by position: the embedded server answers a member's _bulk_docs out of order.
+    const revs = new Map(rows.map((r) => [r.id, r.rev]));
+    return batch.map((d) => ({ ...d, _rev: revs.get(d._id) }));
   };
   const writeAll = async (all: DaqDocument[]) => {
     const written: DaqDocument[] = [];
