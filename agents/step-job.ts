@@ -22,6 +22,11 @@ function logName(id: string): string {
   return id.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 150);
 }
 
+/** The folder of a document's run logs and host-local run records (run-identity.ts) under the site's `log_dir`. */
+export function runFolder(logDir: string, docId: string): string {
+  return join(logDir, logName(docId));
+}
+
 /**
  * Runs one step the agent has claimed, keeping the lease alive, and records the outcome:
  * success → ok record and `good`; failure → a retry later or `<step> failed`; a failure the
@@ -34,7 +39,7 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
   const log = ctx.logger.child({ doc: claimed._id, step: stepName });
   const lease = new LeaseKeeper(ctx, claimed, stepName, step.lease_s);
   const attempt = stepRecord(claimed, stepName)?.attempts ?? 1;
-  const logBase = join(ctx.site.log_dir, logName(claimed._id), `${stepName}.${attempt}`);
+  const logBase = join(runFolder(ctx.site.log_dir, claimed._id), `${stepName}.${attempt}`);
   const stdoutPath = `${logBase}.out`;
   const stderrPath = `${logBase}.err`;
   const runRecord = localRunPath(logBase);
