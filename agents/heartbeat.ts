@@ -37,7 +37,7 @@ export class Heartbeat {
   /** What the last written document said, `last_seen` left out, and when it was written (ms). */
   private lastContent: string | undefined;
   private lastWritten = Number.NEGATIVE_INFINITY;
-  /** Writes made by this heartbeat (the bench counts them). */
+  /** Heartbeat writes this process made (a test compares them with the document's revisions). */
   writes = 0;
 
   constructor(

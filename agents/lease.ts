@@ -22,8 +22,6 @@ export class LeaseKeeper {
   private current: DaqDocument;
   /** The run's identity, for the next renewal; undefined once the document has it. */
   private pendingRun: RunIdentity | undefined;
-  /** Renewals written (the bench counts writes per step). */
-  renewals = 0;
 
   constructor(private readonly ctx: AgentContext, doc: DaqDocument, private readonly step: string, private readonly leaseS: number) {
     this.current = doc;
@@ -66,7 +64,6 @@ export class LeaseKeeper {
       const run = this.pendingRun;
       try {
         this.current = await apply(this.ctx, this.current, { type: 'renew', step: this.step, agent: this.ctx.name, lease_until: leaseUntil, ...(run ? { run } : {}) });
-        this.renewals++;
         if (this.pendingRun === run) this.pendingRun = undefined;
       } catch (error) {
         if (this.stopped.signal.aborted) return;
