@@ -1,22 +1,17 @@
 import type { StepConfig } from '../config/types.js';
-import { readAssignment, stepsOwnedBy } from '../coordinator/assignment.js';
-import { type DaqDocument, parseStatus, stepRecord } from '../core/document.js';
-import { handlingProblems } from '../core/invariants.js';
+import { type DaqDocument, stepRecord } from '../core/document.js';
 import { errorMessage } from '../core/errors.js';
 import type { Hint } from '../core/nats.js';
 import { sleep } from '../core/sleep.js';
-import { leaseExpired, readyFor } from '../core/state.js';
+import { readAssignment, stepsOwnedBy } from '../store/assignment.js';
+import { Candidates } from './candidates.js';
+import { decideClaim } from './claim-decision.js';
 import { type AgentContext, actor } from './context.js';
-import { templateVars } from './command.js';
-import { isConfigurationFault } from './config-fault.js';
-import { ChangesWatcher, DESIGN, expiredClaims, readyDocuments } from './discovery.js';
+import { ChangesWatcher, expiredClaims, readyDocuments } from './discovery.js';
 import { type AgentActivity, Heartbeat } from './heartbeat.js';
 import { ensureRunGone } from './run-identity.js';
 import { type JobEnd, runClaimedStep } from './step-job.js';
 import { apply, claim, failIfSpent } from './writes.js';
-
-/** How often a remote site holding claims in flight is woken to check on them (lost jobs, lapsed leases). */
-export const REMOTE_CLAIMS_CHECK_MS = 30_000;
 
 export interface AgentOptions {
   concurrency: number;
@@ -48,22 +43,19 @@ export interface AgentCounters {
 export class Agent {
   state: AgentState = 'created';
   readonly counters: AgentCounters = { claimed: 0, lost_races: 0, succeeded: 0, failed: 0, released: 0, skipped: 0, taken_elsewhere: 0, retries: 0 };
-  private readonly candidates = new Map<string, DaqDocument>();
+  private readonly candidates = new Candidates();
   private readonly running = new Map<string, { step: string; done: Promise<unknown> }>();
-  private readonly skippedRevs = new Map<string, string>();
-  /** The newest revision this agent wrote per document: older copies from the feed or a sweep are stale. */
-  private readonly written = new Map<string, number>();
   /** Candidates being claimed right now; they hold a slot like running steps. */
   private claiming = 0;
   /** The last sweep returned a full page of ready documents: there are more. */
   private backlog = false;
+  /** Documents written since the last sweep: a full page of which none could be claimed is not fetched again at once. */
+  private writtenSinceSweep = 0;
   private readonly draining = new AbortController();
   private readonly forcing = new AbortController();
   private wakeUp: () => void = () => {};
   private finished: Promise<void> | undefined;
   private stopRequests = 0;
-  /** When each remote site was last woken only to check on its claims in flight. */
-  private readonly remoteClaimChecks = new Map<string, number>();
 
   /** The steps this agent runs: its site's, as the assignment says (from the config until one is read). */
   private owned: readonly StepConfig[];
@@ -104,94 +96,22 @@ export class Agent {
     return { claims: c.claimed, claim_conflicts: c.lost_races + c.taken_elsewhere, retries: c.retries, steps_ok: c.succeeded, steps_failed: c.failed };
   }
 
-  private offer(docs: DaqDocument[]): void {
-    this.ctx.triggers?.offer(docs, this.ctx.now());
-    for (const doc of docs) {
-      if (this.running.has(doc._id) || revNumber(doc) < (this.written.get(doc._id) ?? 0)) continue;
-      const known = this.candidates.get(doc._id);
-      if (!known || revNumber(doc) >= revNumber(known)) this.candidates.set(doc._id, doc);
-    }
-    if (docs.length > 0) this.wakeUp();
-  }
-
-  private async sweep(): Promise<number> {
-    const limit = Math.max(100, this.options.concurrency * 50);
-    this.backlog = false;
-    await this.followAssignment();
-    const ready = await readyDocuments(this.ctx, this.owned, limit);
-    // A full page means a backlog: the next page is fetched as soon as this one is used up.
-    this.backlog = ready.length >= limit;
-    const docs = [...ready, ...(await expiredClaims(this.ctx, this.owned, limit))];
-    this.offer(docs.filter((d) => this.skippedRevs.get(d._id) !== d._rev));
-    await this.pokeRemoteSites();
-    return docs.length;
-  }
-
-  /** Obeys the coordinator's assignment: the steps this site runs can move to another site. */
-  private async followAssignment(): Promise<void> {
-    const assignment = await readAssignment(this.ctx.db);
-    const owned = stepsOwnedBy(this.ctx.site.name, assignment, this.ctx.config);
-    const names = (steps: readonly StepConfig[]) => steps.map((s) => s.name).join(',');
-    if (names(owned) !== names(this.owned)) {
-      this.ctx.logger.warn({ before: names(this.owned), now: names(owned) }, 'the assignment changed the steps this site runs');
-      this.owned = owned;
-    }
-  }
-
-  /**
-   * Work waiting for a site that cannot watch the database itself: wake it (debounced by the
-   * trigger). Also, at most every REMOTE_CLAIMS_CHECK_MS, while that site holds claims in flight:
-   * its `--once` pass is what finds a cancelled or crashed batch job or a lapsed lease, and a site
-   * woken only for ready work would never look at them again once nothing new arrives.
-   */
-  private async pokeRemoteSites(): Promise<void> {
-    for (const [site, trigger] of this.ctx.triggers?.triggers ?? []) {
-      const steps = this.ctx.config.steps.filter((s) => s.site === site);
-      if (await this.anyRow('ready', steps, this.ctx.now().toISOString())) {
-        trigger.poke();
-        continue;
-      }
-      const now = Date.now();
-      if (now - (this.remoteClaimChecks.get(site) ?? 0) < REMOTE_CLAIMS_CHECK_MS) continue;
-      if (await this.anyRow('in_flight', steps, {})) {
-        this.remoteClaimChecks.set(site, now);
-        this.ctx.logger.debug({ site }, 'waking a site to check on its claims in flight');
-        trigger.poke();
-      }
-    }
-  }
-
-  /** Whether `view` has a row for one of `steps` with a second key part up to `until`. */
-  private async anyRow(view: 'ready' | 'in_flight', steps: readonly StepConfig[], until: string | object): Promise<boolean> {
-    for (const step of steps) {
-      const { rows } = await this.ctx.db.view(DESIGN, view, { startkey: [step.name], endkey: [step.name, until], reduce: false, limit: 1 });
-      if (rows.length > 0) return true;
-    }
-    return false;
-  }
-
   private async main(): Promise<void> {
     this.state = 'running';
-    const heartbeat = new Heartbeat(
-      this.ctx,
-      () => [...this.running].map(([doc, { step }]) => ({ doc, step })),
-      () => this.activity(),
-    );
+    const heartbeat = new Heartbeat(this.ctx, () => [...this.running].map(([doc, { step }]) => ({ doc, step })), () => this.activity());
     heartbeat.start();
     const background: Promise<unknown>[] = [];
     // NATS: a `ready` hint for one of our steps brings that document in at once.
     const hints = this.options.once ? undefined : this.ctx.channel?.subscribe(this.ctx.config.database, ['ready'], (_kind, hint) => this.onHint(hint));
     try {
-      if (!this.options.once) {
-        const watcher = new ChangesWatcher(this.ctx, (docs) => this.offer(docs));
-        const since = await watcher.startingPoint();
-        background.push(watcher.follow(since, this.draining.signal));
-        background.push(this.sweepLoop());
-      }
-      // A long-running agent outlives a bad first answer, and takes work from the feed while
-      // a first sweep still waits for a failing server: the sweep loop and the feed try again.
       if (this.options.once) await this.sweep();
-      else background.push(this.sweep().catch((error) => this.ctx.logger.warn(`sweep: ${errorMessage(error)}`)));
+      else {
+        const watcher = new ChangesWatcher(this.ctx, (docs) => this.offer(docs));
+        background.push(watcher.follow(await watcher.startingPoint(), this.draining.signal));
+        // A long-running agent outlives a bad first answer, and takes work from the feed while
+        // a first sweep still waits for a failing server: the sweep loop and the feed try again.
+        background.push(this.sweepLoop(), this.trySweep());
+      }
       await this.dispatchLoop();
     } finally {
       this.state = 'stopping';
@@ -207,18 +127,12 @@ export class Agent {
     }
   }
 
-  private async sweepLoop(): Promise<void> {
-    const every = this.ctx.config.agent.sweep_s * 1000;
-    while (await sleep(every * (0.8 + Math.random() * 0.4), this.draining.signal)) {
-      await this.sweep().catch((error) => this.ctx.logger.warn(`sweep: ${errorMessage(error)}`));
-    }
-  }
-
+  /** Claims while slots and candidates last; sweeps again for a backlog; with `once`, returns when nothing is left. */
   private async dispatchLoop(): Promise<void> {
     while (!this.draining.signal.aborted) {
       // Claims go out together (the database coalesces them into one request), not one by one.
       while (this.running.size + this.claiming < this.options.concurrency && this.candidates.size > 0 && !this.draining.signal.aborted) {
-        const doc = this.takeCandidate();
+        const doc = this.candidates.take() as DaqDocument;
         this.claiming++;
         void this.consider(doc)
           .catch((error) => this.ctx.logger.warn({ doc: doc._id }, `cannot claim: ${errorMessage(error)}`))
@@ -227,11 +141,12 @@ export class Agent {
             this.wakeUp();
           });
       }
-      if (this.backlog && this.candidates.size === 0 && this.claiming === 0) {
-        await this.sweep().catch((error) => this.ctx.logger.warn(`sweep: ${errorMessage(error)}`));
+      const empty = this.candidates.size === 0 && this.claiming === 0;
+      if (this.backlog && empty && this.writtenSinceSweep > 0) {
+        await this.trySweep();
         continue;
       }
-      if (this.options.once && this.running.size === 0 && this.claiming === 0 && this.candidates.size === 0) {
+      if (this.options.once && empty && this.running.size === 0) {
         if ((await this.sweep()) === 0 || this.candidates.size === 0) return;
         continue;
       }
@@ -242,58 +157,83 @@ export class Agent {
     }
   }
 
-  /** A random candidate: agents racing on the same view rows then rarely pick the same one. */
-  private takeCandidate(): DaqDocument {
-    const keys = [...this.candidates.keys()];
-    const id = keys[Math.floor(Math.random() * Math.min(keys.length, 64))];
-    const doc = this.candidates.get(id) as DaqDocument;
-    this.candidates.delete(id);
-    return doc;
+  // ---- finding candidates ----
+
+  private offer(docs: DaqDocument[]): void {
+    this.ctx.triggers?.offer(docs, this.ctx.now());
+    this.candidates.offer(docs, (id) => this.running.has(id));
+    if (docs.length > 0) this.wakeUp();
   }
 
+  /** The ready and lapsed documents of our steps; returns how many the views gave. */
+  private async sweep(): Promise<number> {
+    const limit = Math.max(100, this.options.concurrency * 50);
+    this.backlog = false;
+    this.writtenSinceSweep = 0;
+    await this.followAssignment();
+    const ready = await readyDocuments(this.ctx, this.owned, limit);
+    // A full page means a backlog: the next page is fetched as soon as this one is used up.
+    this.backlog = ready.length >= limit;
+    const docs = [...ready, ...(await expiredClaims(this.ctx, this.owned, limit))];
+    this.offer(docs);
+    await this.ctx.triggers?.wakeForWork(this.ctx.db, this.ctx.now(), this.ctx.logger);
+    return docs.length;
+  }
+
+  private trySweep(): Promise<unknown> {
+    return this.sweep().catch((error) => this.ctx.logger.warn(`sweep: ${errorMessage(error)}`));
+  }
+
+  private async sweepLoop(): Promise<void> {
+    const every = this.ctx.config.agent.sweep_s * 1000;
+    while (await sleep(every * (0.8 + Math.random() * 0.4), this.draining.signal)) await this.trySweep();
+  }
+
+  /** Obeys the coordinator's assignment: the steps this site runs can move to another site. */
+  private async followAssignment(): Promise<void> {
+    const owned = stepsOwnedBy(this.ctx.site.name, await readAssignment(this.ctx.db), this.ctx.config);
+    const names = (steps: readonly StepConfig[]) => steps.map((s) => s.name).join(',');
+    if (names(owned) !== names(this.owned)) {
+      this.ctx.logger.warn({ before: names(this.owned), now: names(owned) }, 'the assignment changed the steps this site runs');
+      this.owned = owned;
+    }
+  }
+
+  // ---- claiming and running ----
+
   private skip(doc: DaqDocument, reason: string): void {
-    if (this.skippedRevs.get(doc._id) === doc._rev) return;
-    this.skippedRevs.set(doc._id, doc._rev ?? '');
+    if (!this.candidates.skip(doc)) return;
     this.counters.skipped++;
     this.ctx.logger.warn({ doc: doc._id }, `skipped: ${reason}`);
   }
 
-  /** Claims the document if one of our steps is ready on it (or its claim expired), then runs it. */
+  /** Acts on the claim decision (claim-decision.ts); a claim won starts the step. */
   private async consider(doc: DaqDocument): Promise<void> {
-    const stepNames = this.ctx.config.steps.map((s) => s.name);
-    const problems = handlingProblems(doc, stepNames);
-    if (problems.length > 0) return this.skip(doc, problems.join('; '));
-    const now = this.ctx.now();
-    const owned = (name: string | undefined) => this.owned.find((s) => s.name === name);
-    const current = parseStatus(doc.status, stepNames);
-    let step = owned(readyFor(doc, this.ctx.config, now));
-    let reclaim = false;
-    if (!step && current && (current.kind === 'in_progress' || current.kind === 'queued') && owned(current.step) && leaseExpired(stepRecord(doc, current.step as string), now)) {
-      step = owned(current.step);
-      reclaim = true;
-    }
-    if (!step) return;
-    if (!reclaim && (await failIfSpent(this.ctx, doc, step))) {
-      this.counters.failed++;
-      return;
-    }
-    const attempts = stepRecord(doc, step.name)?.attempts ?? 0;
-    if (reclaim && attempts >= step.max_attempts) {
-      await apply(this.ctx, doc, { type: 'expire', step: step.name, by: actor(this.ctx) }).catch(() => undefined);
-      return;
-    }
-    try {
-      templateVars(doc, step, this.ctx.config.steps[stepNames.indexOf(step.name) - 1]);
-    } catch (error) {
-      // Only the document's own fault marks it bad (terminal); a configuration fault is claimed
-      // like any step, which then records it as `<step> failed` (see config-fault.ts).
-      if (!isConfigurationFault(error)) {
-        const reason = `refused: ${errorMessage(error)}`;
-        this.skip(doc, reason);
-        await apply(this.ctx, doc, { type: 'mark_bad', by: actor(this.ctx), reason }).catch(() => undefined);
+    const decision = decideClaim(doc, this.owned, this.ctx.config, this.ctx.now());
+    switch (decision.kind) {
+      case 'none':
         return;
-      }
+      case 'skip':
+        return this.skip(doc, decision.reason);
+      case 'exhaust':
+        if (await failIfSpent(this.ctx, doc, decision.step)) this.counters.failed++;
+        this.writtenSinceSweep++;
+        return;
+      case 'expire':
+        await apply(this.ctx, doc, { type: 'expire', step: decision.step.name, by: actor(this.ctx) }).catch(() => undefined);
+        this.writtenSinceSweep++;
+        return;
+      case 'mark_bad':
+        this.skip(doc, decision.reason);
+        await apply(this.ctx, doc, { type: 'mark_bad', by: actor(this.ctx), reason: decision.reason }).catch(() => undefined);
+        this.writtenSinceSweep++;
+        return;
+      case 'claim':
+        return this.claimAndRun(doc, decision.step);
     }
+  }
+
+  private async claimAndRun(doc: DaqDocument, step: StepConfig): Promise<void> {
     // An earlier attempt's process on this host (its agent killed, its lease lapsed) must be gone before another starts.
     const earlier = await ensureRunGone(stepRecord(doc, step.name)?.run);
     if (!earlier.gone) {
@@ -302,25 +242,29 @@ export class Agent {
       return;
     }
     if (earlier.killed > 0) this.ctx.logger.warn({ doc: doc._id, step: step.name }, `killed ${earlier.killed} process(es) of the earlier run before claiming`);
-    const leaseUntil = new Date(now.getTime() + step.lease_s * 1000).toISOString();
     // NATS: reserve (doc, step) in the cross-site registry first; 'unavailable' → CouchDB alone decides.
     const reservation = (await this.ctx.channel?.tryReserve(this.ctx.config.database, doc._id, step.name, actor(this.ctx))) ?? 'unavailable';
     if (reservation === 'taken') {
       this.counters.taken_elsewhere++;
       return;
     }
-    const claimed = await claim(this.ctx, doc, { type: 'claim', step: step.name, mode: 'run', site: this.ctx.site.name, agent: this.ctx.name, host: this.ctx.host, lease_until: leaseUntil }).catch(async (error) => {
+    const leaseUntil = new Date(this.ctx.now().getTime() + step.lease_s * 1000).toISOString();
+    const result = await claim(this.ctx, doc, { type: 'claim', step: step.name, mode: 'run', site: this.ctx.site.name, agent: this.ctx.name, host: this.ctx.host, lease_until: leaseUntil }).catch(async (error) => {
       if (reservation === 'reserved') await this.settleReservation(doc._id, step.name, undefined);
       throw error;
     });
-    if (!claimed) {
-      this.counters.lost_races++;
+    if (result.kind !== 'written') {
+      // A lost race is counted; an illegal claim (the document changed under the decision) is logged once.
+      if (result.kind === 'conflict') this.counters.lost_races++;
+      else if (result.kind === 'illegal') this.skip(doc, result.error.message);
       if (reservation === 'reserved') await this.settleReservation(doc._id, step.name, undefined);
       return;
     }
+    const claimed = result.doc;
+    this.writtenSinceSweep++;
     this.counters.claimed++;
     if ((stepRecord(claimed, step.name)?.attempts ?? 1) > 1) this.counters.retries++;
-    this.remember(claimed);
+    this.candidates.remember(claimed);
     this.hint('claimed', doc._id, step.name);
     let end: JobEnd | undefined;
     let after: DaqDocument | undefined;
@@ -329,13 +273,23 @@ export class Agent {
         ({ end, doc: after } = job);
         this.finishJob(job.end, job.doc);
       })
-      .catch((error) => this.ctx.logger.error({ doc: doc._id, step: step?.name }, `step bookkeeping failed: ${errorMessage(error)}`))
+      .catch((error) => this.ctx.logger.error({ doc: doc._id, step: step.name }, `step bookkeeping failed: ${errorMessage(error)}`))
       .finally(() => {
         this.running.delete(doc._id);
         this.wakeUp();
         return this.settleReservation(doc._id, step.name, end, after);
       });
     this.running.set(doc._id, { step: step.name, done });
+  }
+
+  private finishJob(end: JobEnd, after: DaqDocument): void {
+    this.running.delete(after._id);
+    this.candidates.remember(after);
+    if (end === 'succeeded') this.counters.succeeded++;
+    else if (end === 'failed') this.counters.failed++;
+    else if (end === 'released') this.counters.released++;
+    // A finished step often makes the next one ready here: chain it without waiting for a feed.
+    if (end === 'succeeded' && !this.draining.signal.aborted) this.offer([after]);
   }
 
   // ---- NATS channel (optional): hints in and out, claim-registry bookkeeping ----
@@ -371,23 +325,4 @@ export class Agent {
       await channel.release(db, doc, step, actor(this.ctx));
     }
   }
-
-  private remember(doc: DaqDocument): void {
-    if (this.written.size > 50_000) this.written.clear();
-    this.written.set(doc._id, revNumber(doc));
-  }
-
-  private finishJob(end: JobEnd, after: DaqDocument): void {
-    this.running.delete(after._id);
-    this.remember(after);
-    if (end === 'succeeded') this.counters.succeeded++;
-    else if (end === 'failed') this.counters.failed++;
-    else if (end === 'released') this.counters.released++;
-    // A finished step often makes the next one ready here: chain it without waiting for a feed.
-    if (end === 'succeeded' && !this.draining.signal.aborted) this.offer([after]);
-  }
-}
-
-function revNumber(doc: DaqDocument): number {
-  return Number.parseInt(doc._rev ?? '0', 10);
 }

@@ -38,18 +38,22 @@ export async function runStep(ctx: AgentContext, docId: string, stepName: string
     if (status?.kind === 'queued' && status.step === stepName) {
       const job = stepRecord(doc, stepName)?.batch;
       if (options.job !== undefined && job?.stdout !== options.job) return { end: 'skipped', code: 'CONFLICT', reason: `${docId} is queued for another batch job (${job?.id ?? job?.stdout ?? 'none'})` };
-      claimed = await compareAndSet(ctx, doc, { type: 'start', step: stepName, site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil });
+      const started = await compareAndSet(ctx, doc, { type: 'start', step: stepName, site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil });
+      if (started.kind === 'illegal') return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: cannot start ${stepName}: ${started.error.message}` };
+      if (started.kind === 'written') claimed = started.doc;
     } else if (options.job === undefined && readyFor(doc, ctx.config, ctx.now()) === stepName) {
       // An earlier attempt's process on this host must be gone before another starts.
       const earlier = await ensureRunGone(stepRecord(doc, stepName)?.run);
       if (!earlier.gone) return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: not claiming ${stepName}: ${earlier.reason}` };
-      claimed = await claim(ctx, doc, { type: 'claim', step: stepName, mode: 'run', site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil });
-      if (!claimed) return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: another agent claimed ${stepName} first` };
+      const result = await claim(ctx, doc, { type: 'claim', step: stepName, mode: 'run', site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil });
+      if (result.kind === 'illegal') return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: cannot claim ${stepName}: ${result.error.message}` };
+      if (result.kind !== 'written') return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: another agent claimed ${stepName} first` };
+      claimed = result.doc;
     } else {
       const expected = options.job === undefined ? 'neither ready nor queued' : 'not queued for this job';
       return { end: 'skipped', code: options.job === undefined ? 'BAD_INPUT' : 'CONFLICT', reason: `${docId} is "${doc.status}": ${stepName} is ${expected}` };
     }
-    // undefined: someone wrote between our read and our start (for example the submitter
+    // Not started: someone wrote between our read and our start (for example the submitter
     // recording the job id); read again and decide again.
     if (claimed) return runClaimedStep(ctx, claimed, stepName, stop);
   }

@@ -17,6 +17,8 @@ import { errorMessage, isMeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
 import { readyFor } from '../core/state.js';
+import type { Database } from '../store/database.js';
+import * as files from '../store/files.js';
 import { execRemote } from './executors/remote-exec.js';
 import { connectSsh } from './executors/ssh-connect.js';
 
@@ -214,8 +216,13 @@ export class RemoteTrigger {
 }
 
 /** The triggers a site runs, and which one a document ready for a step pokes. */
+/** How often a remote site holding claims in flight is woken to check on them (lost jobs, lapsed leases). */
+export const REMOTE_CLAIMS_CHECK_MS = 30_000;
+
 export class RemoteTriggers {
   readonly triggers: ReadonlyMap<string, RemoteTrigger>;
+  /** When each remote site was last woken only to check on its claims in flight. */
+  private readonly claimChecks = new Map<string, number>();
 
   constructor(private readonly config: MeshConfig, site: string, logger: Logger, options: Omit<RemoteTriggerOptions, 'target' | 'logger'> & { local?: boolean } = {}) {
     const { local, ...rest } = options;
@@ -231,7 +238,34 @@ export class RemoteTriggers {
     }
   }
 
+  /**
+   * Work waiting for a site that cannot watch the database itself: wake it (debounced by the
+   * trigger). Also, at most every REMOTE_CLAIMS_CHECK_MS, while that site holds claims in flight:
+   * its `--once` pass is what finds a cancelled or crashed batch job or a lapsed lease, and a site
+   * woken only for ready work would never look at them again once nothing new arrives.
+   */
+  async wakeForWork(db: Database, now: Date, logger: Logger): Promise<void> {
+    for (const [site, trigger] of this.triggers) {
+      const steps = this.config.steps.filter((s) => s.site === site).map((s) => s.name);
+      if (await anyOf(steps, (step) => files.anyReady(db, step, now.toISOString()))) {
+        trigger.poke();
+        continue;
+      }
+      if (Date.now() - (this.claimChecks.get(site) ?? 0) < REMOTE_CLAIMS_CHECK_MS) continue;
+      if (await anyOf(steps, (step) => files.anyClaimed(db, step))) {
+        this.claimChecks.set(site, Date.now());
+        logger.debug({ site }, 'waking a site to check on its claims in flight');
+        trigger.poke();
+      }
+    }
+  }
+
   stop(): Promise<void> {
     return Promise.all([...this.triggers.values()].map((t) => t.stop())).then(() => undefined);
   }
+}
+
+async function anyOf(steps: readonly string[], test: (step: string) => Promise<boolean>): Promise<boolean> {
+  for (const step of steps) if (await test(step)) return true;
+  return false;
 }

@@ -1,54 +1,39 @@
 import type { StepConfig } from '../config/types.js';
 import { type DaqDocument, stepRecord } from '../core/document.js';
-import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
+import { errorMessage } from '../core/errors.js';
 import { type MeshEvent, countedAttempts, transition } from '../core/state.js';
+import { type UpdateResult, update, writtenOrThrow } from '../store/update.js';
 import { type AgentContext, actor } from './context.js';
 
+/** The document after `event`, or why the event is illegal on it (core/state.ts decides). */
+function decide(ctx: AgentContext, event: MeshEvent) {
+  return (doc: DaqDocument | undefined) => {
+    const next = transition(doc as DaqDocument, { ...event, user: ctx.db.user }, ctx.now(), ctx.config);
+    return next.ok ? { write: next.doc } : { illegal: next.error };
+  };
+}
+
 /**
- * Claims a step with one compare-and-set write of the document as we saw it.
- * Returns the claimed document, or undefined when another agent won the race (409)
- * or the step is no longer claimable.
+ * Applies an event to the document exactly as we saw it, with one compare-and-set write and no
+ * re-read: the caller decided on that revision (a claim), so a 409 means another writer won.
+ * `illegal` (the event is not legal on it, e.g. its attempts are used up) is not a lost race.
  */
-export async function claim(ctx: AgentContext, seen: DaqDocument, event: Extract<MeshEvent, { type: 'claim' }>): Promise<DaqDocument | undefined> {
+export function compareAndSet(ctx: AgentContext, seen: DaqDocument, event: MeshEvent): Promise<UpdateResult<DaqDocument>> {
+  return update(ctx.db, seen._id, decide(ctx, event), { seen, rereads: 0 });
+}
+
+/** A claim: compareAndSet of a claim event. */
+export function claim(ctx: AgentContext, seen: DaqDocument, event: Extract<MeshEvent, { type: 'claim' }>): Promise<UpdateResult<DaqDocument>> {
   return compareAndSet(ctx, seen, event);
 }
 
 /**
- * Applies an event to the document exactly as we saw it, with one compare-and-set write.
- * Returns the new document, or undefined when the event is illegal on it or someone wrote
- * first (409): the caller decided on that revision, so it must not re-apply blindly.
- */
-export async function compareAndSet(ctx: AgentContext, seen: DaqDocument, event: MeshEvent): Promise<DaqDocument | undefined> {
-  const next = transition(seen, { ...event, user: ctx.db.user }, ctx.now(), ctx.config);
-  if (!next.ok) return undefined;
-  try {
-    const rev = await ctx.db.put(next.doc);
-    return { ...next.doc, _rev: rev };
-  } catch (error) {
-    if (isMeshError(error, 'CONFLICT')) return undefined;
-    throw error;
-  }
-}
-
-/**
  * Applies an event to the latest revision, re-reading on 409 (another writer touched the
- * document, e.g. replication or an operator) as long as the event stays legal.
- * Throws ILLEGAL_TRANSITION when it no longer is (for example, the claim was taken over).
+ * document, e.g. replication or an operator) as long as the event stays legal. Throws
+ * ILLEGAL_TRANSITION when it no longer is (for example, the claim was taken over).
  */
-export async function apply(ctx: AgentContext, start: DaqDocument, event: MeshEvent, attempts = 8): Promise<DaqDocument> {
-  let doc: DaqDocument | undefined = start;
-  for (let attempt = 1; ; attempt++) {
-    if (!doc) throw new MeshError('NOT_FOUND', `${start._id} disappeared`);
-    const next = transition(doc, { ...event, user: ctx.db.user }, ctx.now(), ctx.config);
-    if (!next.ok) throw next.error;
-    try {
-      const rev = await ctx.db.put(next.doc);
-      return { ...next.doc, _rev: rev };
-    } catch (error) {
-      if (!isMeshError(error, 'CONFLICT') || attempt >= attempts) throw error;
-      doc = await ctx.db.get<DaqDocument>(start._id);
-    }
-  }
+export async function apply(ctx: AgentContext, start: DaqDocument, event: MeshEvent): Promise<DaqDocument> {
+  return writtenOrThrow(await update(ctx.db, start._id, decide(ctx, event), { seen: start }), start._id);
 }
 
 /**

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { parseMeshConfig } from '../config/load.js';
 import { designDocument } from '../couchapp/design.js';
-import { pushDesign } from '../couchapp/push.js';
+import { pushDesign } from '../store/designs.js';
 import { Database } from '../store/database.js';
 import { silentLogger } from '../core/log.js';
 import { startServerChild } from '../cli/processes.js';

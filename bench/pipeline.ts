@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
 import { designDocument } from '../couchapp/design.js';
-import { pushDesign } from '../couchapp/push.js';
+import { pushDesign } from '../store/designs.js';
+import * as files from '../store/files.js';
 import type { Database } from '../store/database.js';
 import type { DaqDocument } from '../core/document.js';
 import { MESH_MAIN, stopChild } from '../cli/processes.js';
@@ -146,10 +147,7 @@ function runAgent(target: BenchTarget, configFile: string, name: string, concurr
 function waitForDone(db: Database, step: string, count: number, signal: AbortSignal | undefined): Promise<number> {
   return waitUntil(
     `${count} documents done (${step}) in ${db.name}`,
-    async () => {
-      const { rows } = await db.view<number>('mesh', 'done', { key: step });
-      return (rows[0]?.value ?? 0) >= count && count;
-    },
+    async () => (await files.doneCount(db, step)) >= count && count,
     { timeoutMs: 300_000, signal },
   );
 }
@@ -240,7 +238,7 @@ export async function runPipeline(options: PipelineOptions): Promise<BenchSectio
       progress('pipeline', `agent at concurrency ${concurrency}, ${count} one-step documents`);
       const { db, configFile } = await makeDb(target, work, `pipeline_c${concurrency}`);
       await db.bulk(closedDocs(count, `c${concurrency}`, db.user));
-      await db.view('mesh', 'ready', { limit: 1 }); // index built before the clock starts
+      await files.buildIndexes(db); // before the clock starts
       const started = performance.now();
       const agent = runAgent(target, configFile, `bench-c${concurrency}`, concurrency, log, agents);
       await waitForDone(db, 'proc0', count, options.signal);

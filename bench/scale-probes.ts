@@ -52,7 +52,7 @@ export class RecordingProxy {
       const entry: RecordedRequest = { at_ms: Math.round(at), method: req.method ?? 'GET', path: req.url ?? '', status: 0, response_bytes: 0 };
       this.requests.push(entry);
       if (req.method !== 'GET' && this.claimPattern.test(body.toString('utf8'))) this.claimed?.(at);
-      const upstream = request(
+      const upstream = request( // not a database client: a proxy forwarding the agent's own requests
         { host: this.target.hostname, port: this.target.port, method: req.method, path: req.url, headers: { ...req.headers, host: this.target.host }, agent: this.upstream },
         (answer) => {
           entry.status = answer.statusCode ?? 0;

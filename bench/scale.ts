@@ -14,6 +14,7 @@
  * `node dist/bench/scale.js [--docs N] [--backlog M] [--data DIR]`. With `--data`, the
  * generated archive is kept in DIR and reused by later runs (the backlog is rewritten).
  */
+import * as files from '../store/files.js';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ import { parseMeshConfig } from '../config/load.js';
 import type { MeshConfig } from '../config/types.js';
 import { type MeshStatus, meshStatus } from '../coordinator/status.js';
 import { designDocument } from '../couchapp/design.js';
-import { pushDesign } from '../couchapp/push.js';
+import { pushDesign } from '../store/designs.js';
 import { Database } from '../store/database.js';
 import { type ServerChild, spawnMesh, startServerChild, stopChild } from '../cli/processes.js';
 import { archiveDoc, backlogDoc, deleteRange, writeDocs } from './scale-data.js';
@@ -130,7 +131,7 @@ async function readMarker(dir: string): Promise<Marker | undefined> {
 
 /** Fresh database with the design document, archive then backlog; returns the write rate of the whole set. */
 async function generate(db: Database, config: MeshConfig, docs: number, backlog: number, tag: string, say: (line: string) => void): Promise<number> {
-  await db.request('delete', { method: 'DELETE' }).catch(() => undefined);
+  await db.destroy().catch(() => undefined);
   await db.ensure();
   await pushDesign(db, designDocument(config));
   const started = performance.now();
@@ -139,13 +140,8 @@ async function generate(db: Database, config: MeshConfig, docs: number, backlog:
   return docs / ((performance.now() - started) / 1000);
 }
 
-async function viewCount(db: Database, view: string, qs: Record<string, unknown>): Promise<number> {
-  const { rows } = await db.view<number>('mesh', view, qs);
-  return rows[0]?.value ?? 0;
-}
-
-const readyCount = (db: Database) => viewCount(db, 'ready', { startkey: ['proc0', ''], endkey: ['proc0', new Date().toISOString()] });
-const doneCount = (db: Database) => viewCount(db, 'done', { key: 'proc0' });
+const readyCount = (db: Database) => files.readyCount(db, 'proc0', new Date().toISOString());
+const doneCount = (db: Database) => files.doneCount(db, 'proc0');
 
 /** Retries a view query until the index build it waits for is complete; the time since `startedAt`. */
 async function waitForIndex(db: Database, startedAt: number): Promise<number> {
@@ -308,7 +304,7 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
       await rm(join(dataDir, MARKER), { force: true });
       await generate(smallDb, small.config, SMALL_DOCS, SMALL_BACKLOG, tag, say);
       if (midDocs > 0) await generate(midDb, mid.config, midDocs, Math.round(midDocs / 10), tag, say);
-      await db.request('delete', { method: 'DELETE' }).catch(() => undefined);
+      await db.destroy().catch(() => undefined);
       await db.ensure();
       await pushDesign(db, designDocument(big.config));
       const started = performance.now();

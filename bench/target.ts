@@ -16,10 +16,11 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { USER_PREFIX, upsertAccount } from '../cli/accounts.js';
+import { upsertAccount } from '../cli/accounts.js';
 import { startServerChild } from '../cli/processes.js';
 import { credentialPrefix } from '../config/credentials.js';
-import { pushSecurity } from '../couchapp/security.js';
+import { deleteAccount } from '../store/accounts.js';
+import { pushSecurity } from '../store/security.js';
 import { MeshError } from '../core/errors.js';
 import { agentRole } from '../core/roles.js';
 import { Database, type ServerCredentials } from '../store/database.js';
@@ -123,15 +124,8 @@ export async function openTarget(options: { server?: string; dataDir: string; lo
     close: () =>
       (closed ??= (async () => {
         if (embedded) return embedded.stop();
-        const gone = (error: unknown) => {
-          if (!(error instanceof MeshError && error.code === 'NOT_FOUND')) throw error;
-        };
-        for (const db of created) await db.request(`delete database ${db.name}`, { method: 'DELETE' }).catch(gone);
-        if (users && agent) {
-          const id = `${USER_PREFIX}${agent.user}`;
-          const account = await users.get<{ _rev: string }>(id);
-          if (account) await users.request(`delete account ${agent.user}`, { method: 'DELETE', doc: id, qs: { rev: account._rev } }).catch(gone);
-        }
+        for (const db of created) await db.destroy();
+        if (users && agent) await deleteAccount(users, agent.user);
       })()),
   };
 }

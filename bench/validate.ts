@@ -18,7 +18,7 @@ import type { DaqDocument } from '../core/document.js';
 import { historyTo } from '../core/provenance.js';
 import { type MeshEvent, transition } from '../core/state.js';
 import { designDocument } from '../couchapp/design.js';
-import { pushDesign } from '../couchapp/push.js';
+import { pushDesign } from '../store/designs.js';
 import { type BenchSection, progress, ratio } from './report.js';
 
 const BATCH = 500;

@@ -1,4 +1,5 @@
 /** Creating or updating a mesh account in a server's `_users` database (what `mesh users add` does). */
+import { update, writtenOrThrow } from '../store/update.js';
 import type { Database } from '../store/database.js';
 import { MeshError, isMeshError } from '../core/errors.js';
 
@@ -17,17 +18,24 @@ export function checkAccountName(name: string): void {
  */
 export async function upsertAccount(users: Database, name: string, password: string, roles: readonly string[]): Promise<'created' | 'updated'> {
   const id = USER_PREFIX + name;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const current = await users.get<{ _id: string; _rev: string; [field: string]: unknown }>(id);
-      await users.put({ ...(current ?? {}), _id: id, name, type: 'user', roles: [...roles], password });
-      return current ? 'updated' : 'created';
-    } catch (error) {
-      if (isMeshError(error, 'CONFLICT') && attempt < 3) continue;
-      if (isMeshError(error, 'UNAUTHORIZED') || isMeshError(error, 'FORBIDDEN')) {
-        throw new MeshError(error.code, `${error.message}: creating accounts needs the server admin's credentials (MESH_<SITE>_USER with MESH_<SITE>_PASSWORD or _PASSWORD_FILE)`, { cause: error });
-      }
-      throw error;
+  type Account = { _id: string; _rev?: string; [field: string]: unknown };
+  let existed = false;
+  try {
+    const result = await update<Account>(
+      users,
+      id,
+      (current) => {
+        existed = current !== undefined;
+        return { write: { ...(current ?? {}), _id: id, name, type: 'user', roles: [...roles], password } };
+      },
+      { create: true },
+    );
+    writtenOrThrow(result, id);
+    return existed ? 'updated' : 'created';
+  } catch (error) {
+    if (isMeshError(error, 'UNAUTHORIZED') || isMeshError(error, 'FORBIDDEN')) {
+      throw new MeshError(error.code, `${error.message}: creating accounts needs the server admin's credentials (MESH_<SITE>_USER with MESH_<SITE>_PASSWORD or _PASSWORD_FILE)`, { cause: error });
     }
+    throw error;
   }
 }

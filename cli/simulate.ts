@@ -114,7 +114,7 @@ export interface Simulation {
 
 async function answers(url: string): Promise<boolean> {
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) }); // not a database: the status page
     await response.arrayBuffer();
     return response.ok;
   } catch {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { deepFreeze } from '../core/freeze.js';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DURATION_FORM, parseDuration } from '../core/duration.js';
@@ -355,10 +356,3 @@ function prototypeKeyPaths(value: unknown, path: string): string[] {
   });
 }
 
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object') {
-    for (const inner of Object.values(value)) deepFreeze(inner);
-    Object.freeze(value);
-  }
-  return value;
-}

@@ -104,7 +104,7 @@ export async function adoptDatabase(db: Database, config: PipelineSteps & Pick<M
   const report: AdoptReport = { documents: 0, other: 0, byStatus: {}, written: 0, failed: [] };
   let startkey: string | undefined;
   for (;;) {
-    const page = await db.allDocs<DaqDocument>({ include_docs: true, limit: PAGE + 1, ...(startkey === undefined ? {} : { startkey: JSON.stringify(startkey) }) });
+    const page = await db.allDocs<DaqDocument>({ include_docs: true, limit: PAGE + 1, ...(startkey === undefined ? {} : { startkey }) });
     const rows = page.rows.slice(0, PAGE);
     const writes: DaqDocument[] = [];
     for (const row of rows) {

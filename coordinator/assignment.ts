@@ -1,26 +1,11 @@
 /**
- * The step → site assignment: one replicated document, `mesh:assignment`, written by the
- * coordinator from the config (each step's `site`) on its own server only (one writer, so no
- * replication conflict), read by agents, who run only the steps their site owns.
+ * What the coordinator checks before it writes the assignment (store/assignment.ts): that each
+ * step goes to a site that may run it.
  */
-import { isDeepStrictEqual } from 'node:util';
-import type { MeshConfig, StepConfig } from '../config/types.js';
-import type { Database } from '../store/database.js';
-import { MeshError, isMeshError } from '../core/errors.js';
-
-export const ASSIGNMENT_ID = 'mesh:assignment';
-export const ASSIGNMENT_TYPE = 'mesh-assignment';
-
-export interface Assignment {
-  _id: typeof ASSIGNMENT_ID;
-  _rev?: string;
-  type: typeof ASSIGNMENT_TYPE;
-  /** Step name → the site that owns it. */
-  steps: Record<string, string>;
-  updated: string;
-  /** Who wrote it, e.g. `coordinator/modane`. */
-  by: string;
-}
+import type { MeshConfig } from '../config/types.js';
+import { MeshError } from '../core/errors.js';
+import { type Database } from '../store/database.js';
+import { assignmentFromConfig, writeAssignment } from '../store/assignment.js';
 
 /** What is wrong with giving each step to its configured site: a site whose non-empty `may_run` does not list the step. */
 export function assignmentProblems(config: Pick<MeshConfig, 'sites' | 'steps'>, steps: Record<string, string> = assignmentFromConfig(config)): string[] {
@@ -40,45 +25,9 @@ export function assertAssignable(config: Pick<MeshConfig, 'sites' | 'steps' | 's
   if (problems.length > 0) throw new MeshError('CONFIG_INVALID', `cannot assign the steps (${config.source}): ${problems.join('; ')}; change the steps' site or the site's may_run`);
 }
 
-export function assignmentFromConfig(config: Pick<MeshConfig, 'steps'>): Record<string, string> {
-  return Object.fromEntries(config.steps.map((s) => [s.name, s.site]));
-}
-
-/** The assignment document, or undefined when the coordinator has not written one yet (or it is not an assignment). */
-export async function readAssignment(db: Database): Promise<Assignment | undefined> {
-  const doc = await db.get<Assignment>(ASSIGNMENT_ID);
-  return doc?.type === ASSIGNMENT_TYPE && doc.steps && typeof doc.steps === 'object' ? doc : undefined;
-}
-
-/**
- * Writes the assignment unless the stored one already gives every step to the same site
- * (then nothing is written: `updated` and `by` tell when it last changed).
- */
-export async function writeAssignment(db: Database, config: MeshConfig, by: string, now = new Date()): Promise<{ changed: boolean; rev: string }> {
+/** Writes the config's assignment (each step to its `site`) once it is checked; nothing when it is already stored. */
+export function assignFromConfig(db: Database, config: MeshConfig, by: string, now = new Date()): Promise<{ changed: boolean; rev: string }> {
   const steps = assignmentFromConfig(config);
   assertAssignable(config, steps);
-  for (let attempt = 1; ; attempt++) {
-    const current = await db.get<Assignment>(ASSIGNMENT_ID);
-    if (current && current.type === ASSIGNMENT_TYPE && isDeepStrictEqual(current.steps, steps)) return { changed: false, rev: current._rev as string };
-    const doc: Assignment = { _id: ASSIGNMENT_ID, ...(current?._rev ? { _rev: current._rev } : {}), type: ASSIGNMENT_TYPE, steps, updated: now.toISOString(), by };
-    try {
-      return { changed: true, rev: await db.put({ ...doc }) };
-    } catch (error) {
-      if (!isMeshError(error, 'CONFLICT') || attempt >= 3) throw error;
-    }
-  }
-}
-
-/**
- * The steps `site` may run now, in pipeline order: those the assignment gives it (the config's
- * `site` for a step the assignment does not name, or with no assignment at all), never one its
- * `may_run` excludes. Pure.
- */
-export function stepsOwnedBy(site: string, assignment: Pick<Assignment, 'steps'> | undefined, config: Pick<MeshConfig, 'sites' | 'steps'>): StepConfig[] {
-  const profile = config.sites[site];
-  if (!profile) return [];
-  return config.steps.filter((step) => {
-    const owner = assignment?.steps?.[step.name] ?? step.site;
-    return owner === site && (profile.may_run.length === 0 || profile.may_run.includes(step.name));
-  });
+  return writeAssignment(db, steps, by, now);
 }

@@ -15,6 +15,7 @@
  * depends on the leaves alone (no clock, no site name), so two servers resolving the same
  * conflict write the same revision where revisions are content-addressed.
  */
+import { type AuditDocument, conflictedIds, deleteLeaves, liveLeaves, recordAudit } from '../store/audit.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
 import { type DaqDocument, type StepRecord, isDone, parseStatus, stepRecord } from '../core/document.js';
@@ -22,9 +23,6 @@ import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import { statusProblems } from '../core/invariants.js';
 import type { Logger } from '../core/log.js';
 import { creationProblems } from '../core/provenance.js';
-
-export const AUDIT_TYPE = 'mesh-audit';
-export const auditDocId = (site: string): string => `mesh:audit:${site}`;
 
 export interface DuplicateRun {
   site: string | null;
@@ -36,18 +34,6 @@ export interface DuplicateRun {
   rev: string;
 }
 
-export interface AuditDocument {
-  _id: string;
-  _rev?: string;
-  type: typeof AUDIT_TYPE;
-  site: string;
-  detected: number;
-  resolved: number;
-  updated: string;
-  /** The latest resolutions, newest last. */
-  recent: Array<{ doc: string; kept: string; dropped: string[]; duplicates: number; at: string }>;
-}
-
 export interface AuditResult {
   site: string;
   detected: number;
@@ -56,9 +42,6 @@ export interface AuditResult {
 }
 
 const STATUS_RANK: Record<string, number> = { good: 5, in_progress: 4, queued: 3, failed: 2, closed: 1 };
-const PAGE = 200;
-const MAX_PER_ROUND = 2000;
-const RECENT = 50;
 
 function okCount(doc: DaqDocument, steps: readonly string[]): number {
   return steps.filter((s) => isDone(doc, s)).length;
@@ -132,19 +115,6 @@ export function mergeLeaves(winner: DaqDocument, losers: readonly DaqDocument[],
   return { ...base, duplicates } as DaqDocument;
 }
 
-/** Every live leaf of a document (`open_revs=all`, deleted leaves left out). */
-async function liveLeaves(db: Database, id: string): Promise<DaqDocument[]> {
-  const answer = await db.get<Array<{ ok?: DaqDocument; missing?: string }>>(id, { open_revs: 'all' });
-  return (answer ?? []).flatMap((entry) => (entry.ok && entry.ok._deleted !== true ? [entry.ok] : []));
-}
-
-async function deleteLeaves(db: Database, id: string, leaves: readonly DaqDocument[]): Promise<void> {
-  if (leaves.length === 0) return;
-  const rows = await db.bulk(leaves.map((l) => ({ _id: id, _rev: l._rev, _deleted: true })));
-  const failed = rows.filter((r) => r.error && r.error !== 'conflict' && r.error !== 'not_found');
-  if (failed.length > 0) throw new MeshError('SERVER_ERROR', `${id}: deleting losing revisions: ${failed.map((r) => `${r.error} ${r.reason ?? ''}`).join('; ')}`);
-}
-
 type Outcome = { kind: 'no-conflict' } | { kind: 'changed' } | { kind: 'resolved'; kept: string; dropped: string[]; duplicates: number };
 
 /** Resolves one conflicted document; `changed` when a leaf moved meanwhile (the next round looks again). */
@@ -169,42 +139,6 @@ async function resolve(db: Database, id: string, steps: readonly string[], docTy
   return { kind: 'resolved', kept, dropped: losers.map((l) => l._rev as string), duplicates: added };
 }
 
-async function conflictedIds(db: Database): Promise<string[]> {
-  const ids: string[] = [];
-  let startkey: string | undefined;
-  while (ids.length < MAX_PER_ROUND) {
-    const page = await db.view<string[]>('mesh', 'conflicts', { reduce: false, limit: PAGE, ...(startkey === undefined ? {} : { startkey, skip: 1 }) });
-    ids.push(...page.rows.map((r) => r.id as string));
-    if (page.rows.length < PAGE) break;
-    startkey = page.rows[page.rows.length - 1].key as string;
-  }
-  return ids;
-}
-
-/** Adds this run's counts to `mesh:audit:<site>`; writes only when something was found, or to create it. */
-async function record(db: Database, site: string, found: number, resolutions: AuditDocument['recent'], now: Date): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const current = await db.get<AuditDocument>(auditDocId(site));
-    if (current && found === 0 && resolutions.length === 0) return;
-    const doc: AuditDocument = {
-      _id: auditDocId(site),
-      ...(current?._rev ? { _rev: current._rev } : {}),
-      type: AUDIT_TYPE,
-      site,
-      detected: (current?.detected ?? 0) + found,
-      resolved: (current?.resolved ?? 0) + resolutions.length,
-      updated: now.toISOString(),
-      recent: [...(current?.recent ?? []), ...resolutions].slice(-RECENT),
-    };
-    try {
-      await db.put({ ...doc });
-      return;
-    } catch (error) {
-      if (!isMeshError(error, 'CONFLICT') || attempt >= 3) throw error;
-    }
-  }
-}
-
 /** Audits the server of `site` (its data database `db`): finds, merges and counts double claims. */
 export async function auditServer(config: MeshConfig, site: SiteConfig, db: Database, logger: Logger, now = new Date()): Promise<AuditResult> {
   const steps = config.steps.map((s) => s.name);
@@ -225,7 +159,7 @@ export async function auditServer(config: MeshConfig, site: SiteConfig, db: Data
     }
   }
   result.resolved = resolutions.length;
-  await record(db, site.name, result.detected, resolutions, now);
+  await recordAudit(db, site.name, result.detected, resolutions, now);
   return result;
 }
 

@@ -11,6 +11,7 @@
  */
 import type { MeshConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
+import * as files from '../store/files.js';
 import { errorMessage } from '../core/errors.js';
 import { percentile } from './percentile.js';
 import { type OpenDatabase, distinctServers } from './servers.js';
@@ -74,9 +75,6 @@ export interface FlowOptions {
   lateLimit?: number;
 }
 
-const DESIGN = 'mesh';
-type FlowValue = [string | null, string | null, string | null, number | null, number | null];
-
 /** `2026-11-27T05`: the hour of an ISO date, as the `flow` view keys it. */
 export function hourOf(date: Date): string {
   return date.toISOString().slice(0, 13);
@@ -95,9 +93,7 @@ function seconds(from: string | null | undefined, to: string | null | undefined)
 
 async function completedPerHour(db: Database, step: string, now: Date, hours: number): Promise<Array<{ hour: string; count: number }>> {
   const slots = lastHours(now, hours);
-  if (slots.length === 0) return [];
-  const { rows } = await db.view<number>(DESIGN, 'flow', { group_level: 2, startkey: [step, slots[0]], endkey: [step, slots[slots.length - 1], {}] });
-  const counts = new Map(rows.map((r) => [(r.key as [string, string])[1], r.value]));
+  const counts = await files.donePerHour(db, step, slots);
   return slots.map((hour) => ({ hour, count: counts.get(hour) ?? 0 }));
 }
 
@@ -106,36 +102,31 @@ async function stageLatency(config: MeshConfig, db: Database, index: number, opt
   const target = config.targets[step] ?? null;
   const now = options.now;
   const start = new Date(now.getTime() - options.windowMs);
-  const low = [step, hourOf(start), start.toISOString()];
-  const high = [step, hourOf(now), now.toISOString()];
-  const pendingEnd = target === null ? null : [step, new Date(now.getTime() - target * 1000).toISOString()];
+  const closedBy = target === null ? null : new Date(now.getTime() - target * 1000).toISOString();
   const [newest, pendingRows] = await Promise.all([
-    db.view<FlowValue>(DESIGN, 'flow', { reduce: false, descending: true, startkey: high, endkey: low, limit: options.maxRows }),
-    pendingEnd ? db.view<[string | null, number | null]>(DESIGN, 'pending', { reduce: false, startkey: [step, ''], endkey: pendingEnd, limit: options.lateLimit }) : undefined,
+    files.finishedBetween(db, step, start, now, options.maxRows),
+    closedBy === null ? undefined : files.pendingClosedBy(db, step, closedBy, options.lateLimit),
   ]);
   // The reduces are asked only when a page was full: a reduce over a range costs a read of every
   // row in it on a server without stored reductions (the embedded one), and is rarely needed.
-  const count = newest.rows.length < options.maxRows ? newest.rows.length : ((await db.view<number>(DESIGN, 'flow', { startkey: low, endkey: high })).rows[0]?.value ?? 0);
-  const pendingLate = !pendingEnd || !pendingRows ? 0 : pendingRows.rows.length < options.lateLimit ? pendingRows.rows.length : ((await db.view<number>(DESIGN, 'pending', { startkey: [step, ''], endkey: pendingEnd })).rows[0]?.value ?? 0);
+  const count = newest.length < options.maxRows ? newest.length : await files.finishedCount(db, step, start, now);
+  const pendingLate = closedBy === null || !pendingRows ? 0 : pendingRows.length < options.lateLimit ? pendingRows.length : await files.pendingClosedByCount(db, step, closedBy);
   const stage: number[] = [];
   const sinceClose: number[] = [];
   const run: number[] = [];
   const lateDone: LateFile[] = [];
-  for (const row of newest.rows) {
-    const finished = (row.key as [string, string, string])[2];
+  for (const row of newest) {
+    const finished = row.finished;
     const [from, closed, runName, fileNumber, duration] = row.value;
     const s = seconds(from, finished);
     const c = seconds(closed, finished);
     if (s !== null) stage.push(s);
     if (c !== null) sinceClose.push(c);
     if (typeof duration === 'number' && Number.isFinite(duration)) run.push(duration);
-    if (target !== null && c !== null && c > target) lateDone.push({ doc: row.id ?? '', run: runName ?? '', file: fileNumber ?? -1, latency_s: c, done: true, closed: closed ?? '' });
+    if (target !== null && c !== null && c > target) lateDone.push({ doc: row.doc, run: runName ?? '', file: fileNumber ?? -1, latency_s: c, done: true, closed: closed ?? '' });
   }
   lateDone.sort((a, b) => b.latency_s - a.latency_s);
-  const latePending: LateFile[] = (pendingRows?.rows ?? []).map((row) => {
-    const closed = (row.key as [string, string])[1];
-    return { doc: row.id ?? '', run: row.value?.[0] ?? '', file: row.value?.[1] ?? -1, latency_s: seconds(closed, now.toISOString()) ?? 0, done: false, closed };
-  });
+  const latePending: LateFile[] = (pendingRows ?? []).map((row) => ({ doc: row.doc, run: row.run ?? '', file: row.file ?? -1, latency_s: seconds(row.closed, now.toISOString()) ?? 0, done: false, closed: row.closed }));
   return {
     stage: step,
     from: index === 0 ? 'closed' : config.steps[index - 1].name,
@@ -147,8 +138,8 @@ async function stageLatency(config: MeshConfig, db: Database, index: number, opt
     close_p95_s: percentile(sinceClose, 95),
     run_p50_s: percentile(run, 50),
     run_p95_s: percentile(run, 95),
-    sample: newest.rows.length,
-    capped: count > newest.rows.length,
+    sample: newest.length,
+    capped: count > newest.length,
     late_count: lateDone.length + pendingLate,
     late: [...latePending, ...lateDone].slice(0, options.lateLimit),
   };

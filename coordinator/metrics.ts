@@ -74,11 +74,18 @@ export async function metricsText(config: MeshConfig, open: OpenDatabase, now = 
   detected.inc(status.double_claims.detected);
   resolved.inc(status.double_claims.resolved);
 
-  const pending = gauge('couchmesh_replication_pending', 'Changes the replication job has not yet copied (its lag)', ['from', 'to', 'on']);
+  const pending = gauge('couchmesh_replication_pending', 'CouchDB\'s changes_pending of the job (cached up to 30 s by CouchDB; absent when the server gives none): a hint, behind_seconds is the measure', ['from', 'to', 'on']);
   const replication = gauge('couchmesh_replication_state', '1 for the current state of each replication job', ['from', 'to', 'on', 'state']);
+  const behind = gauge('couchmesh_replication_behind_seconds', 'How long ago the source wrote its oldest replication marker the target has not received (0: the target has the newest); absent when unknown', ['from', 'to', 'on']);
+  const markerAge = gauge('couchmesh_replication_marker_age_seconds', 'Age of the newest marker of the source that the target holds', ['from', 'to', 'on']);
+  const stalled = gauge('couchmesh_replication_stalled', '1 when behind_seconds is past the stall threshold (the coordinator restarts the job)', ['from', 'to', 'on']);
   for (const r of status.replication) {
-    replication.set({ from: r.from, to: r.to, on: r.on, state: r.state }, 1);
-    if (r.pending !== null) pending.set({ from: r.from, to: r.to, on: r.on }, r.pending);
+    const labels = { from: r.from, to: r.to, on: r.on };
+    replication.set({ ...labels, state: r.state }, 1);
+    if (r.pending !== null) pending.set(labels, r.pending);
+    if (r.behind_s !== null) behind.set(labels, r.behind_s);
+    if (r.marker_age_s !== null) markerAge.set(labels, r.marker_age_s);
+    stalled.set(labels, r.stalled ? 1 : 0);
   }
 
   const labelsOf = (a: { site: string; agent: string; host: string }) => ({ site: a.site, agent: a.agent, host: a.host ?? '' });

@@ -1,23 +1,32 @@
 /**
  * Replication between the mesh's servers: which `_replicator` jobs must exist, where each one
- * lives, their state, their lag, and their repair.
+ * lives, their state, how far behind each link is, and their repair.
  *
  * Placement: a server that nobody can connect to (`reachable: false`) holds both jobs of each
  * pair it is part of (it pushes and pulls); otherwise the coordinator's server holds them when
  * it is one of the pair, else the source. Two unreachable servers are not paired (they could
  * not reach each other): their data travels through a reachable server.
  *
+ * Freshness comes from the markers (store/markers.ts, coordinator/freshness.ts), the same way on
+ * every kind of server; a job's state and error reason from `/_scheduler/docs` where the server
+ * has it (store/capabilities.ts), else from its `_replicator` document.
+ *
  * Credentials travel only inside the `_replicator` documents (`{ url, headers: { Authorization } }`),
  * a database that never replicates; they are never logged.
  */
-import { createHash } from 'node:crypto';
+import { authorization } from '../store/database.js';
 import { isDeepStrictEqual } from 'node:util';
 import { replicationCredentialsFor } from '../config/credentials.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import type { Database } from '../store/database.js';
-import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
+import { CapabilityCache } from '../store/capabilities.js';
+import { type Marker, readMarkers } from '../store/markers.js';
+import { type Endpoint, type JobState, type ReplicatorDocument, createJob, documentState, readJob, recreateJob, schedulerState } from '../store/replication.js';
+import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { type LinkFreshness, type Seen, linkFreshness, stallAfterMs } from './freshness.js';
 import { type OpenDatabase, distinctServers, notAuthorised } from './servers.js';
+
+export type { ReplicatorDocument } from '../store/replication.js';
 
 export interface PlannedReplication {
   /** The `_replicator` document id: `mesh-<db>-<from>-to-<to>`. */
@@ -31,37 +40,37 @@ export interface PlannedReplication {
   host: SiteConfig;
 }
 
-/** Where the lag figure came from. */
-export type LagSource = 'scheduler' | 'checkpoint' | 'doc_count' | 'none';
+/** Where the lag figure (`behind_s`) came from: the markers, or nowhere (unknown). */
+export type LagSource = 'marker' | 'none';
 
 export interface ReplicationReport {
   id: string;
   from: string;
   to: string;
   on: string;
-  /** running, pending, error, failed, crashing, completed (CouchDB scheduler states) or missing / unreachable / not authorised. */
+  /** running, pending, error, failed, crashing, completed (CouchDB scheduler states), ignored, or missing / unreachable / not authorised. */
   state: string;
-  /** Changes on the source not yet covered by the replication checkpoint; null when unknown. */
+  /** Why the job is in an error state, as the server says it (e.g. `replication_auth_error`). */
+  reason?: string;
+  /** CouchDB's `changes_pending` when its scheduler gives one (cached up to 30 s, often null); null otherwise. A hint: `behind_s` is the measure. */
   pending: number | null;
   lag_from: LagSource;
+  /** Seconds the target is behind the source, from the markers (coordinator/freshness.ts); null when unknown. */
+  behind_s: number | null;
+  /** Why `behind_s` is null (e.g. `target not read`). */
+  behind_unknown?: string;
+  /** Age of the newest source marker the target holds. */
+  marker_age_s: number | null;
+  /** `behind_s` is past the stall threshold. */
+  stalled: boolean;
   /** What this call did to the job. */
   action: 'none' | 'created' | 'updated' | 'restarted';
+  /** Why it was restarted: `stalled`, or the state it was in. */
+  restarted_for?: string;
   error?: string;
 }
 
-type Endpoint = string | { url: string; headers: { Authorization: string } };
-
-export interface ReplicatorDocument {
-  _id: string;
-  _rev?: string;
-  source: Endpoint;
-  target: Endpoint;
-  continuous: true;
-  [field: string]: unknown;
-}
-
 const RESTART_STATES = new Set(['error', 'failed', 'crashing', 'completed', 'ignored']);
-const CHANGES_COUNT_LIMIT = 10_000;
 
 function safeName(text: string): string {
   return text.replace(/[^A-Za-z0-9_-]/g, '_');
@@ -95,7 +104,7 @@ function endpoint(config: MeshConfig, site: SiteConfig, env: NodeJS.ProcessEnv):
   const credentials = replicationCredentialsFor(site.credentials_of, env);
   // A bare URL when the server is open: pouchdb-replicator reads `headers.Authorization` of an object endpoint without checking `headers`.
   if (!credentials) return url;
-  return { url, headers: { Authorization: `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString('base64')}` } };
+  return { url, headers: authorization(credentials) as { Authorization: string } };
 }
 
 /**
@@ -113,192 +122,135 @@ function jobContent(doc: ReplicatorDocument): Record<string, unknown> {
   return { source: doc.source, target: doc.target, continuous: doc.continuous };
 }
 
-interface Progress {
-  checkpoint: string;
-  since: number;
-}
-
 /**
- * What the coordinator remembers between rounds: which servers lack `/_scheduler/docs`
- * (said once in the logs) and each job's last checkpoint, to find stalled jobs.
+ * What the coordinator remembers between rounds: each server's capabilities (probed once)
+ * and when each job was last restarted (a restarted job gets `stallAfterMs` to catch up
+ * before it may be restarted again for being behind).
  */
 export class ReplicationMonitor {
-  /** Server URL → whether it answers `/_scheduler/docs`. */
-  readonly scheduler = new Map<string, boolean>();
-  readonly progress = new Map<string, Progress>();
-  constructor(readonly stallAfterMs = 300_000) {}
+  readonly capabilities = new CapabilityCache();
+  readonly restarted = new Map<string, number>();
+  readonly intervalMs: number;
+  readonly stallAfterMs: number;
+  constructor(options: { intervalMs?: number; stallAfterMs?: number } = {}) {
+    this.intervalMs = options.intervalMs ?? 30_000;
+    this.stallAfterMs = options.stallAfterMs ?? stallAfterMs(this.intervalMs);
+  }
 
-  /** True when the job has had changes pending without its checkpoint moving for `stallAfterMs`. */
-  stalled(id: string, checkpoint: string | undefined, pending: number | null, now: number): boolean {
-    if (checkpoint === undefined || !pending) {
-      this.progress.delete(id);
-      return false;
-    }
-    const known = this.progress.get(id);
-    if (!known || known.checkpoint !== checkpoint) {
-      this.progress.set(id, { checkpoint, since: now });
-      return false;
-    }
-    return now - known.since >= this.stallAfterMs;
+  /** True when the link is further behind than `stallAfterMs` and the job was not restarted within that time. */
+  stalled(id: string, behindS: number | null, now: number): boolean {
+    if (behindS === null || behindS * 1000 < this.stallAfterMs) return false;
+    const last = this.restarted.get(id);
+    return last === undefined || now - last >= this.stallAfterMs;
   }
 }
 
-interface Inspection {
-  state: string;
-  pending: number | null;
-  lag_from: LagSource;
-  checkpoint?: string;
-}
-
-function seqNumber(seq: unknown): number {
-  return typeof seq === 'number' ? seq : Number.parseInt(String(seq), 10);
-}
-
-/**
- * PouchDB's checkpoint id (`generateReplicationId` of PouchDB 9 for an unfiltered replication
- * between two HTTP databases): base64 md5 of `<source uuid><db><target uuid><db>`, with `/` → `.`
- * and `+` → `_`. The uuids are those `GET /` answers on each server.
- */
-async function pouchCheckpointId(config: MeshConfig, job: PlannedReplication, open: OpenDatabase): Promise<string | undefined> {
-  const uuid = async (site: SiteConfig) => (await open(site, '').request<{ uuid?: string }>('server info', { path: '' })).uuid;
-  const [source, target] = await Promise.all([uuid(job.source), uuid(job.target)]);
-  if (!source || !target) return undefined;
-  const db = encodeURIComponent(config.database);
-  return createHash('md5').update(source + db + target + db, 'binary').digest('base64').replace(/\//g, '.').replace(/\+/g, '_');
-}
-
-/** Changes on `source` after `since`, counted exactly up to a limit, estimated from sequence numbers beyond it. */
-async function changesSince(source: Database, since: string | number): Promise<number> {
-  const info = await source.info();
-  const estimate = seqNumber(info.update_seq) - seqNumber(since);
-  if (!Number.isNaN(estimate) && estimate <= 0) return 0;
-  const changes = await source.request<{ results: unknown[] }>('changes since the checkpoint', { path: '_changes', qs: { since, limit: CHANGES_COUNT_LIMIT } });
-  return changes.results.length < CHANGES_COUNT_LIMIT || Number.isNaN(estimate) ? changes.results.length : estimate;
-}
-
-/** The lag when nothing better is known: how many more documents the source has than the target. */
-async function docCountLag(job: PlannedReplication, open: OpenDatabase): Promise<number> {
-  const [source, target] = await Promise.all([open(job.source).info(), open(job.target).info()]);
-  return Math.max(0, source.doc_count - target.doc_count);
-}
-
-/** Whether the server answers CouchDB 3's `/_scheduler/docs`; remembered, and its absence said once in the logs. */
-async function hasScheduler(server: Database, site: SiteConfig, monitor: ReplicationMonitor, logger: Logger): Promise<boolean> {
-  const known = monitor.scheduler.get(site.server);
-  if (known !== undefined) return known;
-  try {
-    await server.request('replication scheduler', { path: '_scheduler/docs', qs: { limit: 1 } });
-    monitor.scheduler.set(site.server, true);
-  } catch (error) {
-    if (!isMeshError(error, 'NOT_FOUND')) throw error;
-    monitor.scheduler.set(site.server, false);
-    logger.info({ server: site.name }, `${site.name}'s server has no /_scheduler/docs (the embedded server): job state read from the _replicator documents, lag from the PouchDB _local checkpoint`);
-  }
-  return monitor.scheduler.get(site.server) as boolean;
-}
-
-/** The job's state and lag: CouchDB 3's `/_scheduler/docs`, else the document's fields and the `_local` checkpoint. */
-async function inspect(config: MeshConfig, job: PlannedReplication, doc: ReplicatorDocument, open: OpenDatabase, monitor: ReplicationMonitor, logger: Logger): Promise<Inspection> {
+/** The job's state and error reason: `/_scheduler/docs` where the host server has it, else the `_replicator` document's fields. */
+async function inspect(job: PlannedReplication, doc: ReplicatorDocument, open: OpenDatabase, monitor: ReplicationMonitor, logger: Logger): Promise<JobState> {
   const host = open(job.host, '');
-  if (await hasScheduler(host, job.host, monitor, logger)) {
-    let scheduled: { state?: string; info?: { changes_pending?: number | null; checkpointed_source_seq?: unknown } | null } | undefined;
-    try {
-      scheduled = await host.request('replication scheduler', { path: `_scheduler/docs/_replicator/${encodeURIComponent(job.id)}` });
-    } catch (error) {
-      // A job written a moment ago may not be scheduled yet.
-      if (!isMeshError(error, 'NOT_FOUND')) throw error;
-    }
-    const pending = scheduled?.info?.changes_pending;
-    const checkpoint = scheduled?.info?.checkpointed_source_seq;
-    if (typeof pending === 'number') return { state: scheduled?.state ?? 'pending', pending, lag_from: 'scheduler', checkpoint: checkpoint === undefined ? undefined : JSON.stringify(checkpoint) };
-    return { state: scheduled?.state ?? 'pending', pending: await docCountLag(job, open), lag_from: 'doc_count' };
-  }
-  const field = doc._replication_state;
-  // `_replication_id` without a state: pouchdb-replicator took the job for a duplicate of another and will never run it.
-  const state = field === 'triggered' ? 'running' : typeof field === 'string' ? field : doc._replication_id ? 'ignored' : 'pending';
-  const id = await pouchCheckpointId(config, job, open);
-  const source = open(job.source);
-  const stored = id ? ((await source.getLocal<{ last_seq?: string | number }>(id)) ?? (await open(job.target).getLocal<{ last_seq?: string | number }>(id))) : undefined;
-  if (stored?.last_seq !== undefined) return { state, pending: await changesSince(source, stored.last_seq), lag_from: 'checkpoint', checkpoint: String(stored.last_seq) };
-  return { state, pending: await docCountLag(job, open), lag_from: 'doc_count' };
+  const capabilities = await monitor.capabilities.of(host, (found) => {
+    if (!found.schedulerDocs) logger.info({ server: job.host.name }, `${job.host.name}'s server has no /_scheduler/docs: job state and error reason read from the _replicator documents`);
+  });
+  return capabilities.schedulerDocs ? schedulerState(host, job.id) : documentState(doc);
 }
 
-async function removeJob(replicator: Database, id: string): Promise<void> {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const current = await replicator.get<{ _rev: string }>(id);
-    if (!current) return;
-    // The embedded replicator writes its state into the document right after our write: a conflict means "read again".
-    const [row] = await replicator.bulk([{ _id: id, _rev: current._rev, _deleted: true }]);
-    if (row?.error === 'conflict') continue;
-    if (row?.error) throw new MeshError('SERVER_ERROR', `deleting replication job ${id}: ${row.error} ${row.reason ?? ''}`.trim());
-    return;
-  }
-  throw new MeshError('CONFLICT', `replication job ${id} kept changing while it was being deleted`);
+/** Each server's markers, or `unread` for a server that did not answer (or is known down). */
+export type MarkerReadings = Map<string, Map<string, Marker> | 'unread'>;
+
+/** Reads the markers on every distinct server (those in `down` are not asked). */
+export async function readAllMarkers(config: MeshConfig, open: OpenDatabase, down: ReadonlySet<string> = new Set()): Promise<MarkerReadings> {
+  const servers = distinctServers(config);
+  const read = await Promise.all(servers.map(async (site) => (down.has(site.name) ? 'unread' : await readMarkers(open(site)).catch(() => 'unread' as const))));
+  return new Map(servers.map((site, i) => [site.name, read[i]]));
 }
 
-/** Deletes and recreates a job: the documented way to restart a replication (a triggered job cannot be edited). */
-async function recreate(replicator: Database, wanted: ReplicatorDocument): Promise<void> {
-  await removeJob(replicator, wanted._id);
-  await replicator.put({ ...wanted });
+/** The freshness of a job's link from the markers read. */
+export function jobFreshness(job: Pick<PlannedReplication, 'from' | 'to'>, markers: MarkerReadings, now: number): LinkFreshness {
+  const on = (server: string): Seen => {
+    const held = markers.get(server);
+    return held === undefined || held === 'unread' ? 'unread' : held.get(job.from);
+  };
+  return linkFreshness(on(job.from), on(job.to), now);
 }
 
-function unreachable(job: PlannedReplication, error: unknown): ReplicationReport {
+function freshnessFields(f: LinkFreshness | undefined, stallMs: number): Pick<ReplicationReport, 'lag_from' | 'behind_s' | 'behind_unknown' | 'marker_age_s' | 'stalled'> {
+  const behind = f?.behind_s ?? null;
+  const unknown = behind === null ? (f?.unknown ?? 'markers not read') : undefined;
+  return { lag_from: behind === null ? 'none' : 'marker', behind_s: behind, ...(unknown ? { behind_unknown: unknown } : {}), marker_age_s: f?.marker_age_s ?? null, stalled: behind !== null && behind * 1000 >= stallMs };
+}
+
+function unreachable(job: PlannedReplication, error: unknown, f: LinkFreshness | undefined, stallMs: number): ReplicationReport {
   const refused = notAuthorised(error);
-  return { id: job.id, from: job.from, to: job.to, on: job.on, state: refused ? 'not authorised' : 'unreachable', pending: null, lag_from: 'none', action: 'none', error: refused ?? errorMessage(error) };
+  return { id: job.id, from: job.from, to: job.to, on: job.on, state: refused ? 'not authorised' : 'unreachable', pending: null, ...freshnessFields(f, stallMs), action: 'none', error: refused ?? errorMessage(error) };
+}
+
+export interface EnsureOptions {
+  /** The servers (site names of `distinctServers`) that answered this round; all when absent. */
+  up?: ReadonlySet<string>;
+  /** Each server's markers, read this round before new ones were written. */
+  markers?: MarkerReadings;
 }
 
 /**
  * Makes every planned job exist with the wanted content (no write when it already does),
- * restarts errored, failed, crashing, completed or stalled ones, and reports each job's state
- * and lag. A server that does not answer is reported, not fatal.
+ * restarts a job that is errored, failed, crashing, completed or ignored, or whose link is
+ * stalled (further behind than the monitor's threshold) — but only while the coordinator reaches
+ * both of its servers: with one end down a restart cannot help, and the job's state and error
+ * reason are reported as the server gives them. A server that does not answer is reported, not fatal.
  */
-export async function ensureReplications(config: MeshConfig, open: OpenDatabase, logger: Logger, monitor = new ReplicationMonitor(), now: () => Date = () => new Date()): Promise<ReplicationReport[]> {
+export async function ensureReplications(config: MeshConfig, open: OpenDatabase, logger: Logger, monitor = new ReplicationMonitor(), now: () => Date = () => new Date(), options: EnsureOptions = {}): Promise<ReplicationReport[]> {
   const reports: ReplicationReport[] = [];
+  const bothUp = (job: PlannedReplication) => !options.up || (options.up.has(job.source.name) && options.up.has(job.target.name));
   for (const job of plannedReplications(config)) {
     const log = logger.child({ replication: job.id, on: job.on });
+    const freshness = options.markers ? jobFreshness(job, options.markers, now().getTime()) : undefined;
     try {
       const replicator = open(job.host, '_replicator');
       const wanted = replicationDocument(config, job, process.env, now());
       let action: ReplicationReport['action'] = 'none';
-      const current = await replicator.get<ReplicatorDocument>(job.id);
+      const current = await readJob(replicator, job.id);
       if (!current) {
-        await replicator.ensure();
-        await replicator.put({ ...wanted });
+        await createJob(replicator, wanted);
         action = 'created';
       } else if (!isDeepStrictEqual(jobContent(current), jobContent(wanted))) {
-        await recreate(replicator, wanted);
+        await recreateJob(replicator, wanted);
         action = 'updated';
       }
       if (action !== 'none') log.info({ from: job.from, to: job.to }, `replication job ${action}`);
-      const stored = (action === 'none' ? current : await replicator.get<ReplicatorDocument>(job.id)) ?? wanted;
-      const seen = await inspect(config, job, stored, open, monitor, log);
-      const stalled = monitor.stalled(job.id, seen.checkpoint, seen.pending, now().getTime());
-      if (action === 'none' && (RESTART_STATES.has(seen.state) || stalled)) {
-        log.warn({ state: seen.state, stalled, pending: seen.pending, reason: stored._replication_state_reason }, 'restarting replication job');
-        await recreate(replicator, wanted);
-        monitor.progress.delete(job.id);
+      const stored = (action === 'none' ? current : await readJob(replicator, job.id)) ?? wanted;
+      const seen = await inspect(job, stored, open, monitor, log);
+      const fields = freshnessFields(freshness, monitor.stallAfterMs);
+      const stalled = monitor.stalled(job.id, fields.behind_s, now().getTime());
+      let restartedFor: string | undefined;
+      if (action === 'none' && bothUp(job) && (RESTART_STATES.has(seen.state) || stalled)) {
+        restartedFor = stalled ? 'stalled' : seen.state;
+        log.warn({ state: seen.state, reason: seen.reason, behind_s: fields.behind_s, stall_after_s: monitor.stallAfterMs / 1000 }, stalled ? `restarting replication job: ${job.to} is ${fields.behind_s} s behind ${job.from}` : `restarting replication job (${seen.state})`);
+        await recreateJob(replicator, wanted);
+        monitor.restarted.set(job.id, now().getTime());
         action = 'restarted';
       }
-      reports.push({ id: job.id, from: job.from, to: job.to, on: job.on, state: action === 'restarted' ? 'restarted' : seen.state, pending: seen.pending, lag_from: seen.lag_from, action });
+      reports.push({ id: job.id, from: job.from, to: job.to, on: job.on, state: seen.state, ...(seen.reason ? { reason: seen.reason } : {}), pending: seen.pending, ...fields, action, ...(restartedFor ? { restarted_for: restartedFor } : {}) });
     } catch (error) {
       log.warn({ err: errorMessage(error) }, 'replication job not checked: server unreachable or refusing');
-      reports.push(unreachable(job, error));
+      reports.push(unreachable(job, error, freshness, monitor.stallAfterMs));
     }
   }
   return reports;
 }
 
-/** The jobs' state and lag, read only (for `mesh status`). */
-export async function replicationStatus(config: MeshConfig, open: OpenDatabase, logger: Logger, monitor = new ReplicationMonitor()): Promise<ReplicationReport[]> {
+/** The jobs' state and each link's freshness, read only (for `mesh status`). */
+export async function replicationStatus(config: MeshConfig, open: OpenDatabase, logger: Logger, monitor = new ReplicationMonitor({ intervalMs: config.coordinator.interval_s * 1000 }), now = new Date()): Promise<ReplicationReport[]> {
+  const markers = await readAllMarkers(config, open);
   return Promise.all(
     plannedReplications(config).map(async (job): Promise<ReplicationReport> => {
+      const fields = freshnessFields(jobFreshness(job, markers, now.getTime()), monitor.stallAfterMs);
       try {
-        const doc = await open(job.host, '_replicator').get<ReplicatorDocument>(job.id);
-        if (!doc) return { id: job.id, from: job.from, to: job.to, on: job.on, state: 'missing', pending: null, lag_from: 'none', action: 'none' };
-        const seen = await inspect(config, job, doc, open, monitor, logger);
-        return { id: job.id, from: job.from, to: job.to, on: job.on, state: seen.state, pending: seen.pending, lag_from: seen.lag_from, action: 'none' };
+        const doc = await readJob(open(job.host, '_replicator'), job.id);
+        if (!doc) return { id: job.id, from: job.from, to: job.to, on: job.on, state: 'missing', pending: null, ...fields, action: 'none' };
+        const seen = await inspect(job, doc, open, monitor, logger);
+        return { id: job.id, from: job.from, to: job.to, on: job.on, state: seen.state, ...(seen.reason ? { reason: seen.reason } : {}), pending: seen.pending, ...fields, action: 'none' };
       } catch (error) {
-        return unreachable(job, error);
+        return { ...unreachable(job, error, undefined, monitor.stallAfterMs), ...fields };
       }
     }),
   );

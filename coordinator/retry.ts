@@ -1,8 +1,9 @@
 /** An operator's retry of a failed step: the one transition behind `mesh retry` and the status page's button. */
+import { update } from '../store/update.js';
 import type { MeshConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
 import { type DaqDocument, parseStatus } from '../core/document.js';
-import { MeshError, isMeshError } from '../core/errors.js';
+import { MeshError } from '../core/errors.js';
 import { transition } from '../core/state.js';
 
 export interface RetryResult {
@@ -26,20 +27,17 @@ export function retrySite(config: MeshConfig, step: string | undefined): string 
 export async function retryFailedStep(config: MeshConfig, db: Database, docId: string, options: { step?: string; by: string; now?: () => Date }): Promise<RetryResult> {
   const stepNames = config.steps.map((s) => s.name);
   retrySite(config, options.step);
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const doc = await db.get<DaqDocument>(docId);
-    if (!doc) throw new MeshError('BAD_INPUT', `document ${docId} does not exist on ${db.url}`);
-    const status = parseStatus(doc.status, stepNames);
-    const step = options.step ?? status?.step;
-    if (status?.kind !== 'failed' || !step) throw new MeshError('BAD_INPUT', `${docId} is "${doc.status}": nothing has failed there`);
-    const next = transition(doc, { type: 'retry', step, by: options.by, user: db.user }, options.now?.() ?? new Date(), config);
-    if (!next.ok) throw new MeshError('BAD_INPUT', next.error.message);
-    try {
-      const rev = await db.put(next.doc);
-      return { doc: docId, step, status: next.doc.status, rev };
-    } catch (error) {
-      if (!isMeshError(error, 'CONFLICT')) throw error;
-    }
-  }
-  throw new MeshError('CONFLICT', `${docId} kept changing while retrying; try again`);
+  let step = '';
+  const result = await update<DaqDocument>(db, docId, (doc) => {
+    const current = doc as DaqDocument;
+    const status = parseStatus(current.status, stepNames);
+    step = options.step ?? status?.step ?? '';
+    if (status?.kind !== 'failed' || !step) return { illegal: new MeshError('BAD_INPUT', `${docId} is "${current.status}": nothing has failed there`) };
+    const next = transition(current, { type: 'retry', step, by: options.by, user: db.user }, options.now?.() ?? new Date(), config);
+    return next.ok ? { write: next.doc } : { illegal: new MeshError('BAD_INPUT', next.error.message) };
+  });
+  if (result.kind === 'gone') throw new MeshError('BAD_INPUT', `document ${docId} does not exist on ${db.url}`);
+  if (result.kind === 'conflict') throw new MeshError('CONFLICT', `${docId} kept changing while retrying; try again`);
+  if (result.kind === 'illegal') throw result.error;
+  return { doc: docId, step, status: result.doc.status, rev: result.doc._rev as string };
 }

@@ -1,6 +1,8 @@
 /**
  * One coordinator round, and the loop that repeats it: on every reachable server the database,
- * `_design/mesh` and the original scripts' `_design/proc`; the replication jobs; the assignment
+ * `_design/mesh` and the original scripts' `_design/proc`; the replication markers read on every
+ * reachable server; the replication jobs (restarted when errored or stalled); a new marker
+ * written on each reachable server (store/markers.ts); the assignment
  * (on the coordinator's server); the double-claim audit on every reachable server; then the
  * alerts (latency targets, silent agents), each new one logged once at warn. A server that does not answer is logged and
  * skipped, never fatal.
@@ -9,12 +11,14 @@ import type { MeshConfig, SiteConfig } from '../config/types.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
-import { pushDesigns } from '../couchapp/push.js';
-import { pushSecurity } from '../couchapp/security.js';
+import { pushDesigns } from '../store/designs.js';
+import { pushSecurity } from '../store/security.js';
 import { type Alert, AlertTracker, evaluateAlerts } from './alerts.js';
-import { writeAssignment } from './assignment.js';
+import { assignFromConfig } from './assignment.js';
 import { type AuditResult, auditServer } from './audit.js';
-import { type ReplicationReport, ReplicationMonitor, ensureReplications } from './replication.js';
+import { writeMarker } from '../store/markers.js';
+import { type ReplicationReport, ReplicationMonitor, ensureReplications, readAllMarkers } from './replication.js';
+import { behindText, stallAfterMs } from './freshness.js';
 import { flowsOf, serverFlows } from './flow.js';
 import { type OpenDatabase, distinctServers, serverOf } from './servers.js';
 import { meshStatus } from './status.js';
@@ -35,6 +39,8 @@ export interface RoundSummary {
   /** `design` is `updated` when either design document was written. */
   servers: Array<{ site: string; reachable: boolean; design?: 'updated' | 'unchanged'; error?: string }>;
   replications: ReplicationReport[];
+  /** The marker written on each reachable server this round (`conflict`: another coordinator wrote one at the same time). */
+  markers: Array<{ site: string; result: 'written' | 'conflict' | 'failed'; n?: number; error?: string }>;
   assignment: 'written' | 'unchanged' | 'skipped';
   audits: AuditResult[];
   /** The alerts that hold after this round (see alerts.ts). */
@@ -61,13 +67,17 @@ export async function coordinatorRound(ctx: CoordinatorContext, monitor: Replica
   const states = await Promise.all(servers.map((site) => prepareServer(ctx, site)));
   const up = new Set(states.filter((s) => s.reachable).map((s) => s.site));
 
-  const replications = await ensureReplications(ctx.config, ctx.open, ctx.logger, monitor, now);
+  // Read before this round's markers are written: each link has had a whole round to carry the last ones.
+  const down = new Set(servers.map((s) => s.name).filter((name) => !up.has(name)));
+  const markers = await readAllMarkers(ctx.config, ctx.open, down);
+  const replications = await ensureReplications(ctx.config, ctx.open, ctx.logger, monitor, now, { up, markers });
+  const written = await writeMarkers(ctx, servers.filter((s) => up.has(s.name)), monitor.intervalMs, now());
 
   let assignment: RoundSummary['assignment'] = 'skipped';
   const home = serverOf(ctx.config, ctx.config.sites[ctx.config.coordinator.site]);
   if (up.has(home.name)) {
     try {
-      assignment = (await writeAssignment(ctx.open(home), ctx.config, ctx.by, now())).changed ? 'written' : 'unchanged';
+      assignment = (await assignFromConfig(ctx.open(home), ctx.config, ctx.by, now())).changed ? 'written' : 'unchanged';
     } catch (error) {
       ctx.logger.warn({ server: home.name, err: errorMessage(error) }, 'assignment not written');
     }
@@ -83,7 +93,22 @@ export async function coordinatorRound(ctx: CoordinatorContext, monitor: Replica
     }
   }
   const alerts = ctx.alerts ? await checkAlerts(ctx, ctx.alerts) : [];
-  return { round, servers: states, replications, assignment, audits, alerts };
+  return { round, servers: states, replications, markers: written, assignment, audits, alerts };
+}
+
+/** One marker per reachable server, on that server; a failure is logged and reported, never fatal. */
+async function writeMarkers(ctx: CoordinatorContext, servers: SiteConfig[], intervalMs: number, now: Date): Promise<RoundSummary['markers']> {
+  return Promise.all(
+    servers.map(async (site): Promise<RoundSummary['markers'][number]> => {
+      try {
+        const write = await writeMarker(ctx.open(site), site.name, { by: ctx.by, now, intervalS: intervalMs / 1000 });
+        return write.result === 'written' ? { site: site.name, result: 'written', n: write.marker.n } : { site: site.name, result: 'conflict' };
+      } catch (error) {
+        ctx.logger.warn({ server: site.name, err: errorMessage(error) }, 'replication marker not written');
+        return { site: site.name, result: 'failed', error: errorMessage(error) };
+      }
+    }),
+  );
 }
 
 /** Latency targets and agent heartbeats, from the same bounded queries as `mesh status`; a failure is logged, never fatal. */
@@ -100,11 +125,11 @@ async function checkAlerts(ctx: CoordinatorContext, tracker: AlertTracker): Prom
   return tracker.active();
 }
 
-/** `round 3: servers 2/2 up; replication modane→kit running (0 pending), …; assignment unchanged; double claims 1 found, 1 resolved`. */
+/** `round 3: servers 2/2 up; replication modane→kit running, kit is 0 s behind modane, …; assignment unchanged; double claims 1 found, 1 resolved`. */
 export function summaryLine(summary: RoundSummary): string {
   const up = summary.servers.filter((s) => s.reachable).length;
   const down = summary.servers.filter((s) => !s.reachable).map((s) => `${s.site} UNREACHABLE`);
-  const jobs = summary.replications.map((r) => `${r.from}→${r.to} ${r.state}${r.action === 'none' ? '' : ` (${r.action})`}${r.pending === null ? '' : `, ${r.pending} pending`}`);
+  const jobs = summary.replications.map((r) => `${r.from}→${r.to} ${r.state}${r.reason ? ` (${r.reason})` : ''}${r.action === 'none' ? '' : ` (${r.action}${r.restarted_for ? `: ${r.restarted_for}` : ''})`}, ${behindText(r.from, r.to, r)}`);
   const detected = summary.audits.reduce((n, a) => n + a.detected, 0);
   const resolved = summary.audits.reduce((n, a) => n + a.resolved, 0);
   return [
@@ -121,7 +146,7 @@ export function summaryLine(summary: RoundSummary): string {
  * or one round with `once`. Returns the last round's summary.
  */
 export async function runCoordinator(ctx: CoordinatorContext, options: { once: boolean; intervalMs: number; signal: AbortSignal }): Promise<RoundSummary | undefined> {
-  const monitor = new ReplicationMonitor(Math.max(3 * options.intervalMs, 60_000));
+  const monitor = new ReplicationMonitor({ intervalMs: options.intervalMs, stallAfterMs: stallAfterMs(options.intervalMs) });
   const alerts = ctx.alerts ?? new AlertTracker({ logger: ctx.logger, hook: ctx.config.alerts.hook, hookTimeoutMs: ctx.config.alerts.hook_timeout_s * 1000 });
   const withAlerts = { ...ctx, alerts };
   let last: RoundSummary | undefined;

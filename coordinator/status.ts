@@ -1,5 +1,6 @@
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
+import * as files from '../store/files.js';
 import { errorMessage } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
 import { type ReplicationReport, replicationStatus } from './replication.js';
@@ -43,8 +44,12 @@ export interface AgentStatus {
   counters?: Record<string, number>;
 }
 
-/** A replication job as `mesh status` shows it: the report of `replicationStatus` without the action taken. */
-export type ReplicationStatus = Pick<ReplicationReport, 'from' | 'to' | 'on' | 'state' | 'pending' | 'lag_from'>;
+/**
+ * A replication job as `mesh status` shows it: the report of `replicationStatus` without the
+ * action taken. `behind_s` is how far the job's target is behind its source, from the markers
+ * (coordinator/freshness.ts); `reason` the server's words for an error state.
+ */
+export type ReplicationStatus = Pick<ReplicationReport, 'from' | 'to' | 'on' | 'state' | 'reason' | 'pending' | 'lag_from' | 'behind_s' | 'behind_unknown' | 'marker_age_s' | 'stalled'>;
 
 export interface MeshStatus {
   generated: string;
@@ -81,46 +86,36 @@ function failure(error: unknown, suffix = ''): Pick<DatabaseStatus, 'error' | 'n
 
 async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, base: DatabaseStatus): Promise<{ db: DatabaseStatus; agents: AgentStatus[] }> {
   const site = { name: base.site };
-  const byStatus = await db.view<number>('mesh', 'by_status', { group: true });
-  for (const row of byStatus.rows) base.by_status[String(row.key)] = countOf(row.value);
+  for (const [status, count] of await files.countByStatus(db)) base.by_status[status] = count;
   base.reachable = true;
   base.doc_count = Object.values(base.by_status).reduce((a, b) => a + b, 0);
-  const done = await db.view<number>('mesh', 'done', { group: true });
-  const doneBy = new Map(done.rows.map((r) => [String(r.key), countOf(r.value)]));
+  const doneBy = await files.countDone(db);
   const iso = now.toISOString();
   for (const step of config.steps) {
-    const ready = await db.view<number>('mesh', 'ready', { startkey: [step.name, ''], endkey: [step.name, iso] });
     base.steps[step.name] = {
       done: doneBy.get(step.name) ?? 0,
-      ready: countOf(ready.rows[0]?.value),
+      ready: await files.readyCount(db, step.name, iso),
       queued: base.by_status[`${step.name} queued`] ?? 0,
       in_progress: base.by_status[`${step.name} in progress`] ?? 0,
       failed: base.by_status[`${step.name} failed`] ?? 0,
     };
   }
-  const conflicts = await db.view<number>('mesh', 'conflicts', {});
-  base.conflicts = countOf(conflicts.rows[0]?.value);
+  base.conflicts = await files.conflictCount(db);
 
-  const inFlight = await db.view<{ agent: string; site: string; attempts: number; started?: string }>('mesh', 'in_flight', { reduce: false, limit: LIST_LIMIT });
-  base.in_flight = inFlight.rows.map((r) => {
-    const [step, leaseUntil] = r.key as [string, string];
+  base.in_flight = (await files.claimsInFlight(db, LIST_LIMIT)).map((r) => {
+    // Shown as the view holds them (a record without a lease shows null).
+    const leaseUntil = r.lease_until as string;
     const lease = Date.parse(leaseUntil);
-    const since = Date.parse(r.value.started ?? leaseUntil);
-    return { doc: r.id ?? '', step, agent: r.value.agent, site: r.value.site, attempts: r.value.attempts, lease_until: leaseUntil, lease_age_s: Math.round((now.getTime() - since) / 1000), expired: lease <= now.getTime() };
+    const since = Date.parse(r.started ?? leaseUntil);
+    return { doc: r.doc, step: r.step, agent: r.agent as string, site: r.site as string, attempts: r.attempts as number, lease_until: leaseUntil, lease_age_s: Math.round((now.getTime() - since) / 1000), expired: lease <= now.getTime() };
   });
-  const failed = await db.view<{ reason?: string; exit_code?: number | null; stderr_tail?: string }>('mesh', 'failed_steps', { reduce: false, limit: LIST_LIMIT });
-  base.failed = failed.rows.map((r) => ({ doc: r.id ?? '', step: String(r.key), reason: r.value?.reason ?? 'unknown', exit_code: r.value?.exit_code ?? null, stderr_tail: r.value?.stderr_tail }));
+  base.failed = (await files.failedSteps(db, LIST_LIMIT)).map((r) => ({ doc: r.doc, step: r.step, reason: r.reason ?? 'unknown', exit_code: r.exit_code ?? null, stderr_tail: r.stderr_tail as string | undefined }));
 
   const agentRows = await db.allDocs<{ site: string; agent: string; host: string; state: string; last_seen: string; running: Array<{ doc: string; step: string }>; counters?: Record<string, number> }>({ startkey: 'mesh-agent:', endkey: 'mesh-agent:\ufff0', include_docs: true });
   const agents = agentRows.rows.flatMap((r) =>
     r.doc ? [{ site: r.doc.site, agent: r.doc.agent, host: r.doc.host, state: r.doc.state, last_seen: r.doc.last_seen, age_s: Math.round((now.getTime() - Date.parse(r.doc.last_seen)) / 1000), running: r.doc.running ?? [], server: site.name, ...(r.doc.counters ? { counters: r.doc.counters } : {}) }] : [],
   );
   return { db: base, agents };
-}
-
-/** A reduce value as a count; anything else (a foreign view, a proxy's answer) counts nothing. */
-function countOf(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }
 
 /**
@@ -132,7 +127,7 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
   const [results, replication, counters] = await Promise.all([
     // A query failing after the first (a timeout while a view index builds) makes that server's numbers partial: unreachable.
     Promise.all(servers.map((site) => databaseStatus(config, site, open(site), now).catch((error: unknown) => unreachableStatus(site, error)))),
-    replicationStatus(config, open, silentLogger()),
+    replicationStatus(config, open, silentLogger(), undefined, now),
     Promise.all(servers.map((site) => doubleClaimIds(open(site)).catch(() => ({ conflicted: [], duplicated: [] })))),
   ]);
   return {
@@ -140,7 +135,7 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
     database: config.database,
     databases: results.map((r) => r.db),
     agents: newestHeartbeats(results.flatMap((r) => r.agents)),
-    replication: replication.map(({ from, to, on, state, pending, lag_from }) => ({ from, to, on, state, pending, lag_from })),
+    replication: replication.map(({ from, to, on, state, reason, pending, lag_from, behind_s, behind_unknown, marker_age_s, stalled }) => ({ from, to, on, state, ...(reason ? { reason } : {}), pending, lag_from, behind_s, ...(behind_unknown ? { behind_unknown } : {}), marker_age_s, stalled })),
     double_claims: doubleClaims(counters),
   };
 }
@@ -150,11 +145,8 @@ const DOUBLE_CLAIM_LIMIT = 10_000;
 
 /** The ids of the documents in conflict and of those with duplicates[] on one server. */
 async function doubleClaimIds(db: Database): Promise<{ conflicted: string[]; duplicated: string[] }> {
-  const [conflicts, duplicates] = await Promise.all([
-    db.view('mesh', 'conflicts', { reduce: false, limit: DOUBLE_CLAIM_LIMIT }),
-    db.view('mesh', 'duplicates', { reduce: false, limit: DOUBLE_CLAIM_LIMIT }),
-  ]);
-  return { conflicted: conflicts.rows.map((r) => r.id ?? ''), duplicated: duplicates.rows.map((r) => r.id ?? '') };
+  const [conflicted, duplicated] = await Promise.all([files.conflicted(db, DOUBLE_CLAIM_LIMIT), files.duplicated(db, DOUBLE_CLAIM_LIMIT)]);
+  return { conflicted, duplicated };
 }
 
 /** Counted by document id over every server: a document replicated to two servers is one double claim. */

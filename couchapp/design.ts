@@ -13,7 +13,8 @@ import { statusClosure, statusSuccessors } from '../core/invariants.js';
 import { CATALOGUE_FIELDS } from '../core/provenance.js';
 import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE } from '../core/roles.js';
 import { HEARTBEAT_TYPE, type WritePolicy } from '../core/write-rules.js';
-import { COMMON_ES5, INVARIANTS_ES5, READY_ES5 } from './es5.js';
+import { COMMON_ES5, INVARIANTS_ES5 } from './es5.js';
+import { MESH_VIEW_CONTRACTS } from './mesh-views.js';
 import { PROVENANCE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
@@ -42,119 +43,8 @@ export type DesignInput = Pick<MeshConfig, 'doc_type' | 'steps'> & Partial<Pick<
 /** Views whose names are fixed, here and in `_design/proc` (which adds views per step); a step may not be named like one of them. The config loader refuses such names too. */
 export { FIXED_VIEWS };
 
-/** Map source for the pipeline's documents: `body` sees `doc`, the helpers, `STEPS` and `DOC_TYPE`. */
-function docMap(input: DesignInput, body: string): string {
-  return [
-    'function (doc) {',
-    `  var DOC_TYPE = ${JSON.stringify(input.doc_type)};`,
-    `  var STEPS = ${JSON.stringify(input.steps.map((s) => s.name))};`,
-    COMMON_ES5 + READY_ES5,
-    '  if (doc.type !== DOC_TYPE) return;',
-    body,
-    '}',
-  ].join('\n');
-}
-
 function views(input: DesignInput): Record<string, ViewSource> {
-  const map = (body: string): string => docMap(input, body);
-  return {
-    by_status: { map: map('  emit(doc.status, null);'), reduce: '_count' },
-    ready: {
-      map: map('  var step = readyStep(doc);\n  if (step !== null) emit([step, record(doc, step).retry_after || ""], null);'),
-      reduce: '_count',
-    },
-    in_flight: {
-      map: map(
-        [
-          '  var parsed = parseStatus(doc.status);',
-          "  if (!parsed || (parsed.kind !== 'queued' && parsed.kind !== 'in_progress')) return;",
-          '  var r = record(doc, parsed.step);',
-          '  emit([parsed.step, value(r.lease_until)], { agent: value(r.agent), site: value(r.site), attempts: value(r.attempts), started: value(r.started) });',
-        ].join('\n'),
-      ),
-      reduce: '_count',
-    },
-    // Not `failed`: that name is the original scripts' view, of another shape (original-design.ts).
-    failed_steps: {
-      map: map(
-        [
-          '  var parsed = parseStatus(doc.status);',
-          "  if (!parsed || parsed.kind !== 'failed') return;",
-          '  var r = record(doc, parsed.step);',
-          '  emit(parsed.step, { reason: value(r.reason), exit_code: value(r.exit_code), stderr_tail: value(r.stderr_tail), run_name: value(doc.run_name), file_number: value(doc.file_number) });',
-        ].join('\n'),
-      ),
-      reduce: '_count',
-    },
-    done: {
-      map: map('  for (var i = 0; i < STEPS.length; i++) {\n    if (isDone(doc, STEPS[i])) emit(STEPS[i], null);\n  }'),
-      reduce: '_count',
-    },
-    // Batch jobs the sweeper found lost (agents/batch/lost-jobs.ts) and not claimed again since.
-    lost_jobs: {
-      map: map(
-        [
-          '  for (var i = 0; i < STEPS.length; i++) {',
-          '    var r = record(doc, STEPS[i]);',
-          "    if (r.ok === false && r.batch && typeof r.reason === 'string' && /^(batch job |no batch job id)/.test(r.reason)) {",
-          '      emit([STEPS[i], value(r.started)], { reason: r.reason, system: value(r.batch.system), job: value(r.batch.id), status: doc.status });',
-          '    }',
-          '  }',
-        ].join('\n'),
-      ),
-      reduce: '_count',
-    },
-    conflicts: { map: map('  if (doc._conflicts) emit(doc._id, doc._conflicts);'), reduce: '_count' },
-    // Documents whose double claim the audit resolved (the losing runs are in duplicates[]): replicated, so any server counts them all.
-    duplicates: { map: map('  if (Array.isArray(doc.duplicates) && doc.duplicates.length > 0) emit(doc._id, doc.duplicates.length);'), reduce: '_count' },
-    // Flow (coordinator/flow.ts): one row per done step with a finish time (the original scripts'
-    // records: their `date`), keyed by its hour so that `group_level: 2` counts files done per
-    // step and hour; the value carries what the latencies need: [previous step's finish (or
-    // date_closed), date_closed, run_name, file_number, duration_s]. Dates in ISO 8601 whatever
-    // form the document holds them in (core/dates.ts).
-    flow: {
-      map: map(
-        [
-          '  var closed = isoDate(doc.date_closed);',
-          '  for (var i = 0; i < STEPS.length; i++) {',
-          '    var finished = isDone(doc, STEPS[i]) ? finishedOf(record(doc, STEPS[i])) : null;',
-          '    if (finished === null) continue;',
-          '    var from = i === 0 ? closed : finishedOf(record(doc, STEPS[i - 1]));',
-          '    emit([STEPS[i], finished.slice(0, 13), finished], [from, closed, value(doc.run_name), value(doc.file_number), value(record(doc, STEPS[i]).duration_s)]);',
-          '  }',
-        ].join('\n'),
-      ),
-      reduce: '_count',
-    },
-    // Files not yet done for a step, oldest DAQ close first (in ISO 8601): the late ones are a key range.
-    pending: {
-      map: map(
-        [
-          '  var closed = isoDate(doc.date_closed);',
-          "  if (doc.status === 'bad' || closed === null) return;",
-          '  for (var i = 0; i < STEPS.length; i++) {',
-          '    if (!isDone(doc, STEPS[i])) emit([STEPS[i], closed], [value(doc.run_name), value(doc.file_number)]);',
-          '  }',
-        ].join('\n'),
-      ),
-      reduce: '_count',
-    },
-    by_run: { map: map('  emit([value(doc.run_name), value(doc.file_number)], doc.status);') },
-    // The status page: per DAQ host and run, the highest file number comes from the `_stats` reduce.
-    by_host_run: {
-      map: map("  if (typeof doc.file_number === 'number') emit([doc.daq_host || 'unknown', value(doc.run_name)], doc.file_number);"),
-      reduce: '_stats',
-    },
-    // The status page's search by file name: a prefix range over the file's base name.
-    by_file_name: { map: map("  if (typeof doc.file === 'string') emit(doc.file.slice(doc.file.lastIndexOf('/') + 1), null);") },
-    agents: {
-      map: [
-        'function (doc) {',
-        `  if (doc.type === ${JSON.stringify(AGENT_DOC_TYPE)}) emit([doc.site === undefined ? null : doc.site, doc.agent === undefined ? null : doc.agent], doc.last_seen === undefined ? null : doc.last_seen);`,
-        '}',
-      ].join('\n'),
-    },
-  };
+  return Object.fromEntries(MESH_VIEW_CONTRACTS.map((view) => [view.name, { map: view.map(input), ...(view.reduce ? { reduce: view.reduce } : {}) }]));
 }
 
 /** What the write rules need of the config: which sites may run each step, which catalogue files. */

@@ -24,13 +24,5 @@ export function operatorDatabase(config: MeshConfig, site: SiteConfig, credentia
 
 /** A server URL as the browser may see it: no user-info, no query string. */
 export function publicUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    parsed.username = '';
-    parsed.password = '';
-    parsed.search = '';
-    return parsed.toString().replace(/\/$/, '');
-  } catch {
-    return scrubUrl(url);
-  }
+  return scrubUrl(url).replace(/[?#].*$/s, '').replace(/\/+$/, '');
 }

@@ -1,6 +1,7 @@
 /** One document as the page shows it: its records, its revisions on every server, and where to go next. */
 import type { MeshConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
+import * as files from '../store/files.js';
 import type { DaqDocument } from '../core/document.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import { type OpenDatabase, distinctServers } from '../coordinator/servers.js';
@@ -63,15 +64,14 @@ async function copyOn(config: MeshConfig, open: OpenDatabase, id: string): Promi
 
 /** The documents before and after `doc` in (run, file number) order, and the first files of the neighbouring runs. */
 export async function neighbours(db: Database, run: string, file: number): Promise<Neighbours> {
-  const one = async (qs: Record<string, unknown>) => (await db.view<string>('mesh', 'by_run', { ...qs, limit: 1 })).rows[0];
   const [prevFile, nextFile, prevRunLast, nextRunFirst] = await Promise.all([
-    one({ startkey: [run, file], descending: true, skip: 1 }),
-    one({ startkey: [run, file], skip: 1 }),
-    one({ startkey: [run], descending: true }),
-    one({ startkey: [run, {}] }),
+    files.adjacentFile(db, run, file, 'previous'),
+    files.adjacentFile(db, run, file, 'next'),
+    files.fileAtRun(db, run, 'before'),
+    files.fileAtRun(db, run, 'after'),
   ]);
-  const prevRunFirst = prevRunLast ? await one({ startkey: [(prevRunLast.key as unknown[])[0]] }) : undefined;
-  return { prev_file: prevFile?.id, next_file: nextFile?.id, prev_run: prevRunFirst?.id, next_run: nextRunFirst?.id };
+  const prevRunFirst = prevRunLast ? await files.fileAtRun(db, prevRunLast.run as string, 'start') : undefined;
+  return { prev_file: prevFile?.doc, next_file: nextFile?.doc, prev_run: prevRunFirst?.doc, next_run: nextRunFirst?.doc };
 }
 
 export async function documentView(config: MeshConfig, open: OpenDatabase, id: string): Promise<DocumentView> {
@@ -90,7 +90,7 @@ export async function documentView(config: MeshConfig, open: OpenDatabase, id: s
 
 /** The first file of `run` (or of the first run after it): "jump to a run". */
 export async function firstOfRun(config: MeshConfig, open: OpenDatabase, run: string): Promise<string | null> {
-  const result = await fromFirstReachable(readingOrder(config), open, async (db) => (await db.view<string>('mesh', 'by_run', { startkey: [run], endkey: [run, {}], limit: 1 })).rows[0]?.id ?? null);
+  const result = await fromFirstReachable(readingOrder(config), open, async (db) => (await files.firstFileOf(db, run))?.doc ?? null);
   if ('error' in result) throw new MeshError('SERVER_UNREACHABLE', `no server answered: ${result.error}`);
   return result.value;
 }
@@ -98,10 +98,7 @@ export async function firstOfRun(config: MeshConfig, open: OpenDatabase, run: st
 /** Documents whose file name starts with `prefix` (a range over a view, at most SEARCH_LIMIT). */
 export async function searchFiles(config: MeshConfig, open: OpenDatabase, prefix: string): Promise<Array<{ doc: string; name: string }>> {
   if (prefix.length === 0 || prefix.length > 200) throw new MeshError('BAD_INPUT', 'the search text is 1–200 characters');
-  const result = await fromFirstReachable(readingOrder(config), open, async (db) => {
-    const { rows } = await db.view('mesh', 'by_file_name', { startkey: prefix, endkey: `${prefix}\ufff0`, limit: SEARCH_LIMIT });
-    return rows.map((r) => ({ doc: r.id ?? '', name: String(r.key) }));
-  });
+  const result = await fromFirstReachable(readingOrder(config), open, (db) => files.filesNamed(db, prefix, SEARCH_LIMIT));
   if ('error' in result) throw new MeshError('SERVER_UNREACHABLE', `no server answered: ${result.error}`);
   return result.value;
 }

@@ -5,43 +5,22 @@
  */
 import { credentialsFor } from '../config/credentials.js';
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import { backoffDelay } from '../core/backoff.js';
+import { followChanges } from '../store/changes.js';
 import { Database } from '../store/database.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { sleep } from '../core/sleep.js';
 import { distinctServers } from '../coordinator/servers.js';
 
 export const DEBOUNCE_MS = 200;
-const LONGPOLL_MS = 25_000;
-const FEED_BACKOFF = { baseMs: 500, capMs: 15_000, jitter: 0.3 };
 /** Every document of the database: the page shows agents' heartbeats as well as data documents. */
 const EVERYTHING = { _id: { $gt: null } };
 
 /** Follows one server's feed until `signal` aborts, calling `onChange` for every batch of changes. */
-async function follow(config: MeshConfig, site: SiteConfig, onChange: () => void, logger: Logger, signal: AbortSignal): Promise<void> {
+function follow(config: MeshConfig, site: SiteConfig, onChange: () => void, logger: Logger, signal: AbortSignal): Promise<void> {
   const db = new Database({ url: site.server, database: config.database, credentials: credentialsFor(site.credentials_of), signal });
-  let since: string | number = 'now';
-  let failures = 0;
-  while (!signal.aborted) {
-    try {
-      const result: { last_seq: string | number; results: unknown[] } = await db.changes(since, EVERYTHING, { timeoutMs: LONGPOLL_MS, limit: 500, signal });
-      if (failures > 0) onChange();
-      failures = 0;
-      since = result.last_seq;
-      if (result.results.length > 0) onChange();
-    } catch (error) {
-      if (signal.aborted) return;
-      failures++;
-      // Whatever happened while the feed was down is in the next snapshot; start again from "now".
-      since = 'now';
-      if (failures === 1) {
-        logger.warn({ server: site.name }, `changes feed of ${site.name}: ${errorMessage(error)}; retrying`);
-        onChange();
-      }
-      await sleep(backoffDelay(failures, FEED_BACKOFF), signal);
-    }
-  }
+  // Whatever happened while the feed was down is in the next snapshot: start again from "now",
+  // and rebuild when it fails (the page shows the server unreachable) and when it is back.
+  return followChanges(db, { selector: EVERYTHING, since: 'now', afterFailure: 'now', onChanges: onChange, onOutage: onChange, logger: logger.child({ server: site.name }), what: site.name, signal });
 }
 
 export interface LiveOptions {
@@ -58,7 +37,7 @@ export interface LiveOptions {
 
 export interface Live {
   /** Builds a snapshot soon (debounced), watched or not. */
-  request(): void;
+  refresh(): void;
   /** Resolves when `signal` aborted and every follower stopped. */
   done: Promise<void>;
 }
@@ -82,13 +61,13 @@ export function runLive(options: LiveOptions): Live {
     building = undefined;
     if (again && !signal.aborted) {
       again = false;
-      request();
+      refresh();
     }
   };
   const schedule = () => {
-    if (options.watched()) request();
+    if (options.watched()) refresh();
   };
-  const request = () => {
+  const refresh = () => {
     if (timer || signal.aborted) return;
     timer = setTimeout(() => {
       timer = undefined;
@@ -98,16 +77,16 @@ export function runLive(options: LiveOptions): Live {
   // The periodic refresh only when nothing else rebuilt lately: changes already keep the page fresh.
   const refreshMs = options.refreshMs ?? 5_000;
   let lastBuild = 0;
-  const refresh = setInterval(() => {
+  const periodic = setInterval(() => {
     if (Date.now() - lastBuild >= refreshMs - 50) schedule();
   }, refreshMs / 5);
   signal.addEventListener('abort', () => {
-    clearInterval(refresh);
+    clearInterval(periodic);
     clearTimeout(timer);
   }, { once: true });
   const done = (async () => {
     await Promise.all(distinctServers(config).map((site) => follow(config, site, schedule, logger, signal)));
     await building;
   })();
-  return { request, done };
+  return { refresh, done };
 }

@@ -75,7 +75,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const published = () =>
     new Promise<Snapshot>((resolve, reject) => {
       waiters.push({ resolve, reject });
-      live.request();
+      live.refresh();
     });
   /** A snapshot no older than the refresh period: the last pushed one, or a fresh one when nobody watches. */
   const current = async () => (latest && Date.now() - latest.at < FRESH_MS ? latest.snapshot : published());
@@ -138,7 +138,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
         return;
       }
       const result = await retryFailedStep(config, operatorDatabase(config, site, credentials), id, { step, by: `operator/${session.user} (dashboard)` });
-      live.request();
+      live.refresh();
       logger.info({ user: session.user, doc: id, step: result.step }, 'retry from the dashboard');
       sendJson(res, 200, { ...result, server: site.name });
     },
@@ -197,7 +197,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       });
       ws.on('error', () => ws.terminate());
       if (latest && Date.now() - latest.at < FRESH_MS) ws.send(latest.text);
-      else live.request();
+      else live.refresh();
     });
   });
 

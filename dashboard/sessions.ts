@@ -37,9 +37,9 @@ export interface LoginResult {
  */
 async function accepts(config: MeshConfig, site: SiteConfig, credentials: Credentials): Promise<string | undefined> {
   try {
-    const session = await operatorDatabase(config, site, credentials, '').request<{ userCtx?: { name?: string | null } }>('session', { path: '_session' });
-    if (session.userCtx?.name !== credentials.user) {
-      return session.userCtx?.name === null ? 'the server has no admin, so it cannot tell who you are' : 'the server did not confirm the user';
+    const session = await operatorDatabase(config, site, credentials, '').session();
+    if (session.name !== credentials.user) {
+      return session.name === null ? 'the server has no admin, so it cannot tell who you are' : 'the server did not confirm the user';
     }
     return undefined;
   } catch (error) {

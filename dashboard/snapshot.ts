@@ -4,9 +4,10 @@
  */
 import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
+import * as files from '../store/files.js';
 import { errorMessage } from '../core/errors.js';
 import { type Alert, evaluateAlerts, silentFor } from '../coordinator/alerts.js';
-import { type AuditDocument, auditDocId } from '../coordinator/audit.js';
+import { type AuditDocument, auditDocId } from '../store/audit.js';
 import { type FlowStatus, flowStatus } from '../coordinator/flow.js';
 import type { OpenDatabase } from '../coordinator/servers.js';
 import { type AgentStatus, type MeshStatus, type StepCounts, distinctServers, meshStatus } from '../coordinator/status.js';
@@ -62,22 +63,17 @@ export function readingOrder(config: MeshConfig): SiteConfig[] {
  * the last `limit` (host, run) pairs of the view, shown by host, the newest run first.
  */
 export async function runOverview(db: Database, limit = RUNS_LIMIT): Promise<RunOverview[]> {
-  const grouped = await db.view<{ max: number; count: number }>('mesh', 'by_host_run', { group_level: 2, descending: true, limit });
-  const runs = grouped.rows.map((row) => {
-    const [host, run] = row.key as [string, string];
-    return { daq_host: host, run, files: row.value.count, latest_file: row.value.max } as RunOverview;
-  });
+  const runs = (await files.hostRuns(db, limit)).map((r) => ({ daq_host: r.host, run: r.run, files: r.files, latest_file: r.latest_file }) as RunOverview);
   runs.sort((a, b) => (a.daq_host === b.daq_host ? (a.run < b.run ? 1 : a.run > b.run ? -1 : 0) : a.daq_host < b.daq_host ? -1 : 1));
   if (runs.length === 0) return runs;
-  const latest = await db.view<string>('mesh', 'by_run', { keys: runs.map((r) => [r.run, r.latest_file]) });
-  const byKey = new Map(latest.rows.map((row) => [JSON.stringify(row.key), { doc: row.id ?? '', status: row.value }]));
+  const latest = await files.filesAt(db, runs.map((r) => [r.run, r.latest_file]));
+  const byKey = new Map(latest.map((f) => [JSON.stringify([f.run, f.file]), { doc: f.doc, status: f.status }]));
   for (const run of runs) run.latest = byKey.get(JSON.stringify([run.run, run.latest_file]));
   return runs;
 }
 
 async function lostJobs(db: Database): Promise<Array<{ doc: string; step: string; reason: string; system: string | null; job: string | null; status: string }>> {
-  const { rows } = await db.view<{ reason: string; system: string | null; job: string | null; status: string }>('mesh', 'lost_jobs', { reduce: false, descending: true, limit: PROBLEMS_LIMIT });
-  return rows.map((r) => ({ doc: r.id ?? '', step: String((r.key as unknown[])[0]), ...r.value }));
+  return files.lostJobs(db, PROBLEMS_LIMIT);
 }
 
 function sumCounts(into: Record<string, StepCounts>, from: Record<string, StepCounts>): void {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Fails when the import graph breaks the project's layering: `core/` importing another
-// folder, or any cycle between files or between folders.
+// folder, or any cycle between files or between folders; and when code outside `store/` talks
+// HTTP to a database itself (store/ is the one home of database calls; server/ is a server).
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +28,18 @@ for (const folder of FOLDERS) {
 }
 
 const problems = [];
+/** What issues HTTP: a client request of the Database, fetch, node:http's request/get, the raw transport. */
+const HTTP_CALL = [/\.request\s*[<(]/, /\bfetch\s*\(/, /\bhttps?\.(request|get)\s*\(/, /(^|[^.\w])request\s*\(\s*$|(^|[^.\w])request\s*\(\s*\{/, /store\/http\.js/];
+/** A line that issues HTTP to something that is not a database says so. */
+const NOT_A_DATABASE = /not a database/;
+for (const file of graph.keys()) {
+  const folder = file.split('/')[0];
+  if (folder === 'store' || folder === 'server') continue;
+  readFileSync(join(root, file), 'utf8').split('\n').forEach((line, i) => {
+    if (/^\s*(\/\/|\*|\/\*)/.test(line) || NOT_A_DATABASE.test(line)) return;
+    if (HTTP_CALL.some((pattern) => pattern.test(line))) problems.push(`${file}:${i + 1} issues HTTP outside store/ (database calls live in store/; mark a call to something else "not a database"): ${line.trim().slice(0, 120)}`);
+  });
+}
 const folderOf = (file) => file.split('/')[0];
 const folderEdges = new Map();
 for (const [file, targets] of graph) {
@@ -70,4 +83,4 @@ if (problems.length) {
   console.error(problems.join('\n'));
   process.exit(1);
 }
-console.error(`imports: ${graph.size} files, no cycles, core/ self-contained`);
+console.error(`imports: ${graph.size} files, no cycles, core/ self-contained, database HTTP only in store/`);

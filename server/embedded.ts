@@ -16,10 +16,12 @@ import type { Logger } from '../core/log.js';
 import { authorize, guardOwnAccount } from './access.js';
 import { Authenticator, isLoopbackHost } from './auth.js';
 import { changesRouter, upRoute } from './changes-gaps.js';
+import { installCouchWording } from './couch-wording.js';
 import { errorHandler, jsonBodyGuard, queryGuard, rejectionGuard } from './guards.js';
 import { DEFAULT_LOCKOUT_MS, DEFAULT_LOCKOUT_THRESHOLD, LoginLockout } from './lockout.js';
 import { DEFAULT_ITERATIONS } from './passwords.js';
 import { PouchDB, ensureDb, expressPouchDB, openOrCreateDb, type PouchStatic } from './pouch.js';
+import { schedulerRouter } from './scheduler.js';
 import { USERS_DB, USER_PREFIX, installUsersHashing } from './users.js';
 
 export interface EmbeddedServerOptions {
@@ -94,6 +96,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
   const dataDir = resolve(opts.dataDir);
   await mkdir(dataDir, { recursive: true });
 
+  installCouchWording();
   const pouch: PouchStatic = PouchDB.defaults({ prefix: dataDir + '/' });
   const pouchApp = expressPouchDB({
     mode: 'fullCouchDB',
@@ -130,6 +133,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
   app.use(queryGuard);
   app.use(guardOwnAccount(usersDb));
   app.use(changesRouter(pouchApp, pouch, logger));
+  app.use(schedulerRouter(pouchApp, pouch));
   app.use(pouchApp);
   app.use(errorHandler(logger));
 

@@ -13,7 +13,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../core/log.js';
 import { errorMessage } from '../core/errors.js';
-import { BadRequest, checkBody, checkChangesQuery, checkNesting, checkViewQuery, prepareBulkDocs } from './request-checks.js';
+import { BadRequest, checkBody, checkChangesQuery, checkNesting, checkViewQuery, prepareBulkDocs, prepareNewDocument } from './request-checks.js';
 import { sendCouchError, sendJson } from './respond.js';
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'COPY']);
@@ -31,6 +31,8 @@ export function bodyKind(method: string, path: string): 'doc' | 'raw' | 'json' {
   // Attachments and design functions (_update, _show, _list) read the raw body themselves.
   if (parts[1] === '_design' && /^_(update|show|list)$/.test(parts[3] ?? '')) return 'raw';
   if (parts.length > 2 && !parts[1].startsWith('_')) return 'raw';
+  // A view queried with POST {keys} reads a JSON body (checked like the other bodies).
+  if (method === 'POST' && parts.length === 5 && parts[1] === '_design' && parts[3] === '_view') return 'json';
   if (parts.length > 3 && system) return 'raw';
   if (method === 'POST' && parts.length === 1 && !parts[0].startsWith('_')) return 'doc';
   if (method === 'PUT' && ((parts.length === 2 && !parts[1].startsWith('_')) || (parts.length === 3 && system))) return 'doc';
@@ -67,6 +69,7 @@ export function jsonBodyGuard(limit: string) {
       try {
         checkNesting(body);
         if (isObject && /\/_bulk_docs$/.test(req.path)) prepareBulkDocs(body as Record<string, unknown>);
+        if (isObject && kind === 'doc' && req.method === 'POST') prepareNewDocument(body as Record<string, unknown>);
         if (isObject) checkBody(req.path, body as Record<string, unknown>);
       } catch (error) {
         if (error instanceof BadRequest) return sendJson(res, 400, { error: error.error, reason: error.reason });

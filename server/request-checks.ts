@@ -56,9 +56,16 @@ export function prepareBulkDocs(body: Record<string, unknown>): void {
   }
 }
 
+/** `POST /db`: a document without an id gets one of CouchDB's form (PouchDB's would be a dashed UUID). */
+export function prepareNewDocument(doc: Record<string, unknown>): void {
+  if (doc._id === undefined || doc._id === '') doc._id = newDocumentId();
+}
+
 /** Other bodies CouchDB checks before use. */
 export function checkBody(path: string, body: Record<string, unknown>): void {
   if (/\/_all_docs$/.test(path) && body.keys !== undefined && !Array.isArray(body.keys)) throw new BadRequest('`keys` body member must be an array.');
+  // couch_mrview_util:get_view_keys
+  if (/^\/[^/]+\/_design\/[^/]+\/_view\/[^/]+$/.test(path) && body.keys !== undefined && !Array.isArray(body.keys)) throw new BadRequest('`keys` member must be an array.');
   if (/\/_bulk_get$/.test(path)) {
     if (body.docs === undefined) throw new BadRequest("Missing JSON list of 'docs'.");
     if (!Array.isArray(body.docs) || !body.docs.every(isObject)) throw new BadRequest('`docs` must be an array of JSON objects');

@@ -3,6 +3,7 @@
  * compiled once and called directly, with the helpers CouchDB's query server offers, and the
  * built-in reductions `_sum`, `_count` and `_stats` with CouchDB's semantics.
  */
+import { deepFreeze } from '../core/freeze.js';
 
 export class BuiltInError extends Error {
   readonly status = 500;
@@ -79,11 +80,4 @@ export function compileReduce(source: string): ReduceFunction {
   return compile(source)(noop, sum, noop, Array.isArray, JSON.parse) as ReduceFunction;
 }
 
-/** Freezes a document and everything in it, as CouchDB's query server seals it before the map functions see it. */
-export function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const inner of Object.values(value as object)) deepFreeze(inner);
-  }
-  return value;
-}
+export { deepFreeze };

@@ -5,6 +5,7 @@ import { MeshError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
 import { WriteBatcher } from './write-batcher.js';
+import type { ViewContract } from '../couchapp/mesh-views.js';
 
 export interface ServerCredentials {
   user: string;
@@ -35,8 +36,8 @@ const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 /** A longpoll answers by itself after its own timeout; the request may take that much longer. */
 const LONGPOLL_MARGIN_MS = 30_000;
 
-/** Credentials travel in a header, never in the URL. */
-function authorization(credentials?: ServerCredentials): Record<string, string> {
+/** Credentials travel in a header, never in the URL (also the form a `_replicator` document carries them in). */
+export function authorization(credentials?: ServerCredentials): Record<string, string> {
   if (!credentials) return {};
   return { Authorization: `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString('base64')}` };
 }
@@ -124,6 +125,15 @@ export class Database {
     });
   }
 
+  /** Deletes the database (all its documents); nothing when it does not exist. */
+  async destroy(): Promise<void> {
+    try {
+      await this.request(`delete database ${this.name}`, { method: 'DELETE' });
+    } catch (error) {
+      if (!(error instanceof MeshError && error.code === 'NOT_FOUND')) throw error;
+    }
+  }
+
   /** Creates the database if it does not exist. */
   async ensure(): Promise<void> {
     try {
@@ -152,7 +162,7 @@ export class Database {
    * `signal`, the write is sent alone (not batched) and ends with that signal instead of the
    * database's own.
    */
-  async put(doc: { _id: string; _rev?: string; [field: string]: unknown }, options: { signal?: AbortSignal } = {}): Promise<string> {
+  async put<D extends { _id: string; _rev?: string }>(doc: D, options: { signal?: AbortSignal } = {}): Promise<string> {
     if (this.batcher && !options.signal && !doc._id.startsWith('_')) return this.batcher.write(doc);
     const result = await this.request<{ rev: string }>(`write ${doc._id}`, { method: 'PUT', doc: doc._id, body: doc, signal: options.signal, shape: (a) => isObject(a) && typeof a.rev === 'string' });
     return result.rev;
@@ -168,8 +178,20 @@ export class Database {
     return this.request<Answer>('all documents', keys ? { method: 'POST', path: '_all_docs', qs, body: { keys }, shape } : { path: '_all_docs', qs, shape });
   }
 
-  async view<V = unknown, D = unknown>(design: string, view: string, qs: Record<string, unknown> = {}): Promise<{ rows: ViewRow<V, D>[]; total_rows?: number }> {
-    return this.request(`view ${design}/${view}`, { path: `_design/${design}/_view/${view}`, qs, shape: (a) => isObject(a) && Array.isArray(a.rows) && a.rows.every(isObject) });
+  /** The map rows of a view of `_design/mesh`, named by its contract (couchapp/mesh-views.ts) and typed as its map emits them. */
+  async rows<K, V, D = unknown>(contract: ViewContract<K, V>, qs: Record<string, unknown> = {}): Promise<Array<ViewRow<V, D> & { id: string; key: K }>> {
+    return (await this.query<ViewRow<V, D> & { id: string; key: K }>(contract, { ...qs, ...(contract.reduce ? { reduce: false } : {}) })).rows;
+  }
+
+  /** The reduced rows of a view (`_count`/`_sum` give numbers, `_stats` a Stats object); one row without grouping. */
+  async reduced<R = number>(contract: ViewContract<unknown, unknown>, qs: Record<string, unknown> = {}): Promise<Array<{ key: unknown; value: R }>> {
+    if (!contract.reduce) throw new MeshError('BAD_INPUT', `view ${contract.name} has no reduce`);
+    return (await this.query<{ key: unknown; value: R }>(contract, qs)).rows;
+  }
+
+  private query<Row>(contract: ViewContract<unknown, unknown>, qs: Record<string, unknown>): Promise<{ rows: Row[] }> {
+    const { design, name } = contract;
+    return this.request(`view ${design}/${name}`, { path: `_design/${design}/_view/${name}`, qs, shape: (a) => isObject(a) && Array.isArray(a.rows) && a.rows.every(isObject) });
   }
 
   /** One longpoll of `_changes` filtered by a Mango selector; an empty result after `timeoutMs`. */

@@ -4,8 +4,9 @@
  * validated write on the server (CouchDB calls its JavaScript process for it), so the agent
  * decides how seldom to call this (agents/heartbeat.ts).
  */
-import { errorMessage, isMeshError } from '../core/errors.js';
+import { errorMessage } from '../core/errors.js';
 import type { Database } from './database.js';
+import { update } from './update.js';
 
 export const AGENT_DOC_TYPE = 'mesh-agent';
 
@@ -40,22 +41,21 @@ export function heartbeatId(site: string, agent: string): string {
 
 export type HeartbeatWrite = { written: true; rev: string } | { written: false; rev: string | undefined; reason: string };
 
-/** Conflicts in a row before giving up until the next beat (another process writes under the same name). */
-const CONFLICTS = 3;
+/** Re-reads after a 409 before giving up until the next beat (another process writes under the same name). */
+const REREADS = 2;
 
 /**
- * Writes `doc` on revision `rev`. On 409 (a previous process of the same agent name, or a
- * replicated copy, wrote last) reads the latest revision and tries again, at most
- * CONFLICTS times: the document is this agent's alone, so the newest content wins.
+ * Writes `doc` on revision `rev` (store/update.ts, the one compare-and-set). On 409 (a previous
+ * process of the same agent name, or a replicated copy, wrote last) reads the latest revision
+ * and writes again, at most REREADS times: the document is this agent's alone, so the newest
+ * content wins. Without `rev` (the first beat) the latest revision is read first.
  */
 export async function writeHeartbeat(db: Database, doc: AgentHeartbeat, rev: string | undefined, signal?: AbortSignal): Promise<HeartbeatWrite> {
-  let current = rev;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return { written: true, rev: await db.put({ ...doc, _rev: current }, { signal }) };
-    } catch (error) {
-      if (!isMeshError(error, 'CONFLICT') || attempt >= CONFLICTS) return { written: false, rev: current, reason: errorMessage(error) };
-      current = (await db.get<AgentHeartbeat>(doc._id, {}, { signal }).catch(() => undefined))?._rev;
-    }
+  try {
+    const result = await update<AgentHeartbeat>(db, doc._id, () => ({ write: doc }), { ...(rev ? { seen: { ...doc, _rev: rev } } : {}), create: true, rereads: REREADS, ...(signal ? { signal } : {}) });
+    if (result.kind === 'written') return { written: true, rev: result.doc._rev as string };
+    return { written: false, rev, reason: result.kind === 'conflict' ? result.error.message : result.kind };
+  } catch (error) {
+    return { written: false, rev, reason: errorMessage(error) };
   }
 }

@@ -1,8 +1,8 @@
-import { type BatchJob, type DaqDocument, parseStatus, stepRecord } from '../../core/document.js';
+import * as files from '../../store/files.js';
+import { type BatchJob, parseStatus, stepRecord } from '../../core/document.js';
 import { errorMessage } from '../../core/errors.js';
 import { leaseExpired } from '../../core/state.js';
 import { type AgentContext, actor } from '../context.js';
-import { DESIGN } from '../discovery.js';
 import { compareAndSet } from '../writes.js';
 import type { BatchState, BatchSystem } from './types.js';
 
@@ -76,15 +76,13 @@ export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit
   };
   const stepNames = ctx.config.steps.map((s) => s.name);
   for (const step of ctx.steps) {
-    const { rows } = await ctx.db.view<unknown, DaqDocument>(DESIGN, 'in_flight', { startkey: [step.name], endkey: [step.name, {}], include_docs: true, reduce: false, limit });
-    for (const row of rows) {
-      const doc = row.doc;
+    for (const doc of await files.claimed(ctx.db, step.name, limit)) {
       const parsed = doc && parseStatus(doc.status, stepNames);
       if (!doc || !parsed || parsed.step !== step.name || (parsed.kind !== 'queued' && parsed.kind !== 'in_progress')) continue;
       const record = stepRecord(doc, step.name);
       counters.checked++;
       if (leaseExpired(record, ctx.now())) {
-        if (await compareAndSet(ctx, doc, { type: 'expire', step: step.name, by: actor(ctx) })) counters.expired++;
+        if ((await compareAndSet(ctx, doc, { type: 'expire', step: step.name, by: actor(ctx) })).kind === 'written') counters.expired++;
         continue;
       }
       const job = record?.batch;
@@ -93,8 +91,9 @@ export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit
       if (job.id !== undefined && state === undefined) continue;
       const reason = lostReason(parsed.kind, job, state, ctx.now());
       if (!reason) continue;
-      const after = await compareAndSet(ctx, doc, { type: 'lost', step: step.name, by: actor(ctx), reason });
-      if (after) {
+      const result = await compareAndSet(ctx, doc, { type: 'lost', step: step.name, by: actor(ctx), reason });
+      if (result.kind === 'written') {
+        const after = result.doc;
         counters.lost++;
         ctx.logger.warn({ doc: doc._id, step: step.name, job: job.id, status: after.status }, `lost: ${reason}`);
       }

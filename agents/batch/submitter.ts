@@ -1,4 +1,4 @@
-import { readAssignment, stepsOwnedBy } from '../../coordinator/assignment.js';
+import { readAssignment, stepsOwnedBy } from '../../store/assignment.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -115,8 +115,9 @@ export class BatchSubmitter {
     const results = await Promise.all(
       docs.map((doc) => claim(ctx, doc, { type: 'claim', step: step.name, mode: 'queue', site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil, batch })),
     );
-    const claimed = results.filter((d): d is DaqDocument => d !== undefined);
-    this.counters.lost_races += results.length - claimed.length;
+    const claimed = results.flatMap((r) => (r.kind === 'written' ? [r.doc] : []));
+    this.counters.lost_races += results.filter((r) => r.kind === 'conflict').length;
+    for (const refused of results.filter((r) => r.kind === 'illegal')) ctx.logger.warn(`not claimed: ${refused.error.message}`);
     if (claimed.length === 0) return;
     this.counters.claimed += claimed.length;
 

@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { designDocument } from '../../couchapp/design.js';
 import { originalDesignDocument } from '../../couchapp/original-design.js';
-import { designDocuments, pushDesigns } from '../../couchapp/push.js';
-import { pushSecurity } from '../../couchapp/security.js';
+import { designDocuments, pushDesigns } from '../../store/designs.js';
+import { pushSecurity } from '../../store/security.js';
 import { distinctServers } from '../../coordinator/status.js';
 import { type GlobalOptions, loadConfig, openSiteDatabase, siteOf } from '../context.js';
 import { action } from '../exit.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ingestDirectory } from '../../agents/ingest.js';
 import { parseMeshConfig } from '../../config/load.js';
 import { type MeshStatus, meshStatus } from '../../coordinator/status.js';
-import { pushDesigns } from '../../couchapp/push.js';
+import { pushDesigns } from '../../store/designs.js';
 import { Database } from '../../store/database.js';
 import { MeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { hostname } from 'node:os';
 import type { AgentContext } from '../../agents/context.js';
 import { runStep } from '../../agents/run-step.js';
-import { readAssignment, stepsOwnedBy } from '../../coordinator/assignment.js';
+import { readAssignment, stepsOwnedBy } from '../../store/assignment.js';
 import { MeshError } from '../../core/errors.js';
 import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
 import { action } from '../exit.js';

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { type Alert, evaluateAlerts } from '../../coordinator/alerts.js';
 import { type ServerFlow, flowsOf, serverFlows } from '../../coordinator/flow.js';
+import { behindText } from '../../coordinator/freshness.js';
 import { type MeshStatus, meshStatus } from '../../coordinator/status.js';
 import { DURATION_FORM, formatDuration, parseDuration } from '../../core/duration.js';
 import { type GlobalOptions, loadConfig, openSiteDatabase } from '../context.js';
@@ -60,7 +61,10 @@ export function formatStatus(status: MeshStatus, extra: { flows?: ServerFlow[]; 
     for (const f of db.failed) lines.push(`  failed: ${f.doc} ${f.step}: ${f.reason}${f.exit_code === null ? '' : ` (exit ${f.exit_code})`}`);
   }
   if (status.replication.length > 0) lines.push('replication:');
-  for (const r of status.replication) lines.push(`  ${r.from} → ${r.to} (job on ${r.on}): ${r.state}${r.pending === null ? '' : `, ${r.pending} pending`}`);
+  for (const r of status.replication) {
+    const marker = r.marker_age_s === null ? '' : ` (${r.from}'s newest marker there written ${r.marker_age_s} s ago)`;
+    lines.push(`  ${r.from} → ${r.to} (job on ${r.on}): ${r.state}${r.reason ? ` (${r.reason})` : ''}; ${behindText(r.from, r.to, r)}${marker}${r.stalled ? ', STALLED' : ''}${r.pending === null ? '' : `; ${r.pending} pending (CouchDB's count)`}`);
+  }
   lines.push(`double claims: ${status.double_claims.detected} detected, ${status.double_claims.resolved} resolved`);
   lines.push(`agents (${status.agents.length}):`);
   for (const a of status.agents) lines.push(`  ${a.site}/${a.agent} on ${a.host}: ${a.state}, last seen ${a.age_s}s ago${a.running.length ? `, running ${a.running.map((r) => `${r.doc}:${r.step}`).join(' ')}` : ''}`);

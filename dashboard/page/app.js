@@ -143,8 +143,10 @@ function renderProblems(snap) {
       (c) => [docLink(c.doc), c.step, `${c.site}/${c.agent}`, c.lease_until, num(duration(c.lease_age_s))])),
     section('Lost batch jobs', p.lost_jobs.length, grid(['document', 'step', 'job', 'reason', 'now'], p.lost_jobs,
       (j) => [docLink(j.doc), j.step, `${j.system ?? '?'} ${j.job ?? '(no id)'}`, j.reason, h('td', { class: statusClass(j.status) }, j.status)])),
-    section('Replication not running', p.replication.filter((r) => r.state !== 'running').length, grid(['from', 'to', 'job on', 'state', 'pending'], p.replication,
-      (r) => [r.from, r.to, r.on, h('td', { class: r.state === 'running' ? 'st-good' : 'late' }, r.state), num(r.pending ?? '?')], { empty: 'no replication job' })),
+    section('Replication not running or stalled', p.replication.filter((r) => r.state !== 'running' || r.stalled).length, grid(['from', 'to', 'job on', 'state', 'behind', 'reason'], p.replication,
+      (r) => [r.from, r.to, r.on, h('td', { class: r.state === 'running' ? 'st-good' : 'late' }, r.state),
+        num(r.behind_s === null || r.behind_s === undefined ? '?' : `${r.to} is ${duration(r.behind_s)} behind`, r.stalled ? 'late' : ''), r.reason ?? ''],
+      { empty: 'no replication job', rowAttrs: (r) => ({ 'data-replication': `${r.from}>${r.to}` }) })),
     section('Double claims', p.double_claims.detected, [
       h('p', {}, `${p.double_claims.detected} detected, ${p.double_claims.resolved} resolved; ${p.conflicts} documents in conflict now`),
       p.resolutions.length === 0 ? '' : grid(['document', 'server', 'kept', 'duplicates', 'at'], p.resolutions, (r) => [docLink(r.doc), r.server, r.kept, num(r.duplicates), r.at]),

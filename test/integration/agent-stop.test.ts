@@ -4,6 +4,7 @@
  * abort (a request signal made with `AbortSignal.any` was garbage-collected once the headers
  * had arrived), and the agent took 25–29 s, the rest of the longpoll's timeout.
  */
+import * as files from '../../store/files.js';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -28,10 +29,10 @@ describe('agent stop after a long run', function () {
     await writeFile(mesh.configFile, JSON.stringify(raw));
     await seedDocuments(mesh, STEPS);
     const agent = startAgent(mesh, 'long-runner', ['--concurrency', '8']);
-    const done = async () => (await mesh.db.view<number>('mesh', 'done', { key: 'proc0' })).rows[0]?.value ?? 0;
+    const done = async () => files.doneCount(mesh.db, 'proc0');
     await waitFor(`${STEPS} steps done`, async () => (await done()) === STEPS, 480_000, 500);
     // Idle now: what is in flight is the longpoll on _changes (and heartbeats).
-    const inProgress = (await mesh.db.view<number>('mesh', 'by_status', { group: true })).rows.filter((r) => String(r.key).endsWith('in progress'));
+    const inProgress = [...(await files.countByStatus(mesh.db))].filter(([status]) => status.endsWith('in progress'));
     assert.deepEqual(inProgress, [], 'nothing claimed when the signal is sent');
     const exited = once(agent, 'exit');
     const signalled = performance.now();

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import * as files from '../../store/files.js';
 import { existsSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,8 +9,7 @@ import { makeMesh, runMesh, seedDocuments, spawnMeshProcess, startAgent, serverF
 import { historyTo } from '../../core/provenance.js';
 
 async function byStatus(db: import('../../store/database.js').Database): Promise<Record<string, number>> {
-  const { rows } = await db.view<number>('mesh', 'by_status', { group: true });
-  return Object.fromEntries(rows.map((r) => [String(r.key), r.value]));
+  return Object.fromEntries(await files.countByStatus(db));
 }
 
 /** Every line of every step's stdout log: one line per execution of a step. */
@@ -36,7 +36,7 @@ describe('agent against a real embedded server', function () {
     await writeFile(mesh.configFile, JSON.stringify(raw));
     const ids = await seedDocuments(mesh, 2000);
     const agents = [1, 2, 3, 4].map((i) => startAgent(mesh, `racer-${i}`, ['--concurrency', '4']));
-    await waitFor('every document good', async () => (await byStatus(mesh.db)).good === 2000 && (await mesh.db.view<number>('mesh', 'done', { group: true })).rows.every((r) => r.value === 2000), 480_000, 500);
+    await waitFor('every document good', async () => (await byStatus(mesh.db)).good === 2000 && [...(await files.countDone(mesh.db)).values()].every((n) => n === 2000), 480_000, 500);
     await Promise.all(agents.map((a) => stopProcess(a)));
 
     const lines = await executions(join(mesh.dir, 'logs'));
@@ -78,7 +78,7 @@ describe('agent against a real embedded server', function () {
     await server.kill();
     await new Promise((r) => setTimeout(r, 1500));
     await server.restart();
-    await waitFor('every document good', async () => (await byStatus(mesh.db)).good === 150 && (await mesh.db.view<number>('mesh', 'done', { group: true })).rows.every((r) => r.value === 150), 300_000, 500);
+    await waitFor('every document good', async () => (await byStatus(mesh.db)).good === 150 && [...(await files.countDone(mesh.db)).values()].every((n) => n === 150), 300_000, 500);
     await Promise.all(agents.map((a) => stopProcess(a)));
     const lines = (await readFile(mesh.runLog, 'utf8')).split('\n').filter(Boolean);
     const unique = new Set(lines);

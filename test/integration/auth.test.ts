@@ -15,7 +15,6 @@ import { basic, rawRequest } from '../support/http-raw.js';
 const ADMIN = { user: 'root-admin', password: 'admin-pw-7Hq!never-logged' };
 const AS_ADMIN = { authorization: basic(ADMIN.user, ADMIN.password) };
 const NOT_ALLOWED = { error: 'forbidden', reason: 'You are not allowed to access this db.' };
-const NOT_AUTHORIZED = { error: 'unauthorized', reason: 'You are not authorized to access this db.' };
 const WRONG = { error: 'unauthorized', reason: 'Name or password is incorrect.' };
 const LOCKED = { error: 'forbidden', reason: 'Account is temporarily locked due to multiple authentication failures' };
 
@@ -58,27 +57,6 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
     await addUser('alice', 'alice-pw-1', ['member-role']);
     await addUser('named-member', 'nm-pw-2', []);
     await addUser('mallory', 'mallory-pw-3', ['other-role']);
-  });
-
-  it('admits members by role and by name, refuses a non-member with 403 and anonymous with 401, CouchDB 3 bodies', async function () {
-    const db = await securedDb();
-    await rawRequest(server.url, `/${db}/doc1`, { method: 'PUT', headers: AS_ADMIN, body: { a: 1 } });
-    const byRole = await rawRequest(server.url, `/${db}/doc1`, { headers: { authorization: basic('alice', 'alice-pw-1') } });
-    assert.equal(byRole.status, 200);
-    const byName = await rawRequest(server.url, `/${db}/doc1`, { headers: { authorization: basic('named-member', 'nm-pw-2') } });
-    assert.equal(byName.status, 200);
-    for (const path of [`/${db}/doc1`, `/${db}`, `/${db}/_all_docs`, `/${db}/_changes`, `/${db}/_security`]) {
-      const outsider = await rawRequest(server.url, path, { headers: { authorization: basic('mallory', 'mallory-pw-3') } });
-      assert.equal(outsider.status, 403, path);
-      assert.deepEqual(outsider.body, NOT_ALLOWED, path);
-      const anonymous = await rawRequest(server.url, path);
-      assert.equal(anonymous.status, 401, path);
-      assert.deepEqual(anonymous.body, NOT_AUTHORIZED, path);
-    }
-    const outsiderWrite = await rawRequest(server.url, `/${db}/_bulk_docs`, { method: 'POST', headers: { authorization: basic('mallory', 'mallory-pw-3') }, body: { docs: [{ _id: 'x' }] } });
-    assert.equal(outsiderWrite.status, 403);
-    const admin = await rawRequest(server.url, `/${db}/doc1`, { headers: AS_ADMIN });
-    assert.equal(admin.status, 200);
   });
 
   it('keeps a database without members for admins only (CouchDB 3 admin_only)', async function () {

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { designDocument } from '../../couchapp/design.js';
-import { pushDesign } from '../../couchapp/push.js';
+import { pushDesign } from '../../store/designs.js';
 import { type DaqDocument, isDone } from '../../core/document.js';
 import { type ConfigEntry, type DocumentEntry, type NameEntry, STACK_TRACE, brokenConfig, documentBody, hostileName, readCorpus } from '../support/corpus.js';
 import { type Rule, startGarbageServer } from '../support/garbage-server.js';

@@ -4,7 +4,7 @@ import nano from 'nano';
 import { type DaqDocument, stepRecord } from '../../core/document.js';
 import { type MeshEvent, transition } from '../../core/state.js';
 import { designDocument } from '../../couchapp/design.js';
-import { pushDesign } from '../../couchapp/push.js';
+import { pushDesign } from '../../store/designs.js';
 import { historyTo } from '../../core/provenance.js';
 import { DOC_TYPE, PIPELINE, STEP_NAMES, freshDoc } from '../support/generated-docs.js';
 import { Database } from '../../store/database.js';

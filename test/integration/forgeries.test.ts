@@ -12,8 +12,8 @@ import type { DaqDocument } from '../../core/document.js';
 import { agentRole } from '../../core/roles.js';
 import { type MeshEvent, transition } from '../../core/state.js';
 import { designDocument } from '../../couchapp/design.js';
-import { pushDesign } from '../../couchapp/push.js';
-import { pushSecurity } from '../../couchapp/security.js';
+import { pushDesign } from '../../store/designs.js';
+import { pushSecurity } from '../../store/security.js';
 import { readCorpus } from '../support/corpus.js';
 import { type ServerProcess, startServerProcess } from '../support/server-process.js';
 

@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import { designDocument } from '../../couchapp/design.js';
-import { pushDesign } from '../../couchapp/push.js';
+import { pushDesign } from '../../store/designs.js';
 import { Database } from '../../store/database.js';
 import type { DaqDocument, StepRecord } from '../../core/document.js';
 import { silentLogger } from '../../core/log.js';

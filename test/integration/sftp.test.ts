@@ -12,7 +12,7 @@ import { RemoteTrigger, RemoteTriggers, needsTrigger } from '../../agents/trigge
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig, SshTarget } from '../../config/types.js';
 import { designDocument } from '../../couchapp/design.js';
-import { pushDesign } from '../../couchapp/push.js';
+import { pushDesign } from '../../store/designs.js';
 import { sha256File } from '../../core/checksum.js';
 import { Database } from '../../store/database.js';
 import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';

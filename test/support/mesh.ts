@@ -6,7 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
-import { pushDesigns } from '../../couchapp/push.js';
+import { pushDesigns } from '../../store/designs.js';
 import { Database } from '../../store/database.js';
 import { type ServerProcess, meshMain as MESH, repoRoot, startServerProcess, stopAllServerProcesses } from './server-process.js';
 import { testFolder } from './folders.js';

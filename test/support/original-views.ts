@@ -1,5 +1,5 @@
 /**
- * The table of `_design/proc` (README, "The couchapp"), written out again independently of the
+ * The table of `_design/proc` (docs/document.md, "The couchapp"), written out again independently of the
  * generator: nothing here imports couchapp/. `expected` gives the rows each view emits for one
  * document, `viewAnswer` a whole view as CouchDB answers it (rows by key, then id), `statusGroups`
  * and `daqdocStats` the two reductions, `expectedNewproc0` and `expectedStatusgood` the filters.

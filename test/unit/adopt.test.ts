@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type Adoption, adoptionOf } from '../../coordinator/adopt.js';
+import { type Adoption, adoptDatabase, adoptionOf } from '../../coordinator/adopt.js';
 import { designDocument, writePolicy } from '../../couchapp/design.js';
 import type { DaqDocument } from '../../core/document.js';
 import { COORDINATOR_ROLE, OPERATOR_ROLE } from '../../core/roles.js';
@@ -44,5 +44,27 @@ describe('coordinator/adopt: what adoption does to each document of the original
     assert.equal(adoption.doc.status, 'proc1 failed');
     assert.deepEqual(adoption.doc.pending, { proc1: { attempts: 0, ok: false, reason: 'failed under the original scripts', adopted: options.now.toISOString() } });
     assert.equal(adoption.doc.history, undefined, 'no status change, no history entry');
+  });
+});
+
+describe('coordinator/adopt: paging through _all_docs', () => {
+  it('reads a database of more than one page once, each page starting at the next id (startkey passed as the id, encoded once by the client)', async () => {
+    const ids = Array.from({ length: 1203 }, (_, i) => `note_${String(i).padStart(5, '0')}`);
+    const calls: unknown[] = [];
+    // A stand-in for store/database.ts Database.allDocs: its qs values are raw (the transport JSON-encodes startkey).
+    const db = {
+      async allDocs(qs: { startkey?: unknown; limit: number }) {
+        calls.push(qs.startkey);
+        if (calls.length > 10) throw new Error('paging does not advance');
+        const from = qs.startkey === undefined ? 0 : ids.findIndex((id) => id >= (qs.startkey as string));
+        return { rows: ids.slice(from < 0 ? ids.length : from, (from < 0 ? ids.length : from) + qs.limit).map((id) => ({ id, key: id, value: { rev: '1-a' }, doc: { _id: id, type: 'note' } })) };
+      },
+      async bulk() {
+        return [];
+      },
+    };
+    const report = await adoptDatabase(db as never, { doc_type: 'daqdocument', steps } as never, { ...options, dryRun: true });
+    assert.equal(report.other, ids.length);
+    assert.deepEqual(calls, [undefined, 'note_00500', 'note_01000']);
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { parseMeshConfig } from '../../config/load.js';
-import { stepsOwnedBy } from '../../coordinator/assignment.js';
+import { stepsOwnedBy } from '../../store/assignment.js';
 import { mergeLeaves, rankLeaves } from '../../coordinator/audit.js';
 import { plannedReplications } from '../../coordinator/replication.js';
 import type { DaqDocument } from '../../core/document.js';

@@ -4,7 +4,7 @@
  * database without members admits admins only). Written only when it differs.
  */
 import { isDeepStrictEqual } from 'node:util';
-import type { Database } from '../store/database.js';
+import type { Database } from './database.js';
 import { MeshError, isMeshError } from '../core/errors.js';
 import { memberRoles } from '../core/roles.js';
 

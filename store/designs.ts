@@ -1,8 +1,9 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { Database } from '../store/database.js';
+import { update, writtenOrThrow } from './update.js';
+import type { Database } from './database.js';
 import { MeshError, isMeshError } from '../core/errors.js';
-import { designDocument } from './design.js';
-import { type OriginalDesignInput, originalDesignDocument } from './original-design.js';
+import { designDocument } from '../couchapp/design.js';
+import { type OriginalDesignInput, originalDesignDocument } from '../couchapp/original-design.js';
 
 export interface PushResult {
   /** Whether a new revision was written. */
@@ -26,23 +27,19 @@ function content(doc: object): unknown {
 /**
  * Writes `design` unless the stored document already has the same content (ignoring `_rev`),
  * so an unchanged push adds no revision and rebuilds no view. A 409 (someone else wrote it
- * meanwhile) is retried once after fetching again.
+ * meanwhile) decides again on what they wrote (store/update.ts).
  */
 export async function pushDesign(db: Database, design: StoredDesign): Promise<PushResult> {
   const { _rev: _ignored, ...wanted } = design;
-  for (let attempt = 1; ; attempt++) {
-    const current = await db.get<{ _id: string; _rev: string }>(wanted._id);
-    if (current && isDeepStrictEqual(content(current), content(wanted))) return { changed: false, rev: current._rev };
-    try {
-      const rev = await db.put(current ? { ...wanted, _rev: current._rev } : { ...wanted });
-      return { changed: true, rev };
-    } catch (error) {
-      if (isMeshError(error, 'CONFLICT') && attempt < 2) continue;
-      if (isMeshError(error, 'UNAUTHORIZED') || isMeshError(error, 'FORBIDDEN')) {
-        throw new MeshError(error.code, `${error.message}: writing design documents needs the server's admin credentials`, { cause: error });
-      }
-      throw error;
+  try {
+    const result = await update<StoredDesign>(db, wanted._id, (current) => (current && isDeepStrictEqual(content(current), content(wanted)) ? { keep: true } : { write: { ...wanted } }), { create: true });
+    const doc = writtenOrThrow(result, wanted._id);
+    return { changed: result.kind === 'written' && result.changed, rev: doc._rev as string };
+  } catch (error) {
+    if (isMeshError(error, 'UNAUTHORIZED') || isMeshError(error, 'FORBIDDEN')) {
+      throw new MeshError(error.code, `${error.message}: writing design documents needs the server's admin credentials`, { cause: error });
     }
+    throw error;
   }
 }
 
