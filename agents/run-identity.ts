@@ -7,7 +7,7 @@
 import { readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { RunIdentity } from '../core/document.js';
+import { type DaqDocument, type RunIdentity, stepRecord } from '../core/document.js';
 import { sleep } from '../core/sleep.js';
 
 interface ProcStat {
@@ -203,4 +203,18 @@ export async function ensureEarlierLocalRunsGone(dir: string, doc: string, step:
     await removeLocalRun(path);
   }
   return { gone: true, killed, attempts };
+}
+
+/**
+ * Before claiming `step` of `doc` (as seen): the earlier run its record names (the first
+ * renewal wrote it) and every earlier run recorded on this host in `dir` (the document's run
+ * folder, step-job.ts `runFolder`) run no more. The claim will be attempt `attempts + 1`.
+ */
+export async function ensureEarlierRunsGone(dir: string, doc: DaqDocument, step: string, timeoutMs = 2000): Promise<RunGone> {
+  const record = stepRecord(doc, step);
+  const named = await ensureRunGone(record?.run, timeoutMs);
+  if (!named.gone) return named;
+  const local = await ensureEarlierLocalRunsGone(dir, doc._id, step, (record?.attempts ?? 0) + 1, timeoutMs);
+  if (!local.gone) return { gone: false, reason: local.reason };
+  return { gone: true, killed: named.killed + local.killed };
 }

@@ -5,9 +5,9 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { earlierLocalRuns, ensureEarlierLocalRunsGone, ensureRunGone, groupMembers, identifyRun, localRunPath, remainsOf, removeLocalRun, writeLocalRun } from '../../agents/run-identity.js';
+import { earlierLocalRuns, ensureEarlierLocalRunsGone, ensureEarlierRunsGone, ensureRunGone, groupMembers, identifyRun, localRunPath, remainsOf, removeLocalRun, writeLocalRun } from '../../agents/run-identity.js';
 import { StepSupervisor } from '../../agents/step-supervisor.js';
-import type { RunIdentity } from '../../core/document.js';
+import type { DaqDocument, RunIdentity } from '../../core/document.js';
 import { waitFor } from '../support/mesh.js';
 
 // A process group like a step's: a leader that starts a grandchild, both sleeping; the leader
@@ -143,6 +143,18 @@ describe('host-local run records: what an agent taking over on this host reads b
     assert.deepEqual(await ensureEarlierLocalRunsGone(dir, 'run_a/1', 'proc1', 2), { gone: true, killed: 1, attempts: [1] });
     assert.equal(runs(grandchild), false, 'the grandchild is gone');
     assert.deepEqual(await readdir(dir), [], 'the record of a run proven gone is removed');
+  });
+
+  it('before a claim: the run the record names and the runs recorded on this host for earlier attempts are gone (ensureEarlierRunsGone)', async () => {
+    const { leader, grandchild } = await family();
+    const pid = leader.pid as number;
+    const run = (await identifyRun(pid, pid)) as RunIdentity;
+    await writeLocalRun(localRunPath(join(dir, 'proc0.1')), { doc: 'run_b', step: 'proc0', attempt: 1, run });
+    // The claim of attempt 1, killed before its first renewal: the document names no run.
+    const doc = { _id: 'run_b', type: 'daqdocument', status: 'proc0 in progress', pending: { proc0: { attempts: 1, agent: 'a', lease_until: '2000-01-01T00:00:00.000Z' } } } as unknown as DaqDocument;
+    assert.deepEqual(await ensureEarlierRunsGone(dir, doc, 'proc0'), { gone: true, killed: 2 });
+    assert.equal(runs(grandchild), false);
+    assert.deepEqual(await readdir(dir), []);
   });
 
   it('ignores records of another document (sanitised log folders may collide), another step, a later attempt, another host, and garbage', async () => {
