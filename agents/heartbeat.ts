@@ -1,48 +1,44 @@
+import type { MeshConfig } from '../config/types.js';
 import { timeoutSignal } from '../core/abort.js';
-import { errorMessage, isMeshError } from '../core/errors.js';
 import { sleep } from '../core/sleep.js';
+import { AGENT_DOC_TYPE, type AgentActivity, type AgentHeartbeat, heartbeatId, writeHeartbeat } from '../store/heartbeats.js';
 import type { AgentContext } from './context.js';
 
-export const AGENT_DOC_TYPE = 'mesh-agent';
-
-export interface AgentHeartbeat {
-  _id: string;
-  _rev?: string;
-  type: typeof AGENT_DOC_TYPE;
-  site: string;
-  agent: string;
-  host: string;
-  pid: number;
-  started: string;
-  last_seen: string;
-  state: string;
-  running: Array<{ doc: string; step: string }>;
-  /** What this agent did since it started (absent for agents that run no steps themselves). */
-  counters?: AgentActivity;
-}
-
-/** Since the agent started: claims won, claims lost to another agent, retried attempts claimed, steps that ended ok / failed. */
-export interface AgentActivity {
-  claims: number;
-  claim_conflicts: number;
-  retries: number;
-  steps_ok: number;
-  steps_failed: number;
-}
+export { AGENT_DOC_TYPE, type AgentActivity, type AgentHeartbeat, heartbeatId };
 
 /** How long the last heartbeat may take (a dead server must not hold a stopping agent long). */
 const LAST_BEAT_MS = 2000;
 
-export function heartbeatId(site: string, agent: string): string {
-  return `mesh-agent:${site}:${agent}`;
+/**
+ * Seconds between two heartbeats of an agent whose document would say nothing new (idle, or
+ * running the same steps with the same counters): a third of `alerts.agent_silent_s`, never
+ * less than `agent.heartbeat_s`. A live agent's `last_seen` is then never older than a third of
+ * the silence threshold plus one `heartbeat_s` (a failed write is tried again at the next look),
+ * which leaves two thirds of it for replication and clocks: it never looks silent. With the
+ * defaults (10 s, 120 s): every 40 s, 1.5 writes an idle minute instead of 6.
+ */
+export function keepAliveSeconds(config: Pick<MeshConfig, 'agent' | 'alerts'>): number {
+  return Math.max(config.agent.heartbeat_s, config.alerts.agent_silent_s / 3);
 }
 
-/** Writes the agent's heartbeat document now and every `heartbeat_s`, so `mesh status` sees who is alive. */
+/**
+ * The agent's heartbeat document, so that `mesh status`, the page and the alerts see who is
+ * alive. Written at start and at stop; in between the agent looks every `heartbeat_s` and writes
+ * only when the content changed (state, running steps, counters: coalesced to at most one write
+ * per `heartbeat_s`) or when the last write is `keepAliveSeconds` old. Every heartbeat write is a
+ * validated write on the server: an idle agent must not rewrite an unchanged document every few
+ * seconds.
+ */
 export class Heartbeat {
   private rev: string | undefined;
   private readonly started: string;
   private loop: Promise<void> | undefined;
   private readonly stopped = new AbortController();
+  /** What the last written document said, `last_seen` left out, and when it was written (ms). */
+  private lastContent: string | undefined;
+  private lastWritten = Number.NEGATIVE_INFINITY;
+  /** Heartbeat writes this process made (a test compares them with the document's revisions). */
+  writes = 0;
 
   constructor(
     private readonly ctx: AgentContext,
@@ -53,17 +49,25 @@ export class Heartbeat {
   }
 
   start(): void {
+    const lookMs = this.ctx.config.agent.heartbeat_s * 1000;
+    const keepAliveMs = keepAliveSeconds(this.ctx.config) * 1000;
     this.loop = (async () => {
-      do await this.beat('running');
-      while (await sleep(this.ctx.config.agent.heartbeat_s * 1000, this.stopped.signal));
+      do {
+        const due = this.lastContent !== this.content('running') || Date.now() - this.lastWritten >= keepAliveMs;
+        if (due) await this.beat('running');
+      } while (await sleep(lookMs, this.stopped.signal));
     })();
   }
 
-  /** `signal`: the requests end with it instead of the database's own (the last heartbeat). */
+  private content(state: string): string {
+    return JSON.stringify([state, this.running(), this.activity?.() ?? null]);
+  }
+
+  /** Writes the heartbeat now. `signal`: the requests end with it instead of the database's own (the last heartbeat). */
   async beat(state: string, signal?: AbortSignal): Promise<void> {
-    const id = heartbeatId(this.ctx.site.name, this.ctx.name);
+    const content = this.content(state);
     const doc: AgentHeartbeat = {
-      _id: id,
+      _id: heartbeatId(this.ctx.site.name, this.ctx.name),
       type: AGENT_DOC_TYPE,
       site: this.ctx.site.name,
       agent: this.ctx.name,
@@ -75,20 +79,16 @@ export class Heartbeat {
       running: this.running(),
       ...(this.activity ? { counters: this.activity() } : {}),
     };
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        this.rev = await this.ctx.db.put({ ...doc, _rev: this.rev }, { signal });
-        return;
-      } catch (error) {
-        if (isMeshError(error, 'CONFLICT')) {
-          this.rev = (await this.ctx.db.get<AgentHeartbeat>(id, {}, { signal }).catch(() => undefined))?._rev;
-          continue;
-        }
-        // The loop's beat cut short by stop() is noise; a last heartbeat that was not written is not.
-        if (!this.stopped.signal.aborted || state !== 'running') this.ctx.logger.warn(`heartbeat (${state}): ${errorMessage(error)}`);
-        return;
-      }
+    const outcome = await writeHeartbeat(this.ctx.db, doc, this.rev, signal);
+    this.rev = outcome.rev;
+    if (outcome.written) {
+      this.writes++;
+      this.lastContent = content;
+      this.lastWritten = Date.now();
+      return;
     }
+    // The loop's beat cut short by stop() is noise; a last heartbeat that was not written is not.
+    if (!this.stopped.signal.aborted || state !== 'running') this.ctx.logger.warn(`heartbeat (${state}): ${outcome.reason}`);
   }
 
   /**

@@ -4,14 +4,14 @@ import { linkSignals } from '../core/abort.js';
 import { backoffDelay } from '../core/backoff.js';
 import { sha256File } from '../core/checksum.js';
 import { type DaqDocument, stepRecord } from '../core/document.js';
-import { errorMessage } from '../core/errors.js';
+import { MeshError, errorMessage } from '../core/errors.js';
 import type { StepResult } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
 import { buildArgv, templateVars } from './command.js';
 import { checkProgram, isConfigurationFault, outputFolderFault } from './config-fault.js';
 import { runSftpStep } from './executors/sftp-step.js';
 import { LeaseKeeper } from './lease.js';
-import { identifyRun } from './run-identity.js';
+import { ensureEarlierLocalRunsGone, identifyRun, localRunPath, removeLocalRun, writeLocalRun } from './run-identity.js';
 import { runCommand, tail } from './runner.js';
 import { apply } from './writes.js';
 
@@ -20,6 +20,11 @@ export type JobEnd = 'succeeded' | 'failed' | 'released' | 'lease-lost';
 /** A file name safe for logs: document ids may hold anything. */
 function logName(id: string): string {
   return id.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 150);
+}
+
+/** The folder of a document's run logs and host-local run records (run-identity.ts) under the site's `log_dir`. */
+export function runFolder(logDir: string, docId: string): string {
+  return join(logDir, logName(docId));
 }
 
 /**
@@ -34,9 +39,12 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
   const log = ctx.logger.child({ doc: claimed._id, step: stepName });
   const lease = new LeaseKeeper(ctx, claimed, stepName, step.lease_s);
   const attempt = stepRecord(claimed, stepName)?.attempts ?? 1;
-  const logBase = join(ctx.site.log_dir, logName(claimed._id), `${stepName}.${attempt}`);
+  const logBase = join(runFolder(ctx.site.log_dir, claimed._id), `${stepName}.${attempt}`);
   const stdoutPath = `${logBase}.out`;
   const stderrPath = `${logBase}.err`;
+  const runRecord = localRunPath(logBase);
+  /** The spawn's identity being recorded: awaited before the record is removed. */
+  let identified: Promise<void> | undefined;
 
   let result: StepResult | undefined;
   let reason: string | undefined;
@@ -46,6 +54,11 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
   try {
     const vars = templateVars(claimed, step, ctx.config.steps[index - 1]);
     await mkdir(dirname(logBase), { recursive: true });
+    // What an earlier claim's run left on this host (its agent and supervisor killed before a
+    // renewal put its identity in the document) must be gone before this attempt starts.
+    const earlier = await ensureEarlierLocalRunsGone(dirname(logBase), claimed._id, stepName, attempt);
+    if (!earlier.gone) throw new MeshError('PROCESS_FAILED', `the earlier run recorded on this host still runs, not starting attempt ${attempt}: ${earlier.reason}`);
+    if (earlier.killed > 0) log.warn(`killed ${earlier.killed} process(es) of the earlier run (attempt ${earlier.attempts.join(', ')}, recorded on this host) before starting attempt ${attempt}`);
     const signal = linked.signal;
     // The built-in transfer writes {out} on the destination site, not here.
     const sent = step.executor === 'sftp' ? await runSftpStep(ctx, claimed, step, vars, { signal, stdoutPath, stderrPath, logger: log }) : undefined;
@@ -53,10 +66,19 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     const argv = sent ? [] : buildArgv(step, vars);
     if (!sent) await checkProgram(argv[0], process.env);
     if (!sent) log.debug({ argv }, 'running');
-    // The claim was written before the process existed: its identity goes with the next write.
+    // The claim was written before the process existed: its identity is recorded on this host
+    // at once, and in the document by the first renewal (none for a step shorter than a third of
+    // its lease). Only when the host-local record cannot be written does it cost a write now.
     const onSpawn = (pid: number) => {
-      void identifyRun(pid, pid)
-        .then((run) => run && lease.recordRun(run))
+      identified = identifyRun(pid, pid)
+        .then(async (run) => {
+          if (!run) return;
+          lease.carryRun(run);
+          await writeLocalRun(runRecord, { doc: claimed._id, step: stepName, attempt, run }).catch(async (error: unknown) => {
+            log.warn(`run identity not recorded on this host (${errorMessage(error)}): recording it in the document now`);
+            await lease.recordRun(run);
+          });
+        })
         .catch((error) => log.warn(`run identity not recorded: ${errorMessage(error)}`));
     };
     const outcome = sent?.outcome ?? (await runCommand(argv, { timeoutMs: step.timeout_s * 1000, signal, stdoutPath, stderrPath, onSpawn }));
@@ -86,6 +108,11 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     final = isConfigurationFault(error);
   } finally {
     linked.release();
+    // The run is over (runCommand killed what its group left): its record protects nothing any more.
+    if (identified) {
+      await identified;
+      await removeLocalRun(runRecord).catch((error) => log.warn(`run record ${runRecord} not removed: ${errorMessage(error)}`));
+    }
   }
 
   const latest = await lease.stop();

@@ -25,6 +25,7 @@ interface BenchOptions {
   scaleBacklog: number;
   scaleData?: string;
   skipScale: boolean;
+  server?: string;
 }
 
 function sectionList(text: string, previous: SectionName[] = []): SectionName[] {
@@ -38,6 +39,18 @@ function documentCount(text: string): number {
   const value = Number(text.replace(/[_,]/g, ''));
   if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`"${text}" is not a positive number of documents`);
   return value;
+}
+
+function serverUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new InvalidArgumentError(`"${text}" is not a URL such as http://127.0.0.1:5984`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`"${url.protocol}" is not http: or https:`);
+  if (url.username || url.password) throw new InvalidArgumentError('put no credentials in the URL: set COUCHDB_USER and COUCHDB_PASSWORD (or COUCHDB_PASSWORD_FILE)');
+  return text.replace(/\/+$/, '');
 }
 
 /** The 1M-document section (bench/scale.ts). */
@@ -60,6 +73,7 @@ async function main(argv: string[]): Promise<void> {
     .option('--scale-backlog <n>', 'ready documents the agent catches up on in the scale section (a /bin/true step; 100,000 take about 8 minutes on 2 cores)', documentCount, 100_000)
     .option('--scale-data <dir>', 'keep the scale section\'s data set in DIR and reuse it in later runs with the same sizes')
     .option('--skip-scale', 'leave out the scale section (it takes the longest)', false)
+    .option('--server <url>', 'run the pipeline section against this CouchDB-compatible server instead of a new embedded one (its own uniquely named databases, deleted at the end; credentials from COUCHDB_USER and COUCHDB_PASSWORD or COUCHDB_PASSWORD_FILE); the other sections still start their own servers', serverUrl)
     .showHelpAfterError()
     .exitOverride()
     .parse(argv);
@@ -76,7 +90,7 @@ async function main(argv: string[]): Promise<void> {
   process.on('SIGTERM', onSignal);
   const signal = interrupt.signal;
   const runners: Record<SectionName, () => Promise<BenchSection>> = {
-    pipeline: () => runPipeline({ quick: options.quick, signal }),
+    pipeline: () => runPipeline({ quick: options.quick, signal, ...(options.server ? { server: options.server } : {}) }),
     latency: () => runLatency({ quick: options.quick, signal }),
     validate: () => runValidate({ quick: options.quick }),
     sftp: () => runSftp({ quick: options.quick, signal }),

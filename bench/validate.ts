@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServerChild } from '../cli/processes.js';
 import { parseMeshConfig } from '../config/load.js';
+import type { MeshConfig } from '../config/types.js';
 import { Database } from '../store/database.js';
 import type { DaqDocument } from '../core/document.js';
 import { historyTo } from '../core/provenance.js';
@@ -44,17 +45,19 @@ async function previousFunction(): Promise<string> {
 }
 
 /** Writes `count` closed documents, then claims and completes proc0 on each; the updates' docs/s. */
-async function updateRate(db: Database, config: ReturnType<typeof benchConfig>, count: number, prefix: string): Promise<number> {
+export async function updateRate(db: Database, config: MeshConfig, count: number, prefix: string): Promise<number> {
   const lease = new Date(Date.now() + 3_600_000).toISOString();
   let docs: DaqDocument[] = Array.from({ length: count }, (_, i) => ({
     _id: `${prefix}_${String(i).padStart(6, '0')}`, type: 'daqdocument', run_name: 'lg23b002', file_number: i, file: `/data/${prefix}/${i}`,
-    size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []),
+    size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', [], new Date().toISOString(), 'bench/ingest', db.user),
   }));
   const write = async (batch: DaqDocument[]) => {
     const rows = await db.bulk(batch);
     const refused = rows.filter((r) => r.error);
     if (refused.length > 0) throw new Error(`${db.name}: ${refused.length} writes refused, e.g. ${refused[0].error}: ${refused[0].reason}`);
-    return batch.map((d, i) => ({ ...d, _rev: rows[i].rev }));
+    // By id, not by position: the embedded server answers a member's _bulk_docs out of order.
+    const revs = new Map(rows.map((r) => [r.id, r.rev]));
+    return batch.map((d) => ({ ...d, _rev: revs.get(d._id) }));
   };
   const writeAll = async (all: DaqDocument[]) => {
     const written: DaqDocument[] = [];
@@ -70,7 +73,8 @@ async function updateRate(db: Database, config: ReturnType<typeof benchConfig>, 
   for (const event of events) {
     docs = await writeAll(
       docs.map((d) => {
-        const result = transition(d, event, new Date(), config);
+        // As the agents write: the history entry names the account writing (the server checks it).
+        const result = transition(d, { ...event, user: db.user }, new Date(), config);
         if (!result.ok) throw result.error;
         return result.doc;
       }),

@@ -45,7 +45,7 @@ export function meshSchema() {
     },
     agent: {
       sweep_s: { doc: 'Seconds between two queries of the ready views', format: '*', default: 30 as unknown },
-      heartbeat_s: { doc: 'Seconds between two heartbeat writes', format: '*', default: 10 as unknown },
+      heartbeat_s: { doc: 'Seconds between two looks at the heartbeat: it is written when what it says changed, else every max(heartbeat_s, alerts.agent_silent_s / 3) s', format: '*', default: 10 as unknown },
       retry_base_s: { doc: 'First retry delay after a failed step', format: '*', default: 30 as unknown },
       retry_cap_s: { doc: 'Largest retry delay', format: '*', default: 3600 as unknown },
       grace_s: { doc: 'Seconds SIGTERM waits for running steps before releasing them', format: '*', default: 30 as unknown },

@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from '../support/server-process.js';
+import { repoRoot, startServerProcess } from '../support/server-process.js';
 
 const BENCH = join(repoRoot, 'dist', 'bench', 'main.js');
 
 /** Runs the bench; past `timeoutMs` it is interrupted (SIGTERM: it stops what it started) and the run fails. */
-function runBench(args: string[], timeoutMs: number, tmp?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function runBench(args: string[], timeoutMs: number, tmp?: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const env = tmp ? { ...process.env, TMPDIR: tmp } : process.env;
+    const env = { ...process.env, ...(tmp ? { TMPDIR: tmp } : {}), ...extraEnv };
     const child = spawn(process.execPath, [BENCH, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -69,6 +70,12 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
     }
     const [pipeline, validate, latency, sftp, page] = report.sections;
     assert.equal(pipeline.rows.filter((row) => /^pipeline steps\/s/.test(row.measure) && row.baseline).length, 3);
+    assert.ok(pipeline.rows.some((row) => /^_bulk_docs updates, the generated validate_doc_update/.test(row.measure) && row.ratio), 'the generated validator against a one-line one');
+    // A /bin/true step ends long before a third of its lease: the claim (which is the start) and the result, nothing else.
+    const writes = pipeline.rows.filter((row) => /^validated writes per step/.test(row.measure));
+    assert.equal(writes.length, 3);
+    for (const row of writes) assert.match(row.value, /^2\.\d\d \(documents 2\.00: \d+ × 2; heartbeats \d+\)$/, row.value);
+    assert.ok(pipeline.rows.some((row) => /^heartbeat writes per idle minute/.test(row.measure) && row.ratio), 'idle heartbeats counted');
     assert.equal(validate.rows.filter((row) => / docs\/s$/.test(row.value) && row.ratio).length, 3, 'previous and current function against none, and against each other');
     for (const variant of ['CouchDB only', 'with NATS']) {
       for (const p of ['p50', 'p95']) assert.ok(latency.rows.some((row) => row.measure === `DAQ close → lyon proc1 started, ${p} (${variant})` && /replication/.test(row.baseline ?? '')), `${variant} ${p}`);
@@ -81,6 +88,34 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
     assert.match(r.stderr, /\[bench +[\d.]+ s sftp\] repetition 1\/1/, 'progress lines on stderr');
     assert.deepEqual(await readdir(tmp), [], 'the bench left temporary folders behind');
     await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('--server URL: the pipeline section against a server that requires accounts, credentials from COUCHDB_USER / COUCHDB_PASSWORD, its databases deleted', async () => {
+    const user = 'bench-admin';
+    const password = `bench-${randomBytes(8).toString('hex')}`;
+    const server = await startServerProcess({ site: 'benchsecured', env: { MESH_BENCHSECURED_USER: user, MESH_BENCHSECURED_PASSWORD: password } });
+    const auth = { Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` };
+    try {
+      // Anonymous requests are refused: the agents the bench starts can only work with the credentials it hands them.
+      assert.equal((await fetch(`${server.url}/bench_anonymous_probe`, { method: 'PUT' })).status, 401);
+      const r = await runBench(['--only', 'pipeline', '--quick', '--json', '--server', server.url], 150_000, undefined, { COUCHDB_USER: user, COUCHDB_PASSWORD: password });
+      assert.equal(r.status, 0, r.stderr.slice(-3000));
+      assert.ok(!r.stdout.includes(password) && !r.stderr.includes(password), 'the password is never printed');
+      const [pipeline] = (JSON.parse(r.stdout) as Report).sections;
+      assert.equal(pipeline.command, `node dist/bench/main.js --only pipeline --server ${server.url} --quick`);
+      assert.match(pipeline.title, new RegExp(`on ${server.url.replace(/[.]/g, '\\.')} vs`));
+      assert.equal(pipeline.rows.filter((row) => /^pipeline steps\/s/.test(row.measure) && /^\d+(\.\d+)?×$/.test(row.ratio ?? '')).length, 3);
+      assert.ok(pipeline.notes?.some((n) => /the writer is the run's agent account/.test(n)));
+      const dbs = (await (await fetch(`${server.url}/_all_dbs`, { headers: auth })).json()) as string[];
+      assert.deepEqual(dbs.filter((name) => name.startsWith('bench_')), [], 'the bench deleted the databases it created');
+      const accounts = (await (await fetch(`${server.url}/_users/_all_docs`, { headers: auth })).json()) as { rows: Array<{ id: string }> };
+      assert.deepEqual(accounts.rows.filter((row) => row.id.startsWith('org.couchdb.user:bench-agent-')), [], 'and the agent account');
+    } finally {
+      await server.stop();
+    }
+    const refused = await runBench(['--only', 'pipeline', '--server', 'http://bench:secret@127.0.0.1:1'], 10_000);
+    assert.equal(refused.status, 2);
+    assert.match(refused.stderr, /put no credentials in the URL: set COUCHDB_USER and COUCHDB_PASSWORD/);
   });
 
   it('prints the side-by-side table; refuses bad options with status 2', async () => {

@@ -99,11 +99,20 @@ async function supervisorOf(agent: ChildProcess): Promise<number | undefined> {
   return undefined;
 }
 
-async function oneStepMesh(server: ServerProcess, fork: boolean): Promise<{ mesh: TestMesh; log: string; id: string }> {
-  const mesh = await makeMesh(server.url, { steps: ['proc0'], lease_s: 6 });
+/** The host-local record of attempt `attempt` (agents/run-identity.ts): the log folder of a plain id is the id. */
+function recordPath(mesh: TestMesh, id: string, attempt: number): string {
+  return join(mesh.dir, 'logs', id, `proc0.${attempt}.run`);
+}
+
+async function localRecord(mesh: TestMesh, id: string, attempt: number): Promise<{ doc: string; step: string; attempt: number; run: RunIdentity } | undefined> {
+  return readFile(recordPath(mesh, id, attempt), 'utf8').then((text) => JSON.parse(text), () => undefined);
+}
+
+async function oneStepMesh(server: ServerProcess, fork: boolean, leaseS = 6, stepMs = STEP_MS): Promise<{ mesh: TestMesh; log: string; id: string }> {
+  const mesh = await makeMesh(server.url, { steps: ['proc0'], lease_s: leaseS });
   const log = join(mesh.dir, 'timeline.jsonl');
   const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
-  raw.steps[0].run = [process.execPath, FORKING_STEP, '--log', log, '--doc', '{doc_id}', '--step', '{step}', '--sleep', String(STEP_MS), '--touch', '{out}', ...(fork ? ['--fork'] : [])];
+  raw.steps[0].run = [process.execPath, FORKING_STEP, '--log', log, '--doc', '{doc_id}', '--step', '{step}', '--sleep', String(stepMs), '--touch', '{out}', ...(fork ? ['--fork'] : [])];
   raw.steps[0].timeout_s = 60;
   await writeFile(mesh.configFile, JSON.stringify(raw));
   const [id] = await seedDocuments(mesh, 1);
@@ -125,6 +134,7 @@ describe('one run per claim: a step process never outlives its agent (real serve
         return start && lines.some((l) => l.event === 'alive' && l.at >= start.at + 2000) ? start : undefined;
       }, 30_000, 50);
       const claimed = await mesh.db.get<DaqDocument>(id);
+      const recorded = await localRecord(mesh, id, 1);
       const killedAt = Date.now();
       await stopProcess(first, 'SIGKILL');
       const [firstRun] = [...runsOf(await timeline(log)).values()].flat();
@@ -147,10 +157,14 @@ describe('one run per claim: a step process never outlives its agent (real serve
       assert.deepEqual(overlaps(runs), [], 'no two runs of one (doc, step) overlap');
       assert.equal(runs.find((r) => r.start === started.at)?.completed, false, 'the killed run never completed');
 
-      // The claim named the first run, the record names the second (a new claim carries no earlier run).
-      const firstIdentity = (stepRecord(claimed as DaqDocument, 'proc0') as StepRecord).run as RunIdentity;
+      // This host recorded the first run at its spawn (the claim names it too once the first renewal,
+      // a third of the lease in, has been written); the record names the second (a new claim carries no earlier run).
       const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-      assert.deepEqual(firstIdentity, { host: hostname(), pid: started.pid, pgid: started.pid, start_time: started.start_time, boot_id: boot });
+      const firstIdentity = { host: hostname(), pid: started.pid, pgid: started.pid, start_time: started.start_time, boot_id: boot };
+      assert.deepEqual(recorded, { doc: id, step: 'proc0', attempt: 1, run: firstIdentity }, 'the host-local record of the first run');
+      const inClaim = (stepRecord(claimed as DaqDocument, 'proc0') as StepRecord).run;
+      if (inClaim) assert.deepEqual(inClaim, firstIdentity);
+      assert.deepEqual((await readdir(join(mesh.dir, 'logs', id))).filter((f) => f.endsWith('.run')), [], 'no run record left once the step is done');
       assert.equal(started.pgid, started.pid, 'the step leads its own process group');
       const secondRun = runs.find((r) => r.completed) as Run;
       const record = stepRecord(done, 'proc0') as StepRecord;
@@ -162,31 +176,44 @@ describe('one run per claim: a step process never outlives its agent (real serve
     });
   }
 
-  it('an agent taking over on the same host kills what the earlier run left (its supervisor killed too) before running the step again', async () => {
-    const { mesh, log, id } = await oneStepMesh(server, true);
-    const first = startAgent(mesh, 'first');
-    await waitFor('the worker running', async () => (await timeline(log)).some((l) => l.event === 'alive'), 30_000, 50);
-    await waitFor('the run identity in the claim', async () => { const doc = await mesh.db.get<DaqDocument>(id); return doc && stepRecord(doc, 'proc0')?.run; }, 10_000, 50);
-    const supervisor = await supervisorOf(first);
-    assert.ok(supervisor, 'the agent has a step supervisor');
-    process.kill(supervisor, 'SIGKILL');
-    await waitFor('the supervisor gone', () => !procStat(supervisor) || procStat(supervisor)?.state === 'Z', 5000, 20);
-    await stopProcess(first, 'SIGKILL');
-    const [firstRun] = [...runsOf(await timeline(log)).values()].flat();
-    // Without its supervisor only the leader dies (parent-death signal): the worker is left, as an unknown crash could leave it.
-    const worker = [...firstRun.processes.keys()].find((pid) => pid !== firstRun.pgid) as number;
-    await waitFor('the leader gone', async () => !(await remaining(firstRun)).includes(firstRun.pgid), 2000, 20);
-    assert.ok((await remaining(firstRun)).includes(worker), 'the worker outlived agent and supervisor (else this test proves nothing)');
+  // Where the earlier run's identity is when its agent and supervisor die: in the claim (the step
+  // outlived its first renewal, a third of a 6 s lease), or only in this host's record (killed
+  // before the first renewal of a 12 s lease: no write has carried it into the document; the
+  // step lasts 24 s, so that the orphaned worker still works when the claim is taken over).
+  for (const where of ['document', 'host'] as const) {
+    it(`an agent taking over on the same host kills what the earlier run left (its supervisor killed too, its identity ${where === 'document' ? 'in the claim' : 'only in the host-local record'}) before running the step again`, async () => {
+      const { mesh, log, id } = where === 'document' ? await oneStepMesh(server, true) : await oneStepMesh(server, true, 12, 2 * STEP_MS);
+      const first = startAgent(mesh, 'first');
+      await waitFor('the worker running', async () => (await timeline(log)).some((l) => l.event === 'alive'), 30_000, 50);
+      await waitFor('the run recorded on this host', () => localRecord(mesh, id, 1), 10_000, 20);
+      if (where === 'document') await waitFor('the run identity in the claim', async () => { const doc = await mesh.db.get<DaqDocument>(id); return doc && stepRecord(doc, 'proc0')?.run; }, 10_000, 50);
+      const supervisor = await supervisorOf(first);
+      assert.ok(supervisor, 'the agent has a step supervisor');
+      process.kill(supervisor, 'SIGKILL');
+      await waitFor('the supervisor gone', () => !procStat(supervisor) || procStat(supervisor)?.state === 'Z', 5000, 20);
+      await stopProcess(first, 'SIGKILL');
+      if (where === 'host') {
+        const doc = (await mesh.db.get<DaqDocument>(id)) as DaqDocument;
+        assert.equal(stepRecord(doc, 'proc0')?.run, undefined, 'killed before the first renewal: the claim does not name the run (else this variant proves nothing)');
+      }
+      const [firstRun] = [...runsOf(await timeline(log)).values()].flat();
+      // Without its supervisor only the leader dies (parent-death signal): the worker is left, as an unknown crash could leave it.
+      const worker = [...firstRun.processes.keys()].find((pid) => pid !== firstRun.pgid) as number;
+      await waitFor('the leader gone', async () => !(await remaining(firstRun)).includes(firstRun.pgid), 2000, 20);
+      assert.ok((await remaining(firstRun)).includes(worker), 'the worker outlived agent and supervisor (else this test proves nothing)');
 
-    const second = startAgent(mesh, 'second');
-    await waitFor('the step done', async () => (await mesh.db.get<DaqDocument>(id))?.status === 'good', 90_000, 200);
-    await stopProcess(second);
-    const runs = runsOf(await timeline(log)).get(`${id} proc0`) ?? [];
-    assert.equal(runs.length, 2);
-    assert.equal(runs.filter((r) => r.completed).length, 1, 'exactly one completed run');
-    assert.deepEqual(overlaps(runs), [], 'the earlier run was gone before the next one started');
-    assert.deepEqual(await remaining(firstRun), []);
-    const secondLog = await readFile(join(mesh.dir, 'second.log'), 'utf8');
-    assert.match(secondLog, /killed 1 process\(es\) of the earlier run before claiming/);
-  });
+      const second = startAgent(mesh, 'second');
+      await waitFor('the step done', async () => (await mesh.db.get<DaqDocument>(id))?.status === 'good', 90_000, 200);
+      await stopProcess(second);
+      const runs = runsOf(await timeline(log)).get(`${id} proc0`) ?? [];
+      assert.equal(runs.length, 2);
+      assert.equal(runs.filter((r) => r.completed).length, 1, 'exactly one completed run');
+      assert.deepEqual(overlaps(runs), [], 'the earlier run was gone before the next one started');
+      assert.deepEqual(await remaining(firstRun), []);
+      const secondLog = await readFile(join(mesh.dir, 'second.log'), 'utf8');
+      if (where === 'document') assert.match(secondLog, /killed 1 process\(es\) of the earlier run before claiming/);
+      else assert.match(secondLog, /killed 1 process\(es\) of the earlier run \(attempt 1, recorded on this host\) before starting attempt 2/);
+      assert.deepEqual((await readdir(join(mesh.dir, 'logs', id))).filter((f) => f.endsWith('.run')), [], 'both records removed: the earlier run proven gone, the second one over');
+    });
+  }
 });

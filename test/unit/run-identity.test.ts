@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { ensureRunGone, groupMembers, identifyRun, remainsOf } from '../../agents/run-identity.js';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { earlierLocalRuns, ensureEarlierLocalRunsGone, ensureEarlierRunsGone, ensureRunGone, groupMembers, identifyRun, localRunPath, remainsOf, removeLocalRun, writeLocalRun } from '../../agents/run-identity.js';
 import { StepSupervisor } from '../../agents/step-supervisor.js';
-import type { RunIdentity } from '../../core/document.js';
+import type { DaqDocument, RunIdentity } from '../../core/document.js';
 import { waitFor } from '../support/mesh.js';
 
 // A process group like a step's: a leader that starts a grandchild, both sleeping; the leader
@@ -108,6 +110,69 @@ describe('run identity: what identifies a step run, and proving it gone (real pr
       assert.equal(runs(pid), true, `${JSON.stringify(run)} must not kill the live process`);
     }
     assert.deepEqual(await ensureRunGone(undefined), { gone: true, killed: 0 }, 'a claim without a run identity has nothing to check');
+  });
+});
+
+describe('host-local run records: what an agent taking over on this host reads before a renewal put the identity in the document', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mesh-run-record-'));
+  });
+  afterEach(async () => {
+    for (const child of started) {
+      try {
+        process.kill(-(child.pid as number), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    started.clear();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('an earlier attempt\'s record makes the next attempt kill what that run left (leader dead, grandchild re-parented), then goes', async () => {
+    const { leader, grandchild } = await family();
+    const pid = leader.pid as number;
+    const run = (await identifyRun(pid, pid)) as RunIdentity;
+    await writeLocalRun(localRunPath(join(dir, 'proc1.1')), { doc: 'run_a/1', step: 'proc1', attempt: 1, run });
+    assert.deepEqual(await readdir(dir), ['proc1.1.run'], 'written whole under its name, no temporary file left');
+    leader.kill('SIGKILL');
+    await once(leader, 'exit');
+    assert.equal(runs(grandchild), true, 'the grandchild outlived its leader (else this proves nothing)');
+    assert.deepEqual((await earlierLocalRuns(dir, 'run_a/1', 'proc1', 1)).length, 0, 'attempt 1 is not earlier than itself');
+    assert.deepEqual(await ensureEarlierLocalRunsGone(dir, 'run_a/1', 'proc1', 2), { gone: true, killed: 1, attempts: [1] });
+    assert.equal(runs(grandchild), false, 'the grandchild is gone');
+    assert.deepEqual(await readdir(dir), [], 'the record of a run proven gone is removed');
+  });
+
+  it('before a claim: the run the record names and the runs recorded on this host for earlier attempts are gone (ensureEarlierRunsGone)', async () => {
+    const { leader, grandchild } = await family();
+    const pid = leader.pid as number;
+    const run = (await identifyRun(pid, pid)) as RunIdentity;
+    await writeLocalRun(localRunPath(join(dir, 'proc0.1')), { doc: 'run_b', step: 'proc0', attempt: 1, run });
+    // The claim of attempt 1, killed before its first renewal: the document names no run.
+    const doc = { _id: 'run_b', type: 'daqdocument', status: 'proc0 in progress', pending: { proc0: { attempts: 1, agent: 'a', lease_until: '2000-01-01T00:00:00.000Z' } } } as unknown as DaqDocument;
+    assert.deepEqual(await ensureEarlierRunsGone(dir, doc, 'proc0'), { gone: true, killed: 2 });
+    assert.equal(runs(grandchild), false);
+    assert.deepEqual(await readdir(dir), []);
+  });
+
+  it('ignores records of another document (sanitised log folders may collide), another step, a later attempt, another host, and garbage', async () => {
+    const { leader } = await family();
+    const pid = leader.pid as number;
+    const run = (await identifyRun(pid, pid)) as RunIdentity;
+    await writeLocalRun(localRunPath(join(dir, 'proc1.1')), { doc: 'run_a_1', step: 'proc1', attempt: 1, run });
+    await writeLocalRun(localRunPath(join(dir, 'proc10.1')), { doc: 'run_a/1', step: 'proc10', attempt: 1, run });
+    await writeLocalRun(localRunPath(join(dir, 'proc1.3')), { doc: 'run_a/1', step: 'proc1', attempt: 3, run });
+    await writeFile(join(dir, 'proc1.2.run'), '{"doc": "run_a/1", "st');
+    assert.deepEqual(await ensureEarlierLocalRunsGone(dir, 'run_a/1', 'proc1', 3), { gone: true, killed: 0, attempts: [] });
+    assert.equal(runs(pid), true, 'nothing of another document or step was killed');
+    const elsewhere = join(dir, 'other');
+    await writeLocalRun(localRunPath(join(dir, 'proc1.1')), { doc: 'run_a/1', step: 'proc1', attempt: 1, run: { ...run, host: `${hostname()}-elsewhere` } });
+    assert.deepEqual(await ensureEarlierLocalRunsGone(dir, 'run_a/1', 'proc1', 2), { gone: true, killed: 0, attempts: [] }, 'a record of another host (a shared log folder) is not acted upon');
+    assert.equal(runs(pid), true);
+    assert.deepEqual(await ensureEarlierLocalRunsGone(elsewhere, 'run_a/1', 'proc1', 2), { gone: true, killed: 0, attempts: [] }, 'no folder, nothing recorded');
+    await removeLocalRun(localRunPath(join(dir, 'proc1.9')));
   });
 });
 
