@@ -9,8 +9,8 @@ import { decideClaim } from './claim-decision.js';
 import { type AgentContext, actor } from './context.js';
 import { ChangesWatcher, expiredClaims, readyDocuments } from './discovery.js';
 import { type AgentActivity, Heartbeat } from './heartbeat.js';
-import { ensureRunGone } from './run-identity.js';
-import { type JobEnd, runClaimedStep } from './step-job.js';
+import { ensureEarlierRunsGone } from './run-identity.js';
+import { type JobEnd, runClaimedStep, runFolder } from './step-job.js';
 import { apply, claim, failIfSpent } from './writes.js';
 
 export interface AgentOptions {
@@ -234,8 +234,9 @@ export class Agent {
   }
 
   private async claimAndRun(doc: DaqDocument, step: StepConfig): Promise<void> {
-    // An earlier attempt's process on this host (its agent killed, its lease lapsed) must be gone before another starts.
-    const earlier = await ensureRunGone(stepRecord(doc, step.name)?.run);
+    // An earlier attempt's process on this host (its agent killed, its lease lapsed) must be gone
+    // before another starts: checked before the claim, so a run that cannot be killed costs no write.
+    const earlier = await ensureEarlierRunsGone(runFolder(this.ctx.site.log_dir, doc._id), doc, step.name);
     if (!earlier.gone) {
       // Not skipped for good: a process stuck in the kernel may die later; the next sweep looks again.
       this.ctx.logger.warn({ doc: doc._id, step: step.name }, `not claiming: ${earlier.reason}`);

@@ -1,8 +1,8 @@
 import { type DaqDocument, parseStatus, stepRecord } from '../core/document.js';
 import { readyFor } from '../core/state.js';
 import type { AgentContext } from './context.js';
-import { ensureRunGone } from './run-identity.js';
-import { type JobEnd, runClaimedStep } from './step-job.js';
+import { ensureEarlierRunsGone } from './run-identity.js';
+import { type JobEnd, runClaimedStep, runFolder } from './step-job.js';
 import { claim, compareAndSet } from './writes.js';
 
 export interface RunStepOptions {
@@ -43,7 +43,7 @@ export async function runStep(ctx: AgentContext, docId: string, stepName: string
       if (started.kind === 'written') claimed = started.doc;
     } else if (options.job === undefined && readyFor(doc, ctx.config, ctx.now()) === stepName) {
       // An earlier attempt's process on this host must be gone before another starts.
-      const earlier = await ensureRunGone(stepRecord(doc, stepName)?.run);
+      const earlier = await ensureEarlierRunsGone(runFolder(ctx.site.log_dir, doc._id), doc, stepName);
       if (!earlier.gone) return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: not claiming ${stepName}: ${earlier.reason}` };
       const result = await claim(ctx, doc, { type: 'claim', step: stepName, mode: 'run', site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil });
       if (result.kind === 'illegal') return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: cannot claim ${stepName}: ${result.error.message}` };
