@@ -6,10 +6,14 @@ export function exitCodeFor(error: unknown): number {
   return 1;
 }
 
+/** The line `mesh` prints for an error: its message without the credentials of any URL in it. */
+export function failureLine(error: unknown): string {
+  return `mesh: ${errorMessage(error).replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1')}`;
+}
+
 /** Prints a user-facing error (no stack, no credentials) and exits. */
 export function fail(error: unknown): never {
-  const message = errorMessage(error).replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1');
-  process.stderr.write(`mesh: ${message}\n`);
+  process.stderr.write(`${failureLine(error)}\n`);
   process.exit(exitCodeFor(error));
 }
 

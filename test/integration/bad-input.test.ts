@@ -18,6 +18,10 @@ import { type Rule, startGarbageServer } from '../support/garbage-server.js';
 import { type ServerProcess } from '../support/server-process.js';
 import { type TestMesh, makeMesh, runMesh, seedDocuments, serverForSuite, spawnMeshProcess, startAgent, stopProcess, waitFor } from '../support/mesh.js';
 import { historyTo } from '../../core/provenance.js';
+import { failureLine, exitCodeFor } from '../../cli/exit.js';
+import { siteOf } from '../../cli/context.js';
+import { credentialsFor } from '../../config/credentials.js';
+import { loadMeshConfig } from '../../config/load.js';
 
 type Json = Record<string, unknown>;
 
@@ -142,31 +146,80 @@ describe('bad input (the corpus in test/corpus)', function () {
     }
   });
 
-  it('invalid configs and site profiles: exit 2 naming the key, the value and the expected form; nothing started', async () => {
+  describe('invalid configs and site profiles: exit 2 naming the key, the value and the expected form; nothing started', () => {
     const corpus = readCorpus<ConfigEntry>('configs.json');
-    const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'] });
-    const [control] = await seedDocuments(mesh, 1);
-    const valid = JSON.parse(await readFile(mesh.configFile, 'utf8')) as Json;
-    const failures: string[] = [];
-    await inBatches(corpus.entries, 6, async (entry) => {
+    /** What makes a failure line wrong, in words; undefined when it is right. */
+    const wrongLine = (entry: ConfigEntry, status: number | null, line: string): string | undefined => {
+      const why = `${entry.name} (${entry.what}): status ${status}\n${line}`;
+      if (status !== 2) return `${why}\n  expected status 2`;
+      if (!new RegExp(entry.expect).test(line)) return `${why}\n  expected /${entry.expect}/`;
+      if (STACK_TRACE.test(line) || /secret|hunter2/.test(line)) return `${why}\n  a stack trace or a secret`;
+      return undefined;
+    };
+    /** Writes the entry's broken config (and site profile) into a folder of its own; returns the config file. */
+    async function writeBroken(mesh: TestMesh, valid: Json, entry: ConfigEntry): Promise<string> {
       const dir = await mkdtemp(join(mesh.dir, `config-${entry.name}-`));
       const { config, profile } = brokenConfig(entry, valid);
       const file = join(dir, 'mesh.json');
       await writeFile(file, config);
       if (profile !== undefined) await writeFile(join(dir, 'alpha.json'), profile);
-      const result = await runMesh(['--config', file, ...(entry.args ?? ['agent', '--site', 'alpha', '--once'])]);
-      const why = `${entry.name} (${entry.what}): status ${result.status}\n${result.stderr}`;
-      if (result.status !== 2) failures.push(`${why}\n  expected status 2`);
-      else if (!new RegExp(entry.expect).test(result.stderr)) failures.push(`${why}\n  expected /${entry.expect}/`);
-      else if (STACK_TRACE.test(result.stderr) || /secret|hunter2/.test(result.stderr)) failures.push(`${why}\n  a stack trace or a secret`);
+      return file;
+    }
+    /**
+     * In process, what `mesh agent --site alpha --once` does with its config before it starts
+     * anything (cli/commands/agent.ts: load, --site, the site's steps, its credentials), and the
+     * status and line `mesh` would exit with (cli/exit.ts).
+     */
+    function agentConfigVerdict(file: string): { status: number | null; line: string } {
+      try {
+        const config = loadMeshConfig(file);
+        const site = siteOf(config, 'alpha');
+        assert.ok(config.steps.some((s) => s.site === site.name), 'the corpus keeps alpha\'s steps');
+        credentialsFor(site.credentials_of);
+      } catch (error) {
+        if (error instanceof assert.AssertionError) throw error;
+        return { status: exitCodeFor(error), line: failureLine(error) };
+      }
+      return { status: 0, line: 'the config was accepted' };
+    }
+    /** Entries that only the command line can show (arguments, other commands), and two of the config file's: real `mesh` processes. */
+    const THROUGH_MESH = new Set(['not_json', 'profile_unknown_key']);
+    const throughMesh = corpus.entries.filter((e) => e.args !== undefined || THROUGH_MESH.has(e.name));
+
+    it('every config entry, loaded in process as the agent command loads it, is refused with its reason', async () => {
+      const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'], push: false });
+      const valid = JSON.parse(await readFile(mesh.configFile, 'utf8')) as Json;
+      assert.equal(agentConfigVerdict(mesh.configFile).status, 0, 'the valid config passes the same checks');
+      const entries = corpus.entries.filter((e) => e.args === undefined);
+      assert.ok(entries.length > 80, `only ${entries.length} config entries`);
+      const failures: string[] = [];
+      for (const entry of entries) {
+        const { status, line } = agentConfigVerdict(await writeBroken(mesh, valid, entry));
+        const wrong = wrongLine(entry, status, line);
+        if (wrong) failures.push(wrong);
+      }
+      assert.deepEqual(failures, []);
     });
-    assert.deepEqual(failures, []);
-    assert.equal(await readText(mesh.runLog), '', 'no step ran');
-    assert.deepEqual((await mesh.db.allDocs({ startkey: 'mesh-agent:', endkey: 'mesh-agent:\ufff0' })).rows, [], 'no agent started');
-    // The control: the same command with the valid config runs the control document.
-    const ok = await runMesh(['--config', mesh.configFile, 'agent', '--site', 'alpha', '--once'], {}, 60_000);
-    assert.equal(ok.status, 0, ok.stderr);
-    assert.deepEqual((await runsOf(mesh)).filter(([doc]) => doc === control).length, 2);
+
+    it(`${throughMesh.length} entries through the real mesh command: exit 2 with the reason on stderr, no step run, no agent started`, async () => {
+      const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'] });
+      const [control] = await seedDocuments(mesh, 1);
+      const valid = JSON.parse(await readFile(mesh.configFile, 'utf8')) as Json;
+      assert.deepEqual(throughMesh.filter((e) => THROUGH_MESH.has(e.name)).map((e) => e.name).sort(), [...THROUGH_MESH].sort(), 'the chosen entries are in the corpus');
+      const failures: string[] = [];
+      await inBatches(throughMesh, 6, async (entry) => {
+        const result = await runMesh(['--config', await writeBroken(mesh, valid, entry), ...(entry.args ?? ['agent', '--site', 'alpha', '--once'])]);
+        const wrong = wrongLine(entry, result.status, result.stderr);
+        if (wrong) failures.push(wrong);
+      });
+      assert.deepEqual(failures, []);
+      assert.equal(await readText(mesh.runLog), '', 'no step ran');
+      assert.deepEqual((await mesh.db.allDocs({ startkey: 'mesh-agent:', endkey: 'mesh-agent:\ufff0' })).rows, [], 'no agent started');
+      // The control: the same command with the valid config runs the control document.
+      const ok = await runMesh(['--config', mesh.configFile, 'agent', '--site', 'alpha', '--once'], {}, 60_000);
+      assert.equal(ok.status, 0, ok.stderr);
+      assert.deepEqual((await runsOf(mesh)).filter(([doc]) => doc === control).length, 2);
+    });
   });
 
   describe('garbage HTTP answers: a clear error or a retry with backoff and a logged reason; no crash, no hang, no step run', () => {

@@ -200,15 +200,17 @@ describe('the NATS channel against a real nats-server', function () {
     }
   });
 
-  it('(c) NATS killed (SIGKILL) mid-run of 200 documents: the run completes, each (doc, step) once; agents reconnect after its restart', async () => {
+  it('(c) NATS killed (SIGKILL) mid-run of 100 documents: the run completes, each (doc, step) once; agents reconnect after its restart', async () => {
     const steps = ['proc0', 'proc1'];
     const mesh = await makeMesh(server.url, { steps, stepArgs: () => ['--sleep', '30'] });
     await editConfig(mesh, (raw) => (raw.nats = { url: nats.url }));
-    const ids = await seedDocuments(mesh, 200);
+    // 100 documents: the kill comes after 30 of the 200 steps, so most of the run (and many
+    // claims) happen without NATS, which is what this test is about.
+    const ids = await seedDocuments(mesh, 100);
     const names = ['steady-1', 'steady-2'];
     const agents = names.map((name) => startAgent(mesh, name, ['--concurrency', '3']));
     await waitFor('both agents on NATS', async () => (await Promise.all(names.map((n) => logCount(mesh, n, 'NATS connected')))).every((c) => c > 0));
-    await waitFor('some progress', async () => (await runLines(mesh)).length >= 60, 60_000, 20);
+    await waitFor('some progress', async () => (await runLines(mesh)).length >= 30, 60_000, 20);
     await nats.kill();
     const atKill = (await runLines(mesh)).length;
     await waitFor('every document complete', async () => (await completeDocs(mesh.db, 'proc1')) === ids.length, 240_000, 200);
@@ -217,13 +219,13 @@ describe('the NATS channel against a real nats-server', function () {
     await nats.restart();
     const reconnected = performance.now();
     await waitFor('both agents reconnected', async () => (await Promise.all(names.map((n) => logCount(mesh, n, 'NATS reconnected')))).every((c) => c > 0), 30_000);
-    console.log(`      ${atKill} of 400 steps ran before the kill; agents reconnected ${(performance.now() - reconnected).toFixed(0)} ms after the restart`);
+    console.log(`      ${atKill} of ${ids.length * steps.length} steps ran before the kill; agents reconnected ${(performance.now() - reconnected).toFixed(0)} ms after the restart`);
     await Promise.all(agents.map((a) => stopProcess(a)));
 
     const lines = await runLines(mesh);
     const unique = new Set(lines);
     for (const id of ids) for (const step of steps) assert.ok(unique.has(`${id} ${step}`), `${id} ${step}`);
     assert.equal(lines.length, ids.length * steps.length, 'no step ran twice');
-    assert.ok(atKill < lines.length, 'NATS was killed mid-run');
+    assert.ok(atKill < lines.length / 2, `NATS was killed early in the run (${atKill} of ${lines.length} steps before)`);
   });
 });

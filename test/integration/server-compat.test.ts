@@ -392,9 +392,12 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       });
     }
 
-    it('50,000 documents without ids in one _bulk_docs: all stored, each with its own id', async () => {
+    it('5,000 documents without ids in one _bulk_docs: all stored, each with its own id', async () => {
       const db = await freshDb('ids-many');
-      const count = 50_000;
+      // Ids are made one per document before PouchDB sees the request (server/request-checks.ts):
+      // 5,000 is a large request in which a repeated id or a document left unstored shows; the
+      // 50,000 of the first version had no reason of its own and cost 45 s.
+      const count = 5_000;
       const res = await raw(server.url, `/${db.config.db}/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ docs: Array.from({ length: count }, (_, i) => ({ n: i })) }) });
       assert.equal(res.status, 201);
       const answers = (await res.json()) as Array<{ ok?: boolean; id?: string }>;

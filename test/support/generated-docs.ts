@@ -73,7 +73,25 @@ export interface Reachable {
   next: number[][];
 }
 
+/**
+ * Runs `fn` with stack traces off: walking the state machine tries every event and most are
+ * illegal, each an error whose stack capture was most of the walk's time (not part of any check).
+ */
+function withoutStacks<T>(fn: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return fn();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 export function reachable(limit = 5000): Reachable {
+  return withoutStacks(() => walk(limit));
+}
+
+function walk(limit: number): Reachable {
   const docs: DaqDocument[] = [freshDoc()];
   const index = new Map<string, number>([[signature(docs[0]), 0]]);
   const edges: Array<[DaqDocument, DaqDocument]> = [];
@@ -114,6 +132,10 @@ export function prng(seed: number): () => number {
 
 /** Pairs (old, new) separated by 2–6 transitions, walked for real (so histories chain): what a replicated write may carry. */
 export function collapsedPairs(r: Reachable, count: number, seed = 1): Array<[DaqDocument, DaqDocument]> {
+  return withoutStacks(() => collapsedWalk(r, count, seed));
+}
+
+function collapsedWalk(r: Reachable, count: number, seed: number): Array<[DaqDocument, DaqDocument]> {
   const random = prng(seed);
   const events = allEvents();
   const pairs: Array<[DaqDocument, DaqDocument]> = [];
