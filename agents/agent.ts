@@ -216,7 +216,7 @@ export class Agent {
       case 'skip':
         return this.skip(doc, decision.reason);
       case 'exhaust':
-        if (await failIfSpent(this.ctx, doc, decision.step)) this.counters.failed++;
+        if ((await failIfSpent(this.ctx, doc, decision.step)) === 'recorded') this.counters.failed++;
         this.writtenSinceSweep++;
         return;
       case 'expire':

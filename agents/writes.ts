@@ -38,11 +38,16 @@ export async function apply(ctx: AgentContext, start: DaqDocument, event: MeshEv
 
 /**
  * A ready step whose counted attempts already reach `max_attempts` (the limit lowered since):
- * no claim of it is legal, so it is recorded `<step> failed` for an operator's retry. True when
- * the step was spent (whether or not the write got through; it is logged when not).
+ * no claim of it is legal, so it is recorded `<step> failed` for an operator's retry.
+ * `false`: attempts are left; `spent`: no claim, but this write was not the one that recorded it
+ * (another copy of the document got there first, or the write failed and is logged);
+ * `recorded`: this write made it `<step> failed`.
  */
-export async function failIfSpent(ctx: AgentContext, doc: DaqDocument, step: StepConfig): Promise<boolean> {
+export async function failIfSpent(ctx: AgentContext, doc: DaqDocument, step: StepConfig): Promise<false | 'spent' | 'recorded'> {
   if (countedAttempts(stepRecord(doc, step.name)) < step.max_attempts) return false;
-  await apply(ctx, doc, { type: 'exhaust', step: step.name, by: actor(ctx) }).catch((error) => ctx.logger.warn({ doc: doc._id, step: step.name }, `attempts used up, not recorded: ${errorMessage(error)}`));
-  return true;
+  const result = await update(ctx.db, doc._id, decide(ctx, { type: 'exhaust', step: step.name, by: actor(ctx) }), { seen: doc, rereads: 0 }).catch((error: unknown) => {
+    ctx.logger.warn({ doc: doc._id, step: step.name }, `attempts used up, not recorded: ${errorMessage(error)}`);
+    return undefined;
+  });
+  return result?.kind === 'written' ? 'recorded' : 'spent';
 }
