@@ -105,6 +105,16 @@ describe('conformance: validate_doc_update and views', function () {
       // A stale revision is a conflict before the validator runs.
       expectError(await request(dbPath(guarded, 'm1'), { method: 'PUT', body: { state: 'bogus' } }), 409, 'conflict', undefined, 'stale write the validator would refuse');
     });
+    it('the same for a database member (not an admin): rows in request order, conflicts and refusals on theirs', async () => {
+      const member = await scratch.user('bulk_member');
+      expectStatus(await request(dbPath(guarded, '_security'), { method: 'PUT', body: { admins: { names: [], roles: [] }, members: { names: [member.name], roles: [] } } }), 200, 'member access');
+      const rows = (docs: object[]) => request<Array<{ id: string; error?: string }>>(dbPath(guarded, '_bulk_docs'), { method: 'POST', auth: member.auth, body: { docs } });
+      const first = await rows([{ _id: 'n1', state: 'queued' }, { _id: 'n2', state: 'queued' }]);
+      expectStatus(first, 201, 'member _bulk_docs');
+      const answer = await rows([{ _id: 'n3', state: 'bogus' }, { _id: 'n4', state: 'queued' }, { _id: 'n1', state: 'queued' }, { _id: 'n5', state: 'queued' }, { _id: 'n6', state: 'bogus' }, { _id: 'n7', state: 'queued' }]);
+      expectStatus(answer, 201, 'member _bulk_docs with refusals and a conflict');
+      assert.deepEqual(answer.body.map((r) => [r.id, r.error ?? 'ok']), [['n3', 'forbidden'], ['n4', 'ok'], ['n1', 'conflict'], ['n5', 'ok'], ['n6', 'forbidden'], ['n7', 'ok']]);
+    });
   });
 
   describe('reduce', () => {
