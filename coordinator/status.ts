@@ -1,4 +1,5 @@
 import type { MeshConfig, SiteConfig } from '../config/types.js';
+import { readHeartbeats } from '../store/heartbeats.js';
 import type { Database } from '../store/database.js';
 import * as files from '../store/files.js';
 import { errorMessage } from '../core/errors.js';
@@ -111,10 +112,17 @@ async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, b
   });
   base.failed = (await files.failedSteps(db, LIST_LIMIT)).map((r) => ({ doc: r.doc, step: r.step, reason: r.reason ?? 'unknown', exit_code: r.exit_code ?? null, stderr_tail: r.stderr_tail as string | undefined }));
 
-  const agentRows = await db.allDocs<{ site: string; agent: string; host: string; state: string; last_seen: string; running: Array<{ doc: string; step: string }>; counters?: Record<string, number> }>({ startkey: 'mesh-agent:', endkey: 'mesh-agent:\ufff0', include_docs: true });
-  const agents = agentRows.rows.flatMap((r) =>
-    r.doc ? [{ site: r.doc.site, agent: r.doc.agent, host: r.doc.host, state: r.doc.state, last_seen: r.doc.last_seen, age_s: Math.round((now.getTime() - Date.parse(r.doc.last_seen)) / 1000), running: r.doc.running ?? [], server: site.name, ...(r.doc.counters ? { counters: r.doc.counters } : {}) }] : [],
-  );
+  const agents = (await readHeartbeats(db)).map((h) => ({
+    site: h.site,
+    agent: h.agent,
+    host: h.host,
+    state: h.state,
+    last_seen: h.last_seen,
+    age_s: Math.round((now.getTime() - Date.parse(h.last_seen)) / 1000),
+    running: h.running ?? [],
+    server: site.name,
+    ...(h.counters ? { counters: h.counters as unknown as Record<string, number> } : {}),
+  }));
   return { db: base, agents };
 }
 

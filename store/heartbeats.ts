@@ -39,6 +39,12 @@ export function heartbeatId(site: string, agent: string): string {
   return `mesh-agent:${site}:${agent}`;
 }
 
+/** Every agent's heartbeat stored on this server (replicated: the agents of every site). */
+export async function readHeartbeats(db: Database): Promise<AgentHeartbeat[]> {
+  const { rows } = await db.allDocs<AgentHeartbeat>({ startkey: 'mesh-agent:', endkey: 'mesh-agent:\ufff0', include_docs: true });
+  return rows.flatMap((r) => (r.doc && typeof r.doc === 'object' ? [r.doc] : []));
+}
+
 export type HeartbeatWrite = { written: true; rev: string } | { written: false; rev: string | undefined; reason: string };
 
 /** Re-reads after a 409 before giving up until the next beat (another process writes under the same name). */
