@@ -15,6 +15,17 @@ export default tseslint.config(
   {
     // The status page's browser modules (served as they are, no build step).
     files: ['dashboard/page/**/*.js'],
-    languageOptions: { globals: { document: 'readonly', window: 'readonly', location: 'readonly', history: 'readonly', fetch: 'readonly', WebSocket: 'readonly', Node: 'readonly', setTimeout: 'readonly' } },
+    languageOptions: {
+      globals: {
+        document: 'readonly',
+        window: 'readonly',
+        location: 'readonly',
+        history: 'readonly',
+        fetch: 'readonly',
+        WebSocket: 'readonly',
+        Node: 'readonly',
+        setTimeout: 'readonly',
+      },
+    },
   },
 );

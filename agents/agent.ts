@@ -60,7 +60,10 @@ export class Agent {
   /** The steps this agent runs: its site's, as the assignment says (from the config until one is read). */
   private owned: readonly StepConfig[];
 
-  constructor(private readonly ctx: AgentContext, private readonly options: AgentOptions) {
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly options: AgentOptions,
+  ) {
     this.owned = ctx.steps;
   }
 
@@ -98,7 +101,11 @@ export class Agent {
 
   private async main(): Promise<void> {
     this.state = 'running';
-    const heartbeat = new Heartbeat(this.ctx, () => [...this.running].map(([doc, { step }]) => ({ doc, step })), () => this.activity());
+    const heartbeat = new Heartbeat(
+      this.ctx,
+      () => [...this.running].map(([doc, { step }]) => ({ doc, step })),
+      () => this.activity(),
+    );
     heartbeat.start();
     const background: Promise<unknown>[] = [];
     // NATS: a `ready` hint for one of our steps brings that document in at once.
@@ -250,7 +257,15 @@ export class Agent {
       return;
     }
     const leaseUntil = new Date(this.ctx.now().getTime() + step.lease_s * 1000).toISOString();
-    const result = await claim(this.ctx, doc, { type: 'claim', step: step.name, mode: 'run', site: this.ctx.site.name, agent: this.ctx.name, host: this.ctx.host, lease_until: leaseUntil }).catch(async (error) => {
+    const result = await claim(this.ctx, doc, {
+      type: 'claim',
+      step: step.name,
+      mode: 'run',
+      site: this.ctx.site.name,
+      agent: this.ctx.name,
+      host: this.ctx.host,
+      lease_until: leaseUntil,
+    }).catch(async (error) => {
       if (reservation === 'reserved') await this.settleReservation(doc._id, step.name, undefined);
       throw error;
     });

@@ -31,7 +31,13 @@ export function decideClaim(doc: DaqDocument, owned: readonly StepConfig[], conf
   const current = parseStatus(doc.status, stepNames);
   let step = ours(readyFor(doc, config, now));
   let reclaim = false;
-  if (!step && current && (current.kind === 'in_progress' || current.kind === 'queued') && ours(current.step) && leaseExpired(stepRecord(doc, current.step as string), now)) {
+  if (
+    !step &&
+    current &&
+    (current.kind === 'in_progress' || current.kind === 'queued') &&
+    ours(current.step) &&
+    leaseExpired(stepRecord(doc, current.step as string), now)
+  ) {
     step = ours(current.step);
     reclaim = true;
   }

@@ -23,7 +23,11 @@ export function checkStepTemplates(step: StepConfig): void {
     ...outTemplateProblems(step.out).map((p) => `out ${JSON.stringify(step.out)}: ${p}`),
     ...step.run.flatMap((arg, i) => runArgumentProblems(arg).map((p) => `run[${i}] ${JSON.stringify(arg)}: ${p}`)),
   ];
-  if (problems.length > 0) throw new MeshError('CONFIG_INVALID', `configuration: step ${step.name}: ${problems.join('; ')}; fix the step in the mesh config, then mesh retry the documents`);
+  if (problems.length > 0)
+    throw new MeshError(
+      'CONFIG_INVALID',
+      `configuration: step ${step.name}: ${problems.join('; ')}; fix the step in the mesh config, then mesh retry the documents`,
+    );
 }
 
 /**

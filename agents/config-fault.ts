@@ -18,14 +18,21 @@ export function isConfigurationFault(error: unknown): boolean {
 }
 
 export function configurationFault(what: string, cause?: unknown): MeshError {
-  return new MeshError('CONFIG_INVALID', `${CONFIGURATION} ${what}; fix the mesh config (or the site), then mesh retry the documents`, cause === undefined ? {} : { cause });
+  return new MeshError(
+    'CONFIG_INVALID',
+    `${CONFIGURATION} ${what}; fix the mesh config (or the site), then mesh retry the documents`,
+    cause === undefined ? {} : { cause },
+  );
 }
 
 /** A regular file with an execute bit that this process may execute (root passes access() for any execute bit, or none on some systems). */
 async function executable(path: string): Promise<boolean> {
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile() || (info.mode & 0o111) === 0) return false;
-  return access(path, constants.X_OK).then(() => true, () => false);
+  return access(path, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**

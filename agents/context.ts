@@ -28,7 +28,12 @@ export interface AgentContext {
   readonly runStep?: ClaimedStepRunner;
 }
 
-export type ClaimedStepRunner = (ctx: AgentContext, claimed: DaqDocument, step: string, stop: AbortSignal) => Promise<{ end: 'succeeded' | 'failed' | 'released' | 'lease-lost'; doc: DaqDocument }>;
+export type ClaimedStepRunner = (
+  ctx: AgentContext,
+  claimed: DaqDocument,
+  step: string,
+  stop: AbortSignal,
+) => Promise<{ end: 'succeeded' | 'failed' | 'released' | 'lease-lost'; doc: DaqDocument }>;
 
 /** `site/agent`, the `by` of history entries written by this agent. */
 export function actor(ctx: AgentContext): string {

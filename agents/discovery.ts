@@ -25,7 +25,10 @@ export async function expiredClaims(ctx: AgentContext, steps: readonly StepConfi
 export class ChangesWatcher {
   private readonly checkpoint: FeedCheckpoint;
 
-  constructor(private readonly ctx: AgentContext, private readonly onDocs: (docs: DaqDocument[]) => void) {
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly onDocs: (docs: DaqDocument[]) => void,
+  ) {
     this.checkpoint = new FeedCheckpoint(ctx.db, `mesh-changes-${ctx.site.name}-${ctx.name}`);
   }
 

@@ -66,14 +66,23 @@ export function mergeMetadata(doc: DaqDocument, output: string, stepNames: reado
   try {
     value = JSON.parse(output);
   } catch (error) {
-    return { ok: false, reason: `printed ${quote(output.slice(0, 60))}${output.length > 60 ? '…' : ''}, which is not one JSON object (${oneLine((error as Error).message, 200)})` };
+    return {
+      ok: false,
+      reason: `printed ${quote(output.slice(0, 60))}${output.length > 60 ? '…' : ''}, which is not one JSON object (${oneLine((error as Error).message, 200)})`,
+    };
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return { ok: false, reason: `printed ${describe(value)}, expected one JSON object` };
   const fields = value as Record<string, unknown>;
   const reserved = Object.keys(fields).filter((key) => isReservedKey(key, stepNames));
   if (reserved.length > 0) {
-    const shown = reserved.slice(0, 5).map((k) => quote(k.slice(0, 40))).join(', ');
-    return { ok: false, reason: `sets reserved key${reserved.length > 1 ? 's' : ''} ${shown}${reserved.length > 5 ? ', …' : ''}: fields starting with "_", ${RESERVED.join(', ')} and the step names (${stepNames.join(', ')}) belong to the mesh; rename them` };
+    const shown = reserved
+      .slice(0, 5)
+      .map((k) => quote(k.slice(0, 40)))
+      .join(', ');
+    return {
+      ok: false,
+      reason: `sets reserved key${reserved.length > 1 ? 's' : ''} ${shown}${reserved.length > 5 ? ', …' : ''}: fields starting with "_", ${RESERVED.join(', ')} and the step names (${stepNames.join(', ')}) belong to the mesh; rename them`,
+    };
   }
   const merged: DaqDocument = { ...doc, ...fields };
   // What an agent would refuse to handle must not be catalogued (e.g. values nested too deep).
@@ -107,7 +116,10 @@ export function metadataArgv(argv: readonly string[], file: { path: string; id: 
 
 /** The last lines of stderr, as one line. */
 function stderrTail(text: string): string {
-  const lines = text.split('\n').map((l) => oneLine(l, Infinity)).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((l) => oneLine(l, Infinity))
+    .filter(Boolean);
   return oneLine(lines.slice(-3).join(' | '), 300, true);
 }
 
@@ -154,7 +166,11 @@ export function runMetadataProgram(argv: readonly string[], options: MetadataRun
     };
     const timer = setTimeout(() => {
       const seconds = options.timeoutMs / 1000;
-      stop(exited ? `exited, but a process it started outside its group held its output open after ${seconds} s` : `was still running after ${seconds} s: killed with its process group`);
+      stop(
+        exited
+          ? `exited, but a process it started outside its group held its output open after ${seconds} s`
+          : `was still running after ${seconds} s: killed with its process group`,
+      );
     }, options.timeoutMs);
     const onAbort = () => stop('was interrupted (the scan is stopping)');
     if (options.signal?.aborted) onAbort();

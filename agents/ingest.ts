@@ -55,7 +55,10 @@ export function documentId(runName: string, fileNumber: number): string {
 
 async function listFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true, recursive: true });
-  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)).sort();
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath ?? (e as unknown as { path: string }).path, e.name))
+    .sort();
 }
 
 /** `fn` over `items`, at most `limit` at a time, results in order. */
@@ -113,7 +116,10 @@ export async function ingestDirectory(dir: string, options: IngestOptions): Prom
     }
     // The steps refuse such a document (agents/command.ts); here it would be the program's argument.
     if (metadata && !SAFE_NAME.test(runName)) {
-      report.rejected.push({ file: path, reason: `run_name ${JSON.stringify(runName)} is not a plain name (letters, digits, _ . + -), so it is not given to ingest.metadata` });
+      report.rejected.push({
+        file: path,
+        reason: `run_name ${JSON.stringify(runName)} is not a plain name (letters, digits, _ . + -), so it is not given to ingest.metadata`,
+      });
       continue;
     }
     const info = await stat(path);
@@ -127,7 +133,10 @@ export async function ingestDirectory(dir: string, options: IngestOptions): Prom
 
   for (let i = 0; i < candidates.length && !options.signal?.aborted; i += BATCH) {
     const batch = candidates.slice(i, i + BATCH);
-    const existing = await options.db.allDocs({}, batch.map((c) => c.id));
+    const existing = await options.db.allDocs(
+      {},
+      batch.map((c) => c.id),
+    );
     const present = new Set(existing.rows.filter((r) => !r.error && r.value).map((r) => r.key as string));
     const fresh = batch.filter((c) => !present.has(c.id));
     report.already += batch.length - fresh.length;
@@ -182,6 +191,10 @@ function programName(argv: readonly string[]): string {
 
 /** Runs ingest.metadata for one file; a failure's reason names the program. */
 async function readHeader(argv: readonly string[], c: Candidate, env: Record<string, string>, options: IngestOptions): Promise<MetadataOutcome> {
-  const outcome = await runMetadataProgram(metadataArgv(argv, c), { timeoutMs: (options.ingest.metadata_timeout_s ?? METADATA_TIMEOUT_S) * 1000, env, signal: options.signal });
+  const outcome = await runMetadataProgram(metadataArgv(argv, c), {
+    timeoutMs: (options.ingest.metadata_timeout_s ?? METADATA_TIMEOUT_S) * 1000,
+    env,
+    signal: options.signal,
+  });
   return outcome.ok ? outcome : { ok: false, reason: `${programName(argv)} ${outcome.reason}` };
 }

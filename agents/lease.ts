@@ -23,7 +23,12 @@ export class LeaseKeeper {
   /** The run's identity, for the next renewal; undefined once the document has it. */
   private pendingRun: RunIdentity | undefined;
 
-  constructor(private readonly ctx: AgentContext, doc: DaqDocument, private readonly step: string, private readonly leaseS: number) {
+  constructor(
+    private readonly ctx: AgentContext,
+    doc: DaqDocument,
+    private readonly step: string,
+    private readonly leaseS: number,
+  ) {
     this.current = doc;
     this.loop = this.run();
   }
@@ -63,7 +68,13 @@ export class LeaseKeeper {
       const leaseUntil = new Date(this.ctx.now().getTime() + this.leaseS * 1000).toISOString();
       const run = this.pendingRun;
       try {
-        this.current = await apply(this.ctx, this.current, { type: 'renew', step: this.step, agent: this.ctx.name, lease_until: leaseUntil, ...(run ? { run } : {}) });
+        this.current = await apply(this.ctx, this.current, {
+          type: 'renew',
+          step: this.step,
+          agent: this.ctx.name,
+          lease_until: leaseUntil,
+          ...(run ? { run } : {}),
+        });
         if (this.pendingRun === run) this.pendingRun = undefined;
       } catch (error) {
         if (this.stopped.signal.aborted) return;

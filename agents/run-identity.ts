@@ -119,7 +119,10 @@ export async function ensureRunGone(run: RunIdentity | undefined, timeoutMs = 20
   }
   const left = await remainsOf(run);
   if (left.length === 0) return { gone: true, killed };
-  return { gone: false, reason: `the earlier run (pid ${run.pid}, process group ${run.pgid}) still has process(es) ${left.join(', ')} after ${timeoutMs} ms of SIGKILL${refused ? ` (${refused})` : ''}` };
+  return {
+    gone: false,
+    reason: `the earlier run (pid ${run.pid}, process group ${run.pgid}) still has process(es) ${left.join(', ')} after ${timeoutMs} ms of SIGKILL${refused ? ` (${refused})` : ''}`,
+  };
 }
 
 /**
@@ -160,8 +163,19 @@ export async function removeLocalRun(path: string): Promise<void> {
 function isLocalRun(value: unknown): value is LocalRun {
   const v = value as LocalRun | null;
   const run = v?.run;
-  return typeof v?.doc === 'string' && typeof v.step === 'string' && Number.isInteger(v.attempt) && typeof run === 'object' && run !== null
-    && typeof run.host === 'string' && Number.isInteger(run.pid) && Number.isInteger(run.pgid) && run.pgid > 1 && Number.isInteger(run.start_time) && typeof run.boot_id === 'string';
+  return (
+    typeof v?.doc === 'string' &&
+    typeof v.step === 'string' &&
+    Number.isInteger(v.attempt) &&
+    typeof run === 'object' &&
+    run !== null &&
+    typeof run.host === 'string' &&
+    Number.isInteger(run.pid) &&
+    Number.isInteger(run.pgid) &&
+    run.pgid > 1 &&
+    Number.isInteger(run.start_time) &&
+    typeof run.boot_id === 'string'
+  );
 }
 
 function parseRecord(text: string): unknown {
@@ -192,7 +206,13 @@ export async function earlierLocalRuns(dir: string, doc: string, step: string, a
  * on this host runs no more (ensureRunGone), and its record is removed. `gone: false` when one
  * still runs after the SIGKILLs; its record is kept for the next try.
  */
-export async function ensureEarlierLocalRunsGone(dir: string, doc: string, step: string, attempt: number, timeoutMs = 2000): Promise<RunGone & { attempts: number[] }> {
+export async function ensureEarlierLocalRunsGone(
+  dir: string,
+  doc: string,
+  step: string,
+  attempt: number,
+  timeoutMs = 2000,
+): Promise<RunGone & { attempts: number[] }> {
   let killed = 0;
   const attempts: number[] = [];
   for (const { path, record } of await earlierLocalRuns(dir, doc, step, attempt)) {

@@ -37,15 +37,31 @@ export async function runStep(ctx: AgentContext, docId: string, stepName: string
     let claimed: DaqDocument | undefined;
     if (status?.kind === 'queued' && status.step === stepName) {
       const job = stepRecord(doc, stepName)?.batch;
-      if (options.job !== undefined && job?.stdout !== options.job) return { end: 'skipped', code: 'CONFLICT', reason: `${docId} is queued for another batch job (${job?.id ?? job?.stdout ?? 'none'})` };
-      const started = await compareAndSet(ctx, doc, { type: 'start', step: stepName, site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil });
+      if (options.job !== undefined && job?.stdout !== options.job)
+        return { end: 'skipped', code: 'CONFLICT', reason: `${docId} is queued for another batch job (${job?.id ?? job?.stdout ?? 'none'})` };
+      const started = await compareAndSet(ctx, doc, {
+        type: 'start',
+        step: stepName,
+        site: ctx.site.name,
+        agent: ctx.name,
+        host: ctx.host,
+        lease_until: leaseUntil,
+      });
       if (started.kind === 'illegal') return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: cannot start ${stepName}: ${started.error.message}` };
       if (started.kind === 'written') claimed = started.doc;
     } else if (options.job === undefined && readyFor(doc, ctx.config, ctx.now()) === stepName) {
       // An earlier attempt's process on this host must be gone before another starts.
       const earlier = await ensureEarlierRunsGone(runFolder(ctx.site.log_dir, doc._id), doc, stepName);
       if (!earlier.gone) return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: not claiming ${stepName}: ${earlier.reason}` };
-      const result = await claim(ctx, doc, { type: 'claim', step: stepName, mode: 'run', site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil });
+      const result = await claim(ctx, doc, {
+        type: 'claim',
+        step: stepName,
+        mode: 'run',
+        site: ctx.site.name,
+        agent: ctx.name,
+        host: ctx.host,
+        lease_until: leaseUntil,
+      });
       if (result.kind === 'illegal') return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: cannot claim ${stepName}: ${result.error.message}` };
       if (result.kind !== 'written') return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: another agent claimed ${stepName} first` };
       claimed = result.doc;

@@ -96,7 +96,10 @@ export async function runCommand(argv: readonly string[], options: RunOptions): 
         if (code !== EXEC_FAILED && code !== EXEC_NOT_FOUND) return finish({ exit_code: code, signal });
         // setpriv could not execute the program: the same failure as a spawn error without it.
         void tail(options.stderrPath, 500).then((text) => {
-          const line = text.split('\n').reverse().find((l) => l.startsWith('setpriv: failed to execute'));
+          const line = text
+            .split('\n')
+            .reverse()
+            .find((l) => l.startsWith('setpriv: failed to execute'));
           finish(line ? { exit_code: null, signal: null, spawn_error: line.slice('setpriv: '.length) } : { exit_code: code, signal });
         });
       });

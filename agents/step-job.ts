@@ -57,8 +57,12 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     // What an earlier claim's run left on this host (its agent and supervisor killed before a
     // renewal put its identity in the document) must be gone before this attempt starts.
     const earlier = await ensureEarlierLocalRunsGone(dirname(logBase), claimed._id, stepName, attempt);
-    if (!earlier.gone) throw new MeshError('PROCESS_FAILED', `the earlier run recorded on this host still runs, not starting attempt ${attempt}: ${earlier.reason}`);
-    if (earlier.killed > 0) log.warn(`killed ${earlier.killed} process(es) of the earlier run (attempt ${earlier.attempts.join(', ')}, recorded on this host) before starting attempt ${attempt}`);
+    if (!earlier.gone)
+      throw new MeshError('PROCESS_FAILED', `the earlier run recorded on this host still runs, not starting attempt ${attempt}: ${earlier.reason}`);
+    if (earlier.killed > 0)
+      log.warn(
+        `killed ${earlier.killed} process(es) of the earlier run (attempt ${earlier.attempts.join(', ')}, recorded on this host) before starting attempt ${attempt}`,
+      );
     const signal = linked.signal;
     // The built-in transfer writes {out} on the destination site, not here.
     const sent = step.executor === 'sftp' ? await runSftpStep(ctx, claimed, step, vars, { signal, stdoutPath, stderrPath, logger: log }) : undefined;
@@ -82,7 +86,14 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
         .catch((error) => log.warn(`run identity not recorded: ${errorMessage(error)}`));
     };
     const outcome = sent?.outcome ?? (await runCommand(argv, { timeoutMs: step.timeout_s * 1000, signal, stdoutPath, stderrPath, onSpawn }));
-    result = { exit_code: outcome.exit_code, signal: outcome.signal, duration_s: round(outcome.duration_s), stdout: stdoutPath, stderr: stderrPath, processname: sent ? 'sftp' : basename(argv[0]) };
+    result = {
+      exit_code: outcome.exit_code,
+      signal: outcome.signal,
+      duration_s: round(outcome.duration_s),
+      stdout: stdoutPath,
+      stderr: stderrPath,
+      processname: sent ? 'sftp' : basename(argv[0]),
+    };
     if (lease.signal.aborted) {
       await lease.stop();
       return { end: 'lease-lost', doc: lease.doc };
@@ -97,10 +108,12 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     else if (sent) {
       if (sent.failure !== undefined) reason = sent.failure;
       else Object.assign(result, sent.fields);
-    }
-    else if (outcome.exit_code !== 0) reason = `exited with ${outcome.exit_code ?? `signal ${outcome.signal}`}`;
+    } else if (outcome.exit_code !== 0) reason = `exited with ${outcome.exit_code ?? `signal ${outcome.signal}`}`;
     else {
-      const produced = await stat(vars.out).then((s) => (s.isFile() ? s.size : undefined), () => undefined);
+      const produced = await stat(vars.out).then(
+        (s) => (s.isFile() ? s.size : undefined),
+        () => undefined,
+      );
       if (produced !== undefined) Object.assign(result, { file: vars.out, file_size: produced, checksum: { sha256: await sha256File(vars.out) } });
     }
   } catch (error) {

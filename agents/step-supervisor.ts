@@ -26,7 +26,10 @@ export class StepSupervisor {
     if (!this.checked) {
       const probe = spawnSync(SETPRIV, ['--version'], { stdio: 'ignore', timeout: 5000 });
       if (probe.error || probe.status !== 0) {
-        throw new MeshError('PROCESS_FAILED', `cannot run setpriv (${probe.error?.message ?? `exit status ${probe.status}`}): CouchMesh starts every step through util-linux's setpriv so that step processes die with their agent; install util-linux (Debian: apt-get install util-linux) and put setpriv on PATH`);
+        throw new MeshError(
+          'PROCESS_FAILED',
+          `cannot run setpriv (${probe.error?.message ?? `exit status ${probe.status}`}): CouchMesh starts every step through util-linux's setpriv so that step processes die with their agent; install util-linux (Debian: apt-get install util-linux) and put setpriv on PATH`,
+        );
       }
       this.checked = true;
     }

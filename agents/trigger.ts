@@ -81,7 +81,14 @@ export interface RemoteTriggerOptions {
 
 export type TriggerState = 'idle' | 'waiting' | 'running' | 'stopped';
 
-const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = {
+  10: 'trace',
+  20: 'debug',
+  30: 'info',
+  40: 'warn',
+  50: 'error',
+  60: 'fatal',
+};
 
 export class RemoteTrigger {
   state: TriggerState = 'idle';
@@ -224,9 +231,16 @@ export class RemoteTriggers {
   /** When each remote site was last woken only to check on its claims in flight. */
   private readonly claimChecks = new Map<string, number>();
 
-  constructor(private readonly config: MeshConfig, site: string, logger: Logger, options: Omit<RemoteTriggerOptions, 'target' | 'logger'> & { local?: boolean } = {}) {
+  constructor(
+    private readonly config: MeshConfig,
+    site: string,
+    logger: Logger,
+    options: Omit<RemoteTriggerOptions, 'target' | 'logger'> & { local?: boolean } = {},
+  ) {
     const { local, ...rest } = options;
-    this.triggers = new Map(needsTrigger(config, site, { local }).map((target) => [target.site.name, new RemoteTrigger({ configFile: config.source, ...rest, target, logger })]));
+    this.triggers = new Map(
+      needsTrigger(config, site, { local }).map((target) => [target.site.name, new RemoteTrigger({ configFile: config.source, ...rest, target, logger })]),
+    );
   }
 
   /** Pokes the trigger of every remote site one of these documents is now ready for. */

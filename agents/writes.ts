@@ -45,9 +45,11 @@ export async function apply(ctx: AgentContext, start: DaqDocument, event: MeshEv
  */
 export async function failIfSpent(ctx: AgentContext, doc: DaqDocument, step: StepConfig): Promise<false | 'spent' | 'recorded'> {
   if (countedAttempts(stepRecord(doc, step.name)) < step.max_attempts) return false;
-  const result = await update(ctx.db, doc._id, decide(ctx, { type: 'exhaust', step: step.name, by: actor(ctx) }), { seen: doc, rereads: 0 }).catch((error: unknown) => {
-    ctx.logger.warn({ doc: doc._id, step: step.name }, `attempts used up, not recorded: ${errorMessage(error)}`);
-    return undefined;
-  });
+  const result = await update(ctx.db, doc._id, decide(ctx, { type: 'exhaust', step: step.name, by: actor(ctx) }), { seen: doc, rereads: 0 }).catch(
+    (error: unknown) => {
+      ctx.logger.warn({ doc: doc._id, step: step.name }, `attempts used up, not recorded: ${errorMessage(error)}`);
+      return undefined;
+    },
+  );
   return result?.kind === 'written' ? 'recorded' : 'spent';
 }

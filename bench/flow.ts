@@ -32,16 +32,45 @@ function argument(name: string, fallback: number): number {
 function document(i: number, now: number): object {
   const closed = now - ((i * 7919) % (48 * 3600)) * 1000;
   const iso = (ms: number) => new Date(ms).toISOString();
-  const done = (finished: number, duration: number) => ({ ok: true, attempts: 1, site: 'bench', agent: 'b', started: iso(finished - duration * 1000), finished: iso(finished), duration_s: duration });
-  const base = { _id: `run_lg23b002_${String(i).padStart(6, '0')}`, type: 'daqdocument', run_name: `lg23b${String(Math.floor(i / 1000)).padStart(3, '0')}`, file_number: i % 1000, file: `/data/${i}`, size_in_bytes: 1, date_closed: iso(closed) };
+  const done = (finished: number, duration: number) => ({
+    ok: true,
+    attempts: 1,
+    site: 'bench',
+    agent: 'b',
+    started: iso(finished - duration * 1000),
+    finished: iso(finished),
+    duration_s: duration,
+  });
+  const base = {
+    _id: `run_lg23b002_${String(i).padStart(6, '0')}`,
+    type: 'daqdocument',
+    run_name: `lg23b${String(Math.floor(i / 1000)).padStart(3, '0')}`,
+    file_number: i % 1000,
+    file: `/data/${i}`,
+    size_in_bytes: 1,
+    date_closed: iso(closed),
+  };
   const kind = i % 20;
   const p0 = closed + (60 + (i % 600)) * 1000;
   const p1 = p0 + (600 + (i % 3600)) * 1000;
   const p2 = p1 + (300 + (i % 1800)) * 1000;
   const at = (status: string) => ({ status, history: historyTo(status, ['proc0', 'proc1', 'proc2'], iso(closed)) });
   if (kind < 16) return { ...base, ...at('good'), proc0: done(p0, 20), proc1: done(p1, 300), proc2: done(p2, 120) };
-  if (kind < 18) return { ...base, ...at('proc1 in progress'), proc0: done(p0, 20), pending: { proc1: { attempts: 1, site: 'bench', agent: 'b', host: 'h', started: iso(p0), lease_until: iso(now + 3600_000) } } };
-  if (kind < 19) return { ...base, ...at('proc2 failed'), proc0: done(p0, 20), proc1: done(p1, 300), pending: { proc2: { ok: false, attempts: 3, site: 'bench', agent: 'b', reason: 'exited with 1', exit_code: 1 } } };
+  if (kind < 18)
+    return {
+      ...base,
+      ...at('proc1 in progress'),
+      proc0: done(p0, 20),
+      pending: { proc1: { attempts: 1, site: 'bench', agent: 'b', host: 'h', started: iso(p0), lease_until: iso(now + 3600_000) } },
+    };
+  if (kind < 19)
+    return {
+      ...base,
+      ...at('proc2 failed'),
+      proc0: done(p0, 20),
+      proc1: done(p1, 300),
+      pending: { proc2: { ok: false, attempts: 3, site: 'bench', agent: 'b', reason: 'exited with 1', exit_code: 1 } },
+    };
   return { ...base, ...at('closed') };
 }
 
@@ -92,9 +121,13 @@ async function main(): Promise<void> {
     const metrics = await median(() => metricsText(config, open, at));
     const sample = await flowStatus(config, db, { now: at, windowMs: 24 * 3600_000, hours: 24 });
     console.log(`meshStatus (baseline)         ${status.toFixed(0)} ms`);
-    console.log(`flowStatus as mesh status    ${flowNoChart.toFixed(0)} ms  = ${(flowNoChart / status).toFixed(2)} x baseline (1 h window, no chart, 1,000 rows, 5 late files)`);
+    console.log(
+      `flowStatus as mesh status    ${flowNoChart.toFixed(0)} ms  = ${(flowNoChart / status).toFixed(2)} x baseline (1 h window, no chart, 1,000 rows, 5 late files)`,
+    );
     console.log(`flowStatus, 1 h window        ${flow.toFixed(0)} ms  = ${(flow / status).toFixed(2)} x baseline (24 h chart)`);
-    console.log(`flowStatus, 24 h window       ${flowWide.toFixed(0)} ms  = ${(flowWide / status).toFixed(2)} x baseline (24 h chart; capped: ${sample.latency.map((l) => `${l.stage} ${l.sample}/${l.count}`).join(', ')})`);
+    console.log(
+      `flowStatus, 24 h window       ${flowWide.toFixed(0)} ms  = ${(flowWide / status).toFixed(2)} x baseline (24 h chart; capped: ${sample.latency.map((l) => `${l.stage} ${l.sample}/${l.count}`).join(', ')})`,
+    );
     console.log(`metricsText (status + flow)   ${metrics.toFixed(0)} ms  = ${(metrics / status).toFixed(2)} x baseline`);
   } finally {
     await server.stop();

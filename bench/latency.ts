@@ -126,7 +126,14 @@ function timeline(doc: DaqDocument, atKit: number | undefined): Timeline {
   };
 }
 
-async function runVariant(variant: Variant, files: number, arrivalMs: number, probes: number, slurm: boolean, interrupted?: AbortSignal): Promise<{ timelines: Timeline[]; replication: number[]; services: Simulation['services'] }> {
+async function runVariant(
+  variant: Variant,
+  files: number,
+  arrivalMs: number,
+  probes: number,
+  slurm: boolean,
+  interrupted?: AbortSignal,
+): Promise<{ timelines: Timeline[]; replication: number[]; services: Simulation['services'] }> {
   const work = await mkdtemp(join(tmpdir(), 'mesh-bench-latency-'));
   const logger = createLogger({ level: 'warn', pretty: false }).child({ bench: `latency-${variant.name}` });
   const stop = new AbortController();
@@ -186,20 +193,53 @@ export async function runLatency(options: LatencyOptions): Promise<BenchSection>
   const rows: BenchRow[] = [];
   const breakdown: BenchRow[] = [];
   const notes: string[] = [];
-  for (const variant of [{ name: 'CouchDB only', nats: false }, { name: 'with NATS', nats: true }]) {
+  for (const variant of [
+    { name: 'CouchDB only', nats: false },
+    { name: 'with NATS', nats: true },
+  ]) {
     const { timelines, replication, services } = await runVariant(variant, files, arrivalMs, probes, !options.quick, options.signal);
     const floor = sorted(replication);
     const total = sorted(timelines.map((t) => t.proc1Started - t.closed));
     const label = variant.name;
-    rows.push({ measure: `DAQ close → lyon proc1 started, p50 (${label})`, value: ms(percentile(total, 50)), baseline: `${ms(percentile(floor, 50))} replication p50`, ratio: ratio(percentile(total, 50), percentile(floor, 50)) });
-    rows.push({ measure: `DAQ close → lyon proc1 started, p95 (${label})`, value: ms(percentile(total, 95)), baseline: `${ms(percentile(floor, 95))} replication p95`, ratio: ratio(percentile(total, 95), percentile(floor, 95)) });
+    rows.push({
+      measure: `DAQ close → lyon proc1 started, p50 (${label})`,
+      value: ms(percentile(total, 50)),
+      baseline: `${ms(percentile(floor, 50))} replication p50`,
+      ratio: ratio(percentile(total, 50), percentile(floor, 50)),
+    });
+    rows.push({
+      measure: `DAQ close → lyon proc1 started, p95 (${label})`,
+      value: ms(percentile(total, 95)),
+      baseline: `${ms(percentile(floor, 95))} replication p95`,
+      ratio: ratio(percentile(total, 95), percentile(floor, 95)),
+    });
     const stage = (name: string, values: number[]) => breakdown.push({ measure: `  ${label}: ${name}`, value: p50p95(values) });
-    stage('closed → proc0 claimed at modane (changes feed)', timelines.map((t) => t.proc0Claimed - t.closed));
-    stage(`proc0 claimed → done (${services.ssh ? 'SFTP transfer + remote sha256sum' : 'local copy'})`, timelines.map((t) => t.proc0Done - t.proc0Claimed));
-    stage('proc0 done → on kit (replication)', timelines.map((t) => t.atKit - t.proc0Done));
-    stage(`on kit → proc1 claimed by lyon (trigger debounce, ${services.ssh ? 'SSH, ' : ''}agent start)`, timelines.map((t) => t.proc1Claimed - t.atKit));
-    if (services.slurm) stage('proc1 queued → started (Slurm scheduling, job start)', timelines.map((t) => t.proc1Started - t.proc1Claimed));
-    const used = [services.ssh ? 'proc0 over SFTP and lyon runs over SSH (private sshd)' : 'no sshd: local copy and local lyon runs', services.slurm ? 'lyon steps as Slurm jobs (private cluster)' : 'no Slurm: lyon steps run directly', services.natsUrl ? 'NATS hints and claim registry' : 'no NATS'];
+    stage(
+      'closed → proc0 claimed at modane (changes feed)',
+      timelines.map((t) => t.proc0Claimed - t.closed),
+    );
+    stage(
+      `proc0 claimed → done (${services.ssh ? 'SFTP transfer + remote sha256sum' : 'local copy'})`,
+      timelines.map((t) => t.proc0Done - t.proc0Claimed),
+    );
+    stage(
+      'proc0 done → on kit (replication)',
+      timelines.map((t) => t.atKit - t.proc0Done),
+    );
+    stage(
+      `on kit → proc1 claimed by lyon (trigger debounce, ${services.ssh ? 'SSH, ' : ''}agent start)`,
+      timelines.map((t) => t.proc1Claimed - t.atKit),
+    );
+    if (services.slurm)
+      stage(
+        'proc1 queued → started (Slurm scheduling, job start)',
+        timelines.map((t) => t.proc1Started - t.proc1Claimed),
+      );
+    const used = [
+      services.ssh ? 'proc0 over SFTP and lyon runs over SSH (private sshd)' : 'no sshd: local copy and local lyon runs',
+      services.slurm ? 'lyon steps as Slurm jobs (private cluster)' : 'no Slurm: lyon steps run directly',
+      services.natsUrl ? 'NATS hints and claim registry' : 'no NATS',
+    ];
     notes.push(`${label}: ${timelines.length} files, one every ${ms(arrivalMs)}; ${used.join('; ')}; replication floor over ${floor.length} probes`);
   }
   const startup = await meshStartup(options.quick ? 1 : 3);

@@ -49,7 +49,8 @@ function serverUrl(text: string): string {
     throw new InvalidArgumentError(`"${text}" is not a URL such as http://127.0.0.1:5984`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`"${url.protocol}" is not http: or https:`);
-  if (url.username || url.password) throw new InvalidArgumentError('put no credentials in the URL: set COUCHDB_USER and COUCHDB_PASSWORD (or COUCHDB_PASSWORD_FILE)');
+  if (url.username || url.password)
+    throw new InvalidArgumentError('put no credentials in the URL: set COUCHDB_USER and COUCHDB_PASSWORD (or COUCHDB_PASSWORD_FILE)');
   return text.replace(/\/+$/, '');
 }
 
@@ -58,7 +59,12 @@ async function scaleSection(options: BenchOptions): Promise<BenchSection> {
   const docs = options.quick ? Math.min(options.scaleDocs, 10_000) : options.scaleDocs;
   const command = `node dist/bench/main.js --only scale --scale-docs ${options.scaleDocs} --scale-backlog ${options.scaleBacklog}${options.quick ? ' --quick' : ''}`;
   const title = `scale: ${docs.toLocaleString('en-US')} documents in one embedded database`;
-  const result = await runScale({ docs, backlog: options.quick ? Math.min(options.scaleBacklog, 1000) : options.scaleBacklog, ...(options.scaleData ? { dataDir: options.scaleData } : {}), log: (line) => progress('scale', line) });
+  const result = await runScale({
+    docs,
+    backlog: options.quick ? Math.min(options.scaleBacklog, 1000) : options.scaleBacklog,
+    ...(options.scaleData ? { dataDir: options.scaleData } : {}),
+    log: (line) => progress('scale', line),
+  });
   return { title, command, rows: result.rows };
 }
 
@@ -68,12 +74,21 @@ async function main(argv: string[]): Promise<void> {
     .option('--only <sections>', `run only these sections (comma-separated, repeatable): ${SECTIONS.join(', ')}`, sectionList)
     .option('--quick', 'tiny sizes and no Slurm: shows that every section runs, the figures mean little', false)
     .option('--json', 'print the report as one JSON object instead of tables', false)
-    .option('--page-docs <n>', 'documents of the page section\'s database (with --quick at most 2,000)', documentCount, 100_000)
-    .option('--scale-docs <n>', 'documents in the scale section\'s database (with --quick at most 10,000)', documentCount, 1_000_000)
-    .option('--scale-backlog <n>', 'ready documents the agent catches up on in the scale section (a /bin/true step; 100,000 take about 8 minutes on 2 cores)', documentCount, 100_000)
-    .option('--scale-data <dir>', 'keep the scale section\'s data set in DIR and reuse it in later runs with the same sizes')
+    .option('--page-docs <n>', "documents of the page section's database (with --quick at most 2,000)", documentCount, 100_000)
+    .option('--scale-docs <n>', "documents in the scale section's database (with --quick at most 10,000)", documentCount, 1_000_000)
+    .option(
+      '--scale-backlog <n>',
+      'ready documents the agent catches up on in the scale section (a /bin/true step; 100,000 take about 8 minutes on 2 cores)',
+      documentCount,
+      100_000,
+    )
+    .option('--scale-data <dir>', "keep the scale section's data set in DIR and reuse it in later runs with the same sizes")
     .option('--skip-scale', 'leave out the scale section (it takes the longest)', false)
-    .option('--server <url>', 'run the pipeline section against this CouchDB-compatible server instead of a new embedded one (its own uniquely named databases, deleted at the end; credentials from COUCHDB_USER and COUCHDB_PASSWORD or COUCHDB_PASSWORD_FILE); the other sections still start their own servers', serverUrl)
+    .option(
+      '--server <url>',
+      'run the pipeline section against this CouchDB-compatible server instead of a new embedded one (its own uniquely named databases, deleted at the end; credentials from COUCHDB_USER and COUCHDB_PASSWORD or COUCHDB_PASSWORD_FILE); the other sections still start their own servers',
+      serverUrl,
+    )
     .showHelpAfterError()
     .exitOverride()
     .parse(argv);

@@ -31,7 +31,18 @@ interface PageCost {
 function closedDoc(i: number) {
   const run = `lg23b${String(Math.floor(i / 1000)).padStart(3, '0')}`;
   const file = `${run}_${String(i % 1000).padStart(3, '0')}`;
-  return { _id: `run_${file}`, type: 'daqdocument', run_name: run, file_number: i % 1000, file: `/daq/${run}/${file}`, size_in_bytes: 0, daq_host: `daq${i % 3}`, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) };
+  return {
+    _id: `run_${file}`,
+    type: 'daqdocument',
+    run_name: run,
+    file_number: i % 1000,
+    file: `/daq/${run}/${file}`,
+    size_in_bytes: 0,
+    daq_host: `daq${i % 3}`,
+    date_closed: new Date().toISOString(),
+    status: 'closed',
+    history: historyTo('closed', []),
+  };
 }
 
 async function measure(url: string, work: string, name: string, count: number, signal?: AbortSignal): Promise<PageCost> {
@@ -40,7 +51,15 @@ async function measure(url: string, work: string, name: string, count: number, s
     doc_type: 'daqdocument',
     sites: { bench: { server: url, reachable: true, long_running: true, log_dir: join(work, 'logs') } },
     ingest: { site: 'bench', quiet_s: 1 },
-    steps: ['proc0', 'proc1', 'proc2'].map((step) => ({ name: step, site: 'bench', run: ['/bin/true'], out: join(work, step, '{run_name}_{file_number}'), timeout_s: 60, max_attempts: 3, lease_s: 60 })),
+    steps: ['proc0', 'proc1', 'proc2'].map((step) => ({
+      name: step,
+      site: 'bench',
+      run: ['/bin/true'],
+      out: join(work, step, '{run_name}_{file_number}'),
+      timeout_s: 60,
+      max_attempts: 3,
+      lease_s: 60,
+    })),
   };
   const config = parseMeshConfig(raw, join(work, `${name}.json`));
   const db = new Database({ url, database: name });
@@ -52,7 +71,13 @@ async function measure(url: string, work: string, name: string, count: number, s
     if ((start / 1000) % 20 === 19) progress('page', `  ${start + 1000}/${count} documents written`);
   }
 
-  const dashboard = await startDashboard({ config, host: '127.0.0.1', port: 0, logger: silentLogger(), open: (site, database) => new Database({ url: site.server, database: database ?? name }) });
+  const dashboard = await startDashboard({
+    config,
+    host: '127.0.0.1',
+    port: 0,
+    logger: silentLogger(),
+    open: (site, database) => new Database({ url: site.server, database: database ?? name }),
+  });
   try {
     let t = performance.now();
     await dashboard.published();
@@ -65,7 +90,12 @@ async function measure(url: string, work: string, name: string, count: number, s
     }
     const seen: Array<{ at: number; count: number }> = [];
     const ws = new WebSocket(`${dashboard.url.replace(/^http/, 'ws')}live`);
-    ws.on('message', (data) => seen.push({ at: performance.now(), count: (JSON.parse(data.toString()) as { snapshot: { servers: Array<{ doc_count: number }> } }).snapshot.servers[0].doc_count }));
+    ws.on('message', (data) =>
+      seen.push({
+        at: performance.now(),
+        count: (JSON.parse(data.toString()) as { snapshot: { servers: Array<{ doc_count: number }> } }).snapshot.servers[0].doc_count,
+      }),
+    );
     await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
     const push: number[] = [];
     try {
@@ -115,9 +145,24 @@ export async function runPage(options: PageOptions): Promise<BenchSection> {
       title: `page: the status page on ${n} documents, against an empty database`,
       command: `node dist/bench/main.js --only page --page-docs ${options.docs}${options.quick ? ' --quick' : ''}`,
       rows: [
-        { measure: `first snapshot, every view index built (${n} docs)`, value: ms(full.cold), baseline: `${ms(empty.cold)} (0 docs)`, ratio: ratio(empty.cold, full.cold) },
-        { measure: `warm snapshot, median of 3 (${n} docs)`, value: ms(full.warm), baseline: `${ms(empty.warm)} (0 docs)`, ratio: ratio(empty.warm, full.warm) },
-        { measure: `one write → the WebSocket message showing it, median of 5 (${n} docs)`, value: ms(full.push), baseline: `${ms(empty.push)} (0 docs)`, ratio: ratio(empty.push, full.push) },
+        {
+          measure: `first snapshot, every view index built (${n} docs)`,
+          value: ms(full.cold),
+          baseline: `${ms(empty.cold)} (0 docs)`,
+          ratio: ratio(empty.cold, full.cold),
+        },
+        {
+          measure: `warm snapshot, median of 3 (${n} docs)`,
+          value: ms(full.warm),
+          baseline: `${ms(empty.warm)} (0 docs)`,
+          ratio: ratio(empty.warm, full.warm),
+        },
+        {
+          measure: `one write → the WebSocket message showing it, median of 5 (${n} docs)`,
+          value: ms(full.push),
+          baseline: `${ms(empty.push)} (0 docs)`,
+          ratio: ratio(empty.push, full.push),
+        },
       ],
       notes: ['The snapshot, from which every page and every push is built, reads reduce views and lists bounded by `limit`, never every document.'],
     };

@@ -55,7 +55,17 @@ async function makeDb(target: BenchTarget, work: string, name: string, settings:
     doc_type: 'daqdocument',
     sites: { [SITE]: { server: target.url, reachable: true, long_running: true, log_dir: join(work, 'logs', name) } },
     ingest: { site: SITE, quiet_s: 1 },
-    steps: [{ name: 'proc0', site: SITE, run: [TRUE], out: join(work, 'out', name, 'proc0', '{run_name}_{file_number}'), timeout_s: 60, max_attempts: 3, lease_s: 60 }],
+    steps: [
+      {
+        name: 'proc0',
+        site: SITE,
+        run: [TRUE],
+        out: join(work, 'out', name, 'proc0', '{run_name}_{file_number}'),
+        timeout_s: 60,
+        max_attempts: 3,
+        lease_s: 60,
+      },
+    ],
     agent: { sweep_s: 2, heartbeat_s: settings.heartbeat_s, retry_base_s: 1, retry_cap_s: 10, grace_s: 10 },
     alerts: { agent_silent_s: settings.agent_silent_s },
   };
@@ -69,8 +79,15 @@ async function makeDb(target: BenchTarget, work: string, name: string, settings:
 /** Closed documents as the site's ingest writes them, by the account `user` (the server checks it against the writer). */
 function closedDocs(count: number, prefix: string, user: string | null): DaqDocument[] {
   return Array.from({ length: count }, (_, i) => ({
-    _id: `${prefix}_${String(i).padStart(6, '0')}`, type: 'daqdocument', run_name: 'lg23b002', file_number: i, file: `/data/${prefix}/${i}`,
-    size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', [], new Date().toISOString(), `${SITE}/ingest`, user),
+    _id: `${prefix}_${String(i).padStart(6, '0')}`,
+    type: 'daqdocument',
+    run_name: 'lg23b002',
+    file_number: i,
+    file: `/data/${prefix}/${i}`,
+    size_in_bytes: 0,
+    date_closed: new Date().toISOString(),
+    status: 'closed',
+    history: historyTo('closed', [], new Date().toISOString(), `${SITE}/ingest`, user),
   }));
 }
 
@@ -90,7 +107,10 @@ async function updateRates(target: BenchTarget, work: string, count: number, rou
   const best: Record<Validator, number> = { none: 0, trivial: 0, generated: 0 };
   for (let round = 1; round <= rounds; round++) {
     for (const variant of ['none', 'trivial', 'generated'] as const) {
-      progress('pipeline', `round ${round}/${rounds}: ${count} claims and ${count} successes, ${variant === 'none' ? 'no' : `the ${variant}`} validate_doc_update`);
+      progress(
+        'pipeline',
+        `round ${round}/${rounds}: ${count} claims and ${count} successes, ${variant === 'none' ? 'no' : `the ${variant}`} validate_doc_update`,
+      );
       best[variant] = Math.max(best[variant], await updateRate(dbs[variant].db, dbs[variant].config, count, `r${round}`));
     }
   }
@@ -101,9 +121,11 @@ async function updateRates(target: BenchTarget, work: string, count: number, rou
 async function spawnRate(count: number, parallel = 2): Promise<number> {
   const started = performance.now();
   let next = 0;
-  await Promise.all(Array.from({ length: parallel }, async () => {
-    while (next++ < count) await once(spawn(TRUE, [], { stdio: 'ignore' }), 'exit');
-  }));
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next++ < count) await once(spawn(TRUE, [], { stdio: 'ignore' }), 'exit');
+    }),
+  );
   return count / ((performance.now() - started) / 1000);
 }
 
@@ -115,7 +137,8 @@ async function feedLatencies(db: Database, count: number): Promise<number[]> {
     const seen = db.changes(since, { _id: doc._id }, { timeoutMs: 30_000 });
     const written = performance.now();
     await db.put(doc);
-    if (!(await within(seen, 40_000, `${doc._id} in the changes feed`)).results.some((r) => r.id === doc._id)) throw new Error(`the changes feed did not show ${doc._id} within 30 s`);
+    if (!(await within(seen, 40_000, `${doc._id} in the changes feed`)).results.some((r) => r.id === doc._id))
+      throw new Error(`the changes feed did not show ${doc._id} within 30 s`);
     latencies.push(performance.now() - written);
   }
   return latencies.sort((a, b) => a - b);
@@ -129,7 +152,10 @@ interface BenchAgent {
 /** An agent process, with the server's credentials in its environment as a real agent gets them. */
 function runAgent(target: BenchTarget, configFile: string, name: string, concurrency: number, logFile: number, started: BenchAgent[]): BenchAgent {
   const env = target.agentEnv(SITE, { MESH_LOG_LEVEL: 'warn' });
-  const child = spawn(process.execPath, [MESH_MAIN, '--config', configFile, 'agent', '--site', SITE, '--name', name, '--concurrency', String(concurrency)], { stdio: ['ignore', logFile, logFile], env });
+  const child = spawn(process.execPath, [MESH_MAIN, '--config', configFile, 'agent', '--site', SITE, '--name', name, '--concurrency', String(concurrency)], {
+    stdio: ['ignore', logFile, logFile],
+    env,
+  });
   let stopped: Promise<number> | undefined;
   const agent = {
     stop: () =>
@@ -145,11 +171,10 @@ function runAgent(target: BenchTarget, configFile: string, name: string, concurr
 }
 
 function waitForDone(db: Database, step: string, count: number, signal: AbortSignal | undefined): Promise<number> {
-  return waitUntil(
-    `${count} documents done (${step}) in ${db.name}`,
-    async () => (await files.doneCount(db, step)) >= count && count,
-    { timeoutMs: 300_000, signal },
-  );
+  return waitUntil(`${count} documents done (${step}) in ${db.name}`, async () => (await files.doneCount(db, step)) >= count && count, {
+    timeoutMs: 300_000,
+    signal,
+  });
 }
 
 /** Revision number N of a document = N writes of it. */
@@ -188,15 +213,26 @@ async function countWrites(db: Database): Promise<WriteCount> {
 }
 
 function spreadText(spread: Map<number, number>): string {
-  return [...spread].sort(([a], [b]) => a - b).map(([writes, docs]) => `${docs} × ${writes}`).join(', ');
+  return [...spread]
+    .sort(([a], [b]) => a - b)
+    .map(([writes, docs]) => `${docs} × ${writes}`)
+    .join(', ');
 }
 
 /** Heartbeat writes per minute of an agent with nothing to do, over `idleS` seconds after its first heartbeat. */
-async function idleHeartbeats(target: BenchTarget, work: string, settings: AgentSettings, idleS: number, log: number, agents: BenchAgent[], signal?: AbortSignal): Promise<number> {
+async function idleHeartbeats(
+  target: BenchTarget,
+  work: string,
+  settings: AgentSettings,
+  idleS: number,
+  log: number,
+  agents: BenchAgent[],
+  signal?: AbortSignal,
+): Promise<number> {
   const { db, configFile } = await makeDb(target, work, 'idle', settings);
   const agent = runAgent(target, configFile, 'bench-idle', 1, log, agents);
   const id = `mesh-agent:${SITE}:bench-idle`;
-  const first = await waitUntil('the idle agent\'s first heartbeat', async () => db.get<{ _rev: string }>(id), { timeoutMs: 60_000, everyMs: 50, signal });
+  const first = await waitUntil("the idle agent's first heartbeat", async () => db.get<{ _rev: string }>(id), { timeoutMs: 60_000, everyMs: 50, signal });
   const from = performance.now();
   await sleep(idleS * 1000, signal);
   const last = await db.get<{ _rev: string }>(id);
@@ -229,8 +265,18 @@ export async function runPipeline(options: PipelineOptions): Promise<BenchSectio
     const spawns = await spawnRate(sizes.spawns);
     const docsPerS = (n: number) => `${n.toFixed(0)} docs/s`;
     rows.push({ measure: '_bulk_docs updates, no validate_doc_update', value: docsPerS(rates.none) });
-    rows.push({ measure: '_bulk_docs updates, a one-line validate_doc_update', value: docsPerS(rates.trivial), baseline: `${docsPerS(rates.none)} none`, ratio: ratio(rates.trivial, rates.none) });
-    rows.push({ measure: '_bulk_docs updates, the generated validate_doc_update', value: docsPerS(rates.generated), baseline: `${docsPerS(rates.trivial)} one-line`, ratio: ratio(rates.generated, rates.trivial) });
+    rows.push({
+      measure: '_bulk_docs updates, a one-line validate_doc_update',
+      value: docsPerS(rates.trivial),
+      baseline: `${docsPerS(rates.none)} none`,
+      ratio: ratio(rates.trivial, rates.none),
+    });
+    rows.push({
+      measure: '_bulk_docs updates, the generated validate_doc_update',
+      value: docsPerS(rates.generated),
+      baseline: `${docsPerS(rates.trivial)} one-line`,
+      ratio: ratio(rates.generated, rates.trivial),
+    });
     rows.push({ measure: `spawn of ${TRUE}, 2 at a time`, value: `${spawns.toFixed(0)}/s` });
     let peakRss = 0;
     for (const concurrency of [1, 4, 16]) {
@@ -248,9 +294,22 @@ export async function runPipeline(options: PipelineOptions): Promise<BenchSectio
       const perStep = (writes.documents + writes.heartbeats) / count;
       const limit = rates.generated / perStep;
       const c = String(concurrency).padStart(2);
-      rows.push({ measure: `validated writes per step, concurrency ${c}`, value: `${perStep.toFixed(2)} (documents ${(writes.documents / count).toFixed(2)}: ${spreadText(writes.spread)}; heartbeats ${writes.heartbeats})` });
-      rows.push({ measure: `pipeline steps/s, agent concurrency ${c}`, value: `${rate.toFixed(1)} steps/s`, baseline: `${limit.toFixed(0)} steps/s = generated ${rates.generated.toFixed(0)}/s ÷ ${perStep.toFixed(2)}`, ratio: ratio(rate, limit) });
-      rows.push({ measure: `  the same against the spawn limit`, value: `${rate.toFixed(1)} steps/s`, baseline: `${spawns.toFixed(0)} spawns/s`, ratio: ratio(rate, spawns) });
+      rows.push({
+        measure: `validated writes per step, concurrency ${c}`,
+        value: `${perStep.toFixed(2)} (documents ${(writes.documents / count).toFixed(2)}: ${spreadText(writes.spread)}; heartbeats ${writes.heartbeats})`,
+      });
+      rows.push({
+        measure: `pipeline steps/s, agent concurrency ${c}`,
+        value: `${rate.toFixed(1)} steps/s`,
+        baseline: `${limit.toFixed(0)} steps/s = generated ${rates.generated.toFixed(0)}/s ÷ ${perStep.toFixed(2)}`,
+        ratio: ratio(rate, limit),
+      });
+      rows.push({
+        measure: `  the same against the spawn limit`,
+        value: `${rate.toFixed(1)} steps/s`,
+        baseline: `${spawns.toFixed(0)} spawns/s`,
+        ratio: ratio(rate, spawns),
+      });
     }
     // Ready → claimed: documents written one at a time to an idle agent.
     progress('pipeline', `ready → claimed, ${sizes.latency} documents written one at a time`);
@@ -266,14 +325,29 @@ export async function runPipeline(options: PipelineOptions): Promise<BenchSectio
     await waitForDone(db, 'proc0', docs.length, options.signal);
     peakRss = Math.max(peakRss, await agent.stop());
     const { rows: written } = await db.allDocs<DaqDocument>({ include_docs: true, startkey: 'lat_', endkey: 'lat_\ufff0' });
-    const latencies = written.map((r) => Date.parse((r.doc?.proc0 as { started: string }).started) - Date.parse(r.doc?.date_closed as string)).sort((a, b) => a - b);
+    const latencies = written
+      .map((r) => Date.parse((r.doc?.proc0 as { started: string }).started) - Date.parse(r.doc?.date_closed as string))
+      .sort((a, b) => a - b);
     for (const p of [50, 95]) {
-      rows.push({ measure: `ready → claimed by an idle agent, p${p}`, value: ms(percentile(latencies, p)), baseline: `${ms(percentile(feed, p))} put → _changes p${p}`, ratio: ratio(percentile(latencies, p), percentile(feed, p)) });
+      rows.push({
+        measure: `ready → claimed by an idle agent, p${p}`,
+        value: ms(percentile(latencies, p)),
+        baseline: `${ms(percentile(feed, p))} put → _changes p${p}`,
+        ratio: ratio(percentile(latencies, p), percentile(feed, p)),
+      });
     }
-    progress('pipeline', `an idle agent's heartbeats for ${sizes.idleS} s (heartbeat_s ${sizes.idle.heartbeat_s}, alerts.agent_silent_s ${sizes.idle.agent_silent_s})`);
+    progress(
+      'pipeline',
+      `an idle agent's heartbeats for ${sizes.idleS} s (heartbeat_s ${sizes.idle.heartbeat_s}, alerts.agent_silent_s ${sizes.idle.agent_silent_s})`,
+    );
     const idlePerMinute = await idleHeartbeats(target, work, sizes.idle, sizes.idleS, log, agents, options.signal);
     const everyBeat = 60 / sizes.idle.heartbeat_s;
-    rows.push({ measure: `heartbeat writes per idle minute (heartbeat_s ${sizes.idle.heartbeat_s}, agent_silent_s ${sizes.idle.agent_silent_s})`, value: idlePerMinute.toFixed(1), baseline: `${everyBeat.toFixed(1)} = one every heartbeat_s`, ratio: ratio(idlePerMinute, everyBeat) });
+    rows.push({
+      measure: `heartbeat writes per idle minute (heartbeat_s ${sizes.idle.heartbeat_s}, agent_silent_s ${sizes.idle.agent_silent_s})`,
+      value: idlePerMinute.toFixed(1),
+      baseline: `${everyBeat.toFixed(1)} = one every heartbeat_s`,
+      ratio: ratio(idlePerMinute, everyBeat),
+    });
     rows.push({ measure: 'agent peak RSS', value: `${peakRss.toFixed(0)} MiB` });
   } finally {
     await Promise.all(agents.map((a) => a.stop()));
@@ -289,8 +363,8 @@ export async function runPipeline(options: PipelineOptions): Promise<BenchSectio
       `updates: best of ${sizes.rounds} alternating round(s) of ${sizes.updates} claims then ${sizes.updates} successes in batches of 500, into a database of their own per validator; the writer is ${target.writer ? `the run's agent account (role mesh-agent:${SITE}), created with COUCHDB_USER's credentials and deleted at the end` : 'the admin party'}`,
       'validated writes per step: every revision the run left (data documents after their creation, heartbeat documents) ÷ steps; "documents" lists how many documents were written how many times (a claim that is also the start, the result, renewals)',
       'ratio = steps/s ÷ (updates/s through the generated validate_doc_update ÷ validated writes per step): 1.0× would mean the pipeline writes as fast as bulk updates go through the validator; the spawn row is steps/s ÷ spawns/s',
-      'agent, server and this process share the machine\'s cores: at concurrency ≥ 4 the CPU, not waiting, is the limit',
-      'ready → claimed: from the document\'s write (date_closed) to its claim (proc0.started, the claim\'s own clock); baseline: a bare longpoll `_changes` reader on the same server seeing a put',
+      "agent, server and this process share the machine's cores: at concurrency ≥ 4 the CPU, not waiting, is the limit",
+      "ready → claimed: from the document's write (date_closed) to its claim (proc0.started, the claim's own clock); baseline: a bare longpoll `_changes` reader on the same server seeing a put",
       `heartbeats: an agent with nothing to do, its heartbeat's revisions over ${sizes.idleS} s after its first; baseline: one write every heartbeat_s (the cadence before issue 11)`,
     ],
   };

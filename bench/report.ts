@@ -70,7 +70,8 @@ export function ms(value: number): string {
 async function versionOf(program: string, args: string[], pattern: RegExp): Promise<string> {
   const outcome = await run(program, args, { timeout: 10_000 }).then(
     (r) => `${r.stdout}\n${r.stderr}`,
-    (error: { stdout?: string; stderr?: string; code?: unknown }) => (error.stdout || error.stderr ? `${error.stdout ?? ''}\n${error.stderr ?? ''}` : `not available (${String(error.code)})`),
+    (error: { stdout?: string; stderr?: string; code?: unknown }) =>
+      error.stdout || error.stderr ? `${error.stdout ?? ''}\n${error.stderr ?? ''}` : `not available (${String(error.code)})`,
   );
   return pattern.exec(outcome)?.[0] ?? outcome.trim().split('\n')[0];
 }
@@ -95,7 +96,8 @@ function table(rows: readonly BenchRow[]): string[] {
   const all = [header, ...rows];
   const width = (key: keyof BenchRow) => Math.max(...all.map((r) => (r[key] ?? '').length));
   const w = { measure: width('measure'), value: width('value'), baseline: width('baseline'), ratio: width('ratio') };
-  const line = (r: BenchRow) => `  ${r.measure.padEnd(w.measure)}  ${r.value.padStart(w.value)}  ${(r.baseline ?? '').padEnd(w.baseline)}  ${(r.ratio ?? '').padStart(w.ratio)}`.trimEnd();
+  const line = (r: BenchRow) =>
+    `  ${r.measure.padEnd(w.measure)}  ${r.value.padStart(w.value)}  ${(r.baseline ?? '').padEnd(w.baseline)}  ${(r.ratio ?? '').padStart(w.ratio)}`.trimEnd();
   return [line(header), `  ${'-'.repeat(w.measure + w.value + w.baseline + w.ratio + 6)}`, ...rows.map(line)];
 }
 

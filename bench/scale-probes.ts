@@ -28,7 +28,10 @@ export class RecordingProxy {
   readonly firstClaim: Promise<number>;
   private readonly upstream = new Agent({ keepAlive: true });
 
-  constructor(private readonly target: URL, private readonly claimPattern: RegExp) {
+  constructor(
+    private readonly target: URL,
+    private readonly claimPattern: RegExp,
+  ) {
     this.firstClaim = new Promise((resolve) => (this.claimed = resolve));
   }
 
@@ -52,8 +55,16 @@ export class RecordingProxy {
       const entry: RecordedRequest = { at_ms: Math.round(at), method: req.method ?? 'GET', path: req.url ?? '', status: 0, response_bytes: 0 };
       this.requests.push(entry);
       if (req.method !== 'GET' && this.claimPattern.test(body.toString('utf8'))) this.claimed?.(at);
-      const upstream = request( // not a database client: a proxy forwarding the agent's own requests
-        { host: this.target.hostname, port: this.target.port, method: req.method, path: req.url, headers: { ...req.headers, host: this.target.host }, agent: this.upstream },
+      // A proxy forwarding the agent's own requests: not a database client of its own.
+      const upstream = request(
+        {
+          host: this.target.hostname,
+          port: this.target.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: this.target.host },
+          agent: this.upstream,
+        },
         (answer) => {
           entry.status = answer.statusCode ?? 0;
           res.writeHead(answer.statusCode ?? 502, answer.headers);

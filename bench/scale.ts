@@ -136,7 +136,12 @@ async function generate(db: Database, config: MeshConfig, docs: number, backlog:
   await pushDesign(db, designDocument(config));
   const started = performance.now();
   await writeDocs(db, docs - backlog, archiveDoc, (n, rate) => say(`  ${db.name}: ${n} archive documents written (${fmt(rate)} docs/s)`));
-  await writeDocs(db, backlog, (i) => backlogDoc(tag, i), (n, rate) => say(`  ${db.name}: ${n} backlog documents written (${fmt(rate)} docs/s)`));
+  await writeDocs(
+    db,
+    backlog,
+    (i) => backlogDoc(tag, i),
+    (n, rate) => say(`  ${db.name}: ${n} backlog documents written (${fmt(rate)} docs/s)`),
+  );
   return docs / ((performance.now() - started) / 1000);
 }
 
@@ -177,16 +182,30 @@ async function statusRuns(configFile: string, runs: number): Promise<number[]> {
 function summarise(requests: RecordingProxy['requests'], untilMs: number): RequestSummary {
   const before = requests.filter((r) => r.at_ms <= untilMs);
   const largest = before.reduce((a, b) => (b.response_bytes > a.response_bytes ? b : a), before[0] ?? { response_bytes: 0, method: '', path: '' });
-  return { requests: before.length, response_bytes: before.reduce((a, r) => a + r.response_bytes, 0), largest_bytes: largest.response_bytes, largest: `${largest.method} ${decodeURIComponent(largest.path).slice(0, 160)}` };
+  return {
+    requests: before.length,
+    response_bytes: before.reduce((a, r) => a + r.response_bytes, 0),
+    largest_bytes: largest.response_bytes,
+    largest: `${largest.method} ${decodeURIComponent(largest.path).slice(0, 160)}`,
+  };
 }
 
 /** Spawns an agent through a recording proxy, waits for its first claim, stops it. */
-async function firstClaim(work: string, database: string, serverUrl: string, name: string, logFd: number): Promise<{ ms: number; requests: RecordingProxy['requests'] }> {
+async function firstClaim(
+  work: string,
+  database: string,
+  serverUrl: string,
+  name: string,
+  logFd: number,
+): Promise<{ ms: number; requests: RecordingProxy['requests'] }> {
   const proxy = new RecordingProxy(new URL(serverUrl), /proc0 in progress|proc0 queued/);
   const proxyUrl = await proxy.listen();
   const { file } = await writeConfig(work, database, proxyUrl, `${name}.json`);
   proxy.start();
-  const agent = spawnMesh(['--config', file, 'agent', '--site', 'scale', '--name', name, '--concurrency', '4'], { env: { ...process.env, MESH_LOG_LEVEL: 'warn' }, logFile: logFd });
+  const agent = spawnMesh(['--config', file, 'agent', '--site', 'scale', '--name', name, '--concurrency', '4'], {
+    env: { ...process.env, MESH_LOG_LEVEL: 'warn' },
+    logFile: logFd,
+  });
   try {
     const ms = await Promise.race([proxy.firstClaim, sleep(120_000).then(() => Promise.reject(new Error(`agent ${name} made no claim within 120 s`)))]);
     return { ms, requests: proxy.requests };
@@ -196,13 +215,24 @@ async function firstClaim(work: string, database: string, serverUrl: string, nam
   }
 }
 
-async function catchUp(work: string, db: Database, serverUrl: string, concurrency: number, heapMiB: number | undefined, logFd: number, say: (line: string) => void): Promise<ScaleResult['catch_up']> {
+async function catchUp(
+  work: string,
+  db: Database,
+  serverUrl: string,
+  concurrency: number,
+  heapMiB: number | undefined,
+  logFd: number,
+  say: (line: string) => void,
+): Promise<ScaleResult['catch_up']> {
   const { file } = await writeConfig(work, db.name, serverUrl, 'catch-up.json');
   const target = await readyCount(db);
   const base = await doneCount(db);
   const started = performance.now();
   const heap = heapMiB === undefined ? {} : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=${heapMiB}`.trim() };
-  const agent = spawnMesh(['--config', file, 'agent', '--site', 'scale', '--name', `catch-up-${Date.now()}`, '--concurrency', String(concurrency)], { env: { ...process.env, MESH_LOG_LEVEL: 'warn', ...heap }, logFile: logFd });
+  const agent = spawnMesh(['--config', file, 'agent', '--site', 'scale', '--name', `catch-up-${Date.now()}`, '--concurrency', String(concurrency)], {
+    env: { ...process.env, MESH_LOG_LEVEL: 'warn', ...heap },
+    logFile: logFd,
+  });
   const pid = agent.pid as number;
   const rss = { start: 0, at10: 0, at50: 0, at100: 0, peak: 0 };
   let processed = 0;
@@ -237,7 +267,13 @@ async function catchUp(work: string, db: Database, serverUrl: string, concurrenc
 }
 
 /** A `_replicator` job on the second server pulling the changes after `since` (the backlog) from the first. */
-async function replicateBacklog(source: ServerChild, target: ServerChild, database: string, config: MeshConfig, since: number | string): Promise<ScaleResult['replication']> {
+async function replicateBacklog(
+  source: ServerChild,
+  target: ServerChild,
+  database: string,
+  config: MeshConfig,
+  since: number | string,
+): Promise<ScaleResult['replication']> {
   const targetDb = new Database({ url: target.url, database });
   await targetDb.ensure();
   await pushDesign(targetDb, designDocument(config));
@@ -247,7 +283,9 @@ async function replicateBacklog(source: ServerChild, target: ServerChild, databa
   await replicator.put({ _id: 'scale-backlog', source: `${source.url}/${database}`, target: `${target.url}/${database}`, since, batch_size: 500 });
   const deadline = Date.now() + 3_600_000;
   for (;;) {
-    const job = await replicator.get<{ _replication_state?: string; _replication_stats?: { docs_written?: number }; _replication_state_reason?: string }>('scale-backlog');
+    const job = await replicator.get<{ _replication_state?: string; _replication_stats?: { docs_written?: number }; _replication_state_reason?: string }>(
+      'scale-backlog',
+    );
     if (job?._replication_state === 'completed') {
       const seconds = (performance.now() - started) / 1000;
       const docs = job._replication_stats?.docs_written ?? 0;
@@ -266,13 +304,16 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
   const concurrency = options.concurrency ?? 16;
   const runs = options.statusRuns ?? 5;
   const say = options.log ?? ((line: string) => console.log(line));
-  if (!Number.isInteger(docs) || !Number.isInteger(backlog) || backlog < 1 || backlog > docs) throw new Error(`--backlog (${backlog}) must be an integer between 1 and --docs (${docs})`);
+  if (!Number.isInteger(docs) || !Number.isInteger(backlog) || backlog < 1 || backlog > docs)
+    throw new Error(`--backlog (${backlog}) must be an integer between 1 and --docs (${docs})`);
 
   const work = await mkdtemp(join(tmpdir(), 'mesh-scale-'));
   const dataDir = resolve(options.dataDir ?? join(work, 'data'));
   await mkdir(dataDir, { recursive: true });
   const logFd = openSync(join(work, 'scale.log'), 'a');
-  say(`scale benchmark: ${docs} documents, backlog ${backlog}, data in ${options.dataDir ? dataDir : 'a temporary directory'}; logs in ${join(work, 'scale.log')}`);
+  say(
+    `scale benchmark: ${docs} documents, backlog ${backlog}, data in ${options.dataDir ? dataDir : 'a temporary directory'}; logs in ${join(work, 'scale.log')}`,
+  );
   const server = await startServerChild('scale', join(dataDir, 'server'), { logFile: logFd });
   let second: ServerChild | undefined;
   try {
@@ -296,9 +337,19 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
       say(`  deleted the previous backlog (${removed} documents)`);
       since = (await db.info()).update_seq;
       const started = performance.now();
-      await writeDocs(db, backlog, (i) => backlogDoc(tag, i), (n, rate) => say(`  scale: ${n} backlog documents written (${fmt(rate)} docs/s)`));
+      await writeDocs(
+        db,
+        backlog,
+        (i) => backlogDoc(tag, i),
+        (n, rate) => say(`  scale: ${n} backlog documents written (${fmt(rate)} docs/s)`),
+      );
       writeRate = backlog / ((performance.now() - started) / 1000);
-      await writeDocs(smallDb, SMALL_BACKLOG, (i) => backlogDoc(tag, i), () => undefined);
+      await writeDocs(
+        smallDb,
+        SMALL_BACKLOG,
+        (i) => backlogDoc(tag, i),
+        () => undefined,
+      );
     } else {
       say('generating the data set');
       await rm(join(dataDir, MARKER), { force: true });
@@ -310,18 +361,30 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
       const started = performance.now();
       await writeDocs(db, docs - backlog, archiveDoc, (n, rate) => say(`  scale: ${n} archive documents written (${fmt(rate)} docs/s)`));
       since = (await db.info()).update_seq;
-      await writeDocs(db, backlog, (i) => backlogDoc(tag, i), (n, rate) => say(`  scale: ${n} backlog documents written (${fmt(rate)} docs/s)`));
+      await writeDocs(
+        db,
+        backlog,
+        (i) => backlogDoc(tag, i),
+        (n, rate) => say(`  scale: ${n} backlog documents written (${fmt(rate)} docs/s)`),
+      );
       writeRate = docs / ((performance.now() - started) / 1000);
     }
     await writeFile(join(dataDir, MARKER), JSON.stringify({ docs, backlog, mid: midDocs, tag } satisfies Marker));
     say(`raw _bulk_docs write rate: ${fmt(writeRate)} docs/s`);
 
     // 2. mesh status: the first call (index build unless reused), then steady state, against a small database.
-    say(`mesh status --json, first call after the writes${reused ? ' (the index exists: only the new backlog is indexed)' : ' (builds every view index of _design/mesh)'} …`);
+    say(
+      `mesh status --json, first call after the writes${reused ? ' (the index exists: only the new backlog is indexed)' : ' (builds every view index of _design/mesh)'} …`,
+    );
     const first = await timeMesh(['--config', big.file, 'status', '--json']);
     // mesh status exits 0 with a server it could not read (reachable: false and the reason): also a failed first call.
     const firstAnswer = first.status === 0 ? statusDatabases(first.stdout)[0] : undefined;
-    const firstError = first.status !== 0 ? `exit ${first.status}: ${first.stderr.trim().split('\n').pop() ?? ''}` : firstAnswer?.reachable === false ? (firstAnswer.error ?? 'unreachable') : undefined;
+    const firstError =
+      first.status !== 0
+        ? `exit ${first.status}: ${first.stderr.trim().split('\n').pop() ?? ''}`
+        : firstAnswer?.reachable === false
+          ? (firstAnswer.error ?? 'unreachable')
+          : undefined;
     say(`  first call: ${fmt(first.ms)} ms${firstError ? ` (failed: ${firstError})` : ''}`);
     let indexMs = first.ms;
     if (firstError) {
@@ -343,7 +406,9 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
       inProcess.push(performance.now() - started);
     }
     say(`  meshStatus in process (the queries without the CLI's start-up): p50 ${fmt(percentile(inProcess, 50))} ms, max ${fmt(Math.max(...inProcess))} ms`);
-    say(`  ${runs} more calls: p50 ${fmt(percentile(steady, 50))} ms, max ${fmt(Math.max(...steady))} ms; small database (${SMALL_DOCS} docs): p50 ${fmt(percentile(smallTimes, 50))} ms`);
+    say(
+      `  ${runs} more calls: p50 ${fmt(percentile(steady, 50))} ms, max ${fmt(Math.max(...steady))} ms; small database (${SMALL_DOCS} docs): p50 ${fmt(percentile(smallTimes, 50))} ms`,
+    );
 
     // 3. The dashboard's queries over the mid-size database, in process.
     const midTimes: number[] = [];
@@ -356,25 +421,42 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
         if (i === 0) midFirst = performance.now() - started;
         else midTimes.push(performance.now() - started);
       }
-      say(`meshStatus over ${midDocs} documents: first ${fmt(midFirst)} ms${reused ? '' : ' (index build)'}, then p50 ${fmt(percentile(midTimes, 50))} ms, max ${fmt(Math.max(...midTimes))} ms`);
+      say(
+        `meshStatus over ${midDocs} documents: first ${fmt(midFirst)} ms${reused ? '' : ' (index build)'}, then p50 ${fmt(percentile(midTimes, 50))} ms, max ${fmt(Math.max(...midTimes))} ms`,
+      );
     }
 
     // 4. Agent start-up → first claim, small database then big one, requests recorded.
     const claims = { big: [] as number[], small: [] as number[] };
     const startup = {} as ScaleResult['startup_requests'];
-    for (const [which, name] of [['small', 'scale_small'], ['big', 'scale'], ['small', 'scale_small'], ['big', 'scale'], ['small', 'scale_small'], ['big', 'scale']] as const) {
+    for (const [which, name] of [
+      ['small', 'scale_small'],
+      ['big', 'scale'],
+      ['small', 'scale_small'],
+      ['big', 'scale'],
+      ['small', 'scale_small'],
+      ['big', 'scale'],
+    ] as const) {
       const run = await firstClaim(work, name, server.url, `startup-${which}-${Date.now()}`, logFd);
       claims[which].push(run.ms);
       startup[which] = summarise(run.requests, run.ms);
     }
     const claimRatio = percentile(claims.big, 50) / percentile(claims.small, 50);
-    say(`agent start → first claim: ${docs} docs ${claims.big.map((m) => fmt(m)).join(', ')} ms; ${SMALL_DOCS} docs ${claims.small.map((m) => fmt(m)).join(', ')} ms; ratio of medians ${fmt(claimRatio, 2)}`);
-    say(`  requests until the first claim: big ${startup.big.requests} (${startup.big.response_bytes} bytes, largest ${startup.big.largest_bytes}: ${startup.big.largest}); small ${startup.small.requests} (${startup.small.response_bytes} bytes)`);
+    say(
+      `agent start → first claim: ${docs} docs ${claims.big.map((m) => fmt(m)).join(', ')} ms; ${SMALL_DOCS} docs ${claims.small.map((m) => fmt(m)).join(', ')} ms; ratio of medians ${fmt(claimRatio, 2)}`,
+    );
+    say(
+      `  requests until the first claim: big ${startup.big.requests} (${startup.big.response_bytes} bytes, largest ${startup.big.largest_bytes}: ${startup.big.largest}); small ${startup.small.requests} (${startup.small.response_bytes} bytes)`,
+    );
 
     // 5. Catching up on the backlog.
-    say(`agent (concurrency ${concurrency}, /bin/true step${options.agentHeapMiB ? `, V8 heap capped at ${options.agentHeapMiB} MiB` : ''}) catching up on the backlog …`);
+    say(
+      `agent (concurrency ${concurrency}, /bin/true step${options.agentHeapMiB ? `, V8 heap capped at ${options.agentHeapMiB} MiB` : ''}) catching up on the backlog …`,
+    );
     const caught = await catchUp(work, db, server.url, concurrency, options.agentHeapMiB, logFd, say);
-    say(`  ${caught.processed} steps in ${fmt(caught.seconds)} s (${fmt(caught.steps_per_s, 1)} steps/s); RSS MiB start ${fmt(caught.rss_mib.start)}, 10% ${fmt(caught.rss_mib.at10)}, 50% ${fmt(caught.rss_mib.at50)}, 100% ${fmt(caught.rss_mib.at100)}, peak ${fmt(caught.rss_mib.peak)}`);
+    say(
+      `  ${caught.processed} steps in ${fmt(caught.seconds)} s (${fmt(caught.steps_per_s, 1)} steps/s); RSS MiB start ${fmt(caught.rss_mib.start)}, 10% ${fmt(caught.rss_mib.at10)}, 50% ${fmt(caught.rss_mib.at50)}, 100% ${fmt(caught.rss_mib.at100)}, peak ${fmt(caught.rss_mib.peak)}`,
+    );
 
     // 6. Replication of the backlog to a second server.
     second = await startServerChild('scale-b', join(work, 'second'), { logFile: logFd });
@@ -384,26 +466,76 @@ export async function runScale(options: ScaleOptions = {}): Promise<ScaleResult>
 
     const rows: ScaleRow[] = [
       { measure: `_bulk_docs write rate (${reused ? 'backlog' : 'whole data set'})`, value: `${fmt(writeRate)} docs/s` },
-      { measure: `mesh status --json, first call after the writes (${reused ? 'indexes the new backlog' : `builds the view index of ${docs} docs`})`, value: firstError ? `failed after ${fmt(first.ms)} ms (${firstError}); index built in ${fmt(indexMs)} ms` : `${fmt(first.ms)} ms` },
-      { measure: `meshStatus queries in process, ${docs} docs (p50 / max of ${runs})`, value: `${fmt(percentile(inProcess, 50))} / ${fmt(Math.max(...inProcess))} ms` },
+      {
+        measure: `mesh status --json, first call after the writes (${reused ? 'indexes the new backlog' : `builds the view index of ${docs} docs`})`,
+        value: firstError ? `failed after ${fmt(first.ms)} ms (${firstError}); index built in ${fmt(indexMs)} ms` : `${fmt(first.ms)} ms`,
+      },
+      {
+        measure: `meshStatus queries in process, ${docs} docs (p50 / max of ${runs})`,
+        value: `${fmt(percentile(inProcess, 50))} / ${fmt(Math.max(...inProcess))} ms`,
+      },
       { measure: 'mesh status --help (the CLI start-up alone, p50)', value: `${fmt(percentile(startupTimes, 50))} ms` },
-      { measure: `mesh status --json, ${docs} docs (p50 / max of ${runs})`, value: `${fmt(percentile(steady, 50))} / ${fmt(Math.max(...steady))} ms`, baseline: `${fmt(percentile(smallTimes, 50))} ms with ${SMALL_DOCS} docs`, ratio: fmt(percentile(steady, 50) / percentile(smallTimes, 50), 2) },
-      ...(midDocs > 0 ? [{ measure: `dashboard queries (meshStatus) over ${midDocs} docs (p50 / max of ${runs}; first ${fmt(midFirst)} ms)`, value: `${fmt(percentile(midTimes, 50))} / ${fmt(Math.max(...midTimes))} ms` }] : []),
-      { measure: `agent start → first claim, ${docs} docs (median of ${claims.big.length})`, value: `${fmt(percentile(claims.big, 50))} ms`, baseline: `${fmt(percentile(claims.small, 50))} ms with ${SMALL_DOCS} docs`, ratio: fmt(claimRatio, 2) },
-      { measure: 'requests until the first claim (answer bytes)', value: `${startup.big.requests} (${startup.big.response_bytes} B)`, baseline: `${startup.small.requests} (${startup.small.response_bytes} B)`, ratio: fmt(startup.big.response_bytes / Math.max(1, startup.small.response_bytes), 2) },
-      { measure: `agent catch-up on ${caught.processed} ready docs, concurrency ${concurrency}`, value: `${fmt(caught.seconds)} s, ${fmt(caught.steps_per_s, 1)} steps/s` },
-      { measure: 'agent RSS at 10% / 50% / 100% of the backlog (peak)', value: `${fmt(caught.rss_mib.at10)} / ${fmt(caught.rss_mib.at50)} / ${fmt(caught.rss_mib.at100)} MiB (${fmt(caught.rss_mib.peak)})`, baseline: `${fmt(caught.rss_mib.start)} MiB at start`, ratio: fmt(caught.rss_mib.at100 / Math.max(1, caught.rss_mib.at10), 2) },
-      { measure: `replication of the backlog to a second server (${replication.docs} docs)`, value: `${fmt(replication.seconds, 1)} s, ${fmt(replication.docs_per_s)} docs/s`, baseline: `${fmt(writeRate)} docs/s raw writes`, ratio: fmt(replication.docs_per_s / writeRate, 2) },
+      {
+        measure: `mesh status --json, ${docs} docs (p50 / max of ${runs})`,
+        value: `${fmt(percentile(steady, 50))} / ${fmt(Math.max(...steady))} ms`,
+        baseline: `${fmt(percentile(smallTimes, 50))} ms with ${SMALL_DOCS} docs`,
+        ratio: fmt(percentile(steady, 50) / percentile(smallTimes, 50), 2),
+      },
+      ...(midDocs > 0
+        ? [
+            {
+              measure: `dashboard queries (meshStatus) over ${midDocs} docs (p50 / max of ${runs}; first ${fmt(midFirst)} ms)`,
+              value: `${fmt(percentile(midTimes, 50))} / ${fmt(Math.max(...midTimes))} ms`,
+            },
+          ]
+        : []),
+      {
+        measure: `agent start → first claim, ${docs} docs (median of ${claims.big.length})`,
+        value: `${fmt(percentile(claims.big, 50))} ms`,
+        baseline: `${fmt(percentile(claims.small, 50))} ms with ${SMALL_DOCS} docs`,
+        ratio: fmt(claimRatio, 2),
+      },
+      {
+        measure: 'requests until the first claim (answer bytes)',
+        value: `${startup.big.requests} (${startup.big.response_bytes} B)`,
+        baseline: `${startup.small.requests} (${startup.small.response_bytes} B)`,
+        ratio: fmt(startup.big.response_bytes / Math.max(1, startup.small.response_bytes), 2),
+      },
+      {
+        measure: `agent catch-up on ${caught.processed} ready docs, concurrency ${concurrency}`,
+        value: `${fmt(caught.seconds)} s, ${fmt(caught.steps_per_s, 1)} steps/s`,
+      },
+      {
+        measure: 'agent RSS at 10% / 50% / 100% of the backlog (peak)',
+        value: `${fmt(caught.rss_mib.at10)} / ${fmt(caught.rss_mib.at50)} / ${fmt(caught.rss_mib.at100)} MiB (${fmt(caught.rss_mib.peak)})`,
+        baseline: `${fmt(caught.rss_mib.start)} MiB at start`,
+        ratio: fmt(caught.rss_mib.at100 / Math.max(1, caught.rss_mib.at10), 2),
+      },
+      {
+        measure: `replication of the backlog to a second server (${replication.docs} docs)`,
+        value: `${fmt(replication.seconds, 1)} s, ${fmt(replication.docs_per_s)} docs/s`,
+        baseline: `${fmt(writeRate)} docs/s raw writes`,
+        ratio: fmt(replication.docs_per_s / writeRate, 2),
+      },
     ];
     return {
-      docs, backlog, reused_data: reused, write_docs_per_s: writeRate,
-      first_status_ms: firstError ? undefined : first.ms, first_status_error: firstError, index_build_ms: indexMs,
+      docs,
+      backlog,
+      reused_data: reused,
+      write_docs_per_s: writeRate,
+      first_status_ms: firstError ? undefined : first.ms,
+      first_status_error: firstError,
+      index_build_ms: indexMs,
       status_in_process_ms: { p50: percentile(inProcess, 50), max: Math.max(...inProcess) },
       cli_startup_ms: percentile(startupTimes, 50),
       status_ms: { p50: percentile(steady, 50), max: Math.max(...steady), runs },
       small_status_ms: { p50: percentile(smallTimes, 50), max: Math.max(...smallTimes) },
       mid: { docs: midDocs, first_ms: midFirst, p50_ms: midTimes.length ? percentile(midTimes, 50) : 0, max_ms: midTimes.length ? Math.max(...midTimes) : 0 },
-      first_claim_ms: claims, startup_requests: startup, catch_up: caught, replication, rows,
+      first_claim_ms: claims,
+      startup_requests: startup,
+      catch_up: caught,
+      replication,
+      rows,
     };
   } finally {
     await second?.stop();
@@ -416,7 +548,8 @@ function printTable(rows: ScaleRow[]): void {
   const head: ScaleRow = { measure: 'measure', value: 'value', baseline: 'baseline', ratio: 'ratio' };
   const all = [head, ...rows];
   const width = (k: keyof ScaleRow) => Math.max(...all.map((r) => (r[k] ?? '').length));
-  for (const r of all) console.log([r.measure.padEnd(width('measure')), r.value.padEnd(width('value')), (r.baseline ?? '').padEnd(width('baseline')), r.ratio ?? ''].join(' | '));
+  for (const r of all)
+    console.log([r.measure.padEnd(width('measure')), r.value.padEnd(width('value')), (r.baseline ?? '').padEnd(width('baseline')), r.ratio ?? ''].join(' | '));
 }
 
 function parseArgs(argv: string[]): ScaleOptions {
@@ -439,7 +572,9 @@ function parseArgs(argv: string[]): ScaleOptions {
       options.dataDir = value;
       i++;
     } else if (flag === '--help' || flag === '-h') {
-      console.log('usage: node dist/bench/scale.js [--docs N (1000000)] [--backlog M (100000)] [--mid K (100000, 0 to skip)] [--concurrency C (16)] [--agent-heap-mb M (no cap)] [--data DIR (kept and reused)]');
+      console.log(
+        'usage: node dist/bench/scale.js [--docs N (1000000)] [--backlog M (100000)] [--mid K (100000, 0 to skip)] [--concurrency C (16)] [--agent-heap-mb M (no cap)] [--data DIR (kept and reused)]',
+      );
       process.exit(0);
     } else throw new Error(`unknown option ${flag} (see --help)`);
   }

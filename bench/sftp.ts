@@ -30,7 +30,20 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 
 /** The OpenSSH client options that match the executor's: key only, host key pinned, no config file. */
 function opensshOptions(sshd: TestSshd): string[] {
-  return ['-F', '/dev/null', '-i', sshd.identityFile, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${sshd.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes'];
+  return [
+    '-F',
+    '/dev/null',
+    '-i',
+    sshd.identityFile,
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    `UserKnownHostsFile=${sshd.knownHostsFile}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+  ];
 }
 
 async function arrivedWhole(path: string, bytes: number): Promise<void> {
@@ -46,7 +59,14 @@ export async function runSftp(options: SftpOptions): Promise<BenchSection> {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-bench-sftp-'));
   const ssh: SshTarget = { host: '127.0.0.1', port: sshd.port, user: sshd.user, identity_file: sshd.identityFile, host_key_sha256: sshd.hostKeySha256 };
   const destination = `${sshd.user}@127.0.0.1`;
-  const seconds = { executor: [] as number[], streaming: [] as number[], sftp: [] as number[], scp: [] as number[], scpLegacy: [] as number[], sha256sum: [] as number[] };
+  const seconds = {
+    executor: [] as number[],
+    streaming: [] as number[],
+    sftp: [] as number[],
+    scp: [] as number[],
+    scpLegacy: [] as number[],
+    sha256sum: [] as number[],
+  };
   try {
     const source = join(dir, 'source.bin');
     await writeFile(source, randomBytes(bytes));
@@ -71,7 +91,9 @@ export async function runSftp(options: SftpOptions): Promise<BenchSection> {
       await arrivedWhole(scpTarget, bytes);
 
       const legacyTarget = join(dir, `scp-legacy-${rep}`);
-      seconds.scpLegacy.push(await timed(() => run('scp', ['-O', '-q', ...opensshOptions(sshd), '-P', String(sshd.port), source, `${destination}:${legacyTarget}`])));
+      seconds.scpLegacy.push(
+        await timed(() => run('scp', ['-O', '-q', ...opensshOptions(sshd), '-P', String(sshd.port), source, `${destination}:${legacyTarget}`])),
+      );
       await arrivedWhole(legacyTarget, bytes);
 
       seconds.sha256sum.push(await timed(() => run('sha256sum', [source])));
@@ -88,10 +110,30 @@ export async function runSftp(options: SftpOptions): Promise<BenchSection> {
     title: `sftp: the SFTP transfer executor vs the OpenSSH clients, ${mib} MiB to the same private sshd on loopback`,
     command: `node dist/bench/main.js --only sftp${options.quick ? ' --quick' : ''}`,
     rows: [
-      { measure: 'executor transfer(), whole call vs `sftp -b` put', value: show(seconds.executor), baseline: `${show(seconds.sftp)} sftp`, ratio: ratio(executor, mbps(seconds.sftp)) },
-      { measure: 'executor transfer(), whole call vs `scp` (SFTP protocol)', value: show(seconds.executor), baseline: `${show(seconds.scp)} scp`, ratio: ratio(executor, mbps(seconds.scp)) },
-      { measure: 'executor transfer(), whole call vs `scp -O` (legacy protocol)', value: show(seconds.executor), baseline: `${show(seconds.scpLegacy)} scp -O`, ratio: ratio(executor, mbps(seconds.scpLegacy)) },
-      { measure: 'executor streaming phase only vs `sftp -b` put', value: show(seconds.streaming), baseline: `${show(seconds.sftp)} sftp`, ratio: ratio(mbps(seconds.streaming), mbps(seconds.sftp)) },
+      {
+        measure: 'executor transfer(), whole call vs `sftp -b` put',
+        value: show(seconds.executor),
+        baseline: `${show(seconds.sftp)} sftp`,
+        ratio: ratio(executor, mbps(seconds.sftp)),
+      },
+      {
+        measure: 'executor transfer(), whole call vs `scp` (SFTP protocol)',
+        value: show(seconds.executor),
+        baseline: `${show(seconds.scp)} scp`,
+        ratio: ratio(executor, mbps(seconds.scp)),
+      },
+      {
+        measure: 'executor transfer(), whole call vs `scp -O` (legacy protocol)',
+        value: show(seconds.executor),
+        baseline: `${show(seconds.scpLegacy)} scp -O`,
+        ratio: ratio(executor, mbps(seconds.scpLegacy)),
+      },
+      {
+        measure: 'executor streaming phase only vs `sftp -b` put',
+        value: show(seconds.streaming),
+        baseline: `${show(seconds.sftp)} sftp`,
+        ratio: ratio(mbps(seconds.streaming), mbps(seconds.sftp)),
+      },
       { measure: 'local sha256sum of the file (one read)', value: show(seconds.sha256sum) },
     ],
     notes: [

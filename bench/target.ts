@@ -91,7 +91,8 @@ function agentEnvironment(credentials: { user: string; passwordFile: string } | 
 
 /** Opens the target: `server` given → that server, with the environment's credentials; else a new embedded server in `dataDir`. `work`: a private folder (the agent account's password file). */
 export async function openTarget(options: { server?: string; dataDir: string; logFile: number; work: string; site: string }): Promise<BenchTarget> {
-  if (options.server && /^[a-z]+:\/\/[^/]*@/i.test(options.server)) throw new MeshError('BAD_INPUT', '--server: put no credentials in the URL; set COUCHDB_USER and COUCHDB_PASSWORD (or COUCHDB_PASSWORD_FILE)');
+  if (options.server && /^[a-z]+:\/\/[^/]*@/i.test(options.server))
+    throw new MeshError('BAD_INPUT', '--server: put no credentials in the URL; set COUCHDB_USER and COUCHDB_PASSWORD (or COUCHDB_PASSWORD_FILE)');
   const embedded = options.server ? undefined : await startServerChild('bench', options.dataDir, { logFile: options.logFile });
   const url = options.server ?? (embedded?.url as string);
   const credentials = options.server ? benchCredentials() : undefined;
@@ -101,7 +102,11 @@ export async function openTarget(options: { server?: string; dataDir: string; lo
   let agent: { user: string; password: string; passwordFile: string } | undefined;
   const users = credentials ? new Database({ url, database: '_users', credentials }) : undefined;
   if (users) {
-    agent = { user: `bench-agent-${runId.replace(/_/g, '-')}`, password: randomBytes(18).toString('base64url'), passwordFile: join(options.work, 'agent-password') };
+    agent = {
+      user: `bench-agent-${runId.replace(/_/g, '-')}`,
+      password: randomBytes(18).toString('base64url'),
+      passwordFile: join(options.work, 'agent-password'),
+    };
     await writeFile(agent.passwordFile, `${agent.password}\n`, { mode: 0o600 });
     await upsertAccount(users, agent.user, agent.password, [agentRole(options.site)]);
   }

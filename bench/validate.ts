@@ -31,7 +31,15 @@ function benchConfig(url: string, work: string) {
       doc_type: 'daqdocument',
       sites: { bench: { server: url, reachable: true, long_running: true, log_dir: join(work, 'logs'), may_run: STEPS } },
       ingest: { site: 'bench', quiet_s: 1 },
-      steps: STEPS.map((name) => ({ name, site: 'bench', run: ['/bin/true'], out: join(work, 'out', name, '{run_name}_{file_number}'), timeout_s: 60, max_attempts: 3, lease_s: 60 })),
+      steps: STEPS.map((name) => ({
+        name,
+        site: 'bench',
+        run: ['/bin/true'],
+        out: join(work, 'out', name, '{run_name}_{file_number}'),
+        timeout_s: 60,
+        max_attempts: 3,
+        lease_s: 60,
+      })),
     },
     join(work, 'validate.json'),
   );
@@ -48,8 +56,15 @@ async function previousFunction(): Promise<string> {
 export async function updateRate(db: Database, config: MeshConfig, count: number, prefix: string): Promise<number> {
   const lease = new Date(Date.now() + 3_600_000).toISOString();
   let docs: DaqDocument[] = Array.from({ length: count }, (_, i) => ({
-    _id: `${prefix}_${String(i).padStart(6, '0')}`, type: 'daqdocument', run_name: 'lg23b002', file_number: i, file: `/data/${prefix}/${i}`,
-    size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', [], new Date().toISOString(), 'bench/ingest', db.user),
+    _id: `${prefix}_${String(i).padStart(6, '0')}`,
+    type: 'daqdocument',
+    run_name: 'lg23b002',
+    file_number: i,
+    file: `/data/${prefix}/${i}`,
+    size_in_bytes: 0,
+    date_closed: new Date().toISOString(),
+    status: 'closed',
+    history: historyTo('closed', [], new Date().toISOString(), 'bench/ingest', db.user),
   }));
   const write = async (batch: DaqDocument[]) => {
     const rows = await db.bulk(batch);
@@ -100,7 +115,10 @@ export async function runValidate(options: { quick: boolean }): Promise<BenchSec
     const rounds = options.quick ? 1 : 3;
     for (let round = 1; round <= rounds; round++) {
       for (const variant of ['none', 'previous', 'current'] as const) {
-        progress('validate', `round ${round}/${rounds}: ${count} claims and ${count} successes, ${variant === 'none' ? 'no validate_doc_update' : `the ${variant} function`}`);
+        progress(
+          'validate',
+          `round ${round}/${rounds}: ${count} claims and ${count} successes, ${variant === 'none' ? 'no validate_doc_update' : `the ${variant} function`}`,
+        );
         best[variant] = Math.max(best[variant], await updateRate(dbs[variant], config, count, `r${round}`));
       }
     }
@@ -110,11 +128,23 @@ export async function runValidate(options: { quick: boolean }): Promise<BenchSec
       command: `node dist/bench/main.js --only validate${options.quick ? ' --quick' : ''}`,
       rows: [
         { measure: 'updates with no validate_doc_update', value: rate(best.none) },
-        { measure: 'updates through the previous function (generator 4, issue 10)', value: rate(best.previous), baseline: rate(best.none), ratio: ratio(best.previous, best.none) },
-        { measure: 'updates through the current function (roles, provenance, history chain)', value: rate(best.current), baseline: rate(best.none), ratio: ratio(best.current, best.none) },
+        {
+          measure: 'updates through the previous function (generator 4, issue 10)',
+          value: rate(best.previous),
+          baseline: rate(best.none),
+          ratio: ratio(best.previous, best.none),
+        },
+        {
+          measure: 'updates through the current function (roles, provenance, history chain)',
+          value: rate(best.current),
+          baseline: rate(best.none),
+          ratio: ratio(best.current, best.none),
+        },
         { measure: 'current against previous', value: rate(best.current), baseline: rate(best.previous), ratio: ratio(best.current, best.previous) },
       ],
-      notes: [`best of ${rounds} alternating rounds of ${count} claims then ${count} successes (batches of ${BATCH}); the writer is the admin party, which the function checks for everything but authorship`],
+      notes: [
+        `best of ${rounds} alternating rounds of ${count} claims then ${count} successes (batches of ${BATCH}); the writer is the admin party, which the function checks for everything but authorship`,
+      ],
     };
   } finally {
     await server.stop();

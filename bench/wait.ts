@@ -12,7 +12,11 @@ export class Interrupted extends Error {
  * never answers (an overloaded server) or `signal` end the wait with an error, so a section
  * never hangs and its `finally` always stops what it started.
  */
-export async function waitUntil<T>(what: string, condition: () => Promise<T | undefined | false>, options: { timeoutMs: number; everyMs?: number; signal?: AbortSignal }): Promise<T> {
+export async function waitUntil<T>(
+  what: string,
+  condition: () => Promise<T | undefined | false>,
+  options: { timeoutMs: number; everyMs?: number; signal?: AbortSignal },
+): Promise<T> {
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
     const remaining = deadline - Date.now();
@@ -27,7 +31,9 @@ export async function waitUntil<T>(what: string, condition: () => Promise<T | un
 /** `promise`, or an error after `ms`: a request stuck on an overloaded server must not stall the bench. */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${(ms / 1000).toFixed(0)} s waiting for ${what}`)), ms)));
+  const timeout = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${(ms / 1000).toFixed(0)} s waiting for ${what}`)), ms)),
+  );
   try {
     return await Promise.race([promise, timeout]);
   } finally {

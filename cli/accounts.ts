@@ -8,7 +8,10 @@ export const USER_PREFIX = 'org.couchdb.user:';
 /** CouchDB refuses names starting with `_`; a `:` would break the `org.couchdb.user:` id and session cookies. */
 export function checkAccountName(name: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$/.test(name)) {
-    throw new MeshError('BAD_INPUT', `account name ${JSON.stringify(name)} is not usable: expected 1–100 letters, digits, '.', '_', '@' or '-', starting with a letter or digit`);
+    throw new MeshError(
+      'BAD_INPUT',
+      `account name ${JSON.stringify(name)} is not usable: expected 1–100 letters, digits, '.', '_', '@' or '-', starting with a letter or digit`,
+    );
   }
 }
 
@@ -34,7 +37,11 @@ export async function upsertAccount(users: Database, name: string, password: str
     return existed ? 'updated' : 'created';
   } catch (error) {
     if (isMeshError(error, 'UNAUTHORIZED') || isMeshError(error, 'FORBIDDEN')) {
-      throw new MeshError(error.code, `${error.message}: creating accounts needs the server admin's credentials (MESH_<SITE>_USER with MESH_<SITE>_PASSWORD or _PASSWORD_FILE)`, { cause: error });
+      throw new MeshError(
+        error.code,
+        `${error.message}: creating accounts needs the server admin's credentials (MESH_<SITE>_USER with MESH_<SITE>_PASSWORD or _PASSWORD_FILE)`,
+        { cause: error },
+      );
     }
     throw error;
   }

@@ -23,7 +23,11 @@ export function makeLogger(options: GlobalOptions, bindings: Record<string, unkn
 
 export function siteOf(config: MeshConfig, name: string | undefined): SiteConfig {
   const site = name ? config.sites[name] : undefined;
-  if (!site) throw new MeshError('CONFIG_INVALID', `--site is ${name === undefined ? 'missing' : JSON.stringify(name)}, expected one of: ${Object.keys(config.sites).join(', ')} (from ${config.source})`);
+  if (!site)
+    throw new MeshError(
+      'CONFIG_INVALID',
+      `--site is ${name === undefined ? 'missing' : JSON.stringify(name)}, expected one of: ${Object.keys(config.sites).join(', ')} (from ${config.source})`,
+    );
   return site;
 }
 
@@ -33,7 +37,11 @@ export function siteOf(config: MeshConfig, name: string | undefined): SiteConfig
  * takes the coordinator's (MESH_<SITE>_REPLICATION_*, see config/credentials.ts) for writes that
  * carry others' work.
  */
-export function openSiteDatabase(config: MeshConfig, site: SiteConfig, options: { database?: string; retry?: RetryMode; batchWrites?: boolean; signal?: AbortSignal; logger?: Logger; as?: 'site' | 'coordinator' } = {}): Database {
+export function openSiteDatabase(
+  config: MeshConfig,
+  site: SiteConfig,
+  options: { database?: string; retry?: RetryMode; batchWrites?: boolean; signal?: AbortSignal; logger?: Logger; as?: 'site' | 'coordinator' } = {},
+): Database {
   const { database, as, ...rest } = options;
   const credentials = as === 'coordinator' ? replicationCredentialsFor(site.credentials_of) : credentialsFor(site.credentials_of);
   return new Database({ url: site.server, database: database ?? config.database, credentials, timeoutMs: config.server_timeout_s * 1000, ...rest });

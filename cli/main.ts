@@ -18,7 +18,7 @@ import { usersCommand } from './commands/users.js';
 import { fail } from './exit.js';
 
 const program = new Command('mesh')
-  .description('CouchMesh: a physics experiment\'s processing chain across sites, driven by CouchDB documents')
+  .description("CouchMesh: a physics experiment's processing chain across sites, driven by CouchDB documents")
   .option('--config <file>', 'mesh config (default: $MESH_CONFIG, else the shipped Edelweiss profile sites/edelweiss.json)')
   .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default: $MESH_LOG_LEVEL or info)`)
   .showHelpAfterError()
@@ -32,7 +32,22 @@ const program = new Command('mesh')
     }
   });
 
-for (const command of [serverCommand(), couchappCommand(), ingestCommand(), agentCommand(), runStepCommand(), runBatchCommand(), coordinatorCommand(), statusCommand(), retryCommand(), adoptCommand(), usersCommand(), simulateCommand(), dashboardCommand(), demoCommand()]) {
+for (const command of [
+  serverCommand(),
+  couchappCommand(),
+  ingestCommand(),
+  agentCommand(),
+  runStepCommand(),
+  runBatchCommand(),
+  coordinatorCommand(),
+  statusCommand(),
+  retryCommand(),
+  adoptCommand(),
+  usersCommand(),
+  simulateCommand(),
+  dashboardCommand(),
+  demoCommand(),
+]) {
   program.addCommand(command);
 }
 for (const command of program.commands) {

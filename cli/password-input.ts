@@ -18,7 +18,11 @@ export function passwordFromFile(file: string): string {
   try {
     text = readFileSync(file, 'utf8');
   } catch (cause) {
-    throw new MeshError('BAD_INPUT', `--password-file ${file} cannot be read (${(cause as NodeJS.ErrnoException).code ?? 'error'}); give a readable file whose first line is the password`, { cause });
+    throw new MeshError(
+      'BAD_INPUT',
+      `--password-file ${file} cannot be read (${(cause as NodeJS.ErrnoException).code ?? 'error'}); give a readable file whose first line is the password`,
+      { cause },
+    );
   }
   return checked(text.split(/\r?\n/)[0], `--password-file ${file}`);
 }

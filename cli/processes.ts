@@ -9,9 +9,15 @@ import { MeshError } from '../core/errors.js';
 export const MESH_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
 
 /** Starts `mesh …` as a child process: an argument vector, never a shell. */
-export function spawnMesh(args: readonly string[], options: { env?: NodeJS.ProcessEnv; stdio?: 'inherit' | 'pipe' | 'ignore'; logFile?: number } = {}): ChildProcess {
-  const output = options.logFile ?? (options.stdio === 'inherit' ? 'inherit' : options.stdio ?? 'ignore');
-  return spawn(process.execPath, [MESH_MAIN, ...args], { env: options.env ?? process.env, stdio: ['ignore', output === 'inherit' ? 'inherit' : 'pipe', output] });
+export function spawnMesh(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; stdio?: 'inherit' | 'pipe' | 'ignore'; logFile?: number } = {},
+): ChildProcess {
+  const output = options.logFile ?? (options.stdio === 'inherit' ? 'inherit' : (options.stdio ?? 'ignore'));
+  return spawn(process.execPath, [MESH_MAIN, ...args], {
+    env: options.env ?? process.env,
+    stdio: ['ignore', output === 'inherit' ? 'inherit' : 'pipe', output],
+  });
 }
 
 /** Waits for a child to exit (SIGTERM first, SIGKILL after `graceMs`). */
@@ -32,9 +38,17 @@ export interface ServerChild {
 }
 
 /** Starts `mesh server` and waits for the JSON line announcing its URL. */
-export async function startServerChild(site: string, dataDir: string, options: { port?: number; env?: NodeJS.ProcessEnv; logFile?: number; recordClients?: string } = {}): Promise<ServerChild> {
+export async function startServerChild(
+  site: string,
+  dataDir: string,
+  options: { port?: number; env?: NodeJS.ProcessEnv; logFile?: number; recordClients?: string } = {},
+): Promise<ServerChild> {
   const record = options.recordClients ? ['--record-clients', options.recordClients] : [];
-  const child = spawnMesh(['server', '--site', site, '--port', String(options.port ?? 0), '--data', dataDir, ...record], { env: options.env, stdio: 'pipe', logFile: options.logFile });
+  const child = spawnMesh(['server', '--site', site, '--port', String(options.port ?? 0), '--data', dataDir, ...record], {
+    env: options.env,
+    stdio: 'pipe',
+    logFile: options.logFile,
+  });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const announced = new Promise<{ url: string; port: number }>((resolve, reject) => {
     lines.once('line', (line) => {

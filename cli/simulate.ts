@@ -56,7 +56,11 @@ async function completeEverywhere(config: MeshConfig, dbs: Database[], files: nu
 
 function progressLine(config: MeshConfig, status: MeshStatus, files: number): string {
   return status.databases
-    .map((db) => (db.reachable ? `${db.site}: ${config.steps.map((s) => `${s.name} ${db.steps[s.name]?.done ?? 0}/${files}`).join(' ')}` : `${db.site}: ${db.not_authorised ? db.error : 'unreachable'}`))
+    .map((db) =>
+      db.reachable
+        ? `${db.site}: ${config.steps.map((s) => `${s.name} ${db.steps[s.name]?.done ?? 0}/${files}`).join(' ')}`
+        : `${db.site}: ${db.not_authorised ? db.error : 'unreachable'}`,
+    )
     .join(' | ');
 }
 
@@ -65,7 +69,14 @@ function progressLine(config: MeshConfig, status: MeshStatus, files: number): st
  * moves for two minutes, and at the first failed step unless `waitOnFailure` (an operator may
  * retry it from the status page).
  */
-export async function waitForEverywhere(config: MeshConfig, open: (site: string) => Database, files: number, logger: Logger, signal?: AbortSignal, waitOnFailure = false): Promise<MeshStatus> {
+export async function waitForEverywhere(
+  config: MeshConfig,
+  open: (site: string) => Database,
+  files: number,
+  logger: Logger,
+  signal?: AbortSignal,
+  waitOnFailure = false,
+): Promise<MeshStatus> {
   const dbs = [open('modane'), open('kit')];
   let previous = '';
   let lastProgress = Date.now();
@@ -79,7 +90,11 @@ export async function waitForEverywhere(config: MeshConfig, open: (site: string)
       if (process.stderr.isTTY) process.stderr.write(`\r${line}   `);
       else logger.info(line);
     }
-    const failed = status.databases.flatMap((db) => Object.entries(db.steps).filter(([, c]) => c.failed > 0).map(([step, c]) => `${db.site} ${step}: ${c.failed}`));
+    const failed = status.databases.flatMap((db) =>
+      Object.entries(db.steps)
+        .filter(([, c]) => c.failed > 0)
+        .map(([step, c]) => `${db.site} ${step}: ${c.failed}`),
+    );
     if (failed.length > 0 && !waitOnFailure) throw new MeshError('STEP_FAILED', `steps failed (${failed.join(', ')}); see mesh status`);
     if (failed.join() !== failedBefore) {
       failedBefore = failed.join();
@@ -114,7 +129,8 @@ export interface Simulation {
 
 async function answers(url: string): Promise<boolean> {
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) }); // not a database: the status page
+    // not a database: the status page
+    const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
     await response.arrayBuffer();
     return response.ok;
   } catch {
@@ -128,7 +144,17 @@ async function answers(url: string): Promise<boolean> {
  */
 export async function startSimulation(work: string, options: SimulationOptions, logger: Logger, signal?: AbortSignal): Promise<Simulation> {
   const env = { ...process.env, MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? 'warn' };
-  const topology = await startTopology({ work, env, logFile: logFile(work), logger, ssh: options.ssh, slurm: options.slurm, nats: options.nats, recordClients: options.recordClients, maxAttempts: options.maxAttempts });
+  const topology = await startTopology({
+    work,
+    env,
+    logFile: logFile(work),
+    logger,
+    ssh: options.ssh,
+    slurm: options.slurm,
+    nats: options.nats,
+    recordClients: options.recordClients,
+    maxAttempts: options.maxAttempts,
+  });
   try {
     const dashboardPort = options.dashboardPort === 0 ? await freePort() : options.dashboardPort;
     const coordinator = topology.startCoordinator({ dashboardPort });
@@ -146,7 +172,15 @@ export async function startSimulation(work: string, options: SimulationOptions, 
       config,
       services: topology.services,
       open,
-      ingest: (abort) => ingestDirectory(storage, { db: topology.ingestDb(), docType: config.doc_type, ingest: config.ingest, stepNames: config.steps.map((s) => s.name), site: 'modane', signal: abort }),
+      ingest: (abort) =>
+        ingestDirectory(storage, {
+          db: topology.ingestDb(),
+          docType: config.doc_type,
+          ingest: config.ingest,
+          stepNames: config.steps.map((s) => s.name),
+          site: 'modane',
+          signal: abort,
+        }),
       startModaneAgent: () => void topology.startModaneAgent(),
       stopMeshProcesses: () => topology.stopProcesses(),
       stop: () => topology.stop(),

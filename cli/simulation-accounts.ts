@@ -59,7 +59,11 @@ function accountEnv(name: string, passwordFile: string, suffix: '' | '_replicati
 }
 
 /** Creates the accounts on both servers; undefined when the servers have no admin (nothing to separate). */
-export async function createSimulationAccounts(servers: Record<(typeof SERVER_SITES)[number], string>, env: NodeJS.ProcessEnv, dir: string): Promise<SimulationAccounts | undefined> {
+export async function createSimulationAccounts(
+  servers: Record<(typeof SERVER_SITES)[number], string>,
+  env: NodeJS.ProcessEnv,
+  dir: string,
+): Promise<SimulationAccounts | undefined> {
   const admins = SERVER_SITES.map((site) => ({ site, admin: credentialsFor(site, env) }));
   if (admins.some((a) => !a.admin)) return undefined;
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -69,7 +73,8 @@ export async function createSimulationAccounts(servers: Record<(typeof SERVER_SI
     files[process] = join(dir, `${name}.password`);
     await writeFile(files[process], `${password}\n`, { mode: 0o600 });
     await chmod(files[process], 0o600);
-    for (const { site, admin } of admins) await upsertAccount(new Database({ url: servers[site], database: '_users', credentials: admin }), name, password, [role]);
+    for (const { site, admin } of admins)
+      await upsertAccount(new Database({ url: servers[site], database: '_users', credentials: admin }), name, password, [role]);
   }
   const account = (process: SimulatedProcess) => ({ user: ACCOUNTS[process].name, password_file: files[process] });
   return {

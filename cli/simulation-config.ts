@@ -27,7 +27,14 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
     database: 'datadb',
     doc_type: 'daqdocument',
     sites: {
-      modane: { server: urls.modane, reachable: false, long_running: true, may_run: ['proc0'], storage: join(work, 'modane', 'daq'), log_dir: join(work, 'modane', 'logs') },
+      modane: {
+        server: urls.modane,
+        reachable: false,
+        long_running: true,
+        may_run: ['proc0'],
+        storage: join(work, 'modane', 'daq'),
+        log_dir: join(work, 'modane', 'logs'),
+      },
       kit: { server: urls.kit, reachable: true, long_running: true, may_run: [], log_dir: join(work, 'kit', 'logs') },
       lyon: {
         server: urls.kit,
@@ -44,10 +51,43 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
     ingest: { site: 'modane', pattern: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600 },
     steps: [
       services.ssh
-        ? { name: 'proc0', site: 'modane', executor: 'sftp', to: 'lyon', out: join(lyonStorage, 'raw', '{run_name}_{file_number}.raw'), timeout_s: 120, max_attempts, lease_s: 30 }
-        : { name: 'proc0', site: 'modane', run: [node, join(EXAMPLES, 'transfer.mjs'), '{file}', '{out}'], out: join(lyonStorage, 'raw', '{run_name}_{file_number}.raw'), timeout_s: 120, max_attempts, lease_s: 30 },
-      { name: 'proc1', site: 'lyon', run: [node, join(EXAMPLES, 'convert.mjs'), '{prev_out}', '{out}'], out: join(lyonStorage, 'converted', '{run_name}_{file_number}.txt'), timeout_s: 120, max_attempts, lease_s: 30 },
-      { name: 'proc2', site: 'lyon', run: [node, join(EXAMPLES, 'analyse.mjs'), '{prev_out}', '{out}'], out: join(lyonStorage, 'analysis', '{run_name}_{file_number}.json'), timeout_s: 120, max_attempts, lease_s: 30 },
+        ? {
+            name: 'proc0',
+            site: 'modane',
+            executor: 'sftp',
+            to: 'lyon',
+            out: join(lyonStorage, 'raw', '{run_name}_{file_number}.raw'),
+            timeout_s: 120,
+            max_attempts,
+            lease_s: 30,
+          }
+        : {
+            name: 'proc0',
+            site: 'modane',
+            run: [node, join(EXAMPLES, 'transfer.mjs'), '{file}', '{out}'],
+            out: join(lyonStorage, 'raw', '{run_name}_{file_number}.raw'),
+            timeout_s: 120,
+            max_attempts,
+            lease_s: 30,
+          },
+      {
+        name: 'proc1',
+        site: 'lyon',
+        run: [node, join(EXAMPLES, 'convert.mjs'), '{prev_out}', '{out}'],
+        out: join(lyonStorage, 'converted', '{run_name}_{file_number}.txt'),
+        timeout_s: 120,
+        max_attempts,
+        lease_s: 30,
+      },
+      {
+        name: 'proc2',
+        site: 'lyon',
+        run: [node, join(EXAMPLES, 'analyse.mjs'), '{prev_out}', '{out}'],
+        out: join(lyonStorage, 'analysis', '{run_name}_{file_number}.json'),
+        timeout_s: 120,
+        max_attempts,
+        lease_s: 30,
+      },
     ],
     agent: { sweep_s: 2, heartbeat_s: 2, retry_base_s: 1, retry_cap_s: 10, grace_s: 10 },
     coordinator: { site: 'modane', interval_s: 1 },

@@ -112,8 +112,9 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     return stopping;
   };
   try {
-    for (const site of ['modane', 'kit'] as const) servers[site] = await startServerChild(site, dataDir(site), { env, logFile, recordClients: recordFor(site) });
-    logger.info({ modane: servers.modane.url, kit: servers.kit.url }, 'servers up (modane is reachable by nobody; every replication is modane\'s)');
+    for (const site of ['modane', 'kit'] as const)
+      servers[site] = await startServerChild(site, dataDir(site), { env, logFile, recordClients: recordFor(site) });
+    logger.info({ modane: servers.modane.url, kit: servers.kit.url }, "servers up (modane is reachable by nobody; every replication is modane's)");
 
     const local = await startLocalServices(options, env, logger);
     ({ sshd, slurm, nats } = local);
@@ -125,9 +126,19 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     // credentials of the servers lyon talks to, as password files) must travel in the argument vector.
     const lyonServers = [raw.sites.lyon.credentials_of ?? 'lyon'];
     // With server admins, each process logs in with an account of its own (simulation-accounts.ts).
-    const accounts: SimulationAccounts | undefined = await createSimulationAccounts({ modane: servers.modane.url, kit: servers.kit.url }, env, join(work, 'secrets'));
-    if (accounts) logger.info({ operator: accounts.account('operator').user, password_file: accounts.account('operator').password_file }, 'each process has its own account; log in on the status page as this operator');
-    const lyonCredentials = accounts ? await credentialFileEnv(lyonServers, withAccount({}, accounts.env('lyon-agent')), join(work, 'secrets')) : await credentialFileEnv(lyonServers, env, join(work, 'secrets'));
+    const accounts: SimulationAccounts | undefined = await createSimulationAccounts(
+      { modane: servers.modane.url, kit: servers.kit.url },
+      env,
+      join(work, 'secrets'),
+    );
+    if (accounts)
+      logger.info(
+        { operator: accounts.account('operator').user, password_file: accounts.account('operator').password_file },
+        'each process has its own account; log in on the status page as this operator',
+      );
+    const lyonCredentials = accounts
+      ? await credentialFileEnv(lyonServers, withAccount({}, accounts.env('lyon-agent')), join(work, 'secrets'))
+      : await credentialFileEnv(lyonServers, env, join(work, 'secrets'));
     const lyonEnv = { ...(slurm?.env ?? {}), ...lyonCredentials, ...(options.lyonEnv ?? {}) };
     const envPrefix = Object.keys(lyonEnv).length > 0 ? ['/usr/bin/env', ...Object.entries(lyonEnv).map(([k, v]) => `${k}=${v}`)] : [];
     raw.sites.lyon = { ...raw.sites.lyon, mesh: [...envPrefix, process.execPath, resolve(MESH_MAIN), '--config', configFile] } as typeof raw.sites.lyon;
@@ -135,9 +146,16 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     await writeFile(configFile, JSON.stringify(raw, null, 2));
     const config = parseMeshConfig(raw, configFile);
     // The servers have an admin when MESH_<SITE>_USER/PASSWORD are set; every process reads them from the environment.
-    const open = (site: string) => new Database({ url: config.sites[site].server, database: config.database, credentials: credentialsFor(config.sites[site].credentials_of) });
+    const open = (site: string) =>
+      new Database({ url: config.sites[site].server, database: config.database, credentials: credentialsFor(config.sites[site].credentials_of) });
     const ingestDb = () =>
-      accounts ? new Database({ url: config.sites.modane.server, database: config.database, credentials: credentialsFor(config.sites.modane.credentials_of, withAccount(env, accounts.env('modane-agent'))) }) : open('modane');
+      accounts
+        ? new Database({
+            url: config.sites.modane.server,
+            database: config.database,
+            credentials: credentialsFor(config.sites.modane.credentials_of, withAccount(env, accounts.env('modane-agent'))),
+          })
+        : open('modane');
     const spawnTracked = (args: string[], processEnv: NodeJS.ProcessEnv = env) => {
       const child = spawnMesh(['--config', configFile, ...args], { env: processEnv, logFile });
       children.add(child);
@@ -159,10 +177,27 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
         servers[site] = await startServerChild(site, dataDir(site), { port: servers[site].port, env, logFile, recordClients: recordFor(site) });
         return servers[site];
       },
-      startCoordinator: (coordinator = {}) => spawnTracked(['coordinator', '--interval', '1', ...(coordinator.dashboardPort === undefined ? [] : ['--dashboard-port', String(coordinator.dashboardPort)])], accounts ? { ...env, ...accounts.replicationEnv() } : env),
-      startModaneAgent: () => spawnTracked(['agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', '--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])], accounts ? withAccount(env, accounts.env('modane-agent')) : env),
+      startCoordinator: (coordinator = {}) =>
+        spawnTracked(
+          ['coordinator', '--interval', '1', ...(coordinator.dashboardPort === undefined ? [] : ['--dashboard-port', String(coordinator.dashboardPort)])],
+          accounts ? { ...env, ...accounts.replicationEnv() } : env,
+        ),
+      startModaneAgent: () =>
+        spawnTracked(
+          ['agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', '--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])],
+          accounts ? withAccount(env, accounts.env('modane-agent')) : env,
+        ),
       async waitForDesign(signal, coordinator) {
-        const designed = async () => (await Promise.all(['modane', 'kit'].map((site) => open(site).get('_design/mesh').catch(() => undefined)))).every(Boolean);
+        const designed = async () =>
+          (
+            await Promise.all(
+              ['modane', 'kit'].map((site) =>
+                open(site)
+                  .get('_design/mesh')
+                  .catch(() => undefined),
+              ),
+            )
+          ).every(Boolean);
         return untilReady(coordinator, 'pushed the design documents to both servers', designed, signal);
       },
       stopProcesses,
@@ -182,9 +217,16 @@ export async function untilReady(coordinator: ChildProcess | undefined, what: st
   const deadline = Date.now() + COORDINATOR_READY_MS;
   while (!(await ready())) {
     if (coordinator && (coordinator.exitCode !== null || coordinator.signalCode !== null)) {
-      throw new MeshError('PROCESS_FAILED', `the coordinator exited (${coordinator.exitCode ?? coordinator.signalCode}) before it ${what}; see processes.log in the simulation folder`);
+      throw new MeshError(
+        'PROCESS_FAILED',
+        `the coordinator exited (${coordinator.exitCode ?? coordinator.signalCode}) before it ${what}; see processes.log in the simulation folder`,
+      );
     }
-    if (Date.now() > deadline) throw new MeshError('PROCESS_FAILED', `the coordinator has not ${what} after ${COORDINATOR_READY_MS / 1000} s; see processes.log in the simulation folder`);
+    if (Date.now() > deadline)
+      throw new MeshError(
+        'PROCESS_FAILED',
+        `the coordinator has not ${what} after ${COORDINATOR_READY_MS / 1000} s; see processes.log in the simulation folder`,
+      );
     if (!(await sleep(200, signal))) return false;
   }
   return true;

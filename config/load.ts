@@ -6,7 +6,16 @@ import { DURATION_FORM, parseDuration } from '../core/duration.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import { meshSchema } from './schema.js';
 import { stepNameClash } from './step-names.js';
-import { METADATA_ARGUMENT_FORM, METADATA_PLACEHOLDERS, OUT_FORM, PLACEHOLDERS, PLACEHOLDER_FORM, metadataArgumentProblems, outTemplateProblems, runArgumentProblems } from './template.js';
+import {
+  METADATA_ARGUMENT_FORM,
+  METADATA_PLACEHOLDERS,
+  OUT_FORM,
+  PLACEHOLDERS,
+  PLACEHOLDER_FORM,
+  metadataArgumentProblems,
+  outTemplateProblems,
+  runArgumentProblems,
+} from './template.js';
 import type { AgentTuning, AlertsConfig, BatchConfig, IngestConfig, MeshConfig, SiteConfig, SshTarget, StepConfig } from './types.js';
 import { DATABASE_NAME, MAX_TIMER_S, NAME, Problems, checkSeconds, isObject, isPositiveInteger, originalDesignProblem, show } from './validate.js';
 
@@ -56,7 +65,8 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   if (!isObject(raw)) throw new MeshError('CONFIG_INVALID', `mesh config ${source} is ${show(raw)}, expected a JSON object`);
   // convict merges `__proto__` away instead of calling it unknown: refuse it (at any depth) first.
   const prototypeKeys = prototypeKeyPaths(raw, '');
-  if (prototypeKeys.length > 0) throw new MeshError('CONFIG_INVALID', `invalid configuration ${source}:\n  - ${prototypeKeys.map((k) => `${k} is not a known key`).join('\n  - ')}`);
+  if (prototypeKeys.length > 0)
+    throw new MeshError('CONFIG_INVALID', `invalid configuration ${source}:\n  - ${prototypeKeys.map((k) => `${k} is not a known key`).join('\n  - ')}`);
   const schema = meshSchema();
   try {
     // convict cannot walk maps and lists of objects: those are checked below.
@@ -87,7 +97,8 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   checkSeconds(problems, 'ingest.quiet_s', ingest.quiet_s, { min: 0 });
   try {
     const groups = new RegExp(ingest.pattern).source;
-    if (!groups.includes('(?<run_name>') || !groups.includes('(?<file_number>')) problems.add('ingest.pattern', ingest.pattern, 'a regular expression with named groups (?<run_name>…) and (?<file_number>…)');
+    if (!groups.includes('(?<run_name>') || !groups.includes('(?<file_number>'))
+      problems.add('ingest.pattern', ingest.pattern, 'a regular expression with named groups (?<run_name>…) and (?<file_number>…)');
   } catch {
     problems.add('ingest.pattern', ingest.pattern, 'a valid regular expression');
   }
@@ -99,7 +110,12 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   for (const [key, value] of Object.entries(agent)) {
     checkSeconds(problems, `agent.${key}`, value, key === 'grace_s' ? { max: MAX_TIMER_S - GRACE_MARGIN_S } : {});
   }
-  if (typeof agent.retry_base_s === 'number' && typeof agent.retry_cap_s === 'number' && agent.retry_cap_s < agent.retry_base_s) problems.add('agent.retry_cap_s', agent.retry_cap_s, `at least agent.retry_base_s (${agent.retry_base_s}): the largest retry delay cannot be shorter than the first`);
+  if (typeof agent.retry_base_s === 'number' && typeof agent.retry_cap_s === 'number' && agent.retry_cap_s < agent.retry_base_s)
+    problems.add(
+      'agent.retry_cap_s',
+      agent.retry_cap_s,
+      `at least agent.retry_base_s (${agent.retry_base_s}): the largest retry delay cannot be shorter than the first`,
+    );
   const coordinator = schema.get('coordinator');
   // A coordinator.site the user did not write is checked as ingest.site, and reported there.
   const coordinatorSite = coordinator.site || ingest.site;
@@ -108,11 +124,16 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   const targets = parseTargets(raw.targets, steps, problems);
   // The hook as written: convict turns an object such as {"argv": […]} into [] ("no hook") without a word.
   const hookWritten = written(raw, 'alerts', 'hook');
-  const alerts = parseAlerts({ ...(schema.get('alerts') as unknown as AlertsInput), ...(hookWritten === undefined ? {} : { hook: hookWritten }) }, agent.heartbeat_s, problems);
+  const alerts = parseAlerts(
+    { ...(schema.get('alerts') as unknown as AlertsInput), ...(hookWritten === undefined ? {} : { hook: hookWritten }) },
+    agent.heartbeat_s,
+    problems,
+  );
   const serverTimeout = schema.get('server_timeout_s') as unknown as number;
   checkSeconds(problems, 'server_timeout_s', serverTimeout);
   const natsUrl = schema.get('nats').url;
-  if (natsUrl && !/^(nats|tls):\/\/[^/]+$|^[^/:]+:\d+$/.test(natsUrl)) problems.add('nats.url', natsUrl, 'a NATS URL such as "nats://127.0.0.1:4222" (credentials come from the environment)');
+  if (natsUrl && !/^(nats|tls):\/\/[^/]+$|^[^/:]+:\d+$/.test(natsUrl))
+    problems.add('nats.url', natsUrl, 'a NATS URL such as "nats://127.0.0.1:4222" (credentials come from the environment)');
   problems.throwIfAny(source);
 
   return deepFreeze({
@@ -149,7 +170,12 @@ function parseSites(raw: unknown, base: string, problems: Problems): Record<stri
     problems.unknownKeys(key, profile, SITE_KEYS);
     const server = profile.server;
     if (typeof server !== 'string' || !isHttpUrl(server)) problems.add(`${key}.server`, server, 'an http(s) URL such as "http://127.0.0.1:5984"');
-    else if (new URL(server).password || new URL(server).username) problems.add(`${key}.server`, '(a URL with credentials)', `a URL without credentials; put them in MESH_${name.toUpperCase()}_USER and _PASSWORD or _PASSWORD_FILE`);
+    else if (new URL(server).password || new URL(server).username)
+      problems.add(
+        `${key}.server`,
+        '(a URL with credentials)',
+        `a URL without credentials; put them in MESH_${name.toUpperCase()}_USER and _PASSWORD or _PASSWORD_FILE`,
+      );
     for (const flag of ['reachable', 'long_running'] as const) {
       if (typeof profile[flag] !== 'boolean') problems.add(`${key}.${flag}`, profile[flag], 'true or false');
     }
@@ -158,10 +184,16 @@ function parseSites(raw: unknown, base: string, problems: Problems): Record<stri
     const logDir = profile.log_dir ?? join('logs', name);
     if (typeof logDir !== 'string') problems.add(`${key}.log_dir`, logDir, 'a directory path');
     const mayRun = profile.may_run;
-    if (mayRun !== undefined && (!Array.isArray(mayRun) || !mayRun.every((s) => typeof s === 'string'))) problems.add(`${key}.may_run`, mayRun, 'a list of step names');
+    if (mayRun !== undefined && (!Array.isArray(mayRun) || !mayRun.every((s) => typeof s === 'string')))
+      problems.add(`${key}.may_run`, mayRun, 'a list of step names');
     if (profile.storage !== undefined && typeof profile.storage !== 'string') problems.add(`${key}.storage`, profile.storage, 'a directory path');
     const mesh = profile.mesh ?? ['mesh'];
-    if (!Array.isArray(mesh) || mesh.length === 0 || !mesh.every((a) => typeof a === 'string')) problems.add(`${key}.mesh`, mesh, 'the mesh command on that site as an argument vector, e.g. ["/opt/couchmesh/bin/mesh", "--config", "/etc/couchmesh/mesh.json"]');
+    if (!Array.isArray(mesh) || mesh.length === 0 || !mesh.every((a) => typeof a === 'string'))
+      problems.add(
+        `${key}.mesh`,
+        mesh,
+        'the mesh command on that site as an argument vector, e.g. ["/opt/couchmesh/bin/mesh", "--config", "/etc/couchmesh/mesh.json"]',
+      );
     sites[name] = {
       name,
       server: typeof server === 'string' ? server.replace(/\/+$/, '') : '',
@@ -192,9 +224,17 @@ function parseSsh(key: string, raw: unknown, base: string, problems: Problems): 
   if (typeof raw.host !== 'string' || !raw.host) problems.add(`${key}.host`, raw.host, 'a host name or address');
   if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) problems.add(`${key}.port`, port, 'a port number');
   if (typeof raw.user !== 'string' || !raw.user) problems.add(`${key}.user`, raw.user, 'a user name');
-  if (typeof raw.identity_file !== 'string' || !raw.identity_file) problems.add(`${key}.identity_file`, raw.identity_file, 'the path of a private key file (no password authentication)');
-  if (typeof raw.host_key_sha256 !== 'string' || !/^SHA256:[A-Za-z0-9+/]{43}=?$/.test(raw.host_key_sha256)) problems.add(`${key}.host_key_sha256`, raw.host_key_sha256, 'the pinned host key fingerprint, "SHA256:…" as ssh-keygen -lf prints it');
-  return { host: String(raw.host), port: Number(port), user: String(raw.user), identity_file: resolve(base, String(raw.identity_file)), host_key_sha256: String(raw.host_key_sha256) };
+  if (typeof raw.identity_file !== 'string' || !raw.identity_file)
+    problems.add(`${key}.identity_file`, raw.identity_file, 'the path of a private key file (no password authentication)');
+  if (typeof raw.host_key_sha256 !== 'string' || !/^SHA256:[A-Za-z0-9+/]{43}=?$/.test(raw.host_key_sha256))
+    problems.add(`${key}.host_key_sha256`, raw.host_key_sha256, 'the pinned host key fingerprint, "SHA256:…" as ssh-keygen -lf prints it');
+  return {
+    host: String(raw.host),
+    port: Number(port),
+    user: String(raw.user),
+    identity_file: resolve(base, String(raw.identity_file)),
+    host_key_sha256: String(raw.host_key_sha256),
+  };
 }
 
 function parseBatch(key: string, raw: unknown, problems: Problems): BatchConfig {
@@ -209,8 +249,14 @@ function parseBatch(key: string, raw: unknown, problems: Problems): BatchConfig 
   if (raw.system !== 'slurm' && raw.system !== 'sge') problems.add(`${key}.system`, raw.system, '"slurm" or "sge"');
   if (!Array.isArray(options) || !options.every((o) => typeof o === 'string')) problems.add(`${key}.options`, options, 'a list of submission options');
   if (!isPositiveInteger(perJob) || perJob > 1000) problems.add(`${key}.docs_per_job`, perJob, 'an integer from 1 to 1000');
-  if (!Array.isArray(mesh) || mesh.length === 0 || !mesh.every((o) => typeof o === 'string')) problems.add(`${key}.mesh`, mesh, 'the mesh command on the batch nodes as an argument vector, e.g. ["/opt/couchmesh/bin/mesh"]');
-  return { system: raw.system === 'sge' ? 'sge' : 'slurm', options: Array.isArray(options) ? options.map(String) : [], docs_per_job: Number(perJob), mesh: Array.isArray(mesh) ? mesh.map(String) : [] };
+  if (!Array.isArray(mesh) || mesh.length === 0 || !mesh.every((o) => typeof o === 'string'))
+    problems.add(`${key}.mesh`, mesh, 'the mesh command on the batch nodes as an argument vector, e.g. ["/opt/couchmesh/bin/mesh"]');
+  return {
+    system: raw.system === 'sge' ? 'sge' : 'slurm',
+    options: Array.isArray(options) ? options.map(String) : [],
+    docs_per_job: Number(perJob),
+    mesh: Array.isArray(mesh) ? mesh.map(String) : [],
+  };
 }
 
 function readProfile(path: string, base: string, key: string, problems: Problems): unknown {
@@ -251,7 +297,8 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
     if (typeof site !== 'string' || !sites[site]) problems.add(`${key}.site`, site, `one of the sites (${Object.keys(sites).join(', ')})`);
     if (value.executor === 'sftp' && run === undefined) {
       // the built-in transfer needs no command
-    } else if (!Array.isArray(run) || run.length === 0 || !run.every((a) => typeof a === 'string')) problems.add(`${key}.run`, run, 'a non-empty argument vector of strings, e.g. ["cp", "--", "{file}", "{out}"]');
+    } else if (!Array.isArray(run) || run.length === 0 || !run.every((a) => typeof a === 'string'))
+      problems.add(`${key}.run`, run, 'a non-empty argument vector of strings, e.g. ["cp", "--", "{file}", "{out}"]');
     else run.forEach((arg, i) => checkTemplate(`${key}.run[${i}]`, arg, problems));
     if (typeof out !== 'string' || out.length === 0) problems.add(`${key}.out`, out, OUT_FORM);
     else {
@@ -266,11 +313,24 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
     // A lease is renewed every third of it by a write to the server: under a second it cannot be kept.
     checkSeconds(problems, `${key}.lease_s`, lease, { min: 1 });
     const executor = value.executor ?? 'command';
-    if (executor !== 'command' && executor !== 'sftp') problems.add(`${key}.executor`, executor, '"command" (run the argument vector) or "sftp" (the built-in transfer)');
+    if (executor !== 'command' && executor !== 'sftp')
+      problems.add(`${key}.executor`, executor, '"command" (run the argument vector) or "sftp" (the built-in transfer)');
     if (executor === 'sftp' && (typeof value.to !== 'string' || !sites[value.to])) problems.add(`${key}.to`, value.to, 'the destination site of the transfer');
-    if (executor === 'sftp' && typeof value.to === 'string' && sites[value.to] && (!sites[value.to].ssh || !sites[value.to].storage)) problems.add(`sites.${value.to}`, '(no ssh or storage)', `ssh and storage, since step ${String(name)} transfers to it`);
-    if (typeof site === 'string' && sites[site]?.may_run.length && typeof name === 'string' && !sites[site].may_run.includes(name)) problems.add(`${key}.site`, site, `a site whose may_run lists ${name} (${site} may run: ${sites[site].may_run.join(', ')})`);
-    steps.push({ name: String(name), site: String(site), run: Array.isArray(run) ? run.map(String) : [], out: String(out), timeout_s: Number(timeout), max_attempts: Number(attempts), lease_s: Number(lease), executor: executor === 'sftp' ? 'sftp' : 'command', ...(typeof value.to === 'string' ? { to: value.to } : {}) });
+    if (executor === 'sftp' && typeof value.to === 'string' && sites[value.to] && (!sites[value.to].ssh || !sites[value.to].storage))
+      problems.add(`sites.${value.to}`, '(no ssh or storage)', `ssh and storage, since step ${String(name)} transfers to it`);
+    if (typeof site === 'string' && sites[site]?.may_run.length && typeof name === 'string' && !sites[site].may_run.includes(name))
+      problems.add(`${key}.site`, site, `a site whose may_run lists ${name} (${site} may run: ${sites[site].may_run.join(', ')})`);
+    steps.push({
+      name: String(name),
+      site: String(site),
+      run: Array.isArray(run) ? run.map(String) : [],
+      out: String(out),
+      timeout_s: Number(timeout),
+      max_attempts: Number(attempts),
+      lease_s: Number(lease),
+      executor: executor === 'sftp' ? 'sftp' : 'command',
+      ...(typeof value.to === 'string' ? { to: value.to } : {}),
+    });
   });
   return steps;
 }
@@ -284,7 +344,8 @@ function parseTargets(raw: unknown, steps: readonly StepConfig[], problems: Prob
     return targets;
   }
   for (const [step, text] of Object.entries(raw)) {
-    if (steps.length > 0 && !steps.some((s) => s.name === step)) problems.add(`targets.${step}`, text, `a target for one of the steps (${steps.map((s) => s.name).join(', ')}); there is no step ${JSON.stringify(step)}`);
+    if (steps.length > 0 && !steps.some((s) => s.name === step))
+      problems.add(`targets.${step}`, text, `a target for one of the steps (${steps.map((s) => s.name).join(', ')}); there is no step ${JSON.stringify(step)}`);
     const seconds = parseDuration(text);
     if (seconds === undefined) problems.add(`targets.${step}`, text, DURATION_FORM);
     else targets[step] = seconds;
@@ -300,12 +361,27 @@ interface AlertsInput {
 }
 
 function parseAlerts(raw: AlertsInput, heartbeatS: unknown, problems: Problems): AlertsConfig {
-  if (checkSeconds(problems, 'alerts.agent_silent_s', raw.agent_silent_s) && typeof heartbeatS === 'number' && heartbeatS > 0 && raw.agent_silent_s <= heartbeatS) problems.add('alerts.agent_silent_s', raw.agent_silent_s, `more seconds than agent.heartbeat_s (${heartbeatS}), or every agent would look silent between two heartbeats`);
+  if (
+    checkSeconds(problems, 'alerts.agent_silent_s', raw.agent_silent_s) &&
+    typeof heartbeatS === 'number' &&
+    heartbeatS > 0 &&
+    raw.agent_silent_s <= heartbeatS
+  )
+    problems.add(
+      'alerts.agent_silent_s',
+      raw.agent_silent_s,
+      `more seconds than agent.heartbeat_s (${heartbeatS}), or every agent would look silent between two heartbeats`,
+    );
   checkSeconds(problems, 'alerts.window_s', raw.window_s);
   checkSeconds(problems, 'alerts.hook_timeout_s', raw.hook_timeout_s);
   const hook = raw.hook;
   const hookOk = Array.isArray(hook) && hook.every((a) => typeof a === 'string' && a.length > 0);
-  if (!hookOk) problems.add('alerts.hook', hook, 'an argument vector of non-empty strings, e.g. ["/usr/local/bin/notify-shift", "--channel", "daq"] (started without a shell), or []');
+  if (!hookOk)
+    problems.add(
+      'alerts.hook',
+      hook,
+      'an argument vector of non-empty strings, e.g. ["/usr/local/bin/notify-shift", "--channel", "daq"] (started without a shell), or []',
+    );
   return {
     agent_silent_s: raw.agent_silent_s,
     window_s: raw.window_s,
@@ -325,7 +401,11 @@ function parseIngestMetadata(raw: MetadataInput, problems: Problems): Pick<Inges
   const argv = raw.metadata;
   const ok = Array.isArray(argv) && argv.every((a) => typeof a === 'string' && a.length > 0);
   if (!ok) {
-    problems.add('ingest.metadata', argv, `an argument vector of non-empty strings, e.g. ["/opt/daq/bin/read-header", "{file}"] (started without a shell; placeholders {${METADATA_PLACEHOLDERS.join('}, {')}}), or []`);
+    problems.add(
+      'ingest.metadata',
+      argv,
+      `an argument vector of non-empty strings, e.g. ["/opt/daq/bin/read-header", "{file}"] (started without a shell; placeholders {${METADATA_PLACEHOLDERS.join('}, {')}}), or []`,
+    );
   } else {
     argv.forEach((arg: string, i) => {
       const found = metadataArgumentProblems(arg);
@@ -355,4 +435,3 @@ function prototypeKeyPaths(value: unknown, path: string): string[] {
     return key === '__proto__' ? [at] : prototypeKeyPaths((value as Record<string, unknown>)[key], at);
   });
 }
-

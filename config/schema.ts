@@ -14,7 +14,11 @@ export function meshSchema() {
   return convict({
     database: { doc: 'Name of the CouchDB database holding the documents', format: String, default: 'datadb' },
     doc_type: { doc: 'Value of `type` in the documents this mesh drives', format: String, default: 'daqdocument' },
-    original_design: { doc: 'Name of the design document written for the original Edelweiss scripts\' tools (_design/<name>)', format: String, default: ORIGINAL_DESIGN_DEFAULT },
+    original_design: {
+      doc: "Name of the design document written for the original Edelweiss scripts' tools (_design/<name>)",
+      format: String,
+      default: ORIGINAL_DESIGN_DEFAULT,
+    },
     sites: { doc: 'Map of site name to site profile (an object, or the path of a JSON profile)', format: '*', default: {} as unknown },
     ingest: {
       site: { doc: 'Site whose agent catalogues DAQ files', format: String, default: '' },
@@ -24,8 +28,16 @@ export function meshSchema() {
         default: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$',
       },
       quiet_s: { doc: 'A file is closed when its size has not changed for this many seconds', format: '*', default: 600 as unknown },
-      metadata: { doc: 'Program (argument vector, no shell) printing one JSON object of header fields for each new file, merged into its document; empty = none', format: '*', default: [] as unknown },
-      metadata_timeout_s: { doc: 'Seconds after which a metadata program still running is killed (the file is retried at the next scan)', format: '*', default: METADATA_TIMEOUT_S as unknown },
+      metadata: {
+        doc: 'Program (argument vector, no shell) printing one JSON object of header fields for each new file, merged into its document; empty = none',
+        format: '*',
+        default: [] as unknown,
+      },
+      metadata_timeout_s: {
+        doc: 'Seconds after which a metadata program still running is killed (the file is retried at the next scan)',
+        format: '*',
+        default: METADATA_TIMEOUT_S as unknown,
+      },
     },
     steps: { doc: 'The chain of steps, in order', format: Array, default: [] as unknown[] },
     server_timeout_s: { doc: 'Seconds one request to a server may take, answer included, before it counts as failed', format: '*', default: 60 as unknown },
@@ -45,7 +57,11 @@ export function meshSchema() {
     },
     agent: {
       sweep_s: { doc: 'Seconds between two queries of the ready views', format: '*', default: 30 as unknown },
-      heartbeat_s: { doc: 'Seconds between two looks at the heartbeat: it is written when what it says changed, else every max(heartbeat_s, alerts.agent_silent_s / 3) s', format: '*', default: 10 as unknown },
+      heartbeat_s: {
+        doc: 'Seconds between two looks at the heartbeat: it is written when what it says changed, else every max(heartbeat_s, alerts.agent_silent_s / 3) s',
+        format: '*',
+        default: 10 as unknown,
+      },
       retry_base_s: { doc: 'First retry delay after a failed step', format: '*', default: 30 as unknown },
       retry_cap_s: { doc: 'Largest retry delay', format: '*', default: 3600 as unknown },
       grace_s: { doc: 'Seconds SIGTERM waits for running steps before releasing them', format: '*', default: 30 as unknown },

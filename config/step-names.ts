@@ -8,10 +8,35 @@ import { MESH_FIELDS } from '../core/document.js';
 import { CATALOGUE_FIELDS } from '../core/provenance.js';
 
 /** Views of `_design/mesh` (couchapp/design.ts); reserved for steps too, so that a name means one thing in both designs. */
-export const MESH_VIEW_NAMES: readonly string[] = ['by_status', 'ready', 'in_flight', 'failed_steps', 'done', 'conflicts', 'duplicates', 'by_run', 'by_host_run', 'by_file_name', 'lost_jobs', 'agents', 'flow', 'pending'];
+export const MESH_VIEW_NAMES: readonly string[] = [
+  'by_status',
+  'ready',
+  'in_flight',
+  'failed_steps',
+  'done',
+  'conflicts',
+  'duplicates',
+  'by_run',
+  'by_host_run',
+  'by_file_name',
+  'lost_jobs',
+  'agents',
+  'flow',
+  'pending',
+];
 
 /** Views of `_design/proc` whose names are fixed (the original scripts' names). */
-export const ORIGINAL_VIEWS: readonly string[] = Object.freeze(['inqueue', 'inprogress', 'failed', 'bad', 'status', 'statusbyrun', 'daqdoc', 'raw', 'procbyrun']);
+export const ORIGINAL_VIEWS: readonly string[] = Object.freeze([
+  'inqueue',
+  'inprogress',
+  'failed',
+  'bad',
+  'status',
+  'statusbyrun',
+  'daqdoc',
+  'raw',
+  'procbyrun',
+]);
 
 /** Every view name a step may not take. */
 export const FIXED_VIEWS: readonly string[] = Object.freeze([...MESH_VIEW_NAMES, ...ORIGINAL_VIEWS]);

@@ -70,7 +70,15 @@ export function unsafePath(path: string): string | undefined {
  * (absolute paths for files, plain names otherwise), so a problem of the expansion is the
  * template's, never the document's.
  */
-const SAMPLE: TemplateValues = { file: '/sample/file', prev_out: '/sample/prev_out', out: '/sample/out', doc_id: 'sample_doc', run_name: 'sample', file_number: '000', step: 'sample' };
+const SAMPLE: TemplateValues = {
+  file: '/sample/file',
+  prev_out: '/sample/prev_out',
+  out: '/sample/out',
+  doc_id: 'sample_doc',
+  run_name: 'sample',
+  file_number: '000',
+  step: 'sample',
+};
 
 /** Problems of an argument template of `run`; an empty list when it is fine. */
 export function runArgumentProblems(template: string): string[] {
@@ -89,7 +97,9 @@ export const METADATA_ARGUMENT_FORM = `an argument with placeholders among {${ME
 export function metadataArgumentProblems(template: string): string[] {
   const parsed = parseTemplate(template);
   if (!parsed.ok) return [parsed.problem];
-  const problems = parsed.parts.flatMap((p) => ('placeholder' in p && !METADATA_PLACEHOLDERS.includes(p.placeholder) ? [`{${p.placeholder}}, which a file being catalogued does not have yet`] : []));
+  const problems = parsed.parts.flatMap((p) =>
+    'placeholder' in p && !METADATA_PLACEHOLDERS.includes(p.placeholder) ? [`{${p.placeholder}}, which a file being catalogued does not have yet`] : [],
+  );
   return CONTROL.test(template) ? [...problems, 'a control character'] : problems;
 }
 
@@ -106,8 +116,10 @@ export function outTemplateProblems(template: string): string[] {
   // The file name part: a leading "-" would read as an option of the step's program.
   const lastLiteral = template.slice(template.lastIndexOf('/') + 1);
   if (lastLiteral.startsWith('-')) problems.push('a file name starting with "-"');
-  if (!UNIQUE_ALONE.some((p) => used.has(p)) && !(used.has('run_name') && used.has('file_number'))) problems.push('no per-document placeholder, so every document would write the same file');
-  if (parsed.parts.length === 1 && 'placeholder' in parsed.parts[0] && (parsed.parts[0].placeholder === 'file' || parsed.parts[0].placeholder === 'prev_out')) problems.push('the input file itself, which the step would overwrite');
+  if (!UNIQUE_ALONE.some((p) => used.has(p)) && !(used.has('run_name') && used.has('file_number')))
+    problems.push('no per-document placeholder, so every document would write the same file');
+  if (parsed.parts.length === 1 && 'placeholder' in parsed.parts[0] && (parsed.parts[0].placeholder === 'file' || parsed.parts[0].placeholder === 'prev_out'))
+    problems.push('the input file itself, which the step would overwrite');
   return problems;
 }
 

@@ -16,7 +16,16 @@
  */
 import type { MeshConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
-import { type BatchJobEntry, type DaqDocument, type StepRecord, documentProblems, isDone, parseStatus, pendingRecord, withStepRecord } from '../core/document.js';
+import {
+  type BatchJobEntry,
+  type DaqDocument,
+  type StepRecord,
+  documentProblems,
+  isDone,
+  parseStatus,
+  pendingRecord,
+  withStepRecord,
+} from '../core/document.js';
 import { statusProblems } from '../core/invariants.js';
 import { type PipelineSteps, transition } from '../core/state.js';
 
@@ -70,11 +79,23 @@ export function adoptionOf(doc: DaqDocument, config: PipelineSteps, options: Ado
   }
   // In progress or queued with no claim: nobody holds the step; it waits again and runs once more.
   const job = status.kind === 'queued' ? lastBatchJob(doc) : undefined;
-  const reason = job ? `queued as batch job ${job.number} under the original scripts when adopted` : `${status.kind === 'queued' ? 'queued' : 'in progress'} under the original scripts when adopted`;
-  const waiting: StepRecord = { attempts: 0, ok: false, reason, adopted: at, ...(job ? { batch: { system: String(job.type ?? 'unknown'), id: String(job.number) } } : {}) };
+  const reason = job
+    ? `queued as batch job ${job.number} under the original scripts when adopted`
+    : `${status.kind === 'queued' ? 'queued' : 'in progress'} under the original scripts when adopted`;
+  const waiting: StepRecord = {
+    attempts: 0,
+    ok: false,
+    reason,
+    adopted: at,
+    ...(job ? { batch: { system: String(job.type ?? 'unknown'), id: String(job.number) } } : {}),
+  };
   const ready = stepNames.indexOf(step) === 0 ? 'closed' : 'good';
   const history = [...(Array.isArray(doc.history) ? doc.history : []), { at, from: doc.status, to: ready, by: options.by, user: options.user, note: reason }];
-  return checked({ ...withStepRecord(doc, step, waiting), status: ready, history }, stepNames, `back to ${ready}: ${step} runs again${job ? ` (batch job ${job.number} forgotten)` : ''}`);
+  return checked(
+    { ...withStepRecord(doc, step, waiting), status: ready, history },
+    stepNames,
+    `back to ${ready}: ${step} runs again${job ? ` (batch job ${job.number} forgotten)` : ''}`,
+  );
 }
 
 /** The change, or why it would still be refused (a document adoption cannot make consistent). */
@@ -100,7 +121,11 @@ const PAGE = 500;
  * Adopts every document of `db` (pages of 500, `_all_docs` order). With `dryRun` nothing is
  * written. A document that changed since it was read is reported, not overwritten.
  */
-export async function adoptDatabase(db: Database, config: PipelineSteps & Pick<MeshConfig, 'doc_type'>, options: AdoptOptions & { dryRun: boolean; progress?: (report: AdoptReport) => void }): Promise<AdoptReport> {
+export async function adoptDatabase(
+  db: Database,
+  config: PipelineSteps & Pick<MeshConfig, 'doc_type'>,
+  options: AdoptOptions & { dryRun: boolean; progress?: (report: AdoptReport) => void },
+): Promise<AdoptReport> {
   const report: AdoptReport = { documents: 0, other: 0, byStatus: {}, written: 0, failed: [] };
   let startkey: string | undefined;
   for (;;) {

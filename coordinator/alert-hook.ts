@@ -31,7 +31,11 @@ export function runAlertHook(argv: readonly string[], event: object, timeoutMs: 
     child.once('error', (error) => done({ ok: false, reason: `cannot start ${argv[0]}: ${error.message}` }));
     child.once('close', (code, signal) => {
       if (code === 0) done({ ok: true });
-      else done({ ok: false, reason: `${argv[0]} exited with ${code ?? `signal ${signal}`}${stderr.trim() ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}` });
+      else
+        done({
+          ok: false,
+          reason: `${argv[0]} exited with ${code ?? `signal ${signal}`}${stderr.trim() ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`,
+        });
     });
     // A hook that does not read its stdin must not crash us (EPIPE).
     child.stdin.on('error', () => undefined);

@@ -14,7 +14,8 @@ export function assignmentProblems(config: Pick<MeshConfig, 'sites' | 'steps'>, 
     const site = config.sites[siteName];
     if (!config.steps.some((s) => s.name === step)) problems.push(`step ${step} is not in the pipeline`);
     if (!site) problems.push(`step ${step} is assigned to ${siteName}, which is not a site of the mesh`);
-    else if (site.may_run.length > 0 && !site.may_run.includes(step)) problems.push(`step ${step} is assigned to ${siteName}, whose may_run lists only ${site.may_run.join(', ')}`);
+    else if (site.may_run.length > 0 && !site.may_run.includes(step))
+      problems.push(`step ${step} is assigned to ${siteName}, whose may_run lists only ${site.may_run.join(', ')}`);
   }
   return problems;
 }
@@ -22,7 +23,8 @@ export function assignmentProblems(config: Pick<MeshConfig, 'sites' | 'steps'>, 
 /** Throws CONFIG_INVALID when a step is assigned to a site that may not run it. */
 export function assertAssignable(config: Pick<MeshConfig, 'sites' | 'steps' | 'source'>, steps?: Record<string, string>): void {
   const problems = assignmentProblems(config, steps);
-  if (problems.length > 0) throw new MeshError('CONFIG_INVALID', `cannot assign the steps (${config.source}): ${problems.join('; ')}; change the steps' site or the site's may_run`);
+  if (problems.length > 0)
+    throw new MeshError('CONFIG_INVALID', `cannot assign the steps (${config.source}): ${problems.join('; ')}; change the steps' site or the site's may_run`);
 }
 
 /** Writes the config's assignment (each step to its `site`) once it is checked; nothing when it is already stored. */

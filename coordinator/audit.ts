@@ -97,7 +97,12 @@ function runOf(step: string, record: StepRecord, rev: string): DuplicateRun {
  */
 export function mergeLeaves(winner: DaqDocument, losers: readonly DaqDocument[], steps: readonly string[]): DaqDocument {
   const { _conflicts: _c, _revisions: _r, _revs_info: _i, ...base } = winner as DaqDocument & { _revisions?: unknown; _revs_info?: unknown };
-  const kept = new Set(steps.flatMap((s) => { const record = stepRecord(winner, s); return record ? [runKey(runOf(s, record, ''))] : []; }));
+  const kept = new Set(
+    steps.flatMap((s) => {
+      const record = stepRecord(winner, s);
+      return record ? [runKey(runOf(s, record, ''))] : [];
+    }),
+  );
   const duplicates: DuplicateRun[] = Array.isArray(winner.duplicates) ? [...(winner.duplicates as DuplicateRun[])] : [];
   const seen = new Set([...kept, ...duplicates.map(runKey)]);
   const add = (run: DuplicateRun) => {
@@ -123,7 +128,10 @@ async function resolve(db: Database, id: string, steps: readonly string[], docTy
   if (leaves.length < 2) return { kind: 'no-conflict' };
   const [winner, ...losers] = rankLeaves(leaves, steps, docType);
   if (!keepsRules(winner, steps, docType)) {
-    throw new MeshError('DOCUMENT_MALFORMED', `${id}: no revision of its ${leaves.length} keeps the document rules (${[...statusProblems(winner, steps), ...creationProblems(winner, steps)].join('; ') || `type ${JSON.stringify(winner.type)}`}); left in conflict for an operator`);
+    throw new MeshError(
+      'DOCUMENT_MALFORMED',
+      `${id}: no revision of its ${leaves.length} keeps the document rules (${[...statusProblems(winner, steps), ...creationProblems(winner, steps)].join('; ') || `type ${JSON.stringify(winner.type)}`}); left in conflict for an operator`,
+    );
   }
   const merged = mergeLeaves(winner, losers, steps);
   const added = (merged.duplicates as unknown[]).length - (Array.isArray(winner.duplicates) ? winner.duplicates.length : 0);
@@ -162,4 +170,3 @@ export async function auditServer(config: MeshConfig, site: SiteConfig, db: Data
   await recordAudit(db, site.name, result.detected, resolutions, now);
   return result;
 }
-

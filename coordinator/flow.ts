@@ -110,7 +110,8 @@ async function stageLatency(config: MeshConfig, db: Database, index: number, opt
   // The reduces are asked only when a page was full: a reduce over a range costs a read of every
   // row in it on a server without stored reductions (the embedded one), and is rarely needed.
   const count = newest.length < options.maxRows ? newest.length : await files.finishedCount(db, step, start, now);
-  const pendingLate = closedBy === null || !pendingRows ? 0 : pendingRows.length < options.lateLimit ? pendingRows.length : await files.pendingClosedByCount(db, step, closedBy);
+  const pendingLate =
+    closedBy === null || !pendingRows ? 0 : pendingRows.length < options.lateLimit ? pendingRows.length : await files.pendingClosedByCount(db, step, closedBy);
   const stage: number[] = [];
   const sinceClose: number[] = [];
   const run: number[] = [];
@@ -123,10 +124,18 @@ async function stageLatency(config: MeshConfig, db: Database, index: number, opt
     if (s !== null) stage.push(s);
     if (c !== null) sinceClose.push(c);
     if (typeof duration === 'number' && Number.isFinite(duration)) run.push(duration);
-    if (target !== null && c !== null && c > target) lateDone.push({ doc: row.doc, run: runName ?? '', file: fileNumber ?? -1, latency_s: c, done: true, closed: closed ?? '' });
+    if (target !== null && c !== null && c > target)
+      lateDone.push({ doc: row.doc, run: runName ?? '', file: fileNumber ?? -1, latency_s: c, done: true, closed: closed ?? '' });
   }
   lateDone.sort((a, b) => b.latency_s - a.latency_s);
-  const latePending: LateFile[] = (pendingRows ?? []).map((row) => ({ doc: row.doc, run: row.run ?? '', file: row.file ?? -1, latency_s: seconds(row.closed, now.toISOString()) ?? 0, done: false, closed: row.closed }));
+  const latePending: LateFile[] = (pendingRows ?? []).map((row) => ({
+    doc: row.doc,
+    run: row.run ?? '',
+    file: row.file ?? -1,
+    latency_s: seconds(row.closed, now.toISOString()) ?? 0,
+    done: false,
+    closed: row.closed,
+  }));
   return {
     stage: step,
     from: index === 0 ? 'closed' : config.steps[index - 1].name,

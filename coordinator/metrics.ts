@@ -16,8 +16,16 @@ import { meshStatus } from './status.js';
 const STATES = ['done', 'ready', 'queued', 'in_progress', 'failed'] as const;
 const AGENT_COUNTERS = [
   ['claims', 'couchmesh_agent_claims_total', 'Claims the agent won since it started'],
-  ['claim_conflicts', 'couchmesh_agent_claim_conflicts_total', 'Claims the agent lost to another agent (a 409 on the compare-and-set, or the NATS claim registry) since it started'],
-  ['retries', 'couchmesh_agent_retries_total', 'Attempts after the first that the agent claimed (a retry after a failure, an expired claim taken over) since it started'],
+  [
+    'claim_conflicts',
+    'couchmesh_agent_claim_conflicts_total',
+    'Claims the agent lost to another agent (a 409 on the compare-and-set, or the NATS claim registry) since it started',
+  ],
+  [
+    'retries',
+    'couchmesh_agent_retries_total',
+    'Attempts after the first that the agent claimed (a retry after a failure, an expired claim taken over) since it started',
+  ],
 ] as const;
 
 export async function metricsText(config: MeshConfig, open: OpenDatabase, now = new Date()): Promise<{ contentType: string; body: string }> {
@@ -44,10 +52,21 @@ export async function metricsText(config: MeshConfig, open: OpenDatabase, now = 
   const window = gauge('couchmesh_flow_window_seconds', 'Window of the latency and completion figures below (alerts.window_s)');
   window.set(config.alerts.window_s);
   const completed = gauge('couchmesh_stage_completed', 'Files that finished the step within the window', ['server', 'stage']);
-  const stage = gauge('couchmesh_stage_latency_seconds', 'Latency of the stage: from the previous step done (DAQ close for the first) to this step done, over the window', ['server', 'stage', 'quantile']);
-  const sinceClose = gauge('couchmesh_latency_from_close_seconds', 'From DAQ close to this step done, over the window (what the target is compared with)', ['server', 'stage', 'quantile']);
+  const stage = gauge(
+    'couchmesh_stage_latency_seconds',
+    'Latency of the stage: from the previous step done (DAQ close for the first) to this step done, over the window',
+    ['server', 'stage', 'quantile'],
+  );
+  const sinceClose = gauge('couchmesh_latency_from_close_seconds', 'From DAQ close to this step done, over the window (what the target is compared with)', [
+    'server',
+    'stage',
+    'quantile',
+  ]);
   const run = gauge('couchmesh_step_duration_seconds', 'Run time of the step (duration_s of the records), over the window', ['server', 'step', 'quantile']);
-  const late = gauge('couchmesh_late_files', 'Files past the step target: done late within the window, or not done and older than the target', ['server', 'stage']);
+  const late = gauge('couchmesh_late_files', 'Files past the step target: done late within the window, or not done and older than the target', [
+    'server',
+    'stage',
+  ]);
   const capped = gauge('couchmesh_flow_sample_capped', '1 when more files finished in the window than were read for the quantiles', ['server', 'stage']);
   const target = gauge('couchmesh_latency_target_seconds', 'Target from DAQ close to the step done (config targets)', ['stage']);
   for (const [name, seconds] of Object.entries(config.targets)) target.set({ stage: name }, seconds);
@@ -74,11 +93,23 @@ export async function metricsText(config: MeshConfig, open: OpenDatabase, now = 
   detected.inc(status.double_claims.detected);
   resolved.inc(status.double_claims.resolved);
 
-  const pending = gauge('couchmesh_replication_pending', 'CouchDB\'s changes_pending of the job (cached up to 30 s by CouchDB; absent when the server gives none): a hint, behind_seconds is the measure', ['from', 'to', 'on']);
+  const pending = gauge(
+    'couchmesh_replication_pending',
+    "CouchDB's changes_pending of the job (cached up to 30 s by CouchDB; absent when the server gives none): a hint, behind_seconds is the measure",
+    ['from', 'to', 'on'],
+  );
   const replication = gauge('couchmesh_replication_state', '1 for the current state of each replication job', ['from', 'to', 'on', 'state']);
-  const behind = gauge('couchmesh_replication_behind_seconds', 'How long ago the source wrote its oldest replication marker the target has not received (0: the target has the newest); absent when unknown', ['from', 'to', 'on']);
+  const behind = gauge(
+    'couchmesh_replication_behind_seconds',
+    'How long ago the source wrote its oldest replication marker the target has not received (0: the target has the newest); absent when unknown',
+    ['from', 'to', 'on'],
+  );
   const markerAge = gauge('couchmesh_replication_marker_age_seconds', 'Age of the newest marker of the source that the target holds', ['from', 'to', 'on']);
-  const stalled = gauge('couchmesh_replication_stalled', '1 when behind_seconds is past the stall threshold (the coordinator restarts the job)', ['from', 'to', 'on']);
+  const stalled = gauge('couchmesh_replication_stalled', '1 when behind_seconds is past the stall threshold (the coordinator restarts the job)', [
+    'from',
+    'to',
+    'on',
+  ]);
   for (const r of status.replication) {
     const labels = { from: r.from, to: r.to, on: r.on };
     replication.set({ ...labels, state: r.state }, 1);
@@ -91,7 +122,7 @@ export async function metricsText(config: MeshConfig, open: OpenDatabase, now = 
   const labelsOf = (a: { site: string; agent: string; host: string }) => ({ site: a.site, agent: a.agent, host: a.host ?? '' });
   const agentLabels = ['site', 'agent', 'host'];
   const age = gauge('couchmesh_agent_heartbeat_age_seconds', 'Seconds since the agent last wrote its heartbeat', agentLabels);
-  const lastSeen = gauge('couchmesh_agent_last_seen_timestamp_seconds', 'Unix time of the agent\'s last heartbeat', agentLabels);
+  const lastSeen = gauge('couchmesh_agent_last_seen_timestamp_seconds', "Unix time of the agent's last heartbeat", agentLabels);
   const alive = gauge('couchmesh_agent_running', '1 while the agent says it runs (its last heartbeat state is not stopped)', agentLabels);
   const busy = gauge('couchmesh_agent_running_steps', 'Steps the agent was running at its last heartbeat', agentLabels);
   const counters = AGENT_COUNTERS.map(([key, name, help]) => [key, counter(name, help, agentLabels)] as const);

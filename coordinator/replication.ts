@@ -90,7 +90,10 @@ export function plannedReplications(config: MeshConfig): PlannedReplication[] {
       const [a, b] = [servers[i], servers[j]];
       if (!a.reachable && !b.reachable) continue;
       const fixedHost = !a.reachable ? a : !b.reachable ? b : coordinatorServer === a.server ? a : coordinatorServer === b.server ? b : undefined;
-      for (const [source, target] of [[a, b], [b, a]] as const) {
+      for (const [source, target] of [
+        [a, b],
+        [b, a],
+      ] as const) {
         const host = fixedHost ?? source;
         jobs.push({ id: replicationId(config.database, source.name, target.name), from: source.name, to: target.name, on: host.name, source, target, host });
       }
@@ -114,7 +117,13 @@ function endpoint(config: MeshConfig, site: SiteConfig, env: NodeJS.ProcessEnv):
  * job and treats an identical new document as a duplicate of it, never starting it.
  */
 export function replicationDocument(config: MeshConfig, job: PlannedReplication, env: NodeJS.ProcessEnv = process.env, now = new Date()): ReplicatorDocument {
-  return { _id: job.id, source: endpoint(config, job.source, env), target: endpoint(config, job.target, env), continuous: true, mesh_written: now.toISOString() };
+  return {
+    _id: job.id,
+    source: endpoint(config, job.source, env),
+    target: endpoint(config, job.target, env),
+    continuous: true,
+    mesh_written: now.toISOString(),
+  };
 }
 
 /** What makes two jobs the same replication (the replicator's own fields and `mesh_written` aside). */
@@ -149,7 +158,11 @@ export class ReplicationMonitor {
 async function inspect(job: PlannedReplication, doc: ReplicatorDocument, open: OpenDatabase, monitor: ReplicationMonitor, logger: Logger): Promise<JobState> {
   const host = open(job.host, '');
   const capabilities = await monitor.capabilities.of(host, (found) => {
-    if (!found.schedulerDocs) logger.info({ server: job.host.name }, `${job.host.name}'s server has no /_scheduler/docs: job state and error reason read from the _replicator documents`);
+    if (!found.schedulerDocs)
+      logger.info(
+        { server: job.host.name },
+        `${job.host.name}'s server has no /_scheduler/docs: job state and error reason read from the _replicator documents`,
+      );
   });
   return capabilities.schedulerDocs ? schedulerState(host, job.id) : documentState(doc);
 }
@@ -173,15 +186,34 @@ export function jobFreshness(job: Pick<PlannedReplication, 'from' | 'to'>, marke
   return linkFreshness(on(job.from), on(job.to), now);
 }
 
-function freshnessFields(f: LinkFreshness | undefined, stallMs: number): Pick<ReplicationReport, 'lag_from' | 'behind_s' | 'behind_unknown' | 'marker_age_s' | 'stalled'> {
+function freshnessFields(
+  f: LinkFreshness | undefined,
+  stallMs: number,
+): Pick<ReplicationReport, 'lag_from' | 'behind_s' | 'behind_unknown' | 'marker_age_s' | 'stalled'> {
   const behind = f?.behind_s ?? null;
   const unknown = behind === null ? (f?.unknown ?? 'markers not read') : undefined;
-  return { lag_from: behind === null ? 'none' : 'marker', behind_s: behind, ...(unknown ? { behind_unknown: unknown } : {}), marker_age_s: f?.marker_age_s ?? null, stalled: behind !== null && behind * 1000 >= stallMs };
+  return {
+    lag_from: behind === null ? 'none' : 'marker',
+    behind_s: behind,
+    ...(unknown ? { behind_unknown: unknown } : {}),
+    marker_age_s: f?.marker_age_s ?? null,
+    stalled: behind !== null && behind * 1000 >= stallMs,
+  };
 }
 
 function unreachable(job: PlannedReplication, error: unknown, f: LinkFreshness | undefined, stallMs: number): ReplicationReport {
   const refused = notAuthorised(error);
-  return { id: job.id, from: job.from, to: job.to, on: job.on, state: refused ? 'not authorised' : 'unreachable', pending: null, ...freshnessFields(f, stallMs), action: 'none', error: refused ?? errorMessage(error) };
+  return {
+    id: job.id,
+    from: job.from,
+    to: job.to,
+    on: job.on,
+    state: refused ? 'not authorised' : 'unreachable',
+    pending: null,
+    ...freshnessFields(f, stallMs),
+    action: 'none',
+    error: refused ?? errorMessage(error),
+  };
 }
 
 export interface EnsureOptions {
@@ -198,7 +230,14 @@ export interface EnsureOptions {
  * both of its servers: with one end down a restart cannot help, and the job's state and error
  * reason are reported as the server gives them. A server that does not answer is reported, not fatal.
  */
-export async function ensureReplications(config: MeshConfig, open: OpenDatabase, logger: Logger, monitor = new ReplicationMonitor(), now: () => Date = () => new Date(), options: EnsureOptions = {}): Promise<ReplicationReport[]> {
+export async function ensureReplications(
+  config: MeshConfig,
+  open: OpenDatabase,
+  logger: Logger,
+  monitor = new ReplicationMonitor(),
+  now: () => Date = () => new Date(),
+  options: EnsureOptions = {},
+): Promise<ReplicationReport[]> {
   const reports: ReplicationReport[] = [];
   const bothUp = (job: PlannedReplication) => !options.up || (options.up.has(job.source.name) && options.up.has(job.target.name));
   for (const job of plannedReplications(config)) {
@@ -224,12 +263,26 @@ export async function ensureReplications(config: MeshConfig, open: OpenDatabase,
       let restartedFor: string | undefined;
       if (action === 'none' && bothUp(job) && (RESTART_STATES.has(seen.state) || stalled)) {
         restartedFor = stalled ? 'stalled' : seen.state;
-        log.warn({ state: seen.state, reason: seen.reason, behind_s: fields.behind_s, stall_after_s: monitor.stallAfterMs / 1000 }, stalled ? `restarting replication job: ${job.to} is ${fields.behind_s} s behind ${job.from}` : `restarting replication job (${seen.state})`);
+        log.warn(
+          { state: seen.state, reason: seen.reason, behind_s: fields.behind_s, stall_after_s: monitor.stallAfterMs / 1000 },
+          stalled ? `restarting replication job: ${job.to} is ${fields.behind_s} s behind ${job.from}` : `restarting replication job (${seen.state})`,
+        );
         await recreateJob(replicator, wanted);
         monitor.restarted.set(job.id, now().getTime());
         action = 'restarted';
       }
-      reports.push({ id: job.id, from: job.from, to: job.to, on: job.on, state: seen.state, ...(seen.reason ? { reason: seen.reason } : {}), pending: seen.pending, ...fields, action, ...(restartedFor ? { restarted_for: restartedFor } : {}) });
+      reports.push({
+        id: job.id,
+        from: job.from,
+        to: job.to,
+        on: job.on,
+        state: seen.state,
+        ...(seen.reason ? { reason: seen.reason } : {}),
+        pending: seen.pending,
+        ...fields,
+        action,
+        ...(restartedFor ? { restarted_for: restartedFor } : {}),
+      });
     } catch (error) {
       log.warn({ err: errorMessage(error) }, 'replication job not checked: server unreachable or refusing');
       reports.push(unreachable(job, error, freshness, monitor.stallAfterMs));
@@ -239,7 +292,13 @@ export async function ensureReplications(config: MeshConfig, open: OpenDatabase,
 }
 
 /** The jobs' state and each link's freshness, read only (for `mesh status`). */
-export async function replicationStatus(config: MeshConfig, open: OpenDatabase, logger: Logger, monitor = new ReplicationMonitor({ intervalMs: config.coordinator.interval_s * 1000 }), now = new Date()): Promise<ReplicationReport[]> {
+export async function replicationStatus(
+  config: MeshConfig,
+  open: OpenDatabase,
+  logger: Logger,
+  monitor = new ReplicationMonitor({ intervalMs: config.coordinator.interval_s * 1000 }),
+  now = new Date(),
+): Promise<ReplicationReport[]> {
   const markers = await readAllMarkers(config, open);
   return Promise.all(
     plannedReplications(config).map(async (job): Promise<ReplicationReport> => {
@@ -248,7 +307,17 @@ export async function replicationStatus(config: MeshConfig, open: OpenDatabase, 
         const doc = await readJob(open(job.host, '_replicator'), job.id);
         if (!doc) return { id: job.id, from: job.from, to: job.to, on: job.on, state: 'missing', pending: null, ...fields, action: 'none' };
         const seen = await inspect(job, doc, open, monitor, logger);
-        return { id: job.id, from: job.from, to: job.to, on: job.on, state: seen.state, ...(seen.reason ? { reason: seen.reason } : {}), pending: seen.pending, ...fields, action: 'none' };
+        return {
+          id: job.id,
+          from: job.from,
+          to: job.to,
+          on: job.on,
+          state: seen.state,
+          ...(seen.reason ? { reason: seen.reason } : {}),
+          pending: seen.pending,
+          ...fields,
+          action: 'none',
+        };
       } catch (error) {
         return { ...unreachable(job, error, undefined, monitor.stallAfterMs), ...fields };
       }

@@ -24,7 +24,12 @@ export function retrySite(config: MeshConfig, step: string | undefined): string 
  * Makes the failed step of `docId` ready again (its history and the failure are kept), as a
  * compare-and-set on the revision read; a document that changed meanwhile is read again.
  */
-export async function retryFailedStep(config: MeshConfig, db: Database, docId: string, options: { step?: string; by: string; now?: () => Date }): Promise<RetryResult> {
+export async function retryFailedStep(
+  config: MeshConfig,
+  db: Database,
+  docId: string,
+  options: { step?: string; by: string; now?: () => Date },
+): Promise<RetryResult> {
   const stepNames = config.steps.map((s) => s.name);
   retrySite(config, options.step);
   let step = '';

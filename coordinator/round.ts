@@ -71,7 +71,12 @@ export async function coordinatorRound(ctx: CoordinatorContext, monitor: Replica
   const down = new Set(servers.map((s) => s.name).filter((name) => !up.has(name)));
   const markers = await readAllMarkers(ctx.config, ctx.open, down);
   const replications = await ensureReplications(ctx.config, ctx.open, ctx.logger, monitor, now, { up, markers });
-  const written = await writeMarkers(ctx, servers.filter((s) => up.has(s.name)), monitor.intervalMs, now());
+  const written = await writeMarkers(
+    ctx,
+    servers.filter((s) => up.has(s.name)),
+    monitor.intervalMs,
+    now(),
+  );
 
   let assignment: RoundSummary['assignment'] = 'skipped';
   const home = serverOf(ctx.config, ctx.config.sites[ctx.config.coordinator.site]);
@@ -129,7 +134,10 @@ async function checkAlerts(ctx: CoordinatorContext, tracker: AlertTracker): Prom
 export function summaryLine(summary: RoundSummary): string {
   const up = summary.servers.filter((s) => s.reachable).length;
   const down = summary.servers.filter((s) => !s.reachable).map((s) => `${s.site} UNREACHABLE`);
-  const jobs = summary.replications.map((r) => `${r.from}→${r.to} ${r.state}${r.reason ? ` (${r.reason})` : ''}${r.action === 'none' ? '' : ` (${r.action}${r.restarted_for ? `: ${r.restarted_for}` : ''})`}, ${behindText(r.from, r.to, r)}`);
+  const jobs = summary.replications.map(
+    (r) =>
+      `${r.from}→${r.to} ${r.state}${r.reason ? ` (${r.reason})` : ''}${r.action === 'none' ? '' : ` (${r.action}${r.restarted_for ? `: ${r.restarted_for}` : ''})`}, ${behindText(r.from, r.to, r)}`,
+  );
   const detected = summary.audits.reduce((n, a) => n + a.detected, 0);
   const resolved = summary.audits.reduce((n, a) => n + a.resolved, 0);
   return [
@@ -145,7 +153,10 @@ export function summaryLine(summary: RoundSummary): string {
  * Rounds until `signal` aborts (checked between rounds; the sleep between them ends at once),
  * or one round with `once`. Returns the last round's summary.
  */
-export async function runCoordinator(ctx: CoordinatorContext, options: { once: boolean; intervalMs: number; signal: AbortSignal }): Promise<RoundSummary | undefined> {
+export async function runCoordinator(
+  ctx: CoordinatorContext,
+  options: { once: boolean; intervalMs: number; signal: AbortSignal },
+): Promise<RoundSummary | undefined> {
   const monitor = new ReplicationMonitor({ intervalMs: options.intervalMs, stallAfterMs: stallAfterMs(options.intervalMs) });
   const alerts = ctx.alerts ?? new AlertTracker({ logger: ctx.logger, hook: ctx.config.alerts.hook, hookTimeoutMs: ctx.config.alerts.hook_timeout_s * 1000 });
   const withAlerts = { ...ctx, alerts };

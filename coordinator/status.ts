@@ -50,7 +50,10 @@ export interface AgentStatus {
  * action taken. `behind_s` is how far the job's target is behind its source, from the markers
  * (coordinator/freshness.ts); `reason` the server's words for an error state.
  */
-export type ReplicationStatus = Pick<ReplicationReport, 'from' | 'to' | 'on' | 'state' | 'reason' | 'pending' | 'lag_from' | 'behind_s' | 'behind_unknown' | 'marker_age_s' | 'stalled'>;
+export type ReplicationStatus = Pick<
+  ReplicationReport,
+  'from' | 'to' | 'on' | 'state' | 'reason' | 'pending' | 'lag_from' | 'behind_s' | 'behind_unknown' | 'marker_age_s' | 'stalled'
+>;
 
 export interface MeshStatus {
   generated: string;
@@ -72,7 +75,17 @@ const LIST_LIMIT = 50;
  * A server that fails or answers nonsense part-way gives what was read and the error.
  */
 export async function databaseStatus(config: MeshConfig, site: SiteConfig, db: Database, now: Date): Promise<{ db: DatabaseStatus; agents: AgentStatus[] }> {
-  const base: DatabaseStatus = { site: site.name, url: site.server, reachable: false, doc_count: 0, by_status: {}, steps: {}, conflicts: 0, in_flight: [], failed: [] };
+  const base: DatabaseStatus = {
+    site: site.name,
+    url: site.server,
+    reachable: false,
+    doc_count: 0,
+    by_status: {},
+    steps: {},
+    conflicts: 0,
+    in_flight: [],
+    failed: [],
+  };
   try {
     return await readDatabaseStatus(config, db, now, base);
   } catch (error) {
@@ -108,9 +121,24 @@ async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, b
     const leaseUntil = r.lease_until as string;
     const lease = Date.parse(leaseUntil);
     const since = Date.parse(r.started ?? leaseUntil);
-    return { doc: r.doc, step: r.step, agent: r.agent as string, site: r.site as string, attempts: r.attempts as number, lease_until: leaseUntil, lease_age_s: Math.round((now.getTime() - since) / 1000), expired: lease <= now.getTime() };
+    return {
+      doc: r.doc,
+      step: r.step,
+      agent: r.agent as string,
+      site: r.site as string,
+      attempts: r.attempts as number,
+      lease_until: leaseUntil,
+      lease_age_s: Math.round((now.getTime() - since) / 1000),
+      expired: lease <= now.getTime(),
+    };
   });
-  base.failed = (await files.failedSteps(db, LIST_LIMIT)).map((r) => ({ doc: r.doc, step: r.step, reason: r.reason ?? 'unknown', exit_code: r.exit_code ?? null, stderr_tail: r.stderr_tail as string | undefined }));
+  base.failed = (await files.failedSteps(db, LIST_LIMIT)).map((r) => ({
+    doc: r.doc,
+    step: r.step,
+    reason: r.reason ?? 'unknown',
+    exit_code: r.exit_code ?? null,
+    stderr_tail: r.stderr_tail as string | undefined,
+  }));
 
   const agents = (await readHeartbeats(db)).map((h) => ({
     site: h.site,
@@ -143,7 +171,19 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
     database: config.database,
     databases: results.map((r) => r.db),
     agents: newestHeartbeats(results.flatMap((r) => r.agents)),
-    replication: replication.map(({ from, to, on, state, reason, pending, lag_from, behind_s, behind_unknown, marker_age_s, stalled }) => ({ from, to, on, state, ...(reason ? { reason } : {}), pending, lag_from, behind_s, ...(behind_unknown ? { behind_unknown } : {}), marker_age_s, stalled })),
+    replication: replication.map(({ from, to, on, state, reason, pending, lag_from, behind_s, behind_unknown, marker_age_s, stalled }) => ({
+      from,
+      to,
+      on,
+      state,
+      ...(reason ? { reason } : {}),
+      pending,
+      lag_from,
+      behind_s,
+      ...(behind_unknown ? { behind_unknown } : {}),
+      marker_age_s,
+      stalled,
+    })),
     double_claims: doubleClaims(counters),
   };
 }
@@ -165,7 +205,21 @@ export function doubleClaims(perServer: ReadonlyArray<{ conflicted: readonly str
 }
 
 function unreachableStatus(site: SiteConfig, error: unknown): { db: DatabaseStatus; agents: AgentStatus[] } {
-  return { db: { site: site.name, url: site.server, reachable: false, ...failure(error, ' (counts incomplete)'), doc_count: 0, by_status: {}, steps: {}, conflicts: 0, in_flight: [], failed: [] }, agents: [] };
+  return {
+    db: {
+      site: site.name,
+      url: site.server,
+      reachable: false,
+      ...failure(error, ' (counts incomplete)'),
+      doc_count: 0,
+      by_status: {},
+      steps: {},
+      conflicts: 0,
+      in_flight: [],
+      failed: [],
+    },
+    agents: [],
+  };
 }
 
 /** Heartbeat documents replicate: one entry per agent, the newest heartbeat wins. */

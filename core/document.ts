@@ -179,21 +179,26 @@ export function documentProblems(doc: unknown, stepNames: readonly string[]): st
   else if (!parseStatus(d.status, stepNames)) problems.push(`status ${JSON.stringify(d.status).slice(0, 80)} is unknown`);
   if (typeof d.file !== 'string' || d.file.length === 0) problems.push(`file is ${describe(d.file)}, expected a path`);
   if (typeof d.run_name !== 'string') problems.push(`run_name is ${describe(d.run_name)}, expected a string`);
-  if (typeof d.file_number !== 'number' || !Number.isSafeInteger(d.file_number)) problems.push(`file_number is ${describe(d.file_number)}, expected an integer`);
-  if (d.size_in_bytes !== undefined && (typeof d.size_in_bytes !== 'number' || !Number.isSafeInteger(d.size_in_bytes) || d.size_in_bytes < 0)) problems.push(`size_in_bytes is ${describe(d.size_in_bytes)}, expected a non-negative integer`);
+  if (typeof d.file_number !== 'number' || !Number.isSafeInteger(d.file_number))
+    problems.push(`file_number is ${describe(d.file_number)}, expected an integer`);
+  if (d.size_in_bytes !== undefined && (typeof d.size_in_bytes !== 'number' || !Number.isSafeInteger(d.size_in_bytes) || d.size_in_bytes < 0))
+    problems.push(`size_in_bytes is ${describe(d.size_in_bytes)}, expected a non-negative integer`);
   // The transfer compares the copy against this checksum: it must be one, or absent.
   if (d.checksum !== undefined) {
     const sha256 = (d.checksum as { sha256?: unknown } | null)?.sha256;
-    if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) problems.push(`checksum is ${describe(d.checksum)}, expected { "sha256": 64 hex digits }`);
+    if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256))
+      problems.push(`checksum is ${describe(d.checksum)}, expected { "sha256": 64 hex digits }`);
   }
   if (d.history !== undefined && !Array.isArray(d.history)) problems.push('history is not an array');
   // A mesh document is a few levels deep; thousands of levels make JSON.stringify overflow the stack.
   if (nestedDeeperThan(d, MAX_DEPTH)) problems.push(`nested deeper than ${MAX_DEPTH} levels`);
   const pending = d.pending;
-  if (pending !== undefined && (pending === null || typeof pending !== 'object' || Array.isArray(pending))) problems.push(`pending is ${describe(pending)}, expected an object`);
+  if (pending !== undefined && (pending === null || typeof pending !== 'object' || Array.isArray(pending)))
+    problems.push(`pending is ${describe(pending)}, expected an object`);
   for (const step of stepNames) {
     const done = d[step];
-    if (done !== undefined && (done === null || typeof done !== 'object' || Array.isArray(done))) problems.push(`${step} is ${describe(done)}, expected a record object`);
+    if (done !== undefined && (done === null || typeof done !== 'object' || Array.isArray(done)))
+      problems.push(`${step} is ${describe(done)}, expected a record object`);
     const record = (pending as Record<string, unknown> | undefined)?.[step];
     if (record === undefined) continue;
     if (record === null || typeof record !== 'object' || Array.isArray(record)) {
@@ -201,10 +206,12 @@ export function documentProblems(doc: unknown, stepNames: readonly string[]): st
       continue;
     }
     const r = record as Record<string, unknown>;
-    if (typeof r.attempts !== 'number' || !Number.isInteger(r.attempts) || r.attempts < 0) problems.push(`pending.${step}.attempts is ${describe(r.attempts)}, expected a non-negative integer`);
+    if (typeof r.attempts !== 'number' || !Number.isInteger(r.attempts) || r.attempts < 0)
+      problems.push(`pending.${step}.attempts is ${describe(r.attempts)}, expected a non-negative integer`);
     if (r.ok !== undefined && typeof r.ok !== 'boolean') problems.push(`pending.${step}.ok is ${describe(r.ok)}, expected a boolean`);
     for (const field of ['lease_until', 'retry_after'] as const) {
-      if (r[field] !== undefined && (typeof r[field] !== 'string' || Number.isNaN(Date.parse(r[field] as string)))) problems.push(`pending.${step}.${field} is not an ISO date`);
+      if (r[field] !== undefined && (typeof r[field] !== 'string' || Number.isNaN(Date.parse(r[field] as string))))
+        problems.push(`pending.${step}.${field} is not an ISO date`);
     }
   }
   return problems;

@@ -22,7 +22,6 @@ export function show(value: unknown): string {
   return value === undefined ? 'missing' : String(JSON.stringify(value)).slice(0, 80);
 }
 
-
 /**
  * What is wrong with the document's status given its step records; empty when consistent.
  * A step record at the top level is the step's success (the original scripts' readers take
@@ -47,7 +46,8 @@ export function statusProblems(doc: unknown, stepNames: readonly string[]): stri
     const record = doc[step];
     if (record !== undefined) {
       if (!isObject(record)) problems.push(`${step} is ${show(record)}, expected a record object`);
-      else if (record.ok !== undefined && record.ok !== true) problems.push(`${step}.ok is ${show(record.ok)}: a step record at the top level is a success, an unfinished step's is pending.${step}`);
+      else if (record.ok !== undefined && record.ok !== true)
+        problems.push(`${step}.ok is ${show(record.ok)}: a step record at the top level is a success, an unfinished step's is pending.${step}`);
     }
     const waiting = isObject(pending) ? pending[step] : undefined;
     if (waiting === undefined) continue;
@@ -81,9 +81,11 @@ export function statusProblems(doc: unknown, stepNames: readonly string[]): stri
       if (record.ok !== false) problems.push(`status ${status} but pending.${step}.ok is not false`);
     } else {
       if (typeof record.agent !== 'string' || record.agent.length === 0) problems.push(`status ${status} but pending.${step}.agent is ${show(record.agent)}`);
-      if (typeof record.lease_until !== 'string' || !ISO_DATE.test(record.lease_until)) problems.push(`status ${status} but pending.${step}.lease_until is ${show(record.lease_until)}`);
+      if (typeof record.lease_until !== 'string' || !ISO_DATE.test(record.lease_until))
+        problems.push(`status ${status} but pending.${step}.lease_until is ${show(record.lease_until)}`);
       const attempts = record.attempts;
-      if (typeof attempts !== 'number' || !Number.isInteger(attempts) || attempts < 1) problems.push(`status ${status} but pending.${step}.attempts is ${show(attempts)}`);
+      if (typeof attempts !== 'number' || !Number.isInteger(attempts) || attempts < 1)
+        problems.push(`status ${status} but pending.${step}.attempts is ${show(attempts)}`);
     }
   }
   return problems;
@@ -192,7 +194,13 @@ export function editProblems(oldDoc: unknown, newDoc: unknown, stepNames: readon
   const closure = statusClosure(stepNames);
   const from = oldDoc.status;
   const to = newDoc.status;
-  if (typeof from === 'string' && typeof to === 'string' && Object.prototype.hasOwnProperty.call(closure, from) && Object.prototype.hasOwnProperty.call(closure, to) && closure[from].indexOf(to) < 0) {
+  if (
+    typeof from === 'string' &&
+    typeof to === 'string' &&
+    Object.prototype.hasOwnProperty.call(closure, from) &&
+    Object.prototype.hasOwnProperty.call(closure, to) &&
+    closure[from].indexOf(to) < 0
+  ) {
     problems.push(`status cannot go from ${show(from)} to ${show(to)}`);
   }
   return problems;

@@ -23,7 +23,10 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     redact: { paths: ['password', '*.password', 'auth', '*.auth', 'headers.authorization'], censor: '[redacted]' },
     hooks: {
       logMethod(this: Logger, args: unknown[], method: (...a: unknown[]) => void) {
-        method.apply(this, args.map((a) => (typeof a === 'string' ? scrubUrl(a) : a)));
+        method.apply(
+          this,
+          args.map((a) => (typeof a === 'string' ? scrubUrl(a) : a)),
+        );
       },
     },
   };

@@ -64,7 +64,10 @@ export function claimKey(doc: string, step: string): string {
 
 /** The errors this file tells apart; everything else means "NATS is not usable right now". */
 function keyExists(error: unknown): boolean {
-  return error instanceof JetStreamApiError && (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+  return (
+    error instanceof JetStreamApiError &&
+    (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
 }
 
 interface Held {
@@ -100,7 +103,10 @@ export class MeshChannel {
   private clientRetries = 0;
   private everConnected = false;
 
-  private constructor(url: string, private readonly options: ChannelOptions) {
+  private constructor(
+    url: string,
+    private readonly options: ChannelOptions,
+  ) {
     this.url = url;
     this.logger = options.logger.child({ nats: scrubUrl(url) });
   }
@@ -110,7 +116,8 @@ export class MeshChannel {
    * throws because NATS is down, it keeps trying. Only a URL carrying credentials is refused.
    */
   static async connect(url: string, options: ChannelOptions): Promise<MeshChannel> {
-    if (/^[a-z]+:\/\/[^/]*@/i.test(url)) throw new MeshError('CONFIG_INVALID', `the NATS URL ${scrubUrl(url)} carries credentials; put them in MESH_NATS_USER and MESH_NATS_PASSWORD instead`);
+    if (/^[a-z]+:\/\/[^/]*@/i.test(url))
+      throw new MeshError('CONFIG_INVALID', `the NATS URL ${scrubUrl(url)} carries credentials; put them in MESH_NATS_USER and MESH_NATS_PASSWORD instead`);
     const channel = new MeshChannel(url, options);
     options.signal?.addEventListener('abort', () => void channel.close(), { once: true });
     const firstAttempt = channel.attempt();
@@ -306,7 +313,11 @@ export class MeshChannel {
       return true;
     } catch (error) {
       this.failures++;
-      if (this.failures === 1 || this.failures % 20 === 0) this.logger.warn({ attempt: this.failures }, `NATS unreachable (${scrubUrl(errorMessage(error))}); working through CouchDB alone, retrying in the background`);
+      if (this.failures === 1 || this.failures % 20 === 0)
+        this.logger.warn(
+          { attempt: this.failures },
+          `NATS unreachable (${scrubUrl(errorMessage(error))}); working through CouchDB alone, retrying in the background`,
+        );
       return false;
     }
   }

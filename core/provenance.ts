@@ -58,7 +58,10 @@ export function chainProblems(from: unknown, to: unknown, entries: readonly unkn
     const entry = entries[i];
     if (!isObject(entry)) return [`history entry ${show(entry)} is not an object`];
     if (entry.from !== at) return [`history entry from ${show(entry.from)} does not follow ${show(at)}`];
-    const legal = at === null ? entry.to === 'closed' : typeof at === 'string' && Object.prototype.hasOwnProperty.call(next, at) && next[at].indexOf(entry.to as string) >= 0;
+    const legal =
+      at === null
+        ? entry.to === 'closed'
+        : typeof at === 'string' && Object.prototype.hasOwnProperty.call(next, at) && next[at].indexOf(entry.to as string) >= 0;
     if (!legal) return [`history cannot go from ${show(at)} to ${show(entry.to)}`];
     if (typeof entry.at !== 'string' || !ISO_DATE.test(entry.at)) return [`history entry at is ${show(entry.at)}, expected an ISO date`];
     if (typeof entry.by !== 'string' || entry.by.length === 0) return [`history entry by is ${show(entry.by)}`];
@@ -109,7 +112,8 @@ export function provenanceProblems(oldDoc: Obj, newDoc: Obj, stepNames: readonly
     for (let c = 0; c < counters.length; c++) {
       const was = before[counters[c]];
       const now = after[counters[c]];
-      if (typeof was === 'number' && !(typeof now === 'number' && now >= was)) problems.push(`${step}.${counters[c]} cannot go down from ${show(was)} to ${show(now)}`);
+      if (typeof was === 'number' && !(typeof now === 'number' && now >= was))
+        problems.push(`${step}.${counters[c]} cannot go down from ${show(was)} to ${show(now)}`);
     }
   }
   const history = appendOnly('history', Array.isArray(oldDoc.history) ? oldDoc.history : undefined, newDoc.history);
@@ -138,7 +142,13 @@ export interface ChainEntry {
  * and for fixtures. It says what must have happened, not who did it: the server accepts it only
  * from the coordinator's replication or the admin party, which are not held to authorship.
  */
-export function historyTo(status: string, stepNames: readonly string[], at = new Date().toISOString(), by = 'mesh/adopted', user: string | null = null): ChainEntry[] {
+export function historyTo(
+  status: string,
+  stepNames: readonly string[],
+  at = new Date().toISOString(),
+  by = 'mesh/adopted',
+  user: string | null = null,
+): ChainEntry[] {
   const next = statusSuccessors(stepNames);
   const previous = new Map<string, string | null>([['closed', null]]);
   const queue = ['closed'];

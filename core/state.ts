@@ -1,5 +1,19 @@
 import { MeshError } from './errors.js';
-import { type BatchJob, type BatchJobEntry, type DaqDocument, type HistoryEntry, type ParsedStatus, type RunIdentity, type StatusKind, type StepRecord, formatStatus, isDone, parseStatus, stepRecord, withStepRecord } from './document.js';
+import {
+  type BatchJob,
+  type BatchJobEntry,
+  type DaqDocument,
+  type HistoryEntry,
+  type ParsedStatus,
+  type RunIdentity,
+  type StatusKind,
+  type StepRecord,
+  formatStatus,
+  isDone,
+  parseStatus,
+  stepRecord,
+  withStepRecord,
+} from './document.js';
 
 /** What the state machine needs to know of the pipeline: the steps in order and their limits. */
 export interface PipelineSteps {
@@ -101,7 +115,10 @@ export function leaseExpired(record: StepRecord | undefined, now: Date): boolean
 }
 
 function illegal(doc: DaqDocument, event: MeshEvent, why: string): TransitionResult {
-  return { ok: false, error: new MeshError('ILLEGAL_TRANSITION', `${doc._id}: cannot ${event.type}${'step' in event ? ` ${event.step}` : ''} from "${doc.status}": ${why}`) };
+  return {
+    ok: false,
+    error: new MeshError('ILLEGAL_TRANSITION', `${doc._id}: cannot ${event.type}${'step' in event ? ` ${event.step}` : ''} from "${doc.status}": ${why}`),
+  };
 }
 
 /** History is append-only (the server refuses anything else): every status change adds one entry. */
@@ -143,7 +160,10 @@ function withoutClaim(record: StepRecord): StepRecord {
  * Pure: it never touches the database; the caller writes the result with the document's `_rev`.
  */
 export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeline: PipelineSteps): TransitionResult {
-  const current = parseStatus(doc.status, pipeline.steps.map((s) => s.name));
+  const current = parseStatus(
+    doc.status,
+    pipeline.steps.map((s) => s.name),
+  );
   if (!current) return illegal(doc, event, 'unknown status');
   const at = now.toISOString();
 
@@ -181,28 +201,55 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
         past_attempts: pastWith(record),
       };
       const kind = event.mode === 'run' ? 'in_progress' : 'queued';
-      return next(withStepRecord(doc, event.step, prune(claimed)), { kind, step: event.step }, `${event.site}/${event.agent}`, user, now, reclaim ? 'lease expired, reclaimed' : undefined);
+      return next(
+        withStepRecord(doc, event.step, prune(claimed)),
+        { kind, step: event.step },
+        `${event.site}/${event.agent}`,
+        user,
+        now,
+        reclaim ? 'lease expired, reclaimed' : undefined,
+      );
     }
     case 'start': {
       if (!(sameStep && current.kind === 'queued')) return illegal(doc, event, 'the step is not queued');
-      const started: StepRecord = { ...(record as StepRecord), site: event.site, agent: event.agent, host: event.host, account: user, started: at, lease_until: event.lease_until };
+      const started: StepRecord = {
+        ...(record as StepRecord),
+        site: event.site,
+        agent: event.agent,
+        host: event.host,
+        account: user,
+        started: at,
+        lease_until: event.lease_until,
+      };
       return next(withStepRecord(doc, event.step, started), { kind: 'in_progress', step: event.step }, `${event.site}/${event.agent}`, user, now);
     }
     case 'renew': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       // A renewal is not a transition: no history entry, the status stays.
-      return { ok: true, doc: withStepRecord(doc, event.step, { ...(record as StepRecord), lease_until: event.lease_until, ...(event.run ? { run: event.run } : {}) }) };
+      return {
+        ok: true,
+        doc: withStepRecord(doc, event.step, { ...(record as StepRecord), lease_until: event.lease_until, ...(event.run ? { run: event.run } : {}) }),
+      };
     }
     case 'submitted': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
       const job = record?.batch;
       const id = event.batch.id;
-      if (!job || job.stdout !== event.batch.stdout || job.system !== event.batch.system || id === undefined) return illegal(doc, event, 'the claim belongs to another batch job');
+      if (!job || job.stdout !== event.batch.stdout || job.system !== event.batch.system || id === undefined)
+        return illegal(doc, event, 'the claim belongs to another batch job');
       if (job.id !== undefined && job.id !== id) return illegal(doc, event, `the claim already names job ${job.id}`);
       if (job.id === id) return { ok: true, doc };
       // Like a renewal, not a transition: no history entry, the status stays.
-      const entry: BatchJobEntry = { number: jobNumber(id), script: event.script, stdout: job.stdout ?? '', stderr: job.stderr ?? '', command: event.command, type: job.system, date: at };
+      const entry: BatchJobEntry = {
+        number: jobNumber(id),
+        script: event.script,
+        stdout: job.stdout ?? '',
+        stderr: job.stderr ?? '',
+        command: event.command,
+        type: job.system,
+        date: at,
+      };
       const submitted = withStepRecord(doc, event.step, { ...(record as StepRecord), batch: { ...job, id } });
       return { ok: true, doc: { ...submitted, batchJob: [...(Array.isArray(doc.batchJob) ? doc.batchJob : []), entry] } };
     }
@@ -212,7 +259,16 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       const claim = record as StepRecord;
       // The original scripts' fields next to CouchMesh's: their readers know only these.
       const originals = { date: at, hostname: claim.host, batchjob: claim.batch?.id === undefined ? undefined : jobNumber(claim.batch.id) };
-      const done = prune({ ...withoutClaim(claim), ...event.result, ...originals, ok: true, finished: at, reason: undefined, stderr_tail: undefined, retry_after: undefined });
+      const done = prune({
+        ...withoutClaim(claim),
+        ...event.result,
+        ...originals,
+        ok: true,
+        finished: at,
+        reason: undefined,
+        stderr_tail: undefined,
+        retry_after: undefined,
+      });
       return next(withStepRecord(doc, event.step, done), { kind: 'good' }, `${record?.site}/${event.agent}`, user, now);
     }
     case 'fail': {
@@ -220,15 +276,30 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       const failed = prune({ ...withoutClaim(record as StepRecord), ...(event.result ?? {}), ok: false, finished: at, reason: event.reason });
       const by = `${record?.site}/${event.agent}`;
-      if (counted >= limit || event.final === true) return next(withStepRecord(doc, event.step, failed), { kind: 'failed', step: event.step }, by, user, now, event.reason);
-      return next(withStepRecord(doc, event.step, { ...failed, retry_after: event.retry_after }), { kind: readyStatus(pipeline, event.step) }, by, user, now, `attempt ${attempts} failed, retry after ${event.retry_after}`);
+      if (counted >= limit || event.final === true)
+        return next(withStepRecord(doc, event.step, failed), { kind: 'failed', step: event.step }, by, user, now, event.reason);
+      return next(
+        withStepRecord(doc, event.step, { ...failed, retry_after: event.retry_after }),
+        { kind: readyStatus(pipeline, event.step) },
+        by,
+        user,
+        now,
+        `attempt ${attempts} failed, retry after ${event.retry_after}`,
+      );
     }
     case 'release': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
       if (!ownsClaim) return illegal(doc, event, `the claim belongs to ${record?.agent ?? 'nobody'}`);
       // The attempt keeps its number (and its log files) but does not count against the limit.
       const released = prune({ ...withoutClaim(record as StepRecord), uncounted: (record?.uncounted ?? 0) + 1, ok: undefined });
-      return next(withStepRecord(doc, event.step, released), { kind: readyStatus(pipeline, event.step) }, `${record?.site}/${event.agent}`, user, now, 'released');
+      return next(
+        withStepRecord(doc, event.step, released),
+        { kind: readyStatus(pipeline, event.step) },
+        `${record?.site}/${event.agent}`,
+        user,
+        now,
+        'released',
+      );
     }
     case 'expire':
     case 'lost': {

@@ -125,18 +125,21 @@ function authorityProblems(newDoc: Obj, previous: Obj | null, user: UserContext,
     const after = pendingRecord(newDoc, step);
     const done = newDoc[step];
     if (isObject(done) && !sameValue(previous === null ? undefined : previous[step], done)) {
-      if (!(claimedBefore === step && before !== undefined && before.account === user.name)) problems.push(`${step} may be recorded done only by the account that claimed it`);
+      if (!(claimedBefore === step && before !== undefined && before.account === user.name))
+        problems.push(`${step} may be recorded done only by the account that claimed it`);
     }
     if (after === undefined || sameValue(before, after)) continue;
     if (claimedNow === step) {
       if (after.account !== user.name) problems.push(`pending.${step}.account is ${show(after.account)} but the writer is ${who}`);
-      else if (!(has(p.sites, after.site) && has(policy.stepSites[step], after.site))) problems.push(`pending.${step}.site is ${show(after.site)}: ${who} may not run ${step} there`);
+      else if (!(has(p.sites, after.site) && has(policy.stepSites[step], after.site)))
+        problems.push(`pending.${step}.site is ${show(after.site)}: ${who} may not run ${step} there`);
     } else if (entries.length === 0) {
       problems.push(`pending.${step} cannot change without a status change`);
     }
   }
   const jobsBefore = previous !== null && Array.isArray(previous.batchJob) ? previous.batchJob.length : 0;
-  if (Array.isArray(newDoc.batchJob) && newDoc.batchJob.length > jobsBefore && p.sites.length === 0) problems.push(`${who} may not record batch jobs: agents do`);
+  if (Array.isArray(newDoc.batchJob) && newDoc.batchJob.length > jobsBefore && p.sites.length === 0)
+    problems.push(`${who} may not record batch jobs: agents do`);
   return problems;
 }
 

@@ -52,7 +52,11 @@ export function writePolicy(input: DesignInput): WritePolicy {
   const stepSites: Record<string, string[]> = {};
   for (const step of input.steps) {
     // As the assignment reads the config: an empty may_run lets a site run any step.
-    const sites = input.sites ? Object.values(input.sites).filter((site) => site.may_run.length === 0 || site.may_run.includes(step.name)).map((site) => site.name) : [];
+    const sites = input.sites
+      ? Object.values(input.sites)
+          .filter((site) => site.may_run.length === 0 || site.may_run.includes(step.name))
+          .map((site) => site.name)
+      : [];
     stepSites[step.name] = sites.length > 0 ? sites : [step.site];
   }
   return { docType: input.doc_type, steps: input.steps.map((s) => s.name), stepSites, ingestSites: input.ingest ? [input.ingest.site] : [] };
@@ -87,12 +91,14 @@ export function checkDesignInput(input: DesignInput): string[] {
   if (typeof input.doc_type !== 'string' || input.doc_type.length === 0) problems.push('doc_type is empty');
   if (names.length === 0) problems.push('the pipeline has no steps');
   for (const name of names) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name)) problems.push(`step name ${JSON.stringify(name)} must start with a letter or digit and contain only letters, digits, _ and -`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name))
+      problems.push(`step name ${JSON.stringify(name)} must start with a letter or digit and contain only letters, digits, _ and -`);
     const clash = stepNameClash(name, names);
     if (clash) problems.push(`step name ${JSON.stringify(name)} clashes with ${clash}`);
   }
   if (new Set(names).size !== names.length) problems.push('step names are not unique');
-  if (problems.length > 0) throw new MeshError('CONFIG_INVALID', `cannot generate the design documents: ${problems.join('; ')}; rename the steps in the pipeline config`);
+  if (problems.length > 0)
+    throw new MeshError('CONFIG_INVALID', `cannot generate the design documents: ${problems.join('; ')}; rename the steps in the pipeline config`);
   return names;
 }
 

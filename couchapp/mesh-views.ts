@@ -49,7 +49,11 @@ type KeyTime = string | null;
 export const BY_STATUS = view<string, null>('by_status', docMap('  emit(doc.status, null);'), '_count');
 
 /** Ready steps, keyed by when they may run (`retry_after`, '' at once). */
-export const READY = view<[step: string, retryAfter: string], null>('ready', docMap('  var step = readyStep(doc);\n  if (step !== null) emit([step, record(doc, step).retry_after || ""], null);'), '_count');
+export const READY = view<[step: string, retryAfter: string], null>(
+  'ready',
+  docMap('  var step = readyStep(doc);\n  if (step !== null) emit([step, record(doc, step).retry_after || ""], null);'),
+  '_count',
+);
 
 export interface InFlightValue {
   agent: string | null;
@@ -90,7 +94,11 @@ export const FAILED_STEPS = view<string, FailedValue>(
   '_count',
 );
 
-export const DONE = view<string, null>('done', docMap('  for (var i = 0; i < STEPS.length; i++) {\n    if (isDone(doc, STEPS[i])) emit(STEPS[i], null);\n  }'), '_count');
+export const DONE = view<string, null>(
+  'done',
+  docMap('  for (var i = 0; i < STEPS.length; i++) {\n    if (isDone(doc, STEPS[i])) emit(STEPS[i], null);\n  }'),
+  '_count',
+);
 
 export interface LostJobValue {
   reason: string;
@@ -117,7 +125,11 @@ export const LOST_JOBS = view<[step: string, started: KeyTime], LostJobValue>(
 export const CONFLICTS = view<string, string[]>('conflicts', docMap('  if (doc._conflicts) emit(doc._id, doc._conflicts);'), '_count');
 
 /** Documents whose double claim the audit resolved (the losing runs are in duplicates[]): replicated, so any server counts them all. */
-export const DUPLICATES = view<string, number>('duplicates', docMap('  if (Array.isArray(doc.duplicates) && doc.duplicates.length > 0) emit(doc._id, doc.duplicates.length);'), '_count');
+export const DUPLICATES = view<string, number>(
+  'duplicates',
+  docMap('  if (Array.isArray(doc.duplicates) && doc.duplicates.length > 0) emit(doc._id, doc.duplicates.length);'),
+  '_count',
+);
 
 /** [previous step's finish (or date_closed), date_closed, run_name, file_number, duration_s]. */
 export type FlowValue = [from: string | null, closed: string | null, run: string | null, file: number | null, durationS: number | null];
@@ -155,21 +167,50 @@ export const PENDING = view<[step: string, closed: string], [run: string | null,
 );
 
 /** Status by run and file number. */
-export const BY_RUN = view<[run: string | null, file: number | null], string>('by_run', docMap('  emit([value(doc.run_name), value(doc.file_number)], doc.status);'));
+export const BY_RUN = view<[run: string | null, file: number | null], string>(
+  'by_run',
+  docMap('  emit([value(doc.run_name), value(doc.file_number)], doc.status);'),
+);
 
 /** The status page: per DAQ host and run, the highest file number comes from the `_stats` reduce. */
-export const BY_HOST_RUN = view<[host: string, run: string | null], number>('by_host_run', docMap("  if (typeof doc.file_number === 'number') emit([doc.daq_host || 'unknown', value(doc.run_name)], doc.file_number);"), '_stats');
+export const BY_HOST_RUN = view<[host: string, run: string | null], number>(
+  'by_host_run',
+  docMap("  if (typeof doc.file_number === 'number') emit([doc.daq_host || 'unknown', value(doc.run_name)], doc.file_number);"),
+  '_stats',
+);
 
 /** The status page's search by file name: a prefix range over the file's base name. */
-export const BY_FILE_NAME = view<string, null>('by_file_name', docMap("  if (typeof doc.file === 'string') emit(doc.file.slice(doc.file.lastIndexOf('/') + 1), null);"));
+export const BY_FILE_NAME = view<string, null>(
+  'by_file_name',
+  docMap("  if (typeof doc.file === 'string') emit(doc.file.slice(doc.file.lastIndexOf('/') + 1), null);"),
+);
 
 /** The agents' heartbeat documents, by site and name, with when each was last seen. */
 export const AGENTS = view<[site: string | null, agent: string | null], string | null>('agents', () =>
-  ['function (doc) {', `  if (doc.type === ${JSON.stringify(HEARTBEAT_TYPE)}) emit([doc.site === undefined ? null : doc.site, doc.agent === undefined ? null : doc.agent], doc.last_seen === undefined ? null : doc.last_seen);`, '}'].join('\n'),
+  [
+    'function (doc) {',
+    `  if (doc.type === ${JSON.stringify(HEARTBEAT_TYPE)}) emit([doc.site === undefined ? null : doc.site, doc.agent === undefined ? null : doc.agent], doc.last_seen === undefined ? null : doc.last_seen);`,
+    '}',
+  ].join('\n'),
 );
 
 /** Every view of `_design/mesh`, in the order they are written. */
-export const MESH_VIEW_CONTRACTS: readonly ViewContract<unknown, unknown>[] = [BY_STATUS, READY, IN_FLIGHT, FAILED_STEPS, DONE, LOST_JOBS, CONFLICTS, DUPLICATES, FLOW, PENDING, BY_RUN, BY_HOST_RUN, BY_FILE_NAME, AGENTS];
+export const MESH_VIEW_CONTRACTS: readonly ViewContract<unknown, unknown>[] = [
+  BY_STATUS,
+  READY,
+  IN_FLIGHT,
+  FAILED_STEPS,
+  DONE,
+  LOST_JOBS,
+  CONFLICTS,
+  DUPLICATES,
+  FLOW,
+  PENDING,
+  BY_RUN,
+  BY_HOST_RUN,
+  BY_FILE_NAME,
+  AGENTS,
+];
 
 /**
  * Keys `[step, time]`: the rows of `step` up to `until`. `from: ''` leaves out rows without a

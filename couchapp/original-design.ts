@@ -74,7 +74,8 @@ function views(input: DesignInput): Record<string, ViewSource> {
   const result: Record<string, ViewSource> = {};
   // `proc0`: closed and not yet through the first step; `procK`: good, through every step before K, not K.
   steps.forEach((step, k) => {
-    const test = k === 0 ? "doc.status === 'closed' && !present(doc, STEPS[0])" : `doc.status === 'good' && !present(doc, STEPS[${k}]) && presentPrefix(doc) >= ${k}`;
+    const test =
+      k === 0 ? "doc.status === 'closed' && !present(doc, STEPS[0])" : `doc.status === 'good' && !present(doc, STEPS[${k}]) && presentPrefix(doc) >= ${k}`;
     result[step] = { map: map(`  if (${test}) emit(RF, 1);`) };
   });
   for (const step of steps) result[inProgressView(step)] = { map: map(`  if (doc.status === ${JSON.stringify(`${step} in progress`)}) emit(RF, 1);`) };
@@ -87,7 +88,11 @@ function views(input: DesignInput): Record<string, ViewSource> {
   result.daqdoc = { map: map('  emit(RF, 1);'), reduce: '_stats' };
   // Good files whose second step (proc1 at Edelweiss) is present.
   result.raw = {
-    map: map(steps.length > 1 ? "  if (doc.status === 'good' && present(doc, STEPS[1])) emit(RF, 1);" : '  // A pipeline of one step has no second step: raw selects nothing.'),
+    map: map(
+      steps.length > 1
+        ? "  if (doc.status === 'good' && present(doc, STEPS[1])) emit(RF, 1);"
+        : '  // A pipeline of one step has no second step: raw selects nothing.',
+    ),
   };
   // The last step of the present prefix, or `mixed_state` when the first step is absent.
   result.procbyrun = {
@@ -115,9 +120,15 @@ export function originalDesignDocument(config: OriginalDesignInput): OriginalDes
   const stepNames = checkDesignInput(config);
   const name = config.original_design ?? ORIGINAL_DESIGN_DEFAULT;
   const form = originalDesignProblem(name);
-  if (form) throw new MeshError('CONFIG_INVALID', `cannot generate the original scripts' design document: original_design is ${JSON.stringify(name)}, expected ${form}`);
+  if (form)
+    throw new MeshError(
+      'CONFIG_INVALID',
+      `cannot generate the original scripts' design document: original_design is ${JSON.stringify(name)}, expected ${form}`,
+    );
   const input: DesignInput = { doc_type: config.doc_type, steps: config.steps };
-  const generatedFrom = createHash('sha256').update(JSON.stringify({ generator: GENERATOR_VERSION, design: name, doc_type: config.doc_type, steps: stepNames })).digest('hex');
+  const generatedFrom = createHash('sha256')
+    .update(JSON.stringify({ generator: GENERATOR_VERSION, design: name, doc_type: config.doc_type, steps: stepNames }))
+    .digest('hex');
   return {
     _id: `_design/${name}`,
     language: 'javascript',

@@ -14,7 +14,12 @@ export const SERVER_TIMEOUT_MS = 30_000;
 /** Opens with the site's credentials from the environment; every request gives up after SERVER_TIMEOUT_MS. */
 export function readerOpen(config: MeshConfig): OpenDatabase {
   return (site: SiteConfig, database?: string) =>
-    new Database({ url: site.server, database: database ?? config.database, credentials: credentialsFor(site.credentials_of), signal: AbortSignal.timeout(SERVER_TIMEOUT_MS) });
+    new Database({
+      url: site.server,
+      database: database ?? config.database,
+      credentials: credentialsFor(site.credentials_of),
+      signal: AbortSignal.timeout(SERVER_TIMEOUT_MS),
+    });
 }
 
 /** The data database with an operator's credentials (never the dashboard's own). */
@@ -24,5 +29,7 @@ export function operatorDatabase(config: MeshConfig, site: SiteConfig, credentia
 
 /** A server URL as the browser may see it: no user-info, no query string. */
 export function publicUrl(url: string): string {
-  return scrubUrl(url).replace(/[?#].*$/s, '').replace(/\/+$/, '');
+  return scrubUrl(url)
+    .replace(/[?#].*$/s, '')
+    .replace(/\/+$/, '');
 }

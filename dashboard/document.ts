@@ -54,7 +54,16 @@ async function copyOn(config: MeshConfig, open: OpenDatabase, id: string): Promi
         const doc = await open(site).get<DaqDocument & { _revs_info?: Array<{ rev: string; status: string }> }>(id, { revs_info: true, conflicts: true });
         if (!doc) return { ...base, reachable: true, found: false };
         const { _revs_info: revs, ...rest } = doc;
-        return { ...base, reachable: true, found: true, rev: doc._rev, status: doc.status, revs_info: (revs ?? []).slice(0, REVS_SHOWN), conflicts: doc._conflicts ?? [], doc: rest as DaqDocument };
+        return {
+          ...base,
+          reachable: true,
+          found: true,
+          rev: doc._rev,
+          status: doc.status,
+          revs_info: (revs ?? []).slice(0, REVS_SHOWN),
+          conflicts: doc._conflicts ?? [],
+          doc: rest as DaqDocument,
+        };
       } catch (error) {
         return { ...base, reachable: false, found: false, error: errorMessage(error) };
       }

@@ -10,12 +10,18 @@ import { scrubUrl } from '../core/log.js';
 export const PAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dashboard', 'page');
 
 const MAX_BODY = 16 * 1024;
-const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml' };
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+};
 /** The header every state-changing request must carry: a cross-site form or image cannot set it, and no CORS is offered. */
 export const CSRF_HEADER = 'x-mesh-dashboard';
 
 export const SECURITY_HEADERS: Record<string, string> = {
-  'Content-Security-Policy': "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'Content-Security-Policy':
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
   'X-Content-Type-Options': 'nosniff',
   'X-Frame-Options': 'DENY',
   'Referrer-Policy': 'no-referrer',
@@ -38,7 +44,15 @@ export function sendError(res: ServerResponse, error: unknown): void {
     sendJson(res, 500, { error: 'internal', reason: 'the dashboard failed; see its log' });
     return;
   }
-  const status: Record<string, number> = { BAD_INPUT: 400, NOT_FOUND: 404, UNAUTHORIZED: 403, FORBIDDEN: 403, CONFLICT: 409, SERVER_UNREACHABLE: 502, SERVER_ERROR: 502 };
+  const status: Record<string, number> = {
+    BAD_INPUT: 400,
+    NOT_FOUND: 404,
+    UNAUTHORIZED: 403,
+    FORBIDDEN: 403,
+    CONFLICT: 409,
+    SERVER_UNREACHABLE: 502,
+    SERVER_ERROR: 502,
+  };
   sendJson(res, status[error.code] ?? 500, { error: error.code.toLowerCase(), reason: error.message });
 }
 

@@ -20,7 +20,16 @@ function follow(config: MeshConfig, site: SiteConfig, onChange: () => void, logg
   const db = new Database({ url: site.server, database: config.database, credentials: credentialsFor(site.credentials_of), signal });
   // Whatever happened while the feed was down is in the next snapshot: start again from "now",
   // and rebuild when it fails (the page shows the server unreachable) and when it is back.
-  return followChanges(db, { selector: EVERYTHING, since: 'now', afterFailure: 'now', onChanges: onChange, onOutage: onChange, logger: logger.child({ server: site.name }), what: site.name, signal });
+  return followChanges(db, {
+    selector: EVERYTHING,
+    since: 'now',
+    afterFailure: 'now',
+    onChanges: onChange,
+    onOutage: onChange,
+    logger: logger.child({ server: site.name }),
+    what: site.name,
+    signal,
+  });
 }
 
 export interface LiveOptions {
@@ -80,10 +89,14 @@ export function runLive(options: LiveOptions): Live {
   const periodic = setInterval(() => {
     if (Date.now() - lastBuild >= refreshMs - 50) schedule();
   }, refreshMs / 5);
-  signal.addEventListener('abort', () => {
-    clearInterval(periodic);
-    clearTimeout(timer);
-  }, { once: true });
+  signal.addEventListener(
+    'abort',
+    () => {
+      clearInterval(periodic);
+      clearTimeout(timer);
+    },
+    { once: true },
+  );
   const done = (async () => {
     await Promise.all(distinctServers(config).map((site) => follow(config, site, schedule, logger, signal)));
     await building;

@@ -98,11 +98,30 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     'GET /api/session': async (req, res) => {
       const session = sessions.get(tokenFrom(req.headers.cookie));
       const loginSites = sessions.loginSites();
-      sendJson(res, 200, session ? { user: session.user, servers: readingOrder(config).filter((s) => session.accepted.has(s.server)).map((s) => s.name), login_sites: loginSites } : { user: null, login_sites: loginSites });
+      sendJson(
+        res,
+        200,
+        session
+          ? {
+              user: session.user,
+              servers: readingOrder(config)
+                .filter((s) => session.accepted.has(s.server))
+                .map((s) => s.name),
+              login_sites: loginSites,
+            }
+          : { user: null, login_sites: loginSites },
+      );
     },
     'POST /api/login': async (req, res) => {
       const body = await readJsonBody(req);
-      if (typeof body.user !== 'string' || typeof body.password !== 'string' || body.user.length === 0 || body.user.length > 200 || body.password.length > 1000 || (body.site !== undefined && typeof body.site !== 'string')) {
+      if (
+        typeof body.user !== 'string' ||
+        typeof body.password !== 'string' ||
+        body.user.length === 0 ||
+        body.user.length > 200 ||
+        body.password.length > 1000 ||
+        (body.site !== undefined && typeof body.site !== 'string')
+      ) {
         throw new MeshError('BAD_INPUT', 'send {"user": "...", "password": "...", "site": "the site whose server the password is for"}');
       }
       const { token, result } = await sessions.login(body.user, body.password, body.site as string | undefined);
@@ -121,7 +140,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     'POST /api/retry': async (req, res) => {
       const session = sessions.get(tokenFrom(req.headers.cookie));
       if (!session) {
-        sendJson(res, 403, { error: 'forbidden', reason: 'the dashboard is read-only: log in as an operator (the CouchDB credentials of the servers) to retry a step' });
+        sendJson(res, 403, {
+          error: 'forbidden',
+          reason: 'the dashboard is read-only: log in as an operator (the CouchDB credentials of the servers) to retry a step',
+        });
         return;
       }
       const body = await readJsonBody(req);
@@ -130,11 +152,19 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       const found = await fromFirstReachable(readingOrder(config), open, (db) => db.get<DaqDocument>(id));
       if ('error' in found) throw new MeshError('SERVER_UNREACHABLE', `no server answered: ${found.error}`);
       if (!found.value) throw new MeshError('NOT_FOUND', `document ${id} does not exist`);
-      const step = (body.step as string | undefined) ?? parseStatus(found.value.status, config.steps.map((s) => s.name))?.step;
+      const step =
+        (body.step as string | undefined) ??
+        parseStatus(
+          found.value.status,
+          config.steps.map((s) => s.name),
+        )?.step;
       const site = serverOf(config, config.sites[retrySite(config, step)]);
       const credentials = session.accepted.get(site.server);
       if (!credentials) {
-        sendJson(res, 403, { error: 'forbidden', reason: `your login was not accepted by the server of site ${site.name}, where ${step ?? 'this step'} is retried` });
+        sendJson(res, 403, {
+          error: 'forbidden',
+          reason: `your login was not accepted by the server of site ${site.name}, where ${step ?? 'this step'} is retried`,
+        });
         return;
       }
       const result = await retryFailedStep(config, operatorDatabase(config, site, credentials), id, { step, by: `operator/${session.user} (dashboard)` });
@@ -204,7 +234,15 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error: NodeJS.ErrnoException) =>
-        reject(new MeshError('BAD_INPUT', error.code === 'EADDRINUSE' ? `port ${options.port} on ${options.host} is in use; choose another with --port` : `cannot listen on ${options.host}:${options.port}: ${error.message}`, { cause: error })),
+        reject(
+          new MeshError(
+            'BAD_INPUT',
+            error.code === 'EADDRINUSE'
+              ? `port ${options.port} on ${options.host} is in use; choose another with --port`
+              : `cannot listen on ${options.host}:${options.port}: ${error.message}`,
+            { cause: error },
+          ),
+        ),
       );
       server.listen(options.port, options.host, () => resolve());
     });
@@ -234,4 +272,3 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       })()),
   };
 }
-

@@ -64,13 +64,23 @@ export class Sessions {
    */
   async login(user: string, password: string, siteName: string | undefined, now = Date.now()): Promise<{ token?: string; result: LoginResult }> {
     const servers = distinctServers(this.config);
-    const site = siteName === undefined && servers.length === 1 ? servers[0] : servers.find((s) => s.name === siteName || (siteName !== undefined && this.config.sites[siteName]?.server === s.server));
+    const site =
+      siteName === undefined && servers.length === 1
+        ? servers[0]
+        : servers.find((s) => s.name === siteName || (siteName !== undefined && this.config.sites[siteName]?.server === s.server));
     if (!site) {
-      throw new MeshError('BAD_INPUT', `say which server the password is for: send "site", one of ${servers.map((s) => s.name).join(', ')}${siteName === undefined ? '' : ` (not ${JSON.stringify(siteName)})`}`);
+      throw new MeshError(
+        'BAD_INPUT',
+        `say which server the password is for: send "site", one of ${servers.map((s) => s.name).join(', ')}${siteName === undefined ? '' : ` (not ${JSON.stringify(siteName)})`}`,
+      );
     }
     const credentials = { user, password };
     const refusal = await accepts(this.config, site, credentials);
-    const result: LoginResult = { user, servers: refusal === undefined ? [site.name] : [], refused: refusal === undefined ? [] : [{ site: site.name, reason: refusal }] };
+    const result: LoginResult = {
+      user,
+      servers: refusal === undefined ? [site.name] : [],
+      refused: refusal === undefined ? [] : [{ site: site.name, reason: refusal }],
+    };
     if (refusal !== undefined) return { result };
     const accepted = new Map([[site.server, credentials]]);
     this.prune(now);

@@ -30,7 +30,17 @@ export interface Snapshot {
   steps: string[];
   /** The server the runs, flow and navigation were read from. */
   read_from: string | null;
-  servers: Array<{ site: string; url: string; reachable: boolean; not_authorised?: true; error?: string; doc_count: number; by_status: Record<string, number>; steps: Record<string, StepCounts>; conflicts: number }>;
+  servers: Array<{
+    site: string;
+    url: string;
+    reachable: boolean;
+    not_authorised?: true;
+    error?: string;
+    doc_count: number;
+    by_status: Record<string, number>;
+    steps: Record<string, StepCounts>;
+    conflicts: number;
+  }>;
   totals: Record<string, StepCounts>;
   runs: RunOverview[];
   problems: {
@@ -66,13 +76,18 @@ export async function runOverview(db: Database, limit = RUNS_LIMIT): Promise<Run
   const runs = (await files.hostRuns(db, limit)).map((r) => ({ daq_host: r.host, run: r.run, files: r.files, latest_file: r.latest_file }) as RunOverview);
   runs.sort((a, b) => (a.daq_host === b.daq_host ? (a.run < b.run ? 1 : a.run > b.run ? -1 : 0) : a.daq_host < b.daq_host ? -1 : 1));
   if (runs.length === 0) return runs;
-  const latest = await files.filesAt(db, runs.map((r) => [r.run, r.latest_file]));
+  const latest = await files.filesAt(
+    db,
+    runs.map((r) => [r.run, r.latest_file]),
+  );
   const byKey = new Map(latest.map((f) => [JSON.stringify([f.run, f.file]), { doc: f.doc, status: f.status }]));
   for (const run of runs) run.latest = byKey.get(JSON.stringify([run.run, run.latest_file]));
   return runs;
 }
 
-async function lostJobs(db: Database): Promise<Array<{ doc: string; step: string; reason: string; system: string | null; job: string | null; status: string }>> {
+async function lostJobs(
+  db: Database,
+): Promise<Array<{ doc: string; step: string; reason: string; system: string | null; job: string | null; status: string }>> {
   return files.lostJobs(db, PROBLEMS_LIMIT);
 }
 
@@ -94,7 +109,11 @@ export interface SnapshotOptions {
 }
 
 /** Tries `fn` on each server in reading order; the first answer wins. */
-export async function fromFirstReachable<T>(sites: SiteConfig[], open: OpenDatabase, fn: (db: Database, site: SiteConfig) => Promise<T>): Promise<{ value: T; site: SiteConfig } | { error: string }> {
+export async function fromFirstReachable<T>(
+  sites: SiteConfig[],
+  open: OpenDatabase,
+  fn: (db: Database, site: SiteConfig) => Promise<T>,
+): Promise<{ value: T; site: SiteConfig } | { error: string }> {
   const errors: string[] = [];
   for (const site of sites) {
     try {
@@ -108,7 +127,9 @@ export async function fromFirstReachable<T>(sites: SiteConfig[], open: OpenDatab
 
 export async function flowFor(config: MeshConfig, open: OpenDatabase, options: SnapshotOptions): Promise<{ flow: FlowStatus | null; error?: string }> {
   const now = options.now ?? new Date();
-  const result = await fromFirstReachable(options.sites ?? readingOrder(config), open, (db) => flowStatus(config, db, { now, windowMs: options.windowMs, hours: options.hours }));
+  const result = await fromFirstReachable(options.sites ?? readingOrder(config), open, (db) =>
+    flowStatus(config, db, { now, windowMs: options.windowMs, hours: options.hours }),
+  );
   return 'value' in result ? { flow: result.value } : { flow: null, error: result.error };
 }
 
@@ -120,7 +141,19 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
     meshStatus(config, open, now),
     fromFirstReachable(servers, open, async (db) => ({ runs: await runOverview(db) })),
     Promise.all(servers.map(async (site) => (await lostJobs(open(site)).catch(() => [])).map((j) => ({ server: site.name, ...j })))),
-    Promise.all(servers.map(async (site) => ((await open(site).get<AuditDocument>(auditDocId(site.name)).catch(() => undefined))?.recent ?? []).slice(-10).map((r) => ({ server: site.name, ...r })))),
+    Promise.all(
+      servers.map(async (site) =>
+        (
+          (
+            await open(site)
+              .get<AuditDocument>(auditDocId(site.name))
+              .catch(() => undefined)
+          )?.recent ?? []
+        )
+          .slice(-10)
+          .map((r) => ({ server: site.name, ...r })),
+      ),
+    ),
     flowFor(config, open, { ...options, now, sites: servers }),
   ]);
   const totals: Record<string, StepCounts> = {};
@@ -130,12 +163,26 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
     database: status.database,
     steps: config.steps.map((s) => s.name),
     read_from: 'value' in shared ? shared.site.name : null,
-    servers: status.databases.map((d) => ({ site: d.site, url: publicUrl(d.url), reachable: d.reachable, ...(d.not_authorised ? { not_authorised: true as const } : {}), ...(d.error ? { error: d.error } : {}), doc_count: d.doc_count, by_status: d.by_status, steps: d.steps, conflicts: d.conflicts })),
+    servers: status.databases.map((d) => ({
+      site: d.site,
+      url: publicUrl(d.url),
+      reachable: d.reachable,
+      ...(d.not_authorised ? { not_authorised: true as const } : {}),
+      ...(d.error ? { error: d.error } : {}),
+      doc_count: d.doc_count,
+      by_status: d.by_status,
+      steps: d.steps,
+      conflicts: d.conflicts,
+    })),
     totals,
     runs: 'value' in shared ? shared.value.runs : [],
     problems: {
       failed: status.databases.flatMap((d) => d.failed.map((f) => ({ server: d.site, ...f }))).slice(0, PROBLEMS_LIMIT * 2),
-      stale_claims: status.databases.flatMap((d) => d.in_flight.filter((f) => f.expired).map((f) => ({ server: d.site, doc: f.doc, step: f.step, agent: f.agent, site: f.site, lease_until: f.lease_until, lease_age_s: f.lease_age_s }))),
+      stale_claims: status.databases.flatMap((d) =>
+        d.in_flight
+          .filter((f) => f.expired)
+          .map((f) => ({ server: d.site, doc: f.doc, step: f.step, agent: f.agent, site: f.site, lease_until: f.lease_until, lease_age_s: f.lease_age_s })),
+      ),
       lost_jobs: lost.flat(),
       replication: status.replication,
       double_claims: status.double_claims,
@@ -143,7 +190,11 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
       conflicts: status.databases.reduce((sum, d) => sum + d.conflicts, 0),
       silent_agents: status.agents.filter((a) => silentFor(a, config, now) !== undefined),
     },
-    in_flight: status.databases.flatMap((d) => d.in_flight.filter((f) => !f.expired).map((f) => ({ server: d.site, doc: f.doc, step: f.step, agent: f.agent, site: f.site, attempts: f.attempts, lease_age_s: f.lease_age_s }))),
+    in_flight: status.databases.flatMap((d) =>
+      d.in_flight
+        .filter((f) => !f.expired)
+        .map((f) => ({ server: d.site, doc: f.doc, step: f.step, agent: f.agent, site: f.site, attempts: f.attempts, lease_age_s: f.lease_age_s })),
+    ),
     agents: status.agents,
     flow: flow.flow,
     ...(flow.error ? { flow_error: flow.error } : {}),

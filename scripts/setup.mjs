@@ -8,7 +8,9 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const quiet = process.argv.includes('--quiet');
-const say = (line) => { if (!quiet) console.error(line); };
+const say = (line) => {
+  if (!quiet) console.error(line);
+};
 
 function run(argv) {
   const result = spawnSync(argv[0], argv.slice(1), { cwd: root, stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'] });
@@ -38,12 +40,17 @@ if (process.argv.includes('--system')) {
   const missing = [...new Set(SYSTEM.filter(([, program]) => !onPath(program)).map(([pkg]) => pkg))];
   if (missing.length > 0) {
     if (process.getuid?.() !== 0) {
-      console.error(`setup: the test suites need these Debian packages: ${missing.join(' ')}.\n  Install them (apt-get install ${missing.join(' ')}) or run npm test as root, which installs them.`);
+      console.error(
+        `setup: the test suites need these Debian packages: ${missing.join(' ')}.\n  Install them (apt-get install ${missing.join(' ')}) or run npm test as root, which installs them.`,
+      );
       process.exit(1);
     }
     say(`setup: installing ${missing.join(' ')}`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    for (const argv of [['apt-get', 'update'], ['apt-get', 'install', '-y', '--no-install-recommends', ...missing]]) {
+    for (const argv of [
+      ['apt-get', 'update'],
+      ['apt-get', 'install', '-y', '--no-install-recommends', ...missing],
+    ]) {
       const result = spawnSync(argv[0], argv.slice(1), { stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'], env });
       if (result.status !== 0) {
         console.error(`setup: ${argv.join(' ')} failed with status ${result.status ?? result.signal}`);

@@ -76,7 +76,10 @@ async function securityOf(db: PouchDatabase): Promise<SecurityObject> {
 
 function pathParts(path: string): string[] | undefined {
   try {
-    return path.split('/').filter(Boolean).map((p) => decodeURIComponent(p));
+    return path
+      .split('/')
+      .filter(Boolean)
+      .map((p) => decodeURIComponent(p));
   } catch {
     return undefined;
   }

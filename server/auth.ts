@@ -78,7 +78,9 @@ export class Authenticator {
 
   /** The admin's "salt" in cookies: changing its password ends its sessions. */
   private adminSalt(): string {
-    return createHash('sha256').update(this.opts.admin?.password ?? '').digest('hex');
+    return createHash('sha256')
+      .update(this.opts.admin?.password ?? '')
+      .digest('hex');
   }
 
   /** One password check; every failure counts towards the lockout of (name, peer). */
@@ -96,7 +98,9 @@ export class Authenticator {
   }
 
   cookieFor(user: SessionUser, now = Date.now()): string {
-    const value = `${user.name}:${Math.floor(now / 1000).toString(16).toUpperCase()}`;
+    const value = `${user.name}:${Math.floor(now / 1000)
+      .toString(16)
+      .toUpperCase()}`;
     const mac = createHmac('sha256', this.secret).update(`${value}:${user.salt}`).digest('hex');
     return `${COOKIE_NAME}=${Buffer.from(`${value}:${mac}`).toString('base64url')}; Version=1; Path=/; HttpOnly; Max-Age=${this.timeoutS}`;
   }
@@ -114,7 +118,9 @@ export class Authenticator {
     if (!Number.isFinite(issuedS) || now / 1000 - issuedS > this.timeoutS) return undefined;
     const user = await this.account(name);
     if (!user) return undefined;
-    const expected = createHmac('sha256', this.secret).update(`${decoded.slice(0, macAt)}:${user.salt}`).digest();
+    const expected = createHmac('sha256', this.secret)
+      .update(`${decoded.slice(0, macAt)}:${user.salt}`)
+      .digest();
     const given = Buffer.from(decoded.slice(macAt + 1), 'hex');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
     return { user, issuedS };
@@ -156,7 +162,8 @@ export class Authenticator {
       if (Date.now() / 1000 - fromCookie.issuedS > this.timeoutS / 10) res.setHeader('Set-Cookie', this.cookieFor(fromCookie.user));
       return session(fromCookie.user, 'cookie');
     }
-    if (!this.opts.admin) return { ok: true, userCtx: { name: null, roles: ['_admin'] }, info: { authenticated: 'admin_party', authentication_handlers: HANDLERS } };
+    if (!this.opts.admin)
+      return { ok: true, userCtx: { name: null, roles: ['_admin'] }, info: { authenticated: 'admin_party', authentication_handlers: HANDLERS } };
     return { ok: true, userCtx: { name: null, roles: [] }, info: { authentication_handlers: HANDLERS } };
   }
 
@@ -185,7 +192,11 @@ export class Authenticator {
 const HANDLERS = ['cookie', 'default'];
 
 function session(user: SessionUser, how: 'default' | 'cookie'): NonNullable<CouchSessionRequest['couchSession']> {
-  return { ok: true, userCtx: { name: user.name, roles: [...user.roles] }, info: { authenticated: how, authentication_db: '_users', authentication_handlers: HANDLERS } };
+  return {
+    ok: true,
+    userCtx: { name: user.name, roles: [...user.roles] },
+    info: { authenticated: how, authentication_db: '_users', authentication_handlers: HANDLERS },
+  };
 }
 
 function rolesOf(doc: Record<string, unknown>): string[] {

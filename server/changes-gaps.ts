@@ -121,12 +121,14 @@ export async function checkDesignFilter(db: PouchDatabase, options: Record<strin
   if (typeof filter !== 'string' || (filter.startsWith('_') && filter !== '_view')) return;
   const target = filter === '_view' ? options.view : filter;
   const [ddocName, funcName, extra] = typeof target === 'string' ? target.split('/') : [];
-  if (!ddocName || !funcName || extra !== undefined) throw new BadChangesRequest(`${filter === '_view' ? 'view' : 'filter'} must be of the form designname/functionname`);
+  if (!ddocName || !funcName || extra !== undefined)
+    throw new BadChangesRequest(`${filter === '_view' ? 'view' : 'filter'} must be of the form designname/functionname`);
   const ddoc = await db.get(`_design/${ddocName}`);
   const section = ddoc[filter === '_view' ? 'views' : 'filters'] as Record<string, unknown> | undefined;
   const fn = filter === '_view' ? (section?.[funcName] as { map?: unknown } | undefined)?.map : section?.[funcName];
   if (fn === undefined) throw Object.assign(new Error(`missing json key: ${funcName}`), { status: 404, name: 'not_found' });
-  if (!compiles(fn)) throw new BadChangesRequest(`compilation_error: ${filter === '_view' ? 'map' : 'filter'} function _design/${ddocName}/${funcName} does not compile`);
+  if (!compiles(fn))
+    throw new BadChangesRequest(`compilation_error: ${filter === '_view' ? 'map' : 'filter'} function _design/${ddocName}/${funcName} does not compile`);
 }
 
 function beginStream(res: Response): void {

@@ -70,7 +70,10 @@ export function recordClients(file: string): (socket: Socket) => void {
     let owner = lookUp();
     if (!owner) socket.once('data', () => (owner ??= lookUp()));
     socket.once('close', () => {
-      appendFileSync(file, `${JSON.stringify({ address: remoteAddress, port: remotePort, pid: owner?.pid ?? null, cmdline: owner?.cmdline ?? null, bytes_read: socket.bytesRead })}\n`);
+      appendFileSync(
+        file,
+        `${JSON.stringify({ address: remoteAddress, port: remotePort, pid: owner?.pid ?? null, cmdline: owner?.cmdline ?? null, bytes_read: socket.bytesRead })}\n`,
+      );
     });
   };
 }

@@ -19,7 +19,8 @@ const REASONS: Record<string, string> = { 'Document update conflict': 'Document 
 function reworded(row: unknown): unknown {
   if (row === null || typeof row !== 'object' || Array.isArray(row)) return row;
   const r = row as { error?: unknown; reason?: unknown; _id?: unknown };
-  if (r.error === 'conflict' && r._id === undefined && typeof r.reason === 'string' && REASONS[r.reason] !== undefined) return { ...r, reason: REASONS[r.reason] };
+  if (r.error === 'conflict' && r._id === undefined && typeof r.reason === 'string' && REASONS[r.reason] !== undefined)
+    return { ...r, reason: REASONS[r.reason] };
   return row;
 }
 
@@ -27,7 +28,8 @@ function reworded(row: unknown): unknown {
 export function couchWording(status: number, body: unknown): unknown {
   if (status === 201 && Array.isArray(body)) return body.map(reworded);
   if (status === 409) return reworded(body);
-  if (status === 200 && body !== null && typeof body === 'object' && (body as Record<string, unknown>)['express-pouchdb'] === 'Welcome!') return { couchdb: 'Welcome', ...(body as object) };
+  if (status === 200 && body !== null && typeof body === 'object' && (body as Record<string, unknown>)['express-pouchdb'] === 'Welcome!')
+    return { couchdb: 'Welcome', ...(body as object) };
   return body;
 }
 
@@ -41,7 +43,8 @@ export function installCouchWording(): void {
   utils.sendError = (res, error, baseStatus) => {
     // PouchDB keeps "deleted" in `reason` and "missing" in `message`, which express-pouchdb sends.
     const e = error as { status?: unknown; name?: unknown; message?: unknown; reason?: unknown } | null;
-    if (e && e.status === 404 && e.name === 'not_found' && e.reason === 'deleted') return sendError(res, { status: 404, name: 'not_found', message: 'deleted' }, 404);
+    if (e && e.status === 404 && e.name === 'not_found' && e.reason === 'deleted')
+      return sendError(res, { status: 404, name: 'not_found', message: 'deleted' }, 404);
     return sendError(res, error, baseStatus);
   };
 }

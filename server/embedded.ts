@@ -59,7 +59,15 @@ export interface EmbeddedServer {
  * (Authorization included) to its log file at debug level.
  */
 // 'validation' is replaced by ./validation.ts (pouchdb-validation loses replicated conflicts).
-const EXCLUDED_PARTS = ['routes/fauxton', 'routes/authentication', 'routes/authorization', 'routes/session', 'routes/special-test-auth', 'routes/http-log', 'validation'];
+const EXCLUDED_PARTS = [
+  'routes/fauxton',
+  'routes/authentication',
+  'routes/authorization',
+  'routes/session',
+  'routes/special-test-auth',
+  'routes/http-log',
+  'validation',
+];
 
 const MAX_BODY = '64mb';
 
@@ -117,7 +125,10 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
   await ensureDb(pouchApp, pouch, USERS_DB);
   const authenticator = new Authenticator({
     admin: opts.admin,
-    accounts: (name) => usersDb().then((db) => db.get(USER_PREFIX + name)).catch(() => undefined),
+    accounts: (name) =>
+      usersDb()
+        .then((db) => db.get(USER_PREFIX + name))
+        .catch(() => undefined),
     lockout: new LoginLockout(opts.lockoutThreshold ?? DEFAULT_LOCKOUT_THRESHOLD, opts.lockoutMs ?? DEFAULT_LOCKOUT_MS),
   });
 

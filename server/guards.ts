@@ -61,7 +61,7 @@ export function jsonBodyGuard(limit: string) {
       }
       const body: unknown = req.body;
       const isObject = body !== null && typeof body === 'object' && !Array.isArray(body);
-      const hasBody = req.headers['content-length'] !== '0' && req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+      const hasBody = (req.headers['content-length'] !== '0' && req.headers['content-length'] !== undefined) || req.headers['transfer-encoding'] !== undefined;
       if (kind === 'doc' && !isObject) return sendJson(res, 400, { error: 'bad_request', reason: 'Document must be a JSON object' });
       if (hasBody && NEEDS_OBJECT.test(req.path) && !isObject) {
         return sendJson(res, 400, { error: 'bad_request', reason: 'Request body must be a JSON object' });

@@ -33,11 +33,19 @@ export async function hashPassword(password: string, iterations = DEFAULT_ITERAT
 const remembered = new Set<string>();
 
 function rememberKey(name: string, password: string, stored: PasswordHash): string {
-  return createHash('sha256').update(JSON.stringify([name, password, stored.salt, stored.derived_key, stored.iterations])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([name, password, stored.salt, stored.derived_key, stored.iterations]))
+    .digest('hex');
 }
 
 function isHash(doc: Record<string, unknown>): doc is Record<string, unknown> & PasswordHash {
-  return doc.password_scheme === 'pbkdf2' && typeof doc.salt === 'string' && typeof doc.derived_key === 'string' && Number.isInteger(doc.iterations) && (doc.iterations as number) > 0;
+  return (
+    doc.password_scheme === 'pbkdf2' &&
+    typeof doc.salt === 'string' &&
+    typeof doc.derived_key === 'string' &&
+    Number.isInteger(doc.iterations) &&
+    (doc.iterations as number) > 0
+  );
 }
 
 /** Whether `password` is the one hashed into the account document (false for a document without a usable hash). */

@@ -113,7 +113,11 @@ export interface SessionUser {
 
 /** express-pouchdb reads `req.couchSession.userCtx` to build the user context handed to validate_doc_update. */
 export interface CouchSessionRequest extends Request {
-  couchSession?: { ok: true; userCtx: { name: string | null; roles: string[] }; info: { authenticated?: string; authentication_db?: string; authentication_handlers: string[] } };
+  couchSession?: {
+    ok: true;
+    userCtx: { name: string | null; roles: string[] };
+    info: { authenticated?: string; authentication_db?: string; authentication_handlers: string[] };
+  };
 }
 
 export type Handler = RequestHandler;

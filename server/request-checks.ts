@@ -26,7 +26,10 @@ export function checkNesting(value: unknown): void {
   while (stack.length > 0) {
     const [item, depth] = stack.pop() as [unknown, number];
     if (item === null || typeof item !== 'object') continue;
-    if (depth > MAX_NESTING) throw new BadRequest(`the JSON body is nested deeper than ${MAX_NESTING} levels, more than the embedded server can store (Apache CouchDB has no such limit)`);
+    if (depth > MAX_NESTING)
+      throw new BadRequest(
+        `the JSON body is nested deeper than ${MAX_NESTING} levels, more than the embedded server can store (Apache CouchDB has no such limit)`,
+      );
     for (const child of Object.values(item as object)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
   }
 }
@@ -52,7 +55,8 @@ export function prepareBulkDocs(body: Record<string, unknown>): void {
   if (typeof newEdits !== 'boolean') throw new BadRequest('`new_edits` parameter must be a boolean.');
   for (const doc of docs) {
     if (!isObject(doc)) throw new BadRequest('Document must be a JSON object');
-    if (!newEdits && doc._rev === undefined && doc._revisions === undefined) throw new BadRequest('When `new_edits: false`, the document needs `_rev` or `_revisions` specified');
+    if (!newEdits && doc._rev === undefined && doc._revisions === undefined)
+      throw new BadRequest('When `new_edits: false`, the document needs `_rev` or `_revisions` specified');
     if (doc._id === '') throw new BadRequest(EMPTY_ID, 'illegal_docid');
   }
   for (const doc of docs as Array<Record<string, unknown>>) if (doc._id === undefined) doc._id = newDocumentId();
@@ -70,13 +74,15 @@ export function prepareNewDocument(doc: Record<string, unknown>): void {
 export function checkBody(path: string, body: Record<string, unknown>): void {
   if (/\/_all_docs$/.test(path) && body.keys !== undefined && !Array.isArray(body.keys)) throw new BadRequest('`keys` body member must be an array.');
   // couch_mrview_util:get_view_keys
-  if (/^\/[^/]+\/_design\/[^/]+\/_view\/[^/]+$/.test(path) && body.keys !== undefined && !Array.isArray(body.keys)) throw new BadRequest('`keys` member must be an array.');
+  if (/^\/[^/]+\/_design\/[^/]+\/_view\/[^/]+$/.test(path) && body.keys !== undefined && !Array.isArray(body.keys))
+    throw new BadRequest('`keys` member must be an array.');
   if (/\/_bulk_get$/.test(path)) {
     if (body.docs === undefined) throw new BadRequest("Missing JSON list of 'docs'.");
     if (!Array.isArray(body.docs) || !body.docs.every(isObject)) throw new BadRequest('`docs` must be an array of JSON objects');
   }
   if (/\/_revs_diff$/.test(path)) {
-    for (const revs of Object.values(body)) if (!Array.isArray(revs) || !revs.every((r) => typeof r === 'string')) throw new BadRequest('Invalid list of revisions');
+    for (const revs of Object.values(body))
+      if (!Array.isArray(revs) || !revs.every((r) => typeof r === 'string')) throw new BadRequest('Invalid list of revisions');
   }
 }
 
@@ -93,7 +99,8 @@ function nonNegativeInteger(value: string): number | undefined {
 /** `_changes` query parameters, as chttpd_db:parse_changes_query and fabric's since check. */
 export function checkChangesQuery(query: Query): void {
   const feed = one(query.feed);
-  if (feed !== undefined && !['normal', 'continuous', 'live', 'longpoll', 'eventsource'].includes(feed)) throw new BadRequest('Supported `feed` types: normal, continuous, live, longpoll, eventsource');
+  if (feed !== undefined && !['normal', 'continuous', 'live', 'longpoll', 'eventsource'].includes(feed))
+    throw new BadRequest('Supported `feed` types: normal, continuous, live, longpoll, eventsource');
   const since = one(query.since);
   // The embedded server's sequences are integers; `now` as in CouchDB.
   if (since !== undefined && since !== 'now' && !/^"?\d+"?$/.test(since)) throw new BadRequest("Malformed sequence supplied in 'since' parameter.");
@@ -108,12 +115,25 @@ export function checkChangesQuery(query: Query): void {
   }
   const timeout = one(query.timeout);
   if (timeout !== undefined && nonNegativeInteger(timeout) === undefined) {
-    throw new BadRequest(/^-\d+$/.test(timeout) ? 'The timeout value should be a non-negative integer' : 'The timeout parameter should be a non-negative integer');
+    throw new BadRequest(
+      /^-\d+$/.test(timeout) ? 'The timeout value should be a non-negative integer' : 'The timeout parameter should be a non-negative integer',
+    );
   }
 }
 
 const JSON_PARAMS = ['key', 'keys', 'startkey', 'start_key', 'endkey', 'end_key'];
-const BOOLEAN_PARAMS = ['descending', 'include_docs', 'inclusive_end', 'reduce', 'group', 'update_seq', 'conflicts', 'sorted', 'attachments', 'att_encoding_info'];
+const BOOLEAN_PARAMS = [
+  'descending',
+  'include_docs',
+  'inclusive_end',
+  'reduce',
+  'group',
+  'update_seq',
+  'conflicts',
+  'sorted',
+  'attachments',
+  'att_encoding_info',
+];
 const COUNT_PARAMS = ['limit', 'skip', 'group_level'];
 
 /** View and `_all_docs` query parameters, as couch_mrview_http:parse_param. */

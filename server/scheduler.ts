@@ -65,9 +65,19 @@ export function schedulerState(doc: ReplicatorDoc): { state: string; info: Recor
   const field = doc._replication_state;
   const reason = typeof doc._replication_state_reason === 'string' ? doc._replication_state_reason : undefined;
   if (field === 'triggered') return { state: 'running', info: { changes_pending: null }, errorCount: 0 };
-  if (field === 'completed') return { state: 'completed', info: typeof doc._replication_stats === 'object' && doc._replication_stats !== null ? { ...(doc._replication_stats as object) } : {}, errorCount: 0 };
+  if (field === 'completed')
+    return {
+      state: 'completed',
+      info: typeof doc._replication_stats === 'object' && doc._replication_stats !== null ? { ...(doc._replication_stats as object) } : {},
+      errorCount: 0,
+    };
   if (field === 'error') return { state: 'crashing', info: { error: reason ?? 'replication error' }, errorCount: 1 };
-  if (doc._replication_id !== undefined) return { state: 'failed', info: { error: 'taken for a duplicate of another replication job; it will never run (rewrite the document to start it)' }, errorCount: 1 };
+  if (doc._replication_id !== undefined)
+    return {
+      state: 'failed',
+      info: { error: 'taken for a duplicate of another replication job; it will never run (rewrite the document to start it)' },
+      errorCount: 1,
+    };
   return { state: 'initializing', info: null, errorCount: 0 };
 }
 
@@ -99,16 +109,20 @@ export function schedulerRouter(app: ExpressPouchApp, pouch: PouchStatic): Route
   const jobs = async (): Promise<SchedulerDoc[]> => {
     const db = await openExistingDb(app, pouch, REPLICATOR);
     if (!db) return [];
-    const all = (await (db as unknown as { allDocs(o: object): Promise<{ rows: Array<{ id: string; doc?: ReplicatorDoc }> }> }).allDocs({ include_docs: true })).rows;
+    const all = (await (db as unknown as { allDocs(o: object): Promise<{ rows: Array<{ id: string; doc?: ReplicatorDoc }> }> }).allDocs({ include_docs: true }))
+      .rows;
     return all.filter((row) => !row.id.startsWith('_design/') && row.doc).map((row) => schedulerDoc(row.doc as ReplicatorDoc));
   };
 
   const list = (req: Request, res: Response) => {
-    jobs().then((docs) => {
-      const skip = count(req.query.skip, 0);
-      const limit = count(req.query.limit, docs.length);
-      sendJson(res, 200, { total_rows: docs.length, offset: skip, docs: docs.slice(skip, skip + limit) });
-    }, (error: unknown) => sendCouchError(res, error));
+    jobs().then(
+      (docs) => {
+        const skip = count(req.query.skip, 0);
+        const limit = count(req.query.limit, docs.length);
+        sendJson(res, 200, { total_rows: docs.length, offset: skip, docs: docs.slice(skip, skip + limit) });
+      },
+      (error: unknown) => sendCouchError(res, error),
+    );
   };
 
   router.get('/_scheduler/docs', list);
@@ -118,16 +132,33 @@ export function schedulerRouter(app: ExpressPouchApp, pouch: PouchStatic): Route
       const db = await openExistingDb(app, pouch, REPLICATOR);
       return db?.get(req.params.docid).catch(() => undefined);
     };
-    read().then((doc) => {
-      if (!doc || req.params.docid.startsWith('_design/')) return sendJson(res, 404, { error: 'not_found', reason: 'missing' });
-      sendJson(res, 200, schedulerDoc(doc as ReplicatorDoc));
-    }, (error: unknown) => sendCouchError(res, error));
+    read().then(
+      (doc) => {
+        if (!doc || req.params.docid.startsWith('_design/')) return sendJson(res, 404, { error: 'not_found', reason: 'missing' });
+        sendJson(res, 200, schedulerDoc(doc as ReplicatorDoc));
+      },
+      (error: unknown) => sendCouchError(res, error),
+    );
   });
   router.get('/_scheduler/jobs', (_req, res) => {
-    jobs().then((docs) => {
-      const running = docs.filter((d) => d.state === 'running').map((d) => ({ database: d.database, doc_id: d.doc_id, id: d.id, node: d.node, source: d.source, target: d.target, history: [], start_time: d.start_time }));
-      sendJson(res, 200, { total_rows: running.length, offset: 0, jobs: running });
-    }, (error: unknown) => sendCouchError(res, error));
+    jobs().then(
+      (docs) => {
+        const running = docs
+          .filter((d) => d.state === 'running')
+          .map((d) => ({
+            database: d.database,
+            doc_id: d.doc_id,
+            id: d.id,
+            node: d.node,
+            source: d.source,
+            target: d.target,
+            history: [],
+            start_time: d.start_time,
+          }));
+        sendJson(res, 200, { total_rows: running.length, offset: 0, jobs: running });
+      },
+      (error: unknown) => sendCouchError(res, error),
+    );
   });
   return router;
 }

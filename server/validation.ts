@@ -45,7 +45,12 @@ function compile(code: string): Validator {
   if (!fn) {
     // Written by the server's admins, as in CouchDB; the helpers CouchDB's query server offers.
     const factory = new Function('isArray', 'toJSON', 'log', 'sum', `"use strict"; return (${code.replace(/;\s*$/, '')});`);
-    fn = factory(Array.isArray, JSON.stringify, () => {}, (a: number[]) => a.reduce((x, y) => x + y, 0)) as Validator;
+    fn = factory(
+      Array.isArray,
+      JSON.stringify,
+      () => {},
+      (a: number[]) => a.reduce((x, y) => x + y, 0),
+    ) as Validator;
     if (typeof fn !== 'function') throw ValidationError(500, 'compilation_error', 'validate_doc_update does not evaluate to a function');
     if (compiled.size > 200) compiled.clear();
     compiled.set(code, fn);
@@ -64,9 +69,13 @@ class Validators {
   }
 
   get(): Promise<Array<{ design: Doc; fn: Validator }>> {
-    this.current ??= this.db.allDocs({ startkey: '_design/', endkey: '_design0', include_docs: true }).then(({ rows }) =>
-      rows.flatMap((row) => (row.doc && typeof row.doc.validate_doc_update === 'string' ? [{ design: row.doc, fn: compile(row.doc.validate_doc_update) }] : [])),
-    );
+    this.current ??= this.db
+      .allDocs({ startkey: '_design/', endkey: '_design0', include_docs: true })
+      .then(({ rows }) =>
+        rows.flatMap((row) =>
+          row.doc && typeof row.doc.validate_doc_update === 'string' ? [{ design: row.doc, fn: compile(row.doc.validate_doc_update) }] : [],
+        ),
+      );
     this.current.catch(() => this.invalidate());
     return this.current;
   }

@@ -185,7 +185,14 @@ export class IndexGroup {
 
   private async catchUp(): Promise<void> {
     while (!this.closed) {
-      const batch = await this.source.changes({ since: this.meta.seq, limit: CHANGES_BATCH, include_docs: true, conflicts: true, style: 'all_docs', return_docs: true });
+      const batch = await this.source.changes({
+        since: this.meta.seq,
+        limit: CHANGES_BATCH,
+        include_docs: true,
+        conflicts: true,
+        style: 'all_docs',
+        return_docs: true,
+      });
       if (batch.results.length === 0) return;
       await this.apply(batch.results, batch.last_seq);
       this.source.emit('indexing', { last_seq: batch.last_seq, results_count: batch.results.length });
@@ -271,7 +278,11 @@ export class IndexGroup {
         account(index, rowKey, value, 1);
       }
       if (now.length > 0) {
-        ops.push({ type: 'put', key: docKey(change.id), value: JSON.stringify(now.map(([index, rowKey, value]) => (this.views[index].summary === 'sum' ? [index, rowKey, value] : [index, rowKey]))) });
+        ops.push({
+          type: 'put',
+          key: docKey(change.id),
+          value: JSON.stringify(now.map(([index, rowKey, value]) => (this.views[index].summary === 'sum' ? [index, rowKey, value] : [index, rowKey]))),
+        });
       } else if (before.length > 0) {
         ops.push({ type: 'del', key: docKey(change.id) });
       }

@@ -65,7 +65,13 @@ function range(prefix: string, next: string, q: ViewQuery, encodeLow: (k: unknow
 
 /** Row ranges: rows are `[key, docid]`, so a key spans `[key]` … `[key, {}]`. */
 function rowRange(index: number, q: ViewQuery): KeyRange {
-  return range(rowPrefix(index), rowPrefix(index + 1), q, (k) => idx([k]), (k) => idx([k, {}]));
+  return range(
+    rowPrefix(index),
+    rowPrefix(index + 1),
+    q,
+    (k) => idx([k]),
+    (k) => idx([k, {}]),
+  );
 }
 
 /** Per-key reduction ranges: entries are the key itself. */
@@ -131,7 +137,10 @@ async function reduceQuery(group: IndexGroup, index: number, q: ViewQuery): Prom
   const view = group.views[index];
   if (group.summarised(index)) {
     const field: keyof Aggregate = view.summary === 'sum' ? 's' : 'c';
-    const reduced = groups(await readSummaries(group, index, q), q).map((g) => ({ key: g.key, value: g.items.reduce((total, e) => total + e.aggregate[field], 0) }));
+    const reduced = groups(await readSummaries(group, index, q), q).map((g) => ({
+      key: g.key,
+      value: g.items.reduce((total, e) => total + e.aggregate[field], 0),
+    }));
     return slice(reduced, q.limit, q.skip);
   }
   const rows: ViewRow[] = [];
@@ -143,7 +152,14 @@ async function reduceQuery(group: IndexGroup, index: number, q: ViewQuery): Prom
   const reduce = compileReduce(view.reduce as string);
   const reduced = groups(rows, q).map((g) => {
     try {
-      return { key: g.key, value: reduce(g.items.map((r) => [r.key, r.id]), g.items.map((r) => r.value), false) };
+      return {
+        key: g.key,
+        value: reduce(
+          g.items.map((r) => [r.key, r.id]),
+          g.items.map((r) => r.value),
+          false,
+        ),
+      };
     } catch (error) {
       if (error instanceof BuiltInError) throw error;
       return { key: g.key, value: null }; // CouchDB answers null when a custom reduce throws

@@ -20,7 +20,10 @@ import { ViewStore } from './view-store.js';
 
 const require = createRequire(import.meta.url);
 const fromMapReduce = createRequire(require.resolve('pouchdb-abstract-mapreduce'));
-const { NotFoundError, QueryParseError } = fromMapReduce('pouchdb-mapreduce-utils') as { NotFoundError: new (message: string) => Error; QueryParseError: new (message: string) => Error };
+const { NotFoundError, QueryParseError } = fromMapReduce('pouchdb-mapreduce-utils') as {
+  NotFoundError: new (message: string) => Error;
+  QueryParseError: new (message: string) => Error;
+};
 
 type Mapper = (source: string | ((doc: unknown) => void), emit: (key: unknown, value: unknown) => void) => (doc: unknown) => void;
 type Reducer = (source: string) => (keys: unknown, values: unknown[], rereduce: boolean) => unknown;
@@ -29,7 +32,12 @@ interface MapReducePlugin {
   query(this: unknown, fun: unknown, opts?: unknown, callback?: Callback): Promise<unknown>;
   viewCleanup(this: unknown, callback?: Callback): Promise<unknown>;
 }
-const createAbstractMapReduce = require('pouchdb-abstract-mapreduce') as (localDocName: string, mapper: Mapper, reducer: Reducer, ddocValidator: (ddoc: { _id: string; views?: Record<string, { map?: unknown }> }, viewName: string) => void) => MapReducePlugin;
+const createAbstractMapReduce = require('pouchdb-abstract-mapreduce') as (
+  localDocName: string,
+  mapper: Mapper,
+  reducer: Reducer,
+  ddocValidator: (ddoc: { _id: string; views?: Record<string, { map?: unknown }> }, viewName: string) => void,
+) => MapReducePlugin;
 
 const mapper: Mapper = (source, emit) => {
   if (typeof source === 'function') return (doc) => (source as (d: unknown, e: typeof emit) => void)(doc, emit);
@@ -40,7 +48,10 @@ const mapper: Mapper = (source, emit) => {
 function ddocValidator(ddoc: { _id: string; views?: Record<string, { map?: unknown }> }, viewName: string): void {
   const view = ddoc.views?.[viewName];
   if (typeof view?.map !== 'string') {
-    throw Object.assign(new Error(`ddoc ${ddoc._id} has no string view named ${viewName}, instead found object of type: ${typeof view?.map}`), { status: 404, name: 'not_found' });
+    throw Object.assign(new Error(`ddoc ${ddoc._id} has no string view named ${viewName}, instead found object of type: ${typeof view?.map}`), {
+      status: 404,
+      name: 'not_found',
+    });
   }
 }
 
@@ -56,7 +67,9 @@ interface PluginDatabase extends SourceDatabase {
 const groups = new Map<string, Promise<IndexGroup>>();
 
 function indexName(db: PluginDatabase, views: ViewDefinition[]): string {
-  const signature = createHash('md5').update(JSON.stringify({ version: INDEX_VERSION, views })).digest('hex');
+  const signature = createHash('md5')
+    .update(JSON.stringify({ version: INDEX_VERSION, views }))
+    .digest('hex');
   return `${db.name}-mrview-mesh-${signature}`;
 }
 
@@ -94,7 +107,8 @@ function checkQuery(q: Record<string, unknown>, view: { reduce?: unknown }): voi
   }
   if (view.reduce && q.reduce !== false) {
     if (q.include_docs) throw new QueryParseError('{include_docs:true} is invalid for reduce');
-    if (Array.isArray(q.keys) && q.keys.length > 1 && !q.group && !q.group_level) throw new QueryParseError('Multi-key fetches for reduce views must use {group: true}');
+    if (Array.isArray(q.keys) && q.keys.length > 1 && !q.group && !q.group_level)
+      throw new QueryParseError('Multi-key fetches for reduce views must use {group: true}');
   }
   for (const name of ['group_level', 'limit', 'skip']) {
     const n = q[name];
@@ -132,14 +146,22 @@ async function persistentQuery(db: PluginDatabase, fullName: string, raw: Record
   const group = await indexGroup(db, definitions);
   const mode = updateMode(q);
   if (mode === 'before') await group.update();
-  const result = await queryIndex(group, definitions.findIndex((d) => d.name === viewName), q as ViewQuery);
+  const result = await queryIndex(
+    group,
+    definitions.findIndex((d) => d.name === viewName),
+    q as ViewQuery,
+  );
   // A failed background update is retried by the next query that updates.
   if (mode === 'after') group.update().catch(() => undefined);
   return result;
 }
 
 function settle(promise: Promise<unknown>, callback?: Callback): Promise<unknown> {
-  if (callback) promise.then((result) => callback(null, result), (error: unknown) => callback(error));
+  if (callback)
+    promise.then(
+      (result) => callback(null, result),
+      (error: unknown) => callback(error),
+    );
   return promise;
 }
 
@@ -174,7 +196,8 @@ export const fastViews = {
       opts = {};
     }
     // Temporary views, and databases on another server (PouchDB's engine sends those over HTTP).
-    if (typeof fun !== 'string' || /^https?$/.test(String((this as { adapter?: unknown }).adapter))) return temporaryViews.query.call(this, fun, opts, callback);
+    if (typeof fun !== 'string' || /^https?$/.test(String((this as { adapter?: unknown }).adapter)))
+      return temporaryViews.query.call(this, fun, opts, callback);
     return settle(persistentQuery(this, fun, (opts ?? {}) as Record<string, unknown>), callback);
   },
   viewCleanup(this: PluginDatabase, callback?: Callback): Promise<unknown> {

@@ -40,7 +40,10 @@ export async function writeAssignment(db: Database, steps: Record<string, string
   const result = await update<Assignment>(
     db,
     ASSIGNMENT_ID,
-    (current) => (current?.type === ASSIGNMENT_TYPE && isDeepStrictEqual(current.steps, steps) ? { keep: true } : { write: { _id: ASSIGNMENT_ID, type: ASSIGNMENT_TYPE, steps, updated: now.toISOString(), by } }),
+    (current) =>
+      current?.type === ASSIGNMENT_TYPE && isDeepStrictEqual(current.steps, steps)
+        ? { keep: true }
+        : { write: { _id: ASSIGNMENT_ID, type: ASSIGNMENT_TYPE, steps, updated: now.toISOString(), by } },
     { create: true },
   );
   const doc = writtenOrThrow(result, ASSIGNMENT_ID);

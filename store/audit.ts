@@ -39,7 +39,8 @@ export async function deleteLeaves(db: Database, id: string, leaves: readonly Da
   if (leaves.length === 0) return;
   const rows = await db.bulk(leaves.map((l) => ({ _id: id, _rev: l._rev, _deleted: true })));
   const failed = rows.filter((r) => r.error && r.error !== 'conflict' && r.error !== 'not_found');
-  if (failed.length > 0) throw new MeshError('SERVER_ERROR', `${id}: deleting losing revisions: ${failed.map((r) => `${r.error} ${r.reason ?? ''}`).join('; ')}`);
+  if (failed.length > 0)
+    throw new MeshError('SERVER_ERROR', `${id}: deleting losing revisions: ${failed.map((r) => `${r.error} ${r.reason ?? ''}`).join('; ')}`);
 }
 
 /** The ids of conflicted documents, at most MAX_PER_ROUND. */
@@ -76,4 +77,3 @@ export async function recordAudit(db: Database, site: string, found: number, res
   );
   writtenOrThrow(result, auditDocId(site));
 }
-

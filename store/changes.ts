@@ -49,7 +49,11 @@ export async function followChanges<D>(db: Database, options: FollowOptions<D>):
       if (failures > 0) options.onOutage?.('up');
       failures = 0;
       since = batch.last_seq;
-      if (batch.results.length > 0) options.onChanges(batch.results.flatMap((r) => (r.doc && !r.deleted ? [r.doc] : [])), batch.results.length);
+      if (batch.results.length > 0)
+        options.onChanges(
+          batch.results.flatMap((r) => (r.doc && !r.deleted ? [r.doc] : [])),
+          batch.results.length,
+        );
       if (options.checkpoint && since !== saved && Date.now() - savedAt >= CHECKPOINT_EVERY_MS) {
         saved = since;
         savedAt = Date.now();

@@ -14,7 +14,10 @@ export class FeedCheckpoint {
   private rev: string | undefined;
 
   /** `name`: unique per reader, e.g. `mesh-changes-<site>-<agent>`. */
-  constructor(private readonly db: Database, private readonly name: string) {}
+  constructor(
+    private readonly db: Database,
+    private readonly name: string,
+  ) {}
 
   /** The saved position, or undefined on a first start. */
   async read(): Promise<string | number | undefined> {

@@ -89,7 +89,13 @@ export class Database {
     this.url = options.url;
     this.name = options.database;
     this.user = options.credentials?.user ?? null;
-    this.transport = { url: options.url.replace(/\/+$/, ''), database: options.database, headers: authorization(options.credentials), timeoutMs: options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES };
+    this.transport = {
+      url: options.url.replace(/\/+$/, ''),
+      database: options.database,
+      headers: authorization(options.credentials),
+      timeoutMs: options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+      maxBytes: MAX_ANSWER_BYTES,
+    };
     this.retry = options.retry ?? 'never';
     this.signal = options.signal;
     this.logger = options.logger;
@@ -115,12 +121,25 @@ export class Database {
    * One request; `shape` says whether a 2xx answer is what the call needs (else BAD_RESPONSE,
    * retried like a 5xx: a proxy or another service answered in the server's place).
    */
-  request<T>(what: string, options: { method?: string; path?: string; doc?: string; qs?: Record<string, unknown>; body?: unknown; signal?: AbortSignal; timeoutMs?: number; shape?: (answer: T) => boolean }): Promise<T> {
+  request<T>(
+    what: string,
+    options: {
+      method?: string;
+      path?: string;
+      doc?: string;
+      qs?: Record<string, unknown>;
+      body?: unknown;
+      signal?: AbortSignal;
+      timeoutMs?: number;
+      shape?: (answer: T) => boolean;
+    },
+  ): Promise<T> {
     const { timeoutMs, shape, ...request } = options;
     const transport = timeoutMs === undefined ? this.transport : { ...this.transport, timeoutMs };
     return this.call(what, async () => {
       const answer = await couchRequest<T>(transport, { ...request, signal: options.signal ?? this.signal }, what);
-      if (shape && !shape(answer)) throw new MeshError('BAD_RESPONSE', `${what}: the server's answer has not the expected shape: ${String(JSON.stringify(answer)).slice(0, 120)}`);
+      if (shape && !shape(answer))
+        throw new MeshError('BAD_RESPONSE', `${what}: the server's answer has not the expected shape: ${String(JSON.stringify(answer)).slice(0, 120)}`);
       return answer;
     });
   }
@@ -144,7 +163,10 @@ export class Database {
   }
 
   async info(): Promise<{ doc_count: number; update_seq: string | number }> {
-    return this.request('database info', { method: 'GET', shape: (a) => isObject(a) && (typeof a.update_seq === 'string' || typeof a.update_seq === 'number') });
+    return this.request('database info', {
+      method: 'GET',
+      shape: (a) => isObject(a) && (typeof a.update_seq === 'string' || typeof a.update_seq === 'number'),
+    });
   }
 
   /** The document, or undefined when it does not exist. */
@@ -164,12 +186,23 @@ export class Database {
    */
   async put<D extends { _id: string; _rev?: string }>(doc: D, options: { signal?: AbortSignal } = {}): Promise<string> {
     if (this.batcher && !options.signal && !doc._id.startsWith('_')) return this.batcher.write(doc);
-    const result = await this.request<{ rev: string }>(`write ${doc._id}`, { method: 'PUT', doc: doc._id, body: doc, signal: options.signal, shape: (a) => isObject(a) && typeof a.rev === 'string' });
+    const result = await this.request<{ rev: string }>(`write ${doc._id}`, {
+      method: 'PUT',
+      doc: doc._id,
+      body: doc,
+      signal: options.signal,
+      shape: (a) => isObject(a) && typeof a.rev === 'string',
+    });
     return result.rev;
   }
 
   async bulk(docs: object[]): Promise<Array<{ id: string; rev?: string; error?: string; reason?: string }>> {
-    return this.request('bulk write', { method: 'POST', path: '_bulk_docs', body: { docs }, shape: (a) => Array.isArray(a) && a.length === docs.length && a.every(isObject) });
+    return this.request('bulk write', {
+      method: 'POST',
+      path: '_bulk_docs',
+      body: { docs },
+      shape: (a) => Array.isArray(a) && a.length === docs.length && a.every(isObject),
+    });
   }
 
   async allDocs<D>(qs: Record<string, unknown>, keys?: string[]): Promise<{ rows: Array<ViewRow<{ rev: string }, D> & { error?: string }> }> {
@@ -191,15 +224,30 @@ export class Database {
 
   private query<Row>(contract: ViewContract<unknown, unknown>, qs: Record<string, unknown>): Promise<{ rows: Row[] }> {
     const { design, name } = contract;
-    return this.request(`view ${design}/${name}`, { path: `_design/${design}/_view/${name}`, qs, shape: (a) => isObject(a) && Array.isArray(a.rows) && a.rows.every(isObject) });
+    return this.request(`view ${design}/${name}`, {
+      path: `_design/${design}/_view/${name}`,
+      qs,
+      shape: (a) => isObject(a) && Array.isArray(a.rows) && a.rows.every(isObject),
+    });
   }
 
   /** One longpoll of `_changes` filtered by a Mango selector; an empty result after `timeoutMs`. */
-  async changes<D>(since: string | number, selector: object, options: { timeoutMs: number; includeDocs?: boolean; limit?: number; signal?: AbortSignal }): Promise<ChangesResult<D>> {
+  async changes<D>(
+    since: string | number,
+    selector: object,
+    options: { timeoutMs: number; includeDocs?: boolean; limit?: number; signal?: AbortSignal },
+  ): Promise<ChangesResult<D>> {
     return this.request<ChangesResult<D>>('changes feed', {
       method: 'POST',
       path: '_changes',
-      qs: { feed: 'longpoll', filter: '_selector', since, timeout: options.timeoutMs, include_docs: options.includeDocs ?? false, ...(options.limit ? { limit: options.limit } : {}) },
+      qs: {
+        feed: 'longpoll',
+        filter: '_selector',
+        since,
+        timeout: options.timeoutMs,
+        include_docs: options.includeDocs ?? false,
+        ...(options.limit ? { limit: options.limit } : {}),
+      },
       body: { selector },
       signal: options.signal,
       timeoutMs: options.timeoutMs + LONGPOLL_MARGIN_MS,
@@ -217,7 +265,8 @@ export class Database {
     const server = { ...this.transport, database: '' };
     const answer = await this.call('session', async () => {
       const a = await couchRequest<Answer>(server, { path: '_session', signal: this.signal }, 'session');
-      if (!isObject(a) || !isObject(a.userCtx)) throw new MeshError('BAD_RESPONSE', `session: the server's answer has not the expected shape: ${String(JSON.stringify(a)).slice(0, 120)}`);
+      if (!isObject(a) || !isObject(a.userCtx))
+        throw new MeshError('BAD_RESPONSE', `session: the server's answer has not the expected shape: ${String(JSON.stringify(a)).slice(0, 120)}`);
       return a;
     });
     const ctx = answer.userCtx ?? {};

@@ -32,7 +32,12 @@ function content(doc: object): unknown {
 export async function pushDesign(db: Database, design: StoredDesign): Promise<PushResult> {
   const { _rev: _ignored, ...wanted } = design;
   try {
-    const result = await update<StoredDesign>(db, wanted._id, (current) => (current && isDeepStrictEqual(content(current), content(wanted)) ? { keep: true } : { write: { ...wanted } }), { create: true });
+    const result = await update<StoredDesign>(
+      db,
+      wanted._id,
+      (current) => (current && isDeepStrictEqual(content(current), content(wanted)) ? { keep: true } : { write: { ...wanted } }),
+      { create: true },
+    );
     const doc = writtenOrThrow(result, wanted._id);
     return { changed: result.kind === 'written' && result.changed, rev: doc._rev as string };
   } catch (error) {

@@ -35,7 +35,9 @@ export interface PageOptions {
 
 /** A row without a document object (a proxy's or another API's answer) is not work. */
 function documentsOf(rows: Array<{ doc?: unknown }>): DaqDocument[] {
-  return rows.flatMap((row) => (row.doc && typeof row.doc === 'object' && typeof (row.doc as { _id?: unknown })._id === 'string' ? [row.doc as DaqDocument] : []));
+  return rows.flatMap((row) =>
+    row.doc && typeof row.doc === 'object' && typeof (row.doc as { _id?: unknown })._id === 'string' ? [row.doc as DaqDocument] : [],
+  );
 }
 
 /** A reduce value as a count; anything else (a foreign view, a proxy's answer) counts nothing. */
@@ -163,7 +165,12 @@ export interface PendingRow {
 
 /** Files not done for `step` whose DAQ close is at most `closedBy`, the oldest first. */
 export async function pendingClosedBy(db: Database, step: string, closedBy: string, limit: number): Promise<PendingRow[]> {
-  return (await db.rows(PENDING, { ...stepRange(step, { from: '', until: closedBy }), limit })).map((r) => ({ doc: r.id, closed: r.key[1], run: r.value?.[0] ?? null, file: r.value?.[1] ?? null }));
+  return (await db.rows(PENDING, { ...stepRange(step, { from: '', until: closedBy }), limit })).map((r) => ({
+    doc: r.id,
+    closed: r.key[1],
+    run: r.value?.[0] ?? null,
+    file: r.value?.[1] ?? null,
+  }));
 }
 
 export async function pendingClosedByCount(db: Database, step: string, closedBy: string): Promise<number> {

@@ -58,7 +58,12 @@ const REREADS = 2;
  */
 export async function writeHeartbeat(db: Database, doc: AgentHeartbeat, rev: string | undefined, signal?: AbortSignal): Promise<HeartbeatWrite> {
   try {
-    const result = await update<AgentHeartbeat>(db, doc._id, () => ({ write: doc }), { ...(rev ? { seen: { ...doc, _rev: rev } } : {}), create: true, rereads: REREADS, ...(signal ? { signal } : {}) });
+    const result = await update<AgentHeartbeat>(db, doc._id, () => ({ write: doc }), {
+      ...(rev ? { seen: { ...doc, _rev: rev } } : {}),
+      create: true,
+      rereads: REREADS,
+      ...(signal ? { signal } : {}),
+    });
     if (result.kind === 'written') return { written: true, rev: result.doc._rev as string };
     return { written: false, rev, reason: result.kind === 'conflict' ? result.error.message : result.kind };
   } catch (error) {

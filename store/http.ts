@@ -55,8 +55,11 @@ export function requestUrl(transport: CouchTransport, request: CouchRequest): st
 /** A short, printable excerpt of an answer for a message (no control characters, no megabytes). */
 export function excerpt(text: string, length = 120): string {
   // An HTML error page (a proxy's) reads better without its tags.
-  // eslint-disable-next-line no-control-regex
-  const flat = text.replace(/<[^>]{0,200}>/g, ' ').replace(/[\u0000-\u001f\u007f\s]+/g, ' ').trim();
+  const flat = text
+    .replace(/<[^>]{0,200}>/g, ' ')
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\u0000-\u001f\u007f\s]+/g, ' ')
+    .trim();
   return flat.length > length ? `${flat.slice(0, length)}…` : flat;
 }
 
@@ -114,7 +117,10 @@ function fetchUntilAborted(url: string, init: RequestInit, signal: AbortSignal):
   return new Promise((resolve, reject) => {
     const onAbort = (): void => {
       reject(signal.reason);
-      pending.then((late) => late.body?.cancel().catch(() => undefined), () => undefined);
+      pending.then(
+        (late) => late.body?.cancel().catch(() => undefined),
+        () => undefined,
+      );
     };
     signal.addEventListener('abort', onAbort, { once: true });
     pending.then(
@@ -130,7 +136,12 @@ function fetchUntilAborted(url: string, init: RequestInit, signal: AbortSignal):
   });
 }
 
-const STATUS_CODES: Record<number, 'CONFLICT' | 'NOT_FOUND' | 'UNAUTHORIZED' | 'FORBIDDEN'> = { 409: 'CONFLICT', 404: 'NOT_FOUND', 401: 'UNAUTHORIZED', 403: 'FORBIDDEN' };
+const STATUS_CODES: Record<number, 'CONFLICT' | 'NOT_FOUND' | 'UNAUTHORIZED' | 'FORBIDDEN'> = {
+  409: 'CONFLICT',
+  404: 'NOT_FOUND',
+  401: 'UNAUTHORIZED',
+  403: 'FORBIDDEN',
+};
 
 /**
  * Sends one request and returns the parsed JSON answer. Errors: SERVER_UNREACHABLE (no

@@ -37,7 +37,15 @@ export function markerId(site: string): string {
 function isMarker(doc: unknown): doc is Marker {
   if (doc === null || typeof doc !== 'object') return false;
   const m = doc as Record<string, unknown>;
-  return m.type === MARKER_TYPE && typeof m.site === 'string' && typeof m.n === 'number' && typeof m.written === 'string' && Number.isFinite(Date.parse(m.written)) && typeof m.since === 'string' && typeof m.interval_s === 'number';
+  return (
+    m.type === MARKER_TYPE &&
+    typeof m.site === 'string' &&
+    typeof m.n === 'number' &&
+    typeof m.written === 'string' &&
+    Number.isFinite(Date.parse(m.written)) &&
+    typeof m.since === 'string' &&
+    typeof m.interval_s === 'number'
+  );
 }
 
 /** Every marker a server holds, by the site that wrote it; anything malformed under the prefix is left out. */
@@ -62,9 +70,23 @@ export async function writeMarker(db: Database, site: string, options: { by: str
     const stored = await db.get<unknown>(id);
     const current = isMarker(stored) ? stored : undefined;
     const rev = (stored as { _rev?: string } | undefined)?._rev;
-    if (stored && !current) throw new MeshError('BAD_RESPONSE', `${id} on ${site}'s server is not a marker (type ${JSON.stringify((stored as { type?: unknown }).type)}); delete it so the coordinator can write its own`);
+    if (stored && !current)
+      throw new MeshError(
+        'BAD_RESPONSE',
+        `${id} on ${site}'s server is not a marker (type ${JSON.stringify((stored as { type?: unknown }).type)}); delete it so the coordinator can write its own`,
+      );
     const written = options.now.toISOString();
-    const marker: Marker = { _id: id, ...(rev ? { _rev: rev } : {}), type: MARKER_TYPE, site, n: (current?.n ?? 0) + 1, written, since: current?.since ?? written, interval_s: options.intervalS, by: options.by };
+    const marker: Marker = {
+      _id: id,
+      ...(rev ? { _rev: rev } : {}),
+      type: MARKER_TYPE,
+      site,
+      n: (current?.n ?? 0) + 1,
+      written,
+      since: current?.since ?? written,
+      interval_s: options.intervalS,
+      by: options.by,
+    };
     try {
       const newRev = await db.put({ ...marker });
       return { result: 'written', marker: { ...marker, _rev: newRev } };

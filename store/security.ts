@@ -29,14 +29,20 @@ export interface SecurityPushResult {
 
 export async function pushSecurity(db: Database, sites: readonly string[]): Promise<SecurityPushResult> {
   try {
-    const current = (await db.request<Partial<SecurityObject>>('read _security', { path: '_security', shape: (a) => a !== null && typeof a === 'object' && !Array.isArray(a) })) ?? {};
+    const current =
+      (await db.request<Partial<SecurityObject>>('read _security', {
+        path: '_security',
+        shape: (a) => a !== null && typeof a === 'object' && !Array.isArray(a),
+      })) ?? {};
     const wanted = meshSecurity(sites, current);
     if (isDeepStrictEqual(JSON.parse(JSON.stringify(current)), wanted)) return { changed: false, security: wanted };
     await db.request('write _security', { method: 'PUT', path: '_security', body: wanted });
     return { changed: true, security: wanted };
   } catch (error) {
     if (isMeshError(error, 'UNAUTHORIZED') || isMeshError(error, 'FORBIDDEN')) {
-      throw new MeshError(error.code, `${error.message}: writing _security needs the server's admin credentials (MESH_<SITE>_USER/_PASSWORD)`, { cause: error });
+      throw new MeshError(error.code, `${error.message}: writing _security needs the server's admin credentials (MESH_<SITE>_USER/_PASSWORD)`, {
+        cause: error,
+      });
     }
     throw error;
   }

@@ -42,7 +42,12 @@ export interface UpdateOptions<D> {
 }
 
 /** Compare-and-set of one document; see UpdateResult for what comes back. Transport errors throw. */
-export async function update<D extends StoredDocument>(db: Database, id: string, decide: (current: D | undefined) => Decision<D>, options: UpdateOptions<D> = {}): Promise<UpdateResult<D>> {
+export async function update<D extends StoredDocument>(
+  db: Database,
+  id: string,
+  decide: (current: D | undefined) => Decision<D>,
+  options: UpdateOptions<D> = {},
+): Promise<UpdateResult<D>> {
   const rereads = options.rereads ?? CONFLICT_REREADS;
   let current: D | undefined = options.seen ?? (await db.get<D>(id, {}, { signal: options.signal }));
   for (let reread = 0; ; reread++) {

@@ -24,7 +24,11 @@ export class WriteBatcher {
   private inFlight = 0;
   private scheduled = false;
 
-  constructor(private readonly send: (docs: object[]) => Promise<BulkResult[]>, private readonly maxBatch = 200, private readonly maxInFlight = 2) {}
+  constructor(
+    private readonly send: (docs: object[]) => Promise<BulkResult[]>,
+    private readonly maxBatch = 200,
+    private readonly maxInFlight = 2,
+  ) {}
 
   write(doc: { _id: string }): Promise<string> {
     return new Promise((resolve, reject) => {
@@ -65,6 +69,11 @@ function settle(batch: Pending[], results: BulkResult[]): void {
     const result = results[i]?.id === pending.doc._id ? results[i] : results.find((r) => r.id === pending.doc._id);
     if (result?.rev && !result.error) return pending.resolve(result.rev);
     const [code, statusCode] = STATUS[result?.error ?? ''] ?? ['SERVER_ERROR', 500];
-    pending.reject(new MeshError(code, `write ${pending.doc._id}: ${statusCode} ${result?.error ?? 'no result'} ${result?.reason ?? ''}`.trim(), { statusCode, reason: result?.reason }));
+    pending.reject(
+      new MeshError(code, `write ${pending.doc._id}: ${statusCode} ${result?.error ?? 'no result'} ${result?.reason ?? ''}`.trim(), {
+        statusCode,
+        reason: result?.reason,
+      }),
+    );
   });
 }

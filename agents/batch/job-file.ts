@@ -34,10 +34,12 @@ export async function readJobFile(path: string): Promise<BatchJobFile> {
   if (!job || typeof job !== 'object') problems.push('not a JSON object');
   else {
     if (job.version !== 1) problems.push(`version is ${JSON.stringify(job.version)}, expected 1`);
-    for (const key of ['site', 'step', 'stdout', 'stderr'] as const) if (typeof job[key] !== 'string' || !job[key]) problems.push(`${key} is not a non-empty string`);
+    for (const key of ['site', 'step', 'stdout', 'stderr'] as const)
+      if (typeof job[key] !== 'string' || !job[key]) problems.push(`${key} is not a non-empty string`);
     if (!Array.isArray(job.docs) || !job.docs.every((d) => typeof d === 'string')) problems.push('docs is not a list of document ids');
     const c = job.credentials;
-    if (c !== undefined && (typeof c !== 'object' || c === null || typeof c.user !== 'string' || typeof c.password_file !== 'string')) problems.push('credentials is not { user, password_file }');
+    if (c !== undefined && (typeof c !== 'object' || c === null || typeof c.user !== 'string' || typeof c.password_file !== 'string'))
+      problems.push('credentials is not { user, password_file }');
   }
   if (problems.length > 0) throw new MeshError('BAD_INPUT', `batch job file ${path}: ${problems.join('; ')}`);
   return job as BatchJobFile;

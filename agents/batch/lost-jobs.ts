@@ -38,7 +38,9 @@ export function lostReason(kind: 'queued' | 'in_progress', job: BatchJob, state:
   const age = now.getTime() - Date.parse(job.submitted ?? '');
   if (job.id === undefined) {
     // In progress without an id: the job runs and renews its lease; the lease decides.
-    return kind === 'queued' && age > UNSUBMITTED_GRACE_MS ? `no batch job id was recorded within ${UNSUBMITTED_GRACE_MS / 60_000} min of the claim` : undefined;
+    return kind === 'queued' && age > UNSUBMITTED_GRACE_MS
+      ? `no batch job id was recorded within ${UNSUBMITTED_GRACE_MS / 60_000} min of the claim`
+      : undefined;
   }
   switch (state) {
     case 'failed':

@@ -46,7 +46,11 @@ export interface SubmitterCounters {
 export class BatchSubmitter {
   readonly counters: SubmitterCounters = { jobs: 0, claimed: 0, lost_races: 0, released: 0, refused: 0, lost: 0, expired: 0 };
 
-  constructor(private readonly ctx: AgentContext, private readonly batch: BatchSystem, private readonly config: BatchConfig) {}
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly batch: BatchSystem,
+    private readonly config: BatchConfig,
+  ) {}
 
   /** One pass, or passes every `sweep_s` until `signal` aborts. */
   async run(options: { once: boolean; signal: AbortSignal }): Promise<void> {
@@ -106,14 +110,28 @@ export class BatchSubmitter {
   private async submitJob(step: StepConfig, docs: DaqDocument[]): Promise<void> {
     const ctx = this.ctx;
     const now = ctx.now();
-    const key = `${step.name}-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(4).toString('hex')}`;
+    const key = `${step.name}-${now
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')}-${randomBytes(4).toString('hex')}`;
     const dir = join(ctx.site.log_dir, 'batch');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const paths = { stdout: join(dir, `${key}.out`), stderr: join(dir, `${key}.err`), jobFile: join(dir, `${key}.json`), script: join(dir, `${key}.sh`) };
     const batch: BatchJob = { system: this.batch.name, stdout: paths.stdout, stderr: paths.stderr, submitted: now.toISOString() };
     const leaseUntil = new Date(now.getTime() + QUEUED_LEASE_MS).toISOString();
     const results = await Promise.all(
-      docs.map((doc) => claim(ctx, doc, { type: 'claim', step: step.name, mode: 'queue', site: ctx.site.name, agent: ctx.name, host: ctx.host, lease_until: leaseUntil, batch })),
+      docs.map((doc) =>
+        claim(ctx, doc, {
+          type: 'claim',
+          step: step.name,
+          mode: 'queue',
+          site: ctx.site.name,
+          agent: ctx.name,
+          host: ctx.host,
+          lease_until: leaseUntil,
+          batch,
+        }),
+      ),
     );
     const claimed = results.flatMap((r) => (r.kind === 'written' ? [r.doc] : []));
     this.counters.lost_races += results.filter((r) => r.kind === 'conflict').length;
@@ -125,10 +143,24 @@ export class BatchSubmitter {
     const command = [...this.config.mesh, '--config', resolve(ctx.config.source), 'run-batch', paths.jobFile, '--site', ctx.site.name];
     try {
       const credentials = passwordFileFor(ctx.site.credentials_of);
-      const job: BatchJobFile = { version: 1, site: ctx.site.name, step: step.name, stdout: paths.stdout, stderr: paths.stderr, docs: claimed.map((d) => d._id), ...(credentials ? { credentials } : {}) };
+      const job: BatchJobFile = {
+        version: 1,
+        site: ctx.site.name,
+        step: step.name,
+        stdout: paths.stdout,
+        stderr: paths.stderr,
+        docs: claimed.map((d) => d._id),
+        ...(credentials ? { credentials } : {}),
+      };
       await writeJobFile(paths.jobFile, job);
       await writeJobScript(paths.script, command);
-      id = await this.batch.submit({ name: `mesh-${ctx.site.name}-${step.name}`, script: paths.script, stdout: paths.stdout, stderr: paths.stderr, options: this.config.options });
+      id = await this.batch.submit({
+        name: `mesh-${ctx.site.name}-${step.name}`,
+        script: paths.script,
+        stdout: paths.stdout,
+        stderr: paths.stderr,
+        options: this.config.options,
+      });
     } catch (error) {
       ctx.logger.error({ step: step.name, docs: claimed.length }, `batch submission failed, releasing the claims: ${errorMessage(error)}`);
       await Promise.all(

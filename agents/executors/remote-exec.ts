@@ -13,7 +13,8 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** One word for a POSIX shell, single-quoted whatever it holds. */
 export function quoteArg(arg: string): string {
-  if (CONTROL.test(arg)) throw new MeshError('BAD_INPUT', `refusing to send ${JSON.stringify(arg).slice(0, 120)} to a remote shell: it contains a control character`);
+  if (CONTROL.test(arg))
+    throw new MeshError('BAD_INPUT', `refusing to send ${JSON.stringify(arg).slice(0, 120)} to a remote shell: it contains a control character`);
   return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 

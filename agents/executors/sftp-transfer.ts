@@ -92,16 +92,25 @@ async function removeIfPresent(sftp: SFTPWrapper, path: string): Promise<void> {
 }
 
 /** sha256 of a remote file: `sha256sum` on the remote side, else the file read back over SFTP. */
-async function remoteSha256(client: Client, sftp: SFTPWrapper, path: string, signal?: AbortSignal): Promise<{ sha256: string; by: TransferResult['verified_by'] }> {
+async function remoteSha256(
+  client: Client,
+  sftp: SFTPWrapper,
+  path: string,
+  signal?: AbortSignal,
+): Promise<{ sha256: string; by: TransferResult['verified_by'] }> {
   const outcome = await execRemote(client, ['sha256sum', '--', path], { signal, captureStdout: 4096, timeoutMs: 30 * 60_000 }).catch(() => undefined);
   throwIfAborted(signal, path);
   // sha256sum prefixes the line with a backslash when the name needed escaping.
   const match = outcome?.exit_code === 0 ? /^\\?([0-9a-f]{64}) /.exec(outcome.stdout) : null;
   if (match) return { sha256: match[1], by: 'sha256sum' };
   const hash = createHash('sha256');
-  await pipeline(sftp.createReadStream(path, { highWaterMark: 1 << 18 }), async (source: AsyncIterable<Buffer>) => {
-    for await (const chunk of source) hash.update(chunk);
-  }, { signal });
+  await pipeline(
+    sftp.createReadStream(path, { highWaterMark: 1 << 18 }),
+    async (source: AsyncIterable<Buffer>) => {
+      for await (const chunk of source) hash.update(chunk);
+    },
+    { signal },
+  );
   return { sha256: hash.digest('hex'), by: 'read-back' };
 }
 
@@ -137,7 +146,9 @@ export async function transfer(options: TransferOptions): Promise<TransferResult
     if (!info.isFile()) throw failed(`${source} is not a regular file`);
     client = await connectSsh(options.ssh, { signal, site: options.site, timeoutMs: options.connectTimeoutMs });
     const session = client;
-    const remote: SFTPWrapper = await call<SFTPWrapper>('sftp', (cb) => session.sftp(cb)).catch((cause) => Promise.reject(new MeshError('SSH_FAILED', `no SFTP subsystem on ${options.ssh.host}:${options.ssh.port}: ${errorMessage(cause)}`, { cause })));
+    const remote: SFTPWrapper = await call<SFTPWrapper>('sftp', (cb) => session.sftp(cb)).catch((cause) =>
+      Promise.reject(new MeshError('SSH_FAILED', `no SFTP subsystem on ${options.ssh.host}:${options.ssh.port}: ${errorMessage(cause)}`, { cause })),
+    );
     sftp = remote;
     throwIfAborted(signal, target);
     await sftpMkdirP(remote, posix.dirname(target));
@@ -159,13 +170,21 @@ export async function transfer(options: TransferOptions): Promise<TransferResult
       },
       remote.createWriteStream(part, { flags: 'w', mode: 0o644 }),
       { signal },
-    ).catch((cause) => Promise.reject(signal?.aborted ? new MeshError('ABORTED', `transfer to ${target} aborted after ${bytes} bytes`, { cause }) : failed(`writing ${part} failed after ${bytes} bytes: ${errorMessage(cause)}`, cause)));
+    ).catch((cause) =>
+      Promise.reject(
+        signal?.aborted
+          ? new MeshError('ABORTED', `transfer to ${target} aborted after ${bytes} bytes`, { cause })
+          : failed(`writing ${part} failed after ${bytes} bytes: ${errorMessage(cause)}`, cause),
+      ),
+    );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const sha256 = hash.digest('hex');
 
     const now = await handle.stat();
-    if (bytes !== info.size || now.size !== info.size) throw failed(`${source} changed while it was sent (${info.size} bytes at the start, ${now.size} now, ${bytes} read); it may still be written to`);
-    if (options.expectedSha256 && options.expectedSha256 !== sha256) throw failed(`${source} has sha256 ${sha256}, but the document records ${options.expectedSha256}: the file changed since it was catalogued`);
+    if (bytes !== info.size || now.size !== info.size)
+      throw failed(`${source} changed while it was sent (${info.size} bytes at the start, ${now.size} now, ${bytes} read); it may still be written to`);
+    if (options.expectedSha256 && options.expectedSha256 !== sha256)
+      throw failed(`${source} has sha256 ${sha256}, but the document records ${options.expectedSha256}: the file changed since it was catalogued`);
     const arrived = await call<Stats>('stat', (cb) => remote.stat(part, cb));
     if (arrived.size !== bytes) throw failed(`${part} has ${arrived.size} bytes on the destination, ${bytes} were sent`);
     const check = await remoteSha256(session, remote, part, signal);

@@ -65,14 +65,21 @@ export async function connectSsh(target: SshTarget, options: SshConnectOptions =
   const where = `${target.host}:${target.port}`;
   const pinned = normaliseFingerprint(target.host_key_sha256);
   if (!pinned) {
-    throw new MeshError('CONFIG_INVALID', `the pinned host key of ${where} (${JSON.stringify(target.host_key_sha256)}) is no SHA-256 fingerprint; write it as ssh-keygen -lf prints it: "SHA256:<43 base64 characters>"`);
+    throw new MeshError(
+      'CONFIG_INVALID',
+      `the pinned host key of ${where} (${JSON.stringify(target.host_key_sha256)}) is no SHA-256 fingerprint; write it as ssh-keygen -lf prints it: "SHA256:<43 base64 characters>"`,
+    );
   }
   if (options.signal?.aborted) throw new MeshError('ABORTED', `SSH connection to ${where} aborted before it started`);
   let privateKey: Buffer;
   try {
     privateKey = await readFile(target.identity_file);
   } catch (cause) {
-    throw new MeshError('CONFIG_INVALID', `cannot read the SSH identity file ${target.identity_file} for ${describeTarget(target)}: ${errorMessage(cause)}; point ssh.identity_file at the private key authorized for ${target.user} there`, { cause });
+    throw new MeshError(
+      'CONFIG_INVALID',
+      `cannot read the SSH identity file ${target.identity_file} for ${describeTarget(target)}: ${errorMessage(cause)}; point ssh.identity_file at the private key authorized for ${target.user} there`,
+      { cause },
+    );
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
 
@@ -94,7 +101,16 @@ export async function connectSsh(target: SshTarget, options: SshConnectOptions =
       reject(error);
     };
     const onAbort = () => finish(new MeshError('ABORTED', `SSH connection to ${where} aborted`));
-    const timer = setTimeout(() => finish(new MeshError('SSH_FAILED', `no SSH session with ${describeTarget(target)} within ${timeoutMs} ms; check that the host is reachable and sshd answers on port ${target.port}`)), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        finish(
+          new MeshError(
+            'SSH_FAILED',
+            `no SSH session with ${describeTarget(target)} within ${timeoutMs} ms; check that the host is reachable and sshd answers on port ${target.port}`,
+          ),
+        ),
+      timeoutMs,
+    );
     options.signal?.addEventListener('abort', onAbort, { once: true });
 
     socket.once('error', (cause) => finish(new MeshError('SSH_FAILED', `cannot connect to ${where}: ${cause.message}`, { cause })));
@@ -102,7 +118,13 @@ export async function connectSsh(target: SshTarget, options: SshConnectOptions =
     client.on('error', (cause: Error & { level?: string }) => {
       if (presented !== undefined && presented !== pinned) return finish(hostKeyMismatch(target, pinned, presented, options.site));
       if (cause.level === 'client-authentication') {
-        return finish(new MeshError('SSH_FAILED', `${describeTarget(target)} refused the key ${target.identity_file} (publickey authentication only, no password): add its public key to ~${target.user}/.ssh/authorized_keys there`, { cause }));
+        return finish(
+          new MeshError(
+            'SSH_FAILED',
+            `${describeTarget(target)} refused the key ${target.identity_file} (publickey authentication only, no password): add its public key to ~${target.user}/.ssh/authorized_keys there`,
+            { cause },
+          ),
+        );
       }
       finish(new MeshError('SSH_FAILED', `SSH with ${describeTarget(target)} failed: ${cause.message}`, { cause }));
     });

@@ -5,7 +5,9 @@ import { action } from '../exit.js';
 
 export function adoptCommand(): Command {
   return new Command('adopt')
-    .description('take over a database the original scripts wrote: record what CouchMesh needs to continue each document, rewriting no history (run mesh couchapp push first)')
+    .description(
+      'take over a database the original scripts wrote: record what CouchMesh needs to continue each document, rewriting no history (run mesh couchapp push first)',
+    )
     .addHelpText(
       'after',
       [
@@ -29,7 +31,8 @@ export function adoptCommand(): Command {
         const site = siteOf(config, options.site);
         const db = openSiteDatabase(config, site, { as: 'coordinator' });
         const session = await db.session().catch(() => undefined);
-        const progress = process.stderr.isTTY && !options.json ? (r: AdoptReport) => process.stderr.write(`\r${r.documents} documents read, ${r.written} written`) : undefined;
+        const progress =
+          process.stderr.isTTY && !options.json ? (r: AdoptReport) => process.stderr.write(`\r${r.documents} documents read, ${r.written} written`) : undefined;
         const report = await adoptDatabase(db, config, {
           now: new Date(),
           by: 'mesh/adopt',
@@ -51,7 +54,8 @@ export function formatReport(report: AdoptReport, where: string, dryRun: boolean
   const width = Math.max(6, ...Object.keys(report.byStatus).map((s) => s.length));
   for (const [status, entry] of Object.entries(report.byStatus).sort(([a], [b]) => a.localeCompare(b))) {
     if (entry.keep > 0) lines.push(`  ${status.padEnd(width)}  ${String(entry.keep).padStart(6)}  kept as they are`);
-    for (const [change, count] of Object.entries(entry.changes)) lines.push(`  ${status.padEnd(width)}  ${String(count).padStart(6)}  ${dryRun ? 'would change: ' : ''}${change}`);
+    for (const [change, count] of Object.entries(entry.changes))
+      lines.push(`  ${status.padEnd(width)}  ${String(count).padStart(6)}  ${dryRun ? 'would change: ' : ''}${change}`);
     for (const [reason, count] of Object.entries(entry.reasons)) lines.push(`  ${status.padEnd(width)}  ${String(count).padStart(6)}  left alone: ${reason}`);
   }
   if (!dryRun) lines.push(`${report.written} written, ${report.failed.length} not written`);

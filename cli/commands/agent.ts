@@ -14,7 +14,6 @@ import { positiveInteger, positiveNumber } from '../parse.js';
 import { RemoteTriggers } from '../../agents/trigger.js';
 import { stepSupervisor } from '../../agents/step-supervisor.js';
 
-
 export function agentCommand(): Command {
   return new Command('agent')
     .description('run the steps the site owns: claim ready documents, run them, record the results')
@@ -25,65 +24,93 @@ export function agentCommand(): Command {
     .option('--trigger-local', 'start the --once agents of sites without ssh settings on this machine (one-machine topologies)')
     .option('--trigger-interval <s>', 'at least this many seconds between two runs of a triggered agent', positiveNumber, 30)
     .action(
-      action(async (options: { site: string; once?: boolean; concurrency: number; name?: string; triggerLocal?: boolean; triggerInterval: number }, command: Command) => {
-        const globals = command.optsWithGlobals<GlobalOptions>();
-        const config = loadConfig(globals);
-        const site = siteOf(config, options.site);
-        const steps = config.steps.filter((s) => s.site === site.name);
-        if (steps.length === 0) throw new MeshError('CONFIG_INVALID', `site ${site.name} owns no step in ${config.source}; steps are owned by: ${config.steps.map((s) => `${s.name}→${s.site}`).join(', ')}`);
-        const name = options.name ?? defaultAgentName(site.name);
-        const logger = makeLogger(globals, { site: site.name, agent: name });
-        const force = new AbortController();
-        const db = openSiteDatabase(config, site, { retry: 'until-aborted', batchWrites: true, signal: force.signal, logger });
-        const triggers = options.once ? undefined : new RemoteTriggers(config, site.name, logger, { local: options.triggerLocal, intervalMs: options.triggerInterval * 1000 });
-        // NATS (optional): connecting never fails because NATS is down; it keeps trying in the background.
-        const longestLeaseMs = Math.max(...config.steps.map((s) => s.lease_s)) * 1000;
-        const channel = config.nats ? await MeshChannel.connect(config.nats.url, { logger, signal: force.signal, name, credentials: natsCredentials(), claimTtlMs: longestLeaseMs + Math.max(5000, longestLeaseMs / 4) }) : undefined;
-        const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps, now: () => new Date(), channel, ...(triggers?.triggers.size ? { triggers } : {}) };
-        if (site.batch) {
-          // A batch site runs nothing itself: it submits jobs and checks on them (agents/batch/).
-          const stop = new AbortController();
-          const onStop = () => stop.abort();
-          process.once('SIGTERM', onStop);
-          process.once('SIGINT', onStop);
-          logger.info({ steps: steps.map((s) => s.name), server: site.server, once: Boolean(options.once), batch: site.batch.system }, 'batch agent started');
-          // A heartbeat so `mesh status` shows batch sites' agents too.
-          const heartbeat = new Heartbeat(ctx, () => []);
-          heartbeat.start();
-          // The channel must be closed here too, or its connection keeps a --once process alive.
-          await new BatchSubmitter(ctx, batchSystem(site.batch), site.batch)
-            .run({ once: Boolean(options.once), signal: stop.signal })
-            .finally(async () => {
+      action(
+        async (
+          options: { site: string; once?: boolean; concurrency: number; name?: string; triggerLocal?: boolean; triggerInterval: number },
+          command: Command,
+        ) => {
+          const globals = command.optsWithGlobals<GlobalOptions>();
+          const config = loadConfig(globals);
+          const site = siteOf(config, options.site);
+          const steps = config.steps.filter((s) => s.site === site.name);
+          if (steps.length === 0)
+            throw new MeshError(
+              'CONFIG_INVALID',
+              `site ${site.name} owns no step in ${config.source}; steps are owned by: ${config.steps.map((s) => `${s.name}→${s.site}`).join(', ')}`,
+            );
+          const name = options.name ?? defaultAgentName(site.name);
+          const logger = makeLogger(globals, { site: site.name, agent: name });
+          const force = new AbortController();
+          const db = openSiteDatabase(config, site, { retry: 'until-aborted', batchWrites: true, signal: force.signal, logger });
+          const triggers = options.once
+            ? undefined
+            : new RemoteTriggers(config, site.name, logger, { local: options.triggerLocal, intervalMs: options.triggerInterval * 1000 });
+          // NATS (optional): connecting never fails because NATS is down; it keeps trying in the background.
+          const longestLeaseMs = Math.max(...config.steps.map((s) => s.lease_s)) * 1000;
+          const channel = config.nats
+            ? await MeshChannel.connect(config.nats.url, {
+                logger,
+                signal: force.signal,
+                name,
+                credentials: natsCredentials(),
+                claimTtlMs: longestLeaseMs + Math.max(5000, longestLeaseMs / 4),
+              })
+            : undefined;
+          const ctx: AgentContext = {
+            config,
+            site,
+            name,
+            host: hostname(),
+            db,
+            logger,
+            steps,
+            now: () => new Date(),
+            channel,
+            ...(triggers?.triggers.size ? { triggers } : {}),
+          };
+          if (site.batch) {
+            // A batch site runs nothing itself: it submits jobs and checks on them (agents/batch/).
+            const stop = new AbortController();
+            const onStop = () => stop.abort();
+            process.once('SIGTERM', onStop);
+            process.once('SIGINT', onStop);
+            logger.info({ steps: steps.map((s) => s.name), server: site.server, once: Boolean(options.once), batch: site.batch.system }, 'batch agent started');
+            // A heartbeat so `mesh status` shows batch sites' agents too.
+            const heartbeat = new Heartbeat(ctx, () => []);
+            heartbeat.start();
+            // The channel must be closed here too, or its connection keeps a --once process alive.
+            await new BatchSubmitter(ctx, batchSystem(site.batch), site.batch).run({ once: Boolean(options.once), signal: stop.signal }).finally(async () => {
               await heartbeat.stop();
               await channel?.close();
             });
-          process.off('SIGTERM', onStop);
-          process.off('SIGINT', onStop);
-          return;
-        }
-        // Fails at once when setpriv is missing, rather than at every step.
-        stepSupervisor.start();
-        const agent = new Agent(ctx, { concurrency: options.concurrency, once: Boolean(options.once) });
-        const onSignal = (signal: string) => {
-          logger.info({ signal }, 'signal received');
-          if (agent.state === 'stopping') {
-            // Second signal: the agent kills its steps and releases their claims; a server
-            // that does not answer must not keep the process alive for long.
-            setTimeout(() => force.abort(), 5000).unref();
-            setTimeout(() => process.exit(1), 10_000).unref();
-          } else {
-            // Requests still retrying against a failing server end once the grace period is
-            // over, or after 2 s when nothing is claimed or running (the last heartbeat has its own deadline).
-            setTimeout(() => force.abort(), agent.idle ? 2000 : config.agent.grace_s * 1000 + 5000).unref();
+            process.off('SIGTERM', onStop);
+            process.off('SIGINT', onStop);
+            return;
           }
-          void agent.stop();
-        };
-        process.on('SIGTERM', onSignal);
-        process.on('SIGINT', onSignal);
-        logger.info({ steps: steps.map((s) => s.name), server: site.server, once: Boolean(options.once), concurrency: options.concurrency }, 'agent started');
-        await agent.run().finally(() => channel?.close());
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
-      }),
+          // Fails at once when setpriv is missing, rather than at every step.
+          stepSupervisor.start();
+          const agent = new Agent(ctx, { concurrency: options.concurrency, once: Boolean(options.once) });
+          const onSignal = (signal: string) => {
+            logger.info({ signal }, 'signal received');
+            if (agent.state === 'stopping') {
+              // Second signal: the agent kills its steps and releases their claims; a server
+              // that does not answer must not keep the process alive for long.
+              setTimeout(() => force.abort(), 5000).unref();
+              setTimeout(() => process.exit(1), 10_000).unref();
+            } else {
+              // Requests still retrying against a failing server end once the grace period is
+              // over, or after 2 s when nothing is claimed or running (the last heartbeat has its own deadline).
+              setTimeout(() => force.abort(), agent.idle ? 2000 : config.agent.grace_s * 1000 + 5000).unref();
+            }
+            void agent.stop();
+          };
+          process.on('SIGTERM', onSignal);
+          process.on('SIGINT', onSignal);
+          logger.info({ steps: steps.map((s) => s.name), server: site.server, once: Boolean(options.once), concurrency: options.concurrency }, 'agent started');
+          await agent.run().finally(() => channel?.close());
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+        },
+      ),
     );
 }

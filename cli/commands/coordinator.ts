@@ -10,13 +10,16 @@ import { port } from '../parse.js';
 function seconds(text: string): number {
   const value = Number(text);
   // A longer delay than a Node timer takes would fire after 1 ms: rounds without pause.
-  if (!Number.isFinite(value) || value <= 0 || value > MAX_TIMER_S) throw new InvalidArgumentError(`"${text}" is not a positive number of seconds up to ${MAX_TIMER_S}`);
+  if (!Number.isFinite(value) || value <= 0 || value > MAX_TIMER_S)
+    throw new InvalidArgumentError(`"${text}" is not a positive number of seconds up to ${MAX_TIMER_S}`);
   return value;
 }
 
 export function coordinatorCommand(): Command {
   return new Command('coordinator')
-    .description('keep replication between the servers running, publish the step assignment, audit and resolve double claims, log alerts (missed latency targets, silent agents)')
+    .description(
+      'keep replication between the servers running, publish the step assignment, audit and resolve double claims, log alerts (missed latency targets, silent agents)',
+    )
     .option('--once', 'one round, then exit')
     .option('--interval <s>', 'seconds between rounds (default: coordinator.interval_s of the config)', seconds)
     .option('--dashboard-port <port>', 'also serve the live status page on this port (loopback; 0 picks a free one)', port)

@@ -11,8 +11,10 @@ export function couchappCommand(): Command {
   const couchapp = new Command('couchapp').description('design documents generated from the pipeline config');
   couchapp
     .command('push')
-    .description('create the database if needed, push _design/mesh, the original scripts\' _design/proc (config original_design) and the database _security admitting the mesh roles (nothing written when unchanged; needs the server admin)')
-    .option('--site <site>', 'push to this site\'s server only (default: every server of the mesh)')
+    .description(
+      "create the database if needed, push _design/mesh, the original scripts' _design/proc (config original_design) and the database _security admitting the mesh roles (nothing written when unchanged; needs the server admin)",
+    )
+    .option('--site <site>', "push to this site's server only (default: every server of the mesh)")
     .action(
       action(async (options: { site?: string }, command: Command) => {
         const config = loadConfig(command.optsWithGlobals<GlobalOptions>());
@@ -25,14 +27,16 @@ export function couchappCommand(): Command {
             process.stdout.write(`${site.name} ${site.server}/${config.database}: ${result.id} ${result.changed ? 'updated' : 'unchanged'} (${result.rev})\n`);
           }
           const security = await pushSecurity(db, Object.keys(config.sites));
-          process.stdout.write(`${site.name} ${site.server}/${config.database}: _security ${security.changed ? 'updated' : 'unchanged'} (members: ${security.security.members.roles.join(', ')})\n`);
+          process.stdout.write(
+            `${site.name} ${site.server}/${config.database}: _security ${security.changed ? 'updated' : 'unchanged'} (members: ${security.security.members.roles.join(', ')})\n`,
+          );
         }
       }),
     );
   couchapp
     .command('show')
-    .description('print the generated _design/mesh as JSON (with --original, the original scripts\' _design/proc)')
-    .option('--original', 'print the original scripts\' design document instead')
+    .description("print the generated _design/mesh as JSON (with --original, the original scripts' _design/proc)")
+    .option('--original', "print the original scripts' design document instead")
     .action(
       action((options: { original?: boolean }, command: Command) => {
         const config = loadConfig(command.optsWithGlobals<GlobalOptions>());

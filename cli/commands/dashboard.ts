@@ -15,7 +15,11 @@ export function dashboardCommand(): Command {
         const globals = command.optsWithGlobals<GlobalOptions>();
         const config = loadConfig(globals);
         const logger = makeLogger(globals, { component: 'dashboard' });
-        if (!isLoopbackHost(options.host)) logger.warn({ host: options.host }, 'the dashboard listens beyond loopback over plain HTTP; operator passwords cross the network unencrypted unless a TLS proxy is in front');
+        if (!isLoopbackHost(options.host))
+          logger.warn(
+            { host: options.host },
+            'the dashboard listens beyond loopback over plain HTTP; operator passwords cross the network unencrypted unless a TLS proxy is in front',
+          );
         const dashboard = await startDashboard({ config, host: options.host, port: options.port, logger });
         process.stdout.write(`mesh dashboard: ${dashboard.url}\n`);
         await new Promise<void>((resolve) => {

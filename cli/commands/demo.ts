@@ -17,7 +17,6 @@ import { type ServerChild, spawnMesh, startServerChild, stopChild } from '../pro
 import { writeSampleFiles } from '../simulate.js';
 import { EXAMPLES } from '../simulation-config.js';
 
-
 /** The demo pipeline: three example programs, run by the one demo site. */
 function demoConfig(serverUrl: string, work: string) {
   const node = process.execPath;
@@ -27,9 +26,33 @@ function demoConfig(serverUrl: string, work: string) {
     sites: { demo: { server: serverUrl, reachable: true, long_running: true, log_dir: join(work, 'logs') } },
     ingest: { site: 'demo', pattern: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600 },
     steps: [
-      { name: 'proc0', site: 'demo', run: [node, join(EXAMPLES, 'transfer.mjs'), '{file}', '{out}'], out: join(work, 'lyon', 'raw', '{run_name}_{file_number}'), timeout_s: 60, max_attempts: 3, lease_s: 30 },
-      { name: 'proc1', site: 'demo', run: [node, join(EXAMPLES, 'convert.mjs'), '{prev_out}', '{out}'], out: join(work, 'lyon', 'converted', '{run_name}_{file_number}.txt'), timeout_s: 60, max_attempts: 3, lease_s: 30 },
-      { name: 'proc2', site: 'demo', run: [node, join(EXAMPLES, 'analyse.mjs'), '{prev_out}', '{out}'], out: join(work, 'lyon', 'analysis', '{run_name}_{file_number}.json'), timeout_s: 60, max_attempts: 3, lease_s: 30 },
+      {
+        name: 'proc0',
+        site: 'demo',
+        run: [node, join(EXAMPLES, 'transfer.mjs'), '{file}', '{out}'],
+        out: join(work, 'lyon', 'raw', '{run_name}_{file_number}'),
+        timeout_s: 60,
+        max_attempts: 3,
+        lease_s: 30,
+      },
+      {
+        name: 'proc1',
+        site: 'demo',
+        run: [node, join(EXAMPLES, 'convert.mjs'), '{prev_out}', '{out}'],
+        out: join(work, 'lyon', 'converted', '{run_name}_{file_number}.txt'),
+        timeout_s: 60,
+        max_attempts: 3,
+        lease_s: 30,
+      },
+      {
+        name: 'proc2',
+        site: 'demo',
+        run: [node, join(EXAMPLES, 'analyse.mjs'), '{prev_out}', '{out}'],
+        out: join(work, 'lyon', 'analysis', '{run_name}_{file_number}.json'),
+        timeout_s: 60,
+        max_attempts: 3,
+        lease_s: 30,
+      },
     ],
     agent: { sweep_s: 2, heartbeat_s: 2, retry_base_s: 1, retry_cap_s: 10, grace_s: 10 },
   };
@@ -62,7 +85,13 @@ export function demoCommand(): Command {
           await db.ensure();
           await pushDesigns(db, config);
           await writeSampleFiles(join(work, 'daq'), options.files);
-          const ingested = await ingestDirectory(join(work, 'daq'), { db, docType: config.doc_type, ingest: config.ingest, stepNames: config.steps.map((s) => s.name), site: 'demo' });
+          const ingested = await ingestDirectory(join(work, 'daq'), {
+            db,
+            docType: config.doc_type,
+            ingest: config.ingest,
+            stepNames: config.steps.map((s) => s.name),
+            site: 'demo',
+          });
           logger.info({ created: ingested.created }, 'sample files catalogued');
           for (let i = 1; i <= options.agents; i++) {
             agents.push(spawnMesh(['--config', configFile, 'agent', '--site', 'demo', '--name', `demo-${i}`, '--concurrency', '4'], { env, logFile: log }));
@@ -85,14 +114,21 @@ export function demoCommand(): Command {
 }
 
 /** Shows per-step progress until every file has passed the last step; fails when nothing moves for a minute. */
-async function waitForCompletion(config: ReturnType<typeof parseMeshConfig>, db: Database, files: number, logger: ReturnType<typeof makeLogger>): Promise<MeshStatus> {
+async function waitForCompletion(
+  config: ReturnType<typeof parseMeshConfig>,
+  db: Database,
+  files: number,
+  logger: ReturnType<typeof makeLogger>,
+): Promise<MeshStatus> {
   const last = config.steps[config.steps.length - 1].name;
   let lastProgress = Date.now();
   let previous = '';
   while (true) {
     const status = await meshStatus(config, () => db);
     const steps = status.databases[0].steps;
-    const line = config.steps.map((s) => `${s.name} ${steps[s.name].done}/${files}${steps[s.name].failed ? ` (${steps[s.name].failed} failed)` : ''}`).join('  ');
+    const line = config.steps
+      .map((s) => `${s.name} ${steps[s.name].done}/${files}${steps[s.name].failed ? ` (${steps[s.name].failed} failed)` : ''}`)
+      .join('  ');
     if (line !== previous) {
       lastProgress = Date.now();
       if (process.stderr.isTTY) process.stderr.write(`\r${line}   `);

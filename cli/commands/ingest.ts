@@ -11,7 +11,7 @@ export function ingestCommand(): Command {
   return new Command('ingest')
     .description('catalogue closed DAQ files: one document with status "closed" per file')
     .argument('<dir>', 'directory scanned recursively')
-    .requiredOption('--site <site>', 'the site that catalogues (the config\'s ingest.site)')
+    .requiredOption('--site <site>', "the site that catalogues (the config's ingest.site)")
     .option('--watch', 'keep scanning until interrupted')
     .option('--interval <s>', 'seconds between scans with --watch', positiveInteger, 10)
     .option('--json', 'print the final counts as JSON')
@@ -20,8 +20,12 @@ export function ingestCommand(): Command {
         const globals = command.optsWithGlobals<GlobalOptions>();
         const config = loadConfig(globals);
         const site = siteOf(config, options.site);
-        if (config.ingest.site !== site.name) throw new MeshError('BAD_INPUT', `site ${site.name} does not ingest; ingest.site is ${config.ingest.site} in ${config.source}`);
-        const isDir = await stat(dir).then((s) => s.isDirectory(), () => false);
+        if (config.ingest.site !== site.name)
+          throw new MeshError('BAD_INPUT', `site ${site.name} does not ingest; ingest.site is ${config.ingest.site} in ${config.source}`);
+        const isDir = await stat(dir).then(
+          (s) => s.isDirectory(),
+          () => false,
+        );
         if (!isDir) throw new MeshError('BAD_INPUT', `${dir} is not a directory`);
         const logger = makeLogger(globals, { site: site.name, agent: 'ingest' });
         const stop = new AbortController();
@@ -37,7 +41,15 @@ export function ingestCommand(): Command {
         };
         let totals: IngestReport | undefined;
         do {
-          const report = await ingestDirectory(dir, { db, docType: config.doc_type, ingest: config.ingest, stepNames: config.steps.map((s) => s.name), site: site.name, progress, signal: stop.signal });
+          const report = await ingestDirectory(dir, {
+            db,
+            docType: config.doc_type,
+            ingest: config.ingest,
+            stepNames: config.steps.map((s) => s.name),
+            site: site.name,
+            progress,
+            signal: stop.signal,
+          });
           if (process.stderr.isTTY && report.seen >= 1000) process.stderr.write('\n');
           for (const r of report.rejected) {
             if (!reported.has(r.file)) logger.warn({ file: r.file }, `not catalogued: ${r.reason}`);
@@ -48,7 +60,11 @@ export function ingestCommand(): Command {
             if (failing.get(file) !== reason) logger.warn({ file }, `not catalogued this scan, tried again at the next: ${file}: ${reason}`);
           }
           failing = failed;
-          if (report.created > 0 || !options.watch) logger.info({ created: report.created, already: report.already, still_open: report.open, rejected: report.rejected.length, failed: report.failed.length }, 'ingest pass');
+          if (report.created > 0 || !options.watch)
+            logger.info(
+              { created: report.created, already: report.already, still_open: report.open, rejected: report.rejected.length, failed: report.failed.length },
+              'ingest pass',
+            );
           totals = report;
         } while (options.watch && (await sleep(options.interval * 1000, stop.signal)));
         if (options.json && totals) process.stdout.write(`${JSON.stringify(totals)}\n`);

@@ -28,13 +28,19 @@ export function runBatchCommand(): Command {
         const job = await readJobFile(jobFile);
         if (job.site !== site.name) throw new MeshError('BAD_INPUT', `job file ${jobFile} is for site ${job.site}, not ${site.name}`);
         const step = config.steps.find((s) => s.name === job.step);
-        if (!step || step.site !== site.name) throw new MeshError('BAD_INPUT', `job file ${jobFile} names step ${JSON.stringify(job.step)}, which site ${site.name} does not own`);
+        if (!step || step.site !== site.name)
+          throw new MeshError('BAD_INPUT', `job file ${jobFile} names step ${JSON.stringify(job.step)}, which site ${site.name} does not own`);
         const name = options.name ?? defaultAgentName(site.name);
         const logger = makeLogger(globals, { site: site.name, agent: name, step: step.name });
         const force = new AbortController();
         const dbOptions = { retry: 'until-aborted' as const, signal: force.signal, logger, timeoutMs: config.server_timeout_s * 1000 };
         const db = job.credentials
-          ? new Database({ url: site.server, database: config.database, credentials: credentialsFor(site.credentials_of, passwordFileEnv(site.credentials_of, job.credentials)), ...dbOptions })
+          ? new Database({
+              url: site.server,
+              database: config.database,
+              credentials: credentialsFor(site.credentials_of, passwordFileEnv(site.credentials_of, job.credentials)),
+              ...dbOptions,
+            })
           : openSiteDatabase(config, site, dbOptions);
         const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps: [step], now: () => new Date() };
         const never = new AbortController().signal;

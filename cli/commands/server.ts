@@ -35,7 +35,15 @@ async function runServer(options: ServerCommandOptions): Promise<void> {
     // Loaded on demand: PouchDB and express would otherwise weigh on every other command
     // (an agent forks its step programs, and a fork costs in proportion to its memory).
     const { startEmbeddedServer } = await import('../../server/embedded.js');
-    server = await startEmbeddedServer({ site: options.site, host: options.host, port: options.port, dataDir, admin, logger, recordClients: options.recordClients ? resolve(options.recordClients) : undefined });
+    server = await startEmbeddedServer({
+      site: options.site,
+      host: options.host,
+      port: options.port,
+      dataDir,
+      admin,
+      logger,
+      recordClients: options.recordClients ? resolve(options.recordClients) : undefined,
+    });
   } catch (error) {
     logger.error({ code: isMeshError(error) ? error.code : undefined }, errorMessage(error));
     process.stderr.write(`mesh server: ${errorMessage(error)}\n`);
@@ -67,7 +75,7 @@ async function runServer(options: ServerCommandOptions): Promise<void> {
 
 export function serverCommand(): Command {
   return new Command('server')
-    .description('Run a site\'s embedded CouchDB-compatible server (credentials from MESH_<SITE>_USER and MESH_<SITE>_PASSWORD or _PASSWORD_FILE)')
+    .description("Run a site's embedded CouchDB-compatible server (credentials from MESH_<SITE>_USER and MESH_<SITE>_PASSWORD or _PASSWORD_FILE)")
     .requiredOption('--site <site>', 'site name')
     .option('--port <port>', 'TCP port, 0 for a free one', parsePort, 0)
     .option('--host <host>', 'address to bind; anything but loopback requires credentials', '127.0.0.1')

@@ -25,47 +25,81 @@ export function simulateCommand(): Command {
     .option('--max-attempts <n>', 'attempts of each step before it is failed', positiveInteger, 3)
     .option('--wait-on-failure', 'when a step fails, keep going (until nothing moves for two minutes) so an operator can retry it from the status page')
     .option('--stay', 'once every file is done, keep the topology and the status page up until interrupted')
-    .option('--record-clients <file>', 'test aid: modane\'s server appends one JSON line per connection naming the client process')
+    .option('--record-clients <file>', "test aid: modane's server appends one JSON line per connection naming the client process")
     .action(
-      action(async (options: { files: number; arrivalMs?: number; ssh: boolean; slurm: boolean; nats?: boolean; json?: boolean; keep?: boolean; recordClients?: string; dashboard: boolean; dashboardPort: number; maxAttempts: number; waitOnFailure?: boolean; stay?: boolean }, command: Command) => {
-        const logger = makeLogger(command.optsWithGlobals<GlobalOptions>(), { sim: 'simulate' });
-        const work = await mkdtemp(join(tmpdir(), 'mesh-simulate-'));
-        const stop = new AbortController();
-        const onSignal = () => stop.abort();
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
-        let sim: Simulation | undefined;
-        try {
-          const simulation = await startSimulation(work, { ssh: options.ssh, slurm: options.slurm, nats: Boolean(options.nats), recordClients: options.recordClients ? resolve(options.recordClients) : undefined, maxAttempts: options.maxAttempts, dashboardPort: options.dashboard ? options.dashboardPort : undefined }, logger, stop.signal);
-          sim = simulation;
-          const { config, open } = simulation;
-          const storage = config.sites.modane.storage as string;
-          simulation.startModaneAgent();
-          if (options.arrivalMs === undefined) {
-            await writeSampleFiles(storage, options.files);
-            const ingested = await simulation.ingest(stop.signal);
-            logger.info({ created: ingested.created }, 'sample files catalogued at modane');
-          } else {
-            logger.info({ files: options.files, every_ms: options.arrivalMs }, 'sample files close one at a time, each catalogued at once');
-            await arriveOverTime(storage, options.files, options.arrivalMs, () => simulation.ingest(stop.signal), stop.signal);
+      action(
+        async (
+          options: {
+            files: number;
+            arrivalMs?: number;
+            ssh: boolean;
+            slurm: boolean;
+            nats?: boolean;
+            json?: boolean;
+            keep?: boolean;
+            recordClients?: string;
+            dashboard: boolean;
+            dashboardPort: number;
+            maxAttempts: number;
+            waitOnFailure?: boolean;
+            stay?: boolean;
+          },
+          command: Command,
+        ) => {
+          const logger = makeLogger(command.optsWithGlobals<GlobalOptions>(), { sim: 'simulate' });
+          const work = await mkdtemp(join(tmpdir(), 'mesh-simulate-'));
+          const stop = new AbortController();
+          const onSignal = () => stop.abort();
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+          let sim: Simulation | undefined;
+          try {
+            const simulation = await startSimulation(
+              work,
+              {
+                ssh: options.ssh,
+                slurm: options.slurm,
+                nats: Boolean(options.nats),
+                recordClients: options.recordClients ? resolve(options.recordClients) : undefined,
+                maxAttempts: options.maxAttempts,
+                dashboardPort: options.dashboard ? options.dashboardPort : undefined,
+              },
+              logger,
+              stop.signal,
+            );
+            sim = simulation;
+            const { config, open } = simulation;
+            const storage = config.sites.modane.storage as string;
+            simulation.startModaneAgent();
+            if (options.arrivalMs === undefined) {
+              await writeSampleFiles(storage, options.files);
+              const ingested = await simulation.ingest(stop.signal);
+              logger.info({ created: ingested.created }, 'sample files catalogued at modane');
+            } else {
+              logger.info({ files: options.files, every_ms: options.arrivalMs }, 'sample files close one at a time, each catalogued at once');
+              await arriveOverTime(storage, options.files, options.arrivalMs, () => simulation.ingest(stop.signal), stop.signal);
+            }
+            await waitForEverywhere(config, open, options.files, logger, stop.signal, options.waitOnFailure);
+            if (process.stderr.isTTY) process.stderr.write('\n');
+            logger.info(`all ${options.files} files done and identical on modane and kit`);
+            if (options.stay) {
+              logger.info('staying up (--stay) until interrupted');
+              await new Promise<void>((done) => (stop.signal.aborted ? done() : stop.signal.addEventListener('abort', () => done(), { once: true })));
+            }
+            await simulation.stopMeshProcesses();
+            const status = await meshStatus(
+              config,
+              (site, database) => new Database({ url: site.server, database: database ?? config.database, credentials: credentialsFor(site.credentials_of) }),
+            );
+            if (options.json) process.stdout.write(`${JSON.stringify(status)}\n`);
+          } finally {
+            process.off('SIGINT', onSignal);
+            process.off('SIGTERM', onSignal);
+            await sim?.stop();
+            if (!options.keep) await rm(work, { recursive: true, force: true });
+            else logger.info({ work }, 'kept the simulation folder');
           }
-          await waitForEverywhere(config, open, options.files, logger, stop.signal, options.waitOnFailure);
-          if (process.stderr.isTTY) process.stderr.write('\n');
-          logger.info(`all ${options.files} files done and identical on modane and kit`);
-          if (options.stay) {
-            logger.info('staying up (--stay) until interrupted');
-            await new Promise<void>((done) => (stop.signal.aborted ? done() : stop.signal.addEventListener('abort', () => done(), { once: true })));
-          }
-          await simulation.stopMeshProcesses();
-          const status = await meshStatus(config, (site, database) => new Database({ url: site.server, database: database ?? config.database, credentials: credentialsFor(site.credentials_of) }));
-          if (options.json) process.stdout.write(`${JSON.stringify(status)}\n`);
-        } finally {
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
-          await sim?.stop();
-          if (!options.keep) await rm(work, { recursive: true, force: true });
-          else logger.info({ work }, 'kept the simulation folder');
-        }
-      }),
+        },
+      ),
     );
 }

@@ -15,24 +15,25 @@ function roleName(text: string): MeshRoleName {
 }
 
 export function usersCommand(): Command {
-  const users = new Command('users').description('accounts of the mesh in the servers\' _users databases');
+  const users = new Command('users').description("accounts of the mesh in the servers' _users databases");
   users
     .command('add')
     .description(
-      'create or update an account with one mesh role (agent of a site, operator, reader, coordinator) on every server of the mesh, or on --server\'s only. ' +
+      "create or update an account with one mesh role (agent of a site, operator, reader, coordinator) on every server of the mesh, or on --server's only. " +
         'The password comes from --password-file, a prompt on the terminal (not echoed), or the first line of stdin; never from the command line. ' +
         'Uses the server admin credentials MESH_<SITE>_USER and MESH_<SITE>_PASSWORD (or _PASSWORD_FILE).',
     )
     .argument('<name>', 'account name')
     .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`, roleName)
     .option('--site <site>', 'the site an agent account runs for (required with --role agent)')
-    .option('--server <site>', 'write the account on this site\'s server only (default: every server of the mesh)')
+    .option('--server <site>', "write the account on this site's server only (default: every server of the mesh)")
     .option('--password-file <file>', 'read the password from the first line of this file')
     .action(
       action(async (name: string, options: { role: MeshRoleName; site?: string; server?: string; passwordFile?: string }, command: Command) => {
         const config = loadConfig(command.optsWithGlobals<GlobalOptions>());
         checkAccountName(name);
-        if (options.role === 'agent' && !options.site) throw new MeshError('BAD_INPUT', '--role agent needs --site <site>: the site whose steps the account may run');
+        if (options.role === 'agent' && !options.site)
+          throw new MeshError('BAD_INPUT', '--role agent needs --site <site>: the site whose steps the account may run');
         if (options.role !== 'agent' && options.site) throw new MeshError('BAD_INPUT', `--site applies to --role agent only, not to ${options.role}`);
         const site = options.site ? siteOf(config, options.site).name : undefined;
         const servers = options.server ? [siteOf(config, options.server)] : distinctServers(config);

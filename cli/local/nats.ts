@@ -25,7 +25,6 @@ export interface NatsServer {
 const BINARY = process.env.MESH_TEST_NATS_SERVER ?? 'nats-server';
 const live = new Set<ChildProcess>();
 
-
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((done) => child.once('exit', () => done()));
@@ -34,7 +33,9 @@ function exited(child: ChildProcess): Promise<void> {
 function requireBinary(): void {
   const probe = spawnSync(BINARY, ['--version'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) {
-    throw new Error(`${BINARY} cannot be run (${probe.error?.message ?? `status ${probe.status}`}): the NATS tests need a real nats-server with JetStream (Debian: apt-get install nats-server)`);
+    throw new Error(
+      `${BINARY} cannot be run (${probe.error?.message ?? `status ${probe.status}`}): the NATS tests need a real nats-server with JetStream (Debian: apt-get install nats-server)`,
+    );
   }
 }
 

@@ -19,7 +19,11 @@ export interface LocalServices {
 }
 
 /** Starts the private sshd, Slurm cluster and nats-server that `options` ask for; Slurm's client settings are added to `env`. */
-export async function startLocalServices(options: { ssh: boolean; slurm: boolean; nats: boolean }, env: NodeJS.ProcessEnv, logger: Logger): Promise<LocalServices> {
+export async function startLocalServices(
+  options: { ssh: boolean; slurm: boolean; nats: boolean },
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+): Promise<LocalServices> {
   const services: SimulationServices = {};
   let sshd: TestSshd | undefined;
   let slurm: SlurmCluster | undefined;

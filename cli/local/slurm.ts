@@ -12,7 +12,16 @@ import { promisify } from 'node:util';
 import { freePort } from './ports.js';
 
 const run = promisify(execFile);
-const BINARIES = ['/usr/sbin/munged', '/usr/sbin/slurmctld', '/usr/sbin/slurmd', '/usr/bin/sbatch', '/usr/bin/scontrol', '/usr/bin/scancel', '/usr/bin/sinfo', '/usr/bin/squeue'];
+const BINARIES = [
+  '/usr/sbin/munged',
+  '/usr/sbin/slurmctld',
+  '/usr/sbin/slurmd',
+  '/usr/bin/sbatch',
+  '/usr/bin/scontrol',
+  '/usr/bin/scancel',
+  '/usr/bin/sinfo',
+  '/usr/bin/squeue',
+];
 
 export interface SlurmCluster {
   dir: string;
@@ -23,7 +32,6 @@ export interface SlurmCluster {
   squeue(): Promise<string>;
   stop(): Promise<void>;
 }
-
 
 function idOf(name: string): { uid: number; gid: number } {
   try {
@@ -114,7 +122,11 @@ export async function startSlurm(): Promise<SlurmCluster> {
   );
   const env = { SLURM_CONF: conf };
   const logs = async () => {
-    const parts = await Promise.all(['log/slurmctld.log', 'log/slurmd.log', 'munge/munged.log'].map(async (f) => `--- ${f}\n${(await readFile(join(dir, f), 'utf8').catch(() => '(none)')).split('\n').slice(-15).join('\n')}`));
+    const parts = await Promise.all(
+      ['log/slurmctld.log', 'log/slurmd.log', 'munge/munged.log'].map(
+        async (f) => `--- ${f}\n${(await readFile(join(dir, f), 'utf8').catch(() => '(none)')).split('\n').slice(-15).join('\n')}`,
+      ),
+    );
     return parts.join('\n');
   };
 
@@ -131,7 +143,13 @@ export async function startSlurm(): Promise<SlurmCluster> {
   };
 
   try {
-    const mungedArgs = [`--socket=${socket}`, `--key-file=${join(mungeDir, 'munge.key')}`, `--log-file=${join(mungeDir, 'munged.log')}`, `--pid-file=${pids.munged}`, `--seed-file=${join(mungeDir, 'munged.seed')}`];
+    const mungedArgs = [
+      `--socket=${socket}`,
+      `--key-file=${join(mungeDir, 'munge.key')}`,
+      `--log-file=${join(mungeDir, 'munged.log')}`,
+      `--pid-file=${pids.munged}`,
+      `--seed-file=${join(mungeDir, 'munged.seed')}`,
+    ];
     // munged refuses to run as root; it forks into the background once its socket is ready.
     await run('/usr/sbin/munged', mungedArgs, { uid: munge.uid, gid: munge.gid });
     await run('/usr/sbin/slurmctld', ['-f', conf], { env: { ...process.env, ...env } });
@@ -139,7 +157,10 @@ export async function startSlurm(): Promise<SlurmCluster> {
     await waitUntil(
       `node ${node} to be idle`,
       async () => {
-        const out = await run('/usr/bin/sinfo', ['-h', '-n', node, '-o', '%t'], { env: { ...process.env, ...env } }).then((r) => r.stdout, () => '');
+        const out = await run('/usr/bin/sinfo', ['-h', '-n', node, '-o', '%t'], { env: { ...process.env, ...env } }).then(
+          (r) => r.stdout,
+          () => '',
+        );
         return out.trim() === 'idle';
       },
       30_000,

@@ -39,7 +39,6 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((done) => child.once('exit', () => done()));
 }
 
-
 /** `SHA256:…` of a public key file, as `ssh-keygen -lf` prints it. */
 export async function fingerprint(publicKeyFile: string): Promise<string> {
   const { stdout } = await run('ssh-keygen', ['-l', '-E', 'sha256', '-f', publicKeyFile]);
@@ -85,7 +84,15 @@ export async function startSshd(): Promise<TestSshd> {
   }
 }
 
-async function launch(dir: string, port: number, user: string, hostKey: string, identityFile: string, authorizedKeys: string, hostKeySha256: string): Promise<TestSshd> {
+async function launch(
+  dir: string,
+  port: number,
+  user: string,
+  hostKey: string,
+  identityFile: string,
+  authorizedKeys: string,
+  hostKeySha256: string,
+): Promise<TestSshd> {
   const configFile = join(dir, 'sshd_config');
   await writeFile(
     configFile,

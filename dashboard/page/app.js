@@ -68,27 +68,85 @@ function render() {
   $('database').textContent = `· ${snap.database}`;
   $('generated').textContent = `updated ${new Date(snap.generated).toLocaleTimeString()}`;
   renderAlerts(snap.alerts ?? []);
-  replace($('servers'), snap.servers.map((s) =>
-    h('div', { class: `card${s.reachable ? '' : ' down'}`, 'data-server': s.site },
-      h('strong', {}, s.site), ' ', h('span', { class: `pill ${s.reachable ? 'pill-ok' : 'pill-bad'}` }, s.reachable ? 'reachable' : s.not_authorised ? 'not authorised' : 'unreachable'),
-      h('div', { class: 'muted small' }, s.url),
-      s.reachable ? h('div', {}, `${s.doc_count} documents`, s.conflicts ? h('span', { class: 'n-failed' }, ` · ${s.conflicts} conflicts`) : '') : h('div', { class: 'small late' }, s.error ?? ''),
-    )));
+  replace(
+    $('servers'),
+    snap.servers.map((s) =>
+      h(
+        'div',
+        { class: `card${s.reachable ? '' : ' down'}`, 'data-server': s.site },
+        h('strong', {}, s.site),
+        ' ',
+        h('span', { class: `pill ${s.reachable ? 'pill-ok' : 'pill-bad'}` }, s.reachable ? 'reachable' : s.not_authorised ? 'not authorised' : 'unreachable'),
+        h('div', { class: 'muted small' }, s.url),
+        s.reachable
+          ? h('div', {}, `${s.doc_count} documents`, s.conflicts ? h('span', { class: 'n-failed' }, ` · ${s.conflicts} conflicts`) : '')
+          : h('div', { class: 'small late' }, s.error ?? ''),
+      ),
+    ),
+  );
   renderSteps(snap);
-  replace($('runs'), table(['DAQ host', 'run', 'files', 'latest file', 'state'], snap.runs.map((r) =>
-    h('tr', {}, h('td', {}, r.daq_host), h('td', {}, h('a', { onclick: () => jumpToRun(r.run) }, r.run)), h('td', { class: 'num' }, r.files), h('td', { class: 'num' }, r.latest ? docLink(r.latest.doc, r.latest_file) : r.latest_file),
-      h('td', { class: statusClass(r.latest?.status) }, r.latest?.status ?? '?'))), { numeric: [2, 3], empty: 'no files catalogued yet' }));
-  renderFlow(state.windowS === 3600 ? snap.flow : state.flow ?? snap.flow, snap.flow_error);
+  replace(
+    $('runs'),
+    table(
+      ['DAQ host', 'run', 'files', 'latest file', 'state'],
+      snap.runs.map((r) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, r.daq_host),
+          h('td', {}, h('a', { onclick: () => jumpToRun(r.run) }, r.run)),
+          h('td', { class: 'num' }, r.files),
+          h('td', { class: 'num' }, r.latest ? docLink(r.latest.doc, r.latest_file) : r.latest_file),
+          h('td', { class: statusClass(r.latest?.status) }, r.latest?.status ?? '?'),
+        ),
+      ),
+      { numeric: [2, 3], empty: 'no files catalogued yet' },
+    ),
+  );
+  renderFlow(state.windowS === 3600 ? snap.flow : (state.flow ?? snap.flow), snap.flow_error);
   renderProblems(snap);
-  replace($('in-flight'), table(['in flight', 'step', 'server', 'by', 'attempt', 'for'], snap.in_flight.map((f) =>
-    h('tr', {}, h('td', {}, docLink(f.doc)), h('td', {}, f.step), h('td', {}, f.server), h('td', {}, `${f.site}/${f.agent}`), h('td', { class: 'num' }, f.attempts), h('td', { class: 'num' }, duration(f.lease_age_s)))), { numeric: [4, 5], empty: 'nothing running' }));
-  replace($('agents'), table(['agent', 'host', 'state', 'last seen'], snap.agents.map((a) =>
-    h('tr', {}, h('td', {}, `${a.site}/${a.agent}`), h('td', {}, a.host), h('td', {}, a.state), h('td', { class: 'num' }, `${duration(a.age_s)} ago`))), { numeric: [3], empty: 'no agent has reported' }));
+  replace(
+    $('in-flight'),
+    table(
+      ['in flight', 'step', 'server', 'by', 'attempt', 'for'],
+      snap.in_flight.map((f) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, docLink(f.doc)),
+          h('td', {}, f.step),
+          h('td', {}, f.server),
+          h('td', {}, `${f.site}/${f.agent}`),
+          h('td', { class: 'num' }, f.attempts),
+          h('td', { class: 'num' }, duration(f.lease_age_s)),
+        ),
+      ),
+      { numeric: [4, 5], empty: 'nothing running' },
+    ),
+  );
+  replace(
+    $('agents'),
+    table(
+      ['agent', 'host', 'state', 'last seen'],
+      snap.agents.map((a) =>
+        h('tr', {}, h('td', {}, `${a.site}/${a.agent}`), h('td', {}, a.host), h('td', {}, a.state), h('td', { class: 'num' }, `${duration(a.age_s)} ago`)),
+      ),
+      { numeric: [3], empty: 'no agent has reported' },
+    ),
+  );
 }
 
 function renderAlerts(alerts) {
   $('alerts').hidden = alerts.length === 0;
-  replace($('alerts'), h('h2', {}, `Alerts (${alerts.length})`), h('ul', {}, alerts.map((a) => h('li', {}, h('strong', {}, a.kind), ' ', a.message, h('span', { class: 'muted' }, ` since ${new Date(a.since).toLocaleString()}`)))));
+  replace(
+    $('alerts'),
+    h('h2', {}, `Alerts (${alerts.length})`),
+    h(
+      'ul',
+      {},
+      alerts.map((a) => h('li', {}, h('strong', {}, a.kind), ' ', a.message, h('span', { class: 'muted' }, ` since ${new Date(a.since).toLocaleString()}`))),
+    ),
+  );
 }
 
 function countCells(c) {
@@ -100,7 +158,15 @@ function renderSteps(snap) {
   for (const step of snap.steps) {
     rows.push(h('tr', { class: 'total', 'data-step': step }, h('td', {}, step), h('td', {}, 'all servers'), countCells(snap.totals[step])));
     for (const s of snap.servers) {
-      rows.push(h('tr', { class: 'sub', 'data-step': step, 'data-server': s.site }, h('td', {}, ''), h('td', {}, s.site), s.reachable ? countCells(s.steps[step]) : h('td', { colspan: 5, class: 'late' }, s.not_authorised ? 'not authorised' : 'unreachable')));
+      rows.push(
+        h(
+          'tr',
+          { class: 'sub', 'data-step': step, 'data-server': s.site },
+          h('td', {}, ''),
+          h('td', {}, s.site),
+          s.reachable ? countCells(s.steps[step]) : h('td', { colspan: 5, class: 'late' }, s.not_authorised ? 'not authorised' : 'unreachable'),
+        ),
+      );
     }
   }
   replace($('steps'), table(['step', 'server', 'done', 'ready', 'queued', 'in progress', 'failed'], rows, { numeric: [2, 3, 4, 5, 6] }));
@@ -113,21 +179,64 @@ function renderFlow(flow, error) {
     replace($('latency'), []);
     return;
   }
-  replace($('flow-chart'), completedChart(flow.completed ?? {}, steps),
-    h('div', { class: 'legend' }, steps.map((step, i) => h('span', {}, h('span', { class: 'swatch', style: `background:${STEP_COLOURS[i % STEP_COLOURS.length]}` }), step))));
+  replace(
+    $('flow-chart'),
+    completedChart(flow.completed ?? {}, steps),
+    h(
+      'div',
+      { class: 'legend' },
+      steps.map((step, i) => h('span', {}, h('span', { class: 'swatch', style: `background:${STEP_COLOURS[i % STEP_COLOURS.length]}` }), step)),
+    ),
+  );
   const bar = latencyBars(flow.latency ?? []);
-  replace($('latency'), table(['stage', 'from', 'p50', 'p95', 'since DAQ close p50', 'p95', 'target', 'files', '', 'late files'], (flow.latency ?? []).map((l) =>
-    h('tr', {}, h('td', {}, l.stage), h('td', { class: 'muted' }, l.from), h('td', { class: 'num' }, duration(l.p50_s)),
-      h('td', { class: 'num' }, duration(l.p95_s)), h('td', { class: 'num' }, duration(l.close_p50_s ?? null)),
-      h('td', { class: `num${l.target_s !== null && l.close_p95_s != null && l.close_p95_s > l.target_s ? ' late' : ''}` }, duration(l.close_p95_s ?? null)),
-      h('td', { class: 'num' }, l.target_s === null ? '–' : duration(l.target_s)), h('td', { class: 'num' }, l.count), h('td', {}, bar(l)),
-      h('td', {}, l.late.length === 0 ? h('span', { class: 'muted' }, 'none') : l.late.slice(0, 10).map((f) => h('div', { class: 'late' }, docLink(f.doc, `${f.run} #${f.file}`), ` ${duration(f.latency_s)}${f.done ? '' : ' (still running)'}`))))),
-  { numeric: [2, 3, 4, 5, 6, 7], empty: 'no stage timed in this window' }));
+  replace(
+    $('latency'),
+    table(
+      ['stage', 'from', 'p50', 'p95', 'since DAQ close p50', 'p95', 'target', 'files', '', 'late files'],
+      (flow.latency ?? []).map((l) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, l.stage),
+          h('td', { class: 'muted' }, l.from),
+          h('td', { class: 'num' }, duration(l.p50_s)),
+          h('td', { class: 'num' }, duration(l.p95_s)),
+          h('td', { class: 'num' }, duration(l.close_p50_s ?? null)),
+          h(
+            'td',
+            { class: `num${l.target_s !== null && l.close_p95_s != null && l.close_p95_s > l.target_s ? ' late' : ''}` },
+            duration(l.close_p95_s ?? null),
+          ),
+          h('td', { class: 'num' }, l.target_s === null ? '–' : duration(l.target_s)),
+          h('td', { class: 'num' }, l.count),
+          h('td', {}, bar(l)),
+          h(
+            'td',
+            {},
+            l.late.length === 0
+              ? h('span', { class: 'muted' }, 'none')
+              : l.late
+                  .slice(0, 10)
+                  .map((f) =>
+                    h('div', { class: 'late' }, docLink(f.doc, `${f.run} #${f.file}`), ` ${duration(f.latency_s)}${f.done ? '' : ' (still running)'}`),
+                  ),
+          ),
+        ),
+      ),
+      { numeric: [2, 3, 4, 5, 6, 7], empty: 'no stage timed in this window' },
+    ),
+  );
 }
 
 /** A table of `items`, one row each: `cells(item)` gives the cells (strings or nodes). */
 function grid(headers, items, cells, options = {}) {
-  const rows = items.map((item) => h('tr', options.rowAttrs?.(item) ?? {}, cells(item).map((cell) => (cell instanceof Node && cell.tagName === 'TD' ? cell : h('td', {}, cell)))));
+  const rows = items.map((item) =>
+    h(
+      'tr',
+      options.rowAttrs?.(item) ?? {},
+      cells(item).map((cell) => (cell instanceof Node && cell.tagName === 'TD' ? cell : h('td', {}, cell))),
+    ),
+  );
   return h('table', {}, table(headers, rows, options));
 }
 
@@ -135,24 +244,70 @@ function renderProblems(snap) {
   const p = snap.problems;
   const section = (title, count, content) => [h('h3', {}, `${title} `, h('span', { class: count > 0 ? 'n-failed' : 'muted' }, `(${count})`)), content];
   const num = (value, extra = '') => h('td', { class: `num ${extra}` }, value);
-  replace($('problems'),
-    section('Failed documents', p.failed.length, grid(['document', 'step', 'server', 'reason', 'exit', 'stderr (tail)'], p.failed,
-      (f) => [docLink(f.doc), f.step, f.server, f.reason, num(f.exit_code ?? '–'), f.stderr_tail ? h('pre', {}, f.stderr_tail) : ''],
-      { empty: 'no failed document', rowAttrs: (f) => ({ 'data-failed': f.doc }) })),
-    section('Stale claims (lease expired)', p.stale_claims.length, grid(['document', 'step', 'claimed by', 'lease until', 'age'], p.stale_claims,
-      (c) => [docLink(c.doc), c.step, `${c.site}/${c.agent}`, c.lease_until, num(duration(c.lease_age_s))])),
-    section('Lost batch jobs', p.lost_jobs.length, grid(['document', 'step', 'job', 'reason', 'now'], p.lost_jobs,
-      (j) => [docLink(j.doc), j.step, `${j.system ?? '?'} ${j.job ?? '(no id)'}`, j.reason, h('td', { class: statusClass(j.status) }, j.status)])),
-    section('Replication not running or stalled', p.replication.filter((r) => r.state !== 'running' || r.stalled).length, grid(['from', 'to', 'job on', 'state', 'behind', 'reason'], p.replication,
-      (r) => [r.from, r.to, r.on, h('td', { class: r.state === 'running' ? 'st-good' : 'late' }, r.state),
-        num(r.behind_s === null || r.behind_s === undefined ? '?' : `${r.to} is ${duration(r.behind_s)} behind`, r.stalled ? 'late' : ''), r.reason ?? ''],
-      { empty: 'no replication job', rowAttrs: (r) => ({ 'data-replication': `${r.from}>${r.to}` }) })),
+  replace(
+    $('problems'),
+    section(
+      'Failed documents',
+      p.failed.length,
+      grid(
+        ['document', 'step', 'server', 'reason', 'exit', 'stderr (tail)'],
+        p.failed,
+        (f) => [docLink(f.doc), f.step, f.server, f.reason, num(f.exit_code ?? '–'), f.stderr_tail ? h('pre', {}, f.stderr_tail) : ''],
+        { empty: 'no failed document', rowAttrs: (f) => ({ 'data-failed': f.doc }) },
+      ),
+    ),
+    section(
+      'Stale claims (lease expired)',
+      p.stale_claims.length,
+      grid(['document', 'step', 'claimed by', 'lease until', 'age'], p.stale_claims, (c) => [
+        docLink(c.doc),
+        c.step,
+        `${c.site}/${c.agent}`,
+        c.lease_until,
+        num(duration(c.lease_age_s)),
+      ]),
+    ),
+    section(
+      'Lost batch jobs',
+      p.lost_jobs.length,
+      grid(['document', 'step', 'job', 'reason', 'now'], p.lost_jobs, (j) => [
+        docLink(j.doc),
+        j.step,
+        `${j.system ?? '?'} ${j.job ?? '(no id)'}`,
+        j.reason,
+        h('td', { class: statusClass(j.status) }, j.status),
+      ]),
+    ),
+    section(
+      'Replication not running or stalled',
+      p.replication.filter((r) => r.state !== 'running' || r.stalled).length,
+      grid(
+        ['from', 'to', 'job on', 'state', 'behind', 'reason'],
+        p.replication,
+        (r) => [
+          r.from,
+          r.to,
+          r.on,
+          h('td', { class: r.state === 'running' ? 'st-good' : 'late' }, r.state),
+          num(r.behind_s === null || r.behind_s === undefined ? '?' : `${r.to} is ${duration(r.behind_s)} behind`, r.stalled ? 'late' : ''),
+          r.reason ?? '',
+        ],
+        { empty: 'no replication job', rowAttrs: (r) => ({ 'data-replication': `${r.from}>${r.to}` }) },
+      ),
+    ),
     section('Double claims', p.double_claims.detected, [
       h('p', {}, `${p.double_claims.detected} detected, ${p.double_claims.resolved} resolved; ${p.conflicts} documents in conflict now`),
-      p.resolutions.length === 0 ? '' : grid(['document', 'server', 'kept', 'duplicates', 'at'], p.resolutions, (r) => [docLink(r.doc), r.server, r.kept, num(r.duplicates), r.at]),
+      p.resolutions.length === 0
+        ? ''
+        : grid(['document', 'server', 'kept', 'duplicates', 'at'], p.resolutions, (r) => [docLink(r.doc), r.server, r.kept, num(r.duplicates), r.at]),
     ]),
-    section('Silent agents', p.silent_agents.length, grid(['agent', 'host', 'last state', 'silent for'], p.silent_agents,
-      (a) => [`${a.site}/${a.agent}`, a.host, a.state, num(duration(a.age_s), 'late')], { empty: 'every agent that has not stopped is beating' })),
+    section(
+      'Silent agents',
+      p.silent_agents.length,
+      grid(['agent', 'host', 'last state', 'silent for'], p.silent_agents, (a) => [`${a.site}/${a.agent}`, a.host, a.state, num(duration(a.age_s), 'late')], {
+        empty: 'every agent that has not stopped is beating',
+      }),
+    ),
   );
 }
 
@@ -196,8 +351,28 @@ function showDocError(id, message) {
 }
 
 function kv(object) {
-  return h('table', {}, h('tbody', {}, Object.entries(object).filter(([k]) => k !== 'batch').map(([k, v]) =>
-    h('tr', {}, h('td', {}, k), h('td', {}, typeof v === 'object' && v !== null ? h('pre', {}, JSON.stringify(v, null, 1)) : (k === 'stderr_tail' ? h('pre', {}, String(v)) : String(v)))))));
+  return h(
+    'table',
+    {},
+    h(
+      'tbody',
+      {},
+      Object.entries(object)
+        .filter(([k]) => k !== 'batch')
+        .map(([k, v]) =>
+          h(
+            'tr',
+            {},
+            h('td', {}, k),
+            h(
+              'td',
+              {},
+              typeof v === 'object' && v !== null ? h('pre', {}, JSON.stringify(v, null, 1)) : k === 'stderr_tail' ? h('pre', {}, String(v)) : String(v),
+            ),
+          ),
+        ),
+    ),
+  );
 }
 
 function documentBody(view) {
@@ -205,27 +380,123 @@ function documentBody(view) {
   const steps = state.snapshot?.steps ?? [];
   const parts = [];
   if (doc) {
-    parts.push(h('p', { class: 'muted' }, `run ${doc.run_name} · file ${doc.file_number} · ${doc.file} · closed ${doc.date_closed ?? '?'}${doc.daq_host ? ` on ${doc.daq_host}` : ''} · read from ${view.read_from}`));
+    parts.push(
+      h(
+        'p',
+        { class: 'muted' },
+        `run ${doc.run_name} · file ${doc.file_number} · ${doc.file} · closed ${doc.date_closed ?? '?'}${doc.daq_host ? ` on ${doc.daq_host}` : ''} · read from ${view.read_from}`,
+      ),
+    );
     // A step's record: at the top level once done (the original scripts' have no ok flag), under pending until then.
     const recordOf = (step) => (doc[step] && typeof doc[step] === 'object' ? { ...doc[step], ok: doc[step].ok ?? true } : doc.pending?.[step]);
-    parts.push(h('h3', {}, 'Steps'), h('div', { class: 'records' }, steps.map((step) => {
-      const r = recordOf(step);
-      if (!r) return h('div', { class: 'record' }, h('strong', {}, step), h('p', { class: 'muted' }, 'not run yet'));
-      return h('div', { class: `record ${r.ok === true ? 'ok' : r.ok === false ? 'failed' : ''}`, 'data-record': step }, h('strong', {}, step), kv(r));
-    })));
+    parts.push(
+      h('h3', {}, 'Steps'),
+      h(
+        'div',
+        { class: 'records' },
+        steps.map((step) => {
+          const r = recordOf(step);
+          if (!r) return h('div', { class: 'record' }, h('strong', {}, step), h('p', { class: 'muted' }, 'not run yet'));
+          return h('div', { class: `record ${r.ok === true ? 'ok' : r.ok === false ? 'failed' : ''}`, 'data-record': step }, h('strong', {}, step), kv(r));
+        }),
+      ),
+    );
     const jobs = steps.filter((step) => recordOf(step)?.batch).map((step) => ({ step, ...recordOf(step).batch }));
-    parts.push(h('h3', {}, 'Batch jobs'), jobs.length === 0 ? h('p', { class: 'muted' }, 'none') : h('table', {}, table(['step', 'system', 'id', 'submitted', 'stdout', 'stderr'], jobs.map((j) =>
-      h('tr', {}, h('td', {}, j.step), h('td', {}, j.system), h('td', {}, j.id ?? '(not yet)'), h('td', {}, j.submitted ?? ''), h('td', {}, j.stdout ?? ''), h('td', {}, j.stderr ?? ''))))));
+    parts.push(
+      h('h3', {}, 'Batch jobs'),
+      jobs.length === 0
+        ? h('p', { class: 'muted' }, 'none')
+        : h(
+            'table',
+            {},
+            table(
+              ['step', 'system', 'id', 'submitted', 'stdout', 'stderr'],
+              jobs.map((j) =>
+                h(
+                  'tr',
+                  {},
+                  h('td', {}, j.step),
+                  h('td', {}, j.system),
+                  h('td', {}, j.id ?? '(not yet)'),
+                  h('td', {}, j.submitted ?? ''),
+                  h('td', {}, j.stdout ?? ''),
+                  h('td', {}, j.stderr ?? ''),
+                ),
+              ),
+            ),
+          ),
+    );
     const duplicates = Array.isArray(doc.duplicates) ? doc.duplicates : [];
-    parts.push(h('h3', {}, 'Duplicate runs (double claims resolved)'), duplicates.length === 0 ? h('p', { class: 'muted' }, 'none') : h('table', {}, table(['step', 'site/agent', 'started', 'ok', 'exit', 'losing revision'], duplicates.map((d) =>
-      h('tr', {}, h('td', {}, d.step), h('td', {}, `${d.site}/${d.agent}`), h('td', {}, d.started ?? ''), h('td', {}, String(d.result?.ok)), h('td', {}, d.result?.exit_code ?? '–'), h('td', {}, d.rev))))));
-    parts.push(h('h3', {}, 'History'), h('table', {}, table(['at', 'from', 'to', 'by', 'note'], [...(doc.history ?? [])].reverse().map((e) =>
-      h('tr', {}, h('td', {}, e.at), h('td', { class: statusClass(e.from) }, e.from ?? ''), h('td', { class: statusClass(e.to) }, e.to), h('td', {}, e.by), h('td', {}, e.note ?? ''))))));
+    parts.push(
+      h('h3', {}, 'Duplicate runs (double claims resolved)'),
+      duplicates.length === 0
+        ? h('p', { class: 'muted' }, 'none')
+        : h(
+            'table',
+            {},
+            table(
+              ['step', 'site/agent', 'started', 'ok', 'exit', 'losing revision'],
+              duplicates.map((d) =>
+                h(
+                  'tr',
+                  {},
+                  h('td', {}, d.step),
+                  h('td', {}, `${d.site}/${d.agent}`),
+                  h('td', {}, d.started ?? ''),
+                  h('td', {}, String(d.result?.ok)),
+                  h('td', {}, d.result?.exit_code ?? '–'),
+                  h('td', {}, d.rev),
+                ),
+              ),
+            ),
+          ),
+    );
+    parts.push(
+      h('h3', {}, 'History'),
+      h(
+        'table',
+        {},
+        table(
+          ['at', 'from', 'to', 'by', 'note'],
+          [...(doc.history ?? [])]
+            .reverse()
+            .map((e) =>
+              h(
+                'tr',
+                {},
+                h('td', {}, e.at),
+                h('td', { class: statusClass(e.from) }, e.from ?? ''),
+                h('td', { class: statusClass(e.to) }, e.to),
+                h('td', {}, e.by),
+                h('td', {}, e.note ?? ''),
+              ),
+            ),
+        ),
+      ),
+    );
   }
-  parts.push(h('h3', {}, 'Revisions on each server'), h('table', {}, table(['server', 'state', 'revision', 'status', 'conflicts', 'revisions (newest first)'], view.servers.map((s) =>
-    h('tr', { 'data-copy': s.site }, h('td', {}, s.site), h('td', { class: s.reachable ? '' : 'late' }, s.reachable ? (s.found ? 'present' : 'absent') : `unreachable: ${s.error ?? ''}`),
-      h('td', {}, s.rev ?? ''), h('td', { class: statusClass(s.status) }, s.status ?? ''), h('td', { class: s.conflicts?.length ? 'late' : '' }, (s.conflicts ?? []).join(' ') || 'none'),
-      h('td', { class: 'small' }, (s.revs_info ?? []).map((r) => `${r.rev.slice(0, 12)}… ${r.status}`).join(', ')))))));
+  parts.push(
+    h('h3', {}, 'Revisions on each server'),
+    h(
+      'table',
+      {},
+      table(
+        ['server', 'state', 'revision', 'status', 'conflicts', 'revisions (newest first)'],
+        view.servers.map((s) =>
+          h(
+            'tr',
+            { 'data-copy': s.site },
+            h('td', {}, s.site),
+            h('td', { class: s.reachable ? '' : 'late' }, s.reachable ? (s.found ? 'present' : 'absent') : `unreachable: ${s.error ?? ''}`),
+            h('td', {}, s.rev ?? ''),
+            h('td', { class: statusClass(s.status) }, s.status ?? ''),
+            h('td', { class: s.conflicts?.length ? 'late' : '' }, (s.conflicts ?? []).join(' ') || 'none'),
+            h('td', { class: 'small' }, (s.revs_info ?? []).map((r) => `${r.rev.slice(0, 12)}… ${r.status}`).join(', ')),
+          ),
+        ),
+      ),
+    ),
+  );
   return parts;
 }
 
@@ -236,18 +507,28 @@ function renderActions(view) {
   if (!failed) return retried ? replace($('doc-actions'), h('span', { id: 'retry-message', class: 'muted' }, retried)) : replace($('doc-actions'));
   const step = doc.status.slice(0, -' failed'.length);
   const message = h('span', { id: 'retry-message', class: 'muted' }, state.user ? '' : ' read-only: log in as an operator to retry');
-  const button = h('button', { id: 'retry', class: 'primary', type: 'button', disabled: !state.user, onclick: async () => {
-    button.disabled = true;
-    message.textContent = ' retrying…';
-    try {
-      const result = await api('/api/retry', { method: 'POST', body: { doc: doc._id, step } });
-      state.retried = { doc: doc._id, text: `${result.step} is ready again (${result.status}) on ${result.server}` };
-      message.textContent = ` ${state.retried.text}`;
-    } catch (error) {
-      message.textContent = ` ${error.message}`;
-      button.disabled = false;
-    }
-  } }, `Retry ${step}`);
+  const button = h(
+    'button',
+    {
+      id: 'retry',
+      class: 'primary',
+      type: 'button',
+      disabled: !state.user,
+      onclick: async () => {
+        button.disabled = true;
+        message.textContent = ' retrying…';
+        try {
+          const result = await api('/api/retry', { method: 'POST', body: { doc: doc._id, step } });
+          state.retried = { doc: doc._id, text: `${result.step} is ready again (${result.status}) on ${result.server}` };
+          message.textContent = ` ${state.retried.text}`;
+        } catch (error) {
+          message.textContent = ` ${error.message}`;
+          button.disabled = false;
+        }
+      },
+    },
+    `Retry ${step}`,
+  );
   replace($('doc-actions'), button, message);
 }
 
@@ -289,7 +570,10 @@ function wire() {
     event.preventDefault();
     $('login-message').textContent = 'checking…';
     try {
-      const result = await api('/api/login', { method: 'POST', body: { user: $('login-user').value, password: $('login-password').value, site: $('login-site').value } });
+      const result = await api('/api/login', {
+        method: 'POST',
+        body: { user: $('login-user').value, password: $('login-password').value, site: $('login-site').value },
+      });
       $('login-password').value = '';
       $('login-message').textContent = result.refused.length ? `not accepted by ${result.refused.map((r) => r.site).join(', ')}` : '';
       setUser(result.user, result.servers);
@@ -308,7 +592,10 @@ function wire() {
     if (!q) return;
     try {
       const { results } = await api(`/api/search?q=${encodeURIComponent(q)}`);
-      replace(list, results.length === 0 ? h('li', { class: 'muted' }, `no file name starts with ${q}`) : results.map((r) => h('li', {}, docLink(r.doc, r.name))));
+      replace(
+        list,
+        results.length === 0 ? h('li', { class: 'muted' }, `no file name starts with ${q}`) : results.map((r) => h('li', {}, docLink(r.doc, r.name))),
+      );
     } catch (error) {
       replace(list, h('li', { class: 'late' }, error.message));
     }
@@ -335,10 +622,13 @@ function wire() {
 }
 
 wire();
-api('/api/session').then((s) => {
-  // The password goes to the chosen server only: a wrong try elsewhere would count towards its lockout.
-  $('login-site').replaceChildren(...(s.login_sites ?? []).map((site) => h('option', { value: site }, site)));
-  setUser(s.user, s.servers ?? []);
-}, () => {});
+api('/api/session').then(
+  (s) => {
+    // The password goes to the chosen server only: a wrong try elsewhere would count towards its lockout.
+    $('login-site').replaceChildren(...(s.login_sites ?? []).map((site) => h('option', { value: site }, site)));
+    setUser(s.user, s.servers ?? []);
+  },
+  () => {},
+);
 connect();
 route();

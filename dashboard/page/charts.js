@@ -34,7 +34,13 @@ export function completedChart(series, steps) {
     steps.forEach((step, j) => {
       const count = (series[step] ?? []).find((p) => p.hour === hour)?.count ?? 0;
       const h = (count / max) * plotH;
-      const rect = s('rect', { x: pad.left + i * group + group * 0.1 + j * bar, y: pad.top + plotH - h, width: bar, height: h, fill: STEP_COLOURS[j % STEP_COLOURS.length] });
+      const rect = s('rect', {
+        x: pad.left + i * group + group * 0.1 + j * bar,
+        y: pad.top + plotH - h,
+        width: bar,
+        height: h,
+        fill: STEP_COLOURS[j % STEP_COLOURS.length],
+      });
       rect.append(s('title', {}, `${step} ${hour}: ${count}`));
       svg.append(rect);
     });

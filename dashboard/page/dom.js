@@ -28,7 +28,15 @@ export function replace(el, ...children) {
 export function table(headers, rows, options = {}) {
   const numeric = new Set(options.numeric ?? []);
   return [
-    h('thead', {}, h('tr', {}, headers.map((name, i) => h('th', { class: numeric.has(i) ? 'num' : undefined }, name)))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        headers.map((name, i) => h('th', { class: numeric.has(i) ? 'num' : undefined }, name)),
+      ),
+    ),
     h('tbody', {}, rows.length === 0 ? h('tr', {}, h('td', { colspan: headers.length, class: 'muted' }, options.empty ?? 'none')) : rows),
   ];
 }

@@ -39,7 +39,15 @@ describe('conformance: _changes', function () {
     });
 
   it('a normal feed lists each document once with its winning rev; last_seq is the checkpoint to resume from', async () => {
-    const first = await request<Array<{ rev: string }>>(dbPath(db, '_bulk_docs'), { method: 'POST', body: { docs: [{ _id: 'n1', kind: 'job' }, { _id: 'n2', kind: 'log' }] } });
+    const first = await request<Array<{ rev: string }>>(dbPath(db, '_bulk_docs'), {
+      method: 'POST',
+      body: {
+        docs: [
+          { _id: 'n1', kind: 'job' },
+          { _id: 'n2', kind: 'log' },
+        ],
+      },
+    });
     expectStatus(first, 201, 'documents');
     await request(dbPath(db, 'n1'), { method: 'PUT', body: { _rev: first.body[0].rev, kind: 'job', v: 2 } });
     const all = await request<ChangesAnswer>(dbPath(db, '_changes'));
@@ -55,11 +63,22 @@ describe('conformance: _changes', function () {
 
   it('longpoll with filter=_selector from an opaque since answers only the matching changes, with their documents', async () => {
     const checkpoint = (await request<ChangesAnswer>(dbPath(db, '_changes'))).body.last_seq;
-    const bulk = await request(dbPath(db, '_bulk_docs'), { method: 'POST', body: { docs: [{ _id: 'after-job', kind: 'job', n: 1 }, { _id: 'after-log', kind: 'log' }] } });
+    const bulk = await request(dbPath(db, '_bulk_docs'), {
+      method: 'POST',
+      body: {
+        docs: [
+          { _id: 'after-job', kind: 'job', n: 1 },
+          { _id: 'after-log', kind: 'log' },
+        ],
+      },
+    });
     expectStatus(bulk, 201, 'documents');
     const answer = await longpoll(checkpoint, 5000);
     expectStatus(answer, 200, 'longpoll');
-    assert.deepEqual(answer.body.results.map((c) => c.id), ['after-job']);
+    assert.deepEqual(
+      answer.body.results.map((c) => c.id),
+      ['after-job'],
+    );
     assert.equal(answer.body.results[0].doc?.kind, 'job');
     assert.equal(answer.body.results[0].doc?.n, 1);
   });
@@ -78,9 +97,15 @@ describe('conformance: _changes', function () {
     expectStatus(await request(dbPath(db, 'wake-up'), { method: 'PUT', body: { kind: 'wake' } }), 201, 'a matching change');
     const got = await waiting;
     expectStatus(got, 200, 'longpoll woken');
-    assert.deepEqual(got.body.results.map((c) => c.id), ['wake-up']);
+    assert.deepEqual(
+      got.body.results.map((c) => c.id),
+      ['wake-up'],
+    );
     // Resuming from that answer's last_seq does not repeat it.
-    const after = await request<ChangesAnswer>(dbPath(db, `_changes?filter=_selector&since=${since(got.body.last_seq)}`), { method: 'POST', body: { selector: { kind: 'wake' } } });
+    const after = await request<ChangesAnswer>(dbPath(db, `_changes?filter=_selector&since=${since(got.body.last_seq)}`), {
+      method: 'POST',
+      body: { selector: { kind: 'wake' } },
+    });
     assert.deepEqual(after.body.results, []);
   });
 
@@ -91,7 +116,10 @@ describe('conformance: _changes', function () {
     const waiting = request<ChangesAnswer>(dbPath(db, '_changes?feed=longpoll&since=now&timeout=20000'), { timeoutMs: 35_000 });
     await new Promise((r) => setTimeout(r, 200));
     await request(dbPath(db, 'fresh'), { method: 'PUT', body: {} });
-    assert.deepEqual((await waiting).body.results.map((c) => c.id), ['fresh']);
+    assert.deepEqual(
+      (await waiting).body.results.map((c) => c.id),
+      ['fresh'],
+    );
   });
 
   it('a deleted document appears with deleted: true', async () => {
@@ -99,13 +127,34 @@ describe('conformance: _changes', function () {
     const checkpoint = (await request<ChangesAnswer>(dbPath(db, '_changes'))).body.last_seq;
     await request(dbPath(db, `gone?rev=${put.body.rev}`), { method: 'DELETE' });
     const answer = await request<ChangesAnswer>(dbPath(db, `_changes?since=${since(checkpoint)}`));
-    assert.deepEqual(answer.body.results.map((c) => [c.id, c.deleted]), [['gone', true]]);
+    assert.deepEqual(
+      answer.body.results.map((c) => [c.id, c.deleted]),
+      [['gone', true]],
+    );
   });
 
   it('400 bad_request for a malformed since, an unknown feed, and _selector without a selector', async () => {
-    expectError(await request(dbPath(db, '_changes?since=not*a*sequence')), 400, 'bad_request', "Malformed sequence supplied in 'since' parameter.", 'since=not*a*sequence');
-    expectError(await request(dbPath(db, '_changes?feed=longpoll&timeout=100&since=%7Bbroken')), 400, 'bad_request', "Malformed sequence supplied in 'since' parameter.", 'longpoll since={broken');
+    expectError(
+      await request(dbPath(db, '_changes?since=not*a*sequence')),
+      400,
+      'bad_request',
+      "Malformed sequence supplied in 'since' parameter.",
+      'since=not*a*sequence',
+    );
+    expectError(
+      await request(dbPath(db, '_changes?feed=longpoll&timeout=100&since=%7Bbroken')),
+      400,
+      'bad_request',
+      "Malformed sequence supplied in 'since' parameter.",
+      'longpoll since={broken',
+    );
     expectError(await request(dbPath(db, '_changes?feed=sometimes')), 400, 'bad_request', undefined, 'feed=sometimes');
-    expectError(await request(dbPath(db, '_changes?filter=_selector'), { method: 'POST', body: {} }), 400, 'bad_request', undefined, '_selector without selector');
+    expectError(
+      await request(dbPath(db, '_changes?filter=_selector'), { method: 'POST', body: {} }),
+      400,
+      'bad_request',
+      undefined,
+      '_selector without selector',
+    );
   });
 });

@@ -14,8 +14,22 @@ import { DOC_TYPE, PIPELINE, STEP_NAMES, freshDoc } from '../support/generated-d
 import { Scratch, dbPath, expectError, expectStatus, request } from './target.js';
 
 const steps = PIPELINE.steps.map((s) => ({ ...s, site: 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60, executor: 'command' as const }));
-const site = (name: string, mayRun: string[]) => ({ name, server: 'http://127.0.0.1:1', reachable: true, long_running: true, credentials_of: name, log_dir: '', may_run: mayRun, mesh: [] });
-const INPUT = { doc_type: DOC_TYPE, steps, sites: { modane: site('modane', []), lyon: site('lyon', STEP_NAMES), kit: site('kit', STEP_NAMES) }, ingest: { site: 'modane', pattern: '', quiet_s: 1 } };
+const site = (name: string, mayRun: string[]) => ({
+  name,
+  server: 'http://127.0.0.1:1',
+  reachable: true,
+  long_running: true,
+  credentials_of: name,
+  log_dir: '',
+  may_run: mayRun,
+  mesh: [],
+});
+const INPUT = {
+  doc_type: DOC_TYPE,
+  steps,
+  sites: { modane: site('modane', []), lyon: site('lyon', STEP_NAMES), kit: site('kit', STEP_NAMES) },
+  ingest: { site: 'modane', pattern: '', quiet_s: 1 },
+};
 
 describe('conformance: the generated design documents', function () {
   const scratch = new Scratch('design');
@@ -30,7 +44,7 @@ describe('conformance: the generated design documents', function () {
   });
   after(() => scratch.cleanUp());
 
-  it('the generated validate_doc_update admits a document catalogued by the ingest site\'s agent and refuses a forged status with a 403 reason', async () => {
+  it("the generated validate_doc_update admits a document catalogued by the ingest site's agent and refuses a forged status with a 403 reason", async () => {
     const ingest = await scratch.user('ingest', [agentRole('modane')]);
     const security = { admins: { names: [], roles: [] }, members: { names: [], roles: [agentRole('modane')] } };
     expectStatus(await request(dbPath(db, '_security'), { method: 'PUT', body: security }), 200, 'admit the agent role');
@@ -39,12 +53,28 @@ describe('conformance: the generated design documents', function () {
       doc.history = doc.history.map((entry) => ({ ...entry, user: ingest.name }));
       return doc;
     };
-    expectStatus(await request(dbPath(db, 'run_lg23b002_000'), { method: 'PUT', auth: ingest.auth, body: catalogued('run_lg23b002_000') }), 201, 'a catalogued document');
+    expectStatus(
+      await request(dbPath(db, 'run_lg23b002_000'), { method: 'PUT', auth: ingest.auth, body: catalogued('run_lg23b002_000') }),
+      201,
+      'a catalogued document',
+    );
     const forged = { ...catalogued('run_lg23b002_001'), status: 'proc2 in progress' };
-    expectError(await request(dbPath(db, 'run_lg23b002_001'), { method: 'PUT', auth: ingest.auth, body: forged }), 403, 'forbidden', /./, 'a document whose status its records contradict');
+    expectError(
+      await request(dbPath(db, 'run_lg23b002_001'), { method: 'PUT', auth: ingest.auth, body: forged }),
+      403,
+      'forbidden',
+      /./,
+      'a document whose status its records contradict',
+    );
     const stranger = catalogued('run_lg23b002_002');
     stranger.history = stranger.history.map((entry) => ({ ...entry, user: 'someone-else' }));
-    expectError(await request(dbPath(db, 'run_lg23b002_002'), { method: 'PUT', auth: ingest.auth, body: stranger }), 403, 'forbidden', /history entry of account "someone-else"/, 'a history entry in another account\'s name');
+    expectError(
+      await request(dbPath(db, 'run_lg23b002_002'), { method: 'PUT', auth: ingest.auth, body: stranger }),
+      403,
+      'forbidden',
+      /history entry of account "someone-else"/,
+      "a history entry in another account's name",
+    );
   });
 
   it('every view of both design documents answers', async () => {
@@ -66,6 +96,10 @@ describe('conformance: the generated design documents', function () {
       assert.ok(Array.isArray(answer.body.results));
     }
     const fresh = await request<{ results: Array<{ id: string }> }>(dbPath(db, `_changes?filter=${name}/newproc0`));
-    assert.deepEqual(fresh.body.results.map((r) => r.id), ['run_lg23b002_000'], 'newproc0 selects the closed document');
+    assert.deepEqual(
+      fresh.body.results.map((r) => r.id),
+      ['run_lg23b002_000'],
+      'newproc0 selects the closed document',
+    );
   });
 });

@@ -37,8 +37,20 @@ describe('conformance: documents and revisions', function () {
     expectStatus(updated, 201, 'PUT with the current _rev');
     assert.match(updated.body.rev ?? '', /^2-[0-9a-f]{32}$/);
     const conflict = { error: 'conflict', reason: 'Document update conflict.' };
-    expectError(await request(dbPath(db, 'd1'), { method: 'PUT', body: { _rev: created.body.rev, n: 3 } }), 409, conflict.error, conflict.reason, 'PUT with a stale _rev');
-    expectError(await request(dbPath(db, 'd1'), { method: 'PUT', body: { n: 3 } }), 409, conflict.error, conflict.reason, 'PUT without _rev over an existing document');
+    expectError(
+      await request(dbPath(db, 'd1'), { method: 'PUT', body: { _rev: created.body.rev, n: 3 } }),
+      409,
+      conflict.error,
+      conflict.reason,
+      'PUT with a stale _rev',
+    );
+    expectError(
+      await request(dbPath(db, 'd1'), { method: 'PUT', body: { n: 3 } }),
+      409,
+      conflict.error,
+      conflict.reason,
+      'PUT without _rev over an existing document',
+    );
     expectError(await request(dbPath(db, `d1?rev=${created.body.rev}`), { method: 'DELETE' }), 409, conflict.error, conflict.reason, 'DELETE with a stale rev');
     const read = await request<{ _id: string; _rev: string; n: number }>(dbPath(db, 'd1'));
     expectStatus(read, 200, 'GET');
@@ -62,7 +74,15 @@ describe('conformance: documents and revisions', function () {
   });
 
   it('_bulk_docs answers 201 with one row per document in request order: ok, conflict, new ids for documents without _id', async () => {
-    const first = await request<Written[]>(dbPath(db, '_bulk_docs'), { method: 'POST', body: { docs: [{ _id: 'b1', v: 1 }, { _id: 'b2', v: 2 }] } });
+    const first = await request<Written[]>(dbPath(db, '_bulk_docs'), {
+      method: 'POST',
+      body: {
+        docs: [
+          { _id: 'b1', v: 1 },
+          { _id: 'b2', v: 2 },
+        ],
+      },
+    });
     expectStatus(first, 201, '_bulk_docs');
     const [b1] = first.body;
     const answer = await request<Written[]>(dbPath(db, '_bulk_docs'), {
@@ -85,9 +105,18 @@ describe('conformance: documents and revisions', function () {
     const ids = await request<Written[]>(dbPath(db, '_bulk_docs'), { method: 'POST', body: { docs: [{}, {}, {}] } });
     expectStatus(ids, 201, '_bulk_docs of empty documents');
     assert.equal(new Set(ids.body.map((r) => r.id)).size, 3, 'distinct new ids');
-    assert.ok(ids.body.every((r) => r.ok === true && /^[0-9a-f]{32}$/.test(r.id)), JSON.stringify(ids.body));
+    assert.ok(
+      ids.body.every((r) => r.ok === true && /^[0-9a-f]{32}$/.test(r.id)),
+      JSON.stringify(ids.body),
+    );
     // An empty id is not "no id": CouchDB refuses the whole request (measured on 3.5).
-    expectError(await request(dbPath(db, '_bulk_docs'), { method: 'POST', body: { docs: [{ _id: 'fine' }, { _id: '' }] } }), 400, 'illegal_docid', 'Document id must not be empty', '_bulk_docs with an empty _id');
+    expectError(
+      await request(dbPath(db, '_bulk_docs'), { method: 'POST', body: { docs: [{ _id: 'fine' }, { _id: '' }] } }),
+      400,
+      'illegal_docid',
+      'Document id must not be empty',
+      '_bulk_docs with an empty _id',
+    );
     expectStatus(await request(dbPath(db, 'fine')), 404, 'nothing of the refused request was written');
   });
 
@@ -100,7 +129,13 @@ describe('conformance: documents and revisions', function () {
   it('new_edits=false stores the given revisions as branches; the winner is the deeper, then the higher rev; the loser is listed in _conflicts and open_revs', async () => {
     const replicated = await request<Written[]>(dbPath(db, '_bulk_docs'), {
       method: 'POST',
-      body: { new_edits: false, docs: [{ _id: 'c', _rev: A, v: 'a' }, { _id: 'c', _rev: B, v: 'b' }] },
+      body: {
+        new_edits: false,
+        docs: [
+          { _id: 'c', _rev: A, v: 'a' },
+          { _id: 'c', _rev: B, v: 'b' },
+        ],
+      },
     });
     expectStatus(replicated, 201, '_bulk_docs new_edits=false');
     assert.ok(Array.isArray(replicated.body) && replicated.body.every((r) => r.error === undefined), JSON.stringify(replicated.body));
@@ -116,7 +151,10 @@ describe('conformance: documents and revisions', function () {
     expectStatus(leaves, 200, 'GET ?open_revs=all (Accept: application/json)');
     assert.deepEqual(leaves.body.map((l) => l.ok?._rev).sort(), [A, B]);
     // A deeper branch wins over a higher hash.
-    const deeper = await request(dbPath(db, '_bulk_docs'), { method: 'POST', body: { new_edits: false, docs: [{ _id: 'c', _rev: '2-' + '1'.repeat(32), _revisions: { start: 2, ids: ['1'.repeat(32), 'a'.repeat(32)] }, v: 'a2' }] } });
+    const deeper = await request(dbPath(db, '_bulk_docs'), {
+      method: 'POST',
+      body: { new_edits: false, docs: [{ _id: 'c', _rev: '2-' + '1'.repeat(32), _revisions: { start: 2, ids: ['1'.repeat(32), 'a'.repeat(32)] }, v: 'a2' }] },
+    });
     expectStatus(deeper, 201, 'extending the lower branch');
     const now = await request<{ _rev: string; _conflicts?: string[] }>(dbPath(db, 'c?conflicts=true'));
     assert.equal(now.body._rev, '2-' + '1'.repeat(32));
@@ -134,17 +172,56 @@ describe('conformance: documents and revisions', function () {
   it('_all_docs: keys (POST) with missing rows, include_docs, raw id ranges as the code spells them', async () => {
     await request(dbPath(db, '_bulk_docs'), {
       method: 'POST',
-      body: { docs: [{ _id: 'run_lg23b002_000' }, { _id: 'run_lg23b002_001' }, { _id: 'run_lg23b003_000' }, { _id: 'mesh-agent:lyon:a1' }, { _id: 'mesh-agent:modane:m1' }, { _id: 'mesh-assignment' }] },
+      body: {
+        docs: [
+          { _id: 'run_lg23b002_000' },
+          { _id: 'run_lg23b002_001' },
+          { _id: 'run_lg23b003_000' },
+          { _id: 'mesh-agent:lyon:a1' },
+          { _id: 'mesh-agent:modane:m1' },
+          { _id: 'mesh-assignment' },
+        ],
+      },
     });
-    const keyed = await request<{ rows: Array<{ key: string; id?: string; error?: string; doc?: { _id: string } }> }>(dbPath(db, '_all_docs?include_docs=true'), { method: 'POST', body: { keys: ['run_lg23b003_000', 'nope', 'run_lg23b002_000'] } });
+    const keyed = await request<{ rows: Array<{ key: string; id?: string; error?: string; doc?: { _id: string } }> }>(
+      dbPath(db, '_all_docs?include_docs=true'),
+      { method: 'POST', body: { keys: ['run_lg23b003_000', 'nope', 'run_lg23b002_000'] } },
+    );
     expectStatus(keyed, 200, '_all_docs with keys');
-    assert.deepEqual(keyed.body.rows.map((r) => [r.key, r.doc?._id ?? r.error]), [['run_lg23b003_000', 'run_lg23b003_000'], ['nope', 'not_found'], ['run_lg23b002_000', 'run_lg23b002_000']]);
-    const range = (start: string, end: string) => request<{ rows: Array<{ id: string }> }>(dbPath(db, `_all_docs?startkey=${encodeURIComponent(JSON.stringify(start))}&endkey=${encodeURIComponent(JSON.stringify(end))}`));
-    assert.deepEqual((await range('mesh-agent:', 'mesh-agent:\ufff0')).body.rows.map((r) => r.id), ['mesh-agent:lyon:a1', 'mesh-agent:modane:m1']);
-    assert.deepEqual((await range('run_', 'run_\ufff0')).body.rows.map((r) => r.id), ['run_lg23b002_000', 'run_lg23b002_001', 'run_lg23b003_000']);
-    const page = await request<{ rows: Array<{ id: string }> }>(dbPath(db, `_all_docs?limit=2&startkey=${encodeURIComponent(JSON.stringify('run_lg23b002_000'))}`));
-    assert.deepEqual(page.body.rows.map((r) => r.id), ['run_lg23b002_000', 'run_lg23b002_001']);
-    expectError(await request(dbPath(db, '_all_docs'), { method: 'POST', body: { keys: 'run_lg23b002_000' } }), 400, 'bad_request', undefined, '_all_docs keys not an array');
+    assert.deepEqual(
+      keyed.body.rows.map((r) => [r.key, r.doc?._id ?? r.error]),
+      [
+        ['run_lg23b003_000', 'run_lg23b003_000'],
+        ['nope', 'not_found'],
+        ['run_lg23b002_000', 'run_lg23b002_000'],
+      ],
+    );
+    const range = (start: string, end: string) =>
+      request<{ rows: Array<{ id: string }> }>(
+        dbPath(db, `_all_docs?startkey=${encodeURIComponent(JSON.stringify(start))}&endkey=${encodeURIComponent(JSON.stringify(end))}`),
+      );
+    assert.deepEqual(
+      (await range('mesh-agent:', 'mesh-agent:\ufff0')).body.rows.map((r) => r.id),
+      ['mesh-agent:lyon:a1', 'mesh-agent:modane:m1'],
+    );
+    assert.deepEqual(
+      (await range('run_', 'run_\ufff0')).body.rows.map((r) => r.id),
+      ['run_lg23b002_000', 'run_lg23b002_001', 'run_lg23b003_000'],
+    );
+    const page = await request<{ rows: Array<{ id: string }> }>(
+      dbPath(db, `_all_docs?limit=2&startkey=${encodeURIComponent(JSON.stringify('run_lg23b002_000'))}`),
+    );
+    assert.deepEqual(
+      page.body.rows.map((r) => r.id),
+      ['run_lg23b002_000', 'run_lg23b002_001'],
+    );
+    expectError(
+      await request(dbPath(db, '_all_docs'), { method: 'POST', body: { keys: 'run_lg23b002_000' } }),
+      400,
+      'bad_request',
+      undefined,
+      '_all_docs keys not an array',
+    );
   });
 
   it('_local documents: revisions 0-N, never in _all_docs or _changes, deletable; a stale rev is 409 or taken', async () => {
@@ -167,9 +244,15 @@ describe('conformance: documents and revisions', function () {
     assert.equal(current.body.last_seq, stale.status === 201 ? 'z' : 'y');
     await request(dbPath(local, 'plain'), { method: 'PUT', body: {} });
     const all = await request<{ rows: Array<{ id: string }> }>(dbPath(local, '_all_docs'));
-    assert.deepEqual(all.body.rows.map((r) => r.id), ['plain']);
+    assert.deepEqual(
+      all.body.rows.map((r) => r.id),
+      ['plain'],
+    );
     const changes = await request<{ results: Array<{ id: string }> }>(dbPath(local, '_changes'));
-    assert.deepEqual(changes.body.results.map((r) => r.id), ['plain']);
+    assert.deepEqual(
+      changes.body.results.map((r) => r.id),
+      ['plain'],
+    );
     expectStatus(await request(dbPath(local, `_local/checkpoint?rev=${current.body._rev}`), { method: 'DELETE' }), 200, 'DELETE _local');
     expectStatus(await request(dbPath(local, '_local/checkpoint')), 404, 'GET a deleted _local');
   });

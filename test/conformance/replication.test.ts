@@ -67,7 +67,9 @@ describe('conformance: _replicator and /_scheduler/docs', function () {
     // Deleting the document cancels the job: later writes no longer arrive.
     await scratch.cleanUp();
     scratch.replicatorDoc(id);
-    await waitFor('the job gone from /_scheduler/docs', async () => ((await request(`/_scheduler/docs/_replicator/${encodeURIComponent(id)}`)).status === 404 ? true : undefined));
+    await waitFor('the job gone from /_scheduler/docs', async () =>
+      (await request(`/_scheduler/docs/_replicator/${encodeURIComponent(id)}`)).status === 404 ? true : undefined,
+    );
     // The databases were deleted by cleanUp with the job; nothing else to check there.
   });
 });

@@ -41,7 +41,11 @@ describe('conformance: _security, _session, 401 vs 403, lockout', function () {
       expectStatus(await request(dbPath(db), { auth: user.auth }), 200, `${user.name} reads the database info`);
       expectStatus(await request(dbPath(db, `by-${user.name}`), { method: 'PUT', auth: user.auth, body: {} }), 201, `${user.name} writes`);
     }
-    const rows = await request<Array<{ ok?: boolean }>>(dbPath(db, '_bulk_docs'), { method: 'POST', auth: member.auth, body: { docs: [{ _id: 'bulk-by-member' }] } });
+    const rows = await request<Array<{ ok?: boolean }>>(dbPath(db, '_bulk_docs'), {
+      method: 'POST',
+      auth: member.auth,
+      body: { docs: [{ _id: 'bulk-by-member' }] },
+    });
     expectStatus(rows, 201, 'member _bulk_docs');
     assert.equal(rows.body[0].ok, true);
   });
@@ -53,12 +57,24 @@ describe('conformance: _security, _session, 401 vs 403, lockout', function () {
     }
     expectError(await request(dbPath(db, 'x'), { method: 'PUT', auth: null, body: {} }), 401, 'unauthorized', undefined, 'anonymous PUT');
     expectError(await request(dbPath(db, 'x'), { method: 'PUT', auth: outsider.auth, body: {} }), 403, 'forbidden', undefined, 'outsider PUT');
-    expectError(await request(dbPath(db, '_bulk_docs'), { method: 'POST', auth: outsider.auth, body: { docs: [{ _id: 'x' }] } }), 403, 'forbidden', undefined, 'outsider _bulk_docs');
+    expectError(
+      await request(dbPath(db, '_bulk_docs'), { method: 'POST', auth: outsider.auth, body: { docs: [{ _id: 'x' }] } }),
+      403,
+      'forbidden',
+      undefined,
+      'outsider _bulk_docs',
+    );
     expectStatus(await request(dbPath(db, 'x'), { auth: 'admin' }), 404, 'nothing was written');
   });
 
   it('a member may not write design documents or _security (403 "not a db or server admin")', async () => {
-    expectError(await request(dbPath(db, '_design/evil'), { method: 'PUT', auth: member.auth, body: { views: {} } }), 403, 'forbidden', NOT_DB_ADMIN, 'member PUT design');
+    expectError(
+      await request(dbPath(db, '_design/evil'), { method: 'PUT', auth: member.auth, body: { views: {} } }),
+      403,
+      'forbidden',
+      NOT_DB_ADMIN,
+      'member PUT design',
+    );
     // CouchDB 3.5 answers this one 500 `no_majority` (measured), the embedded server 403: what
     // CouchMesh relies on is the refusal, and that _security stays as it was.
     const before = await request(dbPath(db, '_security'), { auth: 'admin' });
@@ -86,7 +102,11 @@ describe('conformance: _security, _session, 401 vs 403, lockout', function () {
   });
 
   it('POST /_session logs in (cookie), GET /_session names the user by cookie or Basic, DELETE /_session logs out', async () => {
-    const login = await request<{ ok?: boolean; name?: string; roles?: string[] }>('/_session', { method: 'POST', auth: null, body: { name: byRole.name, password: byRole.password } });
+    const login = await request<{ ok?: boolean; name?: string; roles?: string[] }>('/_session', {
+      method: 'POST',
+      auth: null,
+      body: { name: byRole.name, password: byRole.password },
+    });
     expectStatus(login, 200, 'POST /_session');
     assert.deepEqual(login.body, { ok: true, name: byRole.name, roles: ['conformance-reader'] });
     const setCookie = login.headers.get('set-cookie') ?? '';
@@ -103,7 +123,13 @@ describe('conformance: _security, _session, 401 vs 403, lockout', function () {
     const anonymous = await request<{ userCtx: unknown }>('/_session', { auth: null });
     assert.deepEqual(anonymous.body.userCtx, { name: null, roles: [] });
     expectStatus(await request('/_session', { method: 'DELETE', auth: null, headers: { cookie } }), 200, 'DELETE /_session');
-    expectError(await request('/_session', { method: 'POST', auth: null, body: { name: byRole.name, password: 'wrong' } }), 401, 'unauthorized', WRONG_PASSWORD, 'POST /_session with a wrong password');
+    expectError(
+      await request('/_session', { method: 'POST', auth: null, body: { name: byRole.name, password: 'wrong' } }),
+      401,
+      'unauthorized',
+      WRONG_PASSWORD,
+      'POST /_session with a wrong password',
+    );
   });
 
   it('_users keeps no clear password; a user cannot read another account', async () => {

@@ -191,8 +191,14 @@ export class Scratch {
     const name = `${RUN_PREFIX}${this.label}_${what}_${this.counter}`;
     const password = throwawayPassword();
     this.users.add(name);
-    const put = await request(`/_users/${enc(`org.couchdb.user:${name}`)}`, { method: 'PUT', body: { _id: `org.couchdb.user:${name}`, name, password, roles, type: 'user' } });
-    assert.ok(put.status === 201 || put.status === 202, `creating _users account ${name}: ${put.status} ${JSON.stringify(put.body)} (does the server have a _users database?)`);
+    const put = await request(`/_users/${enc(`org.couchdb.user:${name}`)}`, {
+      method: 'PUT',
+      body: { _id: `org.couchdb.user:${name}`, name, password, roles, type: 'user' },
+    });
+    assert.ok(
+      put.status === 201 || put.status === 202,
+      `creating _users account ${name}: ${put.status} ${JSON.stringify(put.body)} (does the server have a _users database?)`,
+    );
     return { name, password, auth: basicAuth(name, password) };
   }
 

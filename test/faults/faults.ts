@@ -45,7 +45,9 @@ const injectors: Record<FaultKind, Injector> = {
   async 'kill-agent'(ctx, fault) {
     const { rig } = ctx;
     if (fault.pick < 0.5) {
-      const lyon = await findWithin(fault.holdMs, ctx.signal, async () => (await markedProcesses(ctx.marker.name, ctx.marker.value)).find((p) => / agent --site lyon /.test(` ${p.cmdline} `)));
+      const lyon = await findWithin(fault.holdMs, ctx.signal, async () =>
+        (await markedProcesses(ctx.marker.name, ctx.marker.value)).find((p) => / agent --site lyon /.test(` ${p.cmdline} `)),
+      );
       if (lyon && killPid(lyon.pid, 'SIGKILL')) return `kill -9 lyon agent pid ${lyon.pid}`;
     }
     if (!alive(rig.agent)) return undefined;
@@ -62,14 +64,19 @@ const injectors: Record<FaultKind, Injector> = {
     if (!slurm) return undefined;
     if (fault.pick < 0.5) {
       const id = await findWithin(fault.holdMs, ctx.signal, async () => {
-        const ids = (await slurm.squeue().catch(() => '')).split('\n').map((l) => l.trim().split(/\s+/)[0]).filter((id) => /^\d+$/.test(id));
+        const ids = (await slurm.squeue().catch(() => ''))
+          .split('\n')
+          .map((l) => l.trim().split(/\s+/)[0])
+          .filter((id) => /^\d+$/.test(id));
         return ids.length > 0 ? ids[Math.floor(fault.pick2 * ids.length)] : undefined;
       });
       if (!id) return undefined;
       await run('/usr/bin/scancel', [id], { env: { ...process.env, ...slurm.env } });
       return `scancel job ${id}`;
     }
-    const job = await findWithin(fault.holdMs, ctx.signal, async () => (await markedProcesses(ctx.marker.name, ctx.marker.value)).find((p) => / run-batch /.test(` ${p.cmdline} `)));
+    const job = await findWithin(fault.holdMs, ctx.signal, async () =>
+      (await markedProcesses(ctx.marker.name, ctx.marker.value)).find((p) => / run-batch /.test(` ${p.cmdline} `)),
+    );
     if (!job || !killPid(job.pid, 'SIGKILL')) return undefined;
     return `kill -9 batch job process pid ${job.pid}`;
   },
@@ -112,7 +119,10 @@ const injectors: Record<FaultKind, Injector> = {
     rig.coordinatorPaused = true;
     const replicator = new Database({ url: config.sites.modane.server, database: '_replicator' });
     const deleted: string[] = [];
-    for (const [from, to] of [['modane', 'kit'], ['kit', 'modane']]) {
+    for (const [from, to] of [
+      ['modane', 'kit'],
+      ['kit', 'modane'],
+    ]) {
       const id = replicationId(config.database, from, to);
       for (let attempt = 0; attempt < 5; attempt++) {
         const doc = await replicator.get<{ _rev: string }>(id).catch(() => undefined);
@@ -168,4 +178,3 @@ async function stepSwitch(ctx: FaultContext, fault: PlannedFault, kind: 'fail' |
 export function injectFault(ctx: FaultContext, fault: PlannedFault): Promise<string | undefined> {
   return injectors[fault.kind](ctx, fault);
 }
-

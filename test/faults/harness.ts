@@ -19,7 +19,20 @@ import { spawnMesh } from '../../cli/processes.js';
 import { writeSampleFiles } from '../../cli/simulate.js';
 import { type RawSimulationConfig, type Topology, logFile, startTopology } from '../../cli/topology.js';
 import { type FaultContext, injectFault } from './faults.js';
-import { type OkRecords, type Snapshot, type Violation, checkDuplicates, checkNothingLost, checkOutputs, checkRuns, readEverywhere, readRunLog, rememberOk, runSpans, unsettled } from './invariants.js';
+import {
+  type OkRecords,
+  type Snapshot,
+  type Violation,
+  checkDuplicates,
+  checkNothingLost,
+  checkOutputs,
+  checkRuns,
+  readEverywhere,
+  readRunLog,
+  rememberOk,
+  runSpans,
+  unsettled,
+} from './invariants.js';
 import { killPid, markedProcesses } from './marked.js';
 import { Rig, killChild } from './rig.js';
 import { FAULT_KINDS, FaultDeck, type FaultKind, planRound, random } from './schedule.js';
@@ -82,32 +95,78 @@ export async function runHarness(options: HarnessOptions): Promise<HarnessReport
   const runLog = join(work, 'runs.jsonl');
   const stepEnv = { [MARKER]: switchDir, MESH_RUN_LOG: runLog, MESH_STEP_SLEEP_MS: String(options.stepSleepMs) };
   const env = { ...process.env, MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? 'warn', ...stepEnv };
-  const report: HarnessReport = { seed: options.seed, rounds: 0, faults: Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>, missed: 0, documents: 0, retried: 0, runs: 0, duplicates: 0, violations: [], work };
+  const report: HarnessReport = {
+    seed: options.seed,
+    rounds: 0,
+    faults: Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>,
+    missed: 0,
+    documents: 0,
+    retried: 0,
+    runs: 0,
+    duplicates: 0,
+    violations: [],
+    work,
+  };
   const stop = new AbortController();
   const signal = linkSignals([options.signal, stop.signal]).signal;
   let topology: Topology | undefined;
   let rig: Rig | undefined;
   options.say(`seed ${options.seed} (replay: --seed ${options.seed}); work folder ${work}`);
   try {
-    topology = await startTopology({ work, env, logFile: logFile(work), logger: options.logger, ssh: options.ssh, slurm: options.slurm, nats: options.nats, lyonEnv: stepEnv, adjust });
+    topology = await startTopology({
+      work,
+      env,
+      logFile: logFile(work),
+      logger: options.logger,
+      ssh: options.ssh,
+      slurm: options.slurm,
+      nats: options.nats,
+      lyonEnv: stepEnv,
+      adjust,
+    });
     rig = new Rig(topology, switchDir);
     const { config } = topology;
     rig.startCoordinator();
     if (!(await topology.waitForDesign(signal))) throw new Error('aborted');
     rig.startAgent();
     const kinds = (options.kinds ?? FAULT_KINDS).filter((k) => (k !== 'restart-nats' || topology?.nats) && (k !== 'kill-batch-job' || topology?.slurm));
-    if (kinds.length === 0 && options.faultsPerRound > 0) throw new Error(`none of the fault kinds ${(options.kinds ?? []).join(', ')} can be injected here (restart-nats needs nats-server, kill-batch-job needs Slurm)`);
-    options.say(`topology up: ${[topology.sshd ? 'sshd (SFTP proc0, SSH-triggered lyon)' : 'local proc0 and lyon runs', topology.slurm ? 'Slurm' : 'no Slurm', topology.nats ? 'NATS' : 'no NATS'].join(', ')}; faults: ${kinds.join(', ')}`);
+    if (kinds.length === 0 && options.faultsPerRound > 0)
+      throw new Error(
+        `none of the fault kinds ${(options.kinds ?? []).join(', ')} can be injected here (restart-nats needs nats-server, kill-batch-job needs Slurm)`,
+      );
+    options.say(
+      `topology up: ${[topology.sshd ? 'sshd (SFTP proc0, SSH-triggered lyon)' : 'local proc0 and lyon runs', topology.slurm ? 'Slurm' : 'no Slurm', topology.nats ? 'NATS' : 'no NATS'].join(', ')}; faults: ${kinds.join(', ')}`,
+    );
     const rng = random(options.seed);
     const deck = new FaultDeck(rng, kinds);
     const ids: string[] = [];
     const seenOk: OkRecords = new Map();
-    const programs = [...new Set((config.steps.flatMap((s) => s.run ?? []).filter((a) => a.endsWith('.mjs')).map((a) => basename(a, '.mjs'))))];
-    const ctx: FaultContext = { rig, marker: { name: MARKER, value: switchDir }, programs, inputs: () => ids.slice(-options.filesPerRound).map((id) => id.replace(/^run_/, '')), signal };
+    const programs = [
+      ...new Set(
+        config.steps
+          .flatMap((s) => s.run ?? [])
+          .filter((a) => a.endsWith('.mjs'))
+          .map((a) => basename(a, '.mjs')),
+      ),
+    ];
+    const ctx: FaultContext = {
+      rig,
+      marker: { name: MARKER, value: switchDir },
+      programs,
+      inputs: () => ids.slice(-options.filesPerRound).map((id) => id.replace(/^run_/, '')),
+      signal,
+    };
 
     for (let round = 1; round <= options.rounds && !signal.aborted; round++) {
-      const plan = planRound(rng, deck, { faults: options.faultsPerRound, files: options.filesPerRound, activeMs: options.faultsPerRound * (options.maxHoldMs / 2 + 2000), maxHoldMs: options.maxHoldMs });
-      options.say(`round ${round}/${options.rounds}: ${plan.faults.map((f) => f.kind).join(', ')}; ${options.filesPerRound} files in ${plan.arrivals.length} batch(es)`);
+      const plan = planRound(rng, deck, {
+        faults: options.faultsPerRound,
+        files: options.filesPerRound,
+        activeMs: options.faultsPerRound * (options.maxHoldMs / 2 + 2000),
+        maxHoldMs: options.maxHoldMs,
+      });
+      options.say(
+        `round ${round}/${options.rounds}: ${plan.faults.map((f) => f.kind).join(', ')}; ${options.filesPerRound} files in ${plan.arrivals.length} batch(es)`,
+      );
       const arrivals = (async () => {
         const started = Date.now();
         for (const arrival of plan.arrivals) {
@@ -148,7 +207,10 @@ export async function runHarness(options: HarnessOptions): Promise<HarnessReport
     const leftovers = await markedProcesses(MARKER, switchDir);
     for (const p of leftovers) killPid(p.pid, 'SIGKILL');
     if (leftovers.length > 0) {
-      report.violations.push({ invariant: 'process', detail: `${leftovers.length} process(es) outlived the topology and were killed: ${leftovers.map((p) => `${p.pid} ${p.cmdline.slice(0, 120)}`).join('; ')}` });
+      report.violations.push({
+        invariant: 'process',
+        detail: `${leftovers.length} process(es) outlived the topology and were killed: ${leftovers.map((p) => `${p.pid} ${p.cmdline.slice(0, 120)}`).join('; ')}`,
+      });
     }
     if (!options.keep) await rm(work, { recursive: true, force: true });
   }
@@ -158,7 +220,13 @@ export async function runHarness(options: HarnessOptions): Promise<HarnessReport
 async function ingestUntilDone(config: MeshConfig, topology: Topology, signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
     try {
-      await ingestDirectory(config.sites.modane.storage as string, { db: topology.ingestDb(), docType: config.doc_type, ingest: config.ingest, stepNames: config.steps.map((s) => s.name), site: 'modane' });
+      await ingestDirectory(config.sites.modane.storage as string, {
+        db: topology.ingestDb(),
+        docType: config.doc_type,
+        ingest: config.ingest,
+        stepNames: config.steps.map((s) => s.name),
+        site: 'modane',
+      });
       return;
     } catch {
       await sleep(500, signal);
@@ -167,7 +235,13 @@ async function ingestUntilDone(config: MeshConfig, topology: Topology, signal: A
 }
 
 /** Waits until every document is final and identical on both servers; the problems left when the time is up. */
-async function waitSettled(config: MeshConfig, topology: Topology, ids: readonly string[], timeoutMs: number, signal: AbortSignal): Promise<{ snapshot?: Snapshot; problems: string[] }> {
+async function waitSettled(
+  config: MeshConfig,
+  topology: Topology,
+  ids: readonly string[],
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<{ snapshot?: Snapshot; problems: string[] }> {
   const deadline = Date.now() + timeoutMs;
   let problems: string[] = ['not read yet'];
   let snapshot: Snapshot | undefined;
@@ -201,9 +275,21 @@ interface RoundState {
 async function settleAndCheck({ config, topology, ids, seenOk, runLog, switchDir, rig, options, report, signal }: RoundState): Promise<Violation[]> {
   const started = Date.now();
   let { snapshot, problems } = await waitSettled(config, topology, ids, options.settleMs, signal);
-  if (problems.length > 0 || !snapshot) return [{ invariant: 'final', detail: `not final and identical everywhere after ${options.settleMs} ms: ${problems.length} document(s): ${problems.slice(0, 10).join('; ')}` }];
+  if (problems.length > 0 || !snapshot)
+    return [
+      {
+        invariant: 'final',
+        detail: `not final and identical everywhere after ${options.settleMs} ms: ${problems.length} document(s): ${problems.slice(0, 10).join('; ')}`,
+      },
+    ];
   options.say(`  settled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  const failed = [...(snapshot.get('modane') as Map<string, DaqDocument>).values()].filter((d) => parseStatus(d.status, config.steps.map((s) => s.name))?.kind === 'failed');
+  const failed = [...(snapshot.get('modane') as Map<string, DaqDocument>).values()].filter(
+    (d) =>
+      parseStatus(
+        d.status,
+        config.steps.map((s) => s.name),
+      )?.kind === 'failed',
+  );
   const cleared = await rig.clearSwitches(true);
   if (cleared.length > 0) options.say(`  after the settle: ${cleared.join(', ')}`);
   if (failed.length > 0) {
@@ -216,8 +302,21 @@ async function settleAndCheck({ config, topology, ids, seenOk, runLog, switchDir
   }
   const violations: Violation[] = [];
   for (const [site, docs] of snapshot) {
-    const notDone = [...docs.values()].filter((d) => parseStatus(d.status, config.steps.map((s) => s.name))?.kind === 'failed');
-    if (notDone.length > 0) violations.push({ invariant: 'final', detail: `${site}: ${notDone.length} document(s) still failed after mesh retry: ${notDone.slice(0, 5).map((d) => `${d._id} ${d.status}`).join(', ')}` });
+    const notDone = [...docs.values()].filter(
+      (d) =>
+        parseStatus(
+          d.status,
+          config.steps.map((s) => s.name),
+        )?.kind === 'failed',
+    );
+    if (notDone.length > 0)
+      violations.push({
+        invariant: 'final',
+        detail: `${site}: ${notDone.length} document(s) still failed after mesh retry: ${notDone
+          .slice(0, 5)
+          .map((d) => `${d._id} ${d.status}`)
+          .join(', ')}`,
+      });
   }
   const modaneDocs = snapshot.get('modane') as Map<string, DaqDocument>;
   const runs = await readRunLog(runLog);
@@ -228,7 +327,11 @@ async function settleAndCheck({ config, topology, ids, seenOk, runLog, switchDir
   violations.push(...checkNothingLost(config, snapshot, ids, seenOk));
   violations.push(...(await checkOutputs(config, modaneDocs)));
   const steps = (await markedProcesses(MARKER, switchDir)).filter((p) => /examples\/steps\//.test(p.cmdline));
-  if (steps.length > 0) violations.push({ invariant: 'process', detail: `step programs still running after the mesh settled: ${steps.map((p) => `${p.pid} ${p.cmdline.slice(-120)}`).join('; ')}` });
+  if (steps.length > 0)
+    violations.push({
+      invariant: 'process',
+      detail: `step programs still running after the mesh settled: ${steps.map((p) => `${p.pid} ${p.cmdline.slice(-120)}`).join('; ')}`,
+    });
   rememberOk(config, modaneDocs, seenOk);
   return violations;
 }
@@ -259,5 +362,10 @@ export function reportTable(report: HarnessReport): string {
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const line = `+${'-'.repeat(width + 2)}+${'-'.repeat(10)}+`;
-  return [line, ...rows.map(([k, v]) => `| ${k.padEnd(width)} | ${v.padStart(8)} |`), line, ...report.violations.map((v) => `VIOLATION ${v.invariant}: ${v.detail}`)].join('\n');
+  return [
+    line,
+    ...rows.map(([k, v]) => `| ${k.padEnd(width)} | ${v.padStart(8)} |`),
+    line,
+    ...report.violations.map((v) => `VIOLATION ${v.invariant}: ${v.detail}`),
+  ].join('\n');
 }

@@ -48,7 +48,10 @@ export async function readEverywhere(config: MeshConfig, open: (site: string) =>
 /** A status that no agent will move any more without an operator. */
 export function isFinal(doc: DaqDocument, config: MeshConfig): boolean {
   if (isComplete(doc, config)) return true;
-  const parsed = parseStatus(doc.status, config.steps.map((s) => s.name));
+  const parsed = parseStatus(
+    doc.status,
+    config.steps.map((s) => s.name),
+  );
   return parsed?.kind === 'failed' && typeof stepRecord(doc, parsed.step as string)?.reason === 'string';
 }
 
@@ -64,8 +67,12 @@ export function unsettled(config: MeshConfig, snapshot: Snapshot, ids: readonly 
     }
     const docs = copies.map(([site, d]) => [site, d as DaqDocument] as const);
     const notFinal = docs.filter(([, d]) => !isFinal(d, config) || (d._conflicts?.length ?? 0) > 0);
-    if (notFinal.length > 0) problems.push(`${id}: ${notFinal.map(([site, d]) => `${site} "${d.status}"${d._conflicts?.length ? ` +${d._conflicts.length} conflicts` : ''}`).join(', ')}`);
-    else if (new Set(docs.map(([, d]) => d._rev)).size > 1) problems.push(`${id}: revisions differ (${docs.map(([site, d]) => `${site} ${d._rev}`).join(', ')})`);
+    if (notFinal.length > 0)
+      problems.push(
+        `${id}: ${notFinal.map(([site, d]) => `${site} "${d.status}"${d._conflicts?.length ? ` +${d._conflicts.length} conflicts` : ''}`).join(', ')}`,
+      );
+    else if (new Set(docs.map(([, d]) => d._rev)).size > 1)
+      problems.push(`${id}: revisions differ (${docs.map(([site, d]) => `${site} ${d._rev}`).join(', ')})`);
   }
   return problems;
 }
@@ -94,7 +101,10 @@ export interface RunSpan {
 
 export async function readRunLog(path: string): Promise<RunLogLine[]> {
   const text = await readFile(path, 'utf8').catch(() => '');
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as RunLogLine);
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as RunLogLine);
 }
 
 /** The runs in a run log, in the order they started. */
@@ -103,7 +113,14 @@ export function runSpans(lines: readonly RunLogLine[]): RunSpan[] {
   for (const line of lines) {
     const started = line.started ?? line.at;
     const key = `${line.pid} ${started}`;
-    const span = spans.get(key) ?? { program: line.program, input: line.input, pid: line.pid, start: Date.parse(started), last: Date.parse(started), ended: false };
+    const span = spans.get(key) ?? {
+      program: line.program,
+      input: line.input,
+      pid: line.pid,
+      start: Date.parse(started),
+      last: Date.parse(started),
+      ended: false,
+    };
     span.last = Math.max(span.last, Date.parse(line.at));
     if (line.phase === 'end') span.ended = true;
     spans.set(key, span);
@@ -168,16 +185,27 @@ export function checkRuns(config: MeshConfig, docs: Map<string, DaqDocument>, ru
     }
     const duplicates = duplicatesOf(doc).filter((d) => d.step === step).length;
     const claims = (doc.history ?? []).filter((h) => h.to === `${step} in progress`).length + duplicates;
-    if (list.length > claims) violations.push({ invariant: 'double-run', detail: `${id} ${step}: ${list.length} runs for ${claims} claims (runs at ${list.map((r) => at(r.start)).join(', ')})` });
+    if (list.length > claims)
+      violations.push({
+        invariant: 'double-run',
+        detail: `${id} ${step}: ${list.length} runs for ${claims} claims (runs at ${list.map((r) => at(r.start)).join(', ')})`,
+      });
     const overlaps = overlappingRuns(list);
     if (overlaps.length > duplicates) {
       const shown = overlaps.map(([a, b]) => `pid ${a.pid} started ${at(a.start)} still ran at ${at(a.last)}, pid ${b.pid} started ${at(b.start)}`);
-      violations.push({ invariant: 'double-run', detail: `${id} ${step}: ${overlaps.length} overlapping run(s) for ${duplicates} cross-server duplicate(s): ${shown.join('; ')}` });
+      violations.push({
+        invariant: 'double-run',
+        detail: `${id} ${step}: ${overlaps.length} overlapping run(s) for ${duplicates} cross-server duplicate(s): ${shown.join('; ')}`,
+      });
     }
     const record = stepRecord(doc, step);
     if (record?.ok === true && record.finished) {
       const late = list.filter((r) => r.start > Date.parse(record.finished as string));
-      if (late.length > 0) violations.push({ invariant: 'double-run', detail: `${id} ${step}: ran again at ${late.map((r) => at(r.start)).join(', ')} after its success at ${record.finished}` });
+      if (late.length > 0)
+        violations.push({
+          invariant: 'double-run',
+          detail: `${id} ${step}: ran again at ${late.map((r) => at(r.start)).join(', ')} after its success at ${record.finished}`,
+        });
     }
   }
   return violations;
@@ -209,8 +237,10 @@ export function checkNothingLost(config: MeshConfig, snapshot: Snapshot, ids: re
       }
       for (const [step, sha] of seenOk.get(id) ?? []) {
         const record = stepRecord(doc, step);
-        if (record?.ok !== true) violations.push({ invariant: 'lost', detail: `${site} ${id}: ${step} was ok, now ${JSON.stringify(record?.ok)} ("${doc.status}")` });
-        else if ((record.checksum?.sha256 ?? '') !== sha) violations.push({ invariant: 'lost', detail: `${site} ${id}: ${step} checksum changed from ${sha} to ${record.checksum?.sha256}` });
+        if (record?.ok !== true)
+          violations.push({ invariant: 'lost', detail: `${site} ${id}: ${step} was ok, now ${JSON.stringify(record?.ok)} ("${doc.status}")` });
+        else if ((record.checksum?.sha256 ?? '') !== sha)
+          violations.push({ invariant: 'lost', detail: `${site} ${id}: ${step} checksum changed from ${sha} to ${record.checksum?.sha256}` });
       }
     }
   }
@@ -265,15 +295,22 @@ export async function checkOutputs(config: MeshConfig, docs: Map<string, DaqDocu
         continue;
       }
       const actual = await sha256(file);
-      if (record.checksum?.sha256 !== actual) violations.push({ invariant: 'output', detail: `${file}: sha256 ${actual} but ${id}.${step}.checksum is ${record.checksum?.sha256}` });
+      if (record.checksum?.sha256 !== actual)
+        violations.push({ invariant: 'output', detail: `${file}: sha256 ${actual} but ${id}.${step}.checksum is ${record.checksum?.sha256}` });
     }
   }
   for (const doc of docs.values()) {
     for (const step of config.steps) {
       const record = stepRecord(doc, step.name);
       if (record?.ok !== true || typeof record.file !== 'string' || claimed.has(record.file)) continue;
-      const exists = await stat(record.file).then((s) => s.isFile(), () => false);
-      violations.push({ invariant: 'output', detail: `${doc._id}.${step.name} is ok but its file ${record.file} ${exists ? 'is outside the output folder' : 'does not exist'}` });
+      const exists = await stat(record.file).then(
+        (s) => s.isFile(),
+        () => false,
+      );
+      violations.push({
+        invariant: 'output',
+        detail: `${doc._id}.${step.name} is ok but its file ${record.file} ${exists ? 'is outside the output folder' : 'does not exist'}`,
+      });
     }
   }
   return violations;

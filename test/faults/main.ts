@@ -20,14 +20,20 @@ function integer(min: number) {
 }
 
 function kinds(text: string): FaultKind[] {
-  const list = text.split(',').map((k) => k.trim()).filter(Boolean);
+  const list = text
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
   const unknown = list.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
-  if (unknown.length > 0 || list.length === 0) throw new InvalidArgumentError(`unknown fault kind(s) ${unknown.join(', ') || '(none given)'}; known: ${FAULT_KINDS.join(', ')}`);
+  if (unknown.length > 0 || list.length === 0)
+    throw new InvalidArgumentError(`unknown fault kind(s) ${unknown.join(', ') || '(none given)'}; known: ${FAULT_KINDS.join(', ')}`);
   return list as FaultKind[];
 }
 
 const program = new Command('test:faults')
-  .description('fault injection on the simulated two-site topology: kills, restarts, partitions and broken steps at seeded random moments, invariants checked after every round')
+  .description(
+    'fault injection on the simulated two-site topology: kills, restarts, partitions and broken steps at seeded random moments, invariants checked after every round',
+  )
   .option('--seed <n>', 'PRNG seed (default: random, printed first); the same seed replays the same schedule', integer(0))
   .option('--rounds <n>', 'rounds of faults, each followed by a settle and a check', integer(1), 10)
   .option('--files <n>', 'documents arriving per round', integer(1), 12)
@@ -44,7 +50,20 @@ const program = new Command('test:faults')
 
 program.exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
 program.parse();
-const o = program.opts<{ seed?: number; rounds: number; files: number; faults: number; maxHold: number; stepMs: number; settle: number; kinds?: FaultKind[]; ssh: boolean; slurm: boolean; nats: boolean; keep?: boolean }>();
+const o = program.opts<{
+  seed?: number;
+  rounds: number;
+  files: number;
+  faults: number;
+  maxHold: number;
+  stepMs: number;
+  settle: number;
+  kinds?: FaultKind[];
+  ssh: boolean;
+  slurm: boolean;
+  nats: boolean;
+  keep?: boolean;
+}>();
 const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
 const stop = new AbortController();
 const onSignal = () => stop.abort();

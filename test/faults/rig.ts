@@ -17,7 +17,10 @@ export class Rig {
   /** The coordinator was paused (SIGSTOP) by a replication fault. */
   coordinatorPaused = false;
 
-  constructor(readonly topology: Topology, readonly switchDir: string) {}
+  constructor(
+    readonly topology: Topology,
+    readonly switchDir: string,
+  ) {}
 
   /** Turns a fault switch on (see examples/steps/fault-switch.mjs). */
   async setSwitch(name: string): Promise<void> {

@@ -5,7 +5,16 @@
  */
 import { prng } from '../support/generated-docs.js';
 
-export const FAULT_KINDS = ['kill-agent', 'kill-batch-job', 'kill-coordinator', 'restart-server', 'stop-replication', 'restart-nats', 'step-fail', 'step-hang'] as const;
+export const FAULT_KINDS = [
+  'kill-agent',
+  'kill-batch-job',
+  'kill-coordinator',
+  'restart-server',
+  'stop-replication',
+  'restart-nats',
+  'step-fail',
+  'step-hang',
+] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface PlannedFault {
@@ -50,7 +59,10 @@ export function random(seed: number): Random {
  */
 export class FaultDeck {
   private cards: FaultKind[] = [];
-  constructor(private readonly rng: Random, private readonly kinds: readonly FaultKind[]) {}
+  constructor(
+    private readonly rng: Random,
+    private readonly kinds: readonly FaultKind[],
+  ) {}
 
   draw(): FaultKind {
     if (this.cards.length === 0) {

@@ -51,7 +51,10 @@ describe('accounts: couchapp push _security, mesh users add, status when refused
     const secret = 'agent-pw-from-file-93x';
     const file = join(mesh.dir, 'agent.pw');
     await writeFile(file, `${secret}\n`, { mode: 0o600 });
-    const add = await runMesh(['--config', mesh.configFile, 'users', 'add', 'alpha-agent', '--role', 'agent', '--site', 'alpha', '--password-file', file], ADMIN_ENV);
+    const add = await runMesh(
+      ['--config', mesh.configFile, 'users', 'add', 'alpha-agent', '--role', 'agent', '--site', 'alpha', '--password-file', file],
+      ADMIN_ENV,
+    );
     assert.equal(add.status, 0, add.stderr);
     assert.match(add.stdout, /account alpha-agent created \(role mesh-agent:alpha\)/);
     assert.ok(!add.stdout.includes(secret) && !add.stderr.includes(secret) && !server.output().includes(secret));
@@ -92,7 +95,11 @@ describe('accounts: couchapp push _security, mesh users add, status when refused
   });
 
   it('mesh status reports a refused account as "not authorised: <reason>", never as unreachable', async function () {
-    await rawRequest(server.url, '/_users/org.couchdb.user:outsider', { method: 'PUT', headers: AS_ADMIN, body: { name: 'outsider', password: 'outsider-pw', roles: [], type: 'user' } });
+    await rawRequest(server.url, '/_users/org.couchdb.user:outsider', {
+      method: 'PUT',
+      headers: AS_ADMIN,
+      body: { name: 'outsider', password: 'outsider-pw', roles: [], type: 'user' },
+    });
     const outsider = { MESH_ALPHA_USER: 'outsider', MESH_ALPHA_PASSWORD: 'outsider-pw' };
     const json = await runMesh(['--config', mesh.configFile, 'status', '--json'], outsider, 30_000);
     const status = JSON.parse(json.stdout) as { databases: Array<{ error?: string; not_authorised?: boolean }>; replication: unknown[] };

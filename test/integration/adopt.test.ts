@@ -38,10 +38,19 @@ describe('mesh adopt: a database of the original scripts taken over as it is', f
   it('dry run, adoption, status, then the agents complete what can be completed and run nothing twice', async () => {
     const mesh = await makeMesh(server.url, { push: false });
     const written = await mesh.db.bulk(corpus.documents);
-    assert.deepEqual(written.filter((r) => r.error), [], 'the original documents are stored (before any validate_doc_update)');
+    assert.deepEqual(
+      written.filter((r) => r.error),
+      [],
+      'the original documents are stored (before any validate_doc_update)',
+    );
     const push = await runMesh(['--config', mesh.configFile, 'couchapp', 'push']);
     assert.equal(push.status, 0, push.stderr);
-    const read = async () => new Map((await mesh.db.allDocs<DaqDocument>({ include_docs: true })).rows.filter((r) => r.doc?.type === 'daqdocument').map((r) => [String(r.id), r.doc as DaqDocument]));
+    const read = async () =>
+      new Map(
+        (await mesh.db.allDocs<DaqDocument>({ include_docs: true })).rows
+          .filter((r) => r.doc?.type === 'daqdocument')
+          .map((r) => [String(r.id), r.doc as DaqDocument]),
+      );
     const before = await read();
 
     const dry = await runMesh(['--config', mesh.configFile, 'adopt', '--site', 'alpha', '--dry-run', '--retry-failed']);
@@ -79,7 +88,9 @@ describe('mesh adopt: a database of the original scripts taken over as it is', f
     const again = await runMesh(['--config', mesh.configFile, 'adopt', '--site', 'alpha', '--retry-failed']);
     assert.match(again.stdout, /^0 written, 0 not written$/m, 'a second adoption changes nothing');
 
-    const status = JSON.parse((await runMesh(['--config', mesh.configFile, 'status', '--json'])).stdout) as { databases: Array<{ by_status: Record<string, number>; steps: Record<string, { done: number }> }> };
+    const status = JSON.parse((await runMesh(['--config', mesh.configFile, 'status', '--json'])).stdout) as {
+      databases: Array<{ by_status: Record<string, number>; steps: Record<string, { done: number }> }>;
+    };
     const counted = status.databases[0];
     assert.deepEqual(counted.by_status, { bad: 1, closed: 5, good: 10 }, JSON.stringify(counted.by_status));
     assert.equal(counted.steps.proc0.done, 11, 'every legacy proc0 record counts as done');
@@ -94,7 +105,11 @@ describe('mesh adopt: a database of the original scripts taken over as it is', f
     }
 
     const runs = (await readFile(mesh.runLog, 'utf8')).trim().split('\n').filter(Boolean);
-    const ranFor = (id: string) => runs.filter((line) => line.startsWith(`${id} `)).map((line) => line.split(' ')[1]).sort();
+    const ranFor = (id: string) =>
+      runs
+        .filter((line) => line.startsWith(`${id} `))
+        .map((line) => line.split(' ')[1])
+        .sort();
     const done = await read();
     for (const original of corpus.documents) {
       const expected = corpus.expect[original._id];

@@ -64,7 +64,14 @@ describe('agent in process: real agents and server, a step the test controls', f
         doc_type: 'daqdocument',
         sites: { alpha: { server: server.url, reachable: true, long_running: true, log_dir: join(dir, 'logs') } },
         ingest: { site: 'alpha', quiet_s: 1 },
-        steps: ['proc0', 'proc1'].map((name) => ({ name, site: 'alpha', run: ['/bin/true', '{file}'], out: join(dir, 'out', name, '{run_name}_{file_number}'), max_attempts: 3, lease_s: 60 })),
+        steps: ['proc0', 'proc1'].map((name) => ({
+          name,
+          site: 'alpha',
+          run: ['/bin/true', '{file}'],
+          out: join(dir, 'out', name, '{run_name}_{file_number}'),
+          max_attempts: 3,
+          lease_s: 60,
+        })),
         agent: { sweep_s: sweepS, heartbeat_s: 5, retry_base_s: 1, retry_cap_s: 10, grace_s: 5 },
       },
       join(dir, `${database}.json`),
@@ -72,7 +79,18 @@ describe('agent in process: real agents and server, a step the test controls', f
   }
 
   function closedDoc(i: number, extra: Record<string, unknown> = {}): DaqDocument {
-    return { _id: `run_lg23b002_${String(i).padStart(4, '0')}`, type: 'daqdocument', run_name: 'lg23b002', file_number: i, file: `/data/lg23b002_${i}`, size_in_bytes: 1, date_closed: '2026-11-27T10:00:00.000Z', status: 'closed', history: historyTo('closed', []), ...extra } as DaqDocument;
+    return {
+      _id: `run_lg23b002_${String(i).padStart(4, '0')}`,
+      type: 'daqdocument',
+      run_name: 'lg23b002',
+      file_number: i,
+      file: `/data/lg23b002_${i}`,
+      size_in_bytes: 1,
+      date_closed: '2026-11-27T10:00:00.000Z',
+      status: 'closed',
+      history: historyTo('closed', []),
+      ...extra,
+    } as DaqDocument;
   }
 
   function context(config: MeshConfig, db: Database, name: string, runStep: ClaimedStepRunner): AgentContext {
@@ -114,7 +132,11 @@ describe('agent in process: real agents and server, a step the test controls', f
     const byKey = new Map<string, Run[]>();
     for (const run of runs) byKey.set(`${run.doc}/${run.step}`, [...(byKey.get(`${run.doc}/${run.step}`) ?? []), run]);
     assert.equal(byKey.size, 600, 'every (doc, step) ran');
-    assert.deepEqual([...byKey].filter(([, r]) => r.length > 1).map(([k]) => k), [], 'none ran twice');
+    assert.deepEqual(
+      [...byKey].filter(([, r]) => r.length > 1).map(([k]) => k),
+      [],
+      'none ran twice',
+    );
     assert.equal(overlaps, 0, 'no two runs of one (doc, step) at the same time');
     assert.equal(agents[0].counters.claimed + agents[1].counters.claimed, 600, 'each claim won once');
     assert.ok(agents[0].counters.claimed > 0 && agents[1].counters.claimed > 0, 'both agents took part');

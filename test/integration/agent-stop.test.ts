@@ -40,7 +40,10 @@ describe('agent stop after a long run', function () {
     const [code] = (await exited) as [number | null];
     const tookMs = performance.now() - signalled;
     const log = await readFile(join(mesh.dir, 'long-runner.log'), 'utf8');
-    assert.ok(tookMs < STOP_BOUND_MS, `the agent took ${tookMs.toFixed(0)} ms to exit after SIGTERM (bound ${STOP_BOUND_MS} ms); its log ends:\n${log.slice(-2000)}`);
+    assert.ok(
+      tookMs < STOP_BOUND_MS,
+      `the agent took ${tookMs.toFixed(0)} ms to exit after SIGTERM (bound ${STOP_BOUND_MS} ms); its log ends:\n${log.slice(-2000)}`,
+    );
     assert.equal(code, 0, `exit code (log ends:\n${log.slice(-2000)})`);
     assert.doesNotMatch(log, /bulk write: aborted/, 'no write was cut by the stop');
   });

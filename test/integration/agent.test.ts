@@ -57,7 +57,12 @@ describe('agent against a real embedded server', function () {
     const ids = await seedDocuments(mesh, count);
     const names = [1, 2, 3, 4].map((i) => `racer-${i}`);
     const agents = names.map((name) => startAgent(mesh, name, ['--concurrency', '4']));
-    await waitFor('every document good', async () => (await byStatus(mesh.db)).good === count && [...(await files.countDone(mesh.db)).values()].every((n) => n === count), 240_000, 250);
+    await waitFor(
+      'every document good',
+      async () => (await byStatus(mesh.db)).good === count && [...(await files.countDone(mesh.db)).values()].every((n) => n === count),
+      240_000,
+      250,
+    );
     assert.deepEqual(await Promise.all(agents.map((a) => stopProcess(a))), [0, 0, 0, 0]);
 
     const lines = await executions(join(mesh.dir, 'logs'));
@@ -73,12 +78,23 @@ describe('agent against a real embedded server', function () {
       for (const step of ['proc0', 'proc1', 'proc2']) assert.equal((doc[step] as StepRecord).ok, true, `${doc._id} ${step}`);
     }
     // The race really happened: claims collided (a 409 is a lost race), and every agent worked.
-    const stopped = await Promise.all(names.map(async (name) => (await readFile(join(mesh.dir, `${name}.log`), 'utf8')).split('\n').filter((l) => l.includes('agent stopped')).map((l) => JSON.parse(l) as { lost_races: number; succeeded: number })));
+    const stopped = await Promise.all(
+      names.map(async (name) =>
+        (await readFile(join(mesh.dir, `${name}.log`), 'utf8'))
+          .split('\n')
+          .filter((l) => l.includes('agent stopped'))
+          .map((l) => JSON.parse(l) as { lost_races: number; succeeded: number }),
+      ),
+    );
     for (const [i, lines] of stopped.entries()) assert.equal(lines.length, 1, `${names[i]} logged its stop once`);
     const lost = stopped.reduce((sum, [s]) => sum + s.lost_races, 0);
     assert.ok(lost > 0, `no claim was lost by any agent: the agents did not race (${JSON.stringify(stopped)})`);
     for (const [i, [s]] of stopped.entries()) assert.ok(s.succeeded > 0, `${names[i]} ran no step`);
-    assert.equal(stopped.reduce((sum, [s]) => sum + s.succeeded, 0), 3 * count, 'the agents count one success per (doc, step)');
+    assert.equal(
+      stopped.reduce((sum, [s]) => sum + s.succeeded, 0),
+      3 * count,
+      'the agents count one success per (doc, step)',
+    );
   });
 
   it('a step whose agent was killed with -9 is reclaimed after its lease and finishes with attempts 2', async () => {
@@ -113,7 +129,12 @@ describe('agent against a real embedded server', function () {
     await server.kill();
     await new Promise((r) => setTimeout(r, 1500));
     await server.restart();
-    await waitFor('every document good', async () => (await byStatus(mesh.db)).good === count && [...(await files.countDone(mesh.db)).values()].every((n) => n === count), 300_000, 250);
+    await waitFor(
+      'every document good',
+      async () => (await byStatus(mesh.db)).good === count && [...(await files.countDone(mesh.db)).values()].every((n) => n === count),
+      300_000,
+      250,
+    );
     await Promise.all(agents.map((a) => stopProcess(a)));
     const lines = (await readFile(mesh.runLog, 'utf8')).split('\n').filter(Boolean);
     const unique = new Set(lines);
@@ -123,7 +144,11 @@ describe('agent against a real embedded server', function () {
   });
 
   it('a failing command is retried with backoff, then failed; mesh retry runs it again', async () => {
-    const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'], max_attempts: 2, stepArgs: (step) => (step === 'proc1' ? ['--fail-until', '2', '--counter', 'COUNTER'] : []) });
+    const mesh = await makeMesh(server.url, {
+      steps: ['proc0', 'proc1'],
+      max_attempts: 2,
+      stepArgs: (step) => (step === 'proc1' ? ['--fail-until', '2', '--counter', 'COUNTER'] : []),
+    });
     const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
     raw.steps[1].run = raw.steps[1].run.map((a: string) => (a === 'COUNTER' ? join(mesh.dir, 'counter') : a));
     await writeFile(mesh.configFile, JSON.stringify(raw));
@@ -158,11 +183,33 @@ describe('agent against a real embedded server', function () {
     const spent = { attempts: 3, ok: false, reason: 'exited with 1', retry_after: new Date(0).toISOString() };
     // Written before the design document, as a database where max_attempts was 3 would hold them.
     const ids = Array.from({ length: 3 }, (_, i) => `run_lg23b002_${String(i).padStart(3, '0')}`);
-    await mesh.db.bulk(ids.map((id, i) => ({ _id: id, type: 'daqdocument', run_name: 'lg23b002', file_number: i, file: join(mesh.dir, 'daq', `lg23b002_${i}`), size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []), pending: { proc0: spent } })));
+    await mesh.db.bulk(
+      ids.map((id, i) => ({
+        _id: id,
+        type: 'daqdocument',
+        run_name: 'lg23b002',
+        file_number: i,
+        file: join(mesh.dir, 'daq', `lg23b002_${i}`),
+        size_in_bytes: 0,
+        date_closed: new Date().toISOString(),
+        status: 'closed',
+        history: historyTo('closed', []),
+        pending: { proc0: spent },
+      })),
+    );
     await pushDesigns(mesh.db, mesh.config);
     const db = new SweepCountingDatabase({ url: server.url, database: mesh.config.database });
     const { config } = mesh;
-    const ctx: AgentContext = { config, site: config.sites.alpha, name: 'limited', host: hostname(), db, logger: silentLogger(), steps: config.steps, now: () => new Date() };
+    const ctx: AgentContext = {
+      config,
+      site: config.sites.alpha,
+      name: 'limited',
+      host: hostname(),
+      db,
+      logger: silentLogger(),
+      steps: config.steps,
+      now: () => new Date(),
+    };
     const agent = new Agent(ctx, { concurrency: 1, once: false });
     const running = agent.run();
     try {
@@ -194,7 +241,7 @@ describe('agent against a real embedded server', function () {
     assert.match(retried.stdout, /proc0 is ready again/);
   });
 
-  it('a step program never sees the mesh\'s credentials: MESH_*_PASSWORD(_FILE) stay with the agent', async () => {
+  it("a step program never sees the mesh's credentials: MESH_*_PASSWORD(_FILE) stay with the agent", async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0'] });
     const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
     raw.steps[0].run = ['/usr/bin/env'];
@@ -223,9 +270,23 @@ describe('agent against a real embedded server', function () {
     raw.steps[0].run = [process.execPath, raw.steps[0].run[1], '--log', mesh.runLog, '--doc', '{file}', '--step', '{step}'];
     await writeFile(mesh.configFile, JSON.stringify(raw));
     const dir = join(mesh.dir, 'daq');
-    const literal = [`${dir}/a b`, `${dir}/it's "quoted"`, `${dir}/x;touch ${mesh.dir}/pwned1`, `${dir}/$(touch ${mesh.dir}/pwned2)`, `${dir}/-rf`, `${dir}/\`id\``];
+    const literal = [
+      `${dir}/a b`,
+      `${dir}/it's "quoted"`,
+      `${dir}/x;touch ${mesh.dir}/pwned1`,
+      `${dir}/$(touch ${mesh.dir}/pwned2)`,
+      `${dir}/-rf`,
+      `${dir}/\`id\``,
+    ];
     const refused = [`${dir}/new\nline`, '-rf', `${dir}/../../etc/passwd`];
-    const base = { type: 'daqdocument', run_name: 'lg23b002', size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) };
+    const base = {
+      type: 'daqdocument',
+      run_name: 'lg23b002',
+      size_in_bytes: 0,
+      date_closed: new Date().toISOString(),
+      status: 'closed',
+      history: historyTo('closed', []),
+    };
     await mesh.db.bulk([...literal, ...refused].map((file, i) => ({ ...base, _id: `hostile_${i}`, file_number: i, file })));
     const agent = startAgent(mesh, 'careful');
     await waitFor('every hostile document handled', async () => {
@@ -233,7 +294,10 @@ describe('agent against a real embedded server', function () {
       return s.good === literal.length && s.bad === refused.length;
     });
     await stopProcess(agent);
-    const logged = (await readFile(mesh.runLog, 'utf8')).split('\n').filter(Boolean).map((l) => l.replace(/ proc0$/, ''));
+    const logged = (await readFile(mesh.runLog, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.replace(/ proc0$/, ''));
     assert.deepEqual(logged.sort(), [...literal].sort());
     assert.ok(!existsSync(join(mesh.dir, 'pwned1')) && !existsSync(join(mesh.dir, 'pwned2')), 'nothing was executed');
     for (let i = literal.length; i < literal.length + refused.length; i++) {

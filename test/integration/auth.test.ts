@@ -40,7 +40,11 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
   });
 
   async function addUser(name: string, password: string, roles: string[]): Promise<void> {
-    const answer = await rawRequest(server.url, `/_users/org.couchdb.user:${encodeURIComponent(name)}`, { method: 'PUT', headers: AS_ADMIN, body: { name, password, roles, type: 'user' } });
+    const answer = await rawRequest(server.url, `/_users/org.couchdb.user:${encodeURIComponent(name)}`, {
+      method: 'PUT',
+      headers: AS_ADMIN,
+      body: { name, password, roles, type: 'user' },
+    });
     assert.equal(answer.status, 201, JSON.stringify(answer.body));
   }
 
@@ -48,7 +52,11 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
   async function securedDb(): Promise<string> {
     const name = `secured-${++counter}`;
     assert.equal((await rawRequest(server.url, `/${name}`, { method: 'PUT', headers: AS_ADMIN })).status, 201);
-    const put = await rawRequest(server.url, `/${name}/_security`, { method: 'PUT', headers: AS_ADMIN, body: { admins: { names: [], roles: [] }, members: { names: ['named-member'], roles: ['member-role'] } } });
+    const put = await rawRequest(server.url, `/${name}/_security`, {
+      method: 'PUT',
+      headers: AS_ADMIN,
+      body: { admins: { names: [], roles: [] }, members: { names: ['named-member'], roles: ['member-role'] } },
+    });
     assert.equal(put.status, 200, JSON.stringify(put.body));
     return name;
   }
@@ -74,7 +82,11 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
     const design = await rawRequest(server.url, `/${db}/_design/evil`, { method: 'PUT', headers: alice, body: { validate_doc_update: 'function(){}' } });
     assert.equal(design.status, 403);
     assert.deepEqual(design.body, { error: 'forbidden', reason: 'You are not a db or server admin.' });
-    const bulk = await rawRequest(server.url, `/${db}/_bulk_docs`, { method: 'POST', headers: alice, body: { docs: [{ _id: '_design/evil2', views: {} }, { _id: 'fine' }] } });
+    const bulk = await rawRequest(server.url, `/${db}/_bulk_docs`, {
+      method: 'POST',
+      headers: alice,
+      body: { docs: [{ _id: '_design/evil2', views: {} }, { _id: 'fine' }] },
+    });
     assert.equal(bulk.status, 201);
     const rows = bulk.body as Array<{ id: string; error?: string }>;
     assert.ok(rows.find((r) => r.id === '_design/evil2')?.error, JSON.stringify(rows));
@@ -83,7 +95,11 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
     assert.equal(security.status, 403);
     const local = await rawRequest(server.url, `/${db}/_local/_security`, { method: 'PUT', headers: alice, body: { security: {} } });
     assert.equal(local.status, 403);
-    const bulkLocal = await rawRequest(server.url, `/${db}/_bulk_docs`, { method: 'POST', headers: alice, body: { docs: [{ _id: '_local/_security', security: {} }] } });
+    const bulkLocal = await rawRequest(server.url, `/${db}/_bulk_docs`, {
+      method: 'POST',
+      headers: alice,
+      body: { docs: [{ _id: '_local/_security', security: {} }] },
+    });
     assert.notEqual((bulkLocal.body as Array<{ error?: string }>)[0]?.error, undefined, JSON.stringify(bulkLocal.body));
     const stillSecured = await rawRequest(server.url, `/${db}/_security`, { headers: AS_ADMIN });
     assert.deepEqual((stillSecured.body as { members: unknown }).members, { names: ['named-member'], roles: ['member-role'] });
@@ -96,9 +112,16 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
 
   it('hands validate_doc_update the authenticated user and the database _security', async function () {
     const db = await securedDb();
-    const validator = 'function (newDoc, oldDoc, userCtx, secObj) { if (userCtx.roles.indexOf("_admin") === -1 && userCtx.name !== "alice") throw({forbidden: "seen " + JSON.stringify(userCtx) + " " + JSON.stringify(secObj.members)}); }';
-    assert.equal((await rawRequest(server.url, `/${db}/_design/check`, { method: 'PUT', headers: AS_ADMIN, body: { validate_doc_update: validator } })).status, 201);
-    assert.equal((await rawRequest(server.url, `/${db}/by-alice`, { method: 'PUT', headers: { authorization: basic('alice', 'alice-pw-1') }, body: {} })).status, 201);
+    const validator =
+      'function (newDoc, oldDoc, userCtx, secObj) { if (userCtx.roles.indexOf("_admin") === -1 && userCtx.name !== "alice") throw({forbidden: "seen " + JSON.stringify(userCtx) + " " + JSON.stringify(secObj.members)}); }';
+    assert.equal(
+      (await rawRequest(server.url, `/${db}/_design/check`, { method: 'PUT', headers: AS_ADMIN, body: { validate_doc_update: validator } })).status,
+      201,
+    );
+    assert.equal(
+      (await rawRequest(server.url, `/${db}/by-alice`, { method: 'PUT', headers: { authorization: basic('alice', 'alice-pw-1') }, body: {} })).status,
+      201,
+    );
     const other = await rawRequest(server.url, `/${db}/by-named`, { method: 'PUT', headers: { authorization: basic('named-member', 'nm-pw-2') }, body: {} });
     assert.equal(other.status, 403);
     const reason = (other.body as { reason: string }).reason;
@@ -124,9 +147,17 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
     const others = await rawRequest(server.url, '/_users/org.couchdb.user:alice', { headers: { authorization: basic('hashed', secret) } });
     assert.equal(others.status, 404);
     assert.equal((await rawRequest(server.url, '/_users/_all_docs', { headers: { authorization: basic('hashed', secret) } })).status, 401);
-    const promote = await rawRequest(server.url, '/_users/org.couchdb.user:hashed', { method: 'PUT', headers: { authorization: basic('hashed', secret) }, body: { ...doc, roles: ['_admin'] } });
+    const promote = await rawRequest(server.url, '/_users/org.couchdb.user:hashed', {
+      method: 'PUT',
+      headers: { authorization: basic('hashed', secret) },
+      body: { ...doc, roles: ['_admin'] },
+    });
     assert.equal(promote.status, 403);
-    const newAccount = await rawRequest(server.url, '/_users/org.couchdb.user:sock', { method: 'PUT', headers: { authorization: basic('hashed', secret) }, body: { name: 'sock', password: 'x', roles: [], type: 'user' } });
+    const newAccount = await rawRequest(server.url, '/_users/org.couchdb.user:sock', {
+      method: 'PUT',
+      headers: { authorization: basic('hashed', secret) },
+      body: { name: 'sock', password: 'x', roles: [], type: 'user' },
+    });
     assert.notEqual(newAccount.status, 201);
     const session = await rawRequest(server.url, '/_session', { headers: { authorization: basic('hashed', secret) } });
     assert.deepEqual((session.body as { userCtx: unknown }).userCtx, { name: 'hashed', roles: ['member-role'] });
@@ -134,9 +165,14 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
 
   it('Database.session() names the account a client writes as', async function () {
     const db = await securedDb();
-    assert.deepEqual(await new Database({ url: server.url, database: db, credentials: { user: 'alice', password: 'alice-pw-1' } }).session(), { name: 'alice', roles: ['member-role'] });
+    assert.deepEqual(await new Database({ url: server.url, database: db, credentials: { user: 'alice', password: 'alice-pw-1' } }).session(), {
+      name: 'alice',
+      roles: ['member-role'],
+    });
     assert.deepEqual(await new Database({ url: server.url, database: db }).session(), { name: null, roles: [] });
-    await assert.rejects(new Database({ url: server.url, database: db, credentials: { user: 'alice', password: 'wrong' } }).session(), { code: 'UNAUTHORIZED' });
+    await assert.rejects(new Database({ url: server.url, database: db, credentials: { user: 'alice', password: 'wrong' } }).session(), {
+      code: 'UNAUTHORIZED',
+    });
   });
 
   it('logs in with POST /_session, serves the cookie session, and ends it with DELETE /_session', async function () {
@@ -151,7 +187,11 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
     assert.match(setCookie, /^AuthSession=[A-Za-z0-9_-]+; Version=1; Path=\/; HttpOnly/);
     const cookie = setCookie.split(';')[0];
     const session = await rawRequest(server.url, '/_session', { headers: { cookie } });
-    assert.deepEqual(session.body, { ok: true, userCtx: { name: 'alice', roles: ['member-role'] }, info: { authenticated: 'cookie', authentication_db: '_users', authentication_handlers: ['cookie', 'default'] } });
+    assert.deepEqual(session.body, {
+      ok: true,
+      userCtx: { name: 'alice', roles: ['member-role'] },
+      info: { authenticated: 'cookie', authentication_db: '_users', authentication_handlers: ['cookie', 'default'] },
+    });
     assert.equal((await rawRequest(server.url, `/${db}`, { headers: { cookie } })).status, 200);
     // A forged cookie (another name, same signature) is nobody.
     const [name, time, mac] = Buffer.from(cookie.slice('AuthSession='.length), 'base64url').toString().split(':');
@@ -173,7 +213,8 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
     await addUser('victim', 'victim-pw-ok', ['member-role']);
     await addUser('bystander', 'bystander-pw-ok', ['member-role']);
     const db = await securedDb();
-    const asVictim = (password: string, localAddress = '127.0.0.1') => rawRequest(server.url, `/${db}`, { headers: { authorization: basic('victim', password) }, localAddress });
+    const asVictim = (password: string, localAddress = '127.0.0.1') =>
+      rawRequest(server.url, `/${db}`, { headers: { authorization: basic('victim', password) }, localAddress });
     for (let i = 1; i <= 4; i++) assert.equal((await asVictim(`wrong-${i}`)).status, 401, `failure ${i}`);
     // Not locked yet: four failures, the right password still works.
     assert.equal((await asVictim('victim-pw-ok')).status, 200);
@@ -191,7 +232,11 @@ describe('embedded server: accounts, _security, sessions and lockout', function 
 
   it('locks the server admin too (what a dashboard trying passwords everywhere did)', async function () {
     const fromAddress = '127.0.0.3';
-    for (let i = 1; i <= 5; i++) assert.equal((await rawRequest(server.url, '/_all_dbs', { headers: { authorization: basic(ADMIN.user, `guess-${i}`) }, localAddress: fromAddress })).status, 401);
+    for (let i = 1; i <= 5; i++)
+      assert.equal(
+        (await rawRequest(server.url, '/_all_dbs', { headers: { authorization: basic(ADMIN.user, `guess-${i}`) }, localAddress: fromAddress })).status,
+        401,
+      );
     const locked = await rawRequest(server.url, '/_all_dbs', { headers: AS_ADMIN, localAddress: fromAddress });
     assert.deepEqual(locked.body, LOCKED);
     assert.equal((await rawRequest(server.url, '/_all_dbs', { headers: AS_ADMIN })).status, 200);

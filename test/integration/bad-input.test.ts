@@ -61,7 +61,11 @@ describe('bad input (the corpus in test/corpus)', function () {
     const refusals = new Map<string, string>();
     // Written before the design document exists: documents from before the validation.
     for (const entry of corpus.entries) {
-      const res = await fetch(`${server.url}/${mesh.config.database}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: documentBody(entry, corpus.bases, { dir }) });
+      const res = await fetch(`${server.url}/${mesh.config.database}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: documentBody(entry, corpus.bases, { dir }),
+      });
       const answer = (await res.json()) as { rev?: string; error?: string; reason?: string };
       if (res.ok && answer.rev) stored.set(entry.id, answer.rev);
       else refusals.set(entry.id, `${res.status} ${answer.error} ${answer.reason}`);
@@ -73,13 +77,20 @@ describe('bad input (the corpus in test/corpus)', function () {
     for (const entry of corpus.entries.filter((e) => e.expect !== 'refused')) assert.ok(stored.has(entry.id), `${entry.id} stored (${refusals.get(entry.id)})`);
 
     const agent = startAgent(mesh, 'picky', ['--concurrency', '4']);
-    const complete = async (id: string) => (await mesh.db.get<DaqDocument>(id))?.status === 'good' && isDone((await mesh.db.get<DaqDocument>(id)) ?? {}, 'proc1');
+    const complete = async (id: string) =>
+      (await mesh.db.get<DaqDocument>(id))?.status === 'good' && isDone((await mesh.db.get<DaqDocument>(id)) ?? {}, 'proc1');
     // Throwing names the document waited for in waitFor's timeout message.
-    await waitFor('controls and "runs" entries complete, "bad" entries marked', async () => {
-      for (const id of [...controls, ...byExpect('runs').map(idOf)]) if (!(await complete(id))) throw new Error(`${id} not complete: ${(await mesh.db.get<DaqDocument>(id))?.status}`);
-      for (const e of byExpect('bad')) if ((await mesh.db.get<DaqDocument>(idOf(e)))?.status !== 'bad') throw new Error(`${idOf(e)} not marked bad`);
-      return true;
-    }, 150_000, 250);
+    await waitFor(
+      'controls and "runs" entries complete, "bad" entries marked',
+      async () => {
+        for (const id of [...controls, ...byExpect('runs').map(idOf)])
+          if (!(await complete(id))) throw new Error(`${id} not complete: ${(await mesh.db.get<DaqDocument>(id))?.status}`);
+        for (const e of byExpect('bad')) if ((await mesh.db.get<DaqDocument>(idOf(e)))?.status !== 'bad') throw new Error(`${idOf(e)} not marked bad`);
+        return true;
+      },
+      150_000,
+      250,
+    );
     await new Promise((r) => setTimeout(r, 2500)); // two more sweeps: a skip must not repeat
     assert.equal(await stopProcess(agent), 0);
 
@@ -87,7 +98,11 @@ describe('bad input (the corpus in test/corpus)', function () {
     assert.doesNotMatch(log, STACK_TRACE);
     const skipLines = log.split('\n').filter((l) => l.includes('skipped:'));
     const runs = await runsOf(mesh);
-    const ran = (id: string) => runs.filter(([doc]) => doc === id).map(([, step]) => step).sort();
+    const ran = (id: string) =>
+      runs
+        .filter(([doc]) => doc === id)
+        .map(([, step]) => step)
+        .sort();
     for (const id of controls) assert.deepEqual(ran(id), ['proc0', 'proc1'], `control ${id} ran each step once`);
     const failures: string[] = [];
     for (const entry of corpus.entries.filter((e) => e.expect !== 'refused')) {
@@ -97,19 +112,30 @@ describe('bad input (the corpus in test/corpus)', function () {
       const steps = ran(id).join(',');
       const note = String(Array.isArray(doc?.history) ? doc.history.at(-1)?.note : undefined);
       const problem =
-        skips.length > 1 ? `skipped ${skips.length} times`
-        : entry.expect === 'runs' ? (steps === 'proc0,proc1' ? undefined : `ran [${steps}], expected each step once`)
-        : steps !== '' ? `ran [${steps}]`
-        : entry.expect === 'skipped' && !new RegExp(`skipped: .*${entry.reason}`, 's').test(skips[0] ?? '') ? `no skip line matching /${entry.reason}/: ${skips[0] ?? 'none'}`
-        : entry.expect === 'bad' && (doc?.status !== 'bad' || !new RegExp(`refused: .*${entry.reason}`, 's').test(note)) ? `status ${doc?.status}, note ${note.slice(0, 200)}`
-        : entry.expect !== 'bad' && doc?._rev !== stored.get(entry.id) ? `written (status ${doc?.status}), expected untouched`
-        : undefined;
+        skips.length > 1
+          ? `skipped ${skips.length} times`
+          : entry.expect === 'runs'
+            ? steps === 'proc0,proc1'
+              ? undefined
+              : `ran [${steps}], expected each step once`
+            : steps !== ''
+              ? `ran [${steps}]`
+              : entry.expect === 'skipped' && !new RegExp(`skipped: .*${entry.reason}`, 's').test(skips[0] ?? '')
+                ? `no skip line matching /${entry.reason}/: ${skips[0] ?? 'none'}`
+                : entry.expect === 'bad' && (doc?.status !== 'bad' || !new RegExp(`refused: .*${entry.reason}`, 's').test(note))
+                  ? `status ${doc?.status}, note ${note.slice(0, 200)}`
+                  : entry.expect !== 'bad' && doc?._rev !== stored.get(entry.id)
+                    ? `written (status ${doc?.status}), expected untouched`
+                    : undefined;
       if (problem) failures.push(`${entry.id} (${entry.what}), expected ${entry.expect}: ${problem}`);
     }
     assert.deepEqual(failures, []);
     // Every run the step program saw is a control or a "runs" entry.
     const allowed = new Set([...controls, ...byExpect('runs').map(idOf)]);
-    assert.deepEqual(runs.filter(([doc]) => !allowed.has(doc)), []);
+    assert.deepEqual(
+      runs.filter(([doc]) => !allowed.has(doc)),
+      [],
+    );
     // The server kept serving after what it refused.
     assert.equal((await fetch(`${server.url}/_up`)).status, 200);
   });
@@ -121,17 +147,29 @@ describe('bad input (the corpus in test/corpus)', function () {
     raw.steps[0].run = [process.execPath, raw.steps[0].run[1], '--log', mesh.runLog, '--doc', '{file}', '--step', '{step}', '--touch', '{out}'];
     await writeFile(mesh.configFile, JSON.stringify(raw));
     const vars = { dir: join(mesh.dir, 'daq'), root: mesh.dir };
-    const base = { type: 'daqdocument', run_name: 'lg23b002', size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) };
+    const base = {
+      type: 'daqdocument',
+      run_name: 'lg23b002',
+      size_in_bytes: 0,
+      date_closed: new Date().toISOString(),
+      status: 'closed',
+      history: historyTo('closed', []),
+    };
     const files = corpus.entries.map((e) => hostileName(e, vars));
     await mesh.db.bulk(files.map((file, i) => ({ ...base, _id: `hostile_${i}`, file_number: i, file })));
     const [control] = await seedDocuments(mesh, 1);
     const agent = startAgent(mesh, 'careful');
     const expected = (i: number) => (corpus.entries[i].expect === 'literal' ? 'good' : 'bad');
-    await waitFor('every hostile document handled', async () => {
-      const { rows } = await mesh.db.allDocs<DaqDocument>({ include_docs: true });
-      const status = new Map(rows.map((r) => [r.id, r.doc?.status]));
-      return status.get(control) === 'good' && files.every((_, i) => status.get(`hostile_${i}`) === expected(i));
-    }, 60_000, 250);
+    await waitFor(
+      'every hostile document handled',
+      async () => {
+        const { rows } = await mesh.db.allDocs<DaqDocument>({ include_docs: true });
+        const status = new Map(rows.map((r) => [r.id, r.doc?.status]));
+        return status.get(control) === 'good' && files.every((_, i) => status.get(`hostile_${i}`) === expected(i));
+      },
+      60_000,
+      250,
+    );
     assert.equal(await stopProcess(agent), 0);
     const logged = (await runsOf(mesh)).map(([file]) => file);
     const literal = files.filter((_, i) => corpus.entries[i].expect === 'literal');
@@ -174,7 +212,10 @@ describe('bad input (the corpus in test/corpus)', function () {
       try {
         const config = loadMeshConfig(file);
         const site = siteOf(config, 'alpha');
-        assert.ok(config.steps.some((s) => s.site === site.name), 'the corpus keeps alpha\'s steps');
+        assert.ok(
+          config.steps.some((s) => s.site === site.name),
+          "the corpus keeps alpha's steps",
+        );
         credentialsFor(site.credentials_of);
       } catch (error) {
         if (error instanceof assert.AssertionError) throw error;
@@ -205,7 +246,14 @@ describe('bad input (the corpus in test/corpus)', function () {
       const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'] });
       const [control] = await seedDocuments(mesh, 1);
       const valid = JSON.parse(await readFile(mesh.configFile, 'utf8')) as Json;
-      assert.deepEqual(throughMesh.filter((e) => THROUGH_MESH.has(e.name)).map((e) => e.name).sort(), [...THROUGH_MESH].sort(), 'the chosen entries are in the corpus');
+      assert.deepEqual(
+        throughMesh
+          .filter((e) => THROUGH_MESH.has(e.name))
+          .map((e) => e.name)
+          .sort(),
+        [...THROUGH_MESH].sort(),
+        'the chosen entries are in the corpus',
+      );
       const failures: string[] = [];
       await inBatches(throughMesh, 6, async (entry) => {
         const result = await runMesh(['--config', await writeBroken(mesh, valid, entry), ...(entry.args ?? ['agent', '--site', 'alpha', '--once'])]);
@@ -236,7 +284,10 @@ describe('bad input (the corpus in test/corpus)', function () {
     const BOUND_MS = 30_000;
 
     /** A mesh on the real server with one control document, and a config that talks to `url` instead. */
-    async function meshBehind(url: string, options: { timeout_s?: number; seed?: boolean } = {}): Promise<{ mesh: TestMesh; control: string; configFile: string }> {
+    async function meshBehind(
+      url: string,
+      options: { timeout_s?: number; seed?: boolean } = {},
+    ): Promise<{ mesh: TestMesh; control: string; configFile: string }> {
       const mesh = await makeMesh(server.url, { steps: ['proc0'] });
       const control = options.seed === false ? 'run_lg23b002_0000' : (await seedDocuments(mesh, 1))[0];
       const raw = JSON.parse(await readFile(mesh.configFile, 'utf8')) as Json & { sites: { alpha: Json } };
@@ -253,7 +304,12 @@ describe('bad input (the corpus in test/corpus)', function () {
      * Starts `mesh ARGS` and lets it run until it exits or its log matches `reason` (at most
      * `boundMs`), then SIGTERM: it must be gone 12 s later.
      */
-    async function runBounded(args: string[], logFile: string, reason: RegExp, boundMs: number): Promise<{ code: number | null; stoppedByUs: boolean; output: string }> {
+    async function runBounded(
+      args: string[],
+      logFile: string,
+      reason: RegExp,
+      boundMs: number,
+    ): Promise<{ code: number | null; stoppedByUs: boolean; output: string }> {
       const child = spawnMeshProcess(args, { logFile });
       const deadline = Date.now() + boundMs;
       const ended = () => child.exitCode !== null || child.signalCode !== null;
@@ -295,16 +351,31 @@ describe('bad input (the corpus in test/corpus)', function () {
           error = `(no JSON: ${status.stdout.slice(0, 200)})`;
         }
         // Exit 1 when no server answered, 0 when one did.
-        check(status.status === (answered ? 0 : 1) && !STACK_TRACE.test(status.stderr), `mesh status --json exited ${status.status} (a server answered: ${answered}): ${status.stderr}`);
+        check(
+          status.status === (answered ? 0 : 1) && !STACK_TRACE.test(status.stderr),
+          `mesh status --json exited ${status.status} (a server answered: ${answered}): ${status.stderr}`,
+        );
         check(expect.test(error), `mesh status --json: error "${error}" does not match /${entry.expect}/`);
         if (coordinator) {
-          check(coordinator.status === 0 && !STACK_TRACE.test(coordinator.stderr), `mesh coordinator --once exited ${coordinator.status}: ${coordinator.stderr}`);
-          check(/skipped this round/.test(coordinator.stderr) && expect.test(coordinator.stderr), `mesh coordinator --once logs no reason matching /${entry.expect}/: ${coordinator.stderr}`);
+          check(
+            coordinator.status === 0 && !STACK_TRACE.test(coordinator.stderr),
+            `mesh coordinator --once exited ${coordinator.status}: ${coordinator.stderr}`,
+          );
+          check(
+            /skipped this round/.test(coordinator.stderr) && expect.test(coordinator.stderr),
+            `mesh coordinator --once logs no reason matching /${entry.expect}/: ${coordinator.stderr}`,
+          );
         }
-        for (const [name, agent] of [['agent --once', once], ['agent', longRunning]] as const) {
+        for (const [name, agent] of [
+          ['agent --once', once],
+          ['agent', longRunning],
+        ] as const) {
           if (!agent) continue;
           const what = `mesh ${name} (exit ${agent.code}, ${agent.stoppedByUs ? 'stopped by SIGTERM' : 'ended by itself'})`;
-          check(!STACK_TRACE.test(agent.output) && expect.test(agent.output), `${what}: a stack trace or no reason matching /${entry.expect}/:\n${agent.output}`);
+          check(
+            !STACK_TRACE.test(agent.output) && expect.test(agent.output),
+            `${what}: a stack trace or no reason matching /${entry.expect}/:\n${agent.output}`,
+          );
           // Either ended by itself with a one-line error (1 at run time, 2 when the server called
           // the request bad: a 4xx), or still retrying when stopped (0, or 1 for a request cut short).
           const ownError = new RegExp(`^mesh: .*${entry.expect}`, 'm').test(agent.output);
@@ -321,10 +392,17 @@ describe('bad input (the corpus in test/corpus)', function () {
       return failures;
     }
 
-    it(`every request answered with garbage: status --json, coordinator --once, agent --once and a long-running agent (${corpus.entries.filter((e) => e.scope === 'whole' || e.scope === 'status').map((e) => e.name).join(', ')})`, async () => {
+    it(`every request answered with garbage: status --json, coordinator --once, agent --once and a long-running agent (${corpus.entries
+      .filter((e) => e.scope === 'whole' || e.scope === 'status')
+      .map((e) => e.name)
+      .join(', ')})`, async () => {
       const failures: string[] = [];
       // Several servers at once: each entry's commands mostly wait for a timeout or a backoff.
-      await inBatches(corpus.entries.filter((e) => e.scope === 'whole' || e.scope === 'status'), 5, async (entry) => void failures.push(...(await checkWhole(entry))));
+      await inBatches(
+        corpus.entries.filter((e) => e.scope === 'whole' || e.scope === 'status'),
+        5,
+        async (entry) => void failures.push(...(await checkWhole(entry))),
+      );
       assert.deepEqual(failures, []);
     });
 
@@ -340,9 +418,11 @@ describe('bad input (the corpus in test/corpus)', function () {
           try {
             await waitFor('the agent following the changes feed', () => garbage.requests.some((r) => r.includes('/_changes')), 20_000);
             await seedDocuments(mesh, 1);
-            if (entry.scope === 'agent') await waitFor('the control document processed', async () => (await mesh.db.get<DaqDocument>(control))?.status === 'good', 30_000, 200);
+            if (entry.scope === 'agent')
+              await waitFor('the control document processed', async () => (await mesh.db.get<DaqDocument>(control))?.status === 'good', 30_000, 200);
             else await new Promise((r) => setTimeout(r, 5000));
-            if (entry.expect) await waitFor(`the log names the reason /${entry.expect}/`, async () => new RegExp(entry.expect).test(await readText(logFile)), 10_000);
+            if (entry.expect)
+              await waitFor(`the log names the reason /${entry.expect}/`, async () => new RegExp(entry.expect).test(await readText(logFile)), 10_000);
             assert.equal(agent.exitCode, null, `the agent is still running:\n${await readText(logFile)}`);
           } finally {
             assert.equal(await stopProcess(agent), 0, await readText(logFile));

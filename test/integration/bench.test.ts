@@ -9,7 +9,12 @@ import { repoRoot, startServerProcess } from '../support/server-process.js';
 const BENCH = join(repoRoot, 'dist', 'bench', 'main.js');
 
 /** Runs the bench; past `timeoutMs` it is interrupted (SIGTERM: it stops what it started) and the run fails. */
-function runBench(args: string[], timeoutMs: number, tmp?: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function runBench(
+  args: string[],
+  timeoutMs: number,
+  tmp?: string,
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, ...(tmp ? { TMPDIR: tmp } : {}), ...extraEnv };
     const child = spawn(process.execPath, [BENCH, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -58,33 +63,66 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
     });
     assert.equal(r.status, 0, r.stderr.slice(-3000));
     const report = JSON.parse(r.stdout) as Report;
-    for (const key of ['cpu', 'kernel', 'node', 'nats_server', 'sshd', 'slurm']) assert.ok(typeof report.machine[key] === 'string' && report.machine[key] !== '', `machine.${key}`);
+    for (const key of ['cpu', 'kernel', 'node', 'nats_server', 'sshd', 'slurm'])
+      assert.ok(typeof report.machine[key] === 'string' && report.machine[key] !== '', `machine.${key}`);
     assert.ok(Number(report.machine.cores) >= 1);
-    assert.deepEqual(report.sections.map((s) => s.command), ['pipeline', 'validate', 'latency', 'sftp'].map((name) => `node dist/bench/main.js --only ${name} --quick`).concat('node dist/bench/main.js --only page --page-docs 100000 --quick'));
+    assert.deepEqual(
+      report.sections.map((s) => s.command),
+      ['pipeline', 'validate', 'latency', 'sftp']
+        .map((name) => `node dist/bench/main.js --only ${name} --quick`)
+        .concat('node dist/bench/main.js --only page --page-docs 100000 --quick'),
+    );
     for (const section of report.sections) {
       for (const row of section.rows) {
-        assert.doesNotMatch(`${row.value} ${row.baseline ?? ''} ${row.ratio ?? ''}`, /n\/a|NaN|undefined|Infinity/, `${section.command}: ${JSON.stringify(row)}`);
+        assert.doesNotMatch(
+          `${row.value} ${row.baseline ?? ''} ${row.ratio ?? ''}`,
+          /n\/a|NaN|undefined|Infinity/,
+          `${section.command}: ${JSON.stringify(row)}`,
+        );
         // A figure with a baseline has a ratio computed from two finite measurements.
         if (row.baseline !== undefined) assert.match(row.ratio ?? '', /^\d+(\.\d+)?×$/, `${section.command}: ${JSON.stringify(row)}`);
       }
     }
     const [pipeline, validate, latency, sftp, page] = report.sections;
     assert.equal(pipeline.rows.filter((row) => /^pipeline steps\/s/.test(row.measure) && row.baseline).length, 3);
-    assert.ok(pipeline.rows.some((row) => /^_bulk_docs updates, the generated validate_doc_update/.test(row.measure) && row.ratio), 'the generated validator against a one-line one');
+    assert.ok(
+      pipeline.rows.some((row) => /^_bulk_docs updates, the generated validate_doc_update/.test(row.measure) && row.ratio),
+      'the generated validator against a one-line one',
+    );
     // A /bin/true step ends long before a third of its lease: the claim (which is the start) and the result, nothing else.
     const writes = pipeline.rows.filter((row) => /^validated writes per step/.test(row.measure));
     assert.equal(writes.length, 3);
     for (const row of writes) assert.match(row.value, /^2\.\d\d \(documents 2\.00: \d+ × 2; heartbeats \d+\)$/, row.value);
-    assert.ok(pipeline.rows.some((row) => /^heartbeat writes per idle minute/.test(row.measure) && row.ratio), 'idle heartbeats counted');
-    assert.equal(validate.rows.filter((row) => / docs\/s$/.test(row.value) && row.ratio).length, 3, 'previous and current function against none, and against each other');
+    assert.ok(
+      pipeline.rows.some((row) => /^heartbeat writes per idle minute/.test(row.measure) && row.ratio),
+      'idle heartbeats counted',
+    );
+    assert.equal(
+      validate.rows.filter((row) => / docs\/s$/.test(row.value) && row.ratio).length,
+      3,
+      'previous and current function against none, and against each other',
+    );
     for (const variant of ['CouchDB only', 'with NATS']) {
-      for (const p of ['p50', 'p95']) assert.ok(latency.rows.some((row) => row.measure === `DAQ close → lyon proc1 started, ${p} (${variant})` && /replication/.test(row.baseline ?? '')), `${variant} ${p}`);
+      for (const p of ['p50', 'p95'])
+        assert.ok(
+          latency.rows.some((row) => row.measure === `DAQ close → lyon proc1 started, ${p} (${variant})` && /replication/.test(row.baseline ?? '')),
+          `${variant} ${p}`,
+        );
       assert.equal(latency.rows.filter((row) => row.measure.startsWith(`  ${variant}: `)).length, 4, 'four stages without Slurm');
     }
-    assert.ok(latency.notes?.some((n) => /with NATS: 1 files.*NATS hints/.test(n)), 'the NATS variant really ran with NATS');
+    assert.ok(
+      latency.notes?.some((n) => /with NATS: 1 files.*NATS hints/.test(n)),
+      'the NATS variant really ran with NATS',
+    );
     assert.equal(sftp.rows.filter((row) => /^executor/.test(row.measure)).length, 4);
-    assert.deepEqual(page.rows.map((row) => row.measure.replace(/ \(.*/, '')), ['first snapshot, every view index built', 'warm snapshot, median of 3', 'one write → the WebSocket message showing it, median of 5']);
-    assert.ok(page.rows.every((row) => /\(2,000 docs\)$/.test(row.measure) && /\(0 docs\)$/.test(row.baseline ?? '')), 'the page section compared 2,000 documents with none');
+    assert.deepEqual(
+      page.rows.map((row) => row.measure.replace(/ \(.*/, '')),
+      ['first snapshot, every view index built', 'warm snapshot, median of 3', 'one write → the WebSocket message showing it, median of 5'],
+    );
+    assert.ok(
+      page.rows.every((row) => /\(2,000 docs\)$/.test(row.measure) && /\(0 docs\)$/.test(row.baseline ?? '')),
+      'the page section compared 2,000 documents with none',
+    );
     assert.match(r.stderr, /\[bench +[\d.]+ s sftp\] repetition 1\/1/, 'progress lines on stderr');
     assert.deepEqual(await readdir(tmp), [], 'the bench left temporary folders behind');
     await rm(tmp, { recursive: true, force: true });
@@ -98,7 +136,10 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
     try {
       // Anonymous requests are refused: the agents the bench starts can only work with the credentials it hands them.
       assert.equal((await fetch(`${server.url}/bench_anonymous_probe`, { method: 'PUT' })).status, 401);
-      const r = await runBench(['--only', 'pipeline', '--quick', '--json', '--server', server.url], 150_000, undefined, { COUCHDB_USER: user, COUCHDB_PASSWORD: password });
+      const r = await runBench(['--only', 'pipeline', '--quick', '--json', '--server', server.url], 150_000, undefined, {
+        COUCHDB_USER: user,
+        COUCHDB_PASSWORD: password,
+      });
       assert.equal(r.status, 0, r.stderr.slice(-3000));
       assert.ok(!r.stdout.includes(password) && !r.stderr.includes(password), 'the password is never printed');
       const [pipeline] = (JSON.parse(r.stdout) as Report).sections;
@@ -107,9 +148,17 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
       assert.equal(pipeline.rows.filter((row) => /^pipeline steps\/s/.test(row.measure) && /^\d+(\.\d+)?×$/.test(row.ratio ?? '')).length, 3);
       assert.ok(pipeline.notes?.some((n) => /the writer is the run's agent account/.test(n)));
       const dbs = (await (await fetch(`${server.url}/_all_dbs`, { headers: auth })).json()) as string[];
-      assert.deepEqual(dbs.filter((name) => name.startsWith('bench_')), [], 'the bench deleted the databases it created');
+      assert.deepEqual(
+        dbs.filter((name) => name.startsWith('bench_')),
+        [],
+        'the bench deleted the databases it created',
+      );
       const accounts = (await (await fetch(`${server.url}/_users/_all_docs`, { headers: auth })).json()) as { rows: Array<{ id: string }> };
-      assert.deepEqual(accounts.rows.filter((row) => row.id.startsWith('org.couchdb.user:bench-agent-')), [], 'and the agent account');
+      assert.deepEqual(
+        accounts.rows.filter((row) => row.id.startsWith('org.couchdb.user:bench-agent-')),
+        [],
+        'and the agent account',
+      );
     } finally {
       await server.stop();
     }

@@ -28,12 +28,15 @@ describe('server capabilities and replication job state', () => {
     const embedded = await start([]);
     const cache = new CapabilityCache();
     const learned: string[] = [];
-    const [a, b] = await Promise.all([cache.of(server(couch.url), () => learned.push('couch')), cache.of(server(couch.url), () => learned.push('couch again'))]);
+    const [a, b] = await Promise.all([
+      cache.of(server(couch.url), () => learned.push('couch')),
+      cache.of(server(couch.url), () => learned.push('couch again')),
+    ]);
     assert.deepEqual([a, b], [{ schedulerDocs: true }, { schedulerDocs: true }]);
     assert.deepEqual(await cache.of(server(embedded.url), () => learned.push('embedded')), { schedulerDocs: false });
     await cache.of(server(couch.url));
     await cache.of(server(embedded.url));
-    assert.deepEqual(learned, ['couch', 'embedded'], 'each server\'s capabilities are learned once');
+    assert.deepEqual(learned, ['couch', 'embedded'], "each server's capabilities are learned once");
     assert.equal(couch.requests.length, 1);
     assert.equal(embedded.requests.length, 1);
   });
@@ -51,10 +54,16 @@ describe('server capabilities and replication job state', () => {
     assert.deepEqual(await cache.of(server(flaky.url)), { schedulerDocs: true });
   });
 
-  it('the scheduler\'s state, error reason and changes_pending; a job not scheduled yet is pending', async () => {
+  it("the scheduler's state, error reason and changes_pending; a job not scheduled yet is pending", async () => {
     const couch = await start([
-      { match: '/_scheduler/docs/_replicator/mesh-db-kit-to-modane$', answer: json({ state: 'crashing', info: { error: 'replication_auth_error: Unauthorized' }, error_count: 2 }) },
-      { match: '/_scheduler/docs/_replicator/mesh-db-modane-to-kit$', answer: json({ state: 'running', info: { changes_pending: null, checkpointed_source_seq: '12-g1AAAA' } }) },
+      {
+        match: '/_scheduler/docs/_replicator/mesh-db-kit-to-modane$',
+        answer: json({ state: 'crashing', info: { error: 'replication_auth_error: Unauthorized' }, error_count: 2 }),
+      },
+      {
+        match: '/_scheduler/docs/_replicator/mesh-db-modane-to-kit$',
+        answer: json({ state: 'running', info: { changes_pending: null, checkpointed_source_seq: '12-g1AAAA' } }),
+      },
       { match: '/_scheduler/docs/_replicator/mesh-db-counted$', answer: json({ state: 'running', info: { changes_pending: 105 } }) },
     ]);
     const host = server(couch.url);
@@ -67,7 +76,11 @@ describe('server capabilities and replication job state', () => {
   it('without a scheduler, the state and reason the replicator wrote into the _replicator document', () => {
     const base: ReplicatorDocument = { _id: 'mesh-db-kit-to-modane', source: 'http://127.0.0.1:1/db', target: 'http://127.0.0.1:2/db', continuous: true };
     assert.deepEqual(documentState({ ...base, _replication_state: 'triggered', _replication_id: 'x' }), { state: 'running', pending: null });
-    assert.deepEqual(documentState({ ...base, _replication_state: 'error', _replication_state_reason: 'connect ECONNREFUSED 127.0.0.1:2' }), { state: 'error', reason: 'connect ECONNREFUSED 127.0.0.1:2', pending: null });
+    assert.deepEqual(documentState({ ...base, _replication_state: 'error', _replication_state_reason: 'connect ECONNREFUSED 127.0.0.1:2' }), {
+      state: 'error',
+      reason: 'connect ECONNREFUSED 127.0.0.1:2',
+      pending: null,
+    });
     assert.deepEqual(documentState({ ...base, _replication_id: 'x' }), { state: 'ignored', pending: null }, 'a duplicate the replicator will never run');
     assert.deepEqual(documentState(base), { state: 'pending', pending: null });
   });

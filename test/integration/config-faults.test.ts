@@ -99,7 +99,16 @@ describe('configuration faults at run time (a typo must not take the backlog out
     const ids = await seedDocuments(mesh, 3);
     const config: MeshConfig = { ...mesh.config, steps: mesh.config.steps.map((s) => ({ ...s, out: 'rel/{run_name}_{file_number}' })) };
     const site = config.sites.alpha;
-    const ctx: AgentContext = { config, site, name: 'api-agent', host: hostname(), db: mesh.db, logger: silentLogger(), steps: config.steps, now: () => new Date() };
+    const ctx: AgentContext = {
+      config,
+      site,
+      name: 'api-agent',
+      host: hostname(),
+      db: mesh.db,
+      logger: silentLogger(),
+      steps: config.steps,
+      now: () => new Date(),
+    };
     await new Agent(ctx, { concurrency: 2, once: true }).run();
     assertFailedByConfig(await docs(mesh, ids), /step proc0: out "rel\/\{run_name\}_\{file_number\}": the path is not an absolute path/);
     assert.deepEqual(await runsOf(mesh), [], 'nothing ran');

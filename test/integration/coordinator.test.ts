@@ -15,7 +15,11 @@ import { historyTo } from '../../core/provenance.js';
 
 const PASSWORDS = { modane: 'modane-secret-4c1f', kit: 'kit-secret-9e07' };
 /** Accounts on both servers: the replication jobs log in as the coordinator, claims are written by each site's agent. */
-const ACCOUNTS = { coord: { password: 'coord-secret-77a0', roles: ['mesh-coordinator'] }, 'modane-agent': { password: 'modane-agent-secret-1b2c', roles: ['mesh-agent:modane'] }, 'kit-agent': { password: 'kit-agent-secret-3d4e', roles: ['mesh-agent:kit'] } };
+const ACCOUNTS = {
+  coord: { password: 'coord-secret-77a0', roles: ['mesh-coordinator'] },
+  'modane-agent': { password: 'modane-agent-secret-1b2c', roles: ['mesh-agent:modane'] },
+  'kit-agent': { password: 'kit-agent-secret-3d4e', roles: ['mesh-agent:kit'] },
+};
 const ENV = {
   MESH_MODANE_USER: 'admin',
   MESH_MODANE_PASSWORD: PASSWORDS.modane,
@@ -27,7 +31,12 @@ const ENV = {
   MESH_KIT_REPLICATION_PASSWORD: ACCOUNTS.coord.password,
   MESH_LOG_LEVEL: 'info',
 };
-const SECRETS = [...Object.values(PASSWORDS), ACCOUNTS.coord.password, ...Object.values(PASSWORDS).map((p) => Buffer.from(`admin:${p}`).toString('base64')), Buffer.from(`coord:${ACCOUNTS.coord.password}`).toString('base64')];
+const SECRETS = [
+  ...Object.values(PASSWORDS),
+  ACCOUNTS.coord.password,
+  ...Object.values(PASSWORDS).map((p) => Buffer.from(`admin:${p}`).toString('base64')),
+  Buffer.from(`coord:${ACCOUNTS.coord.password}`).toString('base64'),
+];
 
 interface TwoSites {
   configFile: string;
@@ -44,9 +53,13 @@ describe('coordinator: two real servers, modane push-only', function () {
 
   before(async () => {
     [modaneServer, kitServer] = await Promise.all([startServerProcess({ site: 'modane', env: ENV }), startServerProcess({ site: 'kit', env: ENV })]);
-    for (const [server, site] of [[modaneServer, 'modane'], [kitServer, 'kit']] as const) {
+    for (const [server, site] of [
+      [modaneServer, 'modane'],
+      [kitServer, 'kit'],
+    ] as const) {
       const users = open(server.url, site, '_users');
-      for (const [name, account] of Object.entries(ACCOUNTS)) await users.put({ _id: `org.couchdb.user:${name}`, type: 'user', name, roles: account.roles, password: account.password });
+      for (const [name, account] of Object.entries(ACCOUNTS))
+        await users.put({ _id: `org.couchdb.user:${name}`, type: 'user', name, roles: account.roles, password: account.password });
     }
   });
   after(async () => {
@@ -54,8 +67,10 @@ describe('coordinator: two real servers, modane push-only', function () {
     await stopAllServerProcesses();
   });
 
-  const open = (url: string, site: 'modane' | 'kit', database: string) => new Database({ url, database, credentials: { user: 'admin', password: PASSWORDS[site] } });
-  const asAccount = (url: string, name: keyof typeof ACCOUNTS, database: string) => new Database({ url, database, credentials: { user: name, password: ACCOUNTS[name].password } });
+  const open = (url: string, site: 'modane' | 'kit', database: string) =>
+    new Database({ url, database, credentials: { user: 'admin', password: PASSWORDS[site] } });
+  const asAccount = (url: string, name: keyof typeof ACCOUNTS, database: string) =>
+    new Database({ url, database, credentials: { user: name, password: ACCOUNTS[name].password } });
 
   /** A fresh database and config: modane (reachable: false, may run proc0) and kit (reachable). */
   async function twoSites(): Promise<TwoSites> {
@@ -107,16 +122,20 @@ describe('coordinator: two real servers, modane push-only', function () {
 
   async function deleteJobs(mesh: TwoSites): Promise<void> {
     for (const id of await jobIds(mesh.replicator.modane, mesh.config.database)) {
-      await waitFor(`deleting ${id}`, async () => {
-        const doc = await mesh.replicator.modane.get<{ _rev: string }>(id);
-        if (!doc) return true;
-        const [row] = await mesh.replicator.modane.bulk([{ _id: id, _rev: doc._rev, _deleted: true }]);
-        return !row.error;
-      }, 10_000);
+      await waitFor(
+        `deleting ${id}`,
+        async () => {
+          const doc = await mesh.replicator.modane.get<{ _rev: string }>(id);
+          if (!doc) return true;
+          const [row] = await mesh.replicator.modane.bulk([{ _id: id, _rev: doc._rev, _deleted: true }]);
+          return !row.error;
+        },
+        10_000,
+      );
     }
   }
 
-  it('creates both jobs in modane\'s _replicator only, replicates both ways, and a second run writes nothing', async () => {
+  it("creates both jobs in modane's _replicator only, replicates both ways, and a second run writes nothing", async () => {
     const mesh = await twoSites();
     const db = mesh.config.database;
     const logs = await coordinatorOnce(mesh);
@@ -126,7 +145,11 @@ describe('coordinator: two real servers, modane push-only', function () {
     assert.deepEqual(await jobIds(mesh.replicator.kit, db), [], 'kit holds no job: it cannot reach modane');
     const job = await mesh.replicator.modane.get<{ source: { url: string; headers: { Authorization: string } } }>(`mesh-${db}-kit-to-modane`);
     assert.equal(job?.source.url, `${kitServer.url}/${db}`);
-    assert.equal(job?.source.headers.Authorization, `Basic ${Buffer.from(`coord:${ACCOUNTS.coord.password}`).toString('base64')}`, 'the job logs in as the coordinator\'s replication account');
+    assert.equal(
+      job?.source.headers.Authorization,
+      `Basic ${Buffer.from(`coord:${ACCOUNTS.coord.password}`).toString('base64')}`,
+      "the job logs in as the coordinator's replication account",
+    );
 
     await mesh.modane.put({ _id: 'mesh:note:from-modane', type: 'mesh-note' });
     await mesh.kit.put({ _id: 'mesh:note:from-kit', type: 'mesh-note' });
@@ -136,16 +159,20 @@ describe('coordinator: two real servers, modane push-only', function () {
     assert.deepEqual(assignment.steps, { proc0: 'modane', proc1: 'kit' });
 
     // Everything written by the first run has reached both sides.
-    const settled = await waitFor('both databases equal', async () => {
-      const [a, b] = await Promise.all([revisions(mesh.modane), revisions(mesh.kit)]);
-      return JSON.stringify(a) === JSON.stringify(b) && a['mesh:audit:kit'] && a['mesh:audit:modane'] ? a : undefined;
-    }, 20_000);
+    const settled = await waitFor(
+      'both databases equal',
+      async () => {
+        const [a, b] = await Promise.all([revisions(mesh.modane), revisions(mesh.kit)]);
+        return JSON.stringify(a) === JSON.stringify(b) && a['mesh:audit:kit'] && a['mesh:audit:modane'] ? a : undefined;
+      },
+      20_000,
+    );
     const jobsBefore = await revisions(mesh.replicator.modane);
     const markersBefore = await mesh.modane.get<{ n: number }>('mesh-marker:modane');
     await coordinatorOnce(mesh);
     assert.equal((await mesh.modane.get<{ n: number }>('mesh-marker:modane'))?.n, (markersBefore?.n ?? 0) + 1, 'each round writes one marker on each server');
-    assert.deepEqual(await revisions(mesh.modane), settled, 'the second run wrote into modane\'s database');
-    assert.deepEqual(await revisions(mesh.kit), settled, 'the second run wrote into kit\'s database');
+    assert.deepEqual(await revisions(mesh.modane), settled, "the second run wrote into modane's database");
+    assert.deepEqual(await revisions(mesh.kit), settled, "the second run wrote into kit's database");
     assert.deepEqual(await revisions(mesh.replicator.modane), jobsBefore, 'the second run rewrote a replication job');
 
     for (const doc of [settled, await revisions(mesh.replicator.kit)]) for (const secret of SECRETS) assert.ok(!JSON.stringify(doc).includes(secret));
@@ -159,35 +186,67 @@ describe('coordinator: two real servers, modane push-only', function () {
     await coordinatorOnce(mesh);
     const id = 'run_lg23b002_000';
     const agents = { modane: asAccount(modaneServer.url, 'modane-agent', db), kit: asAccount(kitServer.url, 'kit-agent', db) };
-    await asAccount(kitServer.url, 'modane-agent', db).put({ _id: id, type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', [], undefined, 'modane/ingest', 'modane-agent') });
+    await asAccount(kitServer.url, 'modane-agent', db).put({
+      _id: id,
+      type: 'daqdocument',
+      run_name: 'lg23b002',
+      file_number: 0,
+      file: '/data/lg23b002_000',
+      size_in_bytes: 1,
+      date_closed: new Date().toISOString(),
+      status: 'closed',
+      history: historyTo('closed', [], undefined, 'modane/ingest', 'modane-agent'),
+    });
     const base = await waitFor('the closed document on modane', () => mesh.modane.get<DaqDocument>(id), 20_000);
 
     // The partition: no replication while each site believes it owns proc0.
     await deleteJobs(mesh);
     const lease = new Date(Date.now() + 600_000).toISOString();
     const runOn = async (target: Database, site: string, agent: string, file: string): Promise<DaqDocument> => {
-      const claimed = transition(base, { type: 'claim', step: 'proc0', mode: 'run', site, agent, host: 'test', lease_until: lease, user: target.user }, new Date(), mesh.config);
+      const claimed = transition(
+        base,
+        { type: 'claim', step: 'proc0', mode: 'run', site, agent, host: 'test', lease_until: lease, user: target.user },
+        new Date(),
+        mesh.config,
+      );
       assert.ok(claimed.ok);
       const claimedRev = await target.put(claimed.doc);
-      const done = transition({ ...claimed.doc, _rev: claimedRev }, { type: 'succeed', step: 'proc0', agent, result: { exit_code: 0, duration_s: 1, file, checksum: { sha256: site.repeat(4) } }, user: target.user }, new Date(), mesh.config);
+      const done = transition(
+        { ...claimed.doc, _rev: claimedRev },
+        { type: 'succeed', step: 'proc0', agent, result: { exit_code: 0, duration_s: 1, file, checksum: { sha256: site.repeat(4) } }, user: target.user },
+        new Date(),
+        mesh.config,
+      );
       assert.ok(done.ok);
       return { ...done.doc, _rev: await target.put(done.doc) };
     };
     const onModane = await runOn(agents.modane, 'modane', 'modane-agent', '/sps/raw/a');
     const onKit = await runOn(agents.kit, 'kit', 'kit-agent', '/sps/raw/b');
-    const [expected, other] = rankLeaves([onModane, onKit], mesh.config.steps.map((s) => s.name));
+    const [expected, other] = rankLeaves(
+      [onModane, onKit],
+      mesh.config.steps.map((s) => s.name),
+    );
 
     // The coordinator restores replication, which carries both branches; its audit resolves them.
-    const finals = await waitFor('one winner without conflicts on both servers', async () => {
-      await coordinatorOnce(mesh);
-      const [a, b] = await Promise.all([mesh.modane.get<DaqDocument>(id, { conflicts: true }), mesh.kit.get<DaqDocument>(id, { conflicts: true })]);
-      const merged = (d?: DaqDocument) => d && !d._conflicts && Array.isArray(d.duplicates) && d.duplicates.length > 0;
-      return merged(a) && merged(b) && a?._rev === b?._rev ? [a as DaqDocument, b as DaqDocument] : undefined;
-    }, 90_000, 200);
+    const finals = await waitFor(
+      'one winner without conflicts on both servers',
+      async () => {
+        await coordinatorOnce(mesh);
+        const [a, b] = await Promise.all([mesh.modane.get<DaqDocument>(id, { conflicts: true }), mesh.kit.get<DaqDocument>(id, { conflicts: true })]);
+        const merged = (d?: DaqDocument) => d && !d._conflicts && Array.isArray(d.duplicates) && d.duplicates.length > 0;
+        return merged(a) && merged(b) && a?._rev === b?._rev ? [a as DaqDocument, b as DaqDocument] : undefined;
+      },
+      90_000,
+      200,
+    );
 
     const [winner] = finals;
     assert.deepEqual(finals[0], finals[1]);
-    assert.equal((stepRecord(winner, 'proc0') as StepRecord).agent, (stepRecord(expected, 'proc0') as StepRecord).agent, 'the winner is the leaf the ordering picks');
+    assert.equal(
+      (stepRecord(winner, 'proc0') as StepRecord).agent,
+      (stepRecord(expected, 'proc0') as StepRecord).agent,
+      'the winner is the leaf the ordering picks',
+    );
     assert.equal(winner.status, 'good');
     const duplicates = winner.duplicates as Array<Record<string, unknown>>;
     assert.equal(duplicates.length, 1);
@@ -202,7 +261,11 @@ describe('coordinator: two real servers, modane push-only', function () {
     });
     for (const server of [mesh.modane, mesh.kit]) {
       const leaves = (await server.get<Array<{ ok?: DaqDocument }>>(id, { open_revs: 'all' })) ?? [];
-      assert.deepEqual(leaves.filter((l) => l.ok && !l.ok._deleted).map((l) => l.ok?._rev), [winner._rev], 'one live leaf');
+      assert.deepEqual(
+        leaves.filter((l) => l.ok && !l.ok._deleted).map((l) => l.ok?._rev),
+        [winner._rev],
+        'one live leaf',
+      );
     }
 
     const status = await runMesh(['--config', mesh.configFile, 'status', '--json'], ENV);
@@ -212,12 +275,20 @@ describe('coordinator: two real servers, modane push-only', function () {
     assert.deepEqual(parsed.double_claims, { detected: 1, resolved: 1 });
     assert.deepEqual(parsed.replication.map((r) => `${r.from}>${r.to}@${r.on}`).sort(), ['kit>modane@modane', 'modane>kit@modane']);
     for (const r of parsed.replication) assert.equal(r.state, 'running');
-    assert.equal(parsed.databases.every((d) => d.conflicts === 0), true);
+    assert.equal(
+      parsed.databases.every((d) => d.conflicts === 0),
+      true,
+    );
     // The lag comes from the markers each coordinator round writes, once they have crossed.
-    await waitFor('lag from the markers, nothing behind', async () => {
-      const again = JSON.parse((await runMesh(['--config', mesh.configFile, 'status', '--json'], ENV)).stdout) as MeshStatus;
-      return again.replication.every((r) => r.lag_from === 'marker' && r.behind_s !== null && r.behind_s < 5);
-    }, 20_000, 250);
+    await waitFor(
+      'lag from the markers, nothing behind',
+      async () => {
+        const again = JSON.parse((await runMesh(['--config', mesh.configFile, 'status', '--json'], ENV)).stdout) as MeshStatus;
+        return again.replication.every((r) => r.lag_from === 'marker' && r.behind_s !== null && r.behind_s < 5);
+      },
+      20_000,
+      250,
+    );
     assert.equal((await jobIds(mesh.replicator.kit, db)).length, 0);
 
     // With kit down the count stays: modane holds the same merged document.

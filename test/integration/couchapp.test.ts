@@ -101,21 +101,46 @@ describe('couchapp against a CouchDB-compatible server', function () {
     async function processed(id: string): Promise<DaqDocument> {
       await db.insert(freshDoc(id));
       await apply(id, { type: 'claim', step: 'proc0', mode: 'run', site: 'lyon', agent: 'a1', host: 'h', lease_until: LEASE });
-      return apply(id, { type: 'succeed', step: 'proc0', agent: 'a1', result: { exit_code: 0, duration_s: 1, file: '/sps/raw/x', checksum: { sha256: 'a'.repeat(64) } } });
+      return apply(id, {
+        type: 'succeed',
+        step: 'proc0',
+        agent: 'a1',
+        result: { exit_code: 0, duration_s: 1, file: '/sps/raw/x', checksum: { sha256: 'a'.repeat(64) } },
+      });
     }
     const base = (d: DaqDocument) => ({ ...d });
     /** Forgeries of a stored document: [what, forged body, expected reason]. */
     function forgeries(stored: DaqDocument, closedDoc: DaqDocument): Array<[string, Record<string, unknown>, RegExp]> {
       const proc0 = stored.proc0 as Record<string, unknown>;
       return [
-        ['closed → good with a fabricated proc0', { ...closedDoc, status: 'good', proc0: { ok: true, attempts: 1, file: '/etc/passwd' } }, /without a history entry/],
-        ['good → proc1 in progress with a made-up claim', { ...base(stored), status: 'proc1 in progress', pending: { proc1: { attempts: 1, agent: 'ghost', site: 'lyon', lease_until: LEASE } } }, /without a history entry/],
-        ['a failed attempt at the top level, where the original scripts read success', { ...base(stored), proc1: { attempts: 1, ok: false, retry_after: LEASE } }, /proc1\.ok is false: a step record at the top level is a success/],
+        [
+          'closed → good with a fabricated proc0',
+          { ...closedDoc, status: 'good', proc0: { ok: true, attempts: 1, file: '/etc/passwd' } },
+          /without a history entry/,
+        ],
+        [
+          'good → proc1 in progress with a made-up claim',
+          { ...base(stored), status: 'proc1 in progress', pending: { proc1: { attempts: 1, agent: 'ghost', site: 'lyon', lease_until: LEASE } } },
+          /without a history entry/,
+        ],
+        [
+          'a failed attempt at the top level, where the original scripts read success',
+          { ...base(stored), proc1: { attempts: 1, ok: false, retry_after: LEASE } },
+          /proc1\.ok is false: a step record at the top level is a success/,
+        ],
         ['rewriting the file of an ok record', { ...base(stored), proc0: { ...proc0, file: '/elsewhere' } }, /proc0 is done and cannot change/],
-        ['rewriting the checksum of an ok record', { ...base(stored), proc0: { ...proc0, checksum: { sha256: 'b'.repeat(64) } } }, /proc0 is done and cannot change/],
+        [
+          'rewriting the checksum of an ok record',
+          { ...base(stored), proc0: { ...proc0, checksum: { sha256: 'b'.repeat(64) } } },
+          /proc0 is done and cannot change/,
+        ],
         ['deleting history', { ...base(stored), history: undefined }, /history cannot be removed/],
         ['emptying history', { ...base(stored), history: [] }, /history entries cannot be removed/],
-        ['rewriting a past entry', { ...base(stored), history: [{ ...stored.history[0], by: 'someone/else' }, ...stored.history.slice(1)] }, /history entry 0 cannot change/],
+        [
+          'rewriting a past entry',
+          { ...base(stored), history: [{ ...stored.history[0], by: 'someone/else' }, ...stored.history.slice(1)] },
+          /history entry 0 cannot change/,
+        ],
       ];
     }
 
@@ -129,7 +154,9 @@ describe('couchapp against a CouchDB-compatible server', function () {
         assert.match(error.reason ?? '', reason, what);
       }
       const claimed = await apply('q', { type: 'claim', step: 'proc0', mode: 'run', site: 'lyon', agent: 'a1', host: 'h', lease_until: LEASE });
-      const lowered = await rejected(db.insert({ ...claimed, pending: { proc0: { ...(stepRecord(claimed, 'proc0') as object), attempts: 0 } } } as unknown as DaqDocument));
+      const lowered = await rejected(
+        db.insert({ ...claimed, pending: { proc0: { ...(stepRecord(claimed, 'proc0') as object), attempts: 0 } } } as unknown as DaqDocument),
+      );
       assert.match(lowered.reason ?? '', /proc0\.attempts cannot go down from 1 to 0|proc0\.attempts is 0/);
       assert.deepEqual(await db.get('p'), stored, 'the stored document is unchanged');
     });
@@ -160,8 +187,28 @@ describe('couchapp against a CouchDB-compatible server', function () {
       await pushDesign(meshDb, design);
       const stored = await processed('p');
       const branch = (body: Record<string, unknown>) =>
-        server.request({ db: db.config.db, method: 'post', path: '_bulk_docs', body: { new_edits: false, docs: [{ ...body, _rev: '9-ffffffffffffffffffffffffffffffff', _revisions: { start: 9, ids: ['ffffffffffffffffffffffffffffffff', 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee'] } }] } }) as Promise<Array<{ error?: string; reason?: string }>>;
-      const unOk = await branch({ ...base(stored), status: 'proc0 failed', proc0: undefined, pending: { proc0: { attempts: 1, ok: false } }, history: stored.history.slice(0, 2) });
+        server.request({
+          db: db.config.db,
+          method: 'post',
+          path: '_bulk_docs',
+          body: {
+            new_edits: false,
+            docs: [
+              {
+                ...body,
+                _rev: '9-ffffffffffffffffffffffffffffffff',
+                _revisions: { start: 9, ids: ['ffffffffffffffffffffffffffffffff', 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee'] },
+              },
+            ],
+          },
+        }) as Promise<Array<{ error?: string; reason?: string }>>;
+      const unOk = await branch({
+        ...base(stored),
+        status: 'proc0 failed',
+        proc0: undefined,
+        pending: { proc0: { attempts: 1, ok: false } },
+        history: stored.history.slice(0, 2),
+      });
       assert.equal(unOk[0]?.error, 'forbidden', JSON.stringify(unOk));
       assert.match(unOk[0]?.reason ?? '', /history ends at "proc0 in progress" but status is "proc0 failed"/);
       const noHistory = await branch({ ...base(stored), history: [] });
@@ -206,12 +253,18 @@ describe('couchapp against a CouchDB-compatible server', function () {
     assert.deepEqual(await ready('proc2', '\ufff0'), []);
 
     const inFlight = await db.view('mesh', 'in_flight', { reduce: false });
-    assert.deepEqual(inFlight.rows.map((row) => [row.id, row.key]), [
-      ['f3', ['proc0', LEASE]],
-      ['f0', ['proc1', LEASE]],
-    ]);
+    assert.deepEqual(
+      inFlight.rows.map((row) => [row.id, row.key]),
+      [
+        ['f3', ['proc0', LEASE]],
+        ['f0', ['proc1', LEASE]],
+      ],
+    );
     const done = await db.view<number>('mesh', 'done', { group: true });
-    assert.deepEqual(done.rows.map((row) => [row.key, row.value]), [['proc0', 2]]);
+    assert.deepEqual(
+      done.rows.map((row) => [row.key, row.value]),
+      [['proc0', 2]],
+    );
 
     // A claim by another agent on a stale revision is a lost race (409), not a rule violation.
     const stale = await db.get('f1');

@@ -54,26 +54,74 @@ describe('mesh dashboard in a browser during mesh simulate', function () {
     const faults = join(work, 'faults');
     await mkdir(faults);
     await writeFile(join(faults, FAULT), '');
-    simulate = spawn(process.execPath, [meshMain, 'simulate', '--files', '6', '--arrival-ms', String(ARRIVAL_MS), '--no-ssh', '--no-slurm', '--max-attempts', '1', '--wait-on-failure', '--stay', '--dashboard-port', '0'], {
-      cwd: repoRoot,
-      env: { ...process.env, MESH_LOG_LEVEL: 'info', MESH_FAULT_DIR: faults, MESH_MODANE_USER: USER, MESH_MODANE_PASSWORD: PASSWORD, MESH_KIT_USER: USER, MESH_KIT_PASSWORD: PASSWORD },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    simulate = spawn(
+      process.execPath,
+      [
+        meshMain,
+        'simulate',
+        '--files',
+        '6',
+        '--arrival-ms',
+        String(ARRIVAL_MS),
+        '--no-ssh',
+        '--no-slurm',
+        '--max-attempts',
+        '1',
+        '--wait-on-failure',
+        '--stay',
+        '--dashboard-port',
+        '0',
+      ],
+      {
+        cwd: repoRoot,
+        env: {
+          ...process.env,
+          MESH_LOG_LEVEL: 'info',
+          MESH_FAULT_DIR: faults,
+          MESH_MODANE_USER: USER,
+          MESH_MODANE_PASSWORD: PASSWORD,
+          MESH_KIT_USER: USER,
+          MESH_KIT_PASSWORD: PASSWORD,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     simulate.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     simulate.stdout?.resume();
     const exited = once(simulate, 'exit');
-    const url = await waitFor('the status page URL in the simulation output', () => /status page: (http:\/\/[^\s"]+)/.exec(stderr)?.[1] ?? (simulate?.exitCode !== null ? Promise.reject(new Error(stderr.slice(-2000))) : undefined), 60_000, 100);
+    const url = await waitFor(
+      'the status page URL in the simulation output',
+      () => /status page: (http:\/\/[^\s"]+)/.exec(stderr)?.[1] ?? (simulate?.exitCode !== null ? Promise.reject(new Error(stderr.slice(-2000))) : undefined),
+      60_000,
+      100,
+    );
 
     // A fresh profile in the test's own folder.
     browser = await chromium.launchPersistentContext(join(work, 'chromium-profile'), {
       executablePath: CHROMIUM,
-      args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless=new',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
       viewport: { width: 1400, height: 1000 },
     });
     const page = await browser.newPage();
     const received: string[] = [];
     page.on('websocket', (ws) => ws.on('framereceived', (frame) => received.push(String(frame.payload))));
-    page.on('response', (response) => void response.text().then((text) => received.push(text), () => {}));
+    page.on(
+      'response',
+      (response) =>
+        void response.text().then(
+          (text) => received.push(text),
+          () => {},
+        ),
+    );
     // A reload would start a new document, without this marker (hash changes keep it).
     await page.goto(url);
     await page.evaluate(() => Object.assign(window, { loadedOnce: true }));
@@ -83,7 +131,11 @@ describe('mesh dashboard in a browser during mesh simulate', function () {
     const first = await page.evaluate(() => [...document.querySelectorAll('tr.total td[data-count="done"]')].map((cell) => cell.textContent).join(' '));
 
     // Counts move as the simulation runs, pushed over the WebSocket.
-    await page.waitForFunction((before) => [...document.querySelectorAll('tr.total td[data-count="done"]')].map((cell) => cell.textContent).join(' ') !== before, first, { timeout: 90_000 });
+    await page.waitForFunction(
+      (before) => [...document.querySelectorAll('tr.total td[data-count="done"]')].map((cell) => cell.textContent).join(' ') !== before,
+      first,
+      { timeout: 90_000 },
+    );
     const failedRow = await page.waitForSelector(`[data-failed="${FAILING_DOC}"]`, { timeout: 90_000 });
     await page.screenshot({ path: join(ARTIFACTS, '1-overview-with-failure.png'), fullPage: true });
     assert.match((await failedRow.textContent()) ?? '', /proc1.*exit status 4|proc1/);
@@ -106,11 +158,17 @@ describe('mesh dashboard in a browser during mesh simulate', function () {
 
     await rm(join(faults, FAULT));
     await page.click('#retry');
-    await page.waitForFunction(() => /ready again/.test(document.querySelector('#retry-message')?.textContent ?? ''), undefined, { timeout: 30_000 }).catch(async (error: unknown) => {
-      throw new Error(`${String(error)}\nthe page says: ${await page.textContent('#retry-message')}`);
-    });
+    await page
+      .waitForFunction(() => /ready again/.test(document.querySelector('#retry-message')?.textContent ?? ''), undefined, { timeout: 30_000 })
+      .catch(async (error: unknown) => {
+        throw new Error(`${String(error)}\nthe page says: ${await page.textContent('#retry-message')}`);
+      });
     try {
-      await page.waitForFunction(() => document.querySelector('#doc-status')?.textContent === 'good' && document.querySelector('[data-record="proc2"].ok') !== null, undefined, { timeout: 90_000 });
+      await page.waitForFunction(
+        () => document.querySelector('#doc-status')?.textContent === 'good' && document.querySelector('[data-record="proc2"].ok') !== null,
+        undefined,
+        { timeout: 90_000 },
+      );
     } catch (error) {
       await page.screenshot({ path: join(ARTIFACTS, 'failure.png'), fullPage: true });
       throw new Error(`${String(error)}\nsimulate:\n${stderr.slice(-4000)}`);

@@ -36,7 +36,17 @@ describe('mesh dashboard: operator logins never lock another server (real lockou
         beta: { server: beta.url, reachable: true, long_running: true, log_dir: join(dir, 'logs') },
       },
       ingest: { site: 'alpha', pattern: '^(?<run_name>[a-z]{2}\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600 },
-      steps: [{ name: 'proc0', site: 'alpha', run: [process.execPath, '-e', ''], out: join(dir, 'out', '{run_name}_{file_number}'), timeout_s: 30, max_attempts: 1, lease_s: 60 }],
+      steps: [
+        {
+          name: 'proc0',
+          site: 'alpha',
+          run: [process.execPath, '-e', ''],
+          out: join(dir, 'out', '{run_name}_{file_number}'),
+          timeout_s: 30,
+          max_attempts: 1,
+          lease_s: 60,
+        },
+      ],
     };
     const configFile = join(dir, 'mesh.json');
     await writeFile(configFile, JSON.stringify(raw));
@@ -54,7 +64,7 @@ describe('mesh dashboard: operator logins never lock another server (real lockou
   };
   const alphaAdminWorks = async () => (await rawRequest(alpha.url, '/_all_dbs', { headers: { authorization: basic(USER, ALPHA_PASSWORD) } })).status;
 
-  it('twelve logins with beta\'s password (for beta) leave alpha\'s admin unlocked', async function () {
+  it("twelve logins with beta's password (for beta) leave alpha's admin unlocked", async function () {
     for (let i = 1; i <= 12; i++) {
       const answer = await login({ user: USER, password: BETA_PASSWORD, site: 'beta' });
       assert.equal(answer.status, 200, JSON.stringify(answer.body));
@@ -62,7 +72,7 @@ describe('mesh dashboard: operator logins never lock another server (real lockou
     }
     // Without a site, nothing is sent anywhere.
     for (let i = 1; i <= 6; i++) assert.equal((await login({ user: USER, password: BETA_PASSWORD })).status, 400);
-    assert.equal(await alphaAdminWorks(), 200, 'alpha\'s admin was locked out by logins meant for beta');
+    assert.equal(await alphaAdminWorks(), 200, "alpha's admin was locked out by logins meant for beta");
   });
 
   it('a wrong login is one try on one server: four wrong ones still let the right one in, the fifth locks that server only', async function () {

@@ -88,7 +88,15 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
         beta: { server: beta.url, reachable: true, long_running: true, log_dir: join(dir, 'logs') },
       },
       ingest: { site: 'alpha', pattern: '^(?<run_name>[a-z]{2}\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600 },
-      steps: ['proc0', 'proc1'].map((name) => ({ name, site: 'alpha', run: [process.execPath, '-e', ''], out: join(dir, 'out', name, '{run_name}_{file_number}'), timeout_s: 30, max_attempts: 1, lease_s: 60 })),
+      steps: ['proc0', 'proc1'].map((name) => ({
+        name,
+        site: 'alpha',
+        run: [process.execPath, '-e', ''],
+        out: join(dir, 'out', name, '{run_name}_{file_number}'),
+        timeout_s: 30,
+        max_attempts: 1,
+        lease_s: 60,
+      })),
       agent: { sweep_s: 1, heartbeat_s: 1, retry_base_s: 0.2, retry_cap_s: 1, grace_s: 5 },
     };
     configFile = join(dir, 'mesh.json');
@@ -100,7 +108,13 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
       await db.ensure();
       await pushDesign(db, designDocument(config));
       await pushSecurity(db, Object.keys(config.sites));
-      await new Database({ url: db.url, database: '_users', credentials }).put({ _id: `org.couchdb.user:${FIXTURES.user}`, type: 'user', name: FIXTURES.user, roles: ['mesh-coordinator'], password: FIXTURES.password });
+      await new Database({ url: db.url, database: '_users', credentials }).put({
+        _id: `org.couchdb.user:${FIXTURES.user}`,
+        type: 'user',
+        name: FIXTURES.user,
+        roles: ['mesh-coordinator'],
+        password: FIXTURES.password,
+      });
     }
     const writerA = new Database({ url: alpha.url, database: config.database, credentials: FIXTURES });
     const writerB = new Database({ url: beta.url, database: config.database, credentials: FIXTURES });
@@ -108,9 +122,20 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
 
     // alpha: run lg23b001 from daq1 (files 0–11), run lg23b002 from an older ingest without daq_host (files 0–7).
     const docs = [...Array.from({ length: 12 }, (_, i) => closedDoc('lg23b001', i, 'daq1')), ...Array.from({ length: 8 }, (_, i) => closedDoc('lg23b002', i))];
-    const done = (doc: DaqDocument) => through(config, doc, [claim('proc0'), { type: 'succeed', step: 'proc0', agent: 'agent-1', result: { exit_code: 0, duration_s: 1 } }]);
+    const done = (doc: DaqDocument) =>
+      through(config, doc, [claim('proc0'), { type: 'succeed', step: 'proc0', agent: 'agent-1', result: { exit_code: 0, duration_s: 1 } }]);
     const failed = (doc: DaqDocument) =>
-      through(config, doc, [claim('proc0'), { type: 'fail', step: 'proc0', agent: 'agent-1', reason: 'exit status 4', result: { exit_code: 4, duration_s: 1, stderr_tail: 'disk on fire' }, retry_after: new Date().toISOString() }]);
+      through(config, doc, [
+        claim('proc0'),
+        {
+          type: 'fail',
+          step: 'proc0',
+          agent: 'agent-1',
+          reason: 'exit status 4',
+          result: { exit_code: 4, duration_s: 1, stderr_tail: 'disk on fire' },
+          retry_after: new Date().toISOString(),
+        },
+      ]);
     const onAlpha = docs.map((doc, i) => (i < 3 ? done(doc) : i < 5 ? failed(doc) : i === 5 ? through(config, doc, [claim('proc0')]) : doc));
     assert.ok((await writerA.bulk(onAlpha)).every((r) => !r.error));
     // beta: the first 10 documents only, all closed.
@@ -140,14 +165,23 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     const { status, body } = await http.fetch('/api/snapshot');
     assert.equal(status, 200);
     const snap = body as unknown as Snapshot;
-    assert.deepEqual(snap.servers.map((s) => [s.site, s.reachable, s.doc_count]), [['alpha', true, 20], ['beta', true, 10]]);
+    assert.deepEqual(
+      snap.servers.map((s) => [s.site, s.reachable, s.doc_count]),
+      [
+        ['alpha', true, 20],
+        ['beta', true, 10],
+      ],
+    );
     assert.deepEqual(snap.servers.find((s) => s.site === 'alpha')?.steps.proc0, { done: 3, ready: 14, queued: 0, in_progress: 1, failed: 2 });
     assert.deepEqual(snap.servers.find((s) => s.site === 'beta')?.steps.proc0, { done: 0, ready: 10, queued: 0, in_progress: 0, failed: 0 });
     assert.deepEqual(snap.totals.proc0, { done: 3, ready: 24, queued: 0, in_progress: 1, failed: 2 });
     assert.deepEqual(snap.totals.proc1, { done: 0, ready: 3, queued: 0, in_progress: 0, failed: 0 });
     assert.deepEqual(
       snap.runs.map((r) => [r.daq_host, r.run, r.files, r.latest_file, r.latest?.doc, r.latest?.status]),
-      [['daq1', 'lg23b001', 12, 11, 'run_lg23b001_011', 'closed'], ['unknown', 'lg23b002', 8, 7, 'run_lg23b002_007', 'closed']],
+      [
+        ['daq1', 'lg23b001', 12, 11, 'run_lg23b001_011', 'closed'],
+        ['unknown', 'lg23b002', 8, 7, 'run_lg23b002_007', 'closed'],
+      ],
     );
     assert.deepEqual(snap.problems.failed.map((f) => [f.server, f.doc, f.step, f.reason, f.exit_code, f.stderr_tail]).sort(), [
       ['alpha', 'run_lg23b001_003', 'proc0', 'exit status 4', 4, 'disk on fire'],
@@ -158,9 +192,19 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
 
   it('shows one document with its revisions on each server, its neighbours, and finds files by name and run', async () => {
     const { body } = await http.fetch('/api/doc?id=run_lg23b001_003');
-    const view = body as { doc: DaqDocument; servers: Array<{ site: string; found: boolean; rev?: string; revs_info?: unknown[] }>; nav: Record<string, string | undefined> };
+    const view = body as {
+      doc: DaqDocument;
+      servers: Array<{ site: string; found: boolean; rev?: string; revs_info?: unknown[] }>;
+      nav: Record<string, string | undefined>;
+    };
     assert.equal(view.doc.status, 'proc0 failed');
-    assert.deepEqual(view.servers.map((s) => [s.site, s.found, s.rev?.split('-')[0]]), [['alpha', true, '1'], ['beta', true, '1']]);
+    assert.deepEqual(
+      view.servers.map((s) => [s.site, s.found, s.rev?.split('-')[0]]),
+      [
+        ['alpha', true, '1'],
+        ['beta', true, '1'],
+      ],
+    );
     assert.notEqual(view.servers[0].rev, view.servers[1].rev, 'alpha and beta hold different revisions');
     assert.deepEqual(view.nav, { prev_file: 'run_lg23b001_002', next_file: 'run_lg23b001_004', next_run: 'run_lg23b002_000' });
     const last = (await http.fetch('/api/doc?id=run_lg23b001_011')).body as { nav: Record<string, string> };
@@ -169,7 +213,10 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     assert.equal(first.nav.prev_run, 'run_lg23b001_000');
 
     const search = (await http.fetch('/api/search?q=lg23b002_00')).body as { results: Array<{ doc: string }> };
-    assert.deepEqual(search.results.map((r) => r.doc), Array.from({ length: 8 }, (_, i) => `run_lg23b002_00${i}`));
+    assert.deepEqual(
+      search.results.map((r) => r.doc),
+      Array.from({ length: 8 }, (_, i) => `run_lg23b002_00${i}`),
+    );
     assert.deepEqual((await http.fetch('/api/run?run=lg23b002')).body, { run: 'lg23b002', doc: 'run_lg23b002_000' });
     assert.equal((await http.fetch('/api/doc?id=_design/mesh')).status, 400);
   });
@@ -187,7 +234,10 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     await fixturesA.put(closedDoc('lg23b003', 0, 'daq2'));
     const pushed = await waitFor('a snapshot with the new document', () => received.find((m) => m.snap.servers[0].doc_count === 21), 5_000, 20);
     assert.ok(pushed.at - written < 1000, `pushed ${pushed.at - written} ms after the write`);
-    assert.deepEqual(pushed.snap.runs.map((r) => `${r.daq_host}/${r.run}:${r.latest_file}`), ['daq1/lg23b001:11', 'daq2/lg23b003:0', 'unknown/lg23b002:7']);
+    assert.deepEqual(
+      pushed.snap.runs.map((r) => `${r.daq_host}/${r.run}:${r.latest_file}`),
+      ['daq1/lg23b001:11', 'daq2/lg23b003:0', 'unknown/lg23b002:7'],
+    );
   });
 
   it('refuses a WebSocket from another origin', async () => {
@@ -206,10 +256,18 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     const noSite = await http.fetch('/api/login', { method: 'POST', headers: JSON_POST, body: JSON.stringify(credentials) });
     assert.equal(noSite.status, 400, 'with two servers the login must say which one the password is for');
     assert.match(String(noSite.body.reason), /one of alpha, beta/);
-    const wrong = await http.fetch('/api/login', { method: 'POST', headers: JSON_POST, body: JSON.stringify({ user: USER, password: 'not-the-password', site: 'alpha' }) });
+    const wrong = await http.fetch('/api/login', {
+      method: 'POST',
+      headers: JSON_POST,
+      body: JSON.stringify({ user: USER, password: 'not-the-password', site: 'alpha' }),
+    });
     assert.equal(wrong.status, 403);
     assert.equal(wrong.headers.get('set-cookie'), null);
-    const noHeader = await http.fetch('/api/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...credentials, site: 'alpha' }) });
+    const noHeader = await http.fetch('/api/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ ...credentials, site: 'alpha' }),
+    });
     assert.equal(noHeader.status, 403, 'a login without the CSRF header is refused');
 
     const login = await http.fetch('/api/login', { method: 'POST', headers: JSON_POST, body: JSON.stringify({ ...credentials, site: 'alpha' }) });
@@ -245,16 +303,27 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
 
   it('keeps answering with one server stopped, showing it unreachable', async () => {
     await beta.stop();
-    const snap = await waitFor('a snapshot with beta unreachable', async () => {
-      const { body } = await http.fetch('/api/snapshot');
-      const s = body as unknown as Snapshot;
-      return s.servers?.find((x) => x.site === 'beta')?.reachable === false ? s : undefined;
-    }, 20_000, 200);
+    const snap = await waitFor(
+      'a snapshot with beta unreachable',
+      async () => {
+        const { body } = await http.fetch('/api/snapshot');
+        const s = body as unknown as Snapshot;
+        return s.servers?.find((x) => x.site === 'beta')?.reachable === false ? s : undefined;
+      },
+      20_000,
+      200,
+    );
     assert.equal(snap.servers.find((s) => s.site === 'alpha')?.reachable, true);
     assert.equal(snap.totals.proc0.done, 3);
     const view = (await http.fetch('/api/doc?id=run_lg23b001_000')).body as { doc: DaqDocument; servers: Array<{ site: string; reachable: boolean }> };
     assert.equal(view.doc.status, 'good');
-    assert.deepEqual(view.servers.map((s) => [s.site, s.reachable]), [['alpha', true], ['beta', false]]);
+    assert.deepEqual(
+      view.servers.map((s) => [s.site, s.reachable]),
+      [
+        ['alpha', true],
+        ['beta', false],
+      ],
+    );
     assert.equal((await http.fetch('/')).status, 200);
   });
 

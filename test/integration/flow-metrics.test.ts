@@ -31,7 +31,18 @@ function done(finished: Date, duration = 1) {
 }
 
 function doc(id: string, closed: Date, status: string, records: Record<string, unknown>) {
-  return { _id: id, type: 'daqdocument', run_name: 'lg23b002', file_number: Number(id.slice(-3)), file: `/daq/${id}`, size_in_bytes: 1, date_closed: iso(closed), status, history: historyTo(status, ['proc0', 'proc1', 'proc2']), ...placed(records) };
+  return {
+    _id: id,
+    type: 'daqdocument',
+    run_name: 'lg23b002',
+    file_number: Number(id.slice(-3)),
+    file: `/daq/${id}`,
+    size_in_bytes: 1,
+    date_closed: iso(closed),
+    status,
+    history: historyTo(status, ['proc0', 'proc1', 'proc2']),
+    ...placed(records),
+  };
 }
 
 /**
@@ -51,11 +62,25 @@ async function seedFlow(db: Database): Promise<void> {
   docs.push(doc('run_lg23b002_020', at('08:00'), 'good', { proc0: done(at('08:05')), proc1: done(at('08:20')) }));
   docs.push(doc('run_lg23b002_021', at('08:00', '2026-11-25'), 'good', { proc0: done(at('08:05', '2026-11-25')), proc1: done(at('08:20', '2026-11-25')) }));
   docs.push(doc('run_lg23b002_030', at('11:00'), 'closed', {}));
-  docs.push(doc('run_lg23b002_031', at('12:00'), 'proc1 in progress', { proc0: done(at('12:05')), proc1: { attempts: 1, site: 'alpha', agent: 'seed', host: 'h', started: iso(at('12:06')), lease_until: iso(at('12:40')) } }));
+  docs.push(
+    doc('run_lg23b002_031', at('12:00'), 'proc1 in progress', {
+      proc0: done(at('12:05')),
+      proc1: { attempts: 1, site: 'alpha', agent: 'seed', host: 'h', started: iso(at('12:06')), lease_until: iso(at('12:40')) },
+    }),
+  );
   docs.push(doc('run_lg23b002_032', at('01:00'), 'bad', { reason: 'seeded as bad' }));
-  docs.push(doc('run_lg23b002_033', at('06:00'), 'proc1 failed', { proc0: done(at('06:10')), proc1: { ok: false, attempts: 3, site: 'alpha', agent: 'seed', reason: 'exited with 3', exit_code: 3 } }));
+  docs.push(
+    doc('run_lg23b002_033', at('06:00'), 'proc1 failed', {
+      proc0: done(at('06:10')),
+      proc1: { ok: false, attempts: 3, site: 'alpha', agent: 'seed', reason: 'exited with 3', exit_code: 3 },
+    }),
+  );
   const results = await db.bulk(docs);
-  assert.deepEqual(results.filter((r) => r.error), [], 'every seeded document accepted by validate_doc_update');
+  assert.deepEqual(
+    results.filter((r) => r.error),
+    [],
+    'every seeded document accepted by validate_doc_update',
+  );
 }
 
 /** The Prometheus text format, strictly: every sample belongs to a declared metric; returns `name{labels}` → value. */
@@ -98,16 +123,25 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
       { hour: '2026-11-27T11', count: 0 },
       { hour: '2026-11-27T12', count: 1 },
     ]);
-    assert.deepEqual(flow.completed.proc1.map((h) => h.count), [2, 5, 3, 0]);
+    assert.deepEqual(
+      flow.completed.proc1.map((h) => h.count),
+      [2, 5, 3, 0],
+    );
 
     const [p0, p1] = flow.latency;
     assert.deepEqual([p0.stage, p0.from, p1.stage, p1.from], ['proc0', 'closed', 'proc1', 'proc0']);
     // proc0: stages 1..10 min and B's 5 min; none over 10 min (10 min exactly is on target); A not done after 90 min.
     assert.deepEqual([p0.count, p0.sample, p0.capped, p0.p50_s, p0.p95_s, p0.target_s], [11, 11, false, 300, 600, 600]);
     assert.equal(p0.late_count, 1);
-    assert.deepEqual(p0.late.map((l) => [l.doc, l.done, l.latency_s]), [['run_lg23b002_030', false, 5400]]);
+    assert.deepEqual(
+      p0.late.map((l) => [l.doc, l.done, l.latency_s]),
+      [['run_lg23b002_030', false, 5400]],
+    );
     // proc1: stages 10·i min, from close 11·i min, run 10·i s; late: D and A not done, then i = 10..6 done over 1 h.
-    assert.deepEqual([p1.count, p1.p50_s, p1.p95_s, p1.close_p50_s, p1.close_p95_s, p1.run_p50_s, p1.run_p95_s, p1.target_s], [10, 3000, 6000, 3300, 6600, 50, 100, 3600]);
+    assert.deepEqual(
+      [p1.count, p1.p50_s, p1.p95_s, p1.close_p50_s, p1.close_p95_s, p1.run_p50_s, p1.run_p95_s, p1.target_s],
+      [10, 3000, 6000, 3300, 6600, 50, 100, 3600],
+    );
     assert.equal(p1.late_count, 7);
     assert.deepEqual(
       p1.late.map((l) => [l.doc, l.done, l.latency_s]),
@@ -133,7 +167,19 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
     const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'] });
     const config = await withConfig(mesh, { targets: { proc0: '10m', proc1: '1h' }, alerts: { agent_silent_s: 60, window_s: 10_800 } });
     await seedFlow(mesh.db);
-    const beat = (agent: string, lastSeen: Date, state: string, counters?: object) => ({ _id: `mesh-agent:alpha:${agent}`, type: 'mesh-agent', site: 'alpha', agent, host: 'h1', pid: 1, started: iso(at('09:00')), last_seen: iso(lastSeen), state, running: [], ...(counters ? { counters } : {}) });
+    const beat = (agent: string, lastSeen: Date, state: string, counters?: object) => ({
+      _id: `mesh-agent:alpha:${agent}`,
+      type: 'mesh-agent',
+      site: 'alpha',
+      agent,
+      host: 'h1',
+      pid: 1,
+      started: iso(at('09:00')),
+      last_seen: iso(lastSeen),
+      state,
+      running: [],
+      ...(counters ? { counters } : {}),
+    });
     await mesh.db.bulk([
       beat('ghost', at('12:20'), 'running', { claims: 5, claim_conflicts: 2, retries: 1, steps_ok: 4, steps_failed: 1 }),
       beat('fresh', at('12:29'), 'running', { claims: 7, claim_conflicts: 0, retries: 0, steps_ok: 7, steps_failed: 0 }),
@@ -177,7 +223,11 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
 
   it('two agents racing publish their claims, conflicts, retries and steps in their heartbeats', async () => {
     const counterDir = testFolder('mesh-failures-');
-    const mesh = await makeMesh(server.url, { steps: ['proc0'], max_attempts: 10, stepArgs: () => ['--fail-until', '5', '--counter', join(counterDir, 'failures')] });
+    const mesh = await makeMesh(server.url, {
+      steps: ['proc0'],
+      max_attempts: 10,
+      stepArgs: () => ['--fail-until', '5', '--counter', join(counterDir, 'failures')],
+    });
     await seedDocuments(mesh, 200);
     const agents = ['racer-a', 'racer-b'].map((name) => startAgent(mesh, name, ['--concurrency', '4']));
     await waitFor('every document done', async () => (await files.doneCount(mesh.db, 'proc0')) === 200, 240_000, 250);
@@ -186,8 +236,23 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
     type Counters = { claims: number; claim_conflicts: number; retries: number; steps_ok: number; steps_failed: number };
     const beats = await Promise.all(['racer-a', 'racer-b'].map((name) => mesh.db.get<{ state: string; counters: Counters }>(`mesh-agent:alpha:${name}`)));
     const sum = (key: keyof Counters) => beats.reduce((n, b) => n + (b?.counters[key] ?? 0), 0);
-    const tails = async () => (await Promise.all(['racer-a', 'racer-b'].map(async (name) => `${name}:\n${(await readFile(join(mesh.dir, `${name}.log`), 'utf8')).split('\n').filter((l) => !l.includes('"steps"')).slice(-30).join('\n')}`))).join('\n');
-    assert.ok(beats.every((b) => b?.state === 'stopped'), `final heartbeats written (states ${beats.map((b) => b?.state).join(', ')})\n${await tails()}`);
+    const tails = async () =>
+      (
+        await Promise.all(
+          ['racer-a', 'racer-b'].map(
+            async (name) =>
+              `${name}:\n${(await readFile(join(mesh.dir, `${name}.log`), 'utf8'))
+                .split('\n')
+                .filter((l) => !l.includes('"steps"'))
+                .slice(-30)
+                .join('\n')}`,
+          ),
+        )
+      ).join('\n');
+    assert.ok(
+      beats.every((b) => b?.state === 'stopped'),
+      `final heartbeats written (states ${beats.map((b) => b?.state).join(', ')})\n${await tails()}`,
+    );
     // Five executions failed on purpose, each retried once: exactly 205 claims, 200 ok.
     assert.equal(sum('steps_failed'), 5);
     assert.equal(sum('retries'), 5);
@@ -197,7 +262,10 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
     // The heartbeat says what the agent itself logged when it stopped.
     for (const [i, name] of ['racer-a', 'racer-b'].entries()) {
       const log = await readFile(join(mesh.dir, `${name}.log`), 'utf8');
-      const stopped = log.split('\n').filter((l) => l.includes('"agent stopped"')).map((l) => JSON.parse(l))[0];
+      const stopped = log
+        .split('\n')
+        .filter((l) => l.includes('"agent stopped"'))
+        .map((l) => JSON.parse(l))[0];
       assert.ok(stopped, `${name} logged its counters`);
       assert.equal(beats[i]?.counters.claim_conflicts, stopped.lost_races + stopped.taken_elsewhere);
       assert.equal(beats[i]?.counters.claims, stopped.claimed);
@@ -213,7 +281,18 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
     const now = Date.now();
     await mesh.db.bulk([
       doc('run_lg23b002_040', new Date(now - 2 * 3600_000), 'closed', {}),
-      { _id: 'mesh-agent:alpha:ghost', type: 'mesh-agent', site: 'alpha', agent: 'ghost', host: 'h1', pid: 1, started: iso(new Date(now - 3600_000)), last_seen: iso(new Date(now - 600_000)), state: 'running', running: [] },
+      {
+        _id: 'mesh-agent:alpha:ghost',
+        type: 'mesh-agent',
+        site: 'alpha',
+        agent: 'ghost',
+        host: 'h1',
+        pid: 1,
+        started: iso(new Date(now - 3600_000)),
+        last_seen: iso(new Date(now - 600_000)),
+        state: 'running',
+        running: [],
+      },
     ]);
 
     const human = await runMesh(['--config', mesh.configFile, 'status']);
@@ -228,7 +307,11 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
     assert.deepEqual(json.alerts.map((a: { key: string }) => a.key).sort(), ['agent_silent:alpha/ghost', 'latency_target:proc0']);
 
     const logFile = join(mesh.dir, 'coordinator.log');
-    const lines = async () => (await readFile(logFile, 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string; round?: number });
+    const lines = async () =>
+      (await readFile(logFile, 'utf8').catch(() => ''))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { level: number; msg: string; round?: number });
     const coordinator = spawnMeshProcess(['--config', mesh.configFile, 'coordinator', '--interval', '0.3'], { logFile });
     await waitFor('three rounds', async () => (await lines()).some((l) => l.round === 3), 60_000, 100);
     await mesh.db.put({ ...(await mesh.db.get<{ _id: string; _rev: string }>('run_lg23b002_040'))!, _deleted: true });
@@ -242,16 +325,37 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
 
     const all = await lines();
     const alertLines = all.filter((l) => l.msg.startsWith('ALERT '));
-    assert.deepEqual(alertLines.map((l) => l.level), [40, 40], 'two alerts, each logged once at warn');
-    assert.ok(alertLines.some((l) => /^ALERT proc0 missed its target of 10m 00s from DAQ close for 1 file \(1 not done yet\); worst run_lg23b002_040: 2h 00m and counting$/.test(l.msg)));
+    assert.deepEqual(
+      alertLines.map((l) => l.level),
+      [40, 40],
+      'two alerts, each logged once at warn',
+    );
+    assert.ok(
+      alertLines.some((l) =>
+        /^ALERT proc0 missed its target of 10m 00s from DAQ close for 1 file \(1 not done yet\); worst run_lg23b002_040: 2h 00m and counting$/.test(l.msg),
+      ),
+    );
     assert.ok(alertLines.some((l) => /^ALERT agent alpha\/ghost on h1 silent for 10m/.test(l.msg)));
     const cleared = all.filter((l) => l.msg.startsWith('alert cleared'));
     assert.equal(cleared.length, 1);
     assert.match(cleared[0].msg, /proc0 missed its target/);
-    assert.ok(all.filter((l) => l.round !== undefined).every((l) => / alerts (agent_silent:alpha\/ghost|latency_target:proc0, agent_silent:alpha\/ghost|agent_silent:alpha\/ghost, latency_target:proc0)$/.test(l.msg)));
+    assert.ok(
+      all
+        .filter((l) => l.round !== undefined)
+        .every((l) =>
+          / alerts (agent_silent:alpha\/ghost|latency_target:proc0, agent_silent:alpha\/ghost|agent_silent:alpha\/ghost, latency_target:proc0)$/.test(l.msg),
+        ),
+    );
 
-    const events = (await readFile(hookLog, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { state: string; key: string; kind: string; since: string });
-    assert.deepEqual(events.map((e) => `${e.state} ${e.key}`).sort(), ['cleared latency_target:proc0', 'raised agent_silent:alpha/ghost', 'raised latency_target:proc0']);
+    const events = (await readFile(hookLog, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { state: string; key: string; kind: string; since: string });
+    assert.deepEqual(events.map((e) => `${e.state} ${e.key}`).sort(), [
+      'cleared latency_target:proc0',
+      'raised agent_silent:alpha/ghost',
+      'raised latency_target:proc0',
+    ]);
     assert.ok(events.every((e) => typeof e.since === 'string' && e.kind));
   });
 

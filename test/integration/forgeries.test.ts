@@ -60,7 +60,11 @@ function forge(stored: DaqDocument, entry: ForgeryEntry, writerName: string | nu
   if (entry.history === 'empty') doc.history = [];
   else if (entry.history === 'drop') delete doc.history;
   else if (entry.history === 'rewrite0') doc.history = [{ ...history[0], by: 'someone/else' }, ...history.slice(1)];
-  else if (entry.history) doc.history = [...history, { at: new Date().toISOString(), from: stored.status, to: entry.history.append.to, by: entry.history.append.by, user: writerName }];
+  else if (entry.history)
+    doc.history = [
+      ...history,
+      { at: new Date().toISOString(), from: stored.status, to: entry.history.append.to, by: entry.history.append.by, user: writerName },
+    ];
   return doc;
 }
 
@@ -86,7 +90,10 @@ describe('forgeries (test/corpus/forgeries.json) refused by the server, with rea
       {
         database: 'forgeries',
         doc_type: 'daqdocument',
-        sites: { modane: { server: server.url, reachable: false, long_running: true, log_dir: '/tmp/unused', may_run: ['proc0'] }, lyon: { server: server.url, reachable: true, long_running: false, log_dir: '/tmp/unused', may_run: ['proc1'] } },
+        sites: {
+          modane: { server: server.url, reachable: false, long_running: true, log_dir: '/tmp/unused', may_run: ['proc0'] },
+          lyon: { server: server.url, reachable: true, long_running: false, log_dir: '/tmp/unused', may_run: ['proc1'] },
+        },
         ingest: { site: 'modane', quiet_s: 1 },
         steps: [
           { name: 'proc0', site: 'modane', run: ['/bin/true'], out: '/tmp/unused/{run_name}_{file_number}', timeout_s: 60, max_attempts: 2, lease_s: 60 },
@@ -106,8 +113,15 @@ describe('forgeries (test/corpus/forgeries.json) refused by the server, with rea
     await pushSecurity(admin, Object.keys(config.sites));
     const ingest = open('modane', database);
     let doc: DaqDocument = {
-      _id: 'run_lg23b002_000', type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: new Date().toISOString(),
-      status: 'closed', history: [{ at: new Date().toISOString(), from: null, to: 'closed', by: 'modane/ingest', user: 'modane-agent' }],
+      _id: 'run_lg23b002_000',
+      type: 'daqdocument',
+      run_name: 'lg23b002',
+      file_number: 0,
+      file: '/data/lg23b002_000',
+      size_in_bytes: 1,
+      date_closed: new Date().toISOString(),
+      status: 'closed',
+      history: [{ at: new Date().toISOString(), from: null, to: 'closed', by: 'modane/ingest', user: 'modane-agent' }],
     };
     doc = { ...doc, _rev: await ingest.put(doc) };
     const apply = async (writer: Writer, event: MeshEvent) => {
@@ -142,8 +156,14 @@ describe('forgeries (test/corpus/forgeries.json) refused by the server, with rea
       const { _rev: _r, ...rest } = body;
       const res = await fetch(`${server.url}/${db.name}/_bulk_docs`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${db.user}:${passwordOf(db.user as string)}`).toString('base64')}` },
-        body: JSON.stringify({ new_edits: false, docs: [{ ...rest, _rev: `9-${rev}`, _revisions: { start: 9, ids: [rev, randomBytes(16).toString('hex')] } }] }),
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Basic ${Buffer.from(`${db.user}:${passwordOf(db.user as string)}`).toString('base64')}`,
+        },
+        body: JSON.stringify({
+          new_edits: false,
+          docs: [{ ...rest, _rev: `9-${rev}`, _revisions: { start: 9, ids: [rev, randomBytes(16).toString('hex')] } }],
+        }),
       });
       const rows = (await res.json()) as Array<{ error?: string; reason?: string }> | { error?: string; reason?: string };
       return Array.isArray(rows) ? (rows.length === 0 ? [true, ''] : answer(rows[0])) : answer(rows);

@@ -33,8 +33,21 @@ describe('heartbeat cadence: written on change, else as often as the silence thr
 
   it('an idle agent writes every third of the silence threshold and never looks silent; a change is written within one heartbeat_s', async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0'] });
-    const config: MeshConfig = { ...mesh.config, agent: { ...mesh.config.agent, heartbeat_s: HEARTBEAT_S }, alerts: { ...mesh.config.alerts, agent_silent_s: SILENT_S } };
-    const ctx: AgentContext = { config, site: config.sites.alpha, name: 'beater', host: hostname(), db: mesh.db, logger: silentLogger(), steps: config.steps, now: () => new Date() };
+    const config: MeshConfig = {
+      ...mesh.config,
+      agent: { ...mesh.config.agent, heartbeat_s: HEARTBEAT_S },
+      alerts: { ...mesh.config.alerts, agent_silent_s: SILENT_S },
+    };
+    const ctx: AgentContext = {
+      config,
+      site: config.sites.alpha,
+      name: 'beater',
+      host: hostname(),
+      db: mesh.db,
+      logger: silentLogger(),
+      steps: config.steps,
+      now: () => new Date(),
+    };
     let running: Array<{ doc: string; step: string }> = [];
     const heartbeat = new Heartbeat(ctx, () => running);
     const id = heartbeatId('alpha', 'beater');
@@ -53,7 +66,10 @@ describe('heartbeat cadence: written on change, else as often as the silence thr
     }
     const idleWrites = revNumber(await mesh.db.get<AgentHeartbeat>(id));
     // Once at start, then every 0.5 s (keep-alive) instead of every 0.2 s: about 7 against 16.
-    assert.ok(idleWrites >= 3 && idleWrites <= 9, `${idleWrites} heartbeat writes in ${idleMs} ms idle (keep-alive ${keepAliveSeconds(config)} s, heartbeat_s ${HEARTBEAT_S})`);
+    assert.ok(
+      idleWrites >= 3 && idleWrites <= 9,
+      `${idleWrites} heartbeat writes in ${idleMs} ms idle (keep-alive ${keepAliveSeconds(config)} s, heartbeat_s ${HEARTBEAT_S})`,
+    );
     assert.ok(oldest < (keepAliveSeconds(config) + HEARTBEAT_S) * 1000 + 500, `the heartbeat was ${oldest} ms old at worst`);
 
     // A change (a step started) is written at the next look, not at the next keep-alive.

@@ -111,7 +111,13 @@ describe('ingest metadata: a real program per new file', function () {
   let server: ServerProcess;
   serverForSuite((s) => (server = s));
 
-  async function setUp(): Promise<{ mesh: TestMesh; daq: string; work: string; script: string; ingestWith: (mode: string, extra?: Partial<IngestConfig>) => Promise<IngestReport> }> {
+  async function setUp(): Promise<{
+    mesh: TestMesh;
+    daq: string;
+    work: string;
+    script: string;
+    ingestWith: (mode: string, extra?: Partial<IngestConfig>) => Promise<IngestReport>;
+  }> {
     const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'] });
     const daq = join(mesh.dir, 'daq');
     const work = join(mesh.dir, 'metadata');
@@ -122,9 +128,19 @@ describe('ingest metadata: a real program per new file', function () {
     const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
     const ingestWith = (mode: string, extra: Partial<IngestConfig> = {}) => {
       // Through the loader: what runs is what it accepted.
-      raw.ingest = { ...raw.ingest, metadata: [process.execPath, script, '{file}', '{run_name}', '{file_number}', '{doc_id}', work, mode], metadata_timeout_s: TIMEOUT_S };
+      raw.ingest = {
+        ...raw.ingest,
+        metadata: [process.execPath, script, '{file}', '{run_name}', '{file_number}', '{doc_id}', work, mode],
+        metadata_timeout_s: TIMEOUT_S,
+      };
       const config = parseMeshConfig(raw, mesh.configFile);
-      return ingestDirectory(daq, { db: mesh.db, docType: config.doc_type, ingest: { ...config.ingest, ...extra }, stepNames: config.steps.map((s) => s.name), site: 'alpha' });
+      return ingestDirectory(daq, {
+        db: mesh.db,
+        docType: config.doc_type,
+        ingest: { ...config.ingest, ...extra },
+        stepNames: config.steps.map((s) => s.name),
+        site: 'alpha',
+      });
     };
     return { mesh, daq, work, script, ingestWith };
   }
@@ -152,19 +168,33 @@ describe('ingest metadata: a real program per new file', function () {
       assert.match(reasons[n], expected, `lg23b002_${n}`);
       assert.ok(!reasons[n].includes('\n'), `one line: ${reasons[n]}`);
     }
-    assert.ok(first.failed.every((f) => f.file.startsWith(join(daq, 'lg23b002', 'lg23b002_'))), 'each failure names its file');
+    assert.ok(
+      first.failed.every((f) => f.file.startsWith(join(daq, 'lg23b002', 'lg23b002_'))),
+      'each failure names its file',
+    );
 
     const doc = (await mesh.db.get<DaqDocument>('run_lg23b002_000')) as DaqDocument;
     assert.equal(doc.daq_host, 'daq7');
     assert.equal(doc.run_start, '2026-11-26T09:00:00Z');
-    assert.deepEqual(doc.header, { magic: 'DAQ', run: 'lg23b002', file_number: '000', doc: 'run_lg23b002_000', bytes: CONTENTS['000'].length, channels: [1, 2, { off: null }] });
+    assert.deepEqual(doc.header, {
+      magic: 'DAQ',
+      run: 'lg23b002',
+      file_number: '000',
+      doc: 'run_lg23b002_000',
+      bytes: CONTENTS['000'].length,
+      channels: [1, 2, { off: null }],
+    });
     assert.equal(doc.status, 'closed');
     assert.equal(doc.size_in_bytes, CONTENTS['000'].length);
     assert.match(String(doc.checksum?.sha256), /^[0-9a-f]{64}$/);
     assert.equal(doc.stdin_bytes, 0, 'stdin is closed');
     const envKeys = doc.env_keys as string[];
     assert.ok(envKeys.includes('PATH'));
-    assert.deepEqual(envKeys.filter((k) => !['PATH', 'HOME', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR'].includes(k)), [], 'a minimal environment, no credentials');
+    assert.deepEqual(
+      envKeys.filter((k) => !['PATH', 'HOME', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR'].includes(k)),
+      [],
+      'a minimal environment, no credentials',
+    );
     assert.equal(((await mesh.db.get<DaqDocument>('run_lg23b002_001')) as DaqDocument).daq_host, 'daq8');
     // What a program leaves running ends with it, and does not hold the run open until the timeout.
     assert.equal(((await mesh.db.get<DaqDocument>('run_lg23b002_008')) as DaqDocument).daq_host, 'daq6');
@@ -196,7 +226,11 @@ describe('ingest metadata: a real program per new file', function () {
       const late = (await mesh.db.get<DaqDocument>(`run_lg23b002_${n}`)) as DaqDocument;
       assert.equal(late.daq_host, 'daq9', n);
       assert.equal(late.status, 'closed', n);
-      assert.deepEqual(late.history.map((h) => [h.from, h.to]), [[null, 'closed']], n);
+      assert.deepEqual(
+        late.history.map((h) => [h.from, h.to]),
+        [[null, 'closed']],
+        n,
+      );
     }
     assert.deepEqual(await processesRunning(script), []);
   });
@@ -208,7 +242,10 @@ describe('ingest metadata: a real program per new file', function () {
     const report = await ingestWith('fixed', { metadata: [join(mesh.dir, 'no-such-reader'), '{file}'] });
     assert.equal(report.created, 0);
     assert.equal(report.failed.length, 1);
-    assert.match(report.failed[0].reason, /^metadata program ".*no-such-reader" could not be started: failed to execute .*no-such-reader: No such file or directory$/);
+    assert.match(
+      report.failed[0].reason,
+      /^metadata program ".*no-such-reader" could not be started: failed to execute .*no-such-reader: No such file or directory$/,
+    );
     assert.equal(await mesh.db.get('run_lg23b002_000'), undefined);
   });
 

@@ -50,7 +50,11 @@ describe('ingest, status and demo', function () {
   });
 
   it('mesh status --json has the documented keys and the right numbers', async () => {
-    const mesh = await makeMesh(server.url, { steps: ['proc0', 'proc1'], stepArgs: (s) => (s === 'proc1' ? ['--fail-until', '99', '--counter', '/dev/null'] : []), max_attempts: 1 });
+    const mesh = await makeMesh(server.url, {
+      steps: ['proc0', 'proc1'],
+      stepArgs: (s) => (s === 'proc1' ? ['--fail-until', '99', '--counter', '/dev/null'] : []),
+      max_attempts: 1,
+    });
     const daq = join(mesh.dir, 'daq');
     await mkdir(daq, { recursive: true });
     for (const n of ['000', '001', '002']) {
@@ -68,7 +72,12 @@ describe('ingest, status and demo', function () {
     const r = await runMesh(['--config', mesh.configFile, 'status', '--json']);
     const status = JSON.parse(r.stdout);
     const db = status.databases[0];
-    assert.deepEqual(Object.keys(db).filter((k) => ['site', 'url', 'reachable', 'doc_count', 'by_status', 'steps', 'conflicts'].includes(k)).sort(), ['by_status', 'conflicts', 'doc_count', 'reachable', 'site', 'steps', 'url']);
+    assert.deepEqual(
+      Object.keys(db)
+        .filter((k) => ['site', 'url', 'reachable', 'doc_count', 'by_status', 'steps', 'conflicts'].includes(k))
+        .sort(),
+      ['by_status', 'conflicts', 'doc_count', 'reachable', 'site', 'steps', 'url'],
+    );
     assert.equal(db.site, 'alpha');
     assert.equal(db.url, server.url);
     assert.equal(db.reachable, true);
@@ -108,7 +117,9 @@ describe('ingest, status and demo', function () {
 
   it('mesh status --watch refreshes until interrupted', async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0'] });
-    const child = spawn(process.execPath, [meshMain, '--config', mesh.configFile, 'status', '--watch', '--json', '--interval', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [meshMain, '--config', mesh.configFile, 'status', '--watch', '--json', '--interval', '0.2'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     await waitFor('three refreshes', () => out.trim().split('\n').length >= 3, 20_000);

@@ -37,7 +37,16 @@ describe('a lost batch job is found although no new work arrives', function () {
     await mkdir(switches);
     await writeFile(join(switches, 'convert.hang'), '');
     const env = { ...process.env, MESH_LOG_LEVEL: 'warn', MESH_FAULT_DIR: switches };
-    topology = await startTopology({ work, env, logFile: logFile(work), logger: createLogger({ level: 'warn' }), ssh: true, slurm: true, nats: false, lyonEnv: { MESH_FAULT_DIR: switches } });
+    topology = await startTopology({
+      work,
+      env,
+      logFile: logFile(work),
+      logger: createLogger({ level: 'warn' }),
+      ssh: true,
+      slurm: true,
+      nats: false,
+      lyonEnv: { MESH_FAULT_DIR: switches },
+    });
     assert.ok(topology.slurm, 'this test needs Slurm (run as root with slurm-wlm installed)');
     const { config } = topology;
     topology.startCoordinator();
@@ -47,23 +56,41 @@ describe('a lost batch job is found although no new work arrives', function () {
     const storage = config.sites.modane.storage as string;
     await mkdir(storage, { recursive: true });
     await writeSampleFiles(storage, files);
-    await ingestDirectory(storage, { db: topology.open('modane'), docType: config.doc_type, ingest: config.ingest, stepNames: config.steps.map((s) => s.name), site: 'modane' });
+    await ingestDirectory(storage, {
+      db: topology.open('modane'),
+      docType: config.doc_type,
+      ingest: config.ingest,
+      stepNames: config.steps.map((s) => s.name),
+      site: 'modane',
+    });
     const kit = topology.open('kit');
-    const all = async () => (await kit.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0' })).rows.map((r) => r.doc as DaqDocument);
+    const all = async () =>
+      (await kit.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0' })).rows.map((r) => r.doc as DaqDocument);
     // Every document claimed for proc1 by a job (queued or in progress), none done yet.
-    await waitFor('every document claimed for proc1', async () => {
-      const docs = await all();
-      return docs.length === files && docs.every((d) => d.status === 'proc1 queued' || d.status === 'proc1 in progress');
-    }, 120_000, 200);
+    await waitFor(
+      'every document claimed for proc1',
+      async () => {
+        const docs = await all();
+        return docs.length === files && docs.every((d) => d.status === 'proc1 queued' || d.status === 'proc1 in progress');
+      },
+      120_000,
+      200,
+    );
     // Whatever woke lyon so far has run by now (trigger interval 2 s): from here on, nothing is ready.
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     const slurm = topology.slurm as NonNullable<Topology['slurm']>;
-    const ids = (await slurm.squeue()).split('\n').map((l) => l.trim().split(/\s+/)[0]).filter((id) => /^\d+$/.test(id));
+    const ids = (await slurm.squeue())
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[0])
+      .filter((id) => /^\d+$/.test(id));
     assert.ok(ids.length > 0, 'lyon jobs are queued or running');
     await rm(join(switches, 'convert.hang'));
     await run('/usr/bin/scancel', ids, { env: { ...process.env, ...slurm.env } });
     await waitFor('every document complete on kit', async () => (await all()).every((d) => isComplete(d, config)), 180_000, 1000);
     const docs = await all();
-    assert.ok(docs.some((d) => stepRecord(d, 'proc1')?.reason === undefined && (d.history ?? []).some((h) => /cancelled/.test(h.note ?? ''))), 'a document went through "batch job … was cancelled"');
+    assert.ok(
+      docs.some((d) => stepRecord(d, 'proc1')?.reason === undefined && (d.history ?? []).some((h) => /cancelled/.test(h.note ?? ''))),
+      'a document went through "batch job … was cancelled"',
+    );
   });
 });

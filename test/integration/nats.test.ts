@@ -117,9 +117,19 @@ describe('the NATS channel against a real nats-server', function () {
     const claimedAt = new Map<string, number>();
     probe.subscribe(mesh.config.database, ['claimed'], (_kind, hint) => claimedAt.set(hint.doc, performance.now()));
     const agent = startAgent(mesh, 'quick');
-    await waitFor('the agent started on NATS', async () => (await logCount(mesh, 'quick', 'NATS connected')) > 0 && (await logCount(mesh, 'quick', 'agent started')) > 0);
+    await waitFor(
+      'the agent started on NATS',
+      async () => (await logCount(mesh, 'quick', 'NATS connected')) > 0 && (await logCount(mesh, 'quick', 'agent started')) > 0,
+    );
 
-    const base = { type: 'daqdocument', run_name: 'lg23b002', size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) };
+    const base = {
+      type: 'daqdocument',
+      run_name: 'lg23b002',
+      size_in_bytes: 0,
+      date_closed: new Date().toISOString(),
+      status: 'closed',
+      history: historyTo('closed', []),
+    };
     const writes: number[] = [];
     const decided: Record<string, number[]> = { hinted: [], feed: [] };
     const trial = async (id: string, n: number, hinted: boolean): Promise<number> => {
@@ -131,10 +141,15 @@ describe('the NATS channel against a real nats-server', function () {
       await waitFor(`${id} claimed`, () => claimedAt.has(id), 20_000, 1);
       // The claim's own clock reading (the agent's `now` when it built the claim), to split discovery from the write.
       // The agent runs one step at a time: the next trial starts once this step is finished.
-      const doc = await waitFor(`${id} good`, async () => {
-        const current = await mesh.db.get<DaqDocument>(id);
-        return current?.status === 'good' ? current : undefined;
-      }, 20_000, 5);
+      const doc = await waitFor(
+        `${id} good`,
+        async () => {
+          const current = await mesh.db.get<DaqDocument>(id);
+          return current?.status === 'good' ? current : undefined;
+        },
+        20_000,
+        5,
+      );
       const claimEntry = doc?.history.find((h) => h.to === 'proc0 in progress');
       if (claimEntry) decided[hinted ? 'hinted' : 'feed'].push(Date.parse(claimEntry.at) - wall);
       return (claimedAt.get(id) as number) - start;
@@ -181,18 +196,28 @@ describe('the NATS channel against a real nats-server', function () {
       await seedDocuments(meshB, 100);
 
       const agentA = startAgent(meshA, 'site-a', ['--concurrency', '4']);
-      const agentB = spawnMeshProcess(['--config', meshB.configFile, 'agent', '--site', 'beta', '--name', 'site-b', '--concurrency', '4'], { logFile: join(meshB.dir, 'site-b.log') });
-      await waitFor('every document complete on one of the two servers', async () => (await completeDocs(meshA.db, 'proc1')) + (await completeDocs(meshB.db, 'proc1')) >= ids.length, 180_000, 200);
+      const agentB = spawnMeshProcess(['--config', meshB.configFile, 'agent', '--site', 'beta', '--name', 'site-b', '--concurrency', '4'], {
+        logFile: join(meshB.dir, 'site-b.log'),
+      });
+      await waitFor(
+        'every document complete on one of the two servers',
+        async () => (await completeDocs(meshA.db, 'proc1')) + (await completeDocs(meshB.db, 'proc1')) >= ids.length,
+        180_000,
+        200,
+      );
       await Promise.all([stopProcess(agentA), stopProcess(agentB)]);
 
       const [linesA, linesB] = [await runLines(meshA), await runLines(meshB)];
       const all = [...linesA, ...linesB];
       const counts = new Map<string, number>();
       for (const line of all) counts.set(line, (counts.get(line) ?? 0) + 1);
-      for (const id of ids) for (const step of steps) assert.equal(counts.get(`${id} ${step}`), 1, `${id} ${step} ran ${counts.get(`${id} ${step}`) ?? 0} times`);
+      for (const id of ids)
+        for (const step of steps) assert.equal(counts.get(`${id} ${step}`), 1, `${id} ${step} ran ${counts.get(`${id} ${step}`) ?? 0} times`);
       assert.equal(all.length, ids.length * steps.length);
       const [countersA, countersB] = [await stoppedCounters(meshA, 'site-a'), await stoppedCounters(meshB, 'site-b')];
-      console.log(`      site alpha ran ${linesA.length} steps, site beta ${linesB.length}; registry refusals: alpha ${countersA.taken_elsewhere}, beta ${countersB.taken_elsewhere}`);
+      console.log(
+        `      site alpha ran ${linesA.length} steps, site beta ${linesB.length}; registry refusals: alpha ${countersA.taken_elsewhere}, beta ${countersB.taken_elsewhere}`,
+      );
       assert.ok(linesA.length > 0 && linesB.length > 0, 'both sites took part');
       assert.ok(countersA.taken_elsewhere + countersB.taken_elsewhere > 0, 'the registry refused some claims');
     } finally {
@@ -214,12 +239,19 @@ describe('the NATS channel against a real nats-server', function () {
     await nats.kill();
     const atKill = (await runLines(mesh)).length;
     await waitFor('every document complete', async () => (await completeDocs(mesh.db, 'proc1')) === ids.length, 240_000, 200);
-    for (const name of names) assert.ok((await logCount(mesh, name, 'NATS disconnected; working through CouchDB alone until it is back')) > 0, `${name} noticed the outage`);
+    for (const name of names)
+      assert.ok((await logCount(mesh, name, 'NATS disconnected; working through CouchDB alone until it is back')) > 0, `${name} noticed the outage`);
 
     await nats.restart();
     const reconnected = performance.now();
-    await waitFor('both agents reconnected', async () => (await Promise.all(names.map((n) => logCount(mesh, n, 'NATS reconnected')))).every((c) => c > 0), 30_000);
-    console.log(`      ${atKill} of ${ids.length * steps.length} steps ran before the kill; agents reconnected ${(performance.now() - reconnected).toFixed(0)} ms after the restart`);
+    await waitFor(
+      'both agents reconnected',
+      async () => (await Promise.all(names.map((n) => logCount(mesh, n, 'NATS reconnected')))).every((c) => c > 0),
+      30_000,
+    );
+    console.log(
+      `      ${atKill} of ${ids.length * steps.length} steps ran before the kill; agents reconnected ${(performance.now() - reconnected).toFixed(0)} ms after the restart`,
+    );
     await Promise.all(agents.map((a) => stopProcess(a)));
 
     const lines = await runLines(mesh);

@@ -32,14 +32,26 @@ interface Run {
 
 async function timeline(path: string): Promise<TimelineLine[]> {
   const text = await readFile(path, 'utf8').catch(() => '');
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as TimelineLine);
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as TimelineLine);
 }
 
 /** The runs in a timeline, per (doc, step). */
 function runsOf(lines: readonly TimelineLine[]): Map<string, Run[]> {
   const runs = new Map<number, Run & { doc: string; step: string }>();
   for (const line of lines) {
-    const run = runs.get(line.run) ?? { key: `${line.doc} ${line.step}`, doc: line.doc, step: line.step, processes: new Map(), pgid: line.pgid, start: line.at, last: line.at, completed: false };
+    const run = runs.get(line.run) ?? {
+      key: `${line.doc} ${line.step}`,
+      doc: line.doc,
+      step: line.step,
+      processes: new Map(),
+      pgid: line.pgid,
+      start: line.at,
+      last: line.at,
+      completed: false,
+    };
     run.processes.set(line.pid, line.start_time);
     if (line.role === 'step' && line.event === 'start') run.pgid = line.pgid;
     run.start = Math.min(run.start, line.at);
@@ -58,7 +70,10 @@ function overlaps(runs: readonly Run[]): string[] {
   const found: string[] = [];
   for (let i = 0; i < sorted.length; i++) {
     for (let j = i + 1; j < sorted.length; j++) {
-      if (sorted[j].start <= sorted[i].last) found.push(`run started ${new Date(sorted[i].start).toISOString()} was alive at ${new Date(sorted[i].last).toISOString()}, after the next started at ${new Date(sorted[j].start).toISOString()}`);
+      if (sorted[j].start <= sorted[i].last)
+        found.push(
+          `run started ${new Date(sorted[i].start).toISOString()} was alive at ${new Date(sorted[i].last).toISOString()}, after the next started at ${new Date(sorted[j].start).toISOString()}`,
+        );
     }
   }
   return found;
@@ -105,14 +120,31 @@ function recordPath(mesh: TestMesh, id: string, attempt: number): string {
 }
 
 async function localRecord(mesh: TestMesh, id: string, attempt: number): Promise<{ doc: string; step: string; attempt: number; run: RunIdentity } | undefined> {
-  return readFile(recordPath(mesh, id, attempt), 'utf8').then((text) => JSON.parse(text), () => undefined);
+  return readFile(recordPath(mesh, id, attempt), 'utf8').then(
+    (text) => JSON.parse(text),
+    () => undefined,
+  );
 }
 
 async function oneStepMesh(server: ServerProcess, fork: boolean, leaseS = 6, stepMs = STEP_MS): Promise<{ mesh: TestMesh; log: string; id: string }> {
   const mesh = await makeMesh(server.url, { steps: ['proc0'], lease_s: leaseS });
   const log = join(mesh.dir, 'timeline.jsonl');
   const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
-  raw.steps[0].run = [process.execPath, FORKING_STEP, '--log', log, '--doc', '{doc_id}', '--step', '{step}', '--sleep', String(stepMs), '--touch', '{out}', ...(fork ? ['--fork'] : [])];
+  raw.steps[0].run = [
+    process.execPath,
+    FORKING_STEP,
+    '--log',
+    log,
+    '--doc',
+    '{doc_id}',
+    '--step',
+    '{step}',
+    '--sleep',
+    String(stepMs),
+    '--touch',
+    '{out}',
+    ...(fork ? ['--fork'] : []),
+  ];
   raw.steps[0].timeout_s = 60;
   await writeFile(mesh.configFile, JSON.stringify(raw));
   const [id] = await seedDocuments(mesh, 1);
@@ -128,11 +160,16 @@ describe('one run per claim: a step process never outlives its agent (real serve
     it(`kill -9 of the agent 2 s into a step${fork ? ' whose work runs in a grandchild' : ''}: the step dies within 1 s, the reclaimed step runs once, no two runs overlap`, async () => {
       const { mesh, log, id } = await oneStepMesh(server, fork);
       const first = startAgent(mesh, 'first');
-      const started = await waitFor('the step working for 2 s', async () => {
-        const lines = await timeline(log);
-        const start = lines.find((l) => l.event === 'start' && l.role === 'step');
-        return start && lines.some((l) => l.event === 'alive' && l.at >= start.at + 2000) ? start : undefined;
-      }, 30_000, 50);
+      const started = await waitFor(
+        'the step working for 2 s',
+        async () => {
+          const lines = await timeline(log);
+          const start = lines.find((l) => l.event === 'start' && l.role === 'step');
+          return start && lines.some((l) => l.event === 'alive' && l.at >= start.at + 2000) ? start : undefined;
+        },
+        30_000,
+        50,
+      );
       const claimed = await mesh.db.get<DaqDocument>(id);
       const recorded = await localRecord(mesh, id, 1);
       const killedAt = Date.now();
@@ -145,10 +182,15 @@ describe('one run per claim: a step process never outlives its agent (real serve
       assert.ok(goneWithin <= 1000, `the step's processes took ${goneWithin} ms to die (limit 1 s)`);
 
       const second = startAgent(mesh, 'second');
-      const done = await waitFor('the step done', async () => {
-        const doc = await mesh.db.get<DaqDocument>(id);
-        return doc?.status === 'good' ? doc : undefined;
-      }, 90_000, 200);
+      const done = await waitFor(
+        'the step done',
+        async () => {
+          const doc = await mesh.db.get<DaqDocument>(id);
+          return doc?.status === 'good' ? doc : undefined;
+        },
+        90_000,
+        200,
+      );
       await stopProcess(second);
 
       const runs = runsOf(await timeline(log)).get(`${id} proc0`) ?? [];
@@ -164,7 +206,11 @@ describe('one run per claim: a step process never outlives its agent (real serve
       assert.deepEqual(recorded, { doc: id, step: 'proc0', attempt: 1, run: firstIdentity }, 'the host-local record of the first run');
       const inClaim = (stepRecord(claimed as DaqDocument, 'proc0') as StepRecord).run;
       if (inClaim) assert.deepEqual(inClaim, firstIdentity);
-      assert.deepEqual((await readdir(join(mesh.dir, 'logs', id))).filter((f) => f.endsWith('.run')), [], 'no run record left once the step is done');
+      assert.deepEqual(
+        (await readdir(join(mesh.dir, 'logs', id))).filter((f) => f.endsWith('.run')),
+        [],
+        'no run record left once the step is done',
+      );
       assert.equal(started.pgid, started.pid, 'the step leads its own process group');
       const secondRun = runs.find((r) => r.completed) as Run;
       const record = stepRecord(done, 'proc0') as StepRecord;
@@ -186,7 +232,16 @@ describe('one run per claim: a step process never outlives its agent (real serve
       const first = startAgent(mesh, 'first');
       await waitFor('the worker running', async () => (await timeline(log)).some((l) => l.event === 'alive'), 30_000, 50);
       await waitFor('the run recorded on this host', () => localRecord(mesh, id, 1), 10_000, 20);
-      if (where === 'document') await waitFor('the run identity in the claim', async () => { const doc = await mesh.db.get<DaqDocument>(id); return doc && stepRecord(doc, 'proc0')?.run; }, 10_000, 50);
+      if (where === 'document')
+        await waitFor(
+          'the run identity in the claim',
+          async () => {
+            const doc = await mesh.db.get<DaqDocument>(id);
+            return doc && stepRecord(doc, 'proc0')?.run;
+          },
+          10_000,
+          50,
+        );
       const supervisor = await supervisorOf(first);
       assert.ok(supervisor, 'the agent has a step supervisor');
       process.kill(supervisor, 'SIGKILL');
@@ -194,7 +249,11 @@ describe('one run per claim: a step process never outlives its agent (real serve
       await stopProcess(first, 'SIGKILL');
       if (where === 'host') {
         const doc = (await mesh.db.get<DaqDocument>(id)) as DaqDocument;
-        assert.equal(stepRecord(doc, 'proc0')?.run, undefined, 'killed before the first renewal: the claim does not name the run (else this variant proves nothing)');
+        assert.equal(
+          stepRecord(doc, 'proc0')?.run,
+          undefined,
+          'killed before the first renewal: the claim does not name the run (else this variant proves nothing)',
+        );
       }
       const [firstRun] = [...runsOf(await timeline(log)).values()].flat();
       // Without its supervisor only the leader dies (parent-death signal): the worker is left, as an unknown crash could leave it.
@@ -213,7 +272,11 @@ describe('one run per claim: a step process never outlives its agent (real serve
       const secondLog = await readFile(join(mesh.dir, 'second.log'), 'utf8');
       // Before the claim, by the record the document names or the one kept on this host (agents/run-identity.ts).
       assert.match(secondLog, /killed 1 process\(es\) of the earlier run before claiming/, `found through the ${where} record`);
-      assert.deepEqual((await readdir(join(mesh.dir, 'logs', id))).filter((f) => f.endsWith('.run')), [], 'both records removed: the earlier run proven gone, the second one over');
+      assert.deepEqual(
+        (await readdir(join(mesh.dir, 'logs', id))).filter((f) => f.endsWith('.run')),
+        [],
+        'both records removed: the earlier run proven gone, the second one over',
+      );
     });
   }
 });

@@ -57,7 +57,10 @@ describe('_design/proc on the embedded server', function () {
     const mesh = await makeMesh(server.url, { push: false });
     // Before the design documents: mesh's validate_doc_update would refuse the records with gaps.
     const written = await mesh.db.bulk(originalDocs());
-    assert.deepEqual(written.filter((row) => row.error), []);
+    assert.deepEqual(
+      written.filter((row) => row.error),
+      [],
+    );
     await push(mesh.configFile);
 
     const proc2 = await get<ViewAnswer>(mesh, '_design/proc/_view/proc2?startkey="lg23b002"&endkey="lh18c005"');
@@ -70,9 +73,16 @@ describe('_design/proc on the embedded server', function () {
       ],
     );
     const proc0 = await get<ViewAnswer>(mesh, '_design/proc/_view/proc0');
-    assert.deepEqual(proc0.rows.map((r) => r.id), ['d02', 'd23', 'd24'], 'd24 waits for its retry of proc0: pending, so the originals see it as not done');
+    assert.deepEqual(
+      proc0.rows.map((r) => r.id),
+      ['d02', 'd23', 'd24'],
+      'd24 waits for its retry of proc0: pending, so the originals see it as not done',
+    );
     const proc1 = await get<ViewAnswer>(mesh, '_design/proc/_view/proc1');
-    assert.deepEqual(proc1.rows.map((r) => r.id), ['d05', 'd07']);
+    assert.deepEqual(
+      proc1.rows.map((r) => r.id),
+      ['d05', 'd07'],
+    );
 
     const status = await get<ViewAnswer>(mesh, '_design/proc/_view/status?group_level=1');
     assert.deepEqual(status.rows, [
@@ -98,14 +108,32 @@ describe('_design/proc on the embedded server', function () {
     assert.equal((oneRun.rows[0].value as { count: number }).count, 7);
 
     const rows = async (view: string) => (await get<ViewAnswer>(mesh, `_design/proc/_view/${view}`)).rows.map((r) => [r.key, r.value]);
-    assert.deepEqual(await rows('inqueue'), [['lg23b002_009', 'proc1 queued'], ['lh18c004_004', 'proc0 queued'], ['lh18c004_006', 'proc2 queued']]);
-    assert.deepEqual(await rows('inprogress'), [['lg23b002_010', 'proc1 in progress'], ['lh18c004_002', 'proc0 in progress'], ['lh18c004_005', 'proc2 in progress']]);
-    assert.deepEqual(await rows('failed'), [['lg23b002_011', 'proc2 failed'], ['lh18c004_003', 'proc0 failed'], ['lh18c004_007', 'proc1 failed']]);
+    assert.deepEqual(await rows('inqueue'), [
+      ['lg23b002_009', 'proc1 queued'],
+      ['lh18c004_004', 'proc0 queued'],
+      ['lh18c004_006', 'proc2 queued'],
+    ]);
+    assert.deepEqual(await rows('inprogress'), [
+      ['lg23b002_010', 'proc1 in progress'],
+      ['lh18c004_002', 'proc0 in progress'],
+      ['lh18c004_005', 'proc2 in progress'],
+    ]);
+    assert.deepEqual(await rows('failed'), [
+      ['lg23b002_011', 'proc2 failed'],
+      ['lh18c004_003', 'proc0 failed'],
+      ['lh18c004_007', 'proc1 failed'],
+    ]);
     assert.deepEqual(await rows('bad'), [['lg23b002_012', 1]]);
     assert.deepEqual(await rows('proc1inprogress'), [['lg23b002_010', 1]]);
-    assert.deepEqual((await rows('raw')).map(([key]) => key), ['lg23b001_005', 'lg23b002_004', 'lg23b002_007', 'lg23b002_1234', 'lh18c004_001', 'lh18c005_000', 'lh18c006_003']);
+    assert.deepEqual(
+      (await rows('raw')).map(([key]) => key),
+      ['lg23b001_005', 'lg23b002_004', 'lg23b002_007', 'lg23b002_1234', 'lh18c004_001', 'lh18c005_000', 'lh18c006_003'],
+    );
     const statusbyrun = await get<ViewAnswer>(mesh, '_design/proc/_view/statusbyrun?key="lg23b002_1234"');
-    assert.deepEqual(statusbyrun.rows.map((r) => r.value), ['good']);
+    assert.deepEqual(
+      statusbyrun.rows.map((r) => r.value),
+      ['good'],
+    );
     const procbyrun = await get<ViewAnswer>(mesh, '_design/proc/_view/procbyrun?startkey=["lh18c006"]&endkey=["lh18c006\ufff0"]');
     assert.deepEqual(
       procbyrun.rows.map((r) => [r.key, r.value]),
@@ -117,7 +145,8 @@ describe('_design/proc on the embedded server', function () {
       ],
     );
 
-    const changes = async (filter: string) => (await get<{ results: Array<{ id: string }> }>(mesh, `_changes?filter=proc/${filter}`)).results.map((r) => r.id).sort();
+    const changes = async (filter: string) =>
+      (await get<{ results: Array<{ id: string }> }>(mesh, `_changes?filter=proc/${filter}`)).results.map((r) => r.id).sort();
     assert.deepEqual(await changes('newproc0'), ['d02', 'd20', 'd23', 'd24']);
     assert.deepEqual(await changes('statusgood'), ['d01', 'd03', 'd04', 'd05', 'd06', 'd07', 'd12', 'd19', 'd21', 'd22', 'd25']);
   });

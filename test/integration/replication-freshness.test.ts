@@ -37,7 +37,12 @@ const ACCOUNTS = {
 };
 const SERVER_ENV = { MESH_MODANE_USER: 'admin', MESH_MODANE_PASSWORD: ADMIN.modane, MESH_KIT_USER: 'admin', MESH_KIT_PASSWORD: ADMIN.kit };
 /** The replication jobs' account, read from the environment by replicationDocument (as `mesh coordinator` does). */
-const REPLICATION_ENV = { MESH_MODANE_REPLICATION_USER: 'coord', MESH_MODANE_REPLICATION_PASSWORD: ACCOUNTS.coord.password, MESH_KIT_REPLICATION_USER: 'coord', MESH_KIT_REPLICATION_PASSWORD: ACCOUNTS.coord.password };
+const REPLICATION_ENV = {
+  MESH_MODANE_REPLICATION_USER: 'coord',
+  MESH_MODANE_REPLICATION_PASSWORD: ACCOUNTS.coord.password,
+  MESH_KIT_REPLICATION_USER: 'coord',
+  MESH_KIT_REPLICATION_PASSWORD: ACCOUNTS.coord.password,
+};
 const INTERVAL_MS = 1_000;
 const STALL_MS = 3_000;
 
@@ -76,10 +81,17 @@ describe('replication freshness: markers between two real servers', function () 
       savedEnv[key] = process.env[key];
       process.env[key] = value;
     }
-    [modaneServer, kitServer] = await Promise.all([startServerProcess({ site: 'modane', env: SERVER_ENV }), startServerProcess({ site: 'kit', env: SERVER_ENV })]);
-    for (const [server, site] of [[modaneServer, 'modane'], [kitServer, 'kit']] as const) {
+    [modaneServer, kitServer] = await Promise.all([
+      startServerProcess({ site: 'modane', env: SERVER_ENV }),
+      startServerProcess({ site: 'kit', env: SERVER_ENV }),
+    ]);
+    for (const [server, site] of [
+      [modaneServer, 'modane'],
+      [kitServer, 'kit'],
+    ] as const) {
       const users = new Database({ url: server.url, database: '_users', credentials: { user: 'admin', password: ADMIN[site] } });
-      for (const [name, account] of Object.entries(ACCOUNTS)) await users.put({ _id: `org.couchdb.user:${name}`, type: 'user', name, roles: account.roles, password: account.password });
+      for (const [name, account] of Object.entries(ACCOUNTS))
+        await users.put({ _id: `org.couchdb.user:${name}`, type: 'user', name, roles: account.roles, password: account.password });
     }
   });
   after(async () => {
@@ -111,19 +123,43 @@ describe('replication freshness: markers between two real servers', function () 
     const configFile = join(dir, 'mesh.json');
     await writeFile(configFile, JSON.stringify(raw, null, 2));
     const config = parseMeshConfig(raw, configFile);
-    const open = (site: SiteConfig, database?: string) => new Database({ url: site.server, database: database ?? config.database, credentials: { user: 'admin', password: ADMIN[site.name as 'modane' | 'kit'] }, timeoutMs: 10_000 });
+    const open = (site: SiteConfig, database?: string) =>
+      new Database({
+        url: site.server,
+        database: database ?? config.database,
+        credentials: { user: 'admin', password: ADMIN[site.name as 'modane' | 'kit'] },
+        timeoutMs: 10_000,
+      });
     const site = (name: 'modane' | 'kit') => config.sites[name];
-    return { config, configFile, ctx: { config, open, logger: silentLogger(), by: 'coordinator/modane' }, monitor: new ReplicationMonitor({ intervalMs: INTERVAL_MS, stallAfterMs: STALL_MS }), site, db: (name) => open(site(name)) };
+    return {
+      config,
+      configFile,
+      ctx: { config, open, logger: silentLogger(), by: 'coordinator/modane' },
+      monitor: new ReplicationMonitor({ intervalMs: INTERVAL_MS, stallAfterMs: STALL_MS }),
+      site,
+      db: (name) => open(site(name)),
+    };
   }
 
   /** Rounds (about one per interval, as `mesh coordinator` runs them) until `until` holds for a round's summary; bounded. */
-  async function roundsUntil(mesh: Mesh, what: string, until: (summary: RoundSummary) => boolean, timeoutMs = 30_000, seen: RoundSummary[] = []): Promise<RoundSummary> {
+  async function roundsUntil(
+    mesh: Mesh,
+    what: string,
+    until: (summary: RoundSummary) => boolean,
+    timeoutMs = 30_000,
+    seen: RoundSummary[] = [],
+  ): Promise<RoundSummary> {
     let round = seen.length;
-    return waitFor(what, async () => {
-      const summary = await coordinatorRound(mesh.ctx, mesh.monitor, ++round);
-      seen.push(summary);
-      return until(summary) ? summary : undefined;
-    }, timeoutMs, INTERVAL_MS);
+    return waitFor(
+      what,
+      async () => {
+        const summary = await coordinatorRound(mesh.ctx, mesh.monitor, ++round);
+        seen.push(summary);
+        return until(summary) ? summary : undefined;
+      },
+      timeoutMs,
+      INTERVAL_MS,
+    );
   }
 
   /** Two rounds and the markers crossed in between: both links 0 s behind. */
@@ -145,12 +181,17 @@ describe('replication freshness: markers between two real servers', function () 
       await removeJob(replicator, job.id);
       await replicator.put({ ...replicationDocument(mesh.config, job), doc_ids: ['mesh-nothing'] });
       let steady = 0;
-      const state = await waitFor('the stuck job settled', async () => {
-        const doc = await readJob(replicator, job.id);
-        const now = doc?._replication_state;
-        if (now !== 'triggered') return now === undefined ? undefined : now;
-        return ++steady >= 3 ? now : undefined;
-      }, 10_000, 200);
+      const state = await waitFor(
+        'the stuck job settled',
+        async () => {
+          const doc = await readJob(replicator, job.id);
+          const now = doc?._replication_state;
+          if (now !== 'triggered') return now === undefined ? undefined : now;
+          return ++steady >= 3 ? now : undefined;
+        },
+        10_000,
+        200,
+      );
       if (state === 'triggered') return;
     }
     assert.fail('the embedded replicator kept marking the stuck job completed');
@@ -169,13 +210,17 @@ describe('replication freshness: markers between two real servers', function () 
 
     const status = await meshStatus(mesh.config, mesh.ctx.open);
     for (const r of status.replication) assert.ok(r.behind_s !== null && r.behind_s < 2, `${r.from} → ${r.to}: ${r.behind_s}`);
-    assert.match(formatStatus(status), /modane → kit \(job on modane\): running; kit is [\d.]+ s behind modane \(modane's newest marker there written [\d.]+ s ago\)/);
+    assert.match(
+      formatStatus(status),
+      /modane → kit \(job on modane\): running; kit is [\d.]+ s behind modane \(modane's newest marker there written [\d.]+ s ago\)/,
+    );
 
     const cli = await runMesh(['--config', mesh.configFile, 'status', '--json'], SERVER_ENV, 60_000);
     assert.equal(cli.status, 0, cli.stderr);
     const json = JSON.parse(cli.stdout) as { replication: Array<Record<string, unknown>> };
     for (const r of json.replication) {
-      for (const key of ['from', 'to', 'on', 'state', 'pending', 'lag_from', 'behind_s', 'marker_age_s', 'stalled']) assert.ok(key in r, `mesh status --json replication lacks ${key}`);
+      for (const key of ['from', 'to', 'on', 'state', 'pending', 'lag_from', 'behind_s', 'marker_age_s', 'stalled'])
+        assert.ok(key in r, `mesh status --json replication lacks ${key}`);
       assert.equal(typeof r.behind_s, 'number');
     }
     const metrics = await metricsText(mesh.config, mesh.ctx.open);
@@ -201,8 +246,14 @@ describe('replication freshness: markers between two real servers', function () 
     assert.equal(stuck.state, 'running', 'the server called the stuck job running throughout');
     assert.ok(stuck.behind_s !== null && stuck.behind_s * 1000 >= STALL_MS, `restarted at ${stuck.behind_s} s behind`);
     const behind = seen.map((s) => link(s, 'modane', 'kit').behind_s ?? -1);
-    assert.ok(behind.every((b, i) => i === 0 || b >= behind[i - 1]), `behind_s grew while nothing arrived: ${behind.join(', ')}`);
-    assert.ok(seen.every((s) => link(s, 'kit', 'modane').action === 'none' && (link(s, 'kit', 'modane').behind_s ?? 99) < 1), 'kit → modane was healthy and left alone');
+    assert.ok(
+      behind.every((b, i) => i === 0 || b >= behind[i - 1]),
+      `behind_s grew while nothing arrived: ${behind.join(', ')}`,
+    );
+    assert.ok(
+      seen.every((s) => link(s, 'kit', 'modane').action === 'none' && (link(s, 'kit', 'modane').behind_s ?? 99) < 1),
+      'kit → modane was healthy and left alone',
+    );
     assert.equal((await readJob(replicator, job.id))?.doc_ids, undefined, 'the job was recreated as wanted');
 
     // Once recreated, the markers arrive again.
@@ -223,16 +274,26 @@ describe('replication freshness: markers between two real servers', function () 
     try {
       const both = await twoSites({ modane: scheduler.url });
       const first = await coordinatorRound(both.ctx, both.monitor, 1);
-      assert.ok(first.replications.every((r) => r.action === 'created'), JSON.stringify(first.replications));
+      assert.ok(
+        first.replications.every((r) => r.action === 'created'),
+        JSON.stringify(first.replications),
+      );
       const second = await coordinatorRound(both.ctx, both.monitor, 2);
       for (const r of second.replications) {
-        assert.deepEqual([r.state, r.reason, r.action, r.restarted_for], ['crashing', reason, 'restarted', 'crashing'], `${r.from} → ${r.to} with both ends up`);
+        assert.deepEqual(
+          [r.state, r.reason, r.action, r.restarted_for],
+          ['crashing', reason, 'restarted', 'crashing'],
+          `${r.from} → ${r.to} with both ends up`,
+        );
       }
       // The same jobs with kit down: a restart cannot help; the state and the reason stay as the server says.
       const down = await twoSites({ modane: scheduler.url, kit: `http://127.0.0.1:${await closedPort()}` });
       await coordinatorRound(down.ctx, down.monitor, 1);
       const peerDown = await coordinatorRound(down.ctx, down.monitor, 2);
-      assert.deepEqual(peerDown.servers.map((s) => `${s.site}:${s.reachable}`), ['modane:true', 'kit:false']);
+      assert.deepEqual(
+        peerDown.servers.map((s) => `${s.site}:${s.reachable}`),
+        ['modane:true', 'kit:false'],
+      );
       for (const r of peerDown.replications) {
         assert.deepEqual([r.state, r.reason, r.action], ['crashing', reason, 'none'], `${r.from} → ${r.to} with kit down`);
       }
@@ -247,19 +308,34 @@ describe('replication freshness: markers between two real servers', function () 
     }
   });
 
-  it('a forged marker is refused by the server for every account but the coordinator\'s', async () => {
+  it("a forged marker is refused by the server for every account but the coordinator's", async () => {
     const mesh = await twoSites();
     await coordinatorRound(mesh.ctx, mesh.monitor, 1);
-    const as = (name: keyof typeof ACCOUNTS) => new Database({ url: modaneServer.url, database: mesh.config.database, credentials: { user: name, password: ACCOUNTS[name].password } });
+    const as = (name: keyof typeof ACCOUNTS) =>
+      new Database({ url: modaneServer.url, database: mesh.config.database, credentials: { user: name, password: ACCOUNTS[name].password } });
     const stored = await mesh.db('modane').get<Marker>(markerId('modane'));
     assert.ok(stored);
     const forged = { ...stored, n: stored.n + 1, written: new Date(Date.now() + 3_600_000).toISOString() };
     for (const name of ['kit-agent', 'op', 'reader'] as const) {
       const db = as(name);
-      await assert.rejects(db.put({ ...forged }), (e: { code?: string; reason?: string }) => e.code === 'FORBIDDEN' && /may not write "mesh-marker" documents: the coordinator does/.test(e.reason ?? ''), `${name} rewrote the marker`);
-      await assert.rejects(db.put({ ...forged, _id: markerId('lyon'), site: 'lyon', _rev: undefined }), (e: { code?: string }) => e.code === 'FORBIDDEN', `${name} created a marker`);
+      await assert.rejects(
+        db.put({ ...forged }),
+        (e: { code?: string; reason?: string }) => e.code === 'FORBIDDEN' && /may not write "mesh-marker" documents: the coordinator does/.test(e.reason ?? ''),
+        `${name} rewrote the marker`,
+      );
+      await assert.rejects(
+        db.put({ ...forged, _id: markerId('lyon'), site: 'lyon', _rev: undefined }),
+        (e: { code?: string }) => e.code === 'FORBIDDEN',
+        `${name} created a marker`,
+      );
       // As replication would carry it: a new revision with new_edits=false.
-      const branch = await db.request<Array<{ error?: string }>>('forged branch', { method: 'POST', path: '_bulk_docs', body: { new_edits: false, docs: [{ ...forged, _rev: `${stored.n + 5}-${'f'.repeat(32)}` }] } }).catch((e: { code?: string }) => [{ error: e.code }]);
+      const branch = await db
+        .request<Array<{ error?: string }>>('forged branch', {
+          method: 'POST',
+          path: '_bulk_docs',
+          body: { new_edits: false, docs: [{ ...forged, _rev: `${stored.n + 5}-${'f'.repeat(32)}` }] },
+        })
+        .catch((e: { code?: string }) => [{ error: e.code }]);
       assert.ok(branch.length === 1 && branch[0].error !== undefined, `${name}'s replicated forgery was stored: ${JSON.stringify(branch)}`);
     }
     assert.deepEqual(await mesh.db('modane').get(markerId('modane')), stored, 'the marker is as the coordinator wrote it');
@@ -280,7 +356,11 @@ describe('replication freshness: markers between two real servers', function () 
       assert.equal(s.servers.find((x) => x.site === 'kit')?.reachable, false);
       for (const r of s.replications) assert.equal(r.action, 'none', `${r.from} → ${r.to} restarted with kit down`);
       assert.equal(link(s, 'modane', 'kit').behind_s, null, 'kit not read: unknown, not 0');
-      assert.deepEqual(s.markers.map((m) => m.site), ['modane'], 'markers are written only where the coordinator reaches');
+      assert.deepEqual(
+        s.markers.map((m) => m.site),
+        ['modane'],
+        'markers are written only where the coordinator reaches',
+      );
     }
     const toModane = link(stalled, 'kit', 'modane');
     // The embedded replicator keeps retrying and calls the job running: the markers tell the truth.
@@ -293,6 +373,11 @@ describe('replication freshness: markers between two real servers', function () 
     assert.equal(status.replication.find((r) => r.from === 'modane')?.behind_s, null);
 
     await kitServer.restart();
-    await roundsUntil(mesh, 'both links fresh after kit came back', (s) => s.servers.every((x) => x.reachable) && s.replications.every((r) => r.behind_s === 0), 90_000);
+    await roundsUntil(
+      mesh,
+      'both links fresh after kit came back',
+      (s) => s.servers.every((x) => x.reachable) && s.replications.every((r) => r.behind_s === 0),
+      90_000,
+    );
   });
 });

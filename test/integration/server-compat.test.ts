@@ -87,7 +87,8 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       const db = await freshDb('vdu409');
       await db.insert({
         _id: '_design/rules',
-        validate_doc_update: "function (newDoc, oldDoc) { if (newDoc.refuse) throw({ forbidden: 'refused' }); if (oldDoc && oldDoc.v === newDoc.v && !newDoc._deleted) throw({ forbidden: 'v must change' }); }",
+        validate_doc_update:
+          "function (newDoc, oldDoc) { if (newDoc.refuse) throw({ forbidden: 'refused' }); if (oldDoc && oldDoc.v === newDoc.v && !newDoc._deleted) throw({ forbidden: 'v must change' }); }",
       } as Doc);
       const first = await db.insert({ _id: 'd', v: 1 });
       await db.insert({ _id: 'd', _rev: first.rev, v: 2 });
@@ -106,8 +107,17 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       await assert.rejects(db.insert({ _id: 'd', _rev: current._rev, v: 2 }), (error: { statusCode: number }) => error.statusCode === 403);
 
       // Two branches: the losing leaf can be deleted (how the audit resolves a conflict), validated against itself.
-      await db.bulk({ docs: [{ _id: 'c', _rev: '1-aaaa', v: 'a' }, { _id: 'c', _rev: '1-bbbb', v: 'b' }], new_edits: false } as never);
-      await assert.rejects(db.insert({ _id: 'c', _rev: '1-aaaa', v: 'a' }), (error: { statusCode: number; reason: string }) => error.statusCode === 403 && error.reason === 'v must change');
+      await db.bulk({
+        docs: [
+          { _id: 'c', _rev: '1-aaaa', v: 'a' },
+          { _id: 'c', _rev: '1-bbbb', v: 'b' },
+        ],
+        new_edits: false,
+      } as never);
+      await assert.rejects(
+        db.insert({ _id: 'c', _rev: '1-aaaa', v: 'a' }),
+        (error: { statusCode: number; reason: string }) => error.statusCode === 403 && error.reason === 'v must change',
+      );
       await db.destroy('c', '1-aaaa');
       const resolved = await db.get('c', { conflicts: true });
       assert.equal(resolved._rev, '1-bbbb');
@@ -125,7 +135,12 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       const reader = db.changesReader.start({ since: 'now', selector: { kind: 'job' }, includeDocs: true, timeout: 1000 } as never);
       reader.on('change', (c: { id: string }) => seen.push(c.id));
       try {
-        await db.bulk({ docs: [{ _id: 'n1', kind: 'log' }, { _id: 'j1', kind: 'job' }] });
+        await db.bulk({
+          docs: [
+            { _id: 'n1', kind: 'log' },
+            { _id: 'j1', kind: 'job' },
+          ],
+        });
         await db.insert({ _id: 'j2', kind: 'job' });
         await waitFor('two job changes', async () => (seen.length >= 2 ? true : undefined));
         assert.deepEqual(seen, ['j1', 'j2']);
@@ -172,7 +187,6 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
         abort.abort();
       }
     });
-
   });
 
   describe('authentication', () => {
@@ -188,7 +202,11 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       }
       const res = await fetch(`${server.url}/_all_dbs`, { headers: { authorization: 'Basic !!!' } });
       assert.equal(res.status, 401);
-      const post = await fetch(`${server.url}/${name}/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ docs: [{}] }) });
+      const post = await fetch(`${server.url}/${name}/_bulk_docs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ docs: [{}] }),
+      });
       assert.equal(post.status, 401);
       assert.equal((await couch.db.get(name)).doc_count, 0);
       assert.ok(!server.output().includes(PASSWORD), 'the password appears in the server output');
@@ -225,7 +243,12 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       const local = couch.use<Doc>(name);
       const remote = peerCouch.use<Doc>(name);
       const replicator = couch.use<Doc>('_replicator');
-      await replicator.insert({ _id: `${name}-push`, source: `${withCredentials(server.url)}/${name}`, target: `${withCredentials(peer.url)}/${name}`, continuous: true });
+      await replicator.insert({
+        _id: `${name}-push`,
+        source: `${withCredentials(server.url)}/${name}`,
+        target: `${withCredentials(peer.url)}/${name}`,
+        continuous: true,
+      });
       await replicator.insert({
         _id: `${name}-pull`,
         source: { url: `${peer.url}/${name}`, headers: { Authorization: BASIC } },
@@ -236,7 +259,10 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
         const created = await local.insert({ _id: 'shared', v: 0 });
         await waitFor('the document on the peer', () => remote.get('shared'));
         // Both sides edit the same revision while replication runs: a conflict on both.
-        const [a, b] = await Promise.all([local.insert({ _id: 'shared', _rev: created.rev, v: 'local' }), remote.insert({ _id: 'shared', _rev: created.rev, v: 'remote' })]);
+        const [a, b] = await Promise.all([
+          local.insert({ _id: 'shared', _rev: created.rev, v: 'local' }),
+          remote.insert({ _id: 'shared', _rev: created.rev, v: 'remote' }),
+        ]);
         const winners = await waitFor('the conflict on both sides', async () => {
           const [l, r] = await Promise.all([local.get('shared', { conflicts: true }), remote.get('shared', { conflicts: true })]);
           return l._conflicts?.length && r._conflicts?.length ? [l, r] : undefined;
@@ -267,7 +293,11 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       const db = await freshDb('crash-changes');
       await db.insert({ _id: 'a', kind: 'job' });
       for (const qs of ['', '?filter=_selector', '?feed=longpoll&timeout=100&filter=_selector', '?feed=continuous&timeout=100&filter=_selector']) {
-        const res = await raw(server.url, `/${db.config.db}/_changes${qs}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ selector: { kind: 'job' } }) });
+        const res = await raw(server.url, `/${db.config.db}/_changes${qs}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ selector: { kind: 'job' } }),
+        });
         assert.equal(res.status, 200, qs);
         assert.match(await res.text(), /"a"/, qs);
       }
@@ -277,14 +307,28 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
     it('invalid selectors', async () => {
       const db = await freshDb('crash-selector');
       await db.insert({ _id: 'a', kind: 'job' });
-      for (const body of ['{"selector": 5}', '{"selector": [1]}', '{"selector": null}', '{"selector": {"$bogus": 1}}', '{"selector": {"kind": {"$regex": "("}}}']) {
+      for (const body of [
+        '{"selector": 5}',
+        '{"selector": [1]}',
+        '{"selector": null}',
+        '{"selector": {"$bogus": 1}}',
+        '{"selector": {"kind": {"$regex": "("}}}',
+      ]) {
         for (const feed of ['normal', 'longpoll', 'continuous']) {
-          const res = await raw(server.url, `/${db.config.db}/_changes?filter=_selector&feed=${feed}&timeout=100`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+          const res = await raw(server.url, `/${db.config.db}/_changes?filter=_selector&feed=${feed}&timeout=100`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body,
+          });
           assert.ok(res.status === 200 || res.status === 400, `${body} ${feed}: ${res.status}`);
           await res.text();
         }
       }
-      const find = await raw(server.url, `/${db.config.db}/_find`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"selector": 5}' });
+      const find = await raw(server.url, `/${db.config.db}/_find`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"selector": 5}',
+      });
       assert.ok(find.status >= 400 && find.status < 500);
       await assertAlive();
     });
@@ -292,7 +336,11 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
     it('design filters that are missing, do not compile or throw (stock: the feed never answered)', async () => {
       const db = await freshDb('crash-filter');
       await db.insert({ _id: 'a', kind: 'job' });
-      await db.insert({ _id: '_design/f', filters: { broken: 'not javascript (', throws: 'function (doc) { return doc.x.y.z; }' }, views: { v: { map: 'function (doc) { emit(doc.x.y.z); }' } } } as Doc);
+      await db.insert({
+        _id: '_design/f',
+        filters: { broken: 'not javascript (', throws: 'function (doc) { return doc.x.y.z; }' },
+        views: { v: { map: 'function (doc) { emit(doc.x.y.z); }' } },
+      } as Doc);
       const expected: [string, number][] = [
         ['filter=f/broken', 400],
         ['filter=f/broken&feed=longpoll&timeout=100', 400],
@@ -340,7 +388,17 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
     });
 
     it('hostile requests (test/corpus/http-requests.json) answer as CouchDB: its status, error and reason, never 500, nothing stored', async () => {
-      interface RequestEntry { name: string; method: string; path: string; body?: string; nested?: number; bulk?: boolean; status: number; error: string; reason: string }
+      interface RequestEntry {
+        name: string;
+        method: string;
+        path: string;
+        body?: string;
+        nested?: number;
+        bulk?: boolean;
+        status: number;
+        error: string;
+        reason: string;
+      }
       const corpus = readCorpus<RequestEntry>('http-requests.json');
       const db = await freshDb('hostile');
       await db.insert({ _id: 'a', x: 1 });
@@ -353,7 +411,12 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
           const doc = `{"deep":${'{"a":'.repeat(entry.nested)}1${'}'.repeat(entry.nested)}}`;
           body = entry.bulk ? `{"docs":[${doc}]}` : doc;
         }
-        const res = await raw(server.url, `/${db.config.db}/${entry.path}`, { method: entry.method, headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(10_000) });
+        const res = await raw(server.url, `/${db.config.db}/${entry.path}`, {
+          method: entry.method,
+          headers: { 'content-type': 'application/json' },
+          body,
+          signal: AbortSignal.timeout(10_000),
+        });
         const text = await res.text();
         let answer: { error?: string; reason?: string } = {};
         try {
@@ -375,8 +438,13 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
     for (const validated of [false, true]) {
       it(`_bulk_docs gives documents without an id a new one and stores them${validated ? ', with a validate_doc_update installed' : ''}`, async () => {
         const db = await freshDb(validated ? 'ids-validated' : 'ids');
-        if (validated) await db.insert({ _id: '_design/guard', validate_doc_update: 'function (newDoc) { if (newDoc.refuse) throw({forbidden: "refused"}); }' } as Doc);
-        const res = await raw(server.url, `/${db.config.db}/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ docs: [{}, { a: 1 }, { b: 2 }, ...(validated ? [{ refuse: true }] : [])] }) });
+        if (validated)
+          await db.insert({ _id: '_design/guard', validate_doc_update: 'function (newDoc) { if (newDoc.refuse) throw({forbidden: "refused"}); }' } as Doc);
+        const res = await raw(server.url, `/${db.config.db}/_bulk_docs`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ docs: [{}, { a: 1 }, { b: 2 }, ...(validated ? [{ refuse: true }] : [])] }),
+        });
         assert.equal(res.status, 201);
         const answers = (await res.json()) as Array<{ ok?: boolean; id?: string; rev?: string; error?: string }>;
         assert.equal(answers.length, validated ? 4 : 3);
@@ -398,7 +466,11 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       // 5,000 is a large request in which a repeated id or a document left unstored shows; the
       // 50,000 of the first version had no reason of its own and cost 45 s.
       const count = 5_000;
-      const res = await raw(server.url, `/${db.config.db}/_bulk_docs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ docs: Array.from({ length: count }, (_, i) => ({ n: i })) }) });
+      const res = await raw(server.url, `/${db.config.db}/_bulk_docs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ docs: Array.from({ length: count }, (_, i) => ({ n: i })) }),
+      });
       assert.equal(res.status, 201);
       const answers = (await res.json()) as Array<{ ok?: boolean; id?: string }>;
       assert.equal(answers.filter((a) => a.ok === true).length, count);
@@ -411,7 +483,13 @@ describe('mesh server: CouchDB compatibility over HTTP', function () {
       await couch.db.create(name);
       const replicator = couch.use<Doc>('_replicator');
       const id = `${name}-loop`;
-      await replicator.insert({ _id: id, source: `${withCredentials(server.url)}/${name}`, target: `${withCredentials(server.url)}/${name}-copy`, create_target: true, continuous: true });
+      await replicator.insert({
+        _id: id,
+        source: `${withCredentials(server.url)}/${name}`,
+        target: `${withCredentials(server.url)}/${name}-copy`,
+        create_target: true,
+        continuous: true,
+      });
       await couch.use<Doc>(name).insert({ _id: 'x' });
       await waitFor('the copy', () => couch.use<Doc>(`${name}-copy`).get('x'));
       const doc = await replicator.get(id);

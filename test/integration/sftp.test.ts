@@ -106,7 +106,12 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
     const acceptedBefore = accepted();
     await assert.rejects(transfer({ source, target: join(remoteDir, 'file'), ssh: { ...ssh, host_key_sha256: wrong }, site: 'lyon' }), (error: unknown) => {
       assert.ok(isMeshError(error, 'SSH_HOST_KEY_MISMATCH'), String(error));
-      assert.match(error.message, new RegExp(`host key mismatch for 127\\.0\\.0\\.1:${sshd.port}: expected ${wrong.replace(/[+/]/g, '\\$&')} \\(sites\\.lyon\\.ssh\\.host_key_sha256\\), got ${sshd.hostKeySha256.replace(/[+/]/g, '\\$&')}`));
+      assert.match(
+        error.message,
+        new RegExp(
+          `host key mismatch for 127\\.0\\.0\\.1:${sshd.port}: expected ${wrong.replace(/[+/]/g, '\\$&')} \\(sites\\.lyon\\.ssh\\.host_key_sha256\\), got ${sshd.hostKeySha256.replace(/[+/]/g, '\\$&')}`,
+        ),
+      );
       assert.match(error.message, /nothing was sent or written/);
       assert.match(error.message, /ssh-keygen -lf/);
       return true;
@@ -122,7 +127,10 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
 
     await writeFile(source, randomBytes(20 * 1024 * 1024));
     const controller = new AbortController();
-    await assert.rejects(transfer({ source, target, ssh, signal: controller.signal, onProgress: (bytes) => bytes > 4 * 1024 * 1024 && controller.abort() }), (error) => isMeshError(error, 'ABORTED'));
+    await assert.rejects(
+      transfer({ source, target, ssh, signal: controller.signal, onProgress: (bytes) => bytes > 4 * 1024 * 1024 && controller.abort() }),
+      (error) => isMeshError(error, 'ABORTED'),
+    );
     assert.deepEqual(await listing(remoteDir), [], 'aborted: no file, no .part');
 
     let truncated = false;
@@ -132,10 +140,16 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
         void truncate(source, 3 * 1024 * 1024);
       }
     };
-    await assert.rejects(transfer({ source, target, ssh, onProgress: shrink }), (error: unknown) => isMeshError(error, 'TRANSFER_FAILED') && /changed while it was sent/.test(error.message));
+    await assert.rejects(
+      transfer({ source, target, ssh, onProgress: shrink }),
+      (error: unknown) => isMeshError(error, 'TRANSFER_FAILED') && /changed while it was sent/.test(error.message),
+    );
     assert.deepEqual(await listing(remoteDir), [], 'source shrank: no file, no .part');
 
-    await assert.rejects(transfer({ source, target, ssh, expectedSha256: '0'.repeat(64) }), (error: unknown) => isMeshError(error, 'TRANSFER_FAILED') && /the document records/.test(error.message));
+    await assert.rejects(
+      transfer({ source, target, ssh, expectedSha256: '0'.repeat(64) }),
+      (error: unknown) => isMeshError(error, 'TRANSFER_FAILED') && /the document records/.test(error.message),
+    );
     assert.deepEqual(await listing(remoteDir), [], 'wrong checksum: no file, no .part');
 
     // A stale .part from a connection that died is replaced; an existing final file is replaced atomically.
@@ -167,7 +181,18 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
           beta: { server: server.url, reachable: true, long_running: false, storage, ssh: { ...ssh } },
         },
         ingest: { site: 'alpha', pattern: '^(?<run_name>[a-z]{2}\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600 },
-        steps: [{ name: 'proc0', site: 'alpha', executor: 'sftp', to: 'beta', out: join(storage, '{run_name}', '{run_name}_{file_number}'), timeout_s: 60, max_attempts: 1, lease_s: 10 }],
+        steps: [
+          {
+            name: 'proc0',
+            site: 'alpha',
+            executor: 'sftp',
+            to: 'beta',
+            out: join(storage, '{run_name}', '{run_name}_{file_number}'),
+            timeout_s: 60,
+            max_attempts: 1,
+            lease_s: 10,
+          },
+        ],
         agent: { sweep_s: 1, heartbeat_s: 1, retry_base_s: 0.2, retry_cap_s: 1, grace_s: 5 },
       };
       const configFile = join(work, 'mesh.json');
@@ -188,7 +213,9 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
         { ...base, _id: 'run_lg23b002_001', file_number: 1, file: tampered, size_in_bytes: 1024, checksum: { sha256: 'f'.repeat(64) } },
       ]);
 
-      const agent = spawnMeshProcess(['--config', configFile, 'agent', '--site', 'alpha', '--once', '--name', 'modane-test'], { logFile: join(work, 'agent.log') });
+      const agent = spawnMeshProcess(['--config', configFile, 'agent', '--site', 'alpha', '--once', '--name', 'modane-test'], {
+        logFile: join(work, 'agent.log'),
+      });
       const [code] = await new Promise<[number | null]>((resolve) => agent.once('exit', (c) => resolve([c])));
       assert.equal(code, 0, await readFile(join(work, 'agent.log'), 'utf8'));
 
@@ -267,19 +294,37 @@ describe('SFTP transfer and remote trigger against a real sshd', function () {
     trigger.poke();
     await trigger.whenIdle();
     const lines3 = await runs();
-    assert.deepEqual(lines3.map((l) => l.split(' ')[0]), ['start', 'end', 'start', 'end', 'start', 'end'], 'one run at a time, exactly one re-run');
+    assert.deepEqual(
+      lines3.map((l) => l.split(' ')[0]),
+      ['start', 'end', 'start', 'end', 'start', 'end'],
+      'one run at a time, exactly one re-run',
+    );
     const due = lines.filter((l) => l.msg === 'remote run due').map((l) => Number(l.time));
     assert.equal(due.length, 3);
     assert.ok(due[2] - due[1] >= 1500, `runs start at least the interval apart (${due[2] - due[1]} ms)`);
     assert.deepEqual(trigger.counters, { runs: 3, failures: 0, pokes: 9 });
 
     const relayed = lines.filter((l) => l.trigger === 'beta');
-    assert.ok(relayed.some((l) => l.msg === 'remote says hello' && l.level === 40 && (l.remote as { site?: string }).site === 'beta'), 'remote JSON log lines keep their level and message');
+    assert.ok(
+      relayed.some((l) => l.msg === 'remote says hello' && l.level === 40 && (l.remote as { site?: string }).site === 'beta'),
+      'remote JSON log lines keep their level and message',
+    );
     assert.ok(relayed.some((l) => l.msg === 'plain stdout line' && l.stream === 'stdout'));
 
     // A document ready for proc1 (owned by beta) pokes beta's trigger through RemoteTriggers.
     const triggers = new RemoteTriggers(config, 'alpha', logger, { settleMs: 50, intervalMs: 0 });
-    const ready = { _id: 'x_1', type: 'daqdocument', run_name: 'x', file_number: 1, file: '/x', size_in_bytes: 0, date_closed: '', status: 'good', history: [], proc0: { attempts: 1, ok: true } } as unknown as DaqDocument;
+    const ready = {
+      _id: 'x_1',
+      type: 'daqdocument',
+      run_name: 'x',
+      file_number: 1,
+      file: '/x',
+      size_in_bytes: 0,
+      date_closed: '',
+      status: 'good',
+      history: [],
+      proc0: { attempts: 1, ok: true },
+    } as unknown as DaqDocument;
     triggers.offer([ready, { ...ready, status: 'closed', proc0: undefined } as unknown as DaqDocument], new Date());
     const beta = triggers.triggers.get('beta') as RemoteTrigger;
     assert.equal(beta.counters.pokes, 1, 'only the document ready for proc1 pokes beta');

@@ -21,7 +21,7 @@ function filesUnder(dir: string): string[] {
 describe('mesh simulate with server credentials (lyon over SSH)', function () {
   this.timeout(300_000);
 
-  it('gives each agent an account of its own, forwards lyon\'s to it as a password file, and every file completes on both servers', async function () {
+  it("gives each agent an account of its own, forwards lyon's to it as a password file, and every file completes on both servers", async function () {
     const tmp = testFolder('mesh-simcred-');
     const modanePassword = 'sim-modane-Pw-71q';
     const kitPassword = 'sim-kit-Pw-38z';
@@ -30,9 +30,15 @@ describe('mesh simulate with server credentials (lyon over SSH)', function () {
     const env = { TMPDIR: tmp, MESH_MODANE_USER: 'simadmin', MESH_MODANE_PASSWORD_FILE: modaneFile, MESH_KIT_USER: 'simadmin', MESH_KIT_PASSWORD: kitPassword };
     const r = await runMesh(['simulate', '--files', '6', '--json', '--keep', '--no-dashboard'], env, 280_000);
     assert.equal(r.status, 0, r.stderr.slice(-3000));
-    const status = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as { databases: Array<{ site: string; by_status: Record<string, number> }>; agents: Array<{ site: string }> };
+    const status = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as {
+      databases: Array<{ site: string; by_status: Record<string, number> }>;
+      agents: Array<{ site: string }>;
+    };
     for (const db of status.databases) assert.equal(db.by_status.good, 6, `${db.site}: ${JSON.stringify(db.by_status)}`);
-    assert.ok(status.agents.some((a) => a.site === 'lyon'), 'a lyon agent ran (it could log in on kit\'s server)');
+    assert.ok(
+      status.agents.some((a) => a.site === 'lyon'),
+      "a lyon agent ran (it could log in on kit's server)",
+    );
     assert.ok(!r.stdout.includes(kitPassword) && !r.stderr.includes(kitPassword) && !r.stderr.includes(modanePassword));
 
     const work = readdirSync(tmp).find((name) => name.startsWith('mesh-simulate-'));
@@ -41,7 +47,8 @@ describe('mesh simulate with server credentials (lyon over SSH)', function () {
     // Lyon's processes log in with lyon's agent account, not the admin's.
     assert.match(config, /MESH_KIT_USER=sim-lyon-agent/);
     assert.doesNotMatch(config, /MESH_KIT_USER=simadmin/);
-    for (const name of ['sim-modane-agent', 'sim-lyon-agent', 'sim-operator']) assert.equal(statSync(join(tmp, work, 'secrets', `${name}.password`)).mode & 0o777, 0o600);
+    for (const name of ['sim-modane-agent', 'sim-lyon-agent', 'sim-operator'])
+      assert.equal(statSync(join(tmp, work, 'secrets', `${name}.password`)).mode & 0o777, 0o600);
     assert.match(config, /MESH_KIT_PASSWORD_FILE=/);
     // The password itself is only in 0600 password files, nowhere else (config, logs, job files).
     for (const file of filesUnder(join(tmp, work))) {

@@ -54,7 +54,19 @@ async function makeLyon(url: string, options: { sleepMs?: number; batchOptions?:
     steps: STEPS.map((name) => ({
       name,
       site: 'lyon',
-      run: [process.execPath, NOOP, '--log', runLog, '--doc', '{doc_id}', '--step', '{step}', '--touch', '{out}', ...(options.sleepMs ? ['--sleep', String(options.sleepMs)] : [])],
+      run: [
+        process.execPath,
+        NOOP,
+        '--log',
+        runLog,
+        '--doc',
+        '{doc_id}',
+        '--step',
+        '{step}',
+        '--touch',
+        '{out}',
+        ...(options.sleepMs ? ['--sleep', String(options.sleepMs)] : []),
+      ],
       out: join(dir, 'out', name, '{run_name}_{file_number}'),
       timeout_s: 60,
       max_attempts: 3,
@@ -111,7 +123,10 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
     slurm = await startSlurm();
     server = await startServerProcess({ site: 'kit', env: { MESH_KIT_USER: ADMIN, MESH_KIT_PASSWORD: ADMIN_PASSWORD } });
     const users = new Database({ url: server.url, database: '_users', credentials: { user: ADMIN, password: ADMIN_PASSWORD } });
-    for (const [name, password, role] of [[USER, PASSWORD, 'mesh-agent:lyon'], [INGEST.user, INGEST.password, 'mesh-agent:kit']]) {
+    for (const [name, password, role] of [
+      [USER, PASSWORD, 'mesh-agent:lyon'],
+      [INGEST.user, INGEST.password, 'mesh-agent:kit'],
+    ]) {
       await users.put({ _id: `org.couchdb.user:${name}`, type: 'user', name, roles: [role], password });
     }
     // The password reaches the jobs only through the environment sbatch hands on.
@@ -121,7 +136,9 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
     // Every job of the test ends: nothing of ours stays in the queue. A cancelled job lingers a
     // few seconds in state CG (completing) on a loaded machine, so this waits, bounded.
     let queue = '';
-    const drained = await waitFor('the Slurm queue to drain', async () => (queue = (await slurm.squeue()).trim()) === '' || undefined, 30_000, 500).catch(() => false);
+    const drained = await waitFor('the Slurm queue to drain', async () => (queue = (await slurm.squeue()).trim()) === '' || undefined, 30_000, 500).catch(
+      () => false,
+    );
     assert.ok(drained, `jobs left in the Slurm queue:\n${queue}`);
   });
   after(async () => {
@@ -148,7 +165,10 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
     const started = Date.now();
     await once(mesh);
     const queued = await allDocs(mesh);
-    assert.ok(queued.every((d) => d.status !== 'closed'), 'every ready document was claimed');
+    assert.ok(
+      queued.every((d) => d.status !== 'closed'),
+      'every ready document was claimed',
+    );
     const jobIds = new Set(queued.map((d) => (stepRecord(d, 'proc1') as StepRecord).batch?.id));
     assert.equal(jobIds.size, 3, `12 documents at 5 per job make 3 jobs (got ${[...jobIds].join(', ')})`);
     for (const id of jobIds) assert.match(String(id), /^\d+$/);
@@ -177,7 +197,12 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
         // The original scripts' readers: the job number in the record, the submission in batchJob.
         assert.equal(typeof record.batchjob, 'number', `${doc._id} ${step}.batchjob is the job number`);
         assert.equal(String(record.batchjob), record.batch?.id);
-        assert.ok(doc.batchJob?.some((job) => job.number === record.batchjob && job.type === 'slurm' && job.stdout === record.batch?.stdout && job.script.endsWith('.sh')), `${doc._id} batchJob lists job ${record.batchjob}`);
+        assert.ok(
+          doc.batchJob?.some(
+            (job) => job.number === record.batchjob && job.type === 'slurm' && job.stdout === record.batch?.stdout && job.script.endsWith('.sh'),
+          ),
+          `${doc._id} batchJob lists job ${record.batchjob}`,
+        );
         assert.equal(record.hostname, record.host);
         assert.equal(record.date, record.finished);
         const path = doc.history.filter((h) => h.to.startsWith(step) || h.from?.startsWith(step)).map((h) => h.to);
@@ -218,11 +243,16 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
     await waitFor(`job ${job} cancelled`, async () => (await jobState(job)) === 'CANCELLED', 30_000);
     const output = await once(mesh);
     assert.match(output, /was cancelled/);
-    const done = await waitFor('the document to complete', async () => {
-      const doc = await mesh.db.get<DaqDocument>(id);
-      if (doc && !busy(doc) && !complete(doc)) await once(mesh);
-      return doc && complete(doc) ? doc : undefined;
-    }, 120_000, 500);
+    const done = await waitFor(
+      'the document to complete',
+      async () => {
+        const doc = await mesh.db.get<DaqDocument>(id);
+        if (doc && !busy(doc) && !complete(doc)) await once(mesh);
+        return doc && complete(doc) ? doc : undefined;
+      },
+      120_000,
+      500,
+    );
     const record = stepRecord(done, 'proc1') as StepRecord;
     assert.equal(record.attempts, 2, 'the lost attempt counts: attempts kept (1), then the new claim (2)');
     const lost = done.history.find((h) => h.from === 'proc1 in progress' && h.to === 'closed');
@@ -243,18 +273,26 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
     assert.equal(queued?.status, 'proc1 queued');
     const job = (stepRecord(queued!, 'proc1') as StepRecord).batch!.id!;
     assert.equal(await jobState(job), 'PENDING');
-    assert.ok(Date.parse((stepRecord(queued!, 'proc1') as StepRecord).lease_until!) > Date.now() + 24 * 3600 * 1000, 'a queued document is not reclaimed by the lease sweeper while it waits');
+    assert.ok(
+      Date.parse((stepRecord(queued!, 'proc1') as StepRecord).lease_until!) > Date.now() + 24 * 3600 * 1000,
+      'a queued document is not reclaimed by the lease sweeper while it waits',
+    );
     await runScancel(job);
     await waitFor(`job ${job} cancelled`, async () => (await jobState(job)) === 'CANCELLED', 30_000);
     // From now on jobs are not held.
     (mesh.raw.sites as { lyon: { batch: { options: string[] } } }).lyon.batch.options = [];
     await writeFile(mesh.configFile, JSON.stringify(mesh.raw, null, 2));
     await once(mesh, fileEnv);
-    const done = await waitFor('the document to complete', async () => {
-      const doc = await mesh.db.get<DaqDocument>(id);
-      if (doc && !busy(doc) && !complete(doc)) await once(mesh, fileEnv);
-      return doc && complete(doc) ? doc : undefined;
-    }, 120_000, 500);
+    const done = await waitFor(
+      'the document to complete',
+      async () => {
+        const doc = await mesh.db.get<DaqDocument>(id);
+        if (doc && !busy(doc) && !complete(doc)) await once(mesh, fileEnv);
+        return doc && complete(doc) ? doc : undefined;
+      },
+      120_000,
+      500,
+    );
     assert.equal((stepRecord(done, 'proc1') as StepRecord).attempts, 2);
     const batchDir = join(mesh.dir, 'logs', 'lyon', 'batch');
     const jobFiles = (await readdir(batchDir)).filter((n) => n.endsWith('.json'));
@@ -271,6 +309,8 @@ describe('lyon on a real Slurm: mesh agent --once submits batch jobs', function 
 
   async function runScancel(job: string): Promise<void> {
     const { execFile } = await import('node:child_process');
-    await new Promise<void>((resolve, reject) => execFile('scancel', [job], { env: { ...process.env, ...slurm.env } }, (error) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      execFile('scancel', [job], { env: { ...process.env, ...slurm.env } }, (error) => (error ? reject(error) : resolve())),
+    );
   }
 });

@@ -50,7 +50,7 @@ describe('store update(): one compare-and-set, every outcome named', function ()
     await db.put({ ...seen, n: 10 });
     const result = await update<Counter>(db, 'c', increment, { seen, rereads: 0 });
     assert.equal(result.kind, 'conflict');
-    assert.equal((await db.get<Counter>('c'))?.n, 10, 'the other writer\'s value stands');
+    assert.equal((await db.get<Counter>('c'))?.n, 10, "the other writer's value stands");
   });
 
   it('with re-reads, a 409 decides again on the latest revision', async () => {

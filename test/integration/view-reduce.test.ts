@@ -20,7 +20,10 @@ const require = createRequire(import.meta.url);
 
 interface LocalDb {
   bulkDocs(docs: object[]): Promise<Array<{ id: string; rev?: string; error?: string }>>;
-  query(view: string, opts: Record<string, unknown>): Promise<{ rows: Array<{ key: unknown; value: unknown; id?: string }>; total_rows?: number; offset?: number }>;
+  query(
+    view: string,
+    opts: Record<string, unknown>,
+  ): Promise<{ rows: Array<{ key: unknown; value: unknown; id?: string }>; total_rows?: number; offset?: number }>;
   destroy(): Promise<void>;
 }
 const LocalPouch = require('pouchdb') as { defaults(opts: object): new (name: string) => LocalDb };
@@ -172,7 +175,10 @@ describe('embedded server views: per-key reductions answer what a full computati
     for (let round = 1; round <= 4; round++) {
       const live = [...docs.keys()];
       const changed = live.filter(() => rnd() < 0.2).map((id) => ({ ...randomDoc(id) }));
-      const deleted = live.filter(() => rnd() < 0.05).filter((id) => !changed.some((d) => d._id === id)).map((id) => ({ _id: id, _deleted: true }));
+      const deleted = live
+        .filter(() => rnd() < 0.05)
+        .filter((id) => !changed.some((d) => d._id === id))
+        .map((id) => ({ _id: id, _deleted: true }));
       const added = Array.from({ length: 40 }, (_, i) => randomDoc(`new-${round}-${i}`));
       await write([...changed, ...deleted, ...added]);
       compared += await compareAll(`round ${round} (${changed.length} updated, ${deleted.length} deleted, ${added.length} added)`);

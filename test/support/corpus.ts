@@ -35,7 +35,8 @@ export function substitute<T>(value: T, vars: Record<string, string>): T {
   if (value && typeof value === 'object') {
     const out: Json = {};
     // defineProperty: a `__proto__` key stays an own key, as JSON.parse made it.
-    for (const [k, v] of Object.entries(value)) Object.defineProperty(out, k, { value: substitute(v, vars), enumerable: true, writable: true, configurable: true });
+    for (const [k, v] of Object.entries(value))
+      Object.defineProperty(out, k, { value: substitute(v, vars), enumerable: true, writable: true, configurable: true });
     return out as T;
   }
   return value;
@@ -57,12 +58,18 @@ function setPath(target: Json, path: string, value: unknown): void {
  */
 export function documentBody(entry: DocumentEntry, bases: Record<string, Json>, vars: Record<string, string>): Buffer {
   const doc: Json = substitute({ ...bases[entry.base], _id: `corpus_${entry.id}` }, vars);
-  for (const [k, v] of Object.entries(substitute(entry.set ?? {}, vars))) Object.defineProperty(doc, k, { value: v, enumerable: true, writable: true, configurable: true });
+  for (const [k, v] of Object.entries(substitute(entry.set ?? {}, vars)))
+    Object.defineProperty(doc, k, { value: v, enumerable: true, writable: true, configurable: true });
   for (const k of entry.unset ?? []) delete doc[k];
   const splices: Array<[string, string]> = [];
   for (const g of entry.generate ?? []) {
     if (g.string !== undefined) setPath(doc, g.at, (g.prefix ?? '') + (g.unit ?? 'a').repeat(Math.ceil(g.string / (g.unit ?? 'a').length)).slice(0, g.string));
-    else if (g.array !== undefined) setPath(doc, g.at, Array.from({ length: g.array }, () => g.item));
+    else if (g.array !== undefined)
+      setPath(
+        doc,
+        g.at,
+        Array.from({ length: g.array }, () => g.item),
+      );
     else if (g.nested !== undefined) {
       const marker = `@nested:${splices.length}`;
       setPath(doc, g.at, marker);
@@ -74,7 +81,10 @@ export function documentBody(entry: DocumentEntry, bases: Record<string, Json>, 
   // "@raw:…" values are sent as raw bytes (\xNN escapes), e.g. invalid UTF-8.
   const raw = /"@raw:((?:[^"\\]|\\\\)*)"/.exec(text);
   if (!raw) return Buffer.from(text, 'utf8');
-  const bytes = Buffer.from(raw[1].replace(/\\\\x([0-9a-f]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16))), 'latin1');
+  const bytes = Buffer.from(
+    raw[1].replace(/\\\\x([0-9a-f]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16))),
+    'latin1',
+  );
   return Buffer.concat([Buffer.from(text.slice(0, raw.index + 1), 'utf8'), bytes, Buffer.from(text.slice(raw.index + raw[0].length - 1), 'utf8')]);
 }
 

@@ -18,7 +18,11 @@ export interface DashboardProcess {
 
 /** Starts `mesh --config FILE dashboard --port 0` and waits for the URL it prints. */
 export async function startDashboardProcess(configFile: string, env: NodeJS.ProcessEnv): Promise<DashboardProcess> {
-  const child = spawn(process.execPath, [meshMain, '--config', configFile, 'dashboard', '--port', '0'], { cwd: repoRoot, env: { ...process.env, MESH_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [meshMain, '--config', configFile, 'dashboard', '--port', '0'], {
+    cwd: repoRoot,
+    env: { ...process.env, MESH_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const log: string[] = [];
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => log.push(chunk));
   const url = await new Promise<string>((resolve, reject) => {

@@ -55,9 +55,12 @@ if (role === 'step' && args.includes('--fork')) {
   worker.once('exit', (code) => process.exit(code ?? 1));
 } else {
   const alive = setInterval(() => write('alive'), 100);
-  setTimeout(() => {
-    clearInterval(alive);
-    writeFileSync(opt('--touch'), `${opt('--doc')}\n`);
-    write('end');
-  }, Number(opt('--sleep')));
+  setTimeout(
+    () => {
+      clearInterval(alive);
+      writeFileSync(opt('--touch'), `${opt('--doc')}\n`);
+      write('end');
+    },
+    Number(opt('--sleep')),
+  );
 }

@@ -115,7 +115,9 @@ export async function startGarbageServer(rules: readonly Rule[], upstream?: stri
   const server = createServer((req, res) => {
     const line = `${req.method} ${req.url}`;
     requests.push(line);
-    const index = rules.findIndex((rule, i) => (rule.match === undefined || new RegExp(rule.match).test(line)) && (rule.times === undefined || used[i] < rule.times));
+    const index = rules.findIndex(
+      (rule, i) => (rule.match === undefined || new RegExp(rule.match).test(line)) && (rule.times === undefined || used[i] < rule.times),
+    );
     if (index >= 0) {
       used[index]++;
       // Read (and drop) the request body first, as a server would.

@@ -10,10 +10,21 @@ import { type MeshEvent, type PipelineSteps, transition } from '../../core/state
 import type { WritePolicy } from '../../core/write-rules.js';
 
 export const DOC_TYPE = 'daqdocument';
-export const PIPELINE: PipelineSteps = { steps: [{ name: 'proc0', max_attempts: 2 }, { name: 'proc1', max_attempts: 2 }, { name: 'proc2', max_attempts: 1 }] };
+export const PIPELINE: PipelineSteps = {
+  steps: [
+    { name: 'proc0', max_attempts: 2 },
+    { name: 'proc1', max_attempts: 2 },
+    { name: 'proc2', max_attempts: 1 },
+  ],
+};
 export const STEP_NAMES = PIPELINE.steps.map((s) => s.name);
 /** The generated events run every step at lyon and kit; modane catalogues. */
-export const POLICY: WritePolicy = { docType: DOC_TYPE, steps: STEP_NAMES, stepSites: { proc0: ['lyon', 'kit'], proc1: ['lyon', 'kit'], proc2: ['lyon', 'kit'] }, ingestSites: ['modane'] };
+export const POLICY: WritePolicy = {
+  docType: DOC_TYPE,
+  steps: STEP_NAMES,
+  stepSites: { proc0: ['lyon', 'kit'], proc1: ['lyon', 'kit'], proc2: ['lyon', 'kit'] },
+  ingestSites: ['modane'],
+};
 /** The embedded server without accounts. */
 export const ADMIN_PARTY: UserContext = { name: null, roles: ['_admin'] };
 /** The coordinator's account, which carries replicated writes. */

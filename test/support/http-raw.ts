@@ -11,7 +11,11 @@ export function basic(user: string, password: string): string {
   return 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
 }
 
-export function rawRequest(url: string, path: string, options: { method?: string; headers?: Record<string, string>; body?: unknown; localAddress?: string } = {}): Promise<RawAnswer> {
+export function rawRequest(
+  url: string,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; body?: unknown; localAddress?: string } = {},
+): Promise<RawAnswer> {
   const target = new URL(path, url);
   const payload = options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
   return new Promise((resolve, reject) => {
@@ -21,7 +25,10 @@ export function rawRequest(url: string, path: string, options: { method?: string
         method: options.method ?? 'GET',
         localAddress: options.localAddress,
         agent: false,
-        headers: { ...(payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(payload)) }), ...options.headers },
+        headers: {
+          ...(payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(payload)) }),
+          ...options.headers,
+        },
         timeout: 30_000,
       },
       (res) => {

@@ -34,7 +34,18 @@ export interface TestMesh {
  * A one-site mesh on a running server, in a fresh folder and database, with three steps that
  * run the example noop program (each appending `<doc> <step>` to runLog), couchapp pushed.
  */
-export async function makeMesh(serverUrl: string, overrides: { stepArgs?: (step: string) => string[]; lease_s?: number; max_attempts?: number; agent?: Record<string, number>; steps?: string[]; push?: boolean; credentials?: { user: string; password: string } } = {}): Promise<TestMesh> {
+export async function makeMesh(
+  serverUrl: string,
+  overrides: {
+    stepArgs?: (step: string) => string[];
+    lease_s?: number;
+    max_attempts?: number;
+    agent?: Record<string, number>;
+    steps?: string[];
+    push?: boolean;
+    credentials?: { user: string; password: string };
+  } = {},
+): Promise<TestMesh> {
   const dir = testFolder('mesh-test-');
   const runLog = join(dir, 'runs.log');
   const stepNames = overrides.steps ?? ['proc0', 'proc1', 'proc2'];
@@ -72,7 +83,17 @@ export async function seedDocuments(mesh: TestMesh, count: number, runName = 'lg
       const id = `run_${runName}_${String(i).padStart(4, '0')}`;
       ids.push(id);
       const file = join(mesh.dir, 'daq', `${runName}_${String(i).padStart(3, '0')}`);
-      docs.push({ _id: id, type: 'daqdocument', run_name: runName, file_number: i, file, size_in_bytes: 0, date_closed: new Date().toISOString(), status: 'closed', history: historyTo('closed', []) });
+      docs.push({
+        _id: id,
+        type: 'daqdocument',
+        run_name: runName,
+        file_number: i,
+        file,
+        size_in_bytes: 0,
+        date_closed: new Date().toISOString(),
+        status: 'closed',
+        history: historyTo('closed', []),
+      });
     }
     await mesh.db.bulk(docs);
   }
@@ -111,7 +132,12 @@ export async function stopAllMeshProcesses(): Promise<number> {
 }
 
 /** Polls `condition` until it holds, at most `timeoutMs`. */
-export async function waitFor<T>(what: string, condition: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  condition: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 60_000,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

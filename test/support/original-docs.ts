@@ -25,7 +25,14 @@ const failed = { ok: false, attempts: 3, reason: 'exit 1' };
 /** A record of the original scripts: no `ok` flag. */
 const original = { date: '2013-03-01 10:00:00', hostname: 'ccage' };
 
-function doc(id: string, run: string | undefined, file: number | undefined, status: string | undefined, records: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): LooseDoc {
+function doc(
+  id: string,
+  run: string | undefined,
+  file: number | undefined,
+  status: string | undefined,
+  records: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+): LooseDoc {
   return {
     _id: id,
     type: ORIGINAL_DOC_TYPE,

@@ -66,7 +66,8 @@ export const expectedStatusgood = (doc: LooseDoc): boolean => doc.status === 'go
 
 // ---- Whole views, as CouchDB answers them ----------------------------------------------------
 
-const RANK = (value: unknown): number => (value === null ? 0 : value === false ? 1 : value === true ? 2 : typeof value === 'number' ? 3 : typeof value === 'string' ? 4 : Array.isArray(value) ? 5 : 6);
+const RANK = (value: unknown): number =>
+  value === null ? 0 : value === false ? 1 : value === true ? 2 : typeof value === 'number' ? 3 : typeof value === 'string' ? 4 : Array.isArray(value) ? 5 : 6;
 
 /**
  * CouchDB's collation of keys: null, false, true, numbers, strings, arrays (element by element,
@@ -108,5 +109,11 @@ export function statusGroups(docs: readonly LooseDoc[], steps: readonly string[]
 /** `daqdoc` reduced: `_stats` of its values (every one 1). */
 export function daqdocStats(docs: readonly LooseDoc[], steps: readonly string[]): { sum: number; count: number; min: number; max: number; sumsqr: number } {
   const values = viewAnswer(docs, steps, 'daqdoc').map((row) => row.value as number);
-  return { sum: values.reduce((s, v) => s + v, 0), count: values.length, min: Math.min(...values), max: Math.max(...values), sumsqr: values.reduce((s, v) => s + v * v, 0) };
+  return {
+    sum: values.reduce((s, v) => s + v, 0),
+    count: values.length,
+    min: Math.min(...values),
+    max: Math.max(...values),
+    sumsqr: values.reduce((s, v) => s + v * v, 0),
+  };
 }

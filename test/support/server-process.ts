@@ -137,7 +137,8 @@ export async function startServerProcess(opts: ServerProcessOptions = {}): Promi
       const child = current.child;
       const wasRunning = child.exitCode === null && child.signalCode === null;
       await end('SIGTERM');
-      if (wasRunning && child.exitCode !== 0) throw new Error(`mesh server exited with status ${child.exitCode} (signal ${child.signalCode}) on SIGTERM:\n${log.join('')}`);
+      if (wasRunning && child.exitCode !== 0)
+        throw new Error(`mesh server exited with status ${child.exitCode} (signal ${child.signalCode}) on SIGTERM:\n${log.join('')}`);
     },
     kill: () => end('SIGKILL'),
     restart: async () => {
@@ -171,9 +172,18 @@ export async function stopAllServerProcesses(): Promise<void> {
 }
 
 /** Runs `mesh ARGS…` to completion (for commands that must fail): exit status and output. */
-export function runMesh(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 20_000, input?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+export function runMesh(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 20_000,
+  input?: string,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(process.execPath, [meshMain, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [meshMain, ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     live.add(child);
     if (input !== undefined) child.stdin?.end(input);
     let stdout = '';

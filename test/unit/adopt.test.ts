@@ -29,7 +29,10 @@ describe('coordinator/adopt: what adoption does to each document of the original
         assert.match(adoption.change, new RegExp(expected.change as string));
         // The server's own rules accept it from the coordinator's account, not from an operator's.
         assert.deepEqual(writeProblems(adoption.doc, { ...doc, _rev: '1-a' }, COORDINATOR, policy), []);
-        assert.ok(writeProblems(adoption.doc, { ...doc, _rev: '1-a' }, { name: 'op', roles: [OPERATOR_ROLE] }, policy).length > 0, 'an operator cannot carry it');
+        assert.ok(
+          writeProblems(adoption.doc, { ...doc, _rev: '1-a' }, { name: 'op', roles: [OPERATOR_ROLE] }, policy).length > 0,
+          'an operator cannot carry it',
+        );
         assert.deepEqual(adoptionOf(adoption.doc, { steps }, options), { kind: 'keep' }, 'adopting twice changes nothing');
       }
       if (adoption.kind === 'stuck') assert.match(adoption.reason, new RegExp(expected.reason as string));
@@ -42,7 +45,9 @@ describe('coordinator/adopt: what adoption does to each document of the original
     assert.equal(adoption.kind, 'write');
     if (adoption.kind !== 'write') return;
     assert.equal(adoption.doc.status, 'proc1 failed');
-    assert.deepEqual(adoption.doc.pending, { proc1: { attempts: 0, ok: false, reason: 'failed under the original scripts', adopted: options.now.toISOString() } });
+    assert.deepEqual(adoption.doc.pending, {
+      proc1: { attempts: 0, ok: false, reason: 'failed under the original scripts', adopted: options.now.toISOString() },
+    });
     assert.equal(adoption.doc.history, undefined, 'no status change, no history entry');
   });
 });
@@ -57,7 +62,11 @@ describe('coordinator/adopt: paging through _all_docs', () => {
         calls.push(qs.startkey);
         if (calls.length > 10) throw new Error('paging does not advance');
         const from = qs.startkey === undefined ? 0 : ids.findIndex((id) => id >= (qs.startkey as string));
-        return { rows: ids.slice(from < 0 ? ids.length : from, (from < 0 ? ids.length : from) + qs.limit).map((id) => ({ id, key: id, value: { rev: '1-a' }, doc: { _id: id, type: 'note' } })) };
+        return {
+          rows: ids
+            .slice(from < 0 ? ids.length : from, (from < 0 ? ids.length : from) + qs.limit)
+            .map((id) => ({ id, key: id, value: { rev: '1-a' }, doc: { _id: id, type: 'note' } })),
+        };
       },
       async bulk() {
         return [];

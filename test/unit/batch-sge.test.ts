@@ -52,7 +52,14 @@ describe('SGE adapter (documented formats; gridengine cannot run here)', () => {
     assert.equal(parseQstatList(QSTAT, '4711'), 'r');
     assert.equal(parseQstatList(QSTAT, '4713'), 'hqw');
     assert.equal(parseQstatList(QSTAT, '47'), undefined);
-    const expected: Record<string, string> = { '4711': 'running', '4712': 'pending', '4713': 'pending', '4714': 'failed', '4715': 'cancelled', '4716': 'running' };
+    const expected: Record<string, string> = {
+      '4711': 'running',
+      '4712': 'pending',
+      '4713': 'pending',
+      '4714': 'failed',
+      '4715': 'cancelled',
+      '4716': 'running',
+    };
     for (const [id, state] of Object.entries(expected)) assert.equal(sgeState(parseQstatList(QSTAT, id)!), state, id);
     assert.equal(sgeState('Rr'), 'running');
     assert.equal(sgeState('s'), 'running');
@@ -68,9 +75,14 @@ describe('SGE adapter (documented formats; gridengine cannot run here)', () => {
 
   it('asks qstat -j, then the qstat list when -j has no job_state', async () => {
     const calls: Array<[string, readonly string[]]> = [];
-    const sge = new SgeBatch(fakeExec((_file, args) => (args[0] === '-j' ? { code: 0, stdout: QSTAT_J_62, stderr: '' } : { code: 0, stdout: QSTAT, stderr: '' }), calls));
+    const sge = new SgeBatch(
+      fakeExec((_file, args) => (args[0] === '-j' ? { code: 0, stdout: QSTAT_J_62, stderr: '' } : { code: 0, stdout: QSTAT, stderr: '' }), calls),
+    );
     assert.equal(await sge.state('4712'), 'pending');
-    assert.deepEqual(calls, [['qstat', ['-j', '4712']], ['qstat', []]]);
+    assert.deepEqual(calls, [
+      ['qstat', ['-j', '4712']],
+      ['qstat', []],
+    ]);
     const gone = new SgeBatch(fakeExec(() => ({ code: 1, stdout: '', stderr: QSTAT_J_GONE_81 })));
     assert.equal(await gone.state('4799'), 'unknown');
     const direct = new SgeBatch(fakeExec(() => ({ code: 0, stdout: QSTAT_J_81, stderr: '' })));

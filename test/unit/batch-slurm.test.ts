@@ -8,7 +8,8 @@ const SCONTROL_RUNNING =
   'JobId=1 JobName=t1 UserId=root(0) GroupId=root(0) MCS_label=N/A Priority=4294901759 Nice=0 Account=(null) QOS=(null) JobState=RUNNING Reason=None Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0 RunTime=00:00:00 TimeLimit=UNLIMITED Partition=debug NodeList=vm BatchHost=vm Command=/tmp/job.sh WorkDir=/tmp StdErr=/tmp/e1 StdIn=/dev/null StdOut=/tmp/o1 Power= \n';
 const SCONTROL_FAILED = 'JobId=2 JobName=wrap UserId=root(0) JobState=FAILED Reason=NonZeroExitCode Dependency=(null) ExitCode=3:0\n';
 /** An array job: one line per task, the first carrying ArrayJobId. */
-const SCONTROL_ARRAY = 'JobId=12 ArrayJobId=11 ArrayTaskId=1 JobName=a JobState=COMPLETED Reason=None\nJobId=11 ArrayJobId=11 ArrayTaskId=2 JobName=a JobState=PENDING Reason=Priority\n';
+const SCONTROL_ARRAY =
+  'JobId=12 ArrayJobId=11 ArrayTaskId=1 JobName=a JobState=COMPLETED Reason=None\nJobId=11 ArrayJobId=11 ArrayTaskId=2 JobName=a JobState=PENDING Reason=Priority\n';
 
 function fakeExec(answers: Record<string, ExecResult>, calls: Array<[string, readonly string[]]> = []): Exec {
   return async (file, args) => {
@@ -36,10 +37,29 @@ describe('Slurm adapter', () => {
 
   it('maps every documented Slurm job state', () => {
     const expected: Record<string, string> = {
-      PENDING: 'pending', CONFIGURING: 'pending', REQUEUED: 'pending', REQUEUE_HOLD: 'pending', RESV_DEL_HOLD: 'pending',
-      RUNNING: 'running', COMPLETING: 'running', SUSPENDED: 'running', STOPPED: 'running', SIGNALING: 'running', STAGE_OUT: 'running', RESIZING: 'running',
-      COMPLETED: 'completed', CANCELLED: 'cancelled', REVOKED: 'cancelled',
-      FAILED: 'failed', TIMEOUT: 'failed', NODE_FAIL: 'failed', OUT_OF_MEMORY: 'failed', BOOT_FAIL: 'failed', DEADLINE: 'failed', PREEMPTED: 'failed', SPECIAL_EXIT: 'failed',
+      PENDING: 'pending',
+      CONFIGURING: 'pending',
+      REQUEUED: 'pending',
+      REQUEUE_HOLD: 'pending',
+      RESV_DEL_HOLD: 'pending',
+      RUNNING: 'running',
+      COMPLETING: 'running',
+      SUSPENDED: 'running',
+      STOPPED: 'running',
+      SIGNALING: 'running',
+      STAGE_OUT: 'running',
+      RESIZING: 'running',
+      COMPLETED: 'completed',
+      CANCELLED: 'cancelled',
+      REVOKED: 'cancelled',
+      FAILED: 'failed',
+      TIMEOUT: 'failed',
+      NODE_FAIL: 'failed',
+      OUT_OF_MEMORY: 'failed',
+      BOOT_FAIL: 'failed',
+      DEADLINE: 'failed',
+      PREEMPTED: 'failed',
+      SPECIAL_EXIT: 'failed',
       SOMETHING_NEW: 'unknown',
     };
     for (const [state, mapped] of Object.entries(expected)) assert.equal(slurmState(state), mapped, state);
@@ -47,22 +67,40 @@ describe('Slurm adapter', () => {
 
   it('submits with an argument vector: name, logs, site options, then the script', async () => {
     const calls: Array<[string, readonly string[]]> = [];
-    const slurm = batchSystem({ system: 'slurm', options: ['--time=02:00:00'], docs_per_job: 5, mesh: ['mesh'] }, fakeExec({ sbatch: { code: 0, stdout: '99\n', stderr: '' } }, calls));
+    const slurm = batchSystem(
+      { system: 'slurm', options: ['--time=02:00:00'], docs_per_job: 5, mesh: ['mesh'] },
+      fakeExec({ sbatch: { code: 0, stdout: '99\n', stderr: '' } }, calls),
+    );
     assert.ok(slurm instanceof SlurmBatch);
-    const id = await slurm.submit({ name: 'mesh-lyon-proc1', script: '/logs/j.sh', stdout: '/logs/j.out', stderr: '/logs/j.err', options: ['--time=02:00:00'] });
+    const id = await slurm.submit({
+      name: 'mesh-lyon-proc1',
+      script: '/logs/j.sh',
+      stdout: '/logs/j.out',
+      stderr: '/logs/j.err',
+      options: ['--time=02:00:00'],
+    });
     assert.equal(id, '99');
-    assert.deepEqual(calls, [['sbatch', ['--parsable', '--job-name', 'mesh-lyon-proc1', '--output', '/logs/j.out', '--error', '/logs/j.err', '--time=02:00:00', '/logs/j.sh']]]);
+    assert.deepEqual(calls, [
+      ['sbatch', ['--parsable', '--job-name', 'mesh-lyon-proc1', '--output', '/logs/j.out', '--error', '/logs/j.err', '--time=02:00:00', '/logs/j.sh']],
+    ]);
   });
 
   it('reports a refused submission as BATCH_FAILED with what sbatch said', async () => {
-    const slurm = new SlurmBatch(fakeExec({ sbatch: { code: 1, stdout: '', stderr: 'sbatch: error: Batch job submission failed: Invalid partition name specified\n' } }));
-    await assert.rejects(slurm.submit({ name: 'n', script: '/s', stdout: '/o', stderr: '/e', options: [] }), (e: Error & { code?: string }) => e.code === 'BATCH_FAILED' && /Invalid partition/.test(e.message));
+    const slurm = new SlurmBatch(
+      fakeExec({ sbatch: { code: 1, stdout: '', stderr: 'sbatch: error: Batch job submission failed: Invalid partition name specified\n' } }),
+    );
+    await assert.rejects(
+      slurm.submit({ name: 'n', script: '/s', stdout: '/o', stderr: '/e', options: [] }),
+      (e: Error & { code?: string }) => e.code === 'BATCH_FAILED' && /Invalid partition/.test(e.message),
+    );
   });
 
   it('says unknown for an id Slurm no longer knows, and throws when scontrol cannot reach the controller', async () => {
     const gone = new SlurmBatch(fakeExec({ scontrol: { code: 1, stdout: '', stderr: 'slurm_load_jobs error: Invalid job id specified\n' } }));
     assert.equal(await gone.state('999'), 'unknown');
-    const down = new SlurmBatch(fakeExec({ scontrol: { code: 1, stdout: '', stderr: 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n' } }));
+    const down = new SlurmBatch(
+      fakeExec({ scontrol: { code: 1, stdout: '', stderr: 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n' } }),
+    );
     await assert.rejects(down.state('1'), { code: 'BATCH_FAILED' });
     const running = new SlurmBatch(fakeExec({ scontrol: { code: 0, stdout: SCONTROL_RUNNING, stderr: '' } }));
     assert.equal(await running.state('1'), 'running');

@@ -2,7 +2,17 @@ import assert from 'node:assert/strict';
 import { type Machine, median, ms, percentile, ratio, renderReport } from '../../bench/report.js';
 import { waitUntil, within } from '../../bench/wait.js';
 
-const machine: Machine = { cpu: 'Test CPU', cores: 2, ram_gib: 4, kernel: '6.1.0', node: 'v20.0.0', nats_server: 'v2.9.10', sshd: 'OpenSSH_9.2', slurm: 'slurm-wlm 22.05.8', load_at_start: 0.5 };
+const machine: Machine = {
+  cpu: 'Test CPU',
+  cores: 2,
+  ram_gib: 4,
+  kernel: '6.1.0',
+  node: 'v20.0.0',
+  nats_server: 'v2.9.10',
+  sshd: 'OpenSSH_9.2',
+  slurm: 'slurm-wlm 22.05.8',
+  load_at_start: 0.5,
+};
 
 describe('bench report', () => {
   it('percentiles by nearest rank, median, ratios and durations', () => {
@@ -26,7 +36,17 @@ describe('bench report', () => {
   it('prints each figure, its baseline and the ratio on one aligned line, under the machine and the command', () => {
     const text = renderReport(
       machine,
-      [{ title: 'demo section', command: 'node dist/bench/main.js --only demo', rows: [{ measure: 'short', value: '1 MB/s', baseline: '2 MB/s ref', ratio: '0.50×' }, { measure: 'a longer measure', value: '10 ms' }], notes: ['a note'] }],
+      [
+        {
+          title: 'demo section',
+          command: 'node dist/bench/main.js --only demo',
+          rows: [
+            { measure: 'short', value: '1 MB/s', baseline: '2 MB/s ref', ratio: '0.50×' },
+            { measure: 'a longer measure', value: '10 ms' },
+          ],
+          notes: ['a note'],
+        },
+      ],
       new Date('2026-01-01T00:00:00Z'),
       new Date('2026-01-01T00:01:00Z'),
     );
@@ -49,11 +69,20 @@ describe('bench report', () => {
   it('a wait ends at its deadline, on a call that never answers, or when interrupted', async () => {
     let calls = 0;
     assert.equal(await waitUntil('the third call', async () => ++calls >= 3 && calls, { timeoutMs: 5000, everyMs: 1 }), 3);
-    await assert.rejects(waitUntil('nothing', async () => false, { timeoutMs: 50, everyMs: 10 }), /timed out after 0.05 s waiting for nothing/);
-    await assert.rejects(waitUntil('a stuck call', () => new Promise<boolean>(() => undefined), { timeoutMs: 50 }), /waiting for a stuck call/);
+    await assert.rejects(
+      waitUntil('nothing', async () => false, { timeoutMs: 50, everyMs: 10 }),
+      /timed out after 0.05 s waiting for nothing/,
+    );
+    await assert.rejects(
+      waitUntil('a stuck call', () => new Promise<boolean>(() => undefined), { timeoutMs: 50 }),
+      /waiting for a stuck call/,
+    );
     await assert.rejects(within(new Promise(() => undefined), 20, 'a request'), /timed out after 0 s waiting for a request/);
     const interrupted = new AbortController();
     interrupted.abort();
-    await assert.rejects(waitUntil('anything', async () => false, { timeoutMs: 5000, signal: interrupted.signal }), /interrupted while waiting for anything/);
+    await assert.rejects(
+      waitUntil('anything', async () => false, { timeoutMs: 5000, signal: interrupted.signal }),
+      /interrupted while waiting for anything/,
+    );
   });
 });

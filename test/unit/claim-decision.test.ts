@@ -5,7 +5,8 @@ import type { DaqDocument, StepRecord } from '../../core/document.js';
 import { historyTo } from '../../core/provenance.js';
 import { placed } from '../support/records.js';
 
-const step = (name: string, max_attempts = 3) => ({ name, site: 'modane', max_attempts, run: ['/bin/true', '{file}'], out: `/out/${name}/{run_name}_{file_number}`, lease_s: 60 }) as unknown as StepConfig;
+const step = (name: string, max_attempts = 3) =>
+  ({ name, site: 'modane', max_attempts, run: ['/bin/true', '{file}'], out: `/out/${name}/{run_name}_{file_number}`, lease_s: 60 }) as unknown as StepConfig;
 const steps = [step('proc0'), step('proc1', 2)];
 const config = { steps };
 const now = new Date('2026-11-27T12:00:00.000Z');
@@ -13,7 +14,20 @@ const past = '2026-11-27T11:00:00.000Z';
 const future = '2026-11-27T13:00:00.000Z';
 
 function doc(status: string, records: Record<string, StepRecord> = {}, fields: Partial<DaqDocument> = {}): DaqDocument {
-  return { _id: 'run_lg23b002_000', _rev: '3-abc', type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: past, status, history: historyTo(status, ['proc0', 'proc1']), ...placed(records), ...fields } as DaqDocument;
+  return {
+    _id: 'run_lg23b002_000',
+    _rev: '3-abc',
+    type: 'daqdocument',
+    run_name: 'lg23b002',
+    file_number: 0,
+    file: '/data/lg23b002_000',
+    size_in_bytes: 1,
+    date_closed: past,
+    status,
+    history: historyTo(status, ['proc0', 'proc1']),
+    ...placed(records),
+    ...fields,
+  } as DaqDocument;
 }
 const ok = (): StepRecord => ({ attempts: 1, ok: true, site: 'modane', agent: 'a1' });
 const claim = (lease: string, attempts = 1): StepRecord => ({ attempts, site: 'modane', agent: 'a1', host: 'h', lease_until: lease });

@@ -17,7 +17,10 @@ interface Service {
 
 /** docker-compose.multi-site.yml cannot run here (no Docker engine): its structure is checked instead. */
 describe('docker-compose.multi-site.yml', () => {
-  const compose = parse(readFileSync(join(repoRoot, 'docker-compose.multi-site.yml'), 'utf8'), { merge: true }) as { services: Record<string, Service>; networks: Record<string, { internal?: boolean }> };
+  const compose = parse(readFileSync(join(repoRoot, 'docker-compose.multi-site.yml'), 'utf8'), { merge: true }) as {
+    services: Record<string, Service>;
+    networks: Record<string, { internal?: boolean }>;
+  };
   const config = loadMeshConfig(join(repoRoot, 'deploy', 'compose-mesh.json'));
   const services = compose.services;
   const hostOf = (url: string) => new URL(url).hostname;

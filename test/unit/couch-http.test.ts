@@ -28,7 +28,8 @@ describe('couch-http', () => {
 
 describe('documentProblems on values the agent reads', () => {
   const base = { _id: 'a', type: 'daqdocument', run_name: 'lg23b002', file_number: 1, file: '/data/x', status: 'closed', history: [] };
-  it('accepts a well-formed document', () => assert.deepEqual(documentProblems({ ...base, size_in_bytes: 3, checksum: { sha256: 'a'.repeat(64) } }, ['proc0']), []));
+  it('accepts a well-formed document', () =>
+    assert.deepEqual(documentProblems({ ...base, size_in_bytes: 3, checksum: { sha256: 'a'.repeat(64) } }, ['proc0']), []));
   it('names each bad field', () => {
     assert.deepEqual(documentProblems({ ...base, size_in_bytes: -1 }, ['proc0']), ['size_in_bytes is a number, expected a non-negative integer']);
     assert.deepEqual(documentProblems({ ...base, checksum: 'abc' }, ['proc0']), ['checksum is a string, expected { "sha256": 64 hex digits }']);

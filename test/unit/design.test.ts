@@ -14,7 +14,16 @@ type Emitted = Array<[unknown, unknown]>;
 type Validate = (newDoc: unknown, oldDoc: unknown, userCtx: unknown, secObj: unknown) => void;
 
 const steps = PIPELINE.steps.map((s) => ({ ...s, site: 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60, executor: 'command' as const }));
-const site = (name: string, mayRun: string[]) => ({ name, server: 'http://127.0.0.1:1', reachable: true, long_running: true, credentials_of: name, log_dir: '/tmp', may_run: mayRun, mesh: [] });
+const site = (name: string, mayRun: string[]) => ({
+  name,
+  server: 'http://127.0.0.1:1',
+  reachable: true,
+  long_running: true,
+  credentials_of: name,
+  log_dir: '/tmp',
+  may_run: mayRun,
+  mesh: [],
+});
 const sites = { modane: site('modane', []), lyon: site('lyon', STEP_NAMES), kit: site('kit', STEP_NAMES) };
 const input = { doc_type: DOC_TYPE, steps, sites, ingest: { site: 'modane', pattern: '', quiet_s: 1 } };
 const design = designDocument(input);
@@ -55,7 +64,9 @@ const USERS: UserContext[] = [
 
 function runMap(name: string, doc: unknown): Emitted {
   const emitted: Emitted = [];
-  const map = new Function('emit', `return (${design.views[name].map});`)((key: unknown, value: unknown) => emitted.push([key, value])) as (doc: unknown) => void;
+  const map = new Function('emit', `return (${design.views[name].map});`)((key: unknown, value: unknown) => emitted.push([key, value])) as (
+    doc: unknown,
+  ) => void;
   map(structuredClone(doc));
   return emitted;
 }
@@ -69,7 +80,10 @@ describe('couchapp/design', () => {
     const sources = [design.validate_doc_update, ...Object.values(design.views).map((v) => v.map)];
     for (const source of sources) {
       assert.doesNotThrow(() => parse(`(${source})`, { ecmaVersion: 5 }), source.slice(0, 200));
-      assert.doesNotMatch(source, /\.(includes|startsWith|endsWith|find|findIndex|padStart|repeat)\(|Number\.isInteger|Object\.(assign|entries|values)|Array\.from|\bnew (Map|Set)\b/);
+      assert.doesNotMatch(
+        source,
+        /\.(includes|startsWith|endsWith|find|findIndex|padStart|repeat)\(|Number\.isInteger|Object\.(assign|entries|values)|Array\.from|\bnew (Map|Set)\b/,
+      );
     }
   });
 
@@ -126,7 +140,7 @@ describe('couchapp/design', () => {
       agree(pairs);
     });
 
-    it('rejects illegal edits: going back, leaving bad, un-ok\'ing, unknown status, wrong types', () => {
+    it("rejects illegal edits: going back, leaving bad, un-ok'ing, unknown status, wrong types", () => {
       const random = prng(11);
       const pairs: Array<[unknown, unknown]> = [];
       for (const doc of r.docs) {
@@ -174,20 +188,30 @@ describe('couchapp/design', () => {
       for (const doc of r.docs) {
         const step = readyFor(doc, PIPELINE, farFuture);
         const emitted = runMap('ready', doc);
-        assert.deepEqual(emitted.map(([key]) => (key as string[])[0]), step === undefined ? [] : [step], JSON.stringify(doc));
+        assert.deepEqual(
+          emitted.map(([key]) => (key as string[])[0]),
+          step === undefined ? [] : [step],
+          JSON.stringify(doc),
+        );
       }
     });
 
-    it('takes none of the names of the original scripts\' views (_design/proc has them)', () => {
+    it("takes none of the names of the original scripts' views (_design/proc has them)", () => {
       const theirs = [...ORIGINAL_VIEWS, ...STEP_NAMES, ...STEP_NAMES.map(inProgressView)];
-      assert.deepEqual(Object.keys(design.views).filter((name) => theirs.includes(name)), []);
+      assert.deepEqual(
+        Object.keys(design.views).filter((name) => theirs.includes(name)),
+        [],
+      );
     });
 
     it('by_status, by_run, done', () => {
       const doc = good({ proc1: ok, status: 'good' });
       assert.deepEqual(runMap('by_status', doc), [['good', null]]);
       assert.deepEqual(runMap('by_run', doc), [[['lg23b002', 0], 'good']]);
-      assert.deepEqual(runMap('done', doc), [['proc0', null], ['proc1', null]]);
+      assert.deepEqual(runMap('done', doc), [
+        ['proc0', null],
+        ['proc1', null],
+      ]);
     });
 
     it('in_flight', () => {
@@ -201,7 +225,9 @@ describe('couchapp/design', () => {
 
     it('failed_steps', () => {
       const failed = { ...good(), status: 'proc1 failed', pending: { proc1: { attempts: 2, ok: false, reason: 'exit 1', exit_code: 1, stderr_tail: 'oops' } } };
-      assert.deepEqual(runMap('failed_steps', failed), [['proc1', { reason: 'exit 1', exit_code: 1, stderr_tail: 'oops', run_name: 'lg23b002', file_number: 0 }]]);
+      assert.deepEqual(runMap('failed_steps', failed), [
+        ['proc1', { reason: 'exit 1', exit_code: 1, stderr_tail: 'oops', run_name: 'lg23b002', file_number: 0 }],
+      ]);
       assert.deepEqual(runMap('failed_steps', { ...good(), pending: { proc1: { attempts: 1, ok: false, retry_after: 'x' } } }), []);
     });
 
@@ -213,7 +239,7 @@ describe('couchapp/design', () => {
     });
   });
 
-  it('keeps the original scripts\' filters out of _design/mesh (they are in _design/proc)', () => {
+  it("keeps the original scripts' filters out of _design/mesh (they are in _design/proc)", () => {
     assert.equal('filters' in design, false);
   });
 });

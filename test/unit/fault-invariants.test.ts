@@ -2,7 +2,17 @@ import assert from 'node:assert/strict';
 import { parseMeshConfig } from '../../config/load.js';
 import { placed } from '../support/records.js';
 import type { DaqDocument } from '../../core/document.js';
-import { type RunLogLine, checkDuplicates, checkNothingLost, checkRuns, docOfInput, isFinal, overlappingRuns, runSpans, unsettled } from '../faults/invariants.js';
+import {
+  type RunLogLine,
+  checkDuplicates,
+  checkNothingLost,
+  checkRuns,
+  docOfInput,
+  isFinal,
+  overlappingRuns,
+  runSpans,
+  unsettled,
+} from '../faults/invariants.js';
 import { FAULT_KINDS, FaultDeck, planRound, random } from '../faults/schedule.js';
 
 const config = parseMeshConfig(
@@ -49,15 +59,34 @@ describe('fault harness: the invariant checks catch what they are meant to catch
 
   it('settled means final, conflict-free and the same revision on every server', () => {
     const done = doc('good', { proc1: ok('t'), proc2: ok('t') });
-    const both = (a: DaqDocument, b: DaqDocument) => new Map([['modane', new Map([[a._id, a]])], ['kit', new Map([[b._id, b]])]]);
+    const both = (a: DaqDocument, b: DaqDocument) =>
+      new Map([
+        ['modane', new Map([[a._id, a]])],
+        ['kit', new Map([[b._id, b]])],
+      ]);
     assert.deepEqual(unsettled(config, both(done, done), [done._id]), []);
     assert.match(unsettled(config, both(done, { ...done, _rev: '6-b' }), [done._id])[0], /revisions differ/);
     assert.match(unsettled(config, both(done, { ...done, _conflicts: ['5-z'] }), [done._id])[0], /conflicts/);
-    assert.match(unsettled(config, new Map([['modane', new Map([[done._id, done]])], ['kit', new Map()]]), [done._id])[0], /missing on kit/);
+    assert.match(
+      unsettled(
+        config,
+        new Map([
+          ['modane', new Map([[done._id, done]])],
+          ['kit', new Map()],
+        ]),
+        [done._id],
+      )[0],
+      /missing on kit/,
+    );
   });
 
   it('a run needs its own claim: two runs under one claim, or a run after the success, are double runs', () => {
-    const claimed = doc('good', { proc1: ok('2026-11-27T00:00:10.000Z'), proc2: ok('2026-11-27T00:00:20.000Z') }, [{ to: 'proc1 in progress' }, { to: 'good' }, { to: 'proc2 in progress' }, { to: 'good' }]);
+    const claimed = doc('good', { proc1: ok('2026-11-27T00:00:10.000Z'), proc2: ok('2026-11-27T00:00:20.000Z') }, [
+      { to: 'proc1 in progress' },
+      { to: 'good' },
+      { to: 'proc2 in progress' },
+      { to: 'good' },
+    ]);
     const docs = new Map([[claimed._id, claimed]]);
     const once = [run('convert', '/raw/lg23b000_001', '2026-11-27T00:00:05.000Z'), run('analyse', '/c/lg23b000_001.txt', '2026-11-27T00:00:15.000Z')];
     assert.deepEqual(checkRuns(config, docs, once), []);
@@ -66,7 +95,12 @@ describe('fault harness: the invariant checks catch what they are meant to catch
     const late = [...once.slice(0, 1), run('analyse', '/c/lg23b000_001.txt', '2026-11-27T00:00:25.000Z')];
     assert.match(checkRuns(config, docs, late)[0].detail, /after its success/);
     // A retry after a failure or a lapsed lease comes with a second claim: not a double run.
-    const retried = doc('good', { proc1: ok('2026-11-27T00:00:10.000Z') }, [{ to: 'proc1 in progress' }, { to: 'closed' }, { to: 'proc1 in progress' }, { to: 'good' }]);
+    const retried = doc('good', { proc1: ok('2026-11-27T00:00:10.000Z') }, [
+      { to: 'proc1 in progress' },
+      { to: 'closed' },
+      { to: 'proc1 in progress' },
+      { to: 'good' },
+    ]);
     assert.deepEqual(checkRuns(config, new Map([[retried._id, retried]]), [once[0], run('convert', '/raw/lg23b000_001', '2026-11-27T00:00:08.000Z')]), []);
     // A run recorded only by a losing replication branch counts as that branch's claim.
     const merged = { ...claimed, duplicates: [{ step: 'proc1', site: 'lyon', agent: 'a', rev: '4-x' }] };
@@ -75,12 +109,24 @@ describe('fault harness: the invariant checks catch what they are meant to catch
 
   it('two runs of one (doc, step) that overlap in time are a double run, even with a claim each', () => {
     // A retry after a lapsed lease: two claims. Runs as fault-switch.mjs logs them: start, alive ticks, end.
-    const retried = doc('good', { proc1: ok('2026-11-27T00:00:30.000Z') }, [{ to: 'proc1 in progress' }, { to: 'closed' }, { to: 'proc1 in progress' }, { to: 'good' }]);
+    const retried = doc('good', { proc1: ok('2026-11-27T00:00:30.000Z') }, [
+      { to: 'proc1 in progress' },
+      { to: 'closed' },
+      { to: 'proc1 in progress' },
+      { to: 'good' },
+    ]);
     const docs = new Map([[retried._id, retried]]);
     const t = (s: number) => `2026-11-27T00:00:${String(s).padStart(2, '0')}.000Z`;
     const life = (pid: number, from: number, to: number, ended: boolean): RunLogLine[] => [
       { program: 'convert', input: '/raw/lg23b000_001', pid, at: t(from), started: t(from), phase: 'start' },
-      ...Array.from({ length: to - from }, (_, i) => ({ program: 'convert', input: '/raw/lg23b000_001', pid, at: t(from + i + 1), started: t(from), phase: 'alive' as const })),
+      ...Array.from({ length: to - from }, (_, i) => ({
+        program: 'convert',
+        input: '/raw/lg23b000_001',
+        pid,
+        at: t(from + i + 1),
+        started: t(from),
+        phase: 'alive' as const,
+      })),
       ...(ended ? [{ program: 'convert', input: '/raw/lg23b000_001', pid, at: t(to), started: t(from), phase: 'end' as const }] : []),
     ];
     // The first run killed at 10 s (no end), the second started at 12 s: one after the other.
@@ -94,7 +140,13 @@ describe('fault harness: the invariant checks catch what they are meant to catch
     // A killed run without an end line overlaps all the same: its last sign of life counts.
     assert.equal(checkRuns(config, docs, [...life(11, 1, 13, false), ...life(12, 12, 20, true)]).length, 1);
     // Interleaved log lines (two runs writing at once) and pid reuse are told apart by start.
-    assert.deepEqual(runSpans([...life(7, 1, 3, true), ...life(7, 5, 6, true)]).map((r) => [r.pid, r.last - r.start, r.ended]), [[7, 2000, true], [7, 1000, true]]);
+    assert.deepEqual(
+      runSpans([...life(7, 1, 3, true), ...life(7, 5, 6, true)]).map((r) => [r.pid, r.last - r.start, r.ended]),
+      [
+        [7, 2000, true],
+        [7, 1000, true],
+      ],
+    );
     assert.equal(overlappingRuns(runSpans(orphaned)).length, 1);
     // Only a cross-server double claim kept in duplicates[] may run at the same time as another.
     const duplicated = { ...retried, duplicates: [{ step: 'proc1', site: 'lyon', agent: 'a', rev: '4-x' }] };
@@ -130,6 +182,10 @@ describe('fault harness: the invariant checks catch what they are meant to catch
     assert.notDeepEqual(plan(42), plan(43));
     const kinds = plan(42).flatMap((r) => r.faults.map((f) => f.kind));
     assert.deepEqual([...kinds].sort(), [...FAULT_KINDS].sort());
-    for (const round of plan(42)) assert.equal(round.arrivals.reduce((n, a) => n + a.files, 0), 8);
+    for (const round of plan(42))
+      assert.equal(
+        round.arrivals.reduce((n, a) => n + a.files, 0),
+        8,
+      );
   });
 });

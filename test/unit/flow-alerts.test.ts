@@ -38,7 +38,8 @@ describe('durations', () => {
     assert.equal(parseDuration('1.5h'), 5400);
   });
   it('refuses everything else', () => {
-    for (const bad of ['', '2', '2 h', '2hours', '-5m', '0s', '0h0m', 'h', '1w', '1h 30m', 7200, null, undefined, {}]) assert.equal(parseDuration(bad), undefined, String(bad));
+    for (const bad of ['', '2', '2 h', '2hours', '-5m', '0s', '0h0m', 'h', '1w', '1h 30m', 7200, null, undefined, {}])
+      assert.equal(parseDuration(bad), undefined, String(bad));
   });
   it('formats with two units at most', () => {
     assert.equal(formatDuration(42.4), '42s');
@@ -107,14 +108,54 @@ describe('hours of the chart', () => {
 describe('alert evaluation', () => {
   const config = parseMeshConfig({ ...base, targets: { proc1: '1h' }, alerts: { agent_silent_s: 60 } }, 'test.json');
   const now = new Date('2026-11-27T06:00:00.000Z');
-  const agent = (name: string, lastSeen: string, state = 'running'): AgentStatus => ({ site: 'alpha', agent: name, host: 'h', state, last_seen: lastSeen, age_s: 0, running: [], server: 'alpha' });
-  const status = (agents: AgentStatus[]): MeshStatus => ({ generated: now.toISOString(), database: 'datadb', databases: [], agents, replication: [], double_claims: { detected: 0, resolved: 0 } });
-  const stage = (step: string, over: Partial<StageLatency> = {}): StageLatency => ({ stage: step, from: 'closed', p50_s: null, p95_s: null, count: 0, target_s: null, close_p50_s: null, close_p95_s: null, run_p50_s: null, run_p95_s: null, sample: 0, capped: false, late_count: 0, late: [], ...over });
+  const agent = (name: string, lastSeen: string, state = 'running'): AgentStatus => ({
+    site: 'alpha',
+    agent: name,
+    host: 'h',
+    state,
+    last_seen: lastSeen,
+    age_s: 0,
+    running: [],
+    server: 'alpha',
+  });
+  const status = (agents: AgentStatus[]): MeshStatus => ({
+    generated: now.toISOString(),
+    database: 'datadb',
+    databases: [],
+    agents,
+    replication: [],
+    double_claims: { detected: 0, resolved: 0 },
+  });
+  const stage = (step: string, over: Partial<StageLatency> = {}): StageLatency => ({
+    stage: step,
+    from: 'closed',
+    p50_s: null,
+    p95_s: null,
+    count: 0,
+    target_s: null,
+    close_p50_s: null,
+    close_p95_s: null,
+    run_p50_s: null,
+    run_p95_s: null,
+    sample: 0,
+    capped: false,
+    late_count: 0,
+    late: [],
+    ...over,
+  });
   const flow = (latency: StageLatency[]): FlowStatus => ({ window_s: 3600, row_cap: 2000, completed: {}, latency });
 
   it('reports running agents silent past the limit, not stopped ones nor recent ones', () => {
-    const alerts = evaluateAlerts(status([agent('quiet', '2026-11-27T05:59:30.000Z'), agent('gone', '2026-11-27T05:50:00.000Z'), agent('done', '2026-11-27T01:00:00.000Z', 'stopped')]), [], config, now);
-    assert.deepEqual(alerts.map((a) => a.key), ['agent_silent:alpha/gone']);
+    const alerts = evaluateAlerts(
+      status([agent('quiet', '2026-11-27T05:59:30.000Z'), agent('gone', '2026-11-27T05:50:00.000Z'), agent('done', '2026-11-27T01:00:00.000Z', 'stopped')]),
+      [],
+      config,
+      now,
+    );
+    assert.deepEqual(
+      alerts.map((a) => a.key),
+      ['agent_silent:alpha/gone'],
+    );
     assert.equal(alerts[0].kind, 'agent_silent');
     assert.equal(alerts[0].since, '2026-11-27T05:50:00.000Z');
     assert.match(alerts[0].message, /silent for 10m 00s/);
@@ -156,11 +197,17 @@ describe('alert tracker', () => {
     const now = new Date('2026-11-27T06:00:00.000Z');
     assert.deepEqual(tracker.update([a], now).raised, [a]);
     assert.deepEqual(tracker.update([{ ...a, since: '2026-11-27T05:30:00.000Z', message: 'agent x/1 silent longer' }, b], now).raised, [b]);
-    assert.deepEqual(tracker.active().map((x) => [x.key, x.since, x.message]), [
-      [a.key, a.since, 'agent x/1 silent longer'],
-      [b.key, b.since, b.message],
-    ]);
-    assert.deepEqual(tracker.update([b], now).cleared.map((x) => x.key), [a.key]);
+    assert.deepEqual(
+      tracker.active().map((x) => [x.key, x.since, x.message]),
+      [
+        [a.key, a.since, 'agent x/1 silent longer'],
+        [b.key, b.since, b.message],
+      ],
+    );
+    assert.deepEqual(
+      tracker.update([b], now).cleared.map((x) => x.key),
+      [a.key],
+    );
     tracker.update([b], now);
     assert.deepEqual(lines, [
       { level: 'warn', msg: 'ALERT agent x/1 silent' },

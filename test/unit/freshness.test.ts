@@ -9,7 +9,7 @@ const marker = (n: number, interval_s = 30): MarkerReading => ({ n, written: at(
 const now = (s: number) => T0 + s * 1000;
 
 describe('freshness: how far a link is behind, from the markers', () => {
-  it('is 0 when the target holds the source\'s newest marker, whatever its age', () => {
+  it("is 0 when the target holds the source's newest marker, whatever its age", () => {
     assert.deepEqual(linkFreshness(marker(3), marker(3), now(61)), { behind_s: 0, marker_age_s: 1 });
     // A reader that sees the copy ahead of its reading of the source (a write in between) is up to date too.
     assert.deepEqual(linkFreshness(marker(3), marker(4), now(95)), { behind_s: 0, marker_age_s: 5 });
@@ -17,7 +17,7 @@ describe('freshness: how far a link is behind, from the markers', () => {
     assert.equal(linkFreshness(marker(3), marker(3), now(3600)).behind_s, 0);
   });
 
-  it('one marker missing: exactly the age of the source\'s newest marker', () => {
+  it("one marker missing: exactly the age of the source's newest marker", () => {
     // Just written, not yet carried: a few tenths of a second, not a round period.
     assert.deepEqual(linkFreshness(marker(4), marker(3), now(90.3)), { behind_s: 0.3, marker_age_s: 30.3 });
     assert.equal(linkFreshness(marker(4), marker(3), now(100)).behind_s, 10);
@@ -44,7 +44,7 @@ describe('freshness: how far a link is behind, from the markers', () => {
     assert.equal(linkFreshness(undefined, marker(3), now(150)).behind_s, 60, 'a source that lost its marker reads the same');
   });
 
-  it('target without any marker of the source: missing since the source\'s first marker', () => {
+  it("target without any marker of the source: missing since the source's first marker", () => {
     assert.deepEqual(linkFreshness(marker(5), undefined, now(130)), { behind_s: 130, marker_age_s: null });
   });
 
@@ -54,7 +54,7 @@ describe('freshness: how far a link is behind, from the markers', () => {
     assert.deepEqual(linkFreshness('unread', undefined, now(1)), { behind_s: null, marker_age_s: null, unknown: 'no marker written on the source yet' });
   });
 
-  it('never negative (a reader whose clock is behind the coordinator\'s), in tenths of a second', () => {
+  it("never negative (a reader whose clock is behind the coordinator's), in tenths of a second", () => {
     assert.equal(linkFreshness(marker(4), marker(3), now(89)).behind_s, 0);
     assert.equal(linkFreshness(marker(4), marker(3), now(90.04)).behind_s, 0);
     assert.equal(linkFreshness(marker(4), marker(3), now(90.06)).behind_s, 0.1);

@@ -34,7 +34,14 @@ function refused(output: string): string {
 
 describe('ingest metadata: the merge rules', () => {
   it('merges the fields of one JSON object, nested values as they are, over the default daq_host', () => {
-    const header = { daq_host: 'daq7', run_start: '2026-11-26T09:00:00Z', bolometers: [{ id: 'FID801', channels: [1, 2] }, null], calib: { gain: 1.5, tags: {} }, empty: null, flag: false };
+    const header = {
+      daq_host: 'daq7',
+      run_start: '2026-11-26T09:00:00Z',
+      bolometers: [{ id: 'FID801', channels: [1, 2] }, null],
+      calib: { gain: 1.5, tags: {} },
+      empty: null,
+      flag: false,
+    };
     const result = mergeMetadata(doc, `\n  ${JSON.stringify(header)}\n`, STEPS);
     assert.ok(result.ok);
     assert.deepEqual(result.doc, { ...doc, ...header });
@@ -44,7 +51,22 @@ describe('ingest metadata: the merge rules', () => {
   });
 
   it('refuses every reserved key, never drops it: _*, state fields, catalogue fields, step names', () => {
-    const reserved = ['_id', '_rev', '_deleted', '_attachments', '__proto__', '_anything', 'type', 'status', 'history', 'pending', 'duplicates', 'batchJob', ...CATALOGUE_FIELDS, ...STEPS];
+    const reserved = [
+      '_id',
+      '_rev',
+      '_deleted',
+      '_attachments',
+      '__proto__',
+      '_anything',
+      'type',
+      'status',
+      'history',
+      'pending',
+      'duplicates',
+      'batchJob',
+      ...CATALOGUE_FIELDS,
+      ...STEPS,
+    ];
     for (const key of reserved) {
       assert.ok(isReservedKey(key, STEPS), key);
       // A reserved key among allowed ones still refuses the whole output.
@@ -59,13 +81,21 @@ describe('ingest metadata: the merge rules', () => {
   it('refuses output that is not exactly one JSON object, saying what it was', () => {
     assert.match(refused(''), /printed nothing/);
     assert.match(refused(' \n'), /printed nothing/);
-    for (const [output, said] of [['[]', 'a JSON array'], ['[{"a": 1}]', 'a JSON array'], ['"daq7"', 'a JSON string'], ['42', 'a JSON number'], ['true', 'a JSON boolean'], ['null', 'null']]) {
+    for (const [output, said] of [
+      ['[]', 'a JSON array'],
+      ['[{"a": 1}]', 'a JSON array'],
+      ['"daq7"', 'a JSON string'],
+      ['42', 'a JSON number'],
+      ['true', 'a JSON boolean'],
+      ['null', 'null'],
+    ]) {
       assert.equal(refused(output), `printed ${said}, expected one JSON object`, output);
     }
     for (const output of ['{"a": 1}{"b": 2}', '{"a": 1}\n{"b": 2}\n', 'daq_host=daq7', '{"a": 1', "{'a': 1}", '{"a": 1} trailing']) {
       assert.match(refused(output), /^printed ".*", which is not one JSON object \(.+\)$/, output);
     }
-    for (const output of ['daq_host=daq7\n', `${'x'.repeat(200)}\n${'y'.repeat(200)}`, 'a\u2028b\r\nc']) assert.ok(!/[\n\r\u2028]/.test(refused(output)), `the reason is one line: ${refused(output)}`);
+    for (const output of ['daq_host=daq7\n', `${'x'.repeat(200)}\n${'y'.repeat(200)}`, 'a\u2028b\r\nc'])
+      assert.ok(!/[\n\r\u2028]/.test(refused(output)), `the reason is one line: ${refused(output)}`);
   });
 
   it('refuses fields that would make a document the agents refuse (nested too deep)', () => {
@@ -78,19 +108,38 @@ describe('ingest metadata: the merge rules', () => {
 describe('ingest metadata: argument vector, environment, config', () => {
   it('expands {file}, {run_name}, {file_number} (three digits), {doc_id} as data, never re-scanned', () => {
     const file = { path: '/daq/lg23b002/lg23b002_007', id: 'run_lg23b002_007', runName: 'lg23b002', fileNumber: 7 };
-    assert.deepEqual(metadataArgv(['/bin/hdr', '--file={file}', '{run_name}_{file_number}', '{doc_id}'], file), ['/bin/hdr', '--file=/daq/lg23b002/lg23b002_007', 'lg23b002_007', 'run_lg23b002_007']);
+    assert.deepEqual(metadataArgv(['/bin/hdr', '--file={file}', '{run_name}_{file_number}', '{doc_id}'], file), [
+      '/bin/hdr',
+      '--file=/daq/lg23b002/lg23b002_007',
+      'lg23b002_007',
+      'run_lg23b002_007',
+    ]);
     assert.deepEqual(metadataArgv(['{file}'], { ...file, path: '/daq/{doc_id}' }), ['/daq/{doc_id}']);
   });
 
-  it('refuses, as the configuration\'s fault, placeholders a new file does not have and empty vectors', () => {
+  it("refuses, as the configuration's fault, placeholders a new file does not have and empty vectors", () => {
     for (const argv of [['/bin/hdr', '{out}'], ['/bin/hdr', '{step}'], ['/bin/hdr', '{prev_out}'], ['/bin/hdr', '{file'], [], ['']]) {
-      assert.throws(() => checkMetadataArgv(argv), (e: unknown) => isConfigurationFault(e) && /^configuration: /.test((e as Error).message), JSON.stringify(argv));
+      assert.throws(
+        () => checkMetadataArgv(argv),
+        (e: unknown) => isConfigurationFault(e) && /^configuration: /.test((e as Error).message),
+        JSON.stringify(argv),
+      );
     }
     checkMetadataArgv(['/bin/hdr', '{file}', '{doc_id}']);
   });
 
-  it('gives the program PATH, locale and home, and none of the mesh\'s credentials', () => {
-    const env = { PATH: '/opt/bin:/usr/bin', HOME: '/home/daq', LANG: 'C.UTF-8', MESH_ALPHA_USER: 'alpha', MESH_ALPHA_PASSWORD: 'hunter2', MESH_ALPHA_PASSWORD_FILE: '/run/secret', MESH_NATS_PASSWORD: 'x', AWS_SECRET_ACCESS_KEY: 'y', SSH_AUTH_SOCK: '/tmp/agent' };
+  it("gives the program PATH, locale and home, and none of the mesh's credentials", () => {
+    const env = {
+      PATH: '/opt/bin:/usr/bin',
+      HOME: '/home/daq',
+      LANG: 'C.UTF-8',
+      MESH_ALPHA_USER: 'alpha',
+      MESH_ALPHA_PASSWORD: 'hunter2',
+      MESH_ALPHA_PASSWORD_FILE: '/run/secret',
+      MESH_NATS_PASSWORD: 'x',
+      AWS_SECRET_ACCESS_KEY: 'y',
+      SSH_AUTH_SOCK: '/tmp/agent',
+    };
     assert.deepEqual(helperEnvironment(env), { PATH: '/opt/bin:/usr/bin', HOME: '/home/daq', LANG: 'C.UTF-8' });
     assert.deepEqual(helperEnvironment({}), { PATH: '/usr/local/bin:/usr/bin:/bin' });
   });
@@ -124,16 +173,23 @@ describe('ingest metadata: argument vector, environment, config', () => {
   });
 
   it('refuses a bad ingest.metadata at load time, naming the key, the value and the expected form', () => {
-    const form = /expected an argument vector of non-empty strings, e\.g\. \[.*\] \(started without a shell; placeholders \{file\}, \{run_name\}, \{file_number\}, \{doc_id\}\), or \[\]/;
+    const form =
+      /expected an argument vector of non-empty strings, e\.g\. \[.*\] \(started without a shell; placeholders \{file\}, \{run_name\}, \{file_number\}, \{doc_id\}\), or \[\]/;
     for (const bad of ['/opt/daq/bin/hdr {file}', ['/opt/daq/bin/hdr', ''], ['/opt/daq/bin/hdr', 3], [['/opt/daq/bin/hdr']], { argv: ['x'] }, null, true]) {
       const message = problem({ metadata: bad });
       assert.ok(message.includes(`ingest.metadata is ${JSON.stringify(bad)}, expected `), message);
       assert.match(message, form);
     }
-    assert.match(problem({ metadata: ['/bin/hdr', '{file}', '--out={out}'] }), /ingest\.metadata\[2\] is "--out=\{out\}", expected an argument with placeholders among \{file\}, \{run_name\}, \{file_number\}, \{doc_id\}, each brace closed; here: \{out\}, which a file being catalogued does not have yet/);
+    assert.match(
+      problem({ metadata: ['/bin/hdr', '{file}', '--out={out}'] }),
+      /ingest\.metadata\[2\] is "--out=\{out\}", expected an argument with placeholders among \{file\}, \{run_name\}, \{file_number\}, \{doc_id\}, each brace closed; here: \{out\}, which a file being catalogued does not have yet/,
+    );
     assert.match(problem({ metadata: ['/bin/hdr', '{file'] }), /ingest\.metadata\[1\] is "\{file".*never closed/);
     assert.match(problem({ metadata: ['/bin/hdr', 'a\nb'] }), /ingest\.metadata\[1\] .*a control character/);
-    assert.match(problem({ metadata_timeout_s: '30' }), /ingest\.metadata_timeout_s is "30", expected a positive number of seconds \(a JSON number, not a string\)/);
+    assert.match(
+      problem({ metadata_timeout_s: '30' }),
+      /ingest\.metadata_timeout_s is "30", expected a positive number of seconds \(a JSON number, not a string\)/,
+    );
     assert.match(problem({ metadata_timeout_s: 0 }), /ingest\.metadata_timeout_s is 0, expected a positive number/);
     assert.match(problem({ metadata_command: ['x'] }), /metadata_command/);
   });

@@ -48,47 +48,64 @@ describe('core/invariants', () => {
       assert.deepEqual(statusProblems({ ...base, status: 'good', proc0: { attempts: 1, ok: true }, proc2: { attempts: 1, ok: true } }, STEP_NAMES), [
         'proc2 is done but proc1 before it is not',
       ]);
-      assert.deepEqual(statusProblems({ ...base, status: 'proc1 queued', pending: { proc1: claim } }, STEP_NAMES), ['status proc1 queued but proc0 is not done']);
+      assert.deepEqual(statusProblems({ ...base, status: 'proc1 queued', pending: { proc1: claim } }, STEP_NAMES), [
+        'status proc1 queued but proc0 is not done',
+      ]);
       assert.deepEqual(statusProblems({ ...base, status: 'proc0 in progress', pending: { proc0: { attempts: 0 } } }, STEP_NAMES), [
         'status proc0 in progress but pending.proc0.agent is missing',
         'status proc0 in progress but pending.proc0.lease_until is missing',
         'status proc0 in progress but pending.proc0.attempts is 0',
       ]);
-      assert.deepEqual(statusProblems({ ...base, status: 'proc0 in progress', proc0: claim }, STEP_NAMES), ['status proc0 in progress but proc0 is already done'], 'a claim lives in pending');
+      assert.deepEqual(
+        statusProblems({ ...base, status: 'proc0 in progress', proc0: claim }, STEP_NAMES),
+        ['status proc0 in progress but proc0 is already done'],
+        'a claim lives in pending',
+      );
       assert.deepEqual(statusProblems({ ...base, status: 'proc0 failed' }, STEP_NAMES), ['status proc0 failed but pending.proc0 is missing']);
-      assert.deepEqual(statusProblems({ ...base, status: 'proc0 failed', pending: { proc0: { attempts: 1 } } }, STEP_NAMES), ['status proc0 failed but pending.proc0.ok is not false']);
+      assert.deepEqual(statusProblems({ ...base, status: 'proc0 failed', pending: { proc0: { attempts: 1 } } }, STEP_NAMES), [
+        'status proc0 failed but pending.proc0.ok is not false',
+      ]);
       assert.deepEqual(statusProblems({ ...base, proc0: 'yes' }, STEP_NAMES), ['proc0 is "yes", expected a record object']);
       assert.deepEqual(statusProblems({ ...base, pending: [] }, STEP_NAMES), ['pending is [], expected an object of step records']);
-      assert.deepEqual(statusProblems({ ...base, pending: { proc0: { attempts: 1, ok: true } } }, STEP_NAMES), ['pending.proc0.ok is true: a success is recorded as proc0']);
+      assert.deepEqual(statusProblems({ ...base, pending: { proc0: { attempts: 1, ok: true } } }, STEP_NAMES), [
+        'pending.proc0.ok is true: a success is recorded as proc0',
+      ]);
       assert.deepEqual(statusProblems({ ...base, status: 'bad', proc2: { attempts: 1, ok: true } }, STEP_NAMES), []);
     });
 
-    it('keeps what the original scripts\' readers rely on: with status good, every procN present is a success', () => {
+    it("keeps what the original scripts' readers rely on: with status good, every procN present is a success", () => {
       const base = { ...freshDoc(), status: 'good', proc0: { attempts: 1, ok: true } };
       // A failed attempt waiting for its retry, or a `mesh retry`, lives in pending.
       assert.deepEqual(statusProblems({ ...base, proc1: { attempts: 1, ok: false, retry_after: '2026-01-01T00:00:00Z' } }, STEP_NAMES), [
         "proc1.ok is false: a step record at the top level is a success, an unfinished step's is pending.proc1",
       ]);
       assert.deepEqual(statusProblems({ ...base, proc1: { attempts: 1, ok: 'true' } }, STEP_NAMES), [
-        "proc1.ok is \"true\": a step record at the top level is a success, an unfinished step's is pending.proc1",
+        'proc1.ok is "true": a step record at the top level is a success, an unfinished step\'s is pending.proc1',
       ]);
       assert.deepEqual(statusProblems({ ...base, pending: { proc1: { attempts: 1, ok: false, retry_after: '2026-01-01T00:00:00Z' } } }, STEP_NAMES), []);
-      assert.deepEqual(statusProblems({ ...base, proc1: { ok: true }, pending: { proc1: { attempts: 1 } } }, STEP_NAMES), ['proc1 is done and pending at once']);
+      assert.deepEqual(statusProblems({ ...base, proc1: { ok: true }, pending: { proc1: { attempts: 1 } } }, STEP_NAMES), [
+        'proc1 is done and pending at once',
+      ]);
       for (const doc of r.docs) {
         if (doc.status !== 'good') continue;
         for (const step of STEP_NAMES) if (doc[step] !== undefined) assert.equal((doc[step] as { ok?: unknown }).ok, true, `${step} of ${JSON.stringify(doc)}`);
       }
     });
 
-    it('accepts the original scripts\' records, which have no attempts', () => {
+    it("accepts the original scripts' records, which have no attempts", () => {
       assert.deepEqual(statusProblems({ ...freshDoc(), status: 'good', proc0: { ok: true, date: 1 } }, STEP_NAMES), []);
-      assert.deepEqual(statusProblems({ ...freshDoc(), status: 'good', proc0: { file: '/sps/x', hostname: 'ccage' }, proc1: { date: '2012-03-01 10:00:00' } }, STEP_NAMES), [], 'no ok flag: present means done');
+      assert.deepEqual(
+        statusProblems({ ...freshDoc(), status: 'good', proc0: { file: '/sps/x', hostname: 'ccage' }, proc1: { date: '2012-03-01 10:00:00' } }, STEP_NAMES),
+        [],
+        'no ok flag: present means done',
+      );
     });
   });
 
   describe('editProblems', () => {
     it('accepts every single transition and every collapsed run of transitions', () => {
-      for (const [from, to] of [...r.edges, ...collapsedPairs(r, 5000)]) assert.deepEqual(editProblems(from, to, STEP_NAMES), [], `${from.status} -> ${to.status}`);
+      for (const [from, to] of [...r.edges, ...collapsedPairs(r, 5000)])
+        assert.deepEqual(editProblems(from, to, STEP_NAMES), [], `${from.status} -> ${to.status}`);
     });
 
     it('refuses going back', () => {

@@ -9,7 +9,16 @@ import { writeProblems } from '../../core/write-rules.js';
 import { designDocument, writePolicy } from '../../couchapp/design.js';
 import { MARKER_TYPE, markerId } from '../../store/markers.js';
 
-const site = (name: string, mayRun: string[]) => ({ name, server: 'http://127.0.0.1:1', reachable: true, long_running: true, credentials_of: name, log_dir: 'logs', may_run: mayRun, mesh: [] });
+const site = (name: string, mayRun: string[]) => ({
+  name,
+  server: 'http://127.0.0.1:1',
+  reachable: true,
+  long_running: true,
+  credentials_of: name,
+  log_dir: 'logs',
+  may_run: mayRun,
+  mesh: [],
+});
 const input = {
   doc_type: 'daqdocument',
   steps: [{ name: 'proc0', site: 'modane', run: [], out: '', timeout_s: 1, max_attempts: 2, lease_s: 60, executor: 'command' as const }],
@@ -31,11 +40,24 @@ function verdict(newDoc: unknown, oldDoc: unknown, user: UserContext): string {
   return mine;
 }
 
-const marker = (n: number) => ({ _id: markerId('modane'), type: MARKER_TYPE, site: 'modane', n, written: '2026-12-01T12:00:00.000Z', since: '2026-12-01T11:00:00.000Z', interval_s: 30, by: 'coordinator/modane' });
+const marker = (n: number) => ({
+  _id: markerId('modane'),
+  type: MARKER_TYPE,
+  site: 'modane',
+  n,
+  written: '2026-12-01T12:00:00.000Z',
+  since: '2026-12-01T11:00:00.000Z',
+  interval_s: 30,
+  by: 'coordinator/modane',
+});
 
 describe('replication markers under the write rules', () => {
-  it('the coordinator\'s role, a server admin and the admin party write and rewrite markers', () => {
-    for (const user of [{ name: 'coord', roles: ['mesh-coordinator'] }, { name: 'admin', roles: ['_admin'] }, { name: null, roles: ['_admin'] }]) {
+  it("the coordinator's role, a server admin and the admin party write and rewrite markers", () => {
+    for (const user of [
+      { name: 'coord', roles: ['mesh-coordinator'] },
+      { name: 'admin', roles: ['_admin'] },
+      { name: null, roles: ['_admin'] },
+    ]) {
       assert.equal(verdict(marker(1), null, user), '', JSON.stringify(user));
       assert.equal(verdict(marker(2), marker(1), user), '', JSON.stringify(user));
     }
@@ -43,7 +65,13 @@ describe('replication markers under the write rules', () => {
 
   it('agents (of any site), operators and readers may not, new or rewritten', () => {
     const refused = /may not write "mesh-marker" documents: the coordinator does/;
-    for (const user of [{ name: 'modane-agent', roles: ['mesh-agent:modane'] }, { name: 'kit-agent', roles: ['mesh-agent:kit'] }, { name: 'op', roles: ['mesh-operator'] }, { name: 'reader', roles: ['mesh-reader'] }, { name: 'nobody', roles: [] }]) {
+    for (const user of [
+      { name: 'modane-agent', roles: ['mesh-agent:modane'] },
+      { name: 'kit-agent', roles: ['mesh-agent:kit'] },
+      { name: 'op', roles: ['mesh-operator'] },
+      { name: 'reader', roles: ['mesh-reader'] },
+      { name: 'nobody', roles: [] },
+    ]) {
       assert.match(verdict(marker(1), null, user), refused, JSON.stringify(user));
       assert.match(verdict(marker(9), marker(1), user), refused, JSON.stringify(user));
     }

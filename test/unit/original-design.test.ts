@@ -23,14 +23,29 @@ const PIPELINES = [['proc0', 'proc1', 'proc2'], ['proc0'], ['transfer', 'convert
 
 /** Every status of the pipeline (and a few no pipeline has) × every set of present records. */
 function combinations(steps: string[]): LooseDoc[] {
-  const statuses: Array<string | undefined> = ['closed', 'good', 'bad', ...steps.flatMap((s) => [`${s} queued`, `${s} in progress`, `${s} failed`]), 'proc9 queued', 'badly formed', undefined];
+  const statuses: Array<string | undefined> = [
+    'closed',
+    'good',
+    'bad',
+    ...steps.flatMap((s) => [`${s} queued`, `${s} in progress`, `${s} failed`]),
+    'proc9 queued',
+    'badly formed',
+    undefined,
+  ];
   const files = [0, 7, 42, 999, 1000, 1234];
   const docs: LooseDoc[] = [];
   for (const status of statuses) {
     for (let mask = 0; mask < 2 ** steps.length; mask++) {
       const records = Object.fromEntries(steps.flatMap((s, i) => ((mask >> i) & 1 ? [[s, { ok: true }]] : [])));
       const n = docs.length;
-      docs.push({ _id: `c${n}`, type: DOC_TYPE, run_name: n % 2 ? 'lg23b002' : 'lh18c005', file_number: files[n % files.length], ...(status === undefined ? {} : { status }), ...records });
+      docs.push({
+        _id: `c${n}`,
+        type: DOC_TYPE,
+        run_name: n % 2 ? 'lg23b002' : 'lh18c005',
+        file_number: files[n % files.length],
+        ...(status === undefined ? {} : { status }),
+        ...records,
+      });
     }
   }
   const first = steps[0];
@@ -84,7 +99,10 @@ describe('couchapp/original-design (_design/proc)', () => {
         assert.deepEqual(reduces, { status: '_sum', daqdoc: '_stats' });
         for (const source of [...Object.values(design.filters), ...Object.values(design.views).map((v) => v.map)]) {
           assert.doesNotThrow(() => parse(`(${source})`, { ecmaVersion: 5 }), source.slice(0, 200));
-          assert.doesNotMatch(source, /\.(includes|startsWith|endsWith|find|findIndex|padStart|repeat)\(|Number\.isInteger|Object\.(assign|entries|values|hasOwn)\(|Array\.from|\bnew (Map|Set)\b/);
+          assert.doesNotMatch(
+            source,
+            /\.(includes|startsWith|endsWith|find|findIndex|padStart|repeat)\(|Number\.isInteger|Object\.(assign|entries|values|hasOwn)\(|Array\.from|\bnew (Map|Set)\b/,
+          );
         }
       });
 
@@ -133,7 +151,8 @@ describe('couchapp/original-design (_design/proc)', () => {
     assert.equal(originalDesignDocument(input)._id, '_design/proc');
     assert.equal(originalDesignDocument({ ...input, original_design: 'edwproc' })._id, '_design/edwproc');
     assert.notEqual(originalDesignDocument({ ...input, doc_type: 'other' }).mesh.generated_from, originalDesignDocument(input).mesh.generated_from);
-    for (const name of ['mesh', 'Proc', '_proc', 'a/b', '']) assert.throws(() => originalDesignDocument({ ...input, original_design: name }), { code: 'CONFIG_INVALID' }, name);
+    for (const name of ['mesh', 'Proc', '_proc', 'a/b', ''])
+      assert.throws(() => originalDesignDocument({ ...input, original_design: name }), { code: 'CONFIG_INVALID' }, name);
   });
 
   it('the config key original_design: default proc, a plain name, refused when it would be _design/mesh', () => {
@@ -146,12 +165,15 @@ describe('couchapp/original-design (_design/proc)', () => {
     assert.equal(parseMeshConfig(raw({}), '/tmp/mesh.json').original_design, 'proc');
     assert.equal(parseMeshConfig(raw({ original_design: 'edwproc' }), '/tmp/mesh.json').original_design, 'edwproc');
     for (const bad of ['mesh', 'Proc', 'a/b', '']) {
-      assert.throws(() => parseMeshConfig(raw({ original_design: bad }), '/tmp/mesh.json'), (error: Error) => error.message.includes(`original_design is ${JSON.stringify(bad)}, expected a design document name`));
+      assert.throws(
+        () => parseMeshConfig(raw({ original_design: bad }), '/tmp/mesh.json'),
+        (error: Error) => error.message.includes(`original_design is ${JSON.stringify(bad)}, expected a design document name`),
+      );
     }
     assert.throws(() => parseMeshConfig(raw({ original_design: 42 }), '/tmp/mesh.json'), /original_design/);
   });
 
-  it('a step may not be named like a view of _design/proc, nor like another step\'s <step>inprogress', () => {
+  it("a step may not be named like a view of _design/proc, nor like another step's <step>inprogress", () => {
     for (const name of ['inqueue', 'inprogress', 'failed', 'bad', 'status', 'statusbyrun', 'daqdoc', 'raw', 'procbyrun']) assert.ok(stepNameClash(name), name);
     assert.match(stepNameClash('proc0inprogress', ['proc0', 'proc0inprogress']) ?? '', /step "proc0"'s view proc0inprogress/);
     assert.equal(stepNameClash('proc0inprogress', ['proc0inprogress']), undefined);

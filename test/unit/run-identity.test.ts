@@ -5,7 +5,18 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { earlierLocalRuns, ensureEarlierLocalRunsGone, ensureEarlierRunsGone, ensureRunGone, groupMembers, identifyRun, localRunPath, remainsOf, removeLocalRun, writeLocalRun } from '../../agents/run-identity.js';
+import {
+  earlierLocalRuns,
+  ensureEarlierLocalRunsGone,
+  ensureEarlierRunsGone,
+  ensureRunGone,
+  groupMembers,
+  identifyRun,
+  localRunPath,
+  remainsOf,
+  removeLocalRun,
+  writeLocalRun,
+} from '../../agents/run-identity.js';
 import { StepSupervisor } from '../../agents/step-supervisor.js';
 import type { DaqDocument, RunIdentity } from '../../core/document.js';
 import { waitFor } from '../support/mesh.js';
@@ -130,7 +141,7 @@ describe('host-local run records: what an agent taking over on this host reads b
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('an earlier attempt\'s record makes the next attempt kill what that run left (leader dead, grandchild re-parented), then goes', async () => {
+  it("an earlier attempt's record makes the next attempt kill what that run left (leader dead, grandchild re-parented), then goes", async () => {
     const { leader, grandchild } = await family();
     const pid = leader.pid as number;
     const run = (await identifyRun(pid, pid)) as RunIdentity;
@@ -151,7 +162,12 @@ describe('host-local run records: what an agent taking over on this host reads b
     const run = (await identifyRun(pid, pid)) as RunIdentity;
     await writeLocalRun(localRunPath(join(dir, 'proc0.1')), { doc: 'run_b', step: 'proc0', attempt: 1, run });
     // The claim of attempt 1, killed before its first renewal: the document names no run.
-    const doc = { _id: 'run_b', type: 'daqdocument', status: 'proc0 in progress', pending: { proc0: { attempts: 1, agent: 'a', lease_until: '2000-01-01T00:00:00.000Z' } } } as unknown as DaqDocument;
+    const doc = {
+      _id: 'run_b',
+      type: 'daqdocument',
+      status: 'proc0 in progress',
+      pending: { proc0: { attempts: 1, agent: 'a', lease_until: '2000-01-01T00:00:00.000Z' } },
+    } as unknown as DaqDocument;
     assert.deepEqual(await ensureEarlierRunsGone(dir, doc, 'proc0'), { gone: true, killed: 2 });
     assert.equal(runs(grandchild), false);
     assert.deepEqual(await readdir(dir), []);
@@ -169,9 +185,17 @@ describe('host-local run records: what an agent taking over on this host reads b
     assert.equal(runs(pid), true, 'nothing of another document or step was killed');
     const elsewhere = join(dir, 'other');
     await writeLocalRun(localRunPath(join(dir, 'proc1.1')), { doc: 'run_a/1', step: 'proc1', attempt: 1, run: { ...run, host: `${hostname()}-elsewhere` } });
-    assert.deepEqual(await ensureEarlierLocalRunsGone(dir, 'run_a/1', 'proc1', 2), { gone: true, killed: 0, attempts: [] }, 'a record of another host (a shared log folder) is not acted upon');
+    assert.deepEqual(
+      await ensureEarlierLocalRunsGone(dir, 'run_a/1', 'proc1', 2),
+      { gone: true, killed: 0, attempts: [] },
+      'a record of another host (a shared log folder) is not acted upon',
+    );
     assert.equal(runs(pid), true);
-    assert.deepEqual(await ensureEarlierLocalRunsGone(elsewhere, 'run_a/1', 'proc1', 2), { gone: true, killed: 0, attempts: [] }, 'no folder, nothing recorded');
+    assert.deepEqual(
+      await ensureEarlierLocalRunsGone(elsewhere, 'run_a/1', 'proc1', 2),
+      { gone: true, killed: 0, attempts: [] },
+      'no folder, nothing recorded',
+    );
     await removeLocalRun(localRunPath(join(dir, 'proc1.9')));
   });
 });
@@ -181,7 +205,10 @@ describe('step supervisor: kills registered groups when its pipe ends, and only 
     const path = process.env.PATH;
     process.env.PATH = '/nonexistent';
     try {
-      assert.throws(() => new StepSupervisor().start(), (error: Error & { code?: string }) => error.code === 'PROCESS_FAILED' && /setpriv/.test(error.message) && /util-linux/.test(error.message));
+      assert.throws(
+        () => new StepSupervisor().start(),
+        (error: Error & { code?: string }) => error.code === 'PROCESS_FAILED' && /setpriv/.test(error.message) && /util-linux/.test(error.message),
+      );
     } finally {
       process.env.PATH = path;
     }

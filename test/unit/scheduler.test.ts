@@ -18,8 +18,18 @@ describe('embedded /_scheduler/docs', () => {
     assert.equal(endpointUrl({ url: 'http://127.0.0.1:5984/db' }), 'http://127.0.0.1:5984/db');
     assert.equal(endpointUrl('localdb'), 'localdb');
     assert.equal(endpointUrl(undefined), null);
-    const doc = schedulerDoc({ _id: 'job', source: { url: 'http://a:b@h:1/x', headers: { Authorization: 'Basic c2VjcmV0' } } as never, target: 'http://h:2/y', _replication_state: 'triggered', _replication_id: 'rid', _replication_state_time: '2026-12-01T00:00:00.000Z' });
-    assert.deepEqual([doc.database, doc.doc_id, doc.id, doc.source, doc.target, doc.state, doc.last_updated], ['_replicator', 'job', 'rid', 'http://h:1/x', 'http://h:2/y', 'running', '2026-12-01T00:00:00.000Z']);
+    const doc = schedulerDoc({
+      _id: 'job',
+      source: { url: 'http://a:b@h:1/x', headers: { Authorization: 'Basic c2VjcmV0' } } as never,
+      target: 'http://h:2/y',
+      _replication_state: 'triggered',
+      _replication_id: 'rid',
+      _replication_state_time: '2026-12-01T00:00:00.000Z',
+    });
+    assert.deepEqual(
+      [doc.database, doc.doc_id, doc.id, doc.source, doc.target, doc.state, doc.last_updated],
+      ['_replicator', 'job', 'rid', 'http://h:1/x', 'http://h:2/y', 'running', '2026-12-01T00:00:00.000Z'],
+    );
     assert.ok(!JSON.stringify(doc).includes('c2VjcmV0'), 'no Authorization header in the answer');
   });
 });

@@ -11,7 +11,19 @@ const future = '2026-11-27T13:00:00.000Z';
 const run: RunIdentity = { host: 'daq1', pid: 4242, pgid: 4242, start_time: 123456, boot_id: 'b0' };
 
 function doc(status: string, proc0?: StepRecord): DaqDocument {
-  return { _id: 'run_lg23b002_000', _rev: '3-abc', type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: past, status, history: [], ...(proc0 ? placed({ proc0 }) : {}) } as DaqDocument;
+  return {
+    _id: 'run_lg23b002_000',
+    _rev: '3-abc',
+    type: 'daqdocument',
+    run_name: 'lg23b002',
+    file_number: 0,
+    file: '/data/lg23b002_000',
+    size_in_bytes: 1,
+    date_closed: past,
+    status,
+    history: [],
+    ...(proc0 ? placed({ proc0 }) : {}),
+  } as DaqDocument;
 }
 
 function next(from: DaqDocument, event: Parameters<typeof transition>[1]): DaqDocument {
@@ -28,16 +40,29 @@ describe('state machine: the run identity in the claim', () => {
     assert.equal(recorded.history?.length, 0);
     const renewed = next(recorded, { type: 'renew', step: 'proc0', agent: 'a1', lease_until: future });
     assert.deepEqual((stepRecord(renewed, 'proc0') as StepRecord).run, run);
-    assert.equal(transition(claimed, { type: 'renew', step: 'proc0', agent: 'intruder', lease_until: future, run }, now, pipeline).ok, false, 'only the claim holder names the run');
+    assert.equal(
+      transition(claimed, { type: 'renew', step: 'proc0', agent: 'intruder', lease_until: future, run }, now, pipeline).ok,
+      false,
+      'only the claim holder names the run',
+    );
   });
 
-  it('a new claim never carries an earlier attempt\'s run: not on a takeover of an expired claim, not after a failure', () => {
+  it("a new claim never carries an earlier attempt's run: not on a takeover of an expired claim, not after a failure", () => {
     const expired = doc('proc0 in progress', { attempts: 1, site: 'modane', agent: 'a1', host: 'daq1', lease_until: past, run });
     const takenOver = next(expired, { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'daq1', lease_until: future });
     assert.equal('run' in (stepRecord(takenOver, 'proc0') as StepRecord), false);
     assert.equal((stepRecord(takenOver, 'proc0') as StepRecord).attempts, 2);
     const failed = doc('closed', { attempts: 1, ok: false, site: 'modane', agent: 'a1', retry_after: past, run });
-    const again = next(failed, { type: 'claim', step: 'proc0', mode: 'queue', site: 'lyon', agent: 'a3', host: 'ui1', lease_until: future, batch: { system: 'slurm' } });
+    const again = next(failed, {
+      type: 'claim',
+      step: 'proc0',
+      mode: 'queue',
+      site: 'lyon',
+      agent: 'a3',
+      host: 'ui1',
+      lease_until: future,
+      batch: { system: 'slurm' },
+    });
     assert.equal('run' in (stepRecord(again, 'proc0') as StepRecord), false);
   });
 });

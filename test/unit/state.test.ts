@@ -4,14 +4,32 @@ import { parseStatus, stepRecord } from '../../core/document.js';
 import { type MeshEvent, TRANSITIONS, isComplete, readyFor, transition } from '../../core/state.js';
 import { placed } from '../support/records.js';
 
-const pipeline = { steps: [{ name: 'proc0', max_attempts: 3 }, { name: 'proc1', max_attempts: 3 }, { name: 'proc2', max_attempts: 2 }] };
+const pipeline = {
+  steps: [
+    { name: 'proc0', max_attempts: 3 },
+    { name: 'proc1', max_attempts: 3 },
+    { name: 'proc2', max_attempts: 2 },
+  ],
+};
 const names = pipeline.steps.map((s) => s.name);
 const now = new Date('2026-11-27T12:00:00.000Z');
 const past = '2026-11-27T11:00:00.000Z';
 const future = '2026-11-27T13:00:00.000Z';
 
 function doc(status: string, records: Record<string, StepRecord> = {}): DaqDocument {
-  return { _id: 'run_lg23b002_000', _rev: '3-abc', type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 1, date_closed: past, status, history: [], ...placed(records) } as DaqDocument;
+  return {
+    _id: 'run_lg23b002_000',
+    _rev: '3-abc',
+    type: 'daqdocument',
+    run_name: 'lg23b002',
+    file_number: 0,
+    file: '/data/lg23b002_000',
+    size_in_bytes: 1,
+    date_closed: past,
+    status,
+    history: [],
+    ...placed(records),
+  } as DaqDocument;
 }
 const ok = (attempts = 1): StepRecord => ({ attempts, ok: true, site: 'modane', agent: 'a1' });
 const claimed = (lease: string, attempts = 1, agent = 'a1'): StepRecord => ({ attempts, site: 'modane', agent, host: 'h', lease_until: lease });
@@ -75,10 +93,15 @@ describe('state machine', () => {
             assert.equal(result.doc.history.length, 0, `${event.type} writes no history`);
             continue;
           }
-          const allowed = TRANSITIONS[from.kind].map((k) => (k === 'ready' ? (event.type !== 'mark_bad' && names.indexOf(event.step) === 0 ? 'closed' : 'good') : k));
+          const allowed = TRANSITIONS[from.kind].map((k) =>
+            k === 'ready' ? (event.type !== 'mark_bad' && names.indexOf(event.step) === 0 ? 'closed' : 'good') : k,
+          );
           assert.ok(allowed.includes(to.kind), `${stateName} --${event.type}--> ${result.doc.status} is not in the table`);
           assert.equal(result.doc.history.length, 1);
-          assert.deepEqual({ ...result.doc.history[0], at: undefined, by: undefined, note: undefined }, { at: undefined, by: undefined, note: undefined, from: before.status, to: result.doc.status, rev: '3-abc', user: null });
+          assert.deepEqual(
+            { ...result.doc.history[0], at: undefined, by: undefined, note: undefined },
+            { at: undefined, by: undefined, note: undefined, from: before.status, to: result.doc.status, rev: '3-abc', user: null },
+          );
           // Records of ok steps never become un-ok.
           for (const name of names) if ((before[name] as StepRecord | undefined)?.ok === true) assert.equal((result.doc[name] as StepRecord).ok, true);
         }
@@ -87,7 +110,8 @@ describe('state machine', () => {
   });
 
   it('claims only the step that is ready, and counts attempts', () => {
-    const claim = (d: DaqDocument, step: string) => transition(d, { type: 'claim', step, mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, pipeline);
+    const claim = (d: DaqDocument, step: string) =>
+      transition(d, { type: 'claim', step, mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, pipeline);
     const first = claim(STATES['closed fresh'], 'proc0');
     assert.ok(first.ok);
     assert.equal(first.doc.status, 'proc0 in progress');
@@ -121,7 +145,12 @@ describe('state machine', () => {
   });
 
   it('success makes the next step ready; the last one completes the document', () => {
-    const done = transition(STATES['proc1 in progress'], { type: 'succeed', step: 'proc1', agent: 'a1', result: { exit_code: 0, duration_s: 2 } }, now, pipeline);
+    const done = transition(
+      STATES['proc1 in progress'],
+      { type: 'succeed', step: 'proc1', agent: 'a1', result: { exit_code: 0, duration_s: 2 } },
+      now,
+      pipeline,
+    );
     assert.ok(done.ok);
     assert.equal(done.doc.status, 'good');
     assert.equal((stepRecord(done.doc, 'proc1') as StepRecord).ok, true);
@@ -135,16 +164,26 @@ describe('state machine', () => {
     const lowered = { steps: [{ name: 'proc0', max_attempts: 1 }, ...pipeline.steps.slice(1)] };
     const due = STATES['closed retry due'];
     assert.equal(readyFor(due, lowered, now), 'proc0', 'ready by its status and retry_after');
-    assert.equal(transition(due, { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, lowered).ok, false, 'but no claim is legal');
+    assert.equal(
+      transition(due, { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, lowered).ok,
+      false,
+      'but no claim is legal',
+    );
     const spent = transition(due, { type: 'exhaust', step: 'proc0', by: 'modane/a2' }, now, lowered);
     assert.ok(spent.ok);
     assert.equal(spent.doc.status, 'proc0 failed');
     assert.equal(stepRecord(spent.doc, 'proc0')?.reason, 'attempt limit 1 reached (1 counted attempts)');
     assert.equal(spent.doc.history.at(-1)?.to, 'proc0 failed');
-    assert.equal(transition(due, { type: 'exhaust', step: 'proc0', by: 'modane/a2' }, now, pipeline).ok, false, 'with attempts left the step is claimed, not failed');
+    assert.equal(
+      transition(due, { type: 'exhaust', step: 'proc0', by: 'modane/a2' }, now, pipeline).ok,
+      false,
+      'with attempts left the step is claimed, not failed',
+    );
     const retried = transition(spent.doc, { type: 'retry', step: 'proc0', by: 'operator/x' }, now, lowered);
     assert.ok(retried.ok && readyFor(retried.doc, lowered, now) === 'proc0', 'mesh retry makes it claimable again');
-    assert.ok(transition(retried.doc, { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, lowered).ok);
+    assert.ok(
+      transition(retried.doc, { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, lowered).ok,
+    );
   });
 
   it('a release gives the attempt back: it keeps its number but stops counting', () => {
@@ -154,14 +193,35 @@ describe('state machine', () => {
     assert.equal((stepRecord(released.doc, 'proc0') as StepRecord).attempts, 1);
     assert.equal((stepRecord(released.doc, 'proc0') as StepRecord).uncounted, 1);
     assert.equal(readyFor(released.doc, pipeline, now), 'proc0');
-    const again = transition(released.doc, { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future }, now, pipeline);
+    const again = transition(
+      released.doc,
+      { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'a2', host: 'h', lease_until: future },
+      now,
+      pipeline,
+    );
     assert.ok(again.ok);
     assert.equal((stepRecord(again.doc, 'proc0') as StepRecord).attempts, 2, 'the next attempt has a new number (and new log files)');
   });
 
   describe('retries keep their history straight', () => {
-    const claimEvent = (agent: string): MeshEvent => ({ type: 'claim', step: 'proc1', mode: 'run', site: 'modane', agent, host: 'h', lease_until: future, user: 'modane-agent' });
-    const failEvent = (agent: string, code: number): MeshEvent => ({ type: 'fail', step: 'proc1', agent, reason: `exit ${code}`, result: { exit_code: code, stderr_tail: `oops ${code}`, duration_s: 1 }, retry_after: past });
+    const claimEvent = (agent: string): MeshEvent => ({
+      type: 'claim',
+      step: 'proc1',
+      mode: 'run',
+      site: 'modane',
+      agent,
+      host: 'h',
+      lease_until: future,
+      user: 'modane-agent',
+    });
+    const failEvent = (agent: string, code: number): MeshEvent => ({
+      type: 'fail',
+      step: 'proc1',
+      agent,
+      reason: `exit ${code}`,
+      result: { exit_code: code, stderr_tail: `oops ${code}`, duration_s: 1 },
+      retry_after: past,
+    });
     /** Runs `n` failing attempts of proc1 from `d`, at increasing clock readings. */
     function failTimes(d: DaqDocument, n: number, start: number): DaqDocument {
       let current = d;
@@ -170,7 +230,8 @@ describe('state machine', () => {
         const claimed = transition(current, claimEvent(`a${start + i}`), at, pipeline);
         assert.ok(claimed.ok, claimed.ok ? '' : claimed.error.message);
         const record = stepRecord(claimed.doc, 'proc1') as StepRecord;
-        for (const field of ['exit_code', 'reason', 'stderr_tail', 'finished', 'retry_after', 'ok']) assert.equal(record[field], undefined, `a new claim carries no ${field} of an earlier attempt`);
+        for (const field of ['exit_code', 'reason', 'stderr_tail', 'finished', 'retry_after', 'ok'])
+          assert.equal(record[field], undefined, `a new claim carries no ${field} of an earlier attempt`);
         assert.equal(record.account, 'modane-agent');
         const failed = transition(claimed.doc, failEvent(`a${start + i}`, start + i), new Date(at.getTime() + 1000), pipeline);
         assert.ok(failed.ok);
@@ -204,7 +265,10 @@ describe('state machine', () => {
       assert.equal(record.attempts, 15);
       const past = record.past_attempts as Array<{ attempt: number; exit_code: number; reason: string; started: string; finished: string }>;
       assert.equal(past.length, 10);
-      assert.deepEqual(past.map((a) => a.attempt), [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+      assert.deepEqual(
+        past.map((a) => a.attempt),
+        [5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+      );
       for (const attempt of past) {
         assert.equal(attempt.exit_code, attempt.attempt - 1);
         assert.equal(attempt.reason, `exit ${attempt.attempt - 1}`);
@@ -217,7 +281,10 @@ describe('state machine', () => {
       const d = failTimes(STATES['good after proc0'], 3, 0);
       assert.equal(d.history.length, 6);
       for (let i = 1; i < d.history.length; i++) assert.equal(d.history[i].from, d.history[i - 1].to);
-      assert.deepEqual(d.history.filter((e) => e.to === 'proc1 in progress').map((e) => e.user), ['modane-agent', 'modane-agent', 'modane-agent']);
+      assert.deepEqual(
+        d.history.filter((e) => e.to === 'proc1 in progress').map((e) => e.user),
+        ['modane-agent', 'modane-agent', 'modane-agent'],
+      );
     });
   });
 

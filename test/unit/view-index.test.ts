@@ -28,7 +28,15 @@ describe('server/view-index: an index that fails to commit stays where it was', 
       assert.equal(rows.rows.length, 20, 'every row is there after the retried pass');
       assert.equal(rows.total_rows, 20);
       const counts = await queryIndex(group, 0, { group: true });
-      assert.deepEqual(counts.rows.map((r) => [r.key, r.value]), [[0, 5], [1, 5], [2, 5], [3, 5]]);
+      assert.deepEqual(
+        counts.rows.map((r) => [r.key, r.value]),
+        [
+          [0, 5],
+          [1, 5],
+          [2, 5],
+          [3, 5],
+        ],
+      );
     } finally {
       await group.close();
       await db.close();

@@ -13,8 +13,22 @@ import { designDocument, writePolicy } from '../../couchapp/design.js';
 const T0 = Date.parse('2026-11-26T10:00:00.000Z');
 const at = (minutes: number) => new Date(T0 + minutes * 60_000);
 const LEASE = at(30).toISOString();
-const pipeline = { steps: [{ name: 'proc0', max_attempts: 2 }, { name: 'proc1', max_attempts: 2 }] };
-const site = (name: string, mayRun: string[]) => ({ name, server: 'http://127.0.0.1:1', reachable: true, long_running: true, credentials_of: name, log_dir: '/tmp', may_run: mayRun, mesh: [] });
+const pipeline = {
+  steps: [
+    { name: 'proc0', max_attempts: 2 },
+    { name: 'proc1', max_attempts: 2 },
+  ],
+};
+const site = (name: string, mayRun: string[]) => ({
+  name,
+  server: 'http://127.0.0.1:1',
+  reachable: true,
+  long_running: true,
+  credentials_of: name,
+  log_dir: '/tmp',
+  may_run: mayRun,
+  mesh: [],
+});
 const input = {
   doc_type: 'daqdocument',
   steps: pipeline.steps.map((s, i) => ({ ...s, site: i === 0 ? 'modane' : 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60, executor: 'command' as const })),
@@ -53,18 +67,31 @@ function step(doc: DaqDocument, event: MeshEvent, minutes: number, user: UserCon
 }
 
 const fresh: DaqDocument = {
-  _id: 'run_lg23b002_000', _rev: '1-a', type: 'daqdocument', run_name: 'lg23b002', file_number: 0, file: '/data/lg23b002_000', size_in_bytes: 5,
-  checksum: { sha256: 'a'.repeat(64) }, date_closed: at(0).toISOString(), status: 'closed',
+  _id: 'run_lg23b002_000',
+  _rev: '1-a',
+  type: 'daqdocument',
+  run_name: 'lg23b002',
+  file_number: 0,
+  file: '/data/lg23b002_000',
+  size_in_bytes: 5,
+  checksum: { sha256: 'a'.repeat(64) },
+  date_closed: at(0).toISOString(),
+  status: 'closed',
   history: [{ at: at(0).toISOString(), from: null, to: 'closed', by: 'modane/ingest', user: 'modane-agent' }],
 };
 const claimProc0: MeshEvent = { type: 'claim', step: 'proc0', mode: 'run', site: 'modane', agent: 'm1', host: 'daq', lease_until: LEASE };
 const proc0Running = step(fresh, claimProc0, 1, MODANE);
-const good = step(proc0Running, { type: 'succeed', step: 'proc0', agent: 'm1', result: { exit_code: 0, duration_s: 1, file: '/sps/raw/lg23b002_000', checksum: { sha256: 'a'.repeat(64) } } }, 2, MODANE);
+const good = step(
+  proc0Running,
+  { type: 'succeed', step: 'proc0', agent: 'm1', result: { exit_code: 0, duration_s: 1, file: '/sps/raw/lg23b002_000', checksum: { sha256: 'a'.repeat(64) } } },
+  2,
+  MODANE,
+);
 const claimProc1: MeshEvent = { type: 'claim', step: 'proc1', mode: 'run', site: 'lyon', agent: 'l1', host: 'farm', lease_until: LEASE };
 const proc1Running = step(good, claimProc1, 3, LYON);
 
 describe('write rules: roles against what a write does', () => {
-  it('lets each site\'s agent do its own steps, and only those', () => {
+  it("lets each site's agent do its own steps, and only those", () => {
     assert.equal(verdict(fresh, null, MODANE), '');
     assert.equal(verdict(proc0Running, fresh, MODANE), '');
     assert.equal(verdict(good, proc0Running, MODANE), '');
@@ -75,7 +102,7 @@ describe('write rules: roles against what a write does', () => {
     assert.match(verdict(fresh, null, LYON), /may not catalogue files/);
   });
 
-  it('a claim names the writer\'s account; only that account renews it and records its success', () => {
+  it("a claim names the writer's account; only that account renews it and records its success", () => {
     const renewed = step(proc1Running, { type: 'renew', step: 'proc1', agent: 'l1', lease_until: at(40).toISOString() }, 4, LYON);
     assert.equal(verdict(renewed, proc1Running, LYON), '');
     assert.match(verdict(renewed, proc1Running, LYON2), /pending\.proc1\.account is "lyon-agent" but the writer is "lyon-agent-2"/);
@@ -96,12 +123,27 @@ describe('write rules: roles against what a write does', () => {
   it('operators (and admins) retry and mark bad; agents do not retry; readers write nothing', () => {
     let failed = proc1Running;
     for (let i = 0; i < 2; i++) {
-      failed = step(failed, { type: 'fail', step: 'proc1', agent: (stepRecord(failed, 'proc1')?.agent as string | undefined) ?? 'l1', reason: 'exit 1', retry_after: at(0).toISOString() }, 10 + i * 2, LYON);
+      failed = step(
+        failed,
+        {
+          type: 'fail',
+          step: 'proc1',
+          agent: (stepRecord(failed, 'proc1')?.agent as string | undefined) ?? 'l1',
+          reason: 'exit 1',
+          retry_after: at(0).toISOString(),
+        },
+        10 + i * 2,
+        LYON,
+      );
       if (failed.status === 'good') failed = step(failed, claimProc1, 11 + i * 2, LYON);
     }
     assert.equal(failed.status, 'proc1 failed');
-    for (const user of [OPERATOR, ADMIN]) assert.equal(verdict(step(failed, { type: 'retry', step: 'proc1', by: `operator/${user.name}` }, 20, user), failed, user), '');
-    assert.match(verdict(step(failed, { type: 'retry', step: 'proc1', by: 'lyon/l1' }, 20, LYON), failed, LYON), /"lyon-agent" may not retry proc1: operators do/);
+    for (const user of [OPERATOR, ADMIN])
+      assert.equal(verdict(step(failed, { type: 'retry', step: 'proc1', by: `operator/${user.name}` }, 20, user), failed, user), '');
+    assert.match(
+      verdict(step(failed, { type: 'retry', step: 'proc1', by: 'lyon/l1' }, 20, LYON), failed, LYON),
+      /"lyon-agent" may not retry proc1: operators do/,
+    );
     assert.equal(verdict(step(failed, { type: 'mark_bad', by: 'operator/op', reason: 'broken' }, 20, OPERATOR), failed, OPERATOR), '');
     assert.match(verdict(step(failed, { type: 'retry', step: 'proc1', by: 'x' }, 20, READER), failed, READER), /"reader" may not write/);
     assert.match(verdict({ _id: 'mesh-agent:lyon:r', type: 'mesh-agent', site: 'lyon' }, null, READER), /"reader" may not write the heartbeat/);
@@ -112,7 +154,7 @@ describe('write rules: roles against what a write does', () => {
     assert.match(verdict(step(fresh, claimProc0, 1, ADMIN), fresh, ADMIN), /"admin" may not run proc0/);
   });
 
-  it('control documents: heartbeats by their site\'s agents, the rest by the coordinator', () => {
+  it("control documents: heartbeats by their site's agents, the rest by the coordinator", () => {
     const beat = { _id: 'mesh-agent:lyon:l1', type: 'mesh-agent', site: 'lyon', agent: 'l1' };
     assert.equal(verdict(beat, null, LYON), '');
     assert.match(verdict({ ...beat, site: 'modane' }, null, LYON), /may not write the heartbeat of site "modane"/);
@@ -136,29 +178,44 @@ describe('write rules: provenance nobody rewrites (admins and the admin party in
   };
 
   it('closed → good with a fabricated proc0 and no history entry', () => {
-    refusedForAll({ ...fresh, status: 'good', proc0: { ok: true, attempts: 1, file: '/etc/passwd' } }, fresh, /status changed from "closed" to "good" without a history entry/);
+    refusedForAll(
+      { ...fresh, status: 'good', proc0: { ok: true, attempts: 1, file: '/etc/passwd' } },
+      fresh,
+      /status changed from "closed" to "good" without a history entry/,
+    );
   });
 
   it('good → proc1 in progress with a made-up claim', () => {
     const forged = { ...good, status: 'proc1 in progress', pending: { proc1: { attempts: 1, agent: 'ghost', site: 'lyon', lease_until: LEASE } } };
     refusedForAll(forged, good, /without a history entry/);
-    const withEntry = { ...forged, history: [...good.history, { at: at(3).toISOString(), from: 'good', to: 'proc1 in progress', by: 'lyon/ghost', user: 'admin' }] };
+    const withEntry = {
+      ...forged,
+      history: [...good.history, { at: at(3).toISOString(), from: 'good', to: 'proc1 in progress', by: 'lyon/ghost', user: 'admin' }],
+    };
     assert.match(verdict(withEntry, good, ADMIN), /"admin" may not run proc1/);
   });
 
   it('rewriting an ok record, lowering attempts', () => {
     refusedForAll({ ...good, proc0: { ...(good.proc0 as StepRecord), file: '/elsewhere' } }, good, /proc0 is done and cannot change/);
     refusedForAll({ ...good, proc0: { ...(good.proc0 as StepRecord), checksum: { sha256: 'b'.repeat(64) } } }, good, /proc0 is done and cannot change/);
-    refusedForAll({ ...proc1Running, pending: { proc1: { ...(stepRecord(proc1Running, 'proc1') as StepRecord), attempts: 0 } } }, proc1Running, /proc1\.attempts cannot go down from 1 to 0/);
+    refusedForAll(
+      { ...proc1Running, pending: { proc1: { ...(stepRecord(proc1Running, 'proc1') as StepRecord), attempts: 0 } } },
+      proc1Running,
+      /proc1\.attempts cannot go down from 1 to 0/,
+    );
     refusedForAll({ ...good, file: '/other' }, good, /file cannot change once catalogued/);
   });
 
-  it('a pending record leaves pending only as its step\'s success; a top-level record is never a failure', () => {
+  it("a pending record leaves pending only as its step's success; a top-level record is never a failure", () => {
     const failedOnce = step(proc1Running, { type: 'fail', step: 'proc1', agent: 'l1', reason: 'exit 1', retry_after: at(0).toISOString() }, 6, LYON);
     assert.equal(failedOnce.status, 'good');
     const { pending: _p, ...forgotten } = failedOnce;
     refusedForAll(forgotten, failedOnce, /pending\.proc1 cannot be removed before proc1 is done/);
-    refusedForAll({ ...forgotten, proc1: { ...(stepRecord(failedOnce, 'proc1') as StepRecord) } }, failedOnce, /proc1\.ok is false: a step record at the top level is a success/);
+    refusedForAll(
+      { ...forgotten, proc1: { ...(stepRecord(failedOnce, 'proc1') as StepRecord) } },
+      failedOnce,
+      /proc1\.ok is false: a step record at the top level is a success/,
+    );
     const { proc0: _done, ...undone } = good;
     refusedForAll({ ...undone, status: 'good' }, good, /proc0 cannot be removed/);
   });
@@ -182,7 +239,8 @@ describe('write rules: provenance nobody rewrites (admins and the admin party in
   it('a document deleted then recreated without _rev is held to the rules of a new one', () => {
     const forged = { ...good, _rev: undefined, history: [] };
     refusedForAll(forged, null, /status changed from null to "good" without a history entry/);
-    for (const user of [ADMIN, OPERATOR, MODANE]) assert.match(verdict({ ...good, _rev: undefined }, null, user), /a new document starts closed, with no step record/);
+    for (const user of [ADMIN, OPERATOR, MODANE])
+      assert.match(verdict({ ...good, _rev: undefined }, null, user), /a new document starts closed, with no step record/);
   });
 
   it('a branch with no common ancestor (new_edits=false) that changes type or un-oks a record', () => {
@@ -197,6 +255,10 @@ describe('write rules: provenance nobody rewrites (admins and the admin party in
     assert.equal(verdict(merged, good, COORDINATOR), '');
     refusedForAll({ ...merged, duplicates: [] }, merged, /duplicates entries cannot be removed/);
     const bad = step(good, { type: 'mark_bad', by: 'operator/op', reason: 'x' }, 4, OPERATOR);
-    refusedForAll({ ...bad, status: 'good', history: [...bad.history, { at: at(5).toISOString(), from: 'bad', to: 'good', by: 'operator/op', user: 'op' }] }, bad, /status cannot go from "bad" to "good"/);
+    refusedForAll(
+      { ...bad, status: 'good', history: [...bad.history, { at: at(5).toISOString(), from: 'bad', to: 'good', by: 'operator/op', user: 'op' }] },
+      bad,
+      /status cannot go from "bad" to "good"/,
+    );
   });
 });
