@@ -186,6 +186,26 @@ export function jobFreshness(job: Pick<PlannedReplication, 'from' | 'to'>, marke
   return linkFreshness(on(job.from), on(job.to), now);
 }
 
+/** One job's line of the report: where it runs, what its server says of it, how fresh its target is. */
+function jobReport(
+  job: PlannedReplication,
+  seen: JobState,
+  fields: ReturnType<typeof freshnessFields>,
+  action: ReplicationReport['action'],
+): ReplicationReport {
+  return {
+    id: job.id,
+    from: job.from,
+    to: job.to,
+    on: job.on,
+    state: seen.state,
+    ...(seen.reason ? { reason: seen.reason } : {}),
+    pending: seen.pending,
+    ...fields,
+    action,
+  };
+}
+
 function freshnessFields(
   f: LinkFreshness | undefined,
   stallMs: number,
@@ -271,18 +291,7 @@ export async function ensureReplications(
         monitor.restarted.set(job.id, now().getTime());
         action = 'restarted';
       }
-      reports.push({
-        id: job.id,
-        from: job.from,
-        to: job.to,
-        on: job.on,
-        state: seen.state,
-        ...(seen.reason ? { reason: seen.reason } : {}),
-        pending: seen.pending,
-        ...fields,
-        action,
-        ...(restartedFor ? { restarted_for: restartedFor } : {}),
-      });
+      reports.push({ ...jobReport(job, seen, fields, action), ...(restartedFor ? { restarted_for: restartedFor } : {}) });
     } catch (error) {
       log.warn({ err: errorMessage(error) }, 'replication job not checked: server unreachable or refusing');
       reports.push(unreachable(job, error, freshness, monitor.stallAfterMs));
@@ -307,17 +316,7 @@ export async function replicationStatus(
         const doc = await readJob(open(job.host, '_replicator'), job.id);
         if (!doc) return { id: job.id, from: job.from, to: job.to, on: job.on, state: 'missing', pending: null, ...fields, action: 'none' };
         const seen = await inspect(job, doc, open, monitor, logger);
-        return {
-          id: job.id,
-          from: job.from,
-          to: job.to,
-          on: job.on,
-          state: seen.state,
-          ...(seen.reason ? { reason: seen.reason } : {}),
-          pending: seen.pending,
-          ...fields,
-          action: 'none',
-        };
+        return jobReport(job, seen, fields, 'none');
       } catch (error) {
         return { ...unreachable(job, error, undefined, monitor.stallAfterMs), ...fields };
       }
