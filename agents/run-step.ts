@@ -71,7 +71,7 @@ export async function runStep(ctx: AgentContext, docId: string, stepName: string
     }
     // Not started: someone wrote between our read and our start (for example the submitter
     // recording the job id); read again and decide again.
-    if (claimed) return runClaimedStep(ctx, claimed, stepName, stop);
+    if (claimed) return (ctx.runStep ?? runClaimedStep)(ctx, claimed, stepName, stop);
   }
   return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: could not start ${stepName} after ${START_ATTEMPTS} conflicting writes` };
 }

@@ -5,12 +5,10 @@ import { join, resolve } from 'node:path';
 import { passwordFileFor } from '../../config/credentials.js';
 import type { BatchConfig, StepConfig } from '../../config/types.js';
 import { type BatchJob, type DaqDocument, stepRecord } from '../../core/document.js';
-import { handlingProblems } from '../../core/invariants.js';
 import { errorMessage, isMeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
 import { readyFor } from '../../core/state.js';
-import { templateVars } from '../command.js';
-import { isConfigurationFault } from '../config-fault.js';
+import { decideClaim } from '../claim-decision.js';
 import { type AgentContext, actor } from '../context.js';
 import { readyDocuments } from '../discovery.js';
 import { ensureRunGone } from '../run-identity.js';
@@ -79,30 +77,33 @@ export class BatchSubmitter {
     return this.counters;
   }
 
-  /** Malformed documents are skipped; documents whose names the step refuses are marked bad (as the agent does); configuration faults are left to the job. */
+  /**
+   * Whether `doc` goes into a job for `step`, decided as the agent decides a claim
+   * (claim-decision.ts): malformed documents are skipped, spent ones failed, those whose names
+   * the step refuses marked bad; configuration faults are left to the job's run-step.
+   */
   private async acceptable(doc: DaqDocument, step: StepConfig): Promise<boolean> {
-    const stepNames = this.ctx.config.steps.map((s) => s.name);
-    const problems = handlingProblems(doc, stepNames);
-    if (problems.length > 0) {
-      this.ctx.logger.warn({ doc: doc._id }, `skipped: ${problems.join('; ')}`);
-      return false;
-    }
-    if (await failIfSpent(this.ctx, doc, step)) return false;
-    // A batch job that ran on this host (one-machine topologies) must be gone before the step is queued again.
-    const earlier = await ensureRunGone(stepRecord(doc, step.name)?.run);
-    if (!earlier.gone) {
-      this.ctx.logger.warn({ doc: doc._id, step: step.name }, `not queued: ${earlier.reason}`);
-      return false;
-    }
-    try {
-      templateVars(doc, step, this.ctx.config.steps[stepNames.indexOf(step.name) - 1]);
-      return true;
-    } catch (error) {
-      // The configuration's fault: the job's run-step records it as `<step> failed`, never bad.
-      if (isConfigurationFault(error)) return true;
-      this.counters.refused++;
-      await apply(this.ctx, doc, { type: 'mark_bad', by: actor(this.ctx), reason: `refused: ${errorMessage(error)}` }).catch(() => undefined);
-      return false;
+    const decision = decideClaim(doc, [step], this.ctx.config, this.ctx.now());
+    switch (decision.kind) {
+      case 'skip':
+        this.ctx.logger.warn({ doc: doc._id }, `skipped: ${decision.reason}`);
+        return false;
+      case 'exhaust':
+        await failIfSpent(this.ctx, doc, step);
+        return false;
+      case 'mark_bad':
+        this.counters.refused++;
+        await apply(this.ctx, doc, { type: 'mark_bad', by: actor(this.ctx), reason: decision.reason }).catch(() => undefined);
+        return false;
+      case 'claim': {
+        if (decision.reclaim) return false;
+        // A batch job that ran on this host (one-machine topologies) must be gone before the step is queued again.
+        const earlier = await ensureRunGone(stepRecord(doc, step.name)?.run);
+        if (!earlier.gone) this.ctx.logger.warn({ doc: doc._id, step: step.name }, `not queued: ${earlier.reason}`);
+        return earlier.gone;
+      }
+      default:
+        return false;
     }
   }
 

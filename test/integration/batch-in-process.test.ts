@@ -1,0 +1,187 @@
+/**
+ * The batch submitter's logic in process, in seconds: the real BatchSubmitter and the batch
+ * job's run-step against a real embedded server over HTTP, with a batch system and a step the
+ * test controls (the real Slurm path is slurm.test.ts). Checked: documents grouped by
+ * docs_per_job, every claim queued before submission and recorded in batchJob[], each (doc,
+ * step) run once through its job, a refused submission gives every claim back.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BatchSubmitter } from '../../agents/batch/submitter.js';
+import { readJobFile } from '../../agents/batch/job-file.js';
+import type { BatchState, BatchSubmission, BatchSystem } from '../../agents/batch/types.js';
+import type { AgentContext, ClaimedStepRunner } from '../../agents/context.js';
+import { runStep } from '../../agents/run-step.js';
+import { apply } from '../../agents/writes.js';
+import { parseMeshConfig } from '../../config/load.js';
+import type { MeshConfig } from '../../config/types.js';
+import { type DaqDocument, pendingRecord } from '../../core/document.js';
+import { MeshError } from '../../core/errors.js';
+import { silentLogger } from '../../core/log.js';
+import { historyTo } from '../../core/provenance.js';
+import { type EmbeddedServer, startEmbeddedServer } from '../../server/embedded.js';
+import { Database } from '../../store/database.js';
+import { pushDesigns } from '../../store/designs.js';
+import * as files from '../../store/files.js';
+
+/** A batch system whose queue is a list: submissions are recorded, run when the test says. */
+class ListedBatch implements BatchSystem {
+  readonly name = 'slurm' as const;
+  readonly submitted: Array<BatchSubmission & { id: string }> = [];
+  refuse = false;
+
+  async submit(job: BatchSubmission): Promise<string> {
+    if (this.refuse) throw new MeshError('BATCH_FAILED', 'sbatch: error: invalid partition');
+    const id = String(1000 + this.submitted.length);
+    this.submitted.push({ ...job, id });
+    return id;
+  }
+
+  async state(): Promise<BatchState> {
+    return 'pending';
+  }
+
+  async cancel(): Promise<void> {}
+}
+
+describe('batch submitter in process: real submitter and server, a batch system and step the test controls', function () {
+  let dir: string;
+  let server: EmbeddedServer;
+  let n = 0;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mesh-batch-inproc-'));
+    server = await startEmbeddedServer({ site: 'lyon', dataDir: join(dir, 'couch'), logger: silentLogger() });
+  });
+
+  after(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function setUp(count: number): Promise<{ config: MeshConfig; db: Database }> {
+    const database = `batch_${n++}`;
+    const config = parseMeshConfig(
+      {
+        database,
+        doc_type: 'daqdocument',
+        sites: {
+          lyon: {
+            server: server.url,
+            reachable: true,
+            long_running: false,
+            log_dir: join(dir, 'logs', database),
+            batch: { system: 'slurm', options: [], docs_per_job: 5, mesh: ['/bin/false'] },
+          },
+        },
+        ingest: { site: 'lyon', quiet_s: 1 },
+        steps: ['proc0', 'proc1'].map((name) => ({
+          name,
+          site: 'lyon',
+          run: ['/bin/true', '{file}'],
+          out: join(dir, 'out', name, '{run_name}_{file_number}'),
+          max_attempts: 3,
+          lease_s: 60,
+        })),
+        agent: { sweep_s: 1, heartbeat_s: 5, retry_base_s: 1, retry_cap_s: 10, grace_s: 5 },
+      },
+      join(dir, `${database}.json`),
+    );
+    const db = new Database({ url: server.url, database });
+    await db.ensure();
+    await pushDesigns(db, config);
+    await db.bulk(
+      Array.from({ length: count }, (_, i) => ({
+        _id: `run_lg23b002_${String(i).padStart(3, '0')}`,
+        type: 'daqdocument',
+        run_name: 'lg23b002',
+        file_number: i,
+        file: `/data/lg23b002_${i}`,
+        size_in_bytes: 1,
+        date_closed: '2026-11-27T10:00:00.000Z',
+        status: 'closed',
+        history: historyTo('closed', []),
+      })),
+    );
+    return { config, db };
+  }
+
+  function context(config: MeshConfig, db: Database, runStepFn?: ClaimedStepRunner): AgentContext {
+    return {
+      config,
+      site: config.sites.lyon,
+      name: 'lyon-batch',
+      host: 'test-host',
+      db,
+      logger: silentLogger(),
+      steps: config.steps,
+      now: () => new Date(),
+      ...(runStepFn ? { runStep: runStepFn } : {}),
+    };
+  }
+
+  it('12 documents, 2 steps, 5 per job: 3 jobs per step, queued before submission, each (doc, step) run once through its job', async () => {
+    const { config, db } = await setUp(12);
+    const runs: string[] = [];
+    const step: ClaimedStepRunner = async (ctx, claimed, stepName) => {
+      runs.push(`${claimed._id}/${stepName}`);
+      return {
+        end: 'succeeded',
+        doc: await apply(ctx, claimed, { type: 'succeed', step: stepName, agent: ctx.name, result: { exit_code: 0, duration_s: 0.001 } }),
+      };
+    };
+    const batch = new ListedBatch();
+    const submitter = new BatchSubmitter(context(config, db), batch, config.sites.lyon.batch!);
+    for (const stepName of ['proc0', 'proc1']) {
+      const before = batch.submitted.length;
+      await submitter.pass();
+      const jobs = batch.submitted.slice(before);
+      assert.equal(jobs.length, 3, `${stepName}: 12 documents in jobs of 5`);
+      assert.deepEqual(Object.fromEntries(await files.countByStatus(db)), { [`${stepName} queued`]: 12 }, 'every claim queued');
+      // The job runs: its file names the documents, run-step starts each while it is queued for this job.
+      for (const job of jobs) {
+        const file = await readJobFile(job.script.replace(/\.sh$/, '.json'));
+        assert.ok(file.docs.length <= 5 && file.docs.length > 0);
+        for (const id of file.docs) {
+          const outcome = await runStep(context(config, db, step), id, stepName, new AbortController().signal, { job: file.stdout });
+          assert.equal(outcome.end, 'succeeded', JSON.stringify(outcome));
+        }
+        // A second run of the same job finds nothing queued for it: nothing runs twice.
+        const again = await runStep(context(config, db, step), file.docs[0], stepName, new AbortController().signal, { job: file.stdout });
+        assert.equal(again.end, 'skipped');
+      }
+    }
+    assert.equal(runs.length, 24);
+    assert.equal(new Set(runs).size, 24, 'each (doc, step) ran once');
+    const { rows } = await db.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0' });
+    for (const row of rows) {
+      const doc = row.doc as DaqDocument;
+      assert.equal(doc.status, 'good');
+      assert.equal((doc.batchJob as unknown[]).length, 2, `${doc._id}: one batchJob entry per submission`);
+      assert.deepEqual(
+        [(doc.proc0 as { batchjob?: unknown }).batchjob, (doc.proc1 as { batchjob?: unknown }).batchjob].map((b) => typeof b),
+        ['number', 'number'],
+      );
+    }
+    assert.equal(submitter.counters.jobs, 6);
+    assert.equal(submitter.counters.claimed, 24);
+  });
+
+  it('a refused submission gives every claim of the job back and fails the pass: the documents are ready again, with no attempt used', async () => {
+    const { config, db } = await setUp(7);
+    const batch = new ListedBatch();
+    batch.refuse = true;
+    const submitter = new BatchSubmitter(context(config, db), batch, config.sites.lyon.batch!);
+    await assert.rejects(submitter.pass(), (error: unknown) => error instanceof MeshError && error.code === 'BATCH_FAILED');
+    assert.equal(batch.submitted.length, 0);
+    assert.equal(submitter.counters.released, 5, "the first job's 5 claims given back; the pass stopped there");
+    assert.deepEqual(Object.fromEntries(await files.countByStatus(db)), { closed: 7 });
+    assert.equal(await files.readyCount(db, 'proc0', new Date().toISOString()), 7, 'ready again at once');
+    const { rows } = await db.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0' });
+    const released = rows.filter((row) => pendingRecord(row.doc as DaqDocument, 'proc0'));
+    assert.equal(released.length, 5);
+    for (const row of released) assert.equal(pendingRecord(row.doc as DaqDocument, 'proc0')?.uncounted, 1, 'the released attempt is not counted');
+  });
+});
