@@ -10,6 +10,7 @@
  * random prefix and is deleted by the test's own `after`, so a run against someone's deployment
  * leaves nothing behind.
  */
+import { waitFor as waitUntil } from '../support/mesh.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
@@ -142,20 +143,17 @@ export function expectError(answer: Answer, status: number, error: string, reaso
   else if (reason) assert.match(String(body.reason), reason, `${what}: reason`);
 }
 
-/** Polls `check` until it returns something other than undefined, at most `ms`. */
+/** Polls `check` until it returns something other than undefined, at most `ms` (support/mesh.ts waitFor, which wants a truthy value). */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
+  const found = await waitUntil(
+    what,
+    async () => {
       const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+      return value === undefined ? undefined : { value };
+    },
+    ms,
+  );
+  return found.value;
 }
 
 const enc = encodeURIComponent;

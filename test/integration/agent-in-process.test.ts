@@ -5,9 +5,9 @@
  * (doc, step) runs once, no two runs of one overlap, and a page of documents the agent cannot
  * use is not fetched again in a loop.
  */
+import type { ViewContract } from '../../couchapp/mesh-views.js';
+import { embeddedServersForSuite } from '../support/in-process.js';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../../agents/agent.js';
 import type { AgentContext, ClaimedStepRunner } from '../../agents/context.js';
@@ -17,8 +17,6 @@ import type { MeshConfig } from '../../config/types.js';
 import type { DaqDocument } from '../../core/document.js';
 import { silentLogger } from '../../core/log.js';
 import { historyTo } from '../../core/provenance.js';
-import type { ViewContract } from '../../couchapp/mesh-views.js';
-import { type EmbeddedServer, startEmbeddedServer } from '../../server/embedded.js';
 import { Database } from '../../store/database.js';
 import { pushDesigns } from '../../store/designs.js';
 import * as files from '../../store/files.js';
@@ -43,38 +41,27 @@ interface Run {
 }
 
 describe('agent in process: real agents and server, a step the test controls', function () {
-  let dir: string;
-  let server: EmbeddedServer;
+  const suite = embeddedServersForSuite('mesh-agent-inproc-', ['alpha']);
   let n = 0;
-
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'mesh-agent-inproc-'));
-    server = await startEmbeddedServer({ site: 'alpha', dataDir: join(dir, 'couch'), logger: silentLogger() });
-  });
-
-  after(async () => {
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
-  });
 
   function meshConfig(database: string, sweepS: number): MeshConfig {
     return parseMeshConfig(
       {
         database,
         doc_type: 'daqdocument',
-        sites: { alpha: { server: server.url, reachable: true, long_running: true, log_dir: join(dir, 'logs') } },
+        sites: { alpha: { server: suite.server('alpha').url, reachable: true, long_running: true, log_dir: join(suite.dir, 'logs') } },
         ingest: { site: 'alpha', quiet_s: 1 },
         steps: ['proc0', 'proc1'].map((name) => ({
           name,
           site: 'alpha',
           run: ['/bin/true', '{file}'],
-          out: join(dir, 'out', name, '{run_name}_{file_number}'),
+          out: join(suite.dir, 'out', name, '{run_name}_{file_number}'),
           max_attempts: 3,
           lease_s: 60,
         })),
         agent: { sweep_s: sweepS, heartbeat_s: 5, retry_base_s: 1, retry_cap_s: 10, grace_s: 5 },
       },
-      join(dir, `${database}.json`),
+      join(suite.dir, `${database}.json`),
     );
   }
 
@@ -100,7 +87,7 @@ describe('agent in process: real agents and server, a step the test controls', f
   it('two agents racing on 300 documents and 2 steps run every (doc, step) once, never two runs of one at a time', async () => {
     const database = `race_${n++}`;
     const config = meshConfig(database, 1);
-    const db = new Database({ url: server.url, database, batchWrites: true });
+    const db = new Database({ url: suite.server('alpha').url, database, batchWrites: true });
     await db.ensure();
     await pushDesigns(db, config);
     for (let i = 0; i < 300; i += 100) await db.bulk(Array.from({ length: 100 }, (_, k) => closedDoc(i + k)));
@@ -147,7 +134,7 @@ describe('agent in process: real agents and server, a step the test controls', f
   it('a full page of documents it must skip is not swept again in a loop, and none of them runs', async () => {
     const database = `skipped_${n++}`;
     const config = meshConfig(database, 60);
-    const db = new CountingDatabase({ url: server.url, database });
+    const db = new CountingDatabase({ url: suite.server('alpha').url, database });
     await db.ensure();
     // A top-level proc0 that is not a success breaks the layout (core/invariants.ts): the agent
     // skips such a document. Written before the validator is installed, which would refuse it.

@@ -5,13 +5,12 @@
  * docs_per_job, every claim queued before submission and recorded in batchJob[], each (doc,
  * step) run once through its job, a refused submission gives every claim back.
  */
+import type { BatchState, BatchSubmission, BatchSystem } from '../../agents/batch/types.js';
+import { embeddedServersForSuite } from '../support/in-process.js';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchSubmitter } from '../../agents/batch/submitter.js';
 import { readJobFile } from '../../agents/batch/job-file.js';
-import type { BatchState, BatchSubmission, BatchSystem } from '../../agents/batch/types.js';
 import type { AgentContext, ClaimedStepRunner } from '../../agents/context.js';
 import { runStep } from '../../agents/run-step.js';
 import { apply } from '../../agents/writes.js';
@@ -21,7 +20,6 @@ import { type DaqDocument, pendingRecord } from '../../core/document.js';
 import { MeshError } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';
 import { historyTo } from '../../core/provenance.js';
-import { type EmbeddedServer, startEmbeddedServer } from '../../server/embedded.js';
 import { Database } from '../../store/database.js';
 import { pushDesigns } from '../../store/designs.js';
 import * as files from '../../store/files.js';
@@ -47,19 +45,8 @@ class ListedBatch implements BatchSystem {
 }
 
 describe('batch submitter in process: real submitter and server, a batch system and step the test controls', function () {
-  let dir: string;
-  let server: EmbeddedServer;
+  const suite = embeddedServersForSuite('mesh-batch-inproc-', ['lyon']);
   let n = 0;
-
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'mesh-batch-inproc-'));
-    server = await startEmbeddedServer({ site: 'lyon', dataDir: join(dir, 'couch'), logger: silentLogger() });
-  });
-
-  after(async () => {
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
-  });
 
   async function setUp(count: number): Promise<{ config: MeshConfig; db: Database }> {
     const database = `batch_${n++}`;
@@ -69,10 +56,10 @@ describe('batch submitter in process: real submitter and server, a batch system 
         doc_type: 'daqdocument',
         sites: {
           lyon: {
-            server: server.url,
+            server: suite.server('lyon').url,
             reachable: true,
             long_running: false,
-            log_dir: join(dir, 'logs', database),
+            log_dir: join(suite.dir, 'logs', database),
             batch: { system: 'slurm', options: [], docs_per_job: 5, mesh: ['/bin/false'] },
           },
         },
@@ -81,15 +68,15 @@ describe('batch submitter in process: real submitter and server, a batch system 
           name,
           site: 'lyon',
           run: ['/bin/true', '{file}'],
-          out: join(dir, 'out', name, '{run_name}_{file_number}'),
+          out: join(suite.dir, 'out', name, '{run_name}_{file_number}'),
           max_attempts: 3,
           lease_s: 60,
         })),
         agent: { sweep_s: 1, heartbeat_s: 5, retry_base_s: 1, retry_cap_s: 10, grace_s: 5 },
       },
-      join(dir, `${database}.json`),
+      join(suite.dir, `${database}.json`),
     );
-    const db = new Database({ url: server.url, database });
+    const db = new Database({ url: suite.server('lyon').url, database });
     await db.ensure();
     await pushDesigns(db, config);
     await db.bulk(

@@ -4,9 +4,8 @@
  * Checked: the first round sets everything up where the topology says, the second writes
  * nothing but its markers, and what one server holds reaches the other.
  */
+import { embeddedServersForSuite } from '../support/in-process.js';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig, SiteConfig } from '../../config/types.js';
@@ -14,12 +13,13 @@ import { silentLogger } from '../../core/log.js';
 import { historyTo } from '../../core/provenance.js';
 import { ReplicationMonitor } from '../../coordinator/replication.js';
 import { type CoordinatorContext, coordinatorRound } from '../../coordinator/round.js';
-import { type EmbeddedServer, startEmbeddedServer } from '../../server/embedded.js';
+import { type EmbeddedServer } from '../../server/embedded.js';
 import { ASSIGNMENT_ID } from '../../store/assignment.js';
 import { Database } from '../../store/database.js';
 import { waitFor } from '../support/mesh.js';
 
 describe('coordinator round in process: two real servers, one push-only', function () {
+  const suite = embeddedServersForSuite('mesh-round-inproc-', ['modane', 'kit']);
   let dir: string;
   let modane: EmbeddedServer;
   let kit: EmbeddedServer;
@@ -27,8 +27,7 @@ describe('coordinator round in process: two real servers, one push-only', functi
   let ctx: CoordinatorContext;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'mesh-round-inproc-'));
-    [modane, kit] = await Promise.all(['modane', 'kit'].map((site) => startEmbeddedServer({ site, dataDir: join(dir, site), logger: silentLogger() })));
+    [dir, modane, kit] = [suite.dir, suite.server('modane'), suite.server('kit')];
     config = parseMeshConfig(
       {
         database: 'edelweiss',
@@ -49,11 +48,6 @@ describe('coordinator round in process: two real servers, one push-only', functi
     );
     const open = (site: SiteConfig, database?: string) => new Database({ url: site.server, database: database ?? config.database });
     ctx = { config, open, logger: silentLogger(), by: 'coordinator/modane' };
-  });
-
-  after(async () => {
-    await Promise.all([modane.close(), kit.close()]);
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('round 1 sets up designs, both jobs on modane, markers and the assignment; round 2 writes only markers; documents cross both ways', async () => {

@@ -2,13 +2,9 @@
  * store/update.ts against a real embedded server over HTTP: each outcome of the one
  * compare-and-set (written, kept, conflict, illegal, gone), and the re-read after a 409.
  */
+import { embeddedServersForSuite } from '../support/in-process.js';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { MeshError } from '../../core/errors.js';
-import { silentLogger } from '../../core/log.js';
-import { type EmbeddedServer, startEmbeddedServer } from '../../server/embedded.js';
 import { Database } from '../../store/database.js';
 import { update } from '../../store/update.js';
 
@@ -19,20 +15,12 @@ interface Counter {
 }
 
 describe('store update(): one compare-and-set, every outcome named', function () {
-  let dir: string;
-  let server: EmbeddedServer;
+  const suite = embeddedServersForSuite('mesh-update-', ['test']);
   let db: Database;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'mesh-update-'));
-    server = await startEmbeddedServer({ site: 'test', dataDir: dir, logger: silentLogger() });
-    db = new Database({ url: server.url, database: 'update_test' });
+    db = new Database({ url: suite.server('test').url, database: 'update_test' });
     await db.ensure();
-  });
-
-  after(async () => {
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
   });
 
   const increment = (current: Counter | undefined) => ({ write: { _id: 'c', n: (current?.n ?? 0) + 1 } });
