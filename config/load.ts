@@ -3,6 +3,7 @@ import { deepFreeze } from '../core/freeze.js';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DURATION_FORM, parseDuration } from '../core/duration.js';
+import { type BatchSystemName, WALLTIME_FORM, parseWalltime, walltimeInOptions } from './batch-walltime.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import { meshSchema } from './schema.js';
 import { stepNameClash } from './step-names.js';
@@ -28,7 +29,7 @@ const GRACE_MARGIN_S = 5;
 const SITE_KEYS = ['server', 'reachable', 'long_running', 'credentials_of', 'log_dir', 'may_run', 'ssh', 'batch', 'storage', 'mesh'] as const;
 const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s', 'executor', 'to'] as const;
 const SSH_KEYS = ['host', 'port', 'user', 'identity_file', 'host_key_sha256'] as const;
-const BATCH_KEYS = ['system', 'options', 'docs_per_job', 'mesh'] as const;
+const BATCH_KEYS = ['system', 'options', 'docs_per_job', 'mesh', 'max_jobs', 'walltime'] as const;
 
 /** The Edelweiss profile shipped with the project, used when no config is named. */
 export function defaultConfigPath(): string {
@@ -251,12 +252,34 @@ function parseBatch(key: string, raw: unknown, problems: Problems): BatchConfig 
   if (!isPositiveInteger(perJob) || perJob > 1000) problems.add(`${key}.docs_per_job`, perJob, 'an integer from 1 to 1000');
   if (!Array.isArray(mesh) || mesh.length === 0 || !mesh.every((o) => typeof o === 'string'))
     problems.add(`${key}.mesh`, mesh, 'the mesh command on the batch nodes as an argument vector, e.g. ["/opt/couchmesh/bin/mesh"]');
+  const system = raw.system === 'sge' ? 'sge' : 'slurm';
+  const maxJobs = raw.max_jobs;
+  if (maxJobs !== undefined && (!isPositiveInteger(maxJobs) || maxJobs > 100_000))
+    problems.add(`${key}.max_jobs`, maxJobs, 'an integer from 1 to 100000 (leave it out for no limit)');
+  const walltime = batchWalltime(key, system, raw.walltime, Array.isArray(options) ? options.map(String) : [], problems);
   return {
-    system: raw.system === 'sge' ? 'sge' : 'slurm',
+    system,
     options: Array.isArray(options) ? options.map(String) : [],
     docs_per_job: Number(perJob),
     mesh: Array.isArray(mesh) ? mesh.map(String) : [],
+    ...(maxJobs !== undefined ? { max_jobs: Number(maxJobs) } : {}),
+    ...(walltime !== undefined ? { walltime_s: walltime } : {}),
   };
+}
+
+/** `batch.walltime`, or the walltime `options` already ask for; both given must agree. */
+function batchWalltime(key: string, system: BatchSystemName, raw: unknown, options: string[], problems: Problems): number | undefined {
+  const inOptions = walltimeInOptions(system, options);
+  if (inOptions && inOptions.seconds === undefined) problems.add(`${key}.options`, inOptions.option, `a walltime ${system} accepts`);
+  if (raw === undefined) return inOptions?.seconds;
+  const seconds = parseWalltime(raw);
+  if (seconds === undefined) {
+    problems.add(`${key}.walltime`, raw, WALLTIME_FORM);
+    return undefined;
+  }
+  if (inOptions?.seconds !== undefined && inOptions.seconds !== seconds)
+    problems.add(`${key}.walltime`, raw, `the walltime that ${key}.options asks for (${inOptions.option}), or left out`);
+  return seconds;
 }
 
 function readProfile(path: string, base: string, key: string, problems: Problems): unknown {

@@ -42,6 +42,10 @@ export interface BatchConfig {
   readonly docs_per_job: number;
   /** The `mesh` command on the batch nodes, as an argument vector. */
   readonly mesh: readonly string[];
+  /** At most this many of the site's jobs queued or running at once; undefined: no limit. */
+  readonly max_jobs?: number;
+  /** What the scheduler kills a job at, in seconds (`batch.walltime`, or read from `options`); undefined: not known. */
+  readonly walltime_s?: number;
 }
 
 export interface StepConfig {

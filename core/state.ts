@@ -305,10 +305,22 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
     case 'lost': {
       if (!(sameStep && (current.kind === 'in_progress' || current.kind === 'queued'))) return illegal(doc, event, 'the step is not claimed');
       if (event.type === 'expire' && !leaseExpired(record, now)) return illegal(doc, event, 'the lease is still valid');
-      const reason = event.type === 'expire' ? `lease of ${record?.agent ?? 'unknown agent'} expired` : event.reason;
-      const lapsed = prune({ ...withoutClaim(record as StepRecord), ok: false, reason });
-      if (counted >= limit) return next(withStepRecord(doc, event.step, lapsed), { kind: 'failed', step: event.step }, event.by, user, now, reason);
-      return next(withStepRecord(doc, event.step, lapsed), { kind: readyStatus(pipeline, event.step) }, event.by, user, now, reason);
+      const lapsedBecause = event.type === 'expire' ? `lease of ${record?.agent ?? 'unknown agent'} expired` : event.reason;
+      // Still queued: no job ever started this document (killed at walltime, cancelled, its node
+      // died), so like a release the attempt keeps its number but is not charged.
+      const neverStarted = current.kind === 'queued';
+      const reason = neverStarted ? `${lapsedBecause}; never started, not counted` : lapsedBecause;
+      const uncounted = neverStarted ? (record?.uncounted ?? 0) + 1 : record?.uncounted;
+      const lapsed = prune({ ...withoutClaim(record as StepRecord), uncounted, ok: false, reason });
+      const spent = !neverStarted && counted >= limit;
+      return next(
+        withStepRecord(doc, event.step, lapsed),
+        spent ? { kind: 'failed', step: event.step } : { kind: readyStatus(pipeline, event.step) },
+        event.by,
+        user,
+        now,
+        reason,
+      );
     }
     case 'exhaust': {
       if (!(nextStep(doc, pipeline) === event.step && doc.status === readyStatus(pipeline, event.step))) return illegal(doc, event, 'the step is not waiting');

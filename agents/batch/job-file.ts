@@ -13,6 +13,8 @@ export interface BatchJobFile {
   stdout: string;
   stderr: string;
   docs: string[];
+  /** The walltime the job was submitted with: a document is started only while its whole `timeout_s` still fits. */
+  walltime_s?: number;
   /** Set when the submitter's credentials come from a password file: the job reads the same file. */
   credentials?: { user: string; password_file: string };
 }
@@ -37,6 +39,7 @@ export async function readJobFile(path: string): Promise<BatchJobFile> {
     for (const key of ['site', 'step', 'stdout', 'stderr'] as const)
       if (typeof job[key] !== 'string' || !job[key]) problems.push(`${key} is not a non-empty string`);
     if (!Array.isArray(job.docs) || !job.docs.every((d) => typeof d === 'string')) problems.push('docs is not a list of document ids');
+    if (job.walltime_s !== undefined && !(typeof job.walltime_s === 'number' && job.walltime_s > 0)) problems.push('walltime_s is not a positive number');
     const c = job.credentials;
     if (c !== undefined && (typeof c !== 'object' || c === null || typeof c.user !== 'string' || typeof c.password_file !== 'string'))
       problems.push('credentials is not { user, password_file }');

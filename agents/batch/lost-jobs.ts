@@ -27,6 +27,12 @@ export interface LostCounters {
   checked: number;
   lost: number;
   expired: number;
+  /**
+   * The site's jobs that hold documents and may still be queued or running (by job id, or by
+   * stdout path before the id is recorded): what `batch.max_jobs` counts. A job the scheduler
+   * could not be asked about counts, so a scheduler that does not answer never opens the gate.
+   */
+  active: Set<string>;
 }
 
 /**
@@ -63,7 +69,7 @@ export function lostReason(kind: 'queued' | 'in_progress', job: BatchJob, state:
  * Every write is a compare-and-set on the revision that was judged.
  */
 export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit = 5000): Promise<LostCounters> {
-  const counters: LostCounters = { checked: 0, lost: 0, expired: 0 };
+  const counters: LostCounters = { checked: 0, lost: 0, expired: 0, active: new Set() };
   const states = new Map<string, Promise<BatchState | undefined>>();
   const stateOf = (id: string): Promise<BatchState | undefined> => {
     let known = states.get(id);
@@ -90,15 +96,17 @@ export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit
       const job = record?.batch;
       if (!job || job.system !== batch.name || record?.site !== ctx.site.name) continue;
       const state = job.id === undefined ? undefined : await stateOf(job.id);
-      if (job.id !== undefined && state === undefined) continue;
-      const reason = lostReason(parsed.kind, job, state, ctx.now());
-      if (!reason) continue;
+      const reason = job.id !== undefined && state === undefined ? undefined : lostReason(parsed.kind, job, state, ctx.now());
+      if (!reason) {
+        counters.active.add(job.id ?? job.stdout ?? doc._id);
+        continue;
+      }
       const result = await compareAndSet(ctx, doc, { type: 'lost', step: step.name, by: actor(ctx), reason });
       if (result.kind === 'written') {
         const after = result.doc;
         counters.lost++;
         ctx.logger.warn({ doc: doc._id, step: step.name, job: job.id, status: after.status }, `lost: ${reason}`);
-      }
+      } else if (result.kind === 'conflict') counters.active.add(job.id ?? job.stdout ?? doc._id);
     }
   }
   return counters;

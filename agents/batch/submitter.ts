@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { passwordFileFor } from '../../config/credentials.js';
+import { documentsPerJob, walltimeInOptions, walltimeOptions } from '../../config/batch-walltime.js';
 import type { BatchConfig, StepConfig } from '../../config/types.js';
 import { type BatchJob, type DaqDocument, stepRecord } from '../../core/document.js';
 import { errorMessage, isMeshError } from '../../core/errors.js';
@@ -28,6 +29,8 @@ export const QUEUED_LEASE_MS = 7 * 24 * 3600 * 1000;
 
 export interface SubmitterCounters {
   jobs: number;
+  /** Ready documents left for a later pass because `batch.max_jobs` jobs were queued or running. */
+  held_back: number;
   claimed: number;
   lost_races: number;
   released: number;
@@ -42,7 +45,7 @@ export interface SubmitterCounters {
  * group. Nothing of this process outlives the pass; the jobs run `mesh run-batch JOBFILE`.
  */
 export class BatchSubmitter {
-  readonly counters: SubmitterCounters = { jobs: 0, claimed: 0, lost_races: 0, released: 0, refused: 0, lost: 0, expired: 0 };
+  readonly counters: SubmitterCounters = { jobs: 0, held_back: 0, claimed: 0, lost_races: 0, released: 0, refused: 0, lost: 0, expired: 0 };
 
   constructor(
     private readonly ctx: AgentContext,
@@ -62,19 +65,47 @@ export class BatchSubmitter {
     const swept = await sweepLostJobs(this.ctx, this.batch);
     this.counters.lost += swept.lost;
     this.counters.expired += swept.expired;
+    let free = this.config.max_jobs === undefined ? Infinity : Math.max(0, this.config.max_jobs - swept.active.size);
     const limit = Math.min(5000, this.config.docs_per_job * 50);
     // The coordinator's assignment decides which steps this site runs now.
     const steps = stepsOwnedBy(this.ctx.site.name, await readAssignment(this.ctx.db), this.ctx.config);
     const ready = await readyDocuments(this.ctx, steps, limit);
+    let heldBack = 0;
     for (const step of steps) {
       const docs = ready.filter((doc) => readyFor(doc, this.ctx.config, this.ctx.now()) === step.name);
+      if (docs.length === 0) continue;
+      const perJob = this.documentsPerJob(step);
       const accepted: DaqDocument[] = [];
-      for (const doc of docs) if (await this.acceptable(doc, step)) accepted.push(doc);
-      for (let i = 0; i < accepted.length; i += this.config.docs_per_job) {
-        await this.submitJob(step, accepted.slice(i, i + this.config.docs_per_job));
+      // Vetted only as far as the free job slots reach: the rest stays ready, untouched.
+      for (const doc of docs) {
+        if (accepted.length >= perJob * free) {
+          heldBack++;
+          continue;
+        }
+        if (await this.acceptable(doc, step)) accepted.push(doc);
+      }
+      for (let i = 0; i < accepted.length; i += perJob) {
+        if ((await this.submitJob(step, accepted.slice(i, i + perJob))) > 0) free--;
       }
     }
+    this.counters.held_back += heldBack;
+    if (heldBack > 0)
+      this.ctx.logger.info(
+        { max_jobs: this.config.max_jobs, active: swept.active.size },
+        `${heldBack} ready document(s) wait: ${this.config.max_jobs} jobs (batch.max_jobs) are queued or running`,
+      );
     return this.counters;
+  }
+
+  /** `docs_per_job`, lowered (and said so) so that each document's step fits the walltime whole. */
+  private documentsPerJob(step: StepConfig): number {
+    const { count, lowered } = documentsPerJob(this.config.docs_per_job, this.config.walltime_s, step.timeout_s);
+    if (lowered)
+      this.ctx.logger.info(
+        { step: step.name, docs_per_job: this.config.docs_per_job, walltime_s: this.config.walltime_s, timeout_s: step.timeout_s },
+        `${step.name} jobs hold ${count} document(s), not docs_per_job ${this.config.docs_per_job}: a walltime of ${this.config.walltime_s} s fits ${count} step(s) of timeout_s ${step.timeout_s}`,
+      );
+    return count;
   }
 
   /**
@@ -108,7 +139,8 @@ export class BatchSubmitter {
   }
 
   /** Claim first (the job id is not known yet), submit, then record the id; a refused submission releases the claims. */
-  private async submitJob(step: StepConfig, docs: DaqDocument[]): Promise<void> {
+  /** Claims and submits one job; resolves with the number of documents it holds (0: none could be claimed). */
+  private async submitJob(step: StepConfig, docs: DaqDocument[]): Promise<number> {
     const ctx = this.ctx;
     const now = ctx.now();
     const key = `${step.name}-${now
@@ -137,7 +169,7 @@ export class BatchSubmitter {
     const claimed = results.flatMap((r) => (r.kind === 'written' ? [r.doc] : []));
     this.counters.lost_races += results.filter((r) => r.kind === 'conflict').length;
     for (const refused of results.filter((r) => r.kind === 'illegal')) ctx.logger.warn(`not claimed: ${refused.error.message}`);
-    if (claimed.length === 0) return;
+    if (claimed.length === 0) return 0;
     this.counters.claimed += claimed.length;
 
     let id: string;
@@ -151,6 +183,7 @@ export class BatchSubmitter {
         stdout: paths.stdout,
         stderr: paths.stderr,
         docs: claimed.map((d) => d._id),
+        ...(this.config.walltime_s !== undefined ? { walltime_s: this.config.walltime_s } : {}),
         ...(credentials ? { credentials } : {}),
       };
       await writeJobFile(paths.jobFile, job);
@@ -160,7 +193,7 @@ export class BatchSubmitter {
         script: paths.script,
         stdout: paths.stdout,
         stderr: paths.stderr,
-        options: this.config.options,
+        options: this.submissionOptions(),
       });
     } catch (error) {
       ctx.logger.error({ step: step.name, docs: claimed.length }, `batch submission failed, releasing the claims: ${errorMessage(error)}`);
@@ -186,5 +219,13 @@ export class BatchSubmitter {
         }),
       ),
     );
+    return claimed.length;
+  }
+
+  /** The site's options, and the walltime when `batch.walltime` gave it and the options did not. */
+  private submissionOptions(): string[] {
+    const { system, options, walltime_s } = this.config;
+    if (walltime_s === undefined || walltimeInOptions(system, options)) return [...options];
+    return [...options, ...walltimeOptions(system, walltime_s)];
   }
 }

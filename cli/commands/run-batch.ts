@@ -3,6 +3,9 @@ import { hostname } from 'node:os';
 import { readJobFile } from '../../agents/batch/job-file.js';
 import type { AgentContext } from '../../agents/context.js';
 import { runStep } from '../../agents/run-step.js';
+import { actor } from '../../agents/context.js';
+import { compareAndSet } from '../../agents/writes.js';
+import { type DaqDocument, stepRecord } from '../../core/document.js';
 import { credentialsFor, passwordFileEnv } from '../../config/credentials.js';
 import { Database } from '../../store/database.js';
 import { MeshError, errorMessage } from '../../core/errors.js';
@@ -44,8 +47,27 @@ export function runBatchCommand(): Command {
           : openSiteDatabase(config, site, dbOptions);
         const ctx: AgentContext = { config, site, name, host: hostname(), db, logger, steps: [step], now: () => new Date() };
         const never = new AbortController().signal;
+        // The walltime counts from the job's start, which this process follows closely.
+        const deadline = job.walltime_s === undefined ? Infinity : performance.timeOrigin + job.walltime_s * 1000;
         let unfinished = 0;
-        for (const docId of job.docs) {
+        for (const [index, docId] of job.docs.entries()) {
+          const leftS = (deadline - Date.now()) / 1000;
+          // The first document always starts: a job that gave everything back would be submitted again and again.
+          if (index > 0 && leftS < step.timeout_s) {
+            const rest = job.docs.slice(index);
+            logger.warn(
+              { left_s: Math.round(leftS), timeout_s: step.timeout_s },
+              `${rest.length} document(s) not started: ${Math.max(0, Math.round(leftS))} s of walltime left, ${step.name} may take ${step.timeout_s} s`,
+            );
+            await giveBackUnstarted(
+              ctx,
+              rest,
+              step.name,
+              job.stdout,
+              `the job stopped before its walltime (${Math.max(0, Math.round(leftS))} s left, ${step.name} may take ${step.timeout_s} s)`,
+            );
+            break;
+          }
           try {
             const outcome = await runStep(ctx, docId, step.name, never, { job: job.stdout });
             if (outcome.end === 'skipped') logger.warn({ doc: docId }, `skipped: ${outcome.reason}`);
@@ -60,4 +82,18 @@ export function runBatchCommand(): Command {
         if (unfinished > 0) process.exitCode = 1;
       }),
     );
+}
+
+/**
+ * Makes the documents this job will not start ready again at once (a `lost` of a queued claim is
+ * not charged, core/state.ts), instead of leaving them for the next pass's sweep to find.
+ */
+async function giveBackUnstarted(ctx: AgentContext, docIds: string[], stepName: string, jobStdout: string, reason: string): Promise<void> {
+  for (const docId of docIds) {
+    const doc = await ctx.db.get<DaqDocument>(docId);
+    const record = doc && stepRecord(doc, stepName);
+    if (!doc || doc.status !== `${stepName} queued` || record?.batch?.stdout !== jobStdout) continue;
+    const result = await compareAndSet(ctx, doc, { type: 'lost', step: stepName, by: actor(ctx), reason });
+    process.stdout.write(`${docId} ${stepName}: not started${result.kind === 'written' ? ` (${result.doc.status})` : ''}\n`);
+  }
 }

@@ -113,6 +113,9 @@ export async function startSlurm(): Promise<SlurmCluster> {
       'SelectType=select/cons_tres',
       'DefMemPerCPU=500',
       'MinJobAge=300',
+      // A job past its walltime gets SIGTERM, then SIGKILL 2 s later (default 30 s).
+      'KillWait=2',
+      'OverTimeLimit=0',
       'SchedulerParameters=sched_min_interval=0,batch_sched_delay=0',
       'ReturnToService=2',
       `NodeName=${node} NodeAddr=127.0.0.1 CPUs=${cpus().length} RealMemory=4000 State=UNKNOWN`,

@@ -28,6 +28,8 @@ import * as files from '../../store/files.js';
 class ListedBatch implements BatchSystem {
   readonly name = 'slurm' as const;
   readonly submitted: Array<BatchSubmission & { id: string }> = [];
+  /** What the scheduler says of a job; a job not named here is pending. */
+  readonly states = new Map<string, BatchState>();
   refuse = false;
 
   async submit(job: BatchSubmission): Promise<string> {
@@ -37,8 +39,13 @@ class ListedBatch implements BatchSystem {
     return id;
   }
 
-  async state(): Promise<BatchState> {
-    return 'pending';
+  async state(id: string): Promise<BatchState> {
+    return this.states.get(id) ?? 'pending';
+  }
+
+  /** The jobs the scheduler would list as queued or running. */
+  active(): string[] {
+    return this.submitted.map((j) => j.id).filter((id) => ['pending', 'running'].includes(this.states.get(id) ?? 'pending'));
   }
 
   async cancel(): Promise<void> {}
@@ -48,7 +55,7 @@ describe('batch submitter in process: real submitter and server, a batch system 
   const suite = embeddedServersForSuite('mesh-batch-inproc-', ['lyon']);
   let n = 0;
 
-  async function setUp(count: number): Promise<{ config: MeshConfig; db: Database }> {
+  async function setUp(count: number, batchSettings: Record<string, unknown> = {}, timeoutS = 60): Promise<{ config: MeshConfig; db: Database }> {
     const database = `batch_${n++}`;
     const config = parseMeshConfig(
       {
@@ -60,7 +67,7 @@ describe('batch submitter in process: real submitter and server, a batch system 
             reachable: true,
             long_running: false,
             log_dir: join(suite.dir, 'logs', database),
-            batch: { system: 'slurm', options: [], docs_per_job: 5, mesh: ['/bin/false'] },
+            batch: { system: 'slurm', options: [], docs_per_job: 5, mesh: ['/bin/false'], ...batchSettings },
           },
         },
         ingest: { site: 'lyon', quiet_s: 1 },
@@ -71,6 +78,7 @@ describe('batch submitter in process: real submitter and server, a batch system 
           out: join(suite.dir, 'out', name, '{run_name}_{file_number}'),
           max_attempts: 3,
           lease_s: 60,
+          timeout_s: timeoutS,
         })),
         agent: { sweep_s: 1, heartbeat_s: 5, retry_base_s: 1, retry_cap_s: 10, grace_s: 5 },
       },
@@ -170,5 +178,65 @@ describe('batch submitter in process: real submitter and server, a batch system 
     const released = rows.filter((row) => pendingRecord(row.doc as DaqDocument, 'proc0'));
     assert.equal(released.length, 5);
     for (const row of released) assert.equal(pendingRecord(row.doc as DaqDocument, 'proc0')?.uncounted, 1, 'the released attempt is not counted');
+  });
+
+  it('batch.max_jobs 2: never more than 2 jobs queued or running; a slot that frees is filled; documents of a job that never started them are not charged', async () => {
+    const { config, db } = await setUp(14, { max_jobs: 2 });
+    const batch = new ListedBatch();
+    const submitter = new BatchSubmitter(context(config, db), batch, config.sites.lyon.batch!);
+    const check = async (jobs: number, queued: number) => {
+      assert.equal(batch.submitted.length, jobs, 'jobs submitted so far');
+      assert.ok(batch.active().length <= 2, `at most max_jobs active (${batch.active().join(', ')})`);
+      assert.equal((await files.countByStatus(db)).get('proc0 queued') ?? 0, queued, 'documents queued');
+    };
+    await submitter.pass();
+    await check(2, 10);
+    assert.equal(submitter.counters.held_back, 4, 'the 4 documents beyond 2 jobs of 5 wait, unclaimed');
+    await submitter.pass();
+    await check(2, 10);
+    // The first job ends without starting its documents (cancelled in the queue, killed, …).
+    batch.states.set('1000', 'cancelled');
+    await submitter.pass();
+    await check(3, 10);
+    assert.equal(submitter.counters.lost, 5, "the cancelled job's 5 documents were found lost");
+    const { rows } = await db.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0' });
+    const lost = rows.map((r) => r.doc as DaqDocument).filter((d) => d.history.some((h) => /batch job 1000 was cancelled/.test(h.note ?? '')));
+    assert.equal(lost.length, 5);
+    for (const doc of lost) {
+      const record = pendingRecord(doc, 'proc0') ?? (doc.proc0 as { uncounted?: number; attempts?: number });
+      assert.equal(record?.uncounted, 1, `${doc._id}: the attempt of a job that never started it is not counted`);
+    }
+    // Both slots busy again (jobs 1001, 1002): nothing more until one of them ends.
+    await submitter.pass();
+    await check(3, 10);
+  });
+
+  it('batch.walltime: a job holds only as many documents as fit by their timeout_s, and asks the scheduler for the walltime', async () => {
+    const { config, db } = await setUp(7, { walltime: '100s' }, 30);
+    assert.equal(config.sites.lyon.batch?.walltime_s, 100);
+    const batch = new ListedBatch();
+    await new BatchSubmitter(context(config, db), batch, config.sites.lyon.batch!).pass();
+    assert.deepEqual(
+      await Promise.all(batch.submitted.map(async (j) => (await readJobFile(j.script.replace(/\.sh$/, '.json'))).docs.length)),
+      [3, 3, 1],
+      '100 s fits 3 steps of 30 s: 7 documents in jobs of 3, not of docs_per_job 5',
+    );
+    for (const job of batch.submitted) {
+      assert.deepEqual(job.options, ['--time=0:01:40'], 'the walltime asked of Slurm');
+      assert.equal((await readJobFile(job.script.replace(/\.sh$/, '.json'))).walltime_s, 100, 'and told to the job');
+    }
+    // Read from the options the site already passes: the options stay as they are.
+    const fromOptions = await setUp(9, { options: ['--partition=short', '--time=2'] }, 30);
+    assert.equal(fromOptions.config.sites.lyon.batch?.walltime_s, 120);
+    const batch2 = new ListedBatch();
+    await new BatchSubmitter(context(fromOptions.config, fromOptions.db), batch2, fromOptions.config.sites.lyon.batch!).pass();
+    assert.deepEqual(
+      batch2.submitted.map((j) => j.options),
+      [
+        ['--partition=short', '--time=2'],
+        ['--partition=short', '--time=2'],
+        ['--partition=short', '--time=2'],
+      ],
+    );
   });
 });

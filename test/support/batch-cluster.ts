@@ -24,6 +24,13 @@ export interface BatchCluster {
   jobState(id: string): Promise<string>;
   /** Cancels the job with the system's own command (scancel, qdel), as an operator would. */
   cancel(id: string): Promise<void>;
+  /** Releases a held job. */
+  release(id: string): Promise<void>;
+  /**
+   * Lowers a queued job's walltime behind CouchMesh's back, as a partition default or an admin
+   * would: the scheduler then kills it at that time (Slurm counts whole minutes and checks every 30 s).
+   */
+  limitWalltime(id: string, seconds: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -46,6 +53,12 @@ async function startSlurmCluster(): Promise<BatchCluster> {
     },
     cancel: async (id) => {
       await run('scancel', [id], withEnv);
+    },
+    release: async (id) => {
+      await run('scontrol', ['release', id], withEnv);
+    },
+    limitWalltime: async (id, seconds) => {
+      await run('scontrol', ['update', `JobId=${id}`, `TimeLimit=${Math.max(1, Math.ceil(seconds / 60))}`], withEnv);
     },
     stop: () => slurm.stop(),
   };

@@ -203,6 +203,59 @@ describe('state machine', () => {
     assert.equal((stepRecord(again.doc, 'proc0') as StepRecord).attempts, 2, 'the next attempt has a new number (and new log files)');
   });
 
+  describe('a batch job that dies charges only the document it was running', () => {
+    const queue = (d: DaqDocument, at: Date): DaqDocument => {
+      const r = transition(
+        d,
+        { type: 'claim', step: 'proc1', mode: 'queue', site: 'lyon', agent: 'sub', host: 'h', lease_until: future, batch: { system: 'slurm', id: '7' } },
+        at,
+        pipeline,
+      );
+      assert.ok(r.ok, r.ok ? '' : r.error.message);
+      return r.doc;
+    };
+    const lose = (d: DaqDocument, at: Date): DaqDocument => {
+      const r = transition(d, { type: 'lost', step: 'proc1', by: 'lyon/sub', reason: 'batch job 7 was cancelled' }, at, pipeline);
+      assert.ok(r.ok, r.ok ? '' : r.error.message);
+      return r.doc;
+    };
+
+    it('a queued document lost with its job is ready again with no attempt counted, however often it happens', () => {
+      let d = doc('good', { proc0: ok() });
+      for (let i = 0; i < 5; i++) d = lose(queue(d, now), now);
+      assert.equal(d.status, 'good', 'five lost jobs that never started it did not fail it (max_attempts 3)');
+      const record = stepRecord(d, 'proc1') as StepRecord;
+      assert.equal(record.attempts, 5, 'each claim has its own number');
+      assert.equal(record.uncounted, 5, 'and none counts');
+      assert.match(record.reason ?? '', /never started, not counted/);
+      assert.match(d.history.at(-1)?.note ?? '', /batch job 7 was cancelled; never started, not counted/);
+    });
+
+    it('the document in progress when the job died is charged: at the limit it fails', () => {
+      let d = doc('good', { proc0: ok() });
+      for (let i = 0; i < 3; i++) {
+        const started = transition(queue(d, now), { type: 'start', step: 'proc1', site: 'lyon', agent: 'job', host: 'n1', lease_until: future }, now, pipeline);
+        assert.ok(started.ok);
+        d = lose(started.doc, now);
+      }
+      assert.equal(d.status, 'proc1 failed');
+      assert.equal((stepRecord(d, 'proc1') as StepRecord).uncounted, undefined);
+    });
+
+    it('a queued claim whose lease lapsed was never started either: not counted', () => {
+      const d = queue(doc('good', { proc0: ok() }), new Date(Date.parse(past) - 3600_000));
+      const lapsed = transition(
+        { ...d, ...placed({ proc0: ok(), proc1: { ...(stepRecord(d, 'proc1') as StepRecord), lease_until: past } }) },
+        { type: 'expire', step: 'proc1', by: 'lyon/sub' },
+        now,
+        pipeline,
+      );
+      assert.ok(lapsed.ok, lapsed.ok ? '' : lapsed.error.message);
+      assert.equal(lapsed.doc.status, 'good');
+      assert.equal((stepRecord(lapsed.doc, 'proc1') as StepRecord).uncounted, 1);
+    });
+  });
+
   describe('retries keep their history straight', () => {
     const claimEvent = (agent: string): MeshEvent => ({
       type: 'claim',
