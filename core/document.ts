@@ -45,6 +45,8 @@ export interface StepRecord {
   attempts: number;
   /** Attempts that do not count against `max_attempts`: released ones, and those before an operator's retry. */
   uncounted?: number;
+  /** Of the uncounted: attempts lost with a batch job that never started them (UNSTARTED_LIMIT). */
+  unstarted?: number;
   /** The account (CouchDB user name) that made the claim; null on a server without accounts. */
   account?: string | null;
   ok?: boolean;

@@ -131,6 +131,12 @@ function next(doc: DaqDocument, to: ParsedStatus, by: string, user: string | nul
   return { ok: true, doc: { ...doc, status, history } };
 }
 
+/**
+ * A document that this many batch jobs lost without ever starting it fails: those losses are not
+ * charged as attempts, so without a bound a job that dies at once would be resubmitted for ever.
+ */
+export const UNSTARTED_LIMIT = 10;
+
 /** Attempts that count against `max_attempts`: all of them but the released ones and those before an operator's retry. */
 export function countedAttempts(record: StepRecord | undefined): number {
   return (record?.attempts ?? 0) - (record?.uncounted ?? 0);
@@ -191,6 +197,7 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       const claimed: StepRecord = {
         attempts: attempts + 1,
         uncounted: record?.uncounted,
+        unstarted: record?.unstarted,
         site: event.site,
         agent: event.agent,
         host: event.host,
@@ -307,12 +314,19 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (event.type === 'expire' && !leaseExpired(record, now)) return illegal(doc, event, 'the lease is still valid');
       const lapsedBecause = event.type === 'expire' ? `lease of ${record?.agent ?? 'unknown agent'} expired` : event.reason;
       // Still queued: no job ever started this document (killed at walltime, cancelled, its node
-      // died), so like a release the attempt keeps its number but is not charged.
+      // died), so like a release the attempt keeps its number but is not charged; unless job
+      // after job dies before starting it, which is the jobs' fault (a broken batch.mesh, say).
       const neverStarted = current.kind === 'queued';
-      const reason = neverStarted ? `${lapsedBecause}; never started, not counted` : lapsedBecause;
+      const unstarted = neverStarted ? (record?.unstarted ?? 0) + 1 : record?.unstarted;
+      const jobsBroken = neverStarted && (unstarted ?? 0) >= UNSTARTED_LIMIT;
+      const reason = !neverStarted
+        ? lapsedBecause
+        : jobsBroken
+          ? `${lapsedBecause}; ${unstarted} batch jobs ended without starting it: look at the jobs' stderr and batch.mesh, then mesh retry`
+          : `${lapsedBecause}; never started, not counted`;
       const uncounted = neverStarted ? (record?.uncounted ?? 0) + 1 : record?.uncounted;
-      const lapsed = prune({ ...withoutClaim(record as StepRecord), uncounted, ok: false, reason });
-      const spent = !neverStarted && counted >= limit;
+      const lapsed = prune({ ...withoutClaim(record as StepRecord), uncounted, unstarted, ok: false, reason });
+      const spent = jobsBroken || (!neverStarted && counted >= limit);
       return next(
         withStepRecord(doc, event.step, lapsed),
         spent ? { kind: 'failed', step: event.step } : { kind: readyStatus(pipeline, event.step) },

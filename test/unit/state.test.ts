@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { DaqDocument, StepRecord } from '../../core/document.js';
 import { parseStatus, stepRecord } from '../../core/document.js';
-import { type MeshEvent, TRANSITIONS, isComplete, readyFor, transition } from '../../core/state.js';
+import { type MeshEvent, TRANSITIONS, UNSTARTED_LIMIT, isComplete, readyFor, transition } from '../../core/state.js';
 import { placed } from '../support/records.js';
 
 const pipeline = {
@@ -222,13 +222,29 @@ describe('state machine', () => {
 
     it('a queued document lost with its job is ready again with no attempt counted, however often it happens', () => {
       let d = doc('good', { proc0: ok() });
-      for (let i = 0; i < 5; i++) d = lose(queue(d, now), now);
-      assert.equal(d.status, 'good', 'five lost jobs that never started it did not fail it (max_attempts 3)');
+      const n = UNSTARTED_LIMIT - 1;
+      for (let i = 0; i < n; i++) d = lose(queue(d, now), now);
+      assert.equal(d.status, 'good', `${n} lost jobs that never started it did not fail it (max_attempts 3)`);
       const record = stepRecord(d, 'proc1') as StepRecord;
-      assert.equal(record.attempts, 5, 'each claim has its own number');
-      assert.equal(record.uncounted, 5, 'and none counts');
+      assert.equal(record.attempts, n, 'each claim has its own number');
+      assert.equal(record.uncounted, n, 'and none counts');
       assert.match(record.reason ?? '', /never started, not counted/);
       assert.match(d.history.at(-1)?.note ?? '', /batch job 7 was cancelled; never started, not counted/);
+    });
+
+    it(`but ${UNSTARTED_LIMIT} jobs that all died before starting it fail it, with what to look at; mesh retry starts the count again`, () => {
+      let d = doc('good', { proc0: ok() });
+      for (let i = 0; i < UNSTARTED_LIMIT; i++) d = lose(queue(d, now), now);
+      assert.equal(d.status, 'proc1 failed');
+      assert.match(
+        (stepRecord(d, 'proc1') as StepRecord).reason ?? '',
+        new RegExp(`${UNSTARTED_LIMIT} batch jobs ended without starting it: look at the jobs' stderr and batch.mesh`),
+      );
+      const retried = transition(d, { type: 'retry', step: 'proc1', by: 'operator' }, now, pipeline);
+      assert.ok(retried.ok);
+      const again = lose(queue(retried.doc, now), now);
+      assert.equal(again.status, 'good');
+      assert.equal((stepRecord(again, 'proc1') as StepRecord).unstarted, 1);
     });
 
     it('the document in progress when the job died is charged: at the limit it fails', () => {
