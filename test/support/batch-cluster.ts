@@ -4,6 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { startSge } from '../../cli/local/sge.js';
 import { startSlurm } from './slurm.js';
 
 const run = promisify(execFile);
@@ -22,6 +23,12 @@ export interface BatchCluster {
   activeJobs(): Promise<string[]>;
   /** The scheduler's own word for the job's state (`RUNNING`, `r`, `qw`, …), or 'gone' when it does not list it. */
   jobState(id: string): Promise<string>;
+  /** What jobState says of a job submitted with holdOptions (`PENDING`, `hqw`). */
+  readonly heldState: string;
+  /** Whether jobState's word means the job ended (or the scheduler forgot it): it will run nothing more. */
+  ended(state: string): boolean;
+  /** Everything the scheduler shows any user about the job (`scontrol show job`, `qstat -j`): where a leaked password would appear. */
+  shown(id: string): Promise<string>;
   /** Cancels the job with the system's own command (scancel, qdel), as an operator would. */
   cancel(id: string): Promise<void>;
   /** Releases a held job. */
@@ -51,6 +58,9 @@ async function startSlurmCluster(): Promise<BatchCluster> {
       const line = await slurm.scontrol(['show', 'job', '-o', id]).catch(() => '');
       return /JobState=(\S+)/.exec(line)?.[1] ?? 'gone';
     },
+    heldState: 'PENDING',
+    ended: (state) => ['gone', 'COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'NODE_FAIL', 'OUT_OF_MEMORY', 'BOOT_FAIL', 'DEADLINE'].includes(state),
+    shown: async (id) => (await slurm.scontrol(['show', 'job', '-o', id])) + (await slurm.scontrol(['show', 'job', '-dd', id])),
     cancel: async (id) => {
       await run('scancel', [id], withEnv);
     },
@@ -64,11 +74,45 @@ async function startSlurmCluster(): Promise<BatchCluster> {
   };
 }
 
+async function startSgeCluster(): Promise<BatchCluster> {
+  const sge = await startSge();
+  const list = async () => {
+    const result = await sge.run('qstat', ['-u', '*']);
+    if (result.code !== 0) throw new Error(`qstat -u '*' exited with ${result.code}: ${result.stderr}`);
+    // Two header lines, then `job-ID prior name user state …`; nothing at all when the queue is empty.
+    return result.stdout
+      .split('\n')
+      .slice(2)
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => /^\d+$/.test(f[0]));
+  };
+  return {
+    system: 'sge',
+    env: sge.env,
+    holdOptions: ['-h'],
+    walltimeOptions: (seconds) => ['-l', `h_rt=${seconds}`],
+    activeJobs: async () => (await list()).map((f) => f[0]),
+    jobState: async (id) => (await list()).find((f) => f[0] === id)?.[4] ?? 'gone',
+    heldState: 'hqw',
+    // Grid Engine lists a job until it ends, then forgets it (qacct has the rest).
+    ended: (state) => state === 'gone',
+    shown: async (id) => {
+      const result = await sge.run('qstat', ['-j', id]);
+      return result.stdout + result.stderr;
+    },
+    cancel: async (id) => {
+      const result = await sge.run('qdel', [id]);
+      if (result.code !== 0) throw new Error(`qdel ${id} exited with ${result.code}: ${result.stderr || result.stdout}`);
+    },
+    stop: () => sge.stop(),
+  };
+}
+
 export async function startBatchCluster(system: BatchSystemName): Promise<BatchCluster> {
   switch (system) {
     case 'slurm':
       return startSlurmCluster();
     case 'sge':
-      throw new Error('the Grid Engine test cluster is not written yet');
+      return startSgeCluster();
   }
 }
