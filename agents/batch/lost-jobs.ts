@@ -7,10 +7,12 @@ import { compareAndSet } from '../writes.js';
 import type { BatchState, BatchSystem } from './types.js';
 
 /**
- * A job id the scheduler does not know is lost only once it is this old: Slurm forgets a
- * finished job after MinJobAge (300 s by default) and Grid Engine as soon as it ends, so
- * "unknown" is normal for a finished job; the minute covers a scheduler that lists a job a
- * moment after accepting it, and clock skew between the submitting host and the server.
+ * A job id the scheduler does not know is lost only once it is this old: the minute covers a
+ * scheduler that lists a job a moment after accepting it, and clock skew between the
+ * submitting host and the server. Schedulers forget finished jobs (Slurm after MinJobAge, 300 s
+ * by default; Grid Engine as soon as they end), so the adapters say how a job ended where they
+ * can (Grid Engine's from `qacct` and its list of finished jobs) and 'unknown' only when nothing
+ * remembers it.
  */
 export const UNKNOWN_GRACE_MS = 60_000;
 /**
@@ -33,6 +35,8 @@ export interface LostCounters {
    * could not be asked about counts, so a scheduler that does not answer never opens the gate.
    */
   active: Set<string>;
+  /** Jobs in an error state deleted after their documents were made ready again. */
+  deleted: number;
 }
 
 /**
@@ -51,6 +55,8 @@ export function lostReason(kind: 'queued' | 'in_progress', job: BatchJob, state:
   switch (state) {
     case 'failed':
       return `batch job ${job.id} failed`;
+    case 'stuck':
+      return `batch job ${job.id} is in an error state and will not start`;
     case 'cancelled':
       return `batch job ${job.id} was cancelled`;
     case 'completed':
@@ -66,10 +72,12 @@ export function lostReason(kind: 'queued' | 'in_progress', job: BatchJob, state:
  * The lease sweeper of a batch site: for every queued or in-progress document of the site's
  * steps, expires a lapsed lease, or asks the batch system about the document's job and records
  * `lost` (ready again with its attempts kept, or failed past the limit) when the job is gone.
- * Every write is a compare-and-set on the revision that was judged.
+ * Every write is a compare-and-set on the revision that was judged. A job stuck in the queue in
+ * an error state (Grid Engine's `Eqw`) is deleted once its documents were judged: left there,
+ * an operator clearing the error would start it, and its documents are someone else's by then.
  */
 export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit = 5000): Promise<LostCounters> {
-  const counters: LostCounters = { checked: 0, lost: 0, expired: 0, active: new Set() };
+  const counters: LostCounters = { checked: 0, lost: 0, expired: 0, active: new Set(), deleted: 0 };
   const states = new Map<string, Promise<BatchState | undefined>>();
   const stateOf = (id: string): Promise<BatchState | undefined> => {
     let known = states.get(id);
@@ -82,6 +90,7 @@ export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit
     }
     return known;
   };
+  const stuck = new Set<string>();
   const stepNames = ctx.config.steps.map((s) => s.name);
   for (const step of ctx.steps) {
     for (const doc of await files.claimed(ctx.db, step.name, limit)) {
@@ -101,12 +110,22 @@ export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit
         counters.active.add(job.id ?? job.stdout ?? doc._id);
         continue;
       }
+      if (state === 'stuck') stuck.add(job.id as string);
       const result = await compareAndSet(ctx, doc, { type: 'lost', step: step.name, by: actor(ctx), reason });
       if (result.kind === 'written') {
         const after = result.doc;
         counters.lost++;
         ctx.logger.warn({ doc: doc._id, step: step.name, job: job.id, status: after.status }, `lost: ${reason}`);
       } else if (result.kind === 'conflict') counters.active.add(job.id ?? job.stdout ?? doc._id);
+    }
+  }
+  for (const id of stuck) {
+    try {
+      await batch.cancel(id);
+      counters.deleted++;
+      ctx.logger.warn({ job: id }, `deleted ${batch.name} job ${id}: it was in an error state, its documents are ready again`);
+    } catch (error) {
+      ctx.logger.warn({ job: id }, `cannot delete ${batch.name} job ${id} (in an error state): ${errorMessage(error)}`);
     }
   }
   return counters;

@@ -2,11 +2,11 @@ import { readAssignment, stepsOwnedBy } from '../../store/assignment.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { passwordFileFor } from '../../config/credentials.js';
+import { credentialPrefix, credentialsFor, passwordFileFor } from '../../config/credentials.js';
 import { documentsPerJob, walltimeInOptions, walltimeOptions } from '../../config/batch-walltime.js';
 import type { BatchConfig, StepConfig } from '../../config/types.js';
 import { type BatchJob, type DaqDocument, stepRecord } from '../../core/document.js';
-import { errorMessage, isMeshError } from '../../core/errors.js';
+import { MeshError, errorMessage, isMeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
 import { readyFor } from '../../core/state.js';
 import { decideClaim } from '../claim-decision.js';
@@ -65,6 +65,7 @@ export class BatchSubmitter {
     const swept = await sweepLostJobs(this.ctx, this.batch);
     this.counters.lost += swept.lost;
     this.counters.expired += swept.expired;
+    this.requireJobCredentials();
     let free = this.config.max_jobs === undefined ? Infinity : Math.max(0, this.config.max_jobs - swept.active.size);
     const limit = Math.min(5000, this.config.docs_per_job * 50);
     // The coordinator's assignment decides which steps this site runs now.
@@ -106,6 +107,17 @@ export class BatchSubmitter {
         `${step.name} jobs hold ${count} document(s), not docs_per_job ${this.config.docs_per_job}: a walltime of ${this.config.walltime_s} s fits ${count} step(s) of timeout_s ${step.timeout_s}`,
       );
     return count;
+  }
+
+  /** A job that does not inherit the environment can log in only with a password file: refuse to submit jobs that could not. */
+  private requireJobCredentials(): void {
+    const site = this.ctx.site.credentials_of;
+    if (this.batch.jobInheritsEnvironment !== false || passwordFileFor(site) || !credentialsFor(site)) return;
+    const prefix = credentialPrefix(site);
+    throw new MeshError(
+      'CREDENTIALS_MISSING',
+      `${this.batch.name} jobs do not get the submitter's environment, so ${prefix}_PASSWORD cannot reach them: put the password in a 0600 file and set ${prefix}_PASSWORD_FILE (and unset ${prefix}_PASSWORD)`,
+    );
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * The batch submitter's logic in process, in seconds: the real BatchSubmitter and the batch
  * job's run-step against a real embedded server over HTTP, with a batch system and a step the
- * test controls (the real Slurm path is slurm.test.ts). Checked: documents grouped by
+ * test controls (the real Slurm and Grid Engine paths are batch-systems.test.ts). Checked: documents grouped by
  * docs_per_job, every claim queued before submission and recorded in batchJob[], each (doc,
  * step) run once through its job, a refused submission gives every claim back.
  */
@@ -16,7 +16,7 @@ import { runStep } from '../../agents/run-step.js';
 import { apply } from '../../agents/writes.js';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
-import { type DaqDocument, pendingRecord } from '../../core/document.js';
+import { type DaqDocument, pendingRecord, stepRecord } from '../../core/document.js';
 import { MeshError } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';
 import { historyTo } from '../../core/provenance.js';
@@ -28,9 +28,12 @@ import * as files from '../../store/files.js';
 class ListedBatch implements BatchSystem {
   readonly name = 'slurm' as const;
   readonly submitted: Array<BatchSubmission & { id: string }> = [];
-  /** What the scheduler says of a job; a job not named here is pending. */
+  /** What state() answers per job id (default pending), and the ids cancel() was called with. */
   readonly states = new Map<string, BatchState>();
+  readonly cancelled: string[] = [];
   refuse = false;
+
+  constructor(readonly jobInheritsEnvironment = true) {}
 
   async submit(job: BatchSubmission): Promise<string> {
     if (this.refuse) throw new MeshError('BATCH_FAILED', 'sbatch: error: invalid partition');
@@ -48,7 +51,9 @@ class ListedBatch implements BatchSystem {
     return this.submitted.map((j) => j.id).filter((id) => ['pending', 'running'].includes(this.states.get(id) ?? 'pending'));
   }
 
-  async cancel(): Promise<void> {}
+  async cancel(id: string): Promise<void> {
+    this.cancelled.push(id);
+  }
 }
 
 describe('batch submitter in process: real submitter and server, a batch system and step the test controls', function () {
@@ -238,5 +243,60 @@ describe('batch submitter in process: real submitter and server, a batch system 
         ['--partition=short', '--time=2'],
       ],
     );
+  });
+
+  it('a job stuck in an error state (Grid Engine Eqw): the sweep makes its documents ready again, then deletes the job', async () => {
+    const { config, db } = await setUp(7);
+    const batch = new ListedBatch();
+    const submitter = new BatchSubmitter(context(config, db), batch, config.sites.lyon.batch!);
+    await submitter.pass();
+    assert.deepEqual(
+      batch.submitted.map((j) => j.id),
+      ['1000', '1001'],
+    );
+    batch.states.set('1000', 'stuck');
+    await submitter.pass();
+    assert.deepEqual(batch.cancelled, ['1000'], 'the stuck job deleted once, the waiting one left alone');
+    assert.equal(submitter.counters.lost, 5);
+    assert.deepEqual(
+      batch.submitted.map((j) => j.id),
+      ['1000', '1001', '1002'],
+      'its documents went into a new job in the same pass',
+    );
+    const { rows } = await db.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0' });
+    const moved = rows
+      .map((r) => r.doc as DaqDocument)
+      .filter((d) => d.history.some((h) => h.note === 'batch job 1000 is in an error state and will not start'));
+    assert.equal(moved.length, 5);
+    for (const doc of moved) assert.equal(stepRecord(doc, 'proc0')?.batch?.id, '1002');
+    await submitter.pass();
+    assert.deepEqual(batch.cancelled, ['1000'], 'nothing claimed by the stuck job any more: not deleted again');
+  });
+
+  it('a batch system whose jobs do not inherit the environment: no submission with a password that only the environment holds', async () => {
+    const { config, db } = await setUp(2);
+    const batch = new ListedBatch(false);
+    const submitter = new BatchSubmitter(context(config, db), batch, config.sites.lyon.batch!);
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, { MESH_LYON_USER: 'lyon-agent', MESH_LYON_PASSWORD: 'not-for-jobs' });
+      await assert.rejects(
+        submitter.pass(),
+        (error: unknown) => error instanceof MeshError && error.code === 'CREDENTIALS_MISSING' && /MESH_LYON_PASSWORD_FILE/.test(error.message),
+      );
+      assert.equal(batch.submitted.length, 0);
+      assert.deepEqual(Object.fromEntries(await files.countByStatus(db)), { closed: 2 }, 'nothing claimed');
+      delete process.env.MESH_LYON_PASSWORD;
+      process.env.MESH_LYON_PASSWORD_FILE = join(suite.dir, 'lyon.password');
+      await submitter.pass();
+      assert.equal(batch.submitted.length, 1);
+      const file = await readJobFile(batch.submitted[0].script.replace(/\.sh$/, '.json'));
+      assert.deepEqual(file.credentials, { user: 'lyon-agent', password_file: join(suite.dir, 'lyon.password') });
+    } finally {
+      for (const key of ['MESH_LYON_USER', 'MESH_LYON_PASSWORD', 'MESH_LYON_PASSWORD_FILE']) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+    }
   });
 });

@@ -19,6 +19,7 @@ describe('batch jobs', () => {
     assert.equal(lostReason('in_progress', job, 'running', now), undefined);
     assert.equal(lostReason('queued', job, 'cancelled', now), 'batch job 7 was cancelled');
     assert.equal(lostReason('in_progress', job, 'failed', now), 'batch job 7 failed');
+    assert.equal(lostReason('queued', job, 'stuck', now), 'batch job 7 is in an error state and will not start');
     assert.equal(lostReason('in_progress', job, 'completed', now), 'batch job 7 ended without recording a result');
     assert.equal(lostReason('queued', job, 'unknown', now), 'batch job 7 is unknown to slurm');
     assert.equal(
