@@ -14,7 +14,7 @@ import { freePort } from './ports.js';
 
 const BIN = '/usr/lib/gridengine';
 const SHARE = '/usr/share/gridengine';
-const BINARIES = ['sge_qmaster', 'sge_execd', 'sge_shepherd', 'spoolinit', 'spooldefaults.bin', 'qconf', 'qsub', 'qstat', 'qdel', 'qacct'].map((b) =>
+const BINARIES = ['sge_qmaster', 'sge_execd', 'sge_shepherd', 'spoolinit', 'spooldefaults.bin', 'qconf', 'qsub', 'qstat', 'qdel', 'qacct', 'qrls', 'qalter'].map((b) =>
   join(BIN, b),
 );
 /** The client wrappers the adapter runs from PATH (they honour SGE_ROOT and SGE_CELL). */
@@ -34,7 +34,7 @@ export interface SgeCluster {
   /** Environment for Grid Engine's client commands: SGE_ROOT, SGE_CELL, SGE_QMASTER_PORT, SGE_EXECD_PORT. */
   env: Record<string, string>;
   /** Runs one client command of /usr/lib/gridengine with the cluster's environment; never throws on a non-zero exit. */
-  run(command: 'qstat' | 'qacct' | 'qdel' | 'qsub' | 'qconf' | 'qmod', args: readonly string[]): Promise<SgeResult>;
+  run(command: 'qstat' | 'qacct' | 'qdel' | 'qsub' | 'qconf' | 'qmod' | 'qrls' | 'qalter', args: readonly string[]): Promise<SgeResult>;
   /** `qstat ARGS`: stdout, throws on a non-zero exit. */
   qstat(args: readonly string[]): Promise<string>;
   /** `qacct -j ID`: the accounting record, or undefined while there is none. */

@@ -76,6 +76,10 @@ async function startSlurmCluster(): Promise<BatchCluster> {
 
 async function startSgeCluster(): Promise<BatchCluster> {
   const sge = await startSge();
+  const must = async (command: 'qdel' | 'qrls' | 'qalter', args: string[]): Promise<void> => {
+    const result = await sge.run(command, args);
+    if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} exited with ${result.code}: ${result.stderr || result.stdout}`);
+  };
   const list = async () => {
     const result = await sge.run('qstat', ['-u', '*']);
     if (result.code !== 0) throw new Error(`qstat -u '*' exited with ${result.code}: ${result.stderr}`);
@@ -100,10 +104,10 @@ async function startSgeCluster(): Promise<BatchCluster> {
       const result = await sge.run('qstat', ['-j', id]);
       return result.stdout + result.stderr;
     },
-    cancel: async (id) => {
-      const result = await sge.run('qdel', [id]);
-      if (result.code !== 0) throw new Error(`qdel ${id} exited with ${result.code}: ${result.stderr || result.stdout}`);
-    },
+    cancel: (id) => must('qdel', [id]),
+    release: (id) => must('qrls', [id]),
+    // qalter -l replaces the job's whole list of hard resources: the test jobs ask for nothing else.
+    limitWalltime: (id, seconds) => must('qalter', ['-l', `h_rt=${Math.max(1, Math.round(seconds))}`, id]),
     stop: () => sge.stop(),
   };
 }
