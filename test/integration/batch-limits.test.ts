@@ -28,7 +28,7 @@ const secret = (what: string) => `pw-${Math.random().toString(36).slice(2)}-${wh
 const ADMIN = { user: 'kitadmin', password: secret('admin') };
 const AGENT = { user: 'lyon-agent', password: secret('agent') };
 const INGEST = { user: 'kit-ingest', password: secret('ingest') };
-const SYSTEMS: BatchSystemName[] = ['slurm'];
+const SYSTEMS: BatchSystemName[] = ['slurm', 'sge'];
 
 interface Site {
   dir: string;
