@@ -14,9 +14,20 @@ import { freePort } from './ports.js';
 
 const BIN = '/usr/lib/gridengine';
 const SHARE = '/usr/share/gridengine';
-const BINARIES = ['sge_qmaster', 'sge_execd', 'sge_shepherd', 'spoolinit', 'spooldefaults.bin', 'qconf', 'qsub', 'qstat', 'qdel', 'qacct', 'qrls', 'qalter'].map((b) =>
-  join(BIN, b),
-);
+const BINARIES = [
+  'sge_qmaster',
+  'sge_execd',
+  'sge_shepherd',
+  'spoolinit',
+  'spooldefaults.bin',
+  'qconf',
+  'qsub',
+  'qstat',
+  'qdel',
+  'qacct',
+  'qrls',
+  'qalter',
+].map((b) => join(BIN, b));
 /** The client wrappers the adapter runs from PATH (they honour SGE_ROOT and SGE_CELL). */
 const WRAPPERS = ['/usr/bin/qsub', '/usr/bin/qstat', '/usr/bin/qdel', '/usr/bin/qacct'];
 const PACKAGES = 'gridengine-master gridengine-exec gridengine-client gridengine-common';
