@@ -16,6 +16,7 @@ import { pushSecurity } from '../../store/security.js';
 import { Database } from '../../store/database.js';
 import { type DaqDocument, type StepRecord, stepRecord } from '../../core/document.js';
 import { historyTo } from '../../core/provenance.js';
+import { countedAttempts } from '../../core/state.js';
 import { type BatchCluster, type BatchSystemName, startBatchCluster } from '../support/batch-cluster.js';
 import { NOOP, runMesh, uniqueDatabase, waitFor } from '../support/mesh.js';
 import { type ServerProcess, meshMain, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
@@ -323,7 +324,8 @@ for (const system of SYSTEMS) {
       // Known at once to have ended (Grid Engine: listed among the finished jobs, without accounting): no grace to wait.
       assert.match(await once(mesh, fileEnv), new RegExp(`batch job ${job} was cancelled`));
       const done = await completes(mesh, id, fileEnv);
-      // attempts: see §2 (a job that never started should not cost the document an attempt).
+      // The job never started it: that attempt keeps its number but is not counted.
+      assert.deepEqual([record(done).attempts, countedAttempts(record(done))], [2, 1], `${done._id}: attempts, counted`);
       const batchDir = join(mesh.dir, 'logs', 'lyon', 'batch');
       const jobFiles = (await readdir(batchDir)).filter((n) => n.endsWith('.json'));
       assert.ok(jobFiles.length >= 2);
@@ -348,7 +350,8 @@ for (const system of SYSTEMS) {
       const output = await once(mesh);
       assert.match(output, new RegExp(`batch job ${job} failed`));
       const done = await completes(mesh, id);
-      // attempts: see §2 (the document never started in the failed job).
+      // The job never started it: that attempt keeps its number but is not counted.
+      assert.deepEqual([record(done).attempts, countedAttempts(record(done))], [2, 1], `${done._id}: attempts, counted`);
       assert.match(lostNote(done, 'proc1 queued'), new RegExp(`batch job ${job} failed`));
     });
 
@@ -367,7 +370,8 @@ for (const system of SYSTEMS) {
       assert.match(output, new RegExp(`batch job ${job} ended without recording a result`));
       assert.ok(Date.now() - before < 30_000, 'no grace period for a job whose end the scheduler knows');
       const done = await completes(mesh, id);
-      // attempts: see §2
+      // The job never started it: that attempt keeps its number but is not counted.
+      assert.deepEqual([record(done).attempts, countedAttempts(record(done))], [2, 1], `${done._id}: attempts, counted`);
       assert.match(lostNote(done, 'proc1 queued'), new RegExp(`batch job ${job} ended without recording a result`));
     });
 
@@ -388,7 +392,8 @@ for (const system of SYSTEMS) {
         assert.match(output, new RegExp(`deleted sge job ${job}`));
         assert.equal(await cluster.jobState(job), 'gone', 'the stuck job was deleted: it cannot start later');
         const done = await completes(mesh, id);
-        // attempts: see §2 (the document never started in the stuck job).
+        // The job never started it: that attempt keeps its number but is not counted.
+        assert.deepEqual([record(done).attempts, countedAttempts(record(done))], [2, 1], `${done._id}: attempts, counted`);
         assert.match(lostNote(done, 'proc1 queued'), new RegExp(`batch job ${job} is in an error state`));
         assert.notEqual(record(done).batch?.id, job);
       });
