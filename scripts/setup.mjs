@@ -29,6 +29,8 @@ const SYSTEM = [
   ['slurm-wlm', 'sbatch'],
   ['munge', 'munged'],
   ['chromium', 'chromium'],
+  // `systemd-analyze verify` checks the units `mesh deploy` writes (no running systemd needed).
+  ['systemd', 'systemd-analyze'],
 ];
 
 function onPath(program) {
