@@ -64,7 +64,9 @@ function whatRuns(plan: SitePlan, options: ReadmeOptions): string[] {
 
 function install(plan: SitePlan, options: ReadmeOptions): string[] {
   const { site } = plan;
-  const lines = [`- Node.js ≥ 20 and CouchMesh: \`npm install -g couchmesh-${options.version}.tgz\` (nothing is compiled at install)`];
+  const lines = [
+    `- Node.js ≥ 20 and CouchMesh: \`npm install -g --ignore-scripts couchmesh-${options.version}.tgz\` (nothing to compile: the package holds the compiled code)`,
+  ];
   if (plan.processes.length || plan.once) {
     const config = configOnSite(site.mesh);
     lines.push(`- the mesh config${config ? ` at ${config}` : ''}, the same file as on every other site; \`${site.mesh.join(' ')}\` must run mesh with it`);

@@ -219,8 +219,14 @@ describe('mesh deploy', function () {
   it('as a command: writes the files, none holds a password from its environment, --help lists deploy and doctor', async () => {
     const out = join(dir, 'cli-out');
     const env = { MESH_ALPHA_USER: 'admin', MESH_ALPHA_PASSWORD: PASSWORD, MESH_BETA_PASSWORD: PASSWORD };
-    for (const site of ['alpha', 'beta', 'gamma']) {
-      const result = await runMesh(['--config', join(dir, 'mesh.json'), 'deploy', '--site', site, '--out', join(out, site), '--public-key', publicKey], env);
+    const [help, missing, ...deployed] = await Promise.all([
+      runMesh(['--help']),
+      runMesh(['--config', join(dir, 'mesh.json'), 'deploy', '--site', 'gamma', '--out', join(out, 'nokey')]),
+      ...['alpha', 'beta', 'gamma'].map((site) =>
+        runMesh(['--config', join(dir, 'mesh.json'), 'deploy', '--site', site, '--out', join(out, site), '--public-key', publicKey], env),
+      ),
+    ]);
+    for (const result of deployed) {
       assert.equal(result.status, 0, result.stderr);
       assert.ok(
         result.stdout
@@ -231,10 +237,8 @@ describe('mesh deploy', function () {
       );
     }
     for (const file of await allFiles(out)) assert.ok(!(await readFile(file, 'utf8')).includes(PASSWORD), `${file} holds no password`);
-    const help = await runMesh(['--help']);
     assert.match(help.stdout, /^\s+deploy \[options\]/m);
     assert.match(help.stdout, /^\s+doctor \[options\]/m);
-    const missing = await runMesh(['--config', join(dir, 'mesh.json'), 'deploy', '--site', 'gamma', '--out', join(out, 'nokey')]);
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /--public-key FILE/);
   });

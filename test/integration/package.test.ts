@@ -1,9 +1,9 @@
 /**
  * The package: `npm pack` makes a tarball that holds the compiled JavaScript and what it reads at
  * run time (site profiles, the status page, the example steps), and no test, no TypeScript source,
- * no source map, nothing secret; `npm install -g` of it into a temporary prefix gives a `mesh`
+ * no source map, nothing secret; `npm install -g --ignore-scripts` of it into a temporary prefix gives a `mesh`
  * that works (its own embedded server, a couchapp push against it) with nothing compiled at
- * install. The dependencies come from the npm registry (through the local cache when it has them).
+ * install, not even by a dependency. The dependencies come from the npm registry (through the local cache when it has them).
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -19,6 +19,8 @@ import { repoRoot } from '../support/server-process.js';
 
 const run = promisify(execFile);
 const INSTALL_TIMEOUT_MS = 240_000;
+/** npm as a user runs it: without the npm_* settings `npm test` hands its children (prefix, cache, lifecycle…). */
+const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)));
 
 interface PackResult {
   filename: string;
@@ -35,7 +37,7 @@ describe('the npm package', function () {
   before(async () => {
     work = testFolder('mesh-package-');
     // dist/ is what this test runs from, built already: prepack (which builds) is checked below, not run.
-    const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: repoRoot, maxBuffer: 16 << 20 });
+    const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: repoRoot, env, maxBuffer: 16 << 20 });
     const [result] = JSON.parse(stdout) as PackResult[];
     tarball = join(work, result.filename);
     packed = result.files.map((f) => f.path);
@@ -95,8 +97,11 @@ describe('the npm package', function () {
   it('installs with npm install -g into a temporary prefix and gives a working mesh', async () => {
     const prefix = join(work, 'prefix');
     const started = Date.now();
-    await run('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel', 'error', tarball], {
+    // --ignore-scripts: no dependency may build anything either (ssh2 and cpu-features would compile optional add-ons
+    // where a compiler is found); the LevelDB binding is a prebuilt one, ssh2 falls back to its JavaScript crypto.
+    await run('npm', ['install', '-g', '--ignore-scripts', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel', 'error', tarball], {
       cwd: work,
+      env,
       timeout: INSTALL_TIMEOUT_MS,
       maxBuffer: 16 << 20,
     });
