@@ -7,6 +7,8 @@ import { coordinatorCommand } from './commands/coordinator.js';
 import { couchappCommand } from './commands/couchapp.js';
 import { dashboardCommand } from './commands/dashboard.js';
 import { demoCommand } from './commands/demo.js';
+import { deployCommand } from './commands/deploy.js';
+import { doctorCommand } from './commands/doctor.js';
 import { ingestCommand } from './commands/ingest.js';
 import { retryCommand } from './commands/retry.js';
 import { runBatchCommand } from './commands/run-batch.js';
@@ -47,6 +49,8 @@ for (const command of [
   simulateCommand(),
   dashboardCommand(),
   demoCommand(),
+  deployCommand(),
+  doctorCommand(),
 ]) {
   program.addCommand(command);
 }

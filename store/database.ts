@@ -132,6 +132,7 @@ export class Database {
       signal?: AbortSignal;
       timeoutMs?: number;
       shape?: (answer: T) => boolean;
+      onHeaders?: (headers: Headers) => void;
     },
   ): Promise<T> {
     const { timeoutMs, shape, ...request } = options;

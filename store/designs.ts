@@ -59,3 +59,12 @@ export async function pushDesigns(db: Database, config: OriginalDesignInput): Pr
   for (const design of designDocuments(config)) results.push({ id: design._id, ...(await pushDesign(db, design)) });
   return results;
 }
+
+export type DesignState = 'current' | 'stale' | 'missing';
+
+/** Whether the stored design document has the content of `design` (as pushDesign compares it), differs, or is absent. */
+export async function designState(db: Database, design: StoredDesign): Promise<DesignState> {
+  const stored = await db.get<StoredDesign>(design._id);
+  if (!stored) return 'missing';
+  return isDeepStrictEqual(content(stored), content(design)) ? 'current' : 'stale';
+}

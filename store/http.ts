@@ -16,6 +16,8 @@ export interface CouchRequest {
   qs?: Record<string, unknown>;
   body?: unknown;
   signal?: AbortSignal;
+  /** Called with the answer's headers once they are in (e.g. `Date`, for a clock check), whatever the status. */
+  onHeaders?: (headers: Headers) => void;
 }
 
 export interface CouchTransport {
@@ -174,6 +176,7 @@ export async function couchRequest<T>(transport: CouchTransport, request: CouchR
     const response = await fetchUntilAborted(requestUrl(transport, request), { method, headers, body, redirect: 'error' }, link.signal);
     status = response.status;
     contentType = response.headers.get('content-type') ?? '(none)';
+    request.onHeaders?.(response.headers);
     text = await readBody(response, transport.maxBytes, what, link.signal);
   } catch (error) {
     throw failed(error);

@@ -54,7 +54,12 @@ export async function makeKey(dir: string, name: string): Promise<string> {
   return file;
 }
 
-export async function startSshd(): Promise<TestSshd> {
+export interface SshdOptions {
+  /** Let clients forward TCP ports (default no): a test of a key restricted by authorized_keys needs a daemon that would allow it. */
+  allowTcpForwarding?: boolean;
+}
+
+export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
     throw new Error(`the SSH tests need root to run a private sshd (running as uid ${process.getuid?.()}); run them as root or in the project's container`);
   }
@@ -72,7 +77,7 @@ export async function startSshd(): Promise<TestSshd> {
     for (let tries = 0; tries < 3; tries++) {
       const port = await freePort();
       try {
-        return await launch(dir, port, user, hostKey, identityFile, authorizedKeys, hostKeySha256);
+        return await launch(dir, port, user, hostKey, identityFile, authorizedKeys, hostKeySha256, options);
       } catch (error) {
         lastError = error;
       }
@@ -92,6 +97,7 @@ async function launch(
   identityFile: string,
   authorizedKeys: string,
   hostKeySha256: string,
+  options: SshdOptions,
 ): Promise<TestSshd> {
   const configFile = join(dir, 'sshd_config');
   await writeFile(
@@ -108,7 +114,7 @@ async function launch(
       'KbdInteractiveAuthentication no',
       'PubkeyAuthentication yes',
       'PermitRootLogin prohibit-password',
-      'AllowTcpForwarding no',
+      `AllowTcpForwarding ${options.allowTcpForwarding ? 'yes' : 'no'}`,
       'X11Forwarding no',
       'LogLevel VERBOSE',
       'Subsystem sftp internal-sftp',
