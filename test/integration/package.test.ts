@@ -3,13 +3,14 @@
  * run time (site profiles, the status page, the example steps), and no test, no TypeScript source,
  * no source map, nothing secret; `npm install -g --ignore-scripts` of it into a temporary prefix gives a `mesh`
  * that works (its own embedded server, a couchapp push against it) with nothing compiled at
- * install, not even by a dependency. The dependencies come from the npm registry (through the local cache when it has them).
+ * install, not even by a dependency. The package pins its dependencies (npm-shrinkwrap.json) and the install is
+ * `--offline`: they come from the npm cache that `npm ci` filled, no traffic leaves the machine.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -36,8 +37,15 @@ describe('the npm package', function () {
 
   before(async () => {
     work = testFolder('mesh-package-');
-    // dist/ is what this test runs from, built already: prepack (which builds) is checked below, not run.
-    const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: repoRoot, env, maxBuffer: 16 << 20 });
+    // dist/ is what this test runs from, built already: prepack (which builds, then pins the
+    // dependencies in npm-shrinkwrap.json) is not run here, where other suites read dist/. The
+    // package is packed from a copy of what `files` names, with the pin prepack would write.
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { files: string[] };
+    const source = join(work, 'source');
+    for (const entry of [...pkg.files.filter((f) => !f.startsWith('!') && f !== 'npm-shrinkwrap.json'), 'package.json', 'README.md'])
+      await cp(join(repoRoot, entry), join(source, entry), { recursive: true });
+    await cp(join(repoRoot, 'package-lock.json'), join(source, 'npm-shrinkwrap.json'));
+    const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: source, env, maxBuffer: 16 << 20 });
     const [result] = JSON.parse(stdout) as PackResult[];
     tarball = join(work, result.filename);
     packed = result.files.map((f) => f.path);
@@ -58,6 +66,7 @@ describe('the npm package', function () {
       'sites/edelweiss.json',
       'dashboard/page/index.html',
       'examples/steps/noop.mjs',
+      'npm-shrinkwrap.json',
     ])
       assert.ok(packed.includes(file), `${file} is packed`);
     const unwanted = packed.filter(
@@ -77,6 +86,7 @@ describe('the npm package', function () {
     assert.deepEqual(orphans, [], 'compiled files whose source is gone (stale): npm pack runs prepack, which removes them');
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string>; bin: Record<string, string> };
     assert.equal(pkg.scripts.prepack, 'node scripts/prepack.mjs', 'npm pack builds first');
+    assert.equal(pkg.scripts.postpack, 'node scripts/postpack.mjs', 'and removes the pin it wrote');
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare'])
       assert.equal(pkg.scripts[hook], undefined, `no ${hook} script: installing compiles nothing`);
     // Nothing secret: no private key, no password of this test run's environment.
@@ -99,7 +109,7 @@ describe('the npm package', function () {
     const started = Date.now();
     // --ignore-scripts: no dependency may build anything either (ssh2 and cpu-features would compile optional add-ons
     // where a compiler is found); the LevelDB binding is a prebuilt one, ssh2 falls back to its JavaScript crypto.
-    await run('npm', ['install', '-g', '--ignore-scripts', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel', 'error', tarball], {
+    await run('npm', ['install', '-g', '--ignore-scripts', '--prefix', prefix, '--offline', '--no-audit', '--no-fund', '--loglevel', 'error', tarball], {
       cwd: work,
       env,
       timeout: INSTALL_TIMEOUT_MS,
