@@ -3,7 +3,7 @@
 // that installing it compiles nothing. Compiles the TypeScript, then removes compiled files whose
 // source is gone (dist/ is never cleaned by tsc), so that none of them is packed.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,7 +31,3 @@ for (const file of files(join(root, 'dist'))) {
 }
 if (stale > 0) console.error(`prepack: removed ${stale} compiled files whose source is gone`);
 
-// The package pins its dependency tree (npm honours a package's npm-shrinkwrap.json): users get the
-// versions the tests ran with, and an install from the local npm cache needs no registry at all.
-// postpack.mjs removes the copy again.
-copyFileSync(join(root, 'package-lock.json'), join(root, 'npm-shrinkwrap.json'));
