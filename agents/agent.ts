@@ -8,7 +8,7 @@ import { Candidates } from './candidates.js';
 import { decideClaim } from './claim-decision.js';
 import { type AgentContext, actor } from './context.js';
 import { ChangesWatcher, expiredClaims, readyDocuments } from './discovery.js';
-import { type AgentActivity, Heartbeat } from './heartbeat.js';
+import { type AgentActivity, Heartbeat, type RunOutcome } from './heartbeat.js';
 import { ensureEarlierRunsGone } from './run-identity.js';
 import { type JobEnd, runClaimedStep, runFolder } from './step-job.js';
 import { apply, claim, failIfSpent } from './writes.js';
@@ -110,6 +110,7 @@ export class Agent {
     const background: Promise<unknown>[] = [];
     // NATS: a `ready` hint for one of our steps brings that document in at once.
     const hints = this.options.once ? undefined : this.ctx.channel?.subscribe(this.ctx.config.database, ['ready'], (_kind, hint) => this.onHint(hint));
+    let outcome: RunOutcome = 'failed';
     try {
       if (this.options.once) await this.sweep();
       else {
@@ -120,6 +121,7 @@ export class Agent {
         background.push(this.sweepLoop(), this.trySweep());
       }
       await this.dispatchLoop();
+      outcome = 'ok';
     } finally {
       this.state = 'stopping';
       this.draining.abort();
@@ -127,7 +129,7 @@ export class Agent {
       await Promise.allSettled([...this.running.values()].map((r) => r.done));
       await Promise.allSettled(background);
       await this.ctx.triggers?.stop();
-      await heartbeat.stop();
+      await heartbeat.stop('stopped', outcome);
       hints?.unsubscribe();
       this.state = 'stopped';
       this.ctx.logger.info({ ...this.counters }, 'agent stopped');

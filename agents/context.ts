@@ -12,6 +12,12 @@ export interface AgentContext {
   /** This agent's name, unique within the mesh (e.g. `modane-1`). */
   readonly name: string;
   readonly host: string;
+  /**
+   * The agent the heartbeat document speaks for, when not `name`: a site's `--once` runs on one
+   * host share one (store/heartbeats.ts onceIdentity), while each run claims under its own `name`
+   * (a claim is owned by name: two overlapping runs must not own each other's).
+   */
+  readonly heartbeatAs?: string;
   readonly db: Database;
   readonly logger: Logger;
   /** The steps this agent's site owns, in pipeline order. */

@@ -1,10 +1,10 @@
 import type { MeshConfig } from '../config/types.js';
 import { timeoutSignal } from '../core/abort.js';
 import { sleep } from '../core/sleep.js';
-import { AGENT_DOC_TYPE, type AgentActivity, type AgentHeartbeat, heartbeatId, writeHeartbeat } from '../store/heartbeats.js';
+import { AGENT_DOC_TYPE, type AgentActivity, type AgentHeartbeat, type RunOutcome, heartbeatId, writeHeartbeat } from '../store/heartbeats.js';
 import type { AgentContext } from './context.js';
 
-export { AGENT_DOC_TYPE, type AgentActivity, type AgentHeartbeat, heartbeatId };
+export { AGENT_DOC_TYPE, type AgentActivity, type AgentHeartbeat, type RunOutcome, heartbeatId };
 
 /** How long the last heartbeat may take (a dead server must not hold a stopping agent long). */
 const LAST_BEAT_MS = 2000;
@@ -28,6 +28,9 @@ export function keepAliveSeconds(config: Pick<MeshConfig, 'agent' | 'alerts'>): 
  * per `heartbeat_s`) or when the last write is `keepAliveSeconds` old. Every heartbeat write is a
  * validated write on the server: an idle agent must not rewrite an unchanged document every few
  * seconds.
+ *
+ * With `ctx.heartbeatAs` (a `--once` run) the document is that shared identity's, and says which
+ * run it shows (`last_run`: this process's agent name, start, and at stop its end and outcome).
  */
 export class Heartbeat {
   private rev: string | undefined;
@@ -64,41 +67,46 @@ export class Heartbeat {
   }
 
   /** Writes the heartbeat now. `signal`: the requests end with it instead of the database's own (the last heartbeat). */
-  async beat(state: string, signal?: AbortSignal): Promise<void> {
+  async beat(state: string, signal?: AbortSignal, outcome?: RunOutcome): Promise<void> {
     const content = this.content(state);
+    const as = this.ctx.heartbeatAs;
+    const now = this.ctx.now().toISOString();
     const doc: AgentHeartbeat = {
-      _id: heartbeatId(this.ctx.site.name, this.ctx.name),
+      _id: heartbeatId(this.ctx.site.name, as ?? this.ctx.name),
       type: AGENT_DOC_TYPE,
       site: this.ctx.site.name,
-      agent: this.ctx.name,
+      agent: as ?? this.ctx.name,
       host: this.ctx.host,
       pid: process.pid,
       started: this.started,
-      last_seen: this.ctx.now().toISOString(),
+      last_seen: now,
       state,
       running: this.running(),
       ...(this.activity ? { counters: this.activity() } : {}),
+      ...(as ? { last_run: { agent: this.ctx.name, started: this.started, ...(outcome ? { finished: now, outcome } : {}) } } : {}),
     };
-    const outcome = await writeHeartbeat(this.ctx.db, doc, this.rev, signal);
-    this.rev = outcome.rev;
-    if (outcome.written) {
-      this.writes++;
+    const write = await writeHeartbeat(this.ctx.db, doc, this.rev, signal);
+    this.rev = write.rev;
+    if (write.written || write.superseded) {
+      if (write.written) this.writes++;
+      else this.ctx.logger.debug(`heartbeat (${state}): a --once run started later shows on ${doc._id}`);
       this.lastContent = content;
       this.lastWritten = Date.now();
       return;
     }
     // The loop's beat cut short by stop() is noise; a last heartbeat that was not written is not.
-    if (!this.stopped.signal.aborted || state !== 'running') this.ctx.logger.warn(`heartbeat (${state}): ${outcome.reason}`);
+    if (!this.stopped.signal.aborted || state !== 'running') this.ctx.logger.warn(`heartbeat (${state}): ${write.reason}`);
   }
 
   /**
    * Stops the loop and writes a last heartbeat with the final state. It has its own deadline:
    * by now the agent's requests may have been cut (SIGTERM gives them a few seconds), and a
-   * server that still answers must learn that the agent stopped.
+   * server that still answers must learn that the agent stopped. `outcome`: how the agent's
+   * work ended, recorded in `last_run` of a `--once` identity.
    */
-  async stop(state = 'stopped'): Promise<void> {
+  async stop(state = 'stopped', outcome: RunOutcome = 'ok'): Promise<void> {
     this.stopped.abort();
     await this.loop;
-    await this.beat(state, timeoutSignal(LAST_BEAT_MS));
+    await this.beat(state, timeoutSignal(LAST_BEAT_MS), outcome);
   }
 }

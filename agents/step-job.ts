@@ -9,7 +9,6 @@ import type { StepResult } from '../core/state.js';
 import { type AgentContext, actor } from './context.js';
 import { buildArgv, templateVars } from './command.js';
 import { checkProgram, isConfigurationFault, outputFolderFault } from './config-fault.js';
-import { runSftpStep } from './executors/sftp-step.js';
 import { LeaseKeeper } from './lease.js';
 import { ensureEarlierLocalRunsGone, identifyRun, localRunPath, removeLocalRun, writeLocalRun } from './run-identity.js';
 import { runCommand, tail } from './runner.js';
@@ -65,7 +64,11 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
       );
     const signal = linked.signal;
     // The built-in transfer writes {out} on the destination site, not here.
-    const sent = step.executor === 'sftp' ? await runSftpStep(ctx, claimed, step, vars, { signal, stdoutPath, stderrPath, logger: log }) : undefined;
+    // Imported here: ssh2 weighs on the start of every batch job, and only the transfer step needs it.
+    const sent =
+      step.executor === 'sftp'
+        ? await (await import('./executors/sftp-step.js')).runSftpStep(ctx, claimed, step, vars, { signal, stdoutPath, stderrPath, logger: log })
+        : undefined;
     if (!sent) await mkdir(dirname(vars.out), { recursive: true }).catch((cause: unknown) => Promise.reject(outputFolderFault(dirname(vars.out), cause)));
     const argv = sent ? [] : buildArgv(step, vars);
     if (!sent) await checkProgram(argv[0], process.env);

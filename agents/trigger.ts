@@ -3,9 +3,11 @@
  * that may (modane), which runs `mesh agent --site lyon --once` there over SSH when
  * documents become ready for a step lyon owns (the original scripts' remote hook).
  *
- * Debounced: pokes within `settleMs` of the first one are one run; one run at a time; run
- * starts at least `intervalMs` apart; a poke during a run (or a wait) makes exactly one
- * more run afterwards. The remote output is streamed, line by line, into the local log.
+ * A poke that finds the trigger idle (no run in flight, none due) starts a run at once: the
+ * hand-over to lyon is on the path of every document. Pokes are coalesced only while a run is in
+ * flight or waiting for its turn: one run at a time, run starts at least `intervalMs` apart,
+ * and any number of pokes during a run (or a wait) make exactly one more run afterwards. The
+ * remote output is streamed, line by line, into the local log.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -70,8 +72,11 @@ export interface RemoteTriggerOptions {
   logger: Logger;
   /** Minimum time between the starts of two runs (default 30 s). */
   intervalMs?: number;
-  /** How long pokes are collected before a run starts (default 1 s). */
-  settleMs?: number;
+  /**
+   * Runs the agent once instead of over SSH or as a local child (in-process tests): resolves
+   * with its exit status (null: it did not exit normally) and ends early when `signal` aborts.
+   */
+  runner?: (signal: AbortSignal) => Promise<number | null>;
   /** A remote run is stopped (SIGTERM, then the channel closed) after this long (default 15 min). */
   timeoutMs?: number;
   connectTimeoutMs?: number;
@@ -137,19 +142,20 @@ export class RemoteTrigger {
 
   private async drain(): Promise<void> {
     const signal = this.stopping.signal;
-    if (!(await sleep(this.options.settleMs ?? 1000, signal))) return;
     while (this.pending && !signal.aborted) {
-      const wait = this.lastStart + (this.options.intervalMs ?? 30_000) - Date.now();
-      if (wait > 0) {
+      // A timer may fire a millisecond before Date.now() says the interval is over: look again.
+      let wait: number;
+      while (!signal.aborted && (wait = this.lastStart + (this.options.intervalMs ?? 30_000) - Date.now()) > 0) {
         this.state = 'waiting';
-        if (!(await sleep(wait, signal))) break;
+        await sleep(wait, signal);
       }
+      if (signal.aborted) break;
       this.pending = false;
       this.state = 'running';
       this.lastStart = Date.now();
       this.counters.runs++;
       this.log.debug({ run: this.counters.runs }, 'remote run due');
-      await this.runOnce();
+      await (this.options.runner ? this.runWith(this.options.runner) : this.runOnce());
     }
     this.state = signal.aborted ? 'stopped' : 'idle';
   }
@@ -184,6 +190,16 @@ export class RemoteTrigger {
     } finally {
       client?.end();
     }
+  }
+
+  private async runWith(runner: (signal: AbortSignal) => Promise<number | null>): Promise<void> {
+    try {
+      this.lastExit = await runner(this.stopping.signal);
+    } catch (error) {
+      this.lastExit = null;
+      this.log.warn(`the agent run failed: ${errorMessage(error)}`);
+    }
+    if (this.lastExit !== 0) this.counters.failures++;
   }
 
   /** One-machine topologies: the same run as a local child process (argument vector, no shell). */

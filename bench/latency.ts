@@ -3,22 +3,24 @@
  * timed from DAQ close (`date_closed`) to the start of lyon's first step (`proc1.started`),
  * with and without NATS, against the floor: one document replicated from modane's server to
  * kit's by the coordinator's own replication jobs, in the same topology.
+ *
+ * The hand-over to lyon is broken down from what the run leaves: the modane agent's log (run at
+ * debug: the trigger's `remote run due`, and the lyon run's own first line relayed by the
+ * trigger), each document's history and `batchJob` entry (claim, submission), and the creation
+ * time of the job's stdout file (the batch system creates it as the job starts, just before
+ * `mesh run-batch`).
  */
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { readFile, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Database } from '../store/database.js';
 import { type DaqDocument, stepRecord } from '../core/document.js';
 import { createLogger } from '../core/log.js';
 import { heartbeatId } from '../agents/heartbeat.js';
-import { MESH_MAIN } from '../cli/processes.js';
 import { type Simulation, arriveOverTime, startSimulation, waitForEverywhere } from '../cli/simulate.js';
-import { type BenchRow, type BenchSection, median, ms, percentile, progress, ratio } from './report.js';
+import { type BenchRow, type BenchSection, ms, percentile, progress, ratio } from './report.js';
+import { measureStartup } from './startup.js';
 import { waitUntil, within } from './wait.js';
-
-const run = promisify(execFile);
 
 export interface LatencyOptions {
   /** One file per variant, no Slurm (its start and stop take seconds): shows the section works. */
@@ -35,15 +37,49 @@ interface Variant {
   nats: boolean;
 }
 
-/** Per document, the moments (epoch ms) the breakdown is made of. */
+/** Per document, the moments (epoch ms) the breakdown is made of; NaN when the run left no trace of one. */
 interface Timeline {
   closed: number;
   proc0Claimed: number;
   proc0Done: number;
   /** First seen on kit's server with proc0 done. */
   atKit: number;
+  /** The modane trigger's `remote run due` for the lyon run that claimed the document. */
+  fired: number;
+  /** That lyon `--once` run's first log line (`batch agent started`, `agent started`), as relayed to modane. */
+  onceStarted: number;
   proc1Claimed: number;
+  /** Batch sites: the job that ran proc1 accepted by the batch system (the document's `batchJob` entry). */
+  submitted: number;
+  /** Batch sites: the job's stdout file created, as the job starts `mesh run-batch`. */
+  jobStarted: number;
   proc1Started: number;
+}
+
+/** What the modane agent's log says about lyon's runs: when each was due, and when each lyon run (by its agent name) started. */
+interface TriggerMoments {
+  due: number[];
+  started: Map<string, number>;
+}
+
+/** Reads the topology's process log (JSON lines of every process) for the trigger's lines about lyon. */
+async function triggerMoments(logPath: string): Promise<TriggerMoments> {
+  const due: number[] = [];
+  const started = new Map<string, number>();
+  for (const line of (await readFile(logPath, 'utf8')).split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let entry: { trigger?: string; msg?: string; time?: number; remote?: { agent?: string } };
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (entry.trigger !== 'lyon' || typeof entry.time !== 'number') continue;
+    if (entry.msg === 'remote run due') due.push(entry.time);
+    const agent = entry.remote?.agent;
+    if ((entry.msg === 'batch agent started' || entry.msg === 'agent started') && agent && !started.has(agent)) started.set(agent, entry.time);
+  }
+  return { due: due.sort((a, b) => a - b), started };
 }
 
 const PROBE_TYPE = 'mesh-bench-probe';
@@ -112,17 +148,34 @@ function historyAt(doc: DaqDocument, to: string, from?: string): number {
   return entry ? Date.parse(entry.at) : Number.NaN;
 }
 
-function timeline(doc: DaqDocument, atKit: number | undefined): Timeline {
+/** The creation time of a file (ms), NaN when it is gone or the file system does not keep it. */
+async function createdAt(path: string | undefined): Promise<number> {
+  if (!path) return Number.NaN;
+  const info = await stat(path).catch(() => undefined);
+  return info && info.birthtimeMs > 0 ? info.birthtimeMs : Number.NaN;
+}
+
+async function timeline(doc: DaqDocument, atKit: number | undefined, trigger: TriggerMoments): Promise<Timeline> {
   const proc1 = stepRecord(doc, 'proc1');
   const queued = historyAt(doc, 'proc1 queued');
+  // With Slurm the lyon agent queues the document; without, it claims it straight in progress.
+  const claim = (doc.history ?? []).find((h) => (h.to === 'proc1 queued' || (h.to === 'proc1 in progress' && h.from === 'good')) && h.by.startsWith('lyon/'));
+  const onceStarted = claim ? (trigger.started.get(claim.by.slice('lyon/'.length)) ?? Number.NaN) : Number.NaN;
+  const fired = trigger.due.filter((t) => t <= onceStarted).at(-1) ?? Number.NaN;
+  // The job that ran proc1: its submission is the last proc1 entry before the step started.
+  const proc1Started = proc1?.started ? Date.parse(proc1.started) : Number.NaN;
+  const job = (doc.batchJob ?? []).filter((j) => /(^|\/)proc1-[^/]*$/.test(j.stdout) && !(Date.parse(j.date) > proc1Started)).at(-1);
   return {
     closed: Date.parse(doc.date_closed),
     proc0Claimed: historyAt(doc, 'proc0 in progress'),
     proc0Done: historyAt(doc, 'good', 'proc0 in progress'),
     atKit: atKit ?? Number.NaN,
-    // With Slurm the lyon agent queues the document; without, it claims it straight in progress.
+    fired,
+    onceStarted,
     proc1Claimed: Number.isFinite(queued) ? queued : historyAt(doc, 'proc1 in progress', 'good'),
-    proc1Started: proc1?.started ? Date.parse(proc1.started) : Number.NaN,
+    submitted: job ? Date.parse(job.date) : Number.NaN,
+    jobStarted: await createdAt(job?.stdout),
+    proc1Started,
   };
 }
 
@@ -149,7 +202,8 @@ async function runVariant(
     progress('latency', `${variant.name}: replication floor, ${probes} documents modane → kit one at a time`);
     const replication = await replicationLatencies(modane, kit, probes, variant.name);
     const watcher = watchArrivals(kit, stop.signal);
-    simulation.startModaneAgent();
+    // At debug: the trigger's `remote run due` lines are the breakdown's "trigger fired".
+    simulation.startModaneAgent({ logLevel: 'debug' });
     await agentRunning(modane, 'modane', 'modane-1', stop.signal);
     const storage = simulation.config.sites.modane.storage as string;
     let arrived = 0;
@@ -165,7 +219,8 @@ async function runVariant(
     const failure = await watcher.done;
     if (failure) throw new Error(`following kit's changes feed failed: ${String(failure)}`);
     const { rows } = await kit.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0' });
-    const timelines = rows.flatMap((r) => (r.doc ? [timeline(r.doc, watcher.arrivals.get(r.id as string))] : []));
+    const trigger = await triggerMoments(join(work, 'processes.log'));
+    const timelines = await Promise.all(rows.flatMap((r) => (r.doc ? [timeline(r.doc, watcher.arrivals.get(r.id as string), trigger)] : [])));
     return { timelines, replication, services: simulation.services };
   } finally {
     interrupted?.removeEventListener('abort', onInterrupt);
@@ -173,17 +228,6 @@ async function runVariant(
     await sim?.stop();
     await rm(work, { recursive: true, force: true });
   }
-}
-
-/** A `mesh` process from spawn to exit doing nothing: what every lyon run and batch job pays at least once. */
-async function meshStartup(times: number): Promise<number> {
-  const seconds: number[] = [];
-  for (let i = 0; i < times; i++) {
-    const started = performance.now();
-    await run(process.execPath, [MESH_MAIN, '--help']);
-    seconds.push(performance.now() - started);
-  }
-  return median(seconds);
 }
 
 export async function runLatency(options: LatencyOptions): Promise<BenchSection> {
@@ -227,14 +271,38 @@ export async function runLatency(options: LatencyOptions): Promise<BenchSection>
       timelines.map((t) => t.atKit - t.proc0Done),
     );
     stage(
-      `on kit → proc1 claimed by lyon (trigger debounce, ${services.ssh ? 'SSH, ' : ''}agent start)`,
-      timelines.map((t) => t.proc1Claimed - t.atKit),
+      'proc0 done → lyon trigger fired (at modane: debounce, interval)',
+      timelines.map((t) => t.fired - t.proc0Done),
     );
-    if (services.slurm)
+    stage(
+      `trigger fired → lyon --once started (${services.ssh ? 'SSH connection, ' : ''}mesh start-up)`,
+      timelines.map((t) => t.onceStarted - t.fired),
+    );
+    if (services.slurm) {
       stage(
-        'proc1 queued → started (Slurm scheduling, job start)',
-        timelines.map((t) => t.proc1Started - t.proc1Claimed),
+        '--once started → job submitted (lost-job sweep, ready view, claim, job file, sbatch)',
+        timelines.map((t) => t.submitted - t.onceStarted),
       );
+      stage(
+        'job submitted → run-batch started (Slurm scheduling, job start)',
+        timelines.map((t) => t.jobStarted - t.submitted),
+      );
+      stage(
+        'run-batch started → proc1 started (mesh start-up, read, start write)',
+        timelines.map((t) => t.proc1Started - t.jobStarted),
+      );
+    } else
+      stage(
+        '--once started → proc1 started (ready view, claim)',
+        timelines.map((t) => t.proc1Started - t.onceStarted),
+      );
+    const handOver = sorted(timelines.map((t) => t.proc1Started - t.proc0Done));
+    rows.push({
+      measure: `hand-over to lyon: proc0 done → proc1 started, p50 (${label})`,
+      value: ms(percentile(handOver, 50)),
+      baseline: `${ms(percentile(total, 50))} DAQ close → proc1 started p50`,
+      ratio: ratio(percentile(handOver, 50), percentile(total, 50)),
+    });
     const used = [
       services.ssh ? 'proc0 over SFTP and lyon runs over SSH (private sshd)' : 'no sshd: local copy and local lyon runs',
       services.slurm ? 'lyon steps as Slurm jobs (private cluster)' : 'no Slurm: lyon steps run directly',
@@ -242,12 +310,14 @@ export async function runLatency(options: LatencyOptions): Promise<BenchSection>
     ];
     notes.push(`${label}: ${timelines.length} files, one every ${ms(arrivalMs)}; ${used.join('; ')}; replication floor over ${floor.length} probes`);
   }
-  const startup = await meshStartup(options.quick ? 1 : 3);
+  progress('latency', 'start-up of the hand-over commands against `node -e 0`');
+  const startup = await measureStartup(options.quick ? 3 : 9);
   rows.push({ measure: 'breakdown, p50 / p95 of each stage:', value: '' }, ...breakdown);
-  rows.push({ measure: 'one `mesh --help` process, spawn to exit (median)', value: ms(startup) });
+  rows.push({ measure: 'one process, spawn to exit (median, interleaved):', value: '' }, ...startup);
   notes.push(
-    'ratio = latency ÷ replication floor: how many single-document replications the hand-over from the DAQ to lyon costs',
-    'the trigger collects pokes for 1 s, starts lyon runs at least 2 s apart (`--trigger-interval 2` in the simulation; the default is 30 s) and one run at a time; each run is a fresh `mesh agent --once` process (plus, with Slurm, a fresh `mesh run-batch` in the job)',
+    'ratio = latency ÷ replication floor: how many single-document replications the hand-over from the DAQ to lyon costs; the hand-over row: its share of the whole path; the processes: ÷ a bare `node -e 0`',
+    'a poke that finds the trigger idle starts a lyon run at once; pokes during a run (or while one waits its turn) make one more run, at least 2 s after the last (`--trigger-interval 2` in the simulation; the default is 30 s); each run is a fresh `mesh agent --once` process (plus, with Slurm, a fresh `mesh run-batch` in the job)',
+    '"trigger fired" is the modane agent\'s `remote run due` (its log at debug) for the lyon run that claimed the document, "--once started" that run\'s first log line as the trigger relays it, "job submitted" the document\'s `batchJob` entry, "run-batch started" the creation of the job\'s stdout file; a negative "proc0 done → trigger fired" is a document found by a run fired earlier for other work (proc2 of the previous file)',
     'date_closed is set when ingest catalogues a file; here each file is catalogued the moment it closes. `mesh ingest --watch --interval S` adds 0 to S seconds before that, not counted here',
     'NATS cannot wake lyon (no process lives there to subscribe): its hints only help long-running agents',
   );

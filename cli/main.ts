@@ -1,23 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { setFlagsFromString } from 'node:v8';
 import { LOG_LEVELS, logLevelFrom } from '../config/log-level.js';
-import { adoptCommand } from './commands/adopt.js';
-import { agentCommand } from './commands/agent.js';
-import { coordinatorCommand } from './commands/coordinator.js';
-import { couchappCommand } from './commands/couchapp.js';
-import { dashboardCommand } from './commands/dashboard.js';
-import { demoCommand } from './commands/demo.js';
-import { deployCommand } from './commands/deploy.js';
-import { doctorCommand } from './commands/doctor.js';
-import { ingestCommand } from './commands/ingest.js';
-import { retryCommand } from './commands/retry.js';
-import { runBatchCommand } from './commands/run-batch.js';
-import { runStepCommand } from './commands/run-step.js';
-import { serverCommand } from './commands/server.js';
-import { simulateCommand } from './commands/simulate.js';
-import { statusCommand } from './commands/status.js';
-import { usersCommand } from './commands/users.js';
 import { fail } from './exit.js';
+import { isOnePass, loadCommands } from './registry.js';
 
 const program = new Command('mesh')
   .description("CouchMesh: a physics experiment's processing chain across sites, driven by CouchDB documents")
@@ -34,26 +20,12 @@ const program = new Command('mesh')
     }
   });
 
-for (const command of [
-  serverCommand(),
-  couchappCommand(),
-  ingestCommand(),
-  agentCommand(),
-  runStepCommand(),
-  runBatchCommand(),
-  coordinatorCommand(),
-  statusCommand(),
-  retryCommand(),
-  adoptCommand(),
-  usersCommand(),
-  simulateCommand(),
-  dashboardCommand(),
-  demoCommand(),
-  deployCommand(),
-  doctorCommand(),
-]) {
-  program.addCommand(command);
-}
+const args = process.argv.slice(2);
+// Baseline WebAssembly code only, before the first request compiles undici's parser (cli/registry.ts).
+if (isOnePass(args)) setFlagsFromString('--liftoff-only');
+
+// Only the command named is loaded (cli/registry.ts): each `mesh` process pays for its own imports only.
+for (const command of await loadCommands(args)) program.addCommand(command);
 for (const command of program.commands) {
   command.exitOverride();
   for (const sub of command.commands) sub.exitOverride();

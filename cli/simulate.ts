@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type IngestReport, ingestDirectory } from '../agents/ingest.js';
+import type { LogLevel } from '../config/log-level.js';
 import type { MeshConfig } from '../config/types.js';
 import { type MeshStatus, meshStatus } from '../coordinator/status.js';
 import { Database } from '../store/database.js';
@@ -120,8 +121,8 @@ export interface Simulation {
   open(site: string): Database;
   /** Catalogues the files closed so far in modane's storage (what `mesh ingest` does). */
   ingest(signal?: AbortSignal): Promise<IngestReport>;
-  /** The modane agent: proc0, and the trigger that starts lyon's runs. */
-  startModaneAgent(): void;
+  /** The modane agent: proc0, and the trigger that starts lyon's runs (`logLevel`: its own, not the other processes'). */
+  startModaneAgent(options?: { logLevel?: LogLevel }): void;
   /** Stops the agents and the coordinator; the servers stay up to be read. */
   stopMeshProcesses(): Promise<void>;
   stop(): Promise<void>;
@@ -181,7 +182,7 @@ export async function startSimulation(work: string, options: SimulationOptions, 
           site: 'modane',
           signal: abort,
         }),
-      startModaneAgent: () => void topology.startModaneAgent(),
+      startModaneAgent: (agent) => void topology.startModaneAgent(agent),
       stopMeshProcesses: () => topology.stopProcesses(),
       stop: () => topology.stop(),
     };

@@ -13,6 +13,7 @@ import { credentialsFor } from '../config/credentials.js';
 import { credentialFileEnv } from './credential-files.js';
 import { type SimulationAccounts, createSimulationAccounts, withAccount } from './simulation-accounts.js';
 import { parseMeshConfig } from '../config/load.js';
+import type { LogLevel } from '../config/log-level.js';
 import type { MeshConfig } from '../config/types.js';
 import { Database } from '../store/database.js';
 import { MeshError } from '../core/errors.js';
@@ -75,7 +76,8 @@ export interface Topology {
   startServer(site: ServerSite): Promise<ServerChild>;
   /** The coordinator, serving the status page on `dashboardPort` when given. */
   startCoordinator(options?: { dashboardPort?: number }): ChildProcess;
-  startModaneAgent(): ChildProcess;
+  /** `logLevel`: the agent's own (`--log-level`), e.g. `debug` for the trigger's moments (bench/latency.ts). */
+  startModaneAgent(options?: { logLevel?: LogLevel }): ChildProcess;
   /**
    * Resolves once both servers hold `_design/mesh` (the coordinator pushed it); false when
    * aborted. Throws when `coordinator` exits first, or after two minutes.
@@ -182,9 +184,21 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
           ['coordinator', '--interval', '1', ...(coordinator.dashboardPort === undefined ? [] : ['--dashboard-port', String(coordinator.dashboardPort)])],
           accounts ? { ...env, ...accounts.replicationEnv() } : env,
         ),
-      startModaneAgent: () =>
+      startModaneAgent: (agent = {}) =>
         spawnTracked(
-          ['agent', '--site', 'modane', '--name', 'modane-1', '--concurrency', '4', '--trigger-interval', '2', ...(services.ssh ? [] : ['--trigger-local'])],
+          [
+            ...(agent.logLevel ? ['--log-level', agent.logLevel] : []),
+            'agent',
+            '--site',
+            'modane',
+            '--name',
+            'modane-1',
+            '--concurrency',
+            '4',
+            '--trigger-interval',
+            '2',
+            ...(services.ssh ? [] : ['--trigger-local']),
+          ],
           accounts ? withAccount(env, accounts.env('modane-agent')) : env,
         ),
       async waitForDesign(signal, coordinator) {

@@ -1,5 +1,5 @@
 import type { MeshConfig, SiteConfig } from '../config/types.js';
-import { readHeartbeats } from '../store/heartbeats.js';
+import { type OnceRun, readHeartbeats } from '../store/heartbeats.js';
 import type { Database } from '../store/database.js';
 import * as files from '../store/files.js';
 import { errorMessage } from '../core/errors.js';
@@ -43,6 +43,8 @@ export interface AgentStatus {
   server: string;
   /** The agent's counters since it started (claims, claim_conflicts, retries, steps_ok, steps_failed), when its heartbeat has them. */
   counters?: Record<string, number>;
+  /** A site's `--once` runs on one host, one agent: the run shown (its own name, start, end and outcome once it ended). */
+  last_run?: OnceRun;
 }
 
 /**
@@ -150,6 +152,7 @@ async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, b
     running: h.running ?? [],
     server: site.name,
     ...(h.counters ? { counters: h.counters as unknown as Record<string, number> } : {}),
+    ...(h.last_run ? { last_run: h.last_run } : {}),
   }));
   return { db: base, agents };
 }

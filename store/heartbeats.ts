@@ -3,6 +3,11 @@
  * that agent alone, each write a compare-and-set on the `_rev` it last wrote. Every write is a
  * validated write on the server (CouchDB calls its JavaScript process for it), so the agent
  * decides how seldom to call this (agents/heartbeat.ts).
+ *
+ * The `mesh agent --once` runs of a site on one host share one document (`<site>-<host>-once`,
+ * see onceIdentity): each run rewrites it as that host's last run (`last_run`), so a site woken
+ * every few seconds is one agent, not one more per run. Two runs may overlap (a trigger's run
+ * and a cron's): the run that started last owns the document, an older run's writes give way.
  */
 import { errorMessage } from '../core/errors.js';
 import type { Database } from './database.js';
@@ -33,10 +38,36 @@ export interface AgentHeartbeat {
   running: Array<{ doc: string; step: string }>;
   /** What this agent did since it started (absent for agents that run no steps themselves). */
   counters?: AgentActivity;
+  /** A `--once` identity: the run this document shows, the newest started on that host. */
+  last_run?: OnceRun;
+}
+
+/** `ok`: the pass ended normally (failed steps are recorded in their documents); `failed`: it ended with an error. */
+export type RunOutcome = 'ok' | 'failed';
+
+export interface OnceRun {
+  /** The run's own agent name, the one in the documents it claimed (unique per process). */
+  agent: string;
+  started: string;
+  /** Set by the run's last heartbeat. */
+  finished?: string;
+  outcome?: RunOutcome;
 }
 
 export function heartbeatId(site: string, agent: string): string {
   return `mesh-agent:${site}:${agent}`;
+}
+
+/** The one heartbeat name of a site's `--once` runs on one host. */
+export function onceIdentity(site: string, host: string): string {
+  return `${site}-${host}-once`;
+}
+
+/** Whether `current` shows another `--once` run that started after `next`'s: then `next` gives way. */
+export function newerRunHolds(current: AgentHeartbeat | undefined, next: AgentHeartbeat): boolean {
+  const mine = next.last_run;
+  const theirs = current?.last_run;
+  return Boolean(mine && theirs && theirs.agent !== mine.agent && theirs.started > mine.started);
 }
 
 /** Every agent's heartbeat stored on this server (replicated: the agents of every site). */
@@ -45,26 +76,37 @@ export async function readHeartbeats(db: Database): Promise<AgentHeartbeat[]> {
   return rows.flatMap((r) => (r.doc && typeof r.doc === 'object' ? [r.doc] : []));
 }
 
-export type HeartbeatWrite = { written: true; rev: string } | { written: false; rev: string | undefined; reason: string };
+export type HeartbeatWrite =
+  | { written: true; rev: string }
+  /** Not written, and nothing wrong: a newer `--once` run of the same identity owns the document. */
+  | { written: false; superseded: true; rev: string | undefined }
+  | { written: false; superseded?: undefined; rev: string | undefined; reason: string };
 
 /** Re-reads after a 409 before giving up until the next beat (another process writes under the same name). */
 const REREADS = 2;
 
 /**
  * Writes `doc` on revision `rev` (store/update.ts, the one compare-and-set). On 409 (a previous
- * process of the same agent name, or a replicated copy, wrote last) reads the latest revision
- * and writes again, at most REREADS times: the document is this agent's alone, so the newest
- * content wins. Without `rev` (the first beat) the latest revision is read first.
+ * process of the same agent name, an overlapping `--once` run, or a replicated copy, wrote last)
+ * reads the latest revision and decides again, at most REREADS times: the newest content wins,
+ * except over a `--once` run that started later (`superseded`). Without `rev` (the first beat)
+ * the latest revision is read first. Never throws: a heartbeat must not fail the agent's work.
  */
 export async function writeHeartbeat(db: Database, doc: AgentHeartbeat, rev: string | undefined, signal?: AbortSignal): Promise<HeartbeatWrite> {
   try {
-    const result = await update<AgentHeartbeat>(db, doc._id, () => ({ write: doc }), {
+    let superseded = false;
+    const decide = (current: AgentHeartbeat | undefined) => {
+      superseded = newerRunHolds(current, doc);
+      return superseded ? { keep: true as const } : { write: doc };
+    };
+    const result = await update<AgentHeartbeat>(db, doc._id, decide, {
       ...(rev ? { seen: { ...doc, _rev: rev } } : {}),
       create: true,
       rereads: REREADS,
       ...(signal ? { signal } : {}),
     });
-    if (result.kind === 'written') return { written: true, rev: result.doc._rev as string };
+    // Superseded: keep the revision this run wrote last, so that its next write is decided on the latest again.
+    if (result.kind === 'written') return superseded ? { written: false, superseded: true, rev } : { written: true, rev: result.doc._rev as string };
     return { written: false, rev, reason: result.kind === 'conflict' ? result.error.message : result.kind };
   } catch (error) {
     return { written: false, rev, reason: errorMessage(error) };

@@ -1,26 +1,26 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
-import { Agent } from '../../agents/agent.js';
-import { Heartbeat } from '../../agents/heartbeat.js';
-import { batchSystem } from '../../agents/batch/adapter.js';
-import { BatchSubmitter } from '../../agents/batch/submitter.js';
 import type { AgentContext } from '../../agents/context.js';
+import type { RunOutcome } from '../../agents/heartbeat.js';
+import type { RemoteTriggers } from '../../agents/trigger.js';
 import { natsCredentials } from '../../config/credentials.js';
 import { MeshError } from '../../core/errors.js';
-import { MeshChannel } from '../../core/nats.js';
+import type { MeshChannel } from '../../core/nats.js';
+import { onceIdentity } from '../../store/heartbeats.js';
 import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
 import { action } from '../exit.js';
 import { positiveInteger, positiveNumber } from '../parse.js';
-import { RemoteTriggers } from '../../agents/trigger.js';
-import { stepSupervisor } from '../../agents/step-supervisor.js';
 
+// What runs the site's work is imported on the path that needs it: a batch site's `--once`
+// pass (started for every document batch lyon is handed) loads neither the step agent, nor the
+// SSH trigger (ssh2), nor NATS.
 export function agentCommand(): Command {
   return new Command('agent')
     .description('run the steps the site owns: claim ready documents, run them, record the results')
     .requiredOption('--site <site>', 'the site this agent runs for')
     .option('--once', 'process what is ready now, then exit (for sites that forbid long-lived processes)')
     .option('--concurrency <n>', 'steps run at the same time', positiveInteger, 1)
-    .option('--name <name>', 'agent name, unique in the mesh (default: site-host-pid)')
+    .option('--name <name>', 'agent name, unique in the mesh (default: site-host-pid; with --once the heartbeat is site-host-once, one per host)')
     .option('--trigger-local', 'start the --once agents of sites without ssh settings on this machine (one-machine topologies)')
     .option('--trigger-interval <s>', 'at least this many seconds between two runs of a triggered agent', positiveNumber, 30)
     .action(
@@ -39,37 +39,22 @@ export function agentCommand(): Command {
               `site ${site.name} owns no step in ${config.source}; steps are owned by: ${config.steps.map((s) => `${s.name}→${s.site}`).join(', ')}`,
             );
           const name = options.name ?? defaultAgentName(site.name);
+          const host = hostname();
+          // Every --once run claims under its own name; their heartbeat is one document per host.
+          const heartbeatAs = options.once ? (options.name ?? onceIdentity(site.name, host)) : undefined;
           const logger = makeLogger(globals, { site: site.name, agent: name });
           const force = new AbortController();
           const db = openSiteDatabase(config, site, { retry: 'until-aborted', batchWrites: true, signal: force.signal, logger });
-          const triggers = options.once
-            ? undefined
-            : new RemoteTriggers(config, site.name, logger, { local: options.triggerLocal, intervalMs: options.triggerInterval * 1000 });
-          // NATS (optional): connecting never fails because NATS is down; it keeps trying in the background.
-          const longestLeaseMs = Math.max(...config.steps.map((s) => s.lease_s)) * 1000;
-          const channel = config.nats
-            ? await MeshChannel.connect(config.nats.url, {
-                logger,
-                signal: force.signal,
-                name,
-                credentials: natsCredentials(),
-                claimTtlMs: longestLeaseMs + Math.max(5000, longestLeaseMs / 4),
-              })
-            : undefined;
-          const ctx: AgentContext = {
-            config,
-            site,
-            name,
-            host: hostname(),
-            db,
-            logger,
-            steps,
-            now: () => new Date(),
-            channel,
-            ...(triggers?.triggers.size ? { triggers } : {}),
-          };
+          const base = { config, site, name, host, db, logger, steps, now: () => new Date(), ...(heartbeatAs ? { heartbeatAs } : {}) };
           if (site.batch) {
             // A batch site runs nothing itself: it submits jobs and checks on them (agents/batch/).
+            // It uses neither NATS nor triggers: connecting to them would only delay its pass.
+            const [{ BatchSubmitter }, { batchSystem }, { Heartbeat }] = await Promise.all([
+              import('../../agents/batch/submitter.js'),
+              import('../../agents/batch/adapter.js'),
+              import('../../agents/heartbeat.js'),
+            ]);
+            const ctx: AgentContext = base;
             const stop = new AbortController();
             const onStop = () => stop.abort();
             process.once('SIGTERM', onStop);
@@ -78,15 +63,37 @@ export function agentCommand(): Command {
             // A heartbeat so `mesh status` shows batch sites' agents too.
             const heartbeat = new Heartbeat(ctx, () => []);
             heartbeat.start();
-            // The channel must be closed here too, or its connection keeps a --once process alive.
-            await new BatchSubmitter(ctx, batchSystem(site.batch), site.batch).run({ once: Boolean(options.once), signal: stop.signal }).finally(async () => {
-              await heartbeat.stop();
-              await channel?.close();
-            });
+            let outcome: RunOutcome = 'failed';
+            try {
+              await new BatchSubmitter(ctx, batchSystem(site.batch), site.batch).run({ once: Boolean(options.once), signal: stop.signal });
+              outcome = 'ok';
+            } finally {
+              await heartbeat.stop('stopped', outcome);
+            }
             process.off('SIGTERM', onStop);
             process.off('SIGINT', onStop);
             return;
           }
+          const [{ Agent }, { stepSupervisor }] = await Promise.all([import('../../agents/agent.js'), import('../../agents/step-supervisor.js')]);
+          let triggers: RemoteTriggers | undefined;
+          if (!options.once) {
+            const { RemoteTriggers } = await import('../../agents/trigger.js');
+            triggers = new RemoteTriggers(config, site.name, logger, { local: options.triggerLocal, intervalMs: options.triggerInterval * 1000 });
+          }
+          // NATS (optional): connecting never fails because NATS is down; it keeps trying in the background.
+          let channel: MeshChannel | undefined;
+          if (config.nats) {
+            const { MeshChannel } = await import('../../core/nats.js');
+            const longestLeaseMs = Math.max(...config.steps.map((s) => s.lease_s)) * 1000;
+            channel = await MeshChannel.connect(config.nats.url, {
+              logger,
+              signal: force.signal,
+              name,
+              credentials: natsCredentials(),
+              claimTtlMs: longestLeaseMs + Math.max(5000, longestLeaseMs / 4),
+            });
+          }
+          const ctx: AgentContext = { ...base, channel, ...(triggers?.triggers.size ? { triggers } : {}) };
           // Fails at once when setpriv is missing, rather than at every step.
           stepSupervisor.start();
           const agent = new Agent(ctx, { concurrency: options.concurrency, once: Boolean(options.once) });

@@ -93,7 +93,7 @@ export function formatStatus(status: MeshStatus, extra: { flows?: ServerFlow[]; 
   lines.push(`agents (${status.agents.length}):`);
   for (const a of status.agents)
     lines.push(
-      `  ${a.site}/${a.agent} on ${a.host}: ${a.state}, last seen ${a.age_s}s ago${a.running.length ? `, running ${a.running.map((r) => `${r.doc}:${r.step}`).join(' ')}` : ''}`,
+      `  ${a.site}/${a.agent} on ${a.host}: ${a.state}, last seen ${a.age_s}s ago${a.running.length ? `, running ${a.running.map((r) => `${r.doc}:${r.step}`).join(' ')}` : ''}${a.last_run ? `; ${lastRunText(a.last_run)}` : ''}`,
     );
   for (const f of extra.flows ?? []) lines.push(...formatFlow(f));
   if (extra.alerts) {
@@ -104,6 +104,13 @@ export function formatStatus(status: MeshStatus, extra: { flows?: ServerFlow[]; 
 }
 
 /** Latency against the targets: per step, files done in the window, p50/p95 of the stage and from DAQ close, the target, the late files. */
+/** A `--once` identity's run: `last run lyon-vm-4242 (started …): ok after 1.2 s`, or `… : not finished`. */
+function lastRunText(run: NonNullable<MeshStatus['agents'][number]['last_run']>): string {
+  const took = run.finished ? (Date.parse(run.finished) - Date.parse(run.started)) / 1000 : Number.NaN;
+  const end = run.outcome ? `${run.outcome}${Number.isFinite(took) ? ` after ${took.toFixed(1)} s` : ''}` : 'not finished';
+  return `last run ${run.agent} (started ${run.started}): ${end}`;
+}
+
 function formatFlow({ site, flow, error }: ServerFlow): string[] {
   if (!flow) return [`flow on ${site}: not available (${error})`];
   const lines = [`flow on ${site}, files finished in the last ${formatDuration(flow.window_s)}:`];

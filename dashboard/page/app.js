@@ -129,11 +129,26 @@ function render() {
     table(
       ['agent', 'host', 'state', 'last seen'],
       snap.agents.map((a) =>
-        h('tr', {}, h('td', {}, `${a.site}/${a.agent}`), h('td', {}, a.host), h('td', {}, a.state), h('td', { class: 'num' }, `${duration(a.age_s)} ago`)),
+        h(
+          'tr',
+          {},
+          h('td', {}, `${a.site}/${a.agent}`),
+          h('td', {}, a.host),
+          h('td', {}, a.last_run ? `${a.state} (${lastRun(a.last_run)})` : a.state),
+          h('td', { class: 'num' }, `${duration(a.age_s)} ago`),
+        ),
       ),
       { numeric: [3], empty: 'no agent has reported' },
     ),
   );
+}
+
+/** A site's `--once` runs on one host are one agent: which run it shows, and how that run ended. */
+function lastRun(run) {
+  if (!run.outcome) return `run ${run.agent} not finished`;
+  const took = (Date.parse(run.finished) - Date.parse(run.started)) / 1000;
+  const after = !Number.isFinite(took) ? '' : ` after ${took < 90 ? `${took.toFixed(1)} s` : duration(took)}`;
+  return `last run ${run.agent}: ${run.outcome}${after}`;
 }
 
 function renderAlerts(alerts) {

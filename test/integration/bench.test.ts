@@ -108,8 +108,14 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
           latency.rows.some((row) => row.measure === `DAQ close → lyon proc1 started, ${p} (${variant})` && /replication/.test(row.baseline ?? '')),
           `${variant} ${p}`,
         );
-      assert.equal(latency.rows.filter((row) => row.measure.startsWith(`  ${variant}: `)).length, 4, 'four stages without Slurm');
+      assert.equal(latency.rows.filter((row) => row.measure.startsWith(`  ${variant}: `)).length, 6, 'six stages without Slurm');
+      assert.ok(latency.rows.some((row) => row.measure === `hand-over to lyon: proc0 done → proc1 started, p50 (${variant})` && row.ratio));
     }
+    assert.deepEqual(
+      latency.rows.filter((row) => / `node -e 0`$/.test(row.baseline ?? '')).map((row) => row.measure.trim().split(' ').slice(0, 2).join(' ')),
+      ['`mesh --help`', '`mesh agent', '`mesh run-batch'],
+      'the hand-over commands against a bare node, measured in the same run',
+    );
     assert.ok(
       latency.notes?.some((n) => /with NATS: 1 files.*NATS hints/.test(n)),
       'the NATS variant really ran with NATS',
