@@ -286,7 +286,7 @@ describe('mesh deploy', function () {
     }
     async function triggerOnce(config: MeshConfig): Promise<number | null | undefined> {
       const [target] = needsTrigger(config, 'alpha');
-      const trigger = new RemoteTrigger({ target, logger: silentLogger(), settleMs: 10, intervalMs: 0 });
+      const trigger = new RemoteTrigger({ target, logger: silentLogger(), intervalMs: 0 });
       trigger.poke();
       await trigger.whenIdle();
       await trigger.stop();
