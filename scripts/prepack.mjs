@@ -30,4 +30,3 @@ for (const file of files(join(root, 'dist'))) {
   }
 }
 if (stale > 0) console.error(`prepack: removed ${stale} compiled files whose source is gone`);
-
