@@ -9,7 +9,47 @@
  */
 import type { MeshConfig } from '../config/types.js';
 import { serverOf } from './servers.js';
-import type { DatabaseStatus, StepCounts } from './status.js';
+
+export interface StepCounts {
+  done: number;
+  ready: number;
+  queued: number;
+  in_progress: number;
+  failed: number;
+}
+
+/** A step failed for good, as one server lists it. */
+export interface FailedStep {
+  doc: string;
+  step: string;
+  reason: string;
+  exit_code: number | null;
+  stderr_tail?: string;
+  run_name?: string | null;
+  file_number?: number | null;
+}
+
+/** A claim in flight, as one server lists it. */
+export interface InFlightClaim {
+  doc: string;
+  step: string;
+  agent: string;
+  site: string;
+  attempts: number;
+  lease_until: string;
+  lease_age_s: number;
+  expired: boolean;
+}
+
+/** What is read here of one server's status (coordinator/status.ts's ServerCounts has it all). */
+export interface ServerCounts {
+  site: string;
+  reachable: boolean;
+  doc_count: number;
+  steps: Record<string, StepCounts>;
+  failed: readonly FailedStep[];
+  in_flight: readonly InFlightClaim[];
+}
 
 export interface ServerDifference {
   server: string;
@@ -38,19 +78,12 @@ export interface FileCounts {
   differences: ServerDifference[];
 }
 
-export interface FailedFile {
-  doc: string;
-  step: string;
-  reason: string;
-  exit_code: number | null;
-  stderr_tail?: string;
-  run_name?: string | null;
-  file_number?: number | null;
+export type FailedFile = FailedStep & {
   /** The servers that hold this step failed, the step's own server first. */
   servers: string[];
-}
+};
 
-export type ClaimOnce = DatabaseStatus['in_flight'][number] & { servers: string[] };
+export type ClaimOnce = InFlightClaim & { servers: string[] };
 
 const ZERO: StepCounts = Object.freeze({ done: 0, ready: 0, queued: 0, in_progress: 0, failed: 0 });
 /** What a step's own agents write: a copy elsewhere that differs in these is behind. `ready` follows the previous step's outcome. */
@@ -75,21 +108,21 @@ function ownServer(config: MeshConfig, step: string): string | undefined {
 }
 
 /** The server a step's numbers come from: its own server when readable, else the reachable copy furthest along. */
-function sourceOf(config: MeshConfig, step: string, readable: DatabaseStatus[]): DatabaseStatus | undefined {
+function sourceOf(config: MeshConfig, step: string, readable: ServerCounts[]): ServerCounts | undefined {
   const owner = readable.find((d) => d.site === ownServer(config, step));
   if (owner) return owner;
-  return readable.reduce<DatabaseStatus | undefined>(
+  return readable.reduce<ServerCounts | undefined>(
     (best, d) => (!best || compare(progress(d.steps[step] ?? ZERO), progress(best.steps[step] ?? ZERO)) > 0 ? d : best),
     undefined,
   );
 }
 
-export function countFilesOnce(config: MeshConfig, databases: readonly DatabaseStatus[], conflicted: number): FileCounts {
+export function countFilesOnce(config: MeshConfig, databases: readonly ServerCounts[], conflicted: number): FileCounts {
   const readable = databases.filter((d) => d.reachable);
   const ingestServer = config.sites[config.ingest.site] ? serverOf(config, config.sites[config.ingest.site]).name : undefined;
   const counter =
     readable.find((d) => d.site === ingestServer) ??
-    readable.reduce<DatabaseStatus | undefined>((best, d) => (!best || d.doc_count > best.doc_count ? d : best), undefined);
+    readable.reduce<ServerCounts | undefined>((best, d) => (!best || d.doc_count > best.doc_count ? d : best), undefined);
   const count = counter?.doc_count ?? 0;
   const steps: Record<string, StepCounts> = {};
   const from: Record<string, string | null> = {};
@@ -145,36 +178,62 @@ export function countFilesOnce(config: MeshConfig, databases: readonly DatabaseS
   return { count, count_from: counter?.site ?? null, steps, steps_from: from, conflicts: conflicted, differences };
 }
 
-/** One row per failed file and step, with every server that holds it failed; the record shown is the step's own server's (`stepsFrom`). */
-export function failedOnce(databases: readonly DatabaseStatus[], stepsFrom: Record<string, string | null>): FailedFile[] {
-  const rows = new Map<string, FailedFile>();
-  for (const db of databases) {
-    for (const f of db.failed) {
-      const key = `${f.doc}\u0000${f.step}`;
-      const known = rows.get(key);
-      if (!known) {
-        rows.set(key, { ...f, servers: [db.site] });
-        continue;
-      }
-      known.servers.push(db.site);
-      // The step's own server's record is the newest word on it.
-      if (stepsFrom[f.step] === db.site) rows.set(key, { ...f, servers: [db.site, ...known.servers.filter((s) => s !== db.site)] });
-    }
-  }
-  return [...rows.values()].sort((a, b) => (a.doc === b.doc ? a.step.localeCompare(b.step) : a.doc < b.doc ? -1 : 1));
+export interface ListOptions {
+  /** The server each step's counts come from (`FileCounts.steps_from`). */
+  stepsFrom: Record<string, string | null>;
+  /** Where each server's list was cut: a full list proves nothing by what it lacks. */
+  limit: number;
 }
 
-/** One row per claim (file and step), the newest lease of the copies, with the servers that hold it. */
-export function claimsOnce(databases: readonly DatabaseStatus[]): ClaimOnce[] {
-  const rows = new Map<string, ClaimOnce>();
+/**
+ * One row per (doc, step) over every server's list, with the servers holding it; `better` says
+ * whether a server's row replaces the one kept. A row that the step's own server, read and
+ * listed in full, does not hold is one that server has moved past (a claim finished, a failure
+ * retried): a lagging copy's, left out, so the list agrees with the counts.
+ */
+function onePerFile<R extends { doc: string; step: string }>(
+  config: MeshConfig,
+  databases: readonly ServerCounts[],
+  rowsOf: (db: ServerCounts) => readonly R[],
+  options: ListOptions,
+  better: (row: R, kept: R, server: string) => boolean,
+): Array<R & { servers: string[] }> {
+  const rows = new Map<string, R & { servers: string[] }>();
   for (const db of databases) {
-    for (const c of db.in_flight) {
-      const key = `${c.doc}\u0000${c.step}`;
+    for (const row of rowsOf(db)) {
+      const key = `${row.doc}\u0000${row.step}`;
       const known = rows.get(key);
-      if (!known) rows.set(key, { ...c, servers: [db.site] });
-      else if ((c.lease_until ?? '') > (known.lease_until ?? '')) rows.set(key, { ...c, servers: [...known.servers, db.site] });
+      if (!known) rows.set(key, { ...row, servers: [db.site] });
+      else if (better(row, known, db.site)) rows.set(key, { ...row, servers: [db.site, ...known.servers] });
       else known.servers.push(db.site);
     }
   }
-  return [...rows.values()];
+  return [...rows.values()].filter((row) => {
+    const own = ownServer(config, row.step);
+    if (own === undefined || options.stepsFrom[row.step] !== own || row.servers.includes(own)) return true;
+    const source = databases.find((d) => d.site === own);
+    return !source || rowsOf(source).length >= options.limit;
+  });
+}
+
+/** One row per failed file and step, with every server that holds it failed; the record shown is the step's own server's. */
+export function failedOnce(config: MeshConfig, databases: readonly ServerCounts[], options: ListOptions): FailedFile[] {
+  return onePerFile(
+    config,
+    databases,
+    (db) => db.failed,
+    options,
+    (row, _kept, server) => options.stepsFrom[row.step] === server,
+  ).sort((a, b) => (a.doc === b.doc ? a.step.localeCompare(b.step) : a.doc < b.doc ? -1 : 1));
+}
+
+/** One row per claim (file and step), the newest lease of the copies, with the servers that hold it. */
+export function claimsOnce(config: MeshConfig, databases: readonly ServerCounts[], options: ListOptions): ClaimOnce[] {
+  return onePerFile(
+    config,
+    databases,
+    (db) => db.in_flight,
+    options,
+    (row, kept) => (row.lease_until ?? '') > (kept.lease_until ?? ''),
+  );
 }

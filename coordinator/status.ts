@@ -4,19 +4,23 @@ import type { Database } from '../store/database.js';
 import * as files from '../store/files.js';
 import { errorMessage, isMeshError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
-import { type ClaimOnce, type FailedFile, type FileCounts, claimsOnce, countFilesOnce, failedOnce } from './files-once.js';
+import {
+  type ClaimOnce,
+  type FailedFile,
+  type FailedStep,
+  type FileCounts,
+  type InFlightClaim,
+  type StepCounts,
+  claimsOnce,
+  countFilesOnce,
+  failedOnce,
+} from './files-once.js';
 import { type ReplicationReport, replicationStatus } from './replication.js';
 import { type OpenDatabase, distinctServers, notAuthorised } from './servers.js';
 
 export { distinctServers } from './servers.js';
 
-export interface StepCounts {
-  done: number;
-  ready: number;
-  queued: number;
-  in_progress: number;
-  failed: number;
-}
+export type { StepCounts } from './files-once.js';
 
 export interface DatabaseStatus {
   site: string;
@@ -31,16 +35,8 @@ export interface DatabaseStatus {
   by_status: Record<string, number>;
   steps: Record<string, StepCounts>;
   conflicts: number;
-  in_flight: Array<{ doc: string; step: string; agent: string; site: string; attempts: number; lease_until: string; lease_age_s: number; expired: boolean }>;
-  failed: Array<{
-    doc: string;
-    step: string;
-    reason: string;
-    exit_code: number | null;
-    stderr_tail?: string;
-    run_name?: string | null;
-    file_number?: number | null;
-  }>;
+  in_flight: InFlightClaim[];
+  failed: FailedStep[];
 }
 
 export interface AgentStatus {
@@ -220,8 +216,8 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
     })),
     double_claims: doubleClaims(counters),
     files,
-    failed: failedOnce(databases, files.steps_from),
-    in_flight: claimsOnce(databases),
+    failed: failedOnce(config, databases, { stepsFrom: files.steps_from, limit: LIST_LIMIT }),
+    in_flight: claimsOnce(config, databases, { stepsFrom: files.steps_from, limit: LIST_LIMIT }),
     unreadable: databases
       .filter((d) => !d.reachable)
       .map((d) => ({

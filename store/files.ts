@@ -212,11 +212,6 @@ export async function documentsAt(db: Database, positions: ReadonlyArray<[run: s
   return documentsOf(await db.rows(BY_RUN, { keys: positions, include_docs: true }));
 }
 
-/** The files at the given (run, file number) positions. */
-export async function filesAt(db: Database, positions: ReadonlyArray<[run: string, file: number]>): Promise<RunFile[]> {
-  return (await db.rows(BY_RUN, { keys: positions })).map(runFile);
-}
-
 export interface HostRun {
   host: string;
   run: string | null;

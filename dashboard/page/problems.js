@@ -19,14 +19,14 @@ export function grid(headers, items, cells, options = {}) {
 
 const num = (value, extra = '') => h('td', { class: `num ${extra}` }, value);
 
-/** `Failed files (4)`; the count red when something is wrong, and a few words after it. */
-function heading(title, count, words = '') {
+/** `Failed files (4)`: how many of what is below, red when something is wrong, and a few words after it. */
+function heading(title, count, words = '', bad = count > 0) {
   return h(
     'h3',
     {},
     `${title} `,
-    h('span', { class: count > 0 ? 'n-failed' : 'muted' }, `(${count})`),
-    words ? h('span', { class: 'muted small' }, ` ${words}`) : '',
+    h('span', { class: bad ? 'n-failed' : 'muted' }, `(${count})`),
+    words ? h('span', { class: `small ${bad ? 'late' : 'muted'}` }, ` ${words}`) : '',
   );
 }
 
@@ -65,10 +65,16 @@ export function renderProblems(el, snap, ctx) {
   const stalled = p.replication.filter((r) => r.stalled).length;
   const replicationWords =
     p.replication.length === 0
-      ? 'no replication job'
+      ? ''
       : replicationBad.length === 0
-        ? `${p.replication.length} job${p.replication.length === 1 ? '' : 's'}, all running`
-        : `${p.replication.length} jobs: ${p.replication.length - replicationBad.length} running${stalled ? `, ${stalled} stalled` : ''}${replicationBad.length - stalled ? `, ${replicationBad.length - stalled} not running` : ''}`;
+        ? 'all running'
+        : [
+            `${p.replication.length - replicationBad.length} running`,
+            stalled ? `${stalled} stalled` : '',
+            replicationBad.length - stalled ? `${replicationBad.length - stalled} not running` : '',
+          ]
+            .filter(Boolean)
+            .join(', ');
   replace(
     el,
     heading(
@@ -104,7 +110,7 @@ export function renderProblems(el, snap, ctx) {
       (j) => [docLink(j.doc), j.step, `${j.system ?? '?'} ${j.job ?? '(no id)'}`, j.reason, h('td', { class: statusClass(j.status) }, j.status)],
       { empty: 'no lost job' },
     ),
-    heading('Replication', replicationBad.length, replicationWords),
+    heading('Replication jobs', p.replication.length, replicationWords, replicationBad.length > 0),
     grid(
       ['from', 'to', 'job on', 'state', 'behind', 'reason'],
       p.replication,

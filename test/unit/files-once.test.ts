@@ -101,18 +101,19 @@ describe('mesh-wide numbers, each file once', () => {
   });
 
   it('a failed file held by both servers is one row naming both; a claim too, with the newest lease', () => {
+    const stepsFrom = { proc0: 'modane', proc1: 'kit', proc2: 'kit' };
     const modane = server('modane', 40, settled, { failed: [failedRow('run_a', 'proc1', 'old words'), failedRow('run_b', 'proc1')] });
-    const kit = server('kit', 40, settled, { failed: [failedRow('run_a', 'proc1')] });
-    const rows = failedOnce([modane, kit], { proc0: 'modane', proc1: 'kit', proc2: 'kit' });
+    const kit = server('kit', 40, settled, { failed: [failedRow('run_a', 'proc1'), failedRow('run_b', 'proc1')] });
+    const rows = failedOnce(config, [modane, kit], { stepsFrom, limit: 50 });
     assert.deepEqual(
       rows.map((r) => [r.doc, r.step, r.servers, r.reason]),
       [
         ['run_a', 'proc1', ['kit', 'modane'], 'exited with 4'],
-        ['run_b', 'proc1', ['modane'], 'exited with 4'],
+        ['run_b', 'proc1', ['kit', 'modane'], 'exited with 4'],
       ],
     );
-    const claim = (lease: string) => ({
-      doc: 'run_c',
+    const claim = (doc: string, lease: string) => ({
+      doc,
       step: 'proc0',
       agent: 'm1',
       site: 'modane',
@@ -121,13 +122,40 @@ describe('mesh-wide numbers, each file once', () => {
       lease_age_s: 3,
       expired: false,
     });
-    const claims = claimsOnce([
-      server('modane', 1, {}, { in_flight: [claim('2026-12-01T08:31:00.000Z')] }),
-      server('kit', 1, {}, { in_flight: [claim('2026-12-01T08:30:30.000Z')] }),
-    ]);
-    assert.equal(claims.length, 1);
-    assert.deepEqual(claims[0].servers, ['modane', 'kit']);
-    assert.equal(claims[0].lease_until, '2026-12-01T08:31:00.000Z');
+    const claims = claimsOnce(
+      config,
+      [
+        server('modane', 1, {}, { in_flight: [claim('run_c', '2026-12-01T08:31:00.000Z')] }),
+        server('kit', 1, {}, { in_flight: [claim('run_c', '2026-12-01T08:30:30.000Z')] }),
+      ],
+      { stepsFrom, limit: 50 },
+    );
+    assert.deepEqual(
+      claims.map((c) => [c.doc, c.servers, c.lease_until]),
+      [['run_c', ['modane', 'kit'], '2026-12-01T08:31:00.000Z']],
+    );
+  });
+
+  it("a row the step's own server has moved past is a lagging copy's: left out, unless that server's list was cut", () => {
+    const stepsFrom = { proc0: 'modane', proc1: 'kit', proc2: 'kit' };
+    // kit retried run_a's proc1 already; modane still holds it failed.
+    const modane = server('modane', 40, settled, { failed: [failedRow('run_a', 'proc1'), failedRow('run_b', 'proc1')] });
+    const kit = server('kit', 40, settled, { failed: [failedRow('run_b', 'proc1')] });
+    assert.deepEqual(
+      failedOnce(config, [modane, kit], { stepsFrom, limit: 50 }).map((r) => r.doc),
+      ['run_b'],
+    );
+    // kit's list was cut at its limit: what it lacks may be past the cut.
+    assert.deepEqual(
+      failedOnce(config, [modane, kit], { stepsFrom, limit: 1 }).map((r) => r.doc),
+      ['run_a', 'run_b'],
+    );
+    // kit cannot be read: modane's copy is all there is (and stands in for it).
+    const kitDown = server('kit', 0, {}, { reachable: false, unreachable: true });
+    assert.deepEqual(
+      failedOnce(config, [modane, kitDown], { stepsFrom: { proc0: 'modane', proc1: 'modane', proc2: 'modane' }, limit: 50 }).map((r) => r.doc),
+      ['run_a', 'run_b'],
+    );
   });
 });
 
@@ -140,14 +168,17 @@ describe('the summary line and the exit status of mesh status', () => {
   };
 
   it('says the worst first: "4 failed · kit unreachable · proc1 stalled 12 min", and exits 3 (a server could not be read)', () => {
-    const kitDown = server('kit', 0, {}, { reachable: false, error: 'unreachable' });
+    const kitDown = server('kit', 0, {}, { reachable: false, unreachable: true, error: 'kit: server unreachable (connect ECONNREFUSED)' });
     const databases = [server('modane', 40, settled), kitDown];
     const files = countFilesOnce(config, databases, 0);
-    const status = { files, databases, in_flight: [], unreadable: [{ server: 'kit', reason: 'unreachable' }] };
+    const status = { files, databases, in_flight: [], unreadable: [{ server: 'kit', reason: 'connect ECONNREFUSED', unreachable: true as const }] };
     const summary = statusSummary(status, [stalled], now);
     assert.equal(summary.text, '4 failed · kit unreachable · proc1 stalled 12 min');
     assert.equal(summary.level, 'bad');
     assert.equal(statusExitCode(status, [stalled]), 3);
+    // A server that answered with an error is not down: it "could not be read".
+    const erring = { ...status, unreadable: [{ server: 'kit', reason: '404 not_found no_db_file' }] };
+    assert.equal(statusSummary(erring, [], now).text, '4 failed · kit could not be read');
   });
 
   it('exits 1 for a failed file or an alert, 0 when all is well (and says so with the count)', () => {
