@@ -223,7 +223,8 @@ function renderSteps(snap) {
   const own = new Map((snap.pipeline ?? []).map((p) => [p.name, p.server]));
   for (const step of snap.steps) {
     const from = snap.totals_from?.[step];
-    const fallback = from && own.get(step) && own.get(step) !== from ? `, ${own.get(step)} unreadable` : '';
+    const stoodIn = from && own.get(step) && own.get(step) !== from ? snap.servers.find((s) => s.site === own.get(step)) : undefined;
+    const fallback = stoodIn ? ` (${stoodIn.site} ${unreadableWords(stoodIn)})` : '';
     rows.push(
       h(
         'tr',
@@ -242,7 +243,9 @@ function renderSteps(snap) {
   replace(
     $('steps-note'),
     `${snap.files?.count ?? '?'} files, each counted once: a step's numbers come from the server its agents claim on.`,
-    unreadable.length ? h('span', { class: 'late' }, ` ${unreadable.join(', ')}: its numbers are not in these.`) : '',
+    unreadable.length
+      ? h('span', { class: 'late' }, ` ${unreadable.join(', ')}: what only ${unreadable.length === 1 ? 'it knows' : 'they know'} is not in these numbers.`)
+      : '',
     (snap.files?.differences ?? []).map((d) => h('span', { class: 'warn', 'data-difference': d.direction }, ` ${d.text}.`)),
   );
 }
