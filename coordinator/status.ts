@@ -2,20 +2,25 @@ import type { MeshConfig, SiteConfig } from '../config/types.js';
 import { type OnceRun, readHeartbeats } from '../store/heartbeats.js';
 import type { Database } from '../store/database.js';
 import * as files from '../store/files.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, isMeshError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
+import {
+  type ClaimOnce,
+  type FailedFile,
+  type FailedStep,
+  type FileCounts,
+  type InFlightClaim,
+  type StepCounts,
+  claimsOnce,
+  countFilesOnce,
+  failedOnce,
+} from './files-once.js';
 import { type ReplicationReport, replicationStatus } from './replication.js';
 import { type OpenDatabase, distinctServers, notAuthorised } from './servers.js';
 
 export { distinctServers } from './servers.js';
 
-export interface StepCounts {
-  done: number;
-  ready: number;
-  queued: number;
-  in_progress: number;
-  failed: number;
-}
+export type { StepCounts } from './files-once.js';
 
 export interface DatabaseStatus {
   site: string;
@@ -23,13 +28,15 @@ export interface DatabaseStatus {
   reachable: boolean;
   /** The server answered 401 or 403: it is up, but these credentials may not read the database. */
   not_authorised?: true;
+  /** No answer at all (refused connection, timeout): the server is down or cut off. Without either flag, it answered with an error. */
+  unreachable?: true;
   error?: string;
   doc_count: number;
   by_status: Record<string, number>;
   steps: Record<string, StepCounts>;
   conflicts: number;
-  in_flight: Array<{ doc: string; step: string; agent: string; site: string; attempts: number; lease_until: string; lease_age_s: number; expired: boolean }>;
-  failed: Array<{ doc: string; step: string; reason: string; exit_code: number | null; stderr_tail?: string }>;
+  in_flight: InFlightClaim[];
+  failed: FailedStep[];
 }
 
 export interface AgentStatus {
@@ -70,6 +77,23 @@ export interface MeshStatus {
   double_claims: { detected: number; resolved: number };
 }
 
+/** What `meshStatus` adds to the per-server numbers: the mesh-wide ones, each file once. */
+export interface MeshCounts {
+  /**
+   * The mesh-wide numbers, each file once (coordinator/files-once.ts): per step the counts of one
+   * server, and the servers whose copy differs. `databases[].steps` stay per server.
+   */
+  files: FileCounts;
+  /** Failed steps, one row per file and step with the servers holding it failed (the first 50 of each server). */
+  failed: FailedFile[];
+  /** Claims in flight, one row per file and step with the servers holding the claim (the first 50 of each server). */
+  in_flight: ClaimOnce[];
+  /** The servers that could not be read, and why: what the numbers above may be missing. */
+  unreadable: Array<{ server: string; reason: string; not_authorised?: true; unreachable?: true }>;
+}
+
+export type FullMeshStatus = MeshStatus & MeshCounts;
+
 const LIST_LIMIT = 50;
 
 /**
@@ -95,9 +119,11 @@ export async function databaseStatus(config: MeshConfig, site: SiteConfig, db: D
   }
 }
 
-function failure(error: unknown, suffix = ''): Pick<DatabaseStatus, 'error' | 'not_authorised'> {
+function failure(error: unknown, suffix = ''): Pick<DatabaseStatus, 'error' | 'not_authorised' | 'unreachable'> {
   const refused = notAuthorised(error);
-  return refused ? { error: refused, not_authorised: true } : { error: `${errorMessage(error)}${suffix}` };
+  if (refused) return { error: refused, not_authorised: true };
+  const down = isMeshError(error, 'SERVER_UNREACHABLE') || isMeshError(error, 'ABORTED');
+  return { error: `${errorMessage(error)}${suffix}`, ...(down ? { unreachable: true as const } : {}) };
 }
 
 async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, base: DatabaseStatus): Promise<{ db: DatabaseStatus; agents: AgentStatus[] }> {
@@ -140,6 +166,8 @@ async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, b
     reason: r.reason ?? 'unknown',
     exit_code: r.exit_code ?? null,
     stderr_tail: r.stderr_tail as string | undefined,
+    run_name: r.run_name,
+    file_number: r.file_number,
   }));
 
   const agents = (await readHeartbeats(db)).map((h) => ({
@@ -161,7 +189,7 @@ async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, b
  * Everything across every server. `open(site, database)` opens `database` on the site's server
  * (the data database when omitted); the replication jobs are read from `_replicator`.
  */
-export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = new Date()): Promise<MeshStatus> {
+export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = new Date()): Promise<FullMeshStatus> {
   const servers = distinctServers(config);
   const [results, replication, counters] = await Promise.all([
     // A query failing after the first (a timeout while a view index builds) makes that server's numbers partial: unreachable.
@@ -169,10 +197,12 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
     replicationStatus(config, open, silentLogger(), undefined, now),
     Promise.all(servers.map((site) => doubleClaimIds(open(site)).catch(() => ({ conflicted: [], duplicated: [] })))),
   ]);
+  const databases = results.map((r) => r.db);
+  const files = countFilesOnce(config, databases, new Set(counters.flatMap((c) => c.conflicted)).size);
   return {
     generated: now.toISOString(),
     database: config.database,
-    databases: results.map((r) => r.db),
+    databases,
     agents: newestHeartbeats(results.flatMap((r) => r.agents)),
     replication: replication.map(({ from, to, on, state, reason, pending, lag_from, behind_s, behind_unknown, marker_age_s, stalled }) => ({
       from,
@@ -188,6 +218,17 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
       stalled,
     })),
     double_claims: doubleClaims(counters),
+    files,
+    failed: failedOnce(config, databases, { stepsFrom: files.steps_from, limit: LIST_LIMIT }),
+    in_flight: claimsOnce(config, databases, { stepsFrom: files.steps_from, limit: LIST_LIMIT }),
+    unreadable: databases
+      .filter((d) => !d.reachable)
+      .map((d) => ({
+        server: d.site,
+        reason: d.error ?? 'no answer',
+        ...(d.not_authorised ? { not_authorised: true as const } : {}),
+        ...(d.unreachable ? { unreachable: true as const } : {}),
+      })),
   };
 }
 

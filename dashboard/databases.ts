@@ -22,9 +22,9 @@ export function readerOpen(config: MeshConfig): OpenDatabase {
     });
 }
 
-/** The data database with an operator's credentials (never the dashboard's own). */
-export function operatorDatabase(config: MeshConfig, site: SiteConfig, credentials: Credentials, database?: string): Database {
-  return new Database({ url: site.server, database: database ?? config.database, credentials, signal: AbortSignal.timeout(SERVER_TIMEOUT_MS) });
+/** The data database with an operator's credentials (never the dashboard's own); `signal` ends its requests (default: SERVER_TIMEOUT_MS). */
+export function operatorDatabase(config: MeshConfig, site: SiteConfig, credentials: Credentials, database?: string, signal?: AbortSignal): Database {
+  return new Database({ url: site.server, database: database ?? config.database, credentials, signal: signal ?? AbortSignal.timeout(SERVER_TIMEOUT_MS) });
 }
 
 /** A server URL as the browser may see it: no user-info, no query string. */

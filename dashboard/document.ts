@@ -4,6 +4,7 @@ import type { Database } from '../store/database.js';
 import * as files from '../store/files.js';
 import type { DaqDocument } from '../core/document.js';
 import { MeshError, errorMessage } from '../core/errors.js';
+import { type Progress, describeProgress } from '../core/progress.js';
 import { type OpenDatabase, distinctServers } from '../coordinator/servers.js';
 import { publicUrl } from './databases.js';
 import { fromFirstReachable, readingOrder } from './snapshot.js';
@@ -34,6 +35,8 @@ export interface Neighbours {
 export interface DocumentView {
   id: string;
   doc: DaqDocument | null;
+  /** The document's state in words (core/progress.ts), at the time it was read. */
+  state: Progress | null;
   /** The server `doc` was read from. */
   read_from: string | null;
   servers: ServerCopy[];
@@ -83,7 +86,7 @@ export async function neighbours(db: Database, run: string, file: number): Promi
   return { prev_file: prevFile?.doc, next_file: nextFile?.doc, prev_run: prevRunFirst?.doc, next_run: nextRunFirst?.doc };
 }
 
-export async function documentView(config: MeshConfig, open: OpenDatabase, id: string): Promise<DocumentView> {
+export async function documentView(config: MeshConfig, open: OpenDatabase, id: string, now = new Date()): Promise<DocumentView> {
   checkDocumentId(id);
   const copies = await copyOn(config, open, id);
   const order = readingOrder(config).map((s) => s.name);
@@ -94,7 +97,14 @@ export async function documentView(config: MeshConfig, open: OpenDatabase, id: s
     const site = readingOrder(config).find((s) => s.name === best?.site);
     if (site) nav = await neighbours(open(site), doc.run_name, doc.file_number).catch(() => ({}));
   }
-  return { id, doc, read_from: best?.site ?? null, servers: copies.map(({ doc: _doc, ...copy }) => copy), nav };
+  return {
+    id,
+    doc,
+    state: doc ? describeProgress(doc, config, now) : null,
+    read_from: best?.site ?? null,
+    servers: copies.map(({ doc: _doc, ...copy }) => copy),
+    nav,
+  };
 }
 
 /** The first file of `run` (or of the first run after it): "jump to a run". */

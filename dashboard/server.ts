@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { MeshConfig } from '../config/types.js';
 import { type DaqDocument, parseStatus } from '../core/document.js';
-import { MeshError, errorMessage } from '../core/errors.js';
+import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { metricsText } from '../coordinator/metrics.js';
 import { retryFailedStep, retrySite } from '../coordinator/retry.js';
@@ -126,8 +126,19 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       }
       const { token, result } = await sessions.login(body.user, body.password, body.site as string | undefined);
       if (!token) {
-        logger.warn({ user: body.user }, 'dashboard login refused');
-        sendJson(res, 403, { error: 'forbidden', reason: `login refused: ${result.refused.map((r) => `${r.site}: ${r.reason}`).join('; ')}` });
+        const unreachable = result.refused.filter((r) => r.unreachable);
+        logger.warn({ user: body.user, unreachable: unreachable.length > 0 }, 'dashboard login not made');
+        // Unreachable is not refused: the password was never checked.
+        if (unreachable.length > 0) {
+          sendJson(res, 502, {
+            error: 'server_unreachable',
+            reason: unreachable
+              .map((r) => `the server of ${r.site} is unreachable (${r.reason}): your password was not checked; log in again when it is back`)
+              .join('; '),
+          });
+          return;
+        }
+        sendJson(res, 403, { error: 'forbidden', reason: result.refused.map((r) => `not accepted by ${r.site}: ${r.reason}`).join('; ') });
         return;
       }
       logger.info({ user: body.user, servers: result.servers }, 'dashboard login');
@@ -159,15 +170,40 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
           config.steps.map((s) => s.name),
         )?.step;
       const site = serverOf(config, config.sites[retrySite(config, step)]);
-      const credentials = session.accepted.get(site.server);
-      if (!credentials) {
-        sendJson(res, 403, {
-          error: 'forbidden',
-          reason: `your login was not accepted by the server of site ${site.name}, where ${step ?? 'this step'} is retried`,
+      const what = step ?? 'this step';
+      // Named right: a server that is down is not one that refused the login.
+      const down = latest?.snapshot.servers.find((s) => s.site === site.name && !s.reachable && !s.not_authorised);
+      if (down) {
+        sendJson(res, 502, {
+          error: 'server_unreachable',
+          reason: `the server of ${site.name}, where ${what} is retried, is unreachable (${down.error ?? 'no answer'}): retry when it is back`,
         });
         return;
       }
-      const result = await retryFailedStep(config, operatorDatabase(config, site, credentials), id, { step, by: `operator/${session.user} (dashboard)` });
+      const credentials = session.accepted.get(site.server);
+      if (!credentials) {
+        const at = readingOrder(config)
+          .filter((s) => session.accepted.has(s.server))
+          .map((s) => s.name);
+        sendJson(res, 403, {
+          error: 'forbidden',
+          reason: `${what} is retried on the server of ${site.name}, and you are logged in at ${at.join(', ') || 'no server'}: log in at ${site.name} to retry it`,
+        });
+        return;
+      }
+      let result: Awaited<ReturnType<typeof retryFailedStep>>;
+      try {
+        result = await retryFailedStep(config, operatorDatabase(config, site, credentials), id, { step, by: `operator/${session.user} (dashboard)` });
+      } catch (error) {
+        if (isMeshError(error, 'SERVER_UNREACHABLE') || isMeshError(error, 'ABORTED'))
+          throw new MeshError(
+            'SERVER_UNREACHABLE',
+            `the server of ${site.name}, where ${what} is retried, is unreachable: retry when it is back (${errorMessage(error)})`,
+          );
+        if (isMeshError(error, 'UNAUTHORIZED') || isMeshError(error, 'FORBIDDEN'))
+          throw new MeshError('FORBIDDEN', `the server of ${site.name} refused the retry for ${session.user}: ${error.reason ?? error.message}`);
+        throw error;
+      }
       live.refresh();
       logger.info({ user: session.user, doc: id, step: result.step }, 'retry from the dashboard');
       sendJson(res, 200, { ...result, server: site.name });

@@ -27,24 +27,30 @@ export interface LoginResult {
   user: string;
   /** Sites whose server accepted the login. */
   servers: string[];
-  /** Sites whose server refused it or could not be asked, and why. */
-  refused: Array<{ site: string; reason: string }>;
+  /** Sites whose server refused it or could not be asked (`unreachable`: the password was not checked), and why. */
+  refused: Array<{ site: string; reason: string; unreachable?: true }>;
 }
 
+/** How long a login waits for the server: an operator at the page waits for the answer. */
+const LOGIN_TIMEOUT_MS = 10_000;
+
 /**
- * Whether `server` accepts these credentials as a named user. A server that answers the same
- * request without credentials (an open, "admin party" server) proves nothing and is refused.
+ * Whether `server` accepts these credentials as a named user, or why not: refused (the server
+ * said no) or unreachable (it could not be asked, so the password was not checked). A server
+ * that answers the same request without credentials (an open, "admin party" server) proves
+ * nothing and is refused.
  */
-async function accepts(config: MeshConfig, site: SiteConfig, credentials: Credentials): Promise<string | undefined> {
+async function accepts(config: MeshConfig, site: SiteConfig, credentials: Credentials): Promise<{ reason: string; unreachable?: true } | undefined> {
   try {
-    const session = await operatorDatabase(config, site, credentials, '').session();
+    const session = await operatorDatabase(config, site, credentials, '', AbortSignal.timeout(LOGIN_TIMEOUT_MS)).session();
     if (session.name !== credentials.user) {
-      return session.name === null ? 'the server has no admin, so it cannot tell who you are' : 'the server did not confirm the user';
+      return { reason: session.name === null ? 'the server has no admin, so it cannot tell who you are' : 'the server did not confirm the user' };
     }
     return undefined;
   } catch (error) {
-    if (isMeshError(error, 'UNAUTHORIZED') || isMeshError(error, 'FORBIDDEN')) return error.reason ?? 'name or password is incorrect';
-    return errorMessage(error);
+    if (isMeshError(error, 'UNAUTHORIZED') || isMeshError(error, 'FORBIDDEN')) return { reason: error.reason ?? 'name or password is incorrect' };
+    if (isMeshError(error, 'SERVER_UNREACHABLE') || isMeshError(error, 'ABORTED')) return { reason: errorMessage(error), unreachable: true };
+    return { reason: errorMessage(error) };
   }
 }
 
@@ -79,7 +85,7 @@ export class Sessions {
     const result: LoginResult = {
       user,
       servers: refusal === undefined ? [site.name] : [],
-      refused: refusal === undefined ? [] : [{ site: site.name, reason: refusal }],
+      refused: refusal === undefined ? [] : [{ site: site.name, ...refusal }],
     };
     if (refusal !== undefined) return { result };
     const accepted = new Map([[site.server, credentials]]);

@@ -10,7 +10,11 @@ import { type Alert, evaluateAlerts, silentFor } from '../coordinator/alerts.js'
 import { type AuditDocument, auditDocId } from '../store/audit.js';
 import { type FlowStatus, flowStatus } from '../coordinator/flow.js';
 import type { OpenDatabase } from '../coordinator/servers.js';
+import type { FileCounts } from '../coordinator/files-once.js';
 import { type AgentStatus, type MeshStatus, type StepCounts, distinctServers, meshStatus } from '../coordinator/status.js';
+import { type StatusSummary, statusSummary } from '../coordinator/summary.js';
+import { serverOf } from '../coordinator/servers.js';
+import { type Progress, describeProgress } from '../core/progress.js';
 import { publicUrl } from './databases.js';
 
 export const RUNS_LIMIT = 40;
@@ -21,13 +25,20 @@ export interface RunOverview {
   run: string;
   files: number;
   latest_file: number;
-  latest?: { doc: string; status: string };
+  /** The run's latest file: its status and its state in words ("complete", "retrying proc1 (attempt 2 of 3, next at 08:31 UTC)"). */
+  latest?: { doc: string; status: string; state?: Progress };
+  /** Files of the run failed now, each once (counted from the failed list: `failed_capped` when that list was cut). */
+  failed?: number;
 }
 
 export interface Snapshot {
   generated: string;
   database: string;
+  /** The worst state in one line, worst first: the page's header and tab title (the first line of `mesh status`). */
+  summary: StatusSummary;
   steps: string[];
+  /** The steps in order: their site, the server their agents claim on, their attempt limit. */
+  pipeline: Array<{ name: string; site: string; server: string; max_attempts: number }>;
   /** The server the runs, flow and navigation were read from. */
   read_from: string | null;
   servers: Array<{
@@ -35,26 +46,66 @@ export interface Snapshot {
     url: string;
     reachable: boolean;
     not_authorised?: true;
+    unreachable?: true;
     error?: string;
     doc_count: number;
     by_status: Record<string, number>;
     steps: Record<string, StepCounts>;
     conflicts: number;
   }>;
+  /**
+   * Per step, each file once: the counts of the server the step's agents claim on (`totals_from`),
+   * never a sum over servers (which counted every replica; before issue 13 it did).
+   */
   totals: Record<string, StepCounts>;
+  totals_from: Record<string, string | null>;
+  /** Distinct files, the servers that differ and the documents in conflict (coordinator/files-once.ts). */
+  files: FileCounts;
   runs: RunOverview[];
+  /** Whether the failed list (and so the runs' failed counts) was cut at the list limit. */
+  failed_capped: boolean;
   problems: {
-    failed: Array<{ server: string; doc: string; step: string; reason: string; exit_code: number | null; stderr_tail?: string }>;
-    stale_claims: Array<{ server: string; doc: string; step: string; agent: string; site: string; lease_until: string; lease_age_s: number }>;
-    lost_jobs: Array<{ server: string; doc: string; step: string; reason: string; system: string | null; job: string | null; status: string }>;
+    /** One row per failed file and step; `servers` hold it failed, `server` is the first of them. */
+    failed: Array<{
+      server: string;
+      servers: string[];
+      doc: string;
+      step: string;
+      reason: string;
+      exit_code: number | null;
+      stderr_tail?: string;
+      run_name?: string | null;
+      file_number?: number | null;
+    }>;
+    stale_claims: Array<{
+      server: string;
+      servers: string[];
+      doc: string;
+      step: string;
+      agent: string;
+      site: string;
+      lease_until: string;
+      lease_age_s: number;
+    }>;
+    lost_jobs: Array<{
+      server: string;
+      servers: string[];
+      doc: string;
+      step: string;
+      reason: string;
+      system: string | null;
+      job: string | null;
+      status: string;
+    }>;
     replication: MeshStatus['replication'];
     double_claims: MeshStatus['double_claims'];
     /** The audit's latest resolutions, per server. */
     resolutions: Array<{ server: string } & AuditDocument['recent'][number]>;
+    /** Documents in conflict now, each once. */
     conflicts: number;
     silent_agents: AgentStatus[];
   };
-  in_flight: Array<{ server: string; doc: string; step: string; agent: string; site: string; attempts: number; lease_age_s: number }>;
+  in_flight: Array<{ server: string; servers: string[]; doc: string; step: string; agent: string; site: string; attempts: number; lease_age_s: number }>;
   agents: AgentStatus[];
   flow: FlowStatus | null;
   flow_error?: string;
@@ -69,18 +120,20 @@ export function readingOrder(config: MeshConfig): SiteConfig[] {
 }
 
 /**
- * Per DAQ host and run, the highest file number (the `_stats` reduce) and that file's status:
- * the last `limit` (host, run) pairs of the view, shown by host, the newest run first.
+ * Per DAQ host and run, the highest file number (the `_stats` reduce) and that file's status and
+ * state in words: the last `limit` (host, run) pairs of the view, shown by host, the newest run first.
  */
-export async function runOverview(db: Database, limit = RUNS_LIMIT): Promise<RunOverview[]> {
+export async function runOverview(db: Database, config: MeshConfig, now: Date, limit = RUNS_LIMIT): Promise<RunOverview[]> {
   const runs = (await files.hostRuns(db, limit)).map((r) => ({ daq_host: r.host, run: r.run, files: r.files, latest_file: r.latest_file }) as RunOverview);
   runs.sort((a, b) => (a.daq_host === b.daq_host ? (a.run < b.run ? 1 : a.run > b.run ? -1 : 0) : a.daq_host < b.daq_host ? -1 : 1));
   if (runs.length === 0) return runs;
-  const latest = await files.filesAt(
+  const latest = await files.documentsAt(
     db,
     runs.map((r) => [r.run, r.latest_file]),
   );
-  const byKey = new Map(latest.map((f) => [JSON.stringify([f.run, f.file]), { doc: f.doc, status: f.status }]));
+  const byKey = new Map(
+    latest.map((d) => [JSON.stringify([d.run_name, d.file_number]), { doc: d._id, status: d.status, state: describeProgress(d, config, now) }]),
+  );
   for (const run of runs) run.latest = byKey.get(JSON.stringify([run.run, run.latest_file]));
   return runs;
 }
@@ -91,11 +144,20 @@ async function lostJobs(
   return files.lostJobs(db, PROBLEMS_LIMIT);
 }
 
-function sumCounts(into: Record<string, StepCounts>, from: Record<string, StepCounts>): void {
-  for (const [step, counts] of Object.entries(from)) {
-    const total = (into[step] ??= { done: 0, ready: 0, queued: 0, in_progress: 0, failed: 0 });
-    for (const key of Object.keys(total) as Array<keyof StepCounts>) total[key] += counts[key];
+/** Rows of several servers, one per (doc, step), with the servers that hold it; the first server's row is kept. */
+function onceByFile<T extends { doc: string; step: string }>(
+  perServer: ReadonlyArray<{ server: string; rows: readonly T[] }>,
+): Array<T & { server: string; servers: string[] }> {
+  const rows = new Map<string, T & { server: string; servers: string[] }>();
+  for (const { server, rows: list } of perServer) {
+    for (const row of list) {
+      const key = `${row.doc}\u0000${row.step}`;
+      const known = rows.get(key);
+      if (known) known.servers.push(server);
+      else rows.set(key, { ...row, server, servers: [server] });
+    }
   }
+  return [...rows.values()];
 }
 
 export interface SnapshotOptions {
@@ -139,8 +201,8 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
   const servers = readingOrder(config);
   const [status, shared, lost, resolutions, flow] = await Promise.all([
     meshStatus(config, open, now),
-    fromFirstReachable(servers, open, async (db) => ({ runs: await runOverview(db) })),
-    Promise.all(servers.map(async (site) => (await lostJobs(open(site)).catch(() => [])).map((j) => ({ server: site.name, ...j })))),
+    fromFirstReachable(servers, open, async (db) => ({ runs: await runOverview(db, config, now) })),
+    Promise.all(servers.map(async (site) => ({ server: site.name, rows: await lostJobs(open(site)).catch(() => []) }))),
     Promise.all(
       servers.map(async (site) =>
         (
@@ -156,48 +218,76 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
     ),
     flowFor(config, open, { ...options, now, sites: servers }),
   ]);
-  const totals: Record<string, StepCounts> = {};
-  for (const db of status.databases) if (db.reachable) sumCounts(totals, db.steps);
+  const alerts = flow.flow ? evaluateAlerts(status, [flow.flow], config, now) : [];
+  const failedTotal = Object.values(status.files.steps).reduce((sum, c) => sum + c.failed, 0);
+  const failed = status.failed.slice(0, PROBLEMS_LIMIT * 2).map((f) => ({ ...f, server: f.servers[0] }));
+  const runs = 'value' in shared ? shared.value.runs : [];
+  for (const run of runs) run.failed = status.failed.filter((f) => f.run_name === run.run).length;
   return {
     generated: status.generated,
     database: status.database,
+    summary: statusSummary(status, alerts, now),
     steps: config.steps.map((s) => s.name),
+    pipeline: config.steps.map((s) => ({
+      name: s.name,
+      site: s.site,
+      server: config.sites[s.site] ? serverOf(config, config.sites[s.site]).name : s.site,
+      max_attempts: s.max_attempts,
+    })),
     read_from: 'value' in shared ? shared.site.name : null,
     servers: status.databases.map((d) => ({
       site: d.site,
       url: publicUrl(d.url),
       reachable: d.reachable,
       ...(d.not_authorised ? { not_authorised: true as const } : {}),
+      ...(d.unreachable ? { unreachable: true as const } : {}),
       ...(d.error ? { error: d.error } : {}),
       doc_count: d.doc_count,
       by_status: d.by_status,
       steps: d.steps,
       conflicts: d.conflicts,
     })),
-    totals,
-    runs: 'value' in shared ? shared.value.runs : [],
+    totals: status.files.steps,
+    totals_from: status.files.steps_from,
+    files: status.files,
+    runs,
+    failed_capped: status.failed.length < failedTotal,
     problems: {
-      failed: status.databases.flatMap((d) => d.failed.map((f) => ({ server: d.site, ...f }))).slice(0, PROBLEMS_LIMIT * 2),
-      stale_claims: status.databases.flatMap((d) =>
-        d.in_flight
-          .filter((f) => f.expired)
-          .map((f) => ({ server: d.site, doc: f.doc, step: f.step, agent: f.agent, site: f.site, lease_until: f.lease_until, lease_age_s: f.lease_age_s })),
-      ),
-      lost_jobs: lost.flat(),
+      failed,
+      stale_claims: status.in_flight
+        .filter((f) => f.expired)
+        .map((f) => ({
+          server: f.servers[0],
+          servers: f.servers,
+          doc: f.doc,
+          step: f.step,
+          agent: f.agent,
+          site: f.site,
+          lease_until: f.lease_until,
+          lease_age_s: f.lease_age_s,
+        })),
+      lost_jobs: onceByFile(lost),
       replication: status.replication,
       double_claims: status.double_claims,
       resolutions: resolutions.flat(),
-      conflicts: status.databases.reduce((sum, d) => sum + d.conflicts, 0),
+      conflicts: status.files.conflicts,
       silent_agents: status.agents.filter((a) => silentFor(a, config, now) !== undefined),
     },
-    in_flight: status.databases.flatMap((d) =>
-      d.in_flight
-        .filter((f) => !f.expired)
-        .map((f) => ({ server: d.site, doc: f.doc, step: f.step, agent: f.agent, site: f.site, attempts: f.attempts, lease_age_s: f.lease_age_s })),
-    ),
+    in_flight: status.in_flight
+      .filter((f) => !f.expired)
+      .map((f) => ({
+        server: f.servers[0],
+        servers: f.servers,
+        doc: f.doc,
+        step: f.step,
+        agent: f.agent,
+        site: f.site,
+        attempts: f.attempts,
+        lease_age_s: f.lease_age_s,
+      })),
     agents: status.agents,
     flow: flow.flow,
     ...(flow.error ? { flow_error: flow.error } : {}),
-    alerts: flow.flow ? evaluateAlerts(status, [flow.flow], config, now) : [],
+    alerts,
   };
 }

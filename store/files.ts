@@ -207,9 +207,9 @@ export async function firstFileOf(db: Database, run: string): Promise<RunFile | 
   return row && runFile(row);
 }
 
-/** The files at the given (run, file number) positions. */
-export async function filesAt(db: Database, positions: ReadonlyArray<[run: string, file: number]>): Promise<RunFile[]> {
-  return (await db.rows(BY_RUN, { keys: positions })).map(runFile);
+/** The documents at the given (run, file number) positions (a bounded list: the status page's latest file of each run). */
+export async function documentsAt(db: Database, positions: ReadonlyArray<[run: string, file: number]>): Promise<DaqDocument[]> {
+  return documentsOf(await db.rows(BY_RUN, { keys: positions, include_docs: true }));
 }
 
 export interface HostRun {

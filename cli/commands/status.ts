@@ -2,7 +2,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { type Alert, evaluateAlerts } from '../../coordinator/alerts.js';
 import { type ServerFlow, flowsOf, serverFlows } from '../../coordinator/flow.js';
 import { behindText } from '../../coordinator/freshness.js';
-import { type MeshStatus, meshStatus } from '../../coordinator/status.js';
+import { type FullMeshStatus, type StepCounts, meshStatus } from '../../coordinator/status.js';
+import { failedCount, statusExitCode, statusSummary } from '../../coordinator/summary.js';
 import { DURATION_FORM, formatDuration, parseDuration } from '../../core/duration.js';
 import { type GlobalOptions, loadConfig, openSiteDatabase } from '../context.js';
 import { sleep } from '../../core/sleep.js';
@@ -11,10 +12,12 @@ import { positiveNumber } from '../parse.js';
 
 export function statusCommand(): Command {
   return new Command('status')
-    .description('counts by status and step, claims in flight, failures, agents, latency against the targets and alerts, for every database')
+    .description(
+      'the worst state in one line, then counts per step (each file once), failures with the command to retry them, claims in flight, alerts, servers, replication, agents and latency against the targets',
+    )
     .addHelpText(
       'after',
-      '\nExit status: 0 when at least one server answered (with --watch: at the last refresh), 1 when none did, 2 for a bad config or argument.',
+      '\nExit status (with --watch: of the last refresh): 0 all well; 1 a file failed or an alert holds (a stalled step, a silent agent, …); 2 bad config or argument; 3 a server could not be read (unreachable or not authorised), whatever else holds.',
     )
     .option('--json', 'print one JSON document (with --watch: one line per refresh)')
     .option('--watch', 'refresh until interrupted (in place on a terminal)')
@@ -26,7 +29,8 @@ export function statusCommand(): Command {
     )
     .action(
       action(async (options: { json?: boolean; watch?: boolean; interval: number; window?: number }, command: Command) => {
-        const config = loadConfig(command.optsWithGlobals<GlobalOptions>());
+        const globals = command.optsWithGlobals<GlobalOptions>();
+        const config = loadConfig(globals);
         const stop = new AbortController();
         process.once('SIGINT', () => stop.abort());
         process.once('SIGTERM', () => stop.abort());
@@ -43,14 +47,24 @@ export function statusCommand(): Command {
             lateLimit: 5,
           });
           const alerts = evaluateAlerts(status, flowsOf(flows), config, now);
-          const text = options.json ? `${JSON.stringify({ ...status, flow: flows, alerts })}\n` : formatStatus(status, { flows, alerts });
+          const summary = statusSummary(status, alerts, now);
+          const exitStatus = statusExitCode(status, alerts);
+          const text = options.json
+            ? `${JSON.stringify({ ...status, flow: flows, alerts, summary, exit_status: exitStatus })}\n`
+            : formatStatus(status, { flows, alerts, mesh: meshCommand(globals.config) });
           // On a terminal, redraw in place: cursor home, clear the screen.
           process.stdout.write(options.watch && !options.json && process.stdout.isTTY ? `\x1b[H\x1b[2J${status.generated}\n${text}` : text);
-          // A script must not read "no server answered" as a healthy mesh.
-          process.exitCode = status.databases.some((db) => db.reachable) ? 0 : 1;
+          // A script must not read "a server could not be read" or "a file failed" as a healthy mesh.
+          process.exitCode = exitStatus;
         } while (options.watch && (await sleep(options.interval * 1000, stop.signal)));
       }),
     );
+}
+
+/** `mesh` with the `--config` this run was given, for the commands the output suggests. */
+function meshCommand(configFile: string | undefined): string {
+  if (configFile === undefined) return 'mesh';
+  return `mesh --config ${/^[\w./@:+-]+$/.test(configFile) ? configFile : `'${configFile.replace(/'/g, "'\\''")}'`}`;
 }
 
 function duration(text: string): number {
@@ -59,28 +73,67 @@ function duration(text: string): number {
   return seconds;
 }
 
-export function formatStatus(status: MeshStatus, extra: { flows?: ServerFlow[]; alerts?: Alert[] } = {}): string {
-  const lines: string[] = [];
+const COUNT_HEADS = ['done', 'ready', 'queued', 'in progress', 'failed'];
+
+function countRow(label: string, c: StepCounts, tail = ''): string {
+  return `  ${label.padEnd(10)}${[c.done, c.ready, c.queued, c.in_progress, c.failed].map((n) => String(n).padStart(12)).join('')}${tail}`;
+}
+
+const COUNTS = ['done', 'ready', 'queued', 'in_progress', 'failed'] as const;
+const sameCounts = (a: StepCounts | undefined, b: StepCounts) => !!a && COUNTS.every((k) => a[k] === b[k]);
+const on = (servers: readonly string[]) => servers.join(' and ');
+
+export function formatStatus(status: FullMeshStatus, extra: { flows?: ServerFlow[]; alerts?: Alert[]; mesh?: string } = {}): string {
+  const now = new Date(status.generated);
+  const alerts = extra.alerts ?? [];
+  const mesh = extra.mesh ?? 'mesh';
+  const lines: string[] = [statusSummary(status, alerts, now).text];
+  const readable = status.databases.filter((d) => d.reachable);
+  const nothingRead = readable.length === 0;
+
+  if (!nothingRead) {
+    const f = status.files;
+    lines.push(`files: ${f.count}, each counted once (documents on ${f.count_from}; each step's counts from the server its agents claim on)`);
+    lines.push(`  ${'step'.padEnd(10)}${COUNT_HEADS.map((h) => h.padStart(12)).join('')}  from`);
+    for (const [step, c] of Object.entries(f.steps)) lines.push(countRow(step, c, `  ${f.steps_from[step] ?? '-'}`));
+    for (const d of f.differences) lines.push(`  ${d.text}`);
+    if (f.conflicts > 0) lines.push(`  conflicts: ${f.conflicts} documents`);
+    const failedTotal = failedCount(status);
+    lines.push(
+      `failed (${failedTotal})${status.failed.length < failedTotal ? `, the first ${status.failed.length} listed` : ''}:${failedTotal === 0 ? ' none' : ''}`,
+    );
+    for (const x of status.failed) {
+      lines.push(`  ${x.doc} ${x.step}: ${x.reason}${x.exit_code === null ? '' : ` (exit ${x.exit_code})`}, on ${on(x.servers)}`);
+      const tail = (x.stderr_tail ?? '').trimEnd().split('\n').filter(Boolean).slice(-5);
+      tail.forEach((line, i) => lines.push(`    ${i === 0 ? 'stderr: ' : '        '}${line}`));
+      lines.push(`    retry:  ${mesh} retry ${x.doc} --step ${x.step}`);
+    }
+    lines.push(`in flight (${status.in_flight.length}):${status.in_flight.length === 0 ? ' none' : ''}`);
+    for (const c of status.in_flight)
+      lines.push(
+        `  ${c.doc} ${c.step} by ${c.site}/${c.agent} attempt ${c.attempts}, ${c.lease_age_s}s old${c.expired ? ', LEASE EXPIRED' : ''}, on ${on(c.servers)}`,
+      );
+    lines.push(`alerts (${alerts.length}):${alerts.length ? '' : ' none'}`);
+    for (const a of alerts) lines.push(`  ${a.kind} since ${a.since}: ${a.message}`);
+  }
+
+  lines.push('servers:');
   for (const db of status.databases) {
     lines.push(
-      `${db.site}  ${db.url}/${status.database}  ${db.reachable ? `${db.doc_count} documents` : db.not_authorised ? db.error : `UNREACHABLE: ${db.error}`}`,
+      `  ${db.site}  ${db.url}/${status.database}  ${db.reachable ? `${db.doc_count} documents` : db.not_authorised ? db.error : `${db.unreachable ? 'UNREACHABLE' : 'COULD NOT BE READ'}: ${db.error}`}`,
     );
     if (!db.reachable) continue;
     lines.push(
-      `  by status: ${
+      `    by status: ${
         Object.entries(db.by_status)
           .map(([k, v]) => `${k}=${v}`)
           .join('  ') || '(empty)'
       }`,
     );
-    lines.push(`  ${'step'.padEnd(10)}${['done', 'ready', 'queued', 'in progress', 'failed'].map((h) => h.padStart(12)).join('')}`);
+    // Its own counts only where its copy differs from the numbers above.
     for (const [step, c] of Object.entries(db.steps)) {
-      lines.push(`  ${step.padEnd(10)}${[c.done, c.ready, c.queued, c.in_progress, c.failed].map((n) => String(n).padStart(12)).join('')}`);
+      if (status.files.steps_from[step] !== db.site && !sameCounts(status.files.steps[step], c)) lines.push(`  ${countRow(step, c, `  (${db.site}'s copy)`)}`);
     }
-    if (db.conflicts > 0) lines.push(`  conflicts: ${db.conflicts}`);
-    for (const f of db.in_flight)
-      lines.push(`  in flight: ${f.doc} ${f.step} by ${f.site}/${f.agent} attempt ${f.attempts}, ${f.lease_age_s}s old${f.expired ? ', LEASE EXPIRED' : ''}`);
-    for (const f of db.failed) lines.push(`  failed: ${f.doc} ${f.step}: ${f.reason}${f.exit_code === null ? '' : ` (exit ${f.exit_code})`}`);
   }
   if (status.replication.length > 0) lines.push('replication:');
   for (const r of status.replication) {
@@ -89,6 +142,11 @@ export function formatStatus(status: MeshStatus, extra: { flows?: ServerFlow[]; 
       `  ${r.from} → ${r.to} (job on ${r.on}): ${r.state}${r.reason ? ` (${r.reason})` : ''}; ${behindText(r.from, r.to, r)}${marker}${r.stalled ? ', STALLED' : ''}${r.pending === null ? '' : `; ${r.pending} pending (CouchDB's count)`}`,
     );
   }
+  if (nothingRead) {
+    // Nothing read is not "no agents, no alerts": say so instead of empty lists.
+    lines.push('agents, alerts, double claims and latency: unknown, no server could be read');
+    return `${lines.join('\n')}\n`;
+  }
   lines.push(`double claims: ${status.double_claims.detected} detected, ${status.double_claims.resolved} resolved`);
   lines.push(`agents (${status.agents.length}):`);
   for (const a of status.agents)
@@ -96,10 +154,6 @@ export function formatStatus(status: MeshStatus, extra: { flows?: ServerFlow[]; 
       `  ${a.site}/${a.agent} on ${a.host}: ${a.state}, last seen ${a.age_s}s ago${a.running.length ? `, running ${a.running.map((r) => `${r.doc}:${r.step}`).join(' ')}` : ''}${a.last_run ? `; ${lastRunText(a.last_run)}` : ''}`,
     );
   for (const f of extra.flows ?? []) lines.push(...formatFlow(f));
-  if (extra.alerts) {
-    lines.push(`alerts (${extra.alerts.length}):${extra.alerts.length ? '' : ' none'}`);
-    for (const a of extra.alerts) lines.push(`  ${a.kind} since ${a.since}: ${a.message}`);
-  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -1,35 +1,37 @@
 // The live status page: one WebSocket for snapshots, a few JSON calls for the rest. No reload, ever.
+import { api, retryStep } from './api.js';
 import { completedChart, latencyBars, STEP_COLOURS } from './charts.js';
-import { duration, h, replace, statusClass, table } from './dom.js';
+import { age, ago, clock } from './clock.js';
+import { documentBody } from './docview.js';
+import { docLink, duration, h, progressClass, replace, statusClass, table } from './dom.js';
+import { renderProblems } from './problems.js';
 
 const $ = (id) => document.getElementById(id);
-// `retried`: the answer to this page's last retry, kept so the live re-render of that document does not hide it.
-const state = { snapshot: null, doc: null, user: null, windowS: 3600, flow: null, retried: null };
+// `retried`: the answer to this page's last retry, kept while the document stays where the retry put it.
+const state = {
+  snapshot: null,
+  receivedAt: 0,
+  doc: null,
+  user: null,
+  windowS: 3600,
+  flow: null,
+  retried: null,
+  notices: [],
+  connection: { kind: 'connecting' },
+};
 const COUNTS = ['done', 'ready', 'queued', 'in_progress', 'failed'];
-
-// ---- server calls -------------------------------------------------------------------------
-async function api(path, options = {}) {
-  const init = { method: options.method ?? 'GET', credentials: 'same-origin', headers: {} };
-  if (options.body !== undefined) {
-    init.body = JSON.stringify(options.body);
-    init.headers['Content-Type'] = 'application/json';
-  }
-  // The dashboard refuses state changes without this header (cross-site requests cannot set it).
-  if (init.method !== 'GET') init.headers['X-Mesh-Dashboard'] = '1';
-  const res = await fetch(path, init);
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(body.reason ?? `${res.status} ${res.statusText}`);
-  return body;
-}
+/** The server pushes at least every 5 s while the page watches: older data is stale even on an open connection. */
+const STALE_AFTER_S = 15;
+const NOTICE_MS = 20_000;
 
 // ---- live connection, reconnecting with backoff ---------------------------------------------
 let attempts = 0;
 function connect() {
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/live`);
-  setConnection('connecting', 'connecting…');
+  setConnection({ kind: 'connecting' });
   ws.addEventListener('open', () => {
     attempts = 0;
-    setConnection('live', 'live');
+    setConnection({ kind: 'live' });
   });
   ws.addEventListener('message', (event) => {
     const message = JSON.parse(event.data);
@@ -38,84 +40,109 @@ function connect() {
   ws.addEventListener('close', () => {
     attempts += 1;
     const delay = Math.min(15000, 500 * 2 ** Math.min(attempts, 6)) * (0.7 + Math.random() * 0.6);
-    setConnection('offline', `disconnected, retrying in ${Math.round(delay / 1000)} s`);
+    setConnection({ kind: 'offline', reconnectAt: Date.now() + delay });
     setTimeout(connect, delay);
   });
 }
 
-function setConnection(kind, text) {
-  const el = $('connection');
-  el.dataset.state = kind;
-  el.className = `pill ${kind === 'live' ? 'pill-ok' : kind === 'offline' ? 'pill-bad' : 'pill-wait'}`;
-  el.textContent = text;
+function setConnection(connection) {
+  state.connection = connection;
+  freshness();
+}
+
+/** The connection pill, the age of the data, the stale banner and the tab title: called on every change and every second. */
+function freshness() {
+  const { kind, reconnectAt } = state.connection;
+  const pill = $('connection');
+  pill.dataset.state = kind;
+  pill.className = `pill ${kind === 'live' ? 'pill-ok' : kind === 'offline' ? 'pill-bad' : 'pill-wait'}`;
+  const retryIn = reconnectAt ? Math.max(0, Math.round((reconnectAt - Date.now()) / 1000)) : 0;
+  pill.textContent = kind === 'live' ? 'live' : kind === 'offline' ? `disconnected, retrying in ${retryIn} s` : 'connecting…';
+  const snap = state.snapshot;
+  if (!snap) return;
+  const ageS = (Date.now() - state.receivedAt) / 1000;
+  const stale = kind !== 'live' || ageS > STALE_AFTER_S;
+  document.body.classList.toggle('stale', stale);
+  $('generated').textContent = `data of ${clock(snap.generated)}, ${ago(state.receivedAt)}`;
+  const banner = $('stale');
+  banner.hidden = !stale;
+  if (stale) {
+    const why =
+      kind === 'live' ? 'no update from the dashboard' : kind === 'offline' ? `the live connection is gone (retrying in ${retryIn} s)` : 'reconnecting';
+    banner.textContent = `data ${age(ageS)} old: ${why}. What is below is how it was at ${clock(snap.generated)}.`;
+  }
+  document.title = `${stale ? `data ${age(ageS)} old · ` : ''}${snap.summary?.text ?? ''} · CouchMesh ${snap.database}`;
 }
 
 function onSnapshot(snapshot) {
   state.snapshot = snapshot;
+  state.receivedAt = Date.now();
   render();
+  freshness();
   if (state.windowS !== 3600) void loadFlow();
   if (state.doc) void openDocument(state.doc.id, { quiet: true });
 }
 
 // ---- overview -------------------------------------------------------------------------------
-function docLink(id, text = id) {
-  return h('a', { href: `#doc=${encodeURIComponent(id)}`, 'data-doc': id }, text);
-}
-
 function render() {
   const snap = state.snapshot;
   if (!snap) return;
   $('database').textContent = `· ${snap.database}`;
-  $('generated').textContent = `updated ${new Date(snap.generated).toLocaleTimeString()}`;
+  $('summary').textContent = snap.summary?.text ?? '';
+  $('summary').dataset.level = snap.summary?.level ?? 'ok';
   renderAlerts(snap.alerts ?? []);
-  replace(
-    $('servers'),
-    snap.servers.map((s) =>
-      h(
-        'div',
-        { class: `card${s.reachable ? '' : ' down'}`, 'data-server': s.site },
-        h('strong', {}, s.site),
-        ' ',
-        h('span', { class: `pill ${s.reachable ? 'pill-ok' : 'pill-bad'}` }, s.reachable ? 'reachable' : s.not_authorised ? 'not authorised' : 'unreachable'),
-        h('div', { class: 'muted small' }, s.url),
-        s.reachable
-          ? h('div', {}, `${s.doc_count} documents`, s.conflicts ? h('span', { class: 'n-failed' }, ` · ${s.conflicts} conflicts`) : '')
-          : h('div', { class: 'small late' }, s.error ?? ''),
-      ),
-    ),
-  );
+  renderServers(snap);
   renderSteps(snap);
   replace(
     $('runs'),
     table(
-      ['DAQ host', 'run', 'files', 'latest file', 'state'],
+      ['DAQ host', 'run', 'files', 'failed', 'latest file', 'its state'],
       snap.runs.map((r) =>
         h(
           'tr',
-          {},
+          { 'data-run': r.run },
           h('td', {}, r.daq_host),
           h('td', {}, h('a', { onclick: () => jumpToRun(r.run) }, r.run)),
           h('td', { class: 'num' }, r.files),
+          h('td', { class: `num${r.failed ? ' n-failed' : ''}` }, `${r.failed ?? '?'}${snap.failed_capped && r.failed ? '+' : ''}`),
           h('td', { class: 'num' }, r.latest ? docLink(r.latest.doc, r.latest_file) : r.latest_file),
-          h('td', { class: statusClass(r.latest?.status) }, r.latest?.status ?? '?'),
+          h(
+            'td',
+            { class: r.latest?.state ? progressClass(r.latest.state.kind) : statusClass(r.latest?.status) },
+            r.latest?.state?.text ?? r.latest?.status ?? '?',
+          ),
         ),
       ),
-      { numeric: [2, 3], empty: 'no files catalogued yet' },
+      { numeric: [2, 3, 4], empty: 'no files catalogued yet' },
     ),
   );
   renderFlow(state.windowS === 3600 ? snap.flow : (state.flow ?? snap.flow), snap.flow_error);
-  renderProblems(snap);
+  state.notices = state.notices.filter((n) => Date.now() - n.at < NOTICE_MS);
+  replace(
+    $('notices'),
+    state.notices.map((n) => h('p', { class: 'notice' }, n.text)),
+  );
+  renderProblems($('problems'), snap, {
+    user: state.user,
+    onRetried: (text) => {
+      state.notices.push({ text, at: Date.now() });
+      replace(
+        $('notices'),
+        state.notices.map((n) => h('p', { class: 'notice' }, n.text)),
+      );
+    },
+  });
   replace(
     $('in-flight'),
     table(
-      ['in flight', 'step', 'server', 'by', 'attempt', 'for'],
+      ['in flight', 'step', 'on', 'by', 'attempt', 'for'],
       snap.in_flight.map((f) =>
         h(
           'tr',
-          {},
+          { 'data-in-flight': f.doc },
           h('td', {}, docLink(f.doc)),
           h('td', {}, f.step),
-          h('td', {}, f.server),
+          h('td', {}, (f.servers ?? [f.server]).join(', ')),
           h('td', {}, `${f.site}/${f.agent}`),
           h('td', { class: 'num' }, f.attempts),
           h('td', { class: 'num' }, duration(f.lease_age_s)),
@@ -135,7 +162,7 @@ function render() {
           h('td', {}, `${a.site}/${a.agent}`),
           h('td', {}, a.host),
           h('td', {}, a.last_run ? `${a.state} (${lastRun(a.last_run)})` : a.state),
-          h('td', { class: 'num' }, `${duration(a.age_s)} ago`),
+          h('td', { class: 'num' }, `${age(a.age_s)} ago`),
         ),
       ),
       { numeric: [3], empty: 'no agent has reported' },
@@ -159,32 +186,83 @@ function renderAlerts(alerts) {
     h(
       'ul',
       {},
-      alerts.map((a) => h('li', {}, h('strong', {}, a.kind), ' ', a.message, h('span', { class: 'muted' }, ` since ${new Date(a.since).toLocaleString()}`))),
+      alerts.map((a) =>
+        h(
+          'li',
+          { 'data-alert': a.kind, 'data-alert-key': a.key },
+          h('strong', {}, a.kind.replace(/_/g, ' ')),
+          ' ',
+          a.message,
+          h('span', { class: 'muted' }, ` since ${clock(a.since)} (${ago(a.since)})`),
+        ),
+      ),
     ),
   );
+}
+
+function renderServers(snap) {
+  const differences = snap.files?.differences ?? [];
+  replace(
+    $('servers'),
+    snap.servers.map((s) =>
+      h(
+        'div',
+        { class: `card${s.reachable ? '' : ' down'}`, 'data-server': s.site },
+        h('strong', {}, s.site),
+        ' ',
+        h('span', { class: `pill ${s.reachable ? 'pill-ok' : 'pill-bad'}` }, s.reachable ? 'reachable' : unreadableWords(s)),
+        h('div', { class: 'muted small' }, s.url),
+        s.reachable
+          ? h('div', {}, `${s.doc_count} documents`, s.conflicts ? h('span', { class: 'n-failed' }, ` · ${s.conflicts} conflicts`) : '')
+          : h('div', { class: 'small late' }, s.error ?? ''),
+        differences.filter((d) => d.server === s.site).map((d) => h('div', { class: 'small warn', 'data-difference': d.direction }, d.text)),
+      ),
+    ),
+  );
+}
+
+/** Why a server could not be read, named right (coordinator/summary.ts says the same). */
+function unreadableWords(s) {
+  return s.not_authorised ? 'not authorised' : s.unreachable ? 'unreachable' : 'could not be read';
 }
 
 function countCells(c) {
   return COUNTS.map((k) => h('td', { class: `num${k === 'failed' && c?.[k] > 0 ? ' n-failed' : ''}`, 'data-count': k }, c?.[k] ?? 0));
 }
 
+const sameCounts = (a, b) => COUNTS.every((k) => (a?.[k] ?? 0) === (b?.[k] ?? 0));
+
+/** Per step one row of files, each once (from the step's own server); a row per other server only where its copy differs. */
 function renderSteps(snap) {
   const rows = [];
+  const own = new Map((snap.pipeline ?? []).map((p) => [p.name, p.server]));
   for (const step of snap.steps) {
-    rows.push(h('tr', { class: 'total', 'data-step': step }, h('td', {}, step), h('td', {}, 'all servers'), countCells(snap.totals[step])));
+    const from = snap.totals_from?.[step];
+    const stoodIn = from && own.get(step) && own.get(step) !== from ? snap.servers.find((s) => s.site === own.get(step)) : undefined;
+    const fallback = stoodIn ? ` (${stoodIn.site} ${unreadableWords(stoodIn)})` : '';
+    rows.push(
+      h(
+        'tr',
+        { class: 'total', 'data-step': step },
+        h('td', {}, step, h('div', { class: 'muted small' }, from ? `from ${from}${fallback}` : 'no server read')),
+        countCells(snap.totals[step]),
+      ),
+    );
     for (const s of snap.servers) {
-      rows.push(
-        h(
-          'tr',
-          { class: 'sub', 'data-step': step, 'data-server': s.site },
-          h('td', {}, ''),
-          h('td', {}, s.site),
-          s.reachable ? countCells(s.steps[step]) : h('td', { colspan: 5, class: 'late' }, s.not_authorised ? 'not authorised' : 'unreachable'),
-        ),
-      );
+      if (s.site === from || !s.reachable || sameCounts(s.steps[step], snap.totals[step])) continue;
+      rows.push(h('tr', { class: 'sub', 'data-step': step, 'data-server': s.site }, h('td', {}, `${s.site}'s copy`), countCells(s.steps[step])));
     }
   }
-  replace($('steps'), table(['step', 'server', 'done', 'ready', 'queued', 'in progress', 'failed'], rows, { numeric: [2, 3, 4, 5, 6] }));
+  replace($('steps'), table(['step', 'done', 'ready', 'queued', 'in progress', 'failed'], rows, { numeric: [1, 2, 3, 4, 5] }));
+  const unreadable = snap.servers.filter((s) => !s.reachable).map((s) => `${s.site} ${unreadableWords(s)}`);
+  replace(
+    $('steps-note'),
+    `${snap.files?.count ?? '?'} files, each counted once: a step's numbers come from the server its agents claim on.`,
+    unreadable.length
+      ? h('span', { class: 'late' }, ` ${unreadable.join(', ')}: what only ${unreadable.length === 1 ? 'it knows' : 'they know'} is not in these numbers.`)
+      : '',
+    (snap.files?.differences ?? []).map((d) => h('span', { class: 'warn', 'data-difference': d.direction }, ` ${d.text}.`)),
+  );
 }
 
 function renderFlow(flow, error) {
@@ -224,7 +302,7 @@ function renderFlow(flow, error) {
           ),
           h('td', { class: 'num' }, l.target_s === null ? '–' : duration(l.target_s)),
           h('td', { class: 'num' }, l.count),
-          h('td', {}, bar(l)),
+          h('td', { class: 'bar' }, bar(l)),
           h(
             'td',
             {},
@@ -239,89 +317,6 @@ function renderFlow(flow, error) {
         ),
       ),
       { numeric: [2, 3, 4, 5, 6, 7], empty: 'no stage timed in this window' },
-    ),
-  );
-}
-
-/** A table of `items`, one row each: `cells(item)` gives the cells (strings or nodes). */
-function grid(headers, items, cells, options = {}) {
-  const rows = items.map((item) =>
-    h(
-      'tr',
-      options.rowAttrs?.(item) ?? {},
-      cells(item).map((cell) => (cell instanceof Node && cell.tagName === 'TD' ? cell : h('td', {}, cell))),
-    ),
-  );
-  return h('table', {}, table(headers, rows, options));
-}
-
-function renderProblems(snap) {
-  const p = snap.problems;
-  const section = (title, count, content) => [h('h3', {}, `${title} `, h('span', { class: count > 0 ? 'n-failed' : 'muted' }, `(${count})`)), content];
-  const num = (value, extra = '') => h('td', { class: `num ${extra}` }, value);
-  replace(
-    $('problems'),
-    section(
-      'Failed documents',
-      p.failed.length,
-      grid(
-        ['document', 'step', 'server', 'reason', 'exit', 'stderr (tail)'],
-        p.failed,
-        (f) => [docLink(f.doc), f.step, f.server, f.reason, num(f.exit_code ?? '–'), f.stderr_tail ? h('pre', {}, f.stderr_tail) : ''],
-        { empty: 'no failed document', rowAttrs: (f) => ({ 'data-failed': f.doc }) },
-      ),
-    ),
-    section(
-      'Stale claims (lease expired)',
-      p.stale_claims.length,
-      grid(['document', 'step', 'claimed by', 'lease until', 'age'], p.stale_claims, (c) => [
-        docLink(c.doc),
-        c.step,
-        `${c.site}/${c.agent}`,
-        c.lease_until,
-        num(duration(c.lease_age_s)),
-      ]),
-    ),
-    section(
-      'Lost batch jobs',
-      p.lost_jobs.length,
-      grid(['document', 'step', 'job', 'reason', 'now'], p.lost_jobs, (j) => [
-        docLink(j.doc),
-        j.step,
-        `${j.system ?? '?'} ${j.job ?? '(no id)'}`,
-        j.reason,
-        h('td', { class: statusClass(j.status) }, j.status),
-      ]),
-    ),
-    section(
-      'Replication not running or stalled',
-      p.replication.filter((r) => r.state !== 'running' || r.stalled).length,
-      grid(
-        ['from', 'to', 'job on', 'state', 'behind', 'reason'],
-        p.replication,
-        (r) => [
-          r.from,
-          r.to,
-          r.on,
-          h('td', { class: r.state === 'running' ? 'st-good' : 'late' }, r.state),
-          num(r.behind_s === null || r.behind_s === undefined ? '?' : `${r.to} is ${duration(r.behind_s)} behind`, r.stalled ? 'late' : ''),
-          r.reason ?? '',
-        ],
-        { empty: 'no replication job', rowAttrs: (r) => ({ 'data-replication': `${r.from}>${r.to}` }) },
-      ),
-    ),
-    section('Double claims', p.double_claims.detected, [
-      h('p', {}, `${p.double_claims.detected} detected, ${p.double_claims.resolved} resolved; ${p.conflicts} documents in conflict now`),
-      p.resolutions.length === 0
-        ? ''
-        : grid(['document', 'server', 'kept', 'duplicates', 'at'], p.resolutions, (r) => [docLink(r.doc), r.server, r.kept, num(r.duplicates), r.at]),
-    ]),
-    section(
-      'Silent agents',
-      p.silent_agents.length,
-      grid(['agent', 'host', 'last state', 'silent for'], p.silent_agents, (a) => [`${a.site}/${a.agent}`, a.host, a.state, num(duration(a.age_s), 'late')], {
-        empty: 'every agent that has not stopped is beating',
-      }),
     ),
   );
 }
@@ -349,11 +344,13 @@ async function openDocument(id, { quiet = false } = {}) {
   panel.hidden = false;
   $('doc-title').textContent = view.id;
   const status = view.doc?.status ?? 'not found';
-  $('doc-status').textContent = status;
-  $('doc-status').className = statusClass(status);
+  // "complete" (every step done) is not "good" (one step done, waiting for the next): the status is in the tooltip.
+  $('doc-status').textContent = view.state?.kind === 'complete' ? 'complete' : status;
+  $('doc-status').title = `status: ${status}`;
+  $('doc-status').className = view.state?.kind === 'complete' ? progressClass('complete') : statusClass(status);
   for (const button of panel.querySelectorAll('[data-nav]')) button.disabled = !view.nav[button.dataset.nav];
   renderActions(view);
-  replace($('doc-body'), documentBody(view));
+  replace($('doc-body'), documentBody(view, state.snapshot?.pipeline ?? (state.snapshot?.steps ?? []).map((name) => ({ name }))));
   if (!quiet) panel.scrollIntoView({ behavior: 'smooth', block: 'start' });
 }
 
@@ -365,161 +362,13 @@ function showDocError(id, message) {
   replace($('doc-body'), h('p', { class: 'late' }, message));
 }
 
-function kv(object) {
-  return h(
-    'table',
-    {},
-    h(
-      'tbody',
-      {},
-      Object.entries(object)
-        .filter(([k]) => k !== 'batch')
-        .map(([k, v]) =>
-          h(
-            'tr',
-            {},
-            h('td', {}, k),
-            h(
-              'td',
-              {},
-              typeof v === 'object' && v !== null ? h('pre', {}, JSON.stringify(v, null, 1)) : k === 'stderr_tail' ? h('pre', {}, String(v)) : String(v),
-            ),
-          ),
-        ),
-    ),
-  );
-}
-
-function documentBody(view) {
-  const doc = view.doc;
-  const steps = state.snapshot?.steps ?? [];
-  const parts = [];
-  if (doc) {
-    parts.push(
-      h(
-        'p',
-        { class: 'muted' },
-        `run ${doc.run_name} · file ${doc.file_number} · ${doc.file} · closed ${doc.date_closed ?? '?'}${doc.daq_host ? ` on ${doc.daq_host}` : ''} · read from ${view.read_from}`,
-      ),
-    );
-    // A step's record: at the top level once done (the original scripts' have no ok flag), under pending until then.
-    const recordOf = (step) => (doc[step] && typeof doc[step] === 'object' ? { ...doc[step], ok: doc[step].ok ?? true } : doc.pending?.[step]);
-    parts.push(
-      h('h3', {}, 'Steps'),
-      h(
-        'div',
-        { class: 'records' },
-        steps.map((step) => {
-          const r = recordOf(step);
-          if (!r) return h('div', { class: 'record' }, h('strong', {}, step), h('p', { class: 'muted' }, 'not run yet'));
-          return h('div', { class: `record ${r.ok === true ? 'ok' : r.ok === false ? 'failed' : ''}`, 'data-record': step }, h('strong', {}, step), kv(r));
-        }),
-      ),
-    );
-    const jobs = steps.filter((step) => recordOf(step)?.batch).map((step) => ({ step, ...recordOf(step).batch }));
-    parts.push(
-      h('h3', {}, 'Batch jobs'),
-      jobs.length === 0
-        ? h('p', { class: 'muted' }, 'none')
-        : h(
-            'table',
-            {},
-            table(
-              ['step', 'system', 'id', 'submitted', 'stdout', 'stderr'],
-              jobs.map((j) =>
-                h(
-                  'tr',
-                  {},
-                  h('td', {}, j.step),
-                  h('td', {}, j.system),
-                  h('td', {}, j.id ?? '(not yet)'),
-                  h('td', {}, j.submitted ?? ''),
-                  h('td', {}, j.stdout ?? ''),
-                  h('td', {}, j.stderr ?? ''),
-                ),
-              ),
-            ),
-          ),
-    );
-    const duplicates = Array.isArray(doc.duplicates) ? doc.duplicates : [];
-    parts.push(
-      h('h3', {}, 'Duplicate runs (double claims resolved)'),
-      duplicates.length === 0
-        ? h('p', { class: 'muted' }, 'none')
-        : h(
-            'table',
-            {},
-            table(
-              ['step', 'site/agent', 'started', 'ok', 'exit', 'losing revision'],
-              duplicates.map((d) =>
-                h(
-                  'tr',
-                  {},
-                  h('td', {}, d.step),
-                  h('td', {}, `${d.site}/${d.agent}`),
-                  h('td', {}, d.started ?? ''),
-                  h('td', {}, String(d.result?.ok)),
-                  h('td', {}, d.result?.exit_code ?? '–'),
-                  h('td', {}, d.rev),
-                ),
-              ),
-            ),
-          ),
-    );
-    parts.push(
-      h('h3', {}, 'History'),
-      h(
-        'table',
-        {},
-        table(
-          ['at', 'from', 'to', 'by', 'note'],
-          [...(doc.history ?? [])]
-            .reverse()
-            .map((e) =>
-              h(
-                'tr',
-                {},
-                h('td', {}, e.at),
-                h('td', { class: statusClass(e.from) }, e.from ?? ''),
-                h('td', { class: statusClass(e.to) }, e.to),
-                h('td', {}, e.by),
-                h('td', {}, e.note ?? ''),
-              ),
-            ),
-        ),
-      ),
-    );
-  }
-  parts.push(
-    h('h3', {}, 'Revisions on each server'),
-    h(
-      'table',
-      {},
-      table(
-        ['server', 'state', 'revision', 'status', 'conflicts', 'revisions (newest first)'],
-        view.servers.map((s) =>
-          h(
-            'tr',
-            { 'data-copy': s.site },
-            h('td', {}, s.site),
-            h('td', { class: s.reachable ? '' : 'late' }, s.reachable ? (s.found ? 'present' : 'absent') : `unreachable: ${s.error ?? ''}`),
-            h('td', {}, s.rev ?? ''),
-            h('td', { class: statusClass(s.status) }, s.status ?? ''),
-            h('td', { class: s.conflicts?.length ? 'late' : '' }, (s.conflicts ?? []).join(' ') || 'none'),
-            h('td', { class: 'small' }, (s.revs_info ?? []).map((r) => `${r.rev.slice(0, 12)}… ${r.status}`).join(', ')),
-          ),
-        ),
-      ),
-    ),
-  );
-  return parts;
-}
-
 function renderActions(view) {
   const doc = view.doc;
+  // A retry's confirmation lasts while the document is where the retry put it: once the step moved on, it goes.
+  if (state.retried && (state.retried.doc !== doc?._id || state.retried.status !== doc?.status)) state.retried = null;
   const failed = typeof doc?.status === 'string' && doc.status.endsWith(' failed');
-  const retried = state.retried?.doc === doc?._id ? ` ${state.retried.text}` : '';
-  if (!failed) return retried ? replace($('doc-actions'), h('span', { id: 'retry-message', class: 'muted' }, retried)) : replace($('doc-actions'));
+  if (!failed)
+    return state.retried ? replace($('doc-actions'), h('span', { id: 'retry-message', class: 'muted' }, ` ${state.retried.text}`)) : replace($('doc-actions'));
   const step = doc.status.slice(0, -' failed'.length);
   const message = h('span', { id: 'retry-message', class: 'muted' }, state.user ? '' : ' read-only: log in as an operator to retry');
   const button = h(
@@ -533,9 +382,9 @@ function renderActions(view) {
         button.disabled = true;
         message.textContent = ' retrying…';
         try {
-          const result = await api('/api/retry', { method: 'POST', body: { doc: doc._id, step } });
-          state.retried = { doc: doc._id, text: `${result.step} is ready again (${result.status}) on ${result.server}` };
-          message.textContent = ` ${state.retried.text}`;
+          const result = await retryStep(doc._id, step);
+          state.retried = { doc: doc._id, status: result.status, text: result.text };
+          message.textContent = ` ${result.text}`;
         } catch (error) {
           message.textContent = ` ${error.message}`;
           button.disabled = false;
@@ -578,6 +427,7 @@ function setUser(user, servers = []) {
   $('login-state').hidden = !user;
   $('login-user-name').textContent = user ? `operator ${user} (${servers.join(', ')})` : '';
   if (state.doc) renderActions(state.doc);
+  render();
 }
 
 function wire() {
@@ -590,9 +440,10 @@ function wire() {
         body: { user: $('login-user').value, password: $('login-password').value, site: $('login-site').value },
       });
       $('login-password').value = '';
-      $('login-message').textContent = result.refused.length ? `not accepted by ${result.refused.map((r) => r.site).join(', ')}` : '';
+      $('login-message').textContent = '';
       setUser(result.user, result.servers);
     } catch (error) {
+      // The server's words: "not accepted by kit: …" or "the server of kit is unreachable …".
       $('login-message').textContent = error.message;
     }
   });
@@ -634,6 +485,8 @@ function wire() {
     void loadFlow();
   });
   window.addEventListener('hashchange', route);
+  // Ages and the stale banner move on even when nothing arrives.
+  window.setInterval(freshness, 1000);
 }
 
 wire();

@@ -25,8 +25,20 @@ export function replace(el, ...children) {
   append(el, children);
 }
 
+/**
+ * A table's head and body. Each cell is labelled with its column's header (`data-label`), so a
+ * table of class `stack` can show its rows as label–value lists on a narrow screen.
+ */
 export function table(headers, rows, options = {}) {
   const numeric = new Set(options.numeric ?? []);
+  for (const row of rows.flat(Infinity)) {
+    if (!(row instanceof Node) || row.nodeType !== Node.ELEMENT_NODE) continue;
+    let column = 0;
+    for (const cell of row.children) {
+      if (headers[column] && !cell.hasAttribute('data-label')) cell.setAttribute('data-label', headers[column]);
+      column += Number(cell.getAttribute('colspan') ?? 1);
+    }
+  }
   return [
     h(
       'thead',
@@ -47,9 +59,19 @@ export function statusClass(status) {
   return `status st-${kind}`;
 }
 
+/** The class of a state in words (core/progress.ts kinds): complete is green, a waiting file is not. */
+export function progressClass(kind) {
+  return `status pr-${kind ?? 'unknown'}`;
+}
+
 export function duration(seconds) {
   if (seconds === null || seconds === undefined) return '–';
   if (seconds < 90) return `${Math.round(seconds)} s`;
   if (seconds < 5400) return `${(seconds / 60).toFixed(1)} min`;
   return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/** A link that opens a document on this page (the hash names it). */
+export function docLink(id, text = id) {
+  return h('a', { href: `#doc=${encodeURIComponent(id)}`, 'data-doc': id }, text);
 }

@@ -27,7 +27,10 @@ const JSON_POST = { 'Content-Type': 'application/json', ...CSRF };
 
 interface Snapshot {
   generated: string;
+  summary: { text: string; level: string };
   totals: Record<string, Record<string, number>>;
+  totals_from: Record<string, string | null>;
+  files: { count: number; differences: Array<{ text: string }> };
   servers: Array<{ site: string; reachable: boolean; doc_count: number; steps: Record<string, Record<string, number>>; url: string }>;
   runs: Array<{ daq_host: string; run: string; files: number; latest_file: number; latest?: { doc: string; status: string } }>;
   problems: { failed: Array<{ doc: string; step: string; reason: string; exit_code: number | null; stderr_tail?: string; server: string }> };
@@ -88,9 +91,10 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
         beta: { server: beta.url, reachable: true, long_running: true, log_dir: join(dir, 'logs') },
       },
       ingest: { site: 'alpha', pattern: '^(?<run_name>[a-z]{2}\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600 },
+      // proc1 is beta's: its numbers come from beta's server, and a retry of it is written there.
       steps: ['proc0', 'proc1'].map((name) => ({
         name,
-        site: 'alpha',
+        site: name === 'proc0' ? 'alpha' : 'beta',
         run: [process.execPath, '-e', ''],
         out: join(dir, 'out', name, '{run_name}_{file_number}'),
         timeout_s: 30,
@@ -174,8 +178,17 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     );
     assert.deepEqual(snap.servers.find((s) => s.site === 'alpha')?.steps.proc0, { done: 3, ready: 14, queued: 0, in_progress: 1, failed: 2 });
     assert.deepEqual(snap.servers.find((s) => s.site === 'beta')?.steps.proc0, { done: 0, ready: 10, queued: 0, in_progress: 0, failed: 0 });
-    assert.deepEqual(snap.totals.proc0, { done: 3, ready: 24, queued: 0, in_progress: 1, failed: 2 });
-    assert.deepEqual(snap.totals.proc1, { done: 0, ready: 3, queued: 0, in_progress: 0, failed: 0 });
+    // Each file once: a step's numbers are those of the server its agents claim on, not alpha's and beta's added up.
+    assert.deepEqual(snap.totals.proc0, { done: 3, ready: 14, queued: 0, in_progress: 1, failed: 2 });
+    // beta has not heard of the three proc0 results yet: nothing is ready for proc1 there.
+    assert.deepEqual(snap.totals.proc1, { done: 0, ready: 0, queued: 0, in_progress: 0, failed: 0 });
+    assert.deepEqual(snap.totals_from, { proc0: 'alpha', proc1: 'beta' });
+    // beta holds 10 of the 20 files, and 6 of its 10 lag alpha's: at least 10 files behind.
+    assert.deepEqual(
+      snap.files.differences.map((d) => d.text),
+      ['beta is behind on 10 files (proc0; 10 files not there yet)'],
+    );
+    assert.equal(snap.files.count, 20);
     assert.deepEqual(
       snap.runs.map((r) => [r.daq_host, r.run, r.files, r.latest_file, r.latest?.doc, r.latest?.status]),
       [
@@ -262,6 +275,7 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
       body: JSON.stringify({ user: USER, password: 'not-the-password', site: 'alpha' }),
     });
     assert.equal(wrong.status, 403);
+    assert.match(String(wrong.body.reason), /^not accepted by alpha: /);
     assert.equal(wrong.headers.get('set-cookie'), null);
     const noHeader = await http.fetch('/api/login', {
       method: 'POST',
@@ -315,6 +329,23 @@ describe('mesh dashboard: API and live pushes against two real servers', functio
     );
     assert.equal(snap.servers.find((s) => s.site === 'alpha')?.reachable, true);
     assert.equal(snap.totals.proc0.done, 3);
+    // proc1's numbers now come from alpha's copy: not halved, not gone.
+    assert.deepEqual([snap.totals_from.proc1, snap.totals.proc1.ready], ['alpha', 3]);
+    assert.match(snap.summary.text, /beta unreachable/);
+
+    // Causes named right: beta is down, which is not "your login was not accepted".
+    const atBeta = await http.fetch('/api/login', { method: 'POST', headers: JSON_POST, body: JSON.stringify({ ...credentials, site: 'beta' }) });
+    assert.equal(atBeta.status, 502, atBeta.text);
+    assert.match(String(atBeta.body.reason), /^the server of beta is unreachable .*: your password was not checked; log in again when it is back$/);
+    const atAlpha = await http.fetch('/api/login', { method: 'POST', headers: JSON_POST, body: JSON.stringify({ ...credentials, site: 'alpha' }) });
+    const session = (atAlpha.headers.get('set-cookie') ?? '').split(';')[0];
+    const retryThere = await http.fetch('/api/retry', {
+      method: 'POST',
+      headers: { ...JSON_POST, Cookie: session },
+      body: JSON.stringify({ doc: 'run_lg23b001_004', step: 'proc1' }),
+    });
+    assert.equal(retryThere.status, 502, retryThere.text);
+    assert.match(String(retryThere.body.reason), /^the server of beta, where proc1 is retried, is unreachable \(.*\): retry when it is back$/);
     const view = (await http.fetch('/api/doc?id=run_lg23b001_000')).body as { doc: DaqDocument; servers: Array<{ site: string; reachable: boolean }> };
     assert.equal(view.doc.status, 'good');
     assert.deepEqual(

@@ -93,7 +93,7 @@ describe('ingest, status and demo', function () {
     assert.match(text.stdout, /proc1\s+0\s+0\s+0\s+0\s+3/);
   });
 
-  it('mesh status exits 0 when a server answered and 1 when none did, with and without --json', async () => {
+  it('mesh status exits 0 when its server answered and 3 when it could not be read, with and without --json', async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0'] });
     // A port that was free a moment ago: nothing listens there.
     const probe = createServer();
@@ -108,11 +108,11 @@ describe('ingest, status and demo', function () {
       const live = await runMesh(['--config', mesh.configFile, 'status', ...json]);
       assert.equal(live.status, 0, `status ${json.join(' ')} with a live server: ${live.stderr}`);
       const dead = await runMesh(['--config', deadConfig, 'status', ...json], {}, 60_000);
-      assert.equal(dead.status, 1, `status ${json.join(' ')} with no server answering: ${dead.stdout.slice(0, 300)} ${dead.stderr}`);
+      assert.equal(dead.status, 3, `status ${json.join(' ')} with no server answering: ${dead.stdout.slice(0, 300)} ${dead.stderr}`);
       assert.match(dead.stdout, /UNREACHABLE|"reachable":false/);
     }
     const help = await runMesh(['status', '--help']);
-    assert.match(help.stdout, /Exit status: 0 when at least one server answered.*1 when none did/s);
+    assert.match(help.stdout, /Exit status .*0 all well.*3 a server could not be read/s);
   });
 
   it('mesh status --watch refreshes until interrupted', async () => {
@@ -129,13 +129,13 @@ describe('ingest, status and demo', function () {
     for (const line of out.trim().split('\n')) assert.equal(JSON.parse(line).databases[0].reachable, true);
   });
 
-  it('an unreachable server is reported (JSON on stdout), and with no server answering the exit status is 1', async () => {
+  it('an unreachable server is reported (JSON on stdout), and with no server answering the exit status is 3', async () => {
     const mesh = await makeMesh(server.url, { steps: ['proc0'] });
     const raw = JSON.parse(await readFile(mesh.configFile, 'utf8'));
     raw.sites.alpha.server = 'http://127.0.0.1:9';
     await writeFile(mesh.configFile, JSON.stringify(raw));
     const r = await runMesh(['--config', mesh.configFile, 'status', '--json']);
-    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.status, 3, r.stderr);
     const status = JSON.parse(r.stdout);
     assert.equal(status.databases[0].reachable, false);
   });
