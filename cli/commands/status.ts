@@ -157,14 +157,14 @@ export function formatStatus(status: FullMeshStatus, extra: { flows?: ServerFlow
   return `${lines.join('\n')}\n`;
 }
 
-/** Latency against the targets: per step, files done in the window, p50/p95 of the stage and from DAQ close, the target, the late files. */
 /** A `--once` identity's run: `last run lyon-vm-4242 (started …): ok after 1.2 s`, or `… : not finished`. */
-function lastRunText(run: NonNullable<MeshStatus['agents'][number]['last_run']>): string {
+function lastRunText(run: NonNullable<FullMeshStatus['agents'][number]['last_run']>): string {
   const took = run.finished ? (Date.parse(run.finished) - Date.parse(run.started)) / 1000 : Number.NaN;
   const end = run.outcome ? `${run.outcome}${Number.isFinite(took) ? ` after ${took.toFixed(1)} s` : ''}` : 'not finished';
   return `last run ${run.agent} (started ${run.started}): ${end}`;
 }
 
+/** Latency against the targets: per step, files done in the window, p50/p95 of the stage and from DAQ close, the target, the late files. */
 function formatFlow({ site, flow, error }: ServerFlow): string[] {
   if (!flow) return [`flow on ${site}: not available (${error})`];
   const lines = [`flow on ${site}, files finished in the last ${formatDuration(flow.window_s)}:`];
