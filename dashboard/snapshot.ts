@@ -6,7 +6,7 @@ import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
 import * as files from '../store/files.js';
 import { errorMessage } from '../core/errors.js';
-import { type Alert, evaluateAlerts, silentFor } from '../coordinator/alerts.js';
+import { type Alert, currentAlerts, silentFor } from '../coordinator/alerts.js';
 import { type AuditDocument, auditDocId } from '../store/audit.js';
 import { type FlowStatus, flowStatus } from '../coordinator/flow.js';
 import type { OpenDatabase } from '../coordinator/servers.js';
@@ -158,6 +158,7 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
   ]);
   const totals: Record<string, StepCounts> = {};
   for (const db of status.databases) if (db.reachable) sumCounts(totals, db.steps);
+  const alerts = await currentAlerts(config, open, status, flow.flow ? [flow.flow] : [], now);
   return {
     generated: status.generated,
     database: status.database,
@@ -198,6 +199,6 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
     agents: status.agents,
     flow: flow.flow,
     ...(flow.error ? { flow_error: flow.error } : {}),
-    alerts: flow.flow ? evaluateAlerts(status, [flow.flow], config, now) : [],
+    alerts,
   };
 }

@@ -12,6 +12,7 @@ import { type GlobalOptions, defaultAgentName, loadConfig, makeLogger, openSiteD
 import { action } from '../exit.js';
 import { positiveInteger, positiveNumber } from '../parse.js';
 import { RemoteTriggers } from '../../agents/trigger.js';
+import { TriggerRecorder } from '../../agents/trigger-record.js';
 import { stepSupervisor } from '../../agents/step-supervisor.js';
 
 export function agentCommand(): Command {
@@ -42,9 +43,14 @@ export function agentCommand(): Command {
           const logger = makeLogger(globals, { site: site.name, agent: name });
           const force = new AbortController();
           const db = openSiteDatabase(config, site, { retry: 'until-aborted', batchWrites: true, signal: force.signal, logger });
+          // How each triggered run ended goes into the trigger records, for the alerts (a run that fails before it writes anything).
           const triggers = options.once
             ? undefined
-            : new RemoteTriggers(config, site.name, logger, { local: options.triggerLocal, intervalMs: options.triggerInterval * 1000 });
+            : new RemoteTriggers(config, site.name, logger, {
+                local: options.triggerLocal,
+                intervalMs: options.triggerInterval * 1000,
+                recorder: new TriggerRecorder(db, { site: site.name, agent: name, host: hostname() }, logger),
+              });
           // NATS (optional): connecting never fails because NATS is down; it keeps trying in the background.
           const longestLeaseMs = Math.max(...config.steps.map((s) => s.lease_s)) * 1000;
           const channel = config.nats

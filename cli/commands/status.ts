@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { type Alert, evaluateAlerts } from '../../coordinator/alerts.js';
+import { type Alert, currentAlerts } from '../../coordinator/alerts.js';
 import { type ServerFlow, flowsOf, serverFlows } from '../../coordinator/flow.js';
 import { behindText } from '../../coordinator/freshness.js';
 import { type MeshStatus, meshStatus } from '../../coordinator/status.js';
@@ -42,7 +42,7 @@ export function statusCommand(): Command {
             maxRows: 1000,
             lateLimit: 5,
           });
-          const alerts = evaluateAlerts(status, flowsOf(flows), config, now);
+          const alerts = await currentAlerts(config, open, status, flowsOf(flows), now);
           const text = options.json ? `${JSON.stringify({ ...status, flow: flows, alerts })}\n` : formatStatus(status, { flows, alerts });
           // On a terminal, redraw in place: cursor home, clear the screen.
           process.stdout.write(options.watch && !options.json && process.stdout.isTTY ? `\x1b[H\x1b[2J${status.generated}\n${text}` : text);
@@ -98,7 +98,7 @@ export function formatStatus(status: MeshStatus, extra: { flows?: ServerFlow[]; 
   for (const f of extra.flows ?? []) lines.push(...formatFlow(f));
   if (extra.alerts) {
     lines.push(`alerts (${extra.alerts.length}):${extra.alerts.length ? '' : ' none'}`);
-    for (const a of extra.alerts) lines.push(`  ${a.kind} since ${a.since}: ${a.message}`);
+    for (const a of extra.alerts) lines.push(`  ${a.kind} since ${a.since}: ${a.message}`, `    what to do: ${a.action}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -144,7 +144,17 @@ function renderAlerts(alerts) {
     h(
       'ul',
       {},
-      alerts.map((a) => h('li', {}, h('strong', {}, a.kind), ' ', a.message, h('span', { class: 'muted' }, ` since ${new Date(a.since).toLocaleString()}`))),
+      alerts.map((a) =>
+        h(
+          'li',
+          { 'data-alert': a.kind, 'data-key': a.key },
+          h('strong', {}, a.kind),
+          ' ',
+          a.message,
+          h('span', { class: 'muted' }, ` since ${new Date(a.since).toLocaleString()}`),
+          a.action ? h('div', { class: 'small', 'data-action': '' }, `What to do: ${a.action}`) : '',
+        ),
+      ),
     ),
   );
 }
