@@ -90,7 +90,7 @@ function latencyAlerts(flows: readonly FlowStatus[], config: MeshConfig, now: Da
         (pending.length > 0 ? ` (${late.size < count ? 'at least ' : ''}${pending.length} not done yet)` : '') +
         (worst ? `; worst ${worst.doc}: ${formatDuration(worst.latency_s)}${worst.done ? '' : ' and counting'}` : ''),
       action:
-        `Find where the files wait (the flow in \`mesh status\` or on the page): the stage before ${step.name} whose p95 grew, a site whose agents are busy or down, ` +
+        `Find where the files wait (the flow in \`mesh status\` or on the page): the stage up to ${step.name} whose p95 grew, a site whose agents are busy or down, ` +
         'failed attempts being retried; add agents or concurrency to the slow site, or look at the step program itself.',
       since: new Date(becameLate.length > 0 ? Math.min(...becameLate) : now.getTime()).toISOString(),
     });
