@@ -83,13 +83,24 @@ function latest(a: string | null, b: string | null | undefined): string | null {
 async function serverEvidence(config: MeshConfig, db: Database, site: string, now: Date): Promise<ServerEvidence> {
   const iso = now.toISOString();
   const evidence: ServerEvidence = { site, steps: {}, claims: {}, lost: {}, triggers: [] };
+  const batchSteps = config.steps.filter((s) => config.sites[s.site]?.batch);
+  // Every query at once: a server's cost is then its slowest query, not their sum.
+  const [perStep, lostRows, triggers] = await Promise.all([
+    Promise.all(
+      config.steps.map((step) =>
+        Promise.all([
+          files.ready(db, step.name, { until: iso, limit: READY_SAMPLE }),
+          files.claimsOfStep(db, step.name, CLAIM_ROWS),
+          files.lastFinished(db, step.name),
+        ]),
+      ),
+    ),
+    Promise.all(batchSteps.map((step) => files.lostJobsOf(db, step.name, LOST_ROWS))),
+    readTriggerRecords(db),
+  ]);
   const finished = new Map<string, string | null>();
-  for (const step of config.steps) {
-    const [ready, claims, last] = await Promise.all([
-      files.ready(db, step.name, { until: iso, limit: READY_SAMPLE }),
-      files.claimsOfStep(db, step.name, CLAIM_ROWS),
-      files.lastFinished(db, step.name),
-    ]);
+  config.steps.forEach((step, i) => {
+    const [ready, claims, last] = perStep[i];
     let waiting: string | null = null;
     for (const doc of ready) waiting = earliest(waiting, readySince(doc, step.name));
     let newestClaim: string | null = null;
@@ -105,7 +116,8 @@ async function serverEvidence(config: MeshConfig, db: Database, site: string, no
     }
     finished.set(step.name, last ?? null);
     evidence.steps[step.name] = { waiting_since: waiting, live_claims: live, newest_claim: newestClaim, last_finished: last ?? null };
-  }
+  });
+  const lostOf = new Map(batchSteps.map((step, i) => [step.name, lostRows[i]]));
   for (const owner of Object.values(config.sites).filter((s) => s.batch)) {
     const steps = config.steps.filter((s) => s.site === owner.name);
     if (steps.length === 0) continue;
@@ -113,7 +125,7 @@ async function serverEvidence(config: MeshConfig, db: Database, site: string, no
     for (const step of steps) success = latest(success, finished.get(step.name));
     const lost: LostSince = { count: 0, oldest_started: null, newest: null, capped: false };
     for (const step of steps) {
-      const rows = await files.lostJobsOf(db, step.name, LOST_ROWS);
+      const rows = lostOf.get(step.name) ?? [];
       const since = rows.filter((r) => success === null || (r.started !== null && Date.parse(r.started) > Date.parse(success)));
       lost.count += since.length;
       lost.capped ||= rows.length >= LOST_ROWS && since.length === rows.length;
@@ -125,7 +137,7 @@ async function serverEvidence(config: MeshConfig, db: Database, site: string, no
     }
     evidence.lost[owner.name] = lost;
   }
-  evidence.triggers = await readTriggerRecords(db);
+  evidence.triggers = triggers;
   return evidence;
 }
 
