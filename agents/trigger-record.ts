@@ -59,7 +59,9 @@ export class RunWords {
 
   /** A pino line, by level (40 warn, 50 error, 60 fatal), with its message and its `err` when it has one. */
   logged(level: number, message: string, err?: unknown): void {
-    const words = typeof err === 'string' && err && !message.includes(err) ? `${message}: ${err}` : message;
+    // pino writes an error as { type, message, stack }, a string as it is.
+    const cause = typeof err === 'string' ? err : typeof (err as { message?: unknown })?.message === 'string' ? (err as { message: string }).message : '';
+    const words = cause && !message.includes(cause) ? `${message}: ${cause}` : message;
     if (level >= 50) this.error = words;
     else if (level >= 40) this.warning = words;
   }

@@ -19,7 +19,7 @@ export function stuckAlerts(status: MeshStatus, evidence: AlertEvidence, config:
   return [
     ...stalledSteps(status, evidence, config, now),
     ...failingRuns(evidence, config, now),
-    ...failingJobs(evidence, config),
+    ...failingJobs(evidence, config, now),
     ...unheardSites(status, evidence, config, now),
     ...replicationBehind(status, config, now),
   ];
@@ -109,7 +109,7 @@ function failingRuns(evidence: AlertEvidence, config: MeshConfig, now: Date): Al
   return alerts;
 }
 
-function failingJobs(evidence: AlertEvidence, config: MeshConfig): Alert[] {
+function failingJobs(evidence: AlertEvidence, config: MeshConfig, now: Date): Alert[] {
   const alerts: Alert[] = [];
   for (const site of Object.values(config.sites).filter((s) => s.batch)) {
     const seen = evidence.servers.map((s) => s.lost[site.name]).filter((l) => l !== undefined);
@@ -125,7 +125,7 @@ function failingJobs(evidence: AlertEvidence, config: MeshConfig): Alert[] {
       action:
         `Jobs of ${site.name} end without recording a result. Read a job's stderr (the document's ${newest?.step ?? 'step'} record names the job and its output files) ` +
         `and ask the scheduler (\`scontrol show job ID\`, \`qacct -j ID\`): on the nodes the mesh command, the password file or the storage may be missing. The documents are retried by themselves.`,
-      since: worst.oldest_started ?? new Date(0).toISOString(),
+      since: worst.oldest_started ?? now.toISOString(),
     });
   }
   return alerts;

@@ -187,6 +187,8 @@ describe('trigger records and the reason of a run', () => {
     words.logged(50, 'heartbeat (stopped): write mesh-agent:lyon:x', '401 unauthorized');
     words.logged(30, 'agent stopped');
     assert.equal(words.reason(), 'heartbeat (stopped): write mesh-agent:lyon:x: 401 unauthorized');
+    words.logged(60, 'cannot claim', { type: 'MeshError', message: '403 forbidden', stack: '…' });
+    assert.equal(words.reason(), 'cannot claim: 403 forbidden');
     words.text('mesh: cannot read http://u:secret@127.0.0.1:5984/datadb: 401 unauthorized');
     words.text('some other line');
     assert.equal(words.reason(), 'cannot read http://127.0.0.1:5984/datadb: 401 unauthorized');
