@@ -23,6 +23,7 @@ import type { Database } from '../store/database.js';
 import * as files from '../store/files.js';
 import { execRemote } from './executors/remote-exec.js';
 import { connectSsh } from './executors/ssh-connect.js';
+import { type RunOutcome, type RunRecorder, RunWords, shorten } from './trigger-record.js';
 
 export interface TriggerTarget {
   site: SiteConfig;
@@ -82,6 +83,8 @@ export interface RemoteTriggerOptions {
   connectTimeoutMs?: number;
   /** What `stop()` gives a running remote agent to drain after SIGTERM (default 10 s). */
   graceMs?: number;
+  /** Told how each run ended (the trigger records of store/triggers.ts); a run stopped by `stop()` is not told. */
+  recorder?: RunRecorder;
 }
 
 export type TriggerState = 'idle' | 'waiting' | 'running' | 'stopped';
@@ -161,32 +164,54 @@ export class RemoteTrigger {
   }
 
   private async runOnce(): Promise<void> {
+    const started = new Date();
+    const words = new RunWords();
+    const outcome = this.options.target.ssh ? await this.runRemotely(words) : await this.runLocally(words);
+    if (outcome === 'stopped') return;
+    this.options.recorder?.record(this.options.target.site.name, {
+      started: started.toISOString(),
+      ended: new Date().toISOString(),
+      ...outcome,
+      ...(outcome.ok ? {} : { reason: words.reason() ?? outcome.reason ?? outcome.how }),
+    });
+  }
+
+  private async runRemotely(words: RunWords): Promise<Omit<RunOutcome, 'started' | 'ended'> | 'stopped'> {
     const { target } = this.options;
-    if (!target.ssh) return this.runLocally();
+    const ssh = target.ssh as SshTarget;
     const started = Date.now();
     let client: Awaited<ReturnType<typeof connectSsh>> | undefined;
     try {
-      client = await connectSsh(target.ssh, { signal: this.stopping.signal, site: target.site.name, timeoutMs: this.options.connectTimeoutMs });
+      client = await connectSsh(ssh, { signal: this.stopping.signal, site: target.site.name, timeoutMs: this.options.connectTimeoutMs });
       this.log.info({ argv: this.argv }, 'starting the remote agent');
       const outcome = await execRemote(client, this.argv, {
         signal: this.stopping.signal,
         timeoutMs: this.options.timeoutMs ?? 15 * 60_000,
         killGraceMs: this.options.graceMs ?? 10_000,
-        onLine: (stream, line) => this.relay(stream, line),
+        onLine: (stream, line) => this.relay(stream, line, words),
       });
       this.lastExit = outcome.exit_code;
       const seconds = (Date.now() - started) / 1000;
-      if (outcome.exit_code === 0) this.log.info({ seconds }, 'remote agent run finished');
-      else {
-        this.counters.failures++;
-        const how = outcome.timed_out ? 'timed out' : outcome.aborted ? 'stopped' : `exit ${outcome.exit_code ?? `signal ${outcome.signal}`}`;
-        this.log.warn({ seconds, exit_code: outcome.exit_code, signal: outcome.signal }, `remote agent run ended badly (${how})`);
+      if (outcome.exit_code === 0) {
+        this.log.info({ seconds }, 'remote agent run finished');
+        return { ok: true, how: 'exit 0' };
       }
+      this.counters.failures++;
+      const how = outcome.timed_out
+        ? 'timed out'
+        : outcome.aborted
+          ? 'stopped'
+          : outcome.exit_code !== null
+            ? `exit ${outcome.exit_code}`
+            : `signal ${outcome.signal}`;
+      this.log.warn({ seconds, exit_code: outcome.exit_code, signal: outcome.signal }, `remote agent run ended badly (${how})`);
+      return outcome.aborted ? 'stopped' : { ok: false, how };
     } catch (error) {
       this.lastExit = null;
-      if (isMeshError(error, 'ABORTED')) return;
+      if (isMeshError(error, 'ABORTED')) return 'stopped';
       this.counters.failures++;
       this.log.warn({ code: isMeshError(error) ? error.code : undefined }, `cannot run the remote agent: ${errorMessage(error)}`);
+      return { ok: false, how: 'not started', reason: shorten(`cannot run the agent of ${target.site.name} over SSH: ${errorMessage(error)}`) };
     } finally {
       client?.end();
     }
@@ -203,37 +228,55 @@ export class RemoteTrigger {
   }
 
   /** One-machine topologies: the same run as a local child process (argument vector, no shell). */
-  private async runLocally(): Promise<void> {
+  private async runLocally(words: RunWords): Promise<Omit<RunOutcome, 'started' | 'ended'> | 'stopped'> {
     const argv = localAgentArgv(this.options.target.site, this.options.configFile ?? '');
     const started = Date.now();
     this.log.info({ site: this.options.target.site.name }, 'starting the agent of a site on this machine');
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     const onAbort = () => child.kill('SIGTERM');
     this.stopping.signal.addEventListener('abort', onAbort, { once: true });
-    createInterface({ input: child.stdout }).on('line', (line) => this.relay('stdout', line));
-    createInterface({ input: child.stderr }).on('line', (line) => this.relay('stderr', line));
-    const [code] = (await once(child, 'exit')) as [number | null];
-    this.stopping.signal.removeEventListener('abort', onAbort);
-    this.lastExit = code;
-    if (code === 0) this.log.info({ seconds: (Date.now() - started) / 1000 }, 'agent run finished');
-    else {
+    createInterface({ input: child.stdout }).on('line', (line) => this.relay('stdout', line, words));
+    createInterface({ input: child.stderr }).on('line', (line) => this.relay('stderr', line, words));
+    let code: number | null;
+    let signal: string | null;
+    try {
+      // Rejects when the program cannot be started (an 'error' event).
+      [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    } catch (error) {
       this.counters.failures++;
-      this.log.warn({ exit_code: code }, 'agent run ended badly');
+      this.lastExit = null;
+      this.log.warn(`cannot start the agent of ${this.options.target.site.name}: ${errorMessage(error)}`);
+      return { ok: false, how: 'not started', reason: shorten(`cannot start ${argv[0]}: ${errorMessage(error)}`) };
+    } finally {
+      this.stopping.signal.removeEventListener('abort', onAbort);
     }
+    this.lastExit = code;
+    if (code === 0) {
+      this.log.info({ seconds: (Date.now() - started) / 1000 }, 'agent run finished');
+      return { ok: true, how: 'exit 0' };
+    }
+    this.counters.failures++;
+    this.log.warn({ exit_code: code }, 'agent run ended badly');
+    if (this.stopping.signal.aborted) return 'stopped';
+    return code !== null ? { ok: false, how: `exit ${code}` } : { ok: false, how: signal ? `signal ${signal}` : 'not started' };
   }
 
-  /** A remote pino line is re-logged at its level with its message; anything else as text. */
-  private relay(stream: 'stdout' | 'stderr', line: string): void {
+  /** A remote pino line is re-logged at its level with its message; anything else as text. Either may say why the run failed. */
+  private relay(stream: 'stdout' | 'stderr', line: string, words: RunWords): void {
     if (!line.trim()) return;
     if (line.startsWith('{')) {
       try {
         const { level, msg, time: _time, pid: _pid, hostname: _hostname, ...rest } = JSON.parse(line) as Record<string, unknown>;
         const method = PINO_LEVELS[Number(level)];
-        if (method && typeof msg === 'string') return this.log[method]({ stream, remote: rest }, msg);
+        if (method && typeof msg === 'string') {
+          words.logged(Number(level), msg, rest.err);
+          return this.log[method]({ stream, remote: rest }, msg);
+        }
       } catch {
         // not JSON: plain text below
       }
     }
+    words.text(line);
     this.log.info({ stream }, line);
   }
 }
@@ -247,6 +290,8 @@ export class RemoteTriggers {
   /** When each remote site was last woken only to check on its claims in flight. */
   private readonly claimChecks = new Map<string, number>();
 
+  private readonly recorder: RunRecorder | undefined;
+
   constructor(
     private readonly config: MeshConfig,
     site: string,
@@ -254,6 +299,7 @@ export class RemoteTriggers {
     options: Omit<RemoteTriggerOptions, 'target' | 'logger'> & { local?: boolean } = {},
   ) {
     const { local, ...rest } = options;
+    this.recorder = options.recorder;
     this.triggers = new Map(
       needsTrigger(config, site, { local }).map((target) => [target.site.name, new RemoteTrigger({ configFile: config.source, ...rest, target, logger })]),
     );
@@ -290,8 +336,10 @@ export class RemoteTriggers {
     }
   }
 
-  stop(): Promise<void> {
-    return Promise.all([...this.triggers.values()].map((t) => t.stop())).then(() => undefined);
+  /** Stops every trigger, then waits for the records of their last runs to be written. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.triggers.values()].map((t) => t.stop()));
+    await this.recorder?.idle();
   }
 }
 

@@ -65,10 +65,23 @@ function progressLine(config: MeshConfig, status: MeshStatus, files: number): st
     .join(' | ');
 }
 
+/** How long `mesh simulate` waits for anything to move before it gives up (without --stay or --wait-on-failure). */
+export const NO_PROGRESS_MS = 120_000;
+
+export interface WaitOptions {
+  /** A failed step does not end the wait (an operator may retry it from the status page or with `mesh retry`). */
+  waitOnFailure?: boolean;
+  /** Nothing ends the wait but `signal` or every file done: no progress is logged (once per window), never fatal. */
+  stay?: boolean;
+  /** How long nothing may move (default NO_PROGRESS_MS). */
+  noProgressMs?: number;
+}
+
 /**
- * Shows progress per server and step until every file is done everywhere; fails when nothing
- * moves for two minutes, and at the first failed step unless `waitOnFailure` (an operator may
- * retry it from the status page).
+ * Shows progress per server and step until every file is done everywhere. Without `stay` or
+ * `waitOnFailure` it fails when nothing moves for `noProgressMs`, and (without `waitOnFailure`)
+ * at the first failed step; with either it waits, logging each window without progress, until
+ * `signal` aborts: the servers and the status page stay up for whoever is looking at them.
  */
 export async function waitForEverywhere(
   config: MeshConfig,
@@ -76,11 +89,15 @@ export async function waitForEverywhere(
   files: number,
   logger: Logger,
   signal?: AbortSignal,
-  waitOnFailure = false,
+  options: WaitOptions = {},
 ): Promise<MeshStatus> {
   const dbs = [open('modane'), open('kit')];
+  const windowMs = options.noProgressMs ?? NO_PROGRESS_MS;
+  const staying = Boolean(options.stay || options.waitOnFailure);
+  const why = options.stay ? '--stay' : '--wait-on-failure';
   let previous = '';
   let lastProgress = Date.now();
+  let windows = 0;
   let failedBefore = '';
   while (!signal?.aborted) {
     const status = await meshStatus(config, (site) => open(site.name));
@@ -88,6 +105,7 @@ export async function waitForEverywhere(
     if (line !== previous) {
       previous = line;
       lastProgress = Date.now();
+      windows = 0;
       if (process.stderr.isTTY) process.stderr.write(`\r${line}   `);
       else logger.info(line);
     }
@@ -96,13 +114,20 @@ export async function waitForEverywhere(
         .filter(([, c]) => c.failed > 0)
         .map(([step, c]) => `${db.site} ${step}: ${c.failed}`),
     );
-    if (failed.length > 0 && !waitOnFailure) throw new MeshError('STEP_FAILED', `steps failed (${failed.join(', ')}); see mesh status`);
+    if (failed.length > 0 && !options.waitOnFailure && !options.stay)
+      throw new MeshError('STEP_FAILED', `steps failed (${failed.join(', ')}); see mesh status`);
     if (failed.join() !== failedBefore) {
       failedBefore = failed.join();
       if (failed.length > 0) logger.warn(`steps failed (${failed.join(', ')}); waiting for a retry (status page or mesh retry)`);
     }
     if (await completeEverywhere(config, dbs, files)) return status;
-    if (Date.now() - lastProgress > 120_000) throw new MeshError('STEP_FAILED', `no progress for 120 s (${line})`);
+    const still = Date.now() - lastProgress;
+    if (still > windowMs * (windows + 1)) {
+      const seconds = Math.round(still / 1000);
+      if (!staying) throw new MeshError('STEP_FAILED', `no progress for ${seconds} s (${line})`);
+      windows++;
+      logger.warn(`no progress for ${seconds} s (${line}); staying up (${why}) until interrupted (Ctrl-C)`);
+    }
     await sleep(500, signal);
   }
   throw new MeshError('ABORTED', 'simulation interrupted');

@@ -26,6 +26,16 @@ import type { TestSshd } from './local/sshd.js';
 import { MESH_MAIN, type ServerChild, spawnMesh, startServerChild, stopChild } from './processes.js';
 import { type SimulationServices, simulationConfig } from './simulation-config.js';
 
+/**
+ * The example steps' test aids (examples/steps/fault-switch.mjs: the fault switch, the run log,
+ * a pause per run): lyon's runs must see them too, and over SSH they inherit nothing of ours.
+ */
+const TEST_AIDS = Object.freeze(['MESH_FAULT_DIR', 'MESH_RUN_LOG', 'MESH_STEP_SLEEP_MS']);
+
+function testAids(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(TEST_AIDS.flatMap((name) => (env[name] ? [[name, env[name] as string]] : [])));
+}
+
 /** The topology's process log, in its folder: every child's output goes there. */
 export function logFile(work: string): number {
   return openSync(join(work, 'processes.log'), 'a');
@@ -125,7 +135,8 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     const configFile = join(work, 'mesh.json');
     const raw = simulationConfig(work, { modane: servers.modane.url, kit: servers.kit.url }, services, { maxAttempts: options.maxAttempts });
     // How modane starts mesh at lyon; over SSH the environment (Slurm client settings, the
-    // credentials of the servers lyon talks to, as password files) must travel in the argument vector.
+    // credentials of the servers lyon talks to, as password files, the test aids) must travel in
+    // the argument vector: the private sshd accepts no environment (no AcceptEnv), and a real one rarely does.
     const lyonServers = [raw.sites.lyon.credentials_of ?? 'lyon'];
     // With server admins, each process logs in with an account of its own (simulation-accounts.ts).
     const accounts: SimulationAccounts | undefined = await createSimulationAccounts(
@@ -141,8 +152,12 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     const lyonCredentials = accounts
       ? await credentialFileEnv(lyonServers, withAccount({}, accounts.env('lyon-agent')), join(work, 'secrets'))
       : await credentialFileEnv(lyonServers, env, join(work, 'secrets'));
-    const lyonEnv = { ...(slurm?.env ?? {}), ...lyonCredentials, ...(options.lyonEnv ?? {}) };
-    const envPrefix = Object.keys(lyonEnv).length > 0 ? ['/usr/bin/env', ...Object.entries(lyonEnv).map(([k, v]) => `${k}=${v}`)] : [];
+    const lyonEnv = { ...(slurm?.env ?? {}), ...testAids(env), ...lyonCredentials, ...(options.lyonEnv ?? {}) };
+    // A password in the remote environment would win over the password file named here (config/credentials.ts): unset it there.
+    const unset = Object.keys(lyonEnv)
+      .filter((name) => name.endsWith('_PASSWORD_FILE'))
+      .flatMap((name) => ['-u', name.slice(0, -'_FILE'.length)]);
+    const envPrefix = Object.keys(lyonEnv).length > 0 ? ['/usr/bin/env', ...unset, ...Object.entries(lyonEnv).map(([k, v]) => `${k}=${v}`)] : [];
     raw.sites.lyon = { ...raw.sites.lyon, mesh: [...envPrefix, process.execPath, resolve(MESH_MAIN), '--config', configFile] } as typeof raw.sites.lyon;
     options.adjust?.(raw);
     await writeFile(configFile, JSON.stringify(raw, null, 2));

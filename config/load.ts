@@ -381,6 +381,10 @@ interface AlertsInput {
   window_s: number;
   hook: unknown;
   hook_timeout_s: number;
+  stalled_s: number;
+  failing_runs: number;
+  unheard_s: number;
+  replication_behind_s: number;
 }
 
 function parseAlerts(raw: AlertsInput, heartbeatS: unknown, problems: Problems): AlertsConfig {
@@ -397,6 +401,10 @@ function parseAlerts(raw: AlertsInput, heartbeatS: unknown, problems: Problems):
     );
   checkSeconds(problems, 'alerts.window_s', raw.window_s);
   checkSeconds(problems, 'alerts.hook_timeout_s', raw.hook_timeout_s);
+  checkSeconds(problems, 'alerts.stalled_s', raw.stalled_s);
+  checkSeconds(problems, 'alerts.unheard_s', raw.unheard_s);
+  checkSeconds(problems, 'alerts.replication_behind_s', raw.replication_behind_s);
+  if (!isPositiveInteger(raw.failing_runs) || raw.failing_runs > 1000) problems.add('alerts.failing_runs', raw.failing_runs, 'an integer from 1 to 1000');
   const hook = raw.hook;
   const hookOk = Array.isArray(hook) && hook.every((a) => typeof a === 'string' && a.length > 0);
   if (!hookOk)
@@ -409,6 +417,10 @@ function parseAlerts(raw: AlertsInput, heartbeatS: unknown, problems: Problems):
     agent_silent_s: raw.agent_silent_s,
     window_s: raw.window_s,
     hook_timeout_s: raw.hook_timeout_s,
+    stalled_s: raw.stalled_s,
+    failing_runs: raw.failing_runs,
+    unheard_s: raw.unheard_s,
+    replication_behind_s: raw.replication_behind_s,
     ...(hookOk && hook.length > 0 ? { hook: hook.map(String) } : {}),
   };
 }

@@ -54,6 +54,14 @@ export function meshSchema() {
       window_s: { doc: 'Seconds of finished files checked against the latency targets', format: '*', default: 3600 as unknown },
       hook: { doc: 'Command (argument vector) given each new or cleared alert as JSON on stdin; empty = none', format: '*', default: [] as unknown },
       hook_timeout_s: { doc: 'Seconds after which a hook still running is killed', format: '*', default: 10 as unknown },
+      stalled_s: { doc: 'Seconds a step may have ready documents that nothing claims before it is reported stalled', format: '*', default: 600 as unknown },
+      failing_runs: {
+        doc: 'Runs started by a trigger, or batch jobs, that ended badly in a row after which the site is reported failing',
+        format: '*',
+        default: 3 as unknown,
+      },
+      unheard_s: { doc: 'Seconds a site may hold claims in flight while none of its agents is heard from', format: '*', default: 600 as unknown },
+      replication_behind_s: { doc: 'Seconds a replication link may be behind (from the markers) before it is reported', format: '*', default: 300 as unknown },
     },
     agent: {
       sweep_s: { doc: 'Seconds between two queries of the ready views', format: '*', default: 30 as unknown },

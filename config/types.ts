@@ -109,6 +109,14 @@ export interface AlertsConfig {
   readonly hook?: readonly string[];
   /** A hook still running after this many seconds is killed. */
   readonly hook_timeout_s: number;
+  /** A step whose ready documents nothing has claimed for this many seconds is reported stalled. */
+  readonly stalled_s: number;
+  /** A site whose last this-many triggered runs (or batch jobs) ended badly is reported failing. */
+  readonly failing_runs: number;
+  /** A site holding claims in flight while none of its agents was heard from for this many seconds is reported. */
+  readonly unheard_s: number;
+  /** A replication link more than this many seconds behind (coordinator/freshness.ts) is reported. */
+  readonly replication_behind_s: number;
 }
 
 export interface MeshConfig {

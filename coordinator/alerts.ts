@@ -7,24 +7,27 @@ import type { MeshConfig } from '../config/types.js';
 import { formatDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
 import { runAlertHook } from './alert-hook.js';
+import type { Alert } from './alert.js';
+import { type AlertEvidence, readAlertEvidence } from './alert-evidence.js';
 import type { FlowStatus, LateFile } from './flow.js';
+import type { OpenDatabase } from './servers.js';
 import type { AgentStatus, MeshStatus } from './status.js';
+import { stuckAlerts } from './stuck-alerts.js';
 
-export interface Alert {
-  kind: 'latency_target' | 'agent_silent' | string;
-  /** Stable while the condition lasts: `latency_target:proc1`, `agent_silent:lyon/lyon-7`. */
-  key: string;
-  message: string;
-  /** When the condition started (ISO date). */
-  since: string;
-}
+export { ALERT_KINDS, type Alert, type AlertKind } from './alert.js';
 
 /**
  * The alerts that hold now. `flows` are the flow status of any number of servers (replicas of
- * one database): a step's late files are merged across them, one alert per step.
+ * one database): a step's late files are merged across them, one alert per step. `evidence`
+ * (alert-evidence.ts) adds the alerts of a stuck chain (stuck-alerts.ts).
  */
-export function evaluateAlerts(status: MeshStatus, flows: readonly FlowStatus[], config: MeshConfig, now: Date): Alert[] {
-  return [...latencyAlerts(flows, config, now), ...silentAgents(status, config, now)];
+export function evaluateAlerts(status: MeshStatus, flows: readonly FlowStatus[], config: MeshConfig, now: Date, evidence?: AlertEvidence): Alert[] {
+  return [...latencyAlerts(flows, config, now), ...silentAgents(status, config, now), ...(evidence ? stuckAlerts(status, evidence, config, now) : [])];
+}
+
+/** Reads the evidence of the stuck-chain alerts from the servers, then evaluates every alert. */
+export async function currentAlerts(config: MeshConfig, open: OpenDatabase, status: MeshStatus, flows: readonly FlowStatus[], now: Date): Promise<Alert[]> {
+  return evaluateAlerts(status, flows, config, now, await readAlertEvidence(config, open, status, now));
 }
 
 /**
@@ -51,6 +54,9 @@ function silentAgents(status: MeshStatus, config: MeshConfig, now: Date): Alert[
       kind: 'agent_silent',
       key: `agent_silent:${agent.site}/${agent.agent}`,
       message: `agent ${agent.site}/${agent.agent} on ${agent.host} silent for ${formatDuration(silent)} (last heartbeat ${agent.last_seen}, state ${agent.state}, limit ${formatDuration(limit)})`,
+      action:
+        `Check the agent's process on ${agent.host}: is it running, can it reach its server? An agent that stops on purpose says so (state stopped) and is not reported; ` +
+        "its claims are taken over by the site's other agents once their leases end.",
       since: new Date(lastSeen).toISOString(),
     });
   }
@@ -83,6 +89,9 @@ function latencyAlerts(flows: readonly FlowStatus[], config: MeshConfig, now: Da
         `${step.name} missed its target of ${formatDuration(target)} from DAQ close for ${count} file${count === 1 ? '' : 's'}` +
         (pending.length > 0 ? ` (${late.size < count ? 'at least ' : ''}${pending.length} not done yet)` : '') +
         (worst ? `; worst ${worst.doc}: ${formatDuration(worst.latency_s)}${worst.done ? '' : ' and counting'}` : ''),
+      action:
+        `Find where the files wait (the flow in \`mesh status\` or on the page): the stage up to ${step.name} whose p95 grew, a site whose agents are busy or down, ` +
+        'failed attempts being retried; add agents or concurrency to the slow site, or look at the step program itself.',
       since: new Date(becameLate.length > 0 ? Math.min(...becameLate) : now.getTime()).toISOString(),
     });
   }
@@ -125,7 +134,7 @@ export class AlertTracker {
       }
       this.current.set(key, alert);
       raised.push(alert);
-      this.options.logger.warn({ alert: alert.kind, key, since: alert.since }, `ALERT ${alert.message}`);
+      this.options.logger.warn({ alert: alert.kind, key, since: alert.since, action: alert.action }, `ALERT ${alert.message}`);
       this.notify({ ...alert, state: 'raised', at: now.toISOString() });
     }
     for (const [key, alert] of this.current) {

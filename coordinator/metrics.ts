@@ -8,7 +8,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { MeshConfig } from '../config/types.js';
-import { evaluateAlerts } from './alerts.js';
+import { ALERT_KINDS, currentAlerts } from './alerts.js';
 import { flowsOf, serverFlows } from './flow.js';
 import type { OpenDatabase } from './servers.js';
 import { meshStatus } from './status.js';
@@ -31,7 +31,7 @@ const AGENT_COUNTERS = [
 export async function metricsText(config: MeshConfig, open: OpenDatabase, now = new Date()): Promise<{ contentType: string; body: string }> {
   const status = await meshStatus(config, open, now);
   const flows = await serverFlows(config, open, status, { now, windowMs: config.alerts.window_s * 1000, hours: 0 });
-  const alerts = evaluateAlerts(status, flowsOf(flows), config, now);
+  const alerts = await currentAlerts(config, open, status, flowsOf(flows), now);
 
   const registry = new Registry();
   const gauge = (name: string, help: string, labelNames: string[] = []) => new Gauge({ name, help, labelNames, registers: [registry] });
@@ -142,8 +142,8 @@ export async function metricsText(config: MeshConfig, open: OpenDatabase, now = 
     stepsRun.inc({ ...labels, result: 'failed' }, nonNegative(a.counters.steps_failed));
   }
 
-  const active = gauge('couchmesh_alerts_active', 'Alerts that hold now, by kind (latency_target, agent_silent)', ['kind']);
-  for (const kind of ['latency_target', 'agent_silent']) active.set({ kind }, 0);
+  const active = gauge('couchmesh_alerts_active', `Alerts that hold now, by kind (${ALERT_KINDS.join(', ')})`, ['kind']);
+  for (const kind of ALERT_KINDS) active.set({ kind }, 0);
   for (const alert of alerts) active.inc({ kind: alert.kind });
 
   return { contentType: registry.contentType, body: await registry.metrics() };

@@ -4,7 +4,7 @@
  * reachable server; the replication jobs (restarted when errored or stalled); a new marker
  * written on each reachable server (store/markers.ts); the assignment
  * (on the coordinator's server); the double-claim audit on every reachable server; then the
- * alerts (latency targets, silent agents), each new one logged once at warn. A server that does not answer is logged and
+ * alerts (latency targets, silent agents, a stuck chain), each new one logged once at warn. A server that does not answer is logged and
  * skipped, never fatal.
  */
 import type { MeshConfig, SiteConfig } from '../config/types.js';
@@ -13,7 +13,7 @@ import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
 import { pushDesigns } from '../store/designs.js';
 import { pushSecurity } from '../store/security.js';
-import { type Alert, AlertTracker, evaluateAlerts } from './alerts.js';
+import { type Alert, AlertTracker, currentAlerts } from './alerts.js';
 import { assignFromConfig } from './assignment.js';
 import { type AuditResult, auditServer } from './audit.js';
 import { writeMarker } from '../store/markers.js';
@@ -116,14 +116,14 @@ async function writeMarkers(ctx: CoordinatorContext, servers: SiteConfig[], inte
   );
 }
 
-/** Latency targets and agent heartbeats, from the same bounded queries as `mesh status`; a failure is logged, never fatal. */
+/** Every alert (alerts.ts), from the same bounded queries as `mesh status`; a failure is logged, never fatal. */
 async function checkAlerts(ctx: CoordinatorContext, tracker: AlertTracker): Promise<Alert[]> {
   const now = (ctx.now ?? (() => new Date()))();
   try {
     const status = await meshStatus(ctx.config, ctx.open, now);
     const flows = await serverFlows(ctx.config, ctx.open, status, { now, windowMs: ctx.config.alerts.window_s * 1000, hours: 0 });
     for (const f of flows) if (f.error) ctx.logger.warn({ server: f.site, err: f.error }, 'flow not read; latency targets not checked there');
-    tracker.update(evaluateAlerts(status, flowsOf(flows), ctx.config, now), now);
+    tracker.update(await currentAlerts(ctx.config, ctx.open, status, flowsOf(flows), now), now);
   } catch (error) {
     ctx.logger.warn({ err: errorMessage(error) }, 'alerts not evaluated this round');
   }

@@ -36,9 +36,23 @@ export function alertPhrase(alert: Alert, now: Date): string {
   const subject = colon >= 0 ? alert.key.slice(colon + 1) : '';
   const since = Date.parse(alert.since);
   const age = Number.isFinite(since) ? ` ${shortAge((now.getTime() - since) / 1000)}` : '';
-  if (alert.kind === 'agent_silent') return `agent ${subject} silent${age}`;
-  if (alert.kind === 'latency_target') return `${subject} late for its target`;
-  return `${subject ? `${subject} ` : ''}${alert.kind.replace(/_/g, ' ')}${age}`;
+  const first = subject.split(':')[0];
+  switch (alert.kind) {
+    case 'agent_silent':
+      return `agent ${subject} silent${age}`;
+    case 'latency_target':
+      return `${subject} late for its target`;
+    case 'step_stalled':
+      return `${subject} stalled${age}`;
+    case 'site_failing':
+      return `${first} ${subject.endsWith(':batch') ? 'batch jobs' : 'runs'} failing${age}`;
+    case 'site_unheard':
+      return `${subject} not heard from${age}`;
+    case 'replication_behind':
+      return `replication ${subject.replace('->', '→')} behind${age}`;
+    default:
+      return `${subject ? `${subject} ` : ''}${String(alert.kind).replace(/_/g, ' ')}${age}`;
+  }
 }
 
 export function statusSummary(

@@ -19,8 +19,10 @@ import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE, type UserContext } 
 
 type Obj = Record<string, unknown>;
 
-/** The heartbeat documents' type: the one control document an agent writes. */
+/** The heartbeat documents' type: a control document an agent writes, for its own site. */
 export const HEARTBEAT_TYPE = 'mesh-agent';
+/** The trigger records' type (store/triggers.ts): how the runs an agent started at another site ended; written for the agent's own site. */
+export const TRIGGER_TYPE = 'mesh-trigger';
 
 /** What the rules need to know of the config. */
 export interface WritePolicy {
@@ -145,9 +147,9 @@ function authorityProblems(newDoc: Obj, previous: Obj | null, user: UserContext,
 
 function controlProblems(newDoc: Obj, previous: Obj | null, user: UserContext, p: Powers): string[] {
   if (p.all || p.relay) return [];
-  if (newDoc.type === HEARTBEAT_TYPE) {
+  if (newDoc.type === HEARTBEAT_TYPE || newDoc.type === TRIGGER_TYPE) {
     if (has(p.sites, newDoc.site) && (previous === null || previous.site === newDoc.site)) return [];
-    return [`${show(user.name)} may not write the heartbeat of site ${show(newDoc.site)}`];
+    return [`${show(user.name)} may not write the ${newDoc.type === HEARTBEAT_TYPE ? 'heartbeat' : 'trigger record'} of site ${show(newDoc.site)}`];
   }
   if (p.coordinator) return [];
   return [`${show(user.name)} may not write ${show(newDoc.type)} documents: the coordinator does`];

@@ -12,13 +12,13 @@ import { MeshError } from '../core/errors.js';
 import { statusClosure, statusSuccessors } from '../core/invariants.js';
 import { CATALOGUE_FIELDS } from '../core/provenance.js';
 import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE } from '../core/roles.js';
-import { HEARTBEAT_TYPE, type WritePolicy } from '../core/write-rules.js';
+import { HEARTBEAT_TYPE, TRIGGER_TYPE, type WritePolicy } from '../core/write-rules.js';
 import { COMMON_ES5, INVARIANTS_ES5 } from './es5.js';
 import { MESH_VIEW_CONTRACTS } from './mesh-views.js';
 import { PROVENANCE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
-export const GENERATOR_VERSION = 4;
+export const GENERATOR_VERSION = 5;
 
 /** The `type` of the agents' heartbeat documents. */
 export const AGENT_DOC_TYPE = HEARTBEAT_TYPE;
@@ -77,6 +77,7 @@ function validateDocUpdate(input: DesignInput): string {
     `  var COORDINATOR_ROLE = ${JSON.stringify(COORDINATOR_ROLE)};`,
     `  var OPERATOR_ROLE = ${JSON.stringify(OPERATOR_ROLE)};`,
     `  var HEARTBEAT_TYPE = ${JSON.stringify(HEARTBEAT_TYPE)};`,
+    `  var TRIGGER_TYPE = ${JSON.stringify(TRIGGER_TYPE)};`,
     COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5,
     '  var problems = writeProblems(newDoc, oldDoc, userCtx);',
     "  if (problems.length > 0) throw({ forbidden: problems.join('; ') });",

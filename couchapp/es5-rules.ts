@@ -2,7 +2,7 @@
  * ES5 ports of core/provenance.ts and core/write-rules.ts, line by line, for the generated
  * validate_doc_update (see es5.ts for the dialect). They expect, next to them, the constants
  * `STEPS`, `NEXT` (core/invariants.ts `statusSuccessors`), `STEP_SITES`, `INGEST_SITES`,
- * `DOC_TYPE`, `CATALOGUE`, `AGENT_PREFIX`, `COORDINATOR_ROLE`, `OPERATOR_ROLE`, `HEARTBEAT_TYPE`,
+ * `DOC_TYPE`, `CATALOGUE`, `AGENT_PREFIX`, `COORDINATOR_ROLE`, `OPERATOR_ROLE`, `HEARTBEAT_TYPE`, `TRIGGER_TYPE`,
  * and the functions of COMMON_ES5 and INVARIANTS_ES5. test/unit/design.test.ts checks that
  * both sides give the same messages.
  */
@@ -191,9 +191,9 @@ export const WRITE_RULES_ES5 = String.raw`
   }
   function controlProblems(newDoc, previous, user, p) {
     if (p.all || p.relay) return [];
-    if (newDoc.type === HEARTBEAT_TYPE) {
+    if (newDoc.type === HEARTBEAT_TYPE || newDoc.type === TRIGGER_TYPE) {
       if (has(p.sites, newDoc.site) && (previous === null || previous.site === newDoc.site)) return [];
-      return [show(user.name) + ' may not write the heartbeat of site ' + show(newDoc.site)];
+      return [show(user.name) + ' may not write the ' + (newDoc.type === HEARTBEAT_TYPE ? 'heartbeat' : 'trigger record') + ' of site ' + show(newDoc.site)];
     }
     if (p.coordinator) return [];
     return [show(user.name) + ' may not write ' + show(newDoc.type) + ' documents: the coordinator does'];

@@ -6,7 +6,7 @@ import type { MeshConfig, SiteConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
 import * as files from '../store/files.js';
 import { errorMessage } from '../core/errors.js';
-import { type Alert, evaluateAlerts, silentFor } from '../coordinator/alerts.js';
+import { type Alert, currentAlerts, silentFor } from '../coordinator/alerts.js';
 import { type AuditDocument, auditDocId } from '../store/audit.js';
 import { type FlowStatus, flowStatus } from '../coordinator/flow.js';
 import type { OpenDatabase } from '../coordinator/servers.js';
@@ -218,7 +218,7 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
     ),
     flowFor(config, open, { ...options, now, sites: servers }),
   ]);
-  const alerts = flow.flow ? evaluateAlerts(status, [flow.flow], config, now) : [];
+  const alerts = await currentAlerts(config, open, status, flow.flow ? [flow.flow] : [], now);
   const failedTotal = Object.values(status.files.steps).reduce((sum, c) => sum + c.failed, 0);
   const failed = status.failed.slice(0, PROBLEMS_LIMIT * 2).map((f) => ({ ...f, server: f.servers[0] }));
   const runs = 'value' in shared ? shared.value.runs : [];

@@ -105,6 +105,11 @@ export async function claimsInFlight(db: Database, limit: number): Promise<Claim
   return (await db.rows(IN_FLIGHT, { limit })).map((r) => ({ doc: r.id, step: r.key[0], lease_until: r.key[1], ...r.value }));
 }
 
+/** The first `limit` claims in flight of `step`, by lease end. */
+export async function claimsOfStep(db: Database, step: string, limit: number): Promise<ClaimRow[]> {
+  return (await db.rows(IN_FLIGHT, { ...stepRange(step), limit })).map((r) => ({ doc: r.id, step: r.key[0], lease_until: r.key[1], ...r.value }));
+}
+
 /** The first `limit` steps failed for good. */
 export async function failedSteps(db: Database, limit: number): Promise<Array<FailedValue & { doc: string; step: string }>> {
   return (await db.rows(FAILED_STEPS, { limit })).map((r) => ({ ...r.value, doc: r.id, step: r.key }));
@@ -113,6 +118,20 @@ export async function failedSteps(db: Database, limit: number): Promise<Array<Fa
 /** The newest `limit` batch jobs found lost. */
 export async function lostJobs(db: Database, limit: number): Promise<Array<LostJobValue & { doc: string; step: string }>> {
   return (await db.rows(LOST_JOBS, { descending: true, limit })).map((r) => ({ doc: r.id, step: r.key[0], ...r.value }));
+}
+
+/** The newest `limit` batch jobs of `step` found lost, with when their attempt started. */
+export async function lostJobsOf(
+  db: Database,
+  step: string,
+  limit: number,
+): Promise<Array<LostJobValue & { doc: string; step: string; started: string | null }>> {
+  return (await db.rows(LOST_JOBS, { descending: true, startkey: [step, {}], endkey: [step], limit })).map((r) => ({
+    doc: r.id,
+    step: r.key[0],
+    started: r.key[1],
+    ...r.value,
+  }));
 }
 
 /** Ids of documents with conflicting revisions, `limit` at most, after `after` (paging by id). */
@@ -148,6 +167,12 @@ function flowKeys(step: string, start: Date, end: Date): { low: unknown[]; high:
 export async function finishedBetween(db: Database, step: string, start: Date, end: Date, limit: number): Promise<FlowRow[]> {
   const { low, high } = flowKeys(step, start, end);
   return (await db.rows(FLOW, { descending: true, startkey: high, endkey: low, limit })).map((r) => ({ doc: r.id, finished: r.key[2], value: r.value }));
+}
+
+/** When `step` last finished for any file (the flow view's newest row), or undefined when it never did. */
+export async function lastFinished(db: Database, step: string): Promise<string | undefined> {
+  const [row] = await db.rows(FLOW, { descending: true, startkey: [step, {}], endkey: [step], limit: 1 });
+  return row?.key[2];
 }
 
 /** How many steps finished between `start` and `end` (a reduce over the range: ask it only when a page was full). */

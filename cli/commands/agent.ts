@@ -77,8 +77,13 @@ export function agentCommand(): Command {
           const [{ Agent }, { stepSupervisor }] = await Promise.all([import('../../agents/agent.js'), import('../../agents/step-supervisor.js')]);
           let triggers: RemoteTriggers | undefined;
           if (!options.once) {
-            const { RemoteTriggers } = await import('../../agents/trigger.js');
-            triggers = new RemoteTriggers(config, site.name, logger, { local: options.triggerLocal, intervalMs: options.triggerInterval * 1000 });
+            const [{ RemoteTriggers }, { TriggerRecorder }] = await Promise.all([import('../../agents/trigger.js'), import('../../agents/trigger-record.js')]);
+            // How each triggered run ended goes into the trigger records, for the alerts (a run that fails before it writes anything).
+            triggers = new RemoteTriggers(config, site.name, logger, {
+              local: options.triggerLocal,
+              intervalMs: options.triggerInterval * 1000,
+              recorder: new TriggerRecorder(db, { site: site.name, agent: name, host }, logger),
+            });
           }
           // NATS (optional): connecting never fails because NATS is down; it keeps trying in the background.
           let channel: MeshChannel | undefined;

@@ -18,7 +18,7 @@ function seconds(text: string): number {
 export function coordinatorCommand(): Command {
   return new Command('coordinator')
     .description(
-      'keep replication between the servers running, publish the step assignment, audit and resolve double claims, log alerts (missed latency targets, silent agents)',
+      'keep replication between the servers running, publish the step assignment, audit and resolve double claims, log alerts (missed latency targets, silent agents, a stalled step, a failing or unheard site, replication behind)',
     )
     .option('--once', 'one round, then exit')
     .option('--interval <s>', 'seconds between rounds (default: coordinator.interval_s of the config)', seconds)

@@ -8,7 +8,7 @@ import { Database } from '../../store/database.js';
 import { type GlobalOptions, makeLogger } from '../context.js';
 import { action } from '../exit.js';
 import { port, positiveInteger } from '../parse.js';
-import { type Simulation, arriveOverTime, startSimulation, waitForEverywhere, writeSampleFiles } from '../simulate.js';
+import { NO_PROGRESS_MS, type Simulation, arriveOverTime, startSimulation, waitForEverywhere, writeSampleFiles } from '../simulate.js';
 
 export function simulateCommand(): Command {
   return new Command('simulate')
@@ -23,8 +23,17 @@ export function simulateCommand(): Command {
     .option('--dashboard-port <port>', 'port of the live status page the coordinator serves (0: a free one)', port, 0)
     .option('--no-dashboard', 'do not serve the status page')
     .option('--max-attempts <n>', 'attempts of each step before it is failed', positiveInteger, 3)
-    .option('--wait-on-failure', 'when a step fails, keep going (until nothing moves for two minutes) so an operator can retry it from the status page')
-    .option('--stay', 'once every file is done, keep the topology and the status page up until interrupted')
+    .option(
+      '--wait-on-failure',
+      'when a step fails, keep going until every file is done or until interrupted, so an operator can retry it from the status page',
+    )
+    .option('--stay', 'keep the topology and the status page up until interrupted: once every file is done, and also when a step fails or nothing moves')
+    .option(
+      '--give-up-after <s>',
+      'without --stay or --wait-on-failure, give up when nothing moves for this many seconds',
+      positiveInteger,
+      NO_PROGRESS_MS / 1000,
+    )
     .option('--record-clients <file>', "test aid: modane's server appends one JSON line per connection naming the client process")
     .action(
       action(
@@ -43,6 +52,7 @@ export function simulateCommand(): Command {
             maxAttempts: number;
             waitOnFailure?: boolean;
             stay?: boolean;
+            giveUpAfter: number;
           },
           command: Command,
         ) => {
@@ -79,7 +89,11 @@ export function simulateCommand(): Command {
               logger.info({ files: options.files, every_ms: options.arrivalMs }, 'sample files close one at a time, each catalogued at once');
               await arriveOverTime(storage, options.files, options.arrivalMs, () => simulation.ingest(stop.signal), stop.signal);
             }
-            await waitForEverywhere(config, open, options.files, logger, stop.signal, options.waitOnFailure);
+            await waitForEverywhere(config, open, options.files, logger, stop.signal, {
+              waitOnFailure: options.waitOnFailure,
+              stay: options.stay,
+              noProgressMs: options.giveUpAfter * 1000,
+            });
             if (process.stderr.isTTY) process.stderr.write('\n');
             logger.info(`all ${options.files} files done and identical on modane and kit`);
             if (options.stay) {

@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { type Alert, evaluateAlerts } from '../../coordinator/alerts.js';
+import { type Alert, currentAlerts } from '../../coordinator/alerts.js';
 import { type ServerFlow, flowsOf, serverFlows } from '../../coordinator/flow.js';
 import { behindText } from '../../coordinator/freshness.js';
 import { type FullMeshStatus, type StepCounts, meshStatus } from '../../coordinator/status.js';
@@ -46,7 +46,7 @@ export function statusCommand(): Command {
             maxRows: 1000,
             lateLimit: 5,
           });
-          const alerts = evaluateAlerts(status, flowsOf(flows), config, now);
+          const alerts = await currentAlerts(config, open, status, flowsOf(flows), now);
           const summary = statusSummary(status, alerts, now);
           const exitStatus = statusExitCode(status, alerts);
           const text = options.json
@@ -114,7 +114,7 @@ export function formatStatus(status: FullMeshStatus, extra: { flows?: ServerFlow
         `  ${c.doc} ${c.step} by ${c.site}/${c.agent} attempt ${c.attempts}, ${c.lease_age_s}s old${c.expired ? ', LEASE EXPIRED' : ''}, on ${on(c.servers)}`,
       );
     lines.push(`alerts (${alerts.length}):${alerts.length ? '' : ' none'}`);
-    for (const a of alerts) lines.push(`  ${a.kind} since ${a.since}: ${a.message}`);
+    for (const a of alerts) lines.push(`  ${a.kind} since ${a.since}: ${a.message}`, `    what to do: ${a.action}`);
   }
 
   lines.push('servers:');

@@ -37,7 +37,7 @@ export async function startLocalServices(
     } catch (error) {
       logger.warn(`no sshd (${errorMessage(error)}): proc0 copies locally, lyon runs start locally`);
     }
-  } else {
+  } else if (options.ssh) {
     logger.info('no sshd (needs root and openssh-server): proc0 copies locally, lyon runs start locally');
   }
   if (options.slurm && root && existsSync(SLURMCTLD)) {

@@ -194,6 +194,7 @@ function renderAlerts(alerts) {
           ' ',
           a.message,
           h('span', { class: 'muted' }, ` since ${clock(a.since)} (${ago(a.since)})`),
+          a.action ? h('div', { class: 'small', 'data-action': '' }, `What to do: ${a.action}`) : '',
         ),
       ),
     ),

@@ -302,7 +302,11 @@ describe('flow, latency targets, metrics and alerts on a real embedded server', 
     assert.match(human.stdout, /flow on alpha, files finished in the last 1h 00m:/);
     assert.match(human.stdout, /proc0 .* 10m 00s +1 +LATE/);
     assert.match(human.stdout, /late proc0: run_lg23b002_040 2h 00m since DAQ close, not done yet/);
-    assert.match(human.stdout, /alerts \(2\):\n {2}latency_target since .*proc0 missed its target of 10m 00s[^\n]*\n {2}agent_silent since .*ghost/);
+    // Each alert with what to do about it.
+    assert.match(
+      human.stdout,
+      /alerts \(2\):\n {2}latency_target since .*proc0 missed its target of 10m 00s[^\n]*\n {4}what to do: [^\n]+\n {2}agent_silent since .*ghost[^\n]*\n {4}what to do: Check the agent's process on h1/,
+    );
     const json = JSON.parse((await runMesh(['--config', mesh.configFile, 'status', '--json'])).stdout);
     assert.equal(json.flow[0].site, 'alpha');
     assert.equal(json.flow[0].flow.latency[0].late_count, 1);

@@ -1,10 +1,11 @@
 /**
  * Issue 13 / issue 9 item 2: `mesh simulate` with server credentials, lyon reached over SSH.
  * Lyon's processes get kit's credentials as a user and a 0600 password file (the remote command
- * line carries the file's path, never the password), and every file goes through both sites.
+ * line carries the file's path, never the password), and every file goes through both sites;
+ * the fault switch of the example steps reaches lyon's steps too.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { testFolder } from '../support/folders.js';
 import { runMesh } from '../support/server-process.js';
@@ -50,10 +51,37 @@ describe('mesh simulate with server credentials (lyon over SSH)', function () {
     for (const name of ['sim-modane-agent', 'sim-lyon-agent', 'sim-operator'])
       assert.equal(statSync(join(tmp, work, 'secrets', `${name}.password`)).mode & 0o777, 0o600);
     assert.match(config, /MESH_KIT_PASSWORD_FILE=/);
+    // A password in lyon's own environment must not win over the file it is given.
+    assert.match(config, /"-u",\s*"MESH_KIT_PASSWORD",/);
     // The password itself is only in 0600 password files, nowhere else (config, logs, job files).
     for (const file of filesUnder(join(tmp, work))) {
       if (!readFileSync(file).includes(kitPassword)) continue;
       assert.fail(`${file} holds kit's admin password`);
     }
+  });
+
+  it("carries the fault switch (MESH_FAULT_DIR) to lyon's steps over SSH: proc1 fails on purpose there", async function () {
+    const tmp = testFolder('mesh-simfault-');
+    const faults = join(tmp, 'faults');
+    mkdirSync(faults);
+    writeFileSync(join(faults, 'convert.fail'), '');
+    const env = {
+      TMPDIR: tmp,
+      MESH_FAULT_DIR: faults,
+      MESH_MODANE_USER: 'simadmin',
+      MESH_MODANE_PASSWORD: 'sim-m-Pw-5',
+      MESH_KIT_USER: 'simadmin',
+      MESH_KIT_PASSWORD: 'sim-k-Pw-6',
+    };
+    const r = await runMesh(['simulate', '--files', '2', '--max-attempts', '1', '--keep', '--no-dashboard'], env, 280_000);
+    assert.equal(r.status, 1, r.stderr.slice(-3000));
+    assert.match(r.stderr, /mesh: steps failed \([^)]*proc1: \d/, r.stderr.slice(-3000));
+    assert.doesNotMatch(r.stderr, /proc0: \d/, 'proc0 (modane, not switched off) did not fail');
+    const work = readdirSync(tmp).find((name) => name.startsWith('mesh-simulate-'));
+    assert.ok(work, 'the kept simulation folder');
+    assert.match(readFileSync(join(tmp, work, 'mesh.json'), 'utf8'), new RegExp(`"MESH_FAULT_DIR=${faults}"`));
+    // What the step printed at lyon, in lyon's logs.
+    const said = filesUnder(join(tmp, work, 'lyon', 'logs')).filter((file) => readFileSync(file, 'utf8').includes('failing on purpose'));
+    assert.ok(said.length > 0, 'a proc1 log at lyon says it failed because of the switch');
   });
 });

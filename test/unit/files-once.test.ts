@@ -161,9 +161,10 @@ describe('mesh-wide numbers, each file once', () => {
 
 describe('the summary line and the exit status of mesh status', () => {
   const stalled: Alert = {
-    kind: 'stalled',
-    key: 'stalled:proc1',
+    kind: 'step_stalled',
+    key: 'step_stalled:proc1',
     message: 'proc1 has 80 ready documents nobody claimed',
+    action: "look at lyon's agent",
     since: new Date(now.getTime() - 12 * 60_000).toISOString(),
   };
 

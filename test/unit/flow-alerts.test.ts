@@ -52,9 +52,21 @@ describe('durations', () => {
 
 describe('targets and alerts in the config', () => {
   it('turns targets into seconds and keeps the alert settings', () => {
-    const config = parseMeshConfig({ ...base, targets: { proc1: '2h' }, alerts: { agent_silent_s: 60, hook: ['/bin/notify', '--x'] } }, 'test.json');
+    const config = parseMeshConfig(
+      { ...base, targets: { proc1: '2h' }, alerts: { agent_silent_s: 60, hook: ['/bin/notify', '--x'], stalled_s: 90, failing_runs: 5 } },
+      'test.json',
+    );
     assert.deepEqual(config.targets, { proc1: 7200 });
-    assert.deepEqual(config.alerts, { agent_silent_s: 60, window_s: 3600, hook_timeout_s: 10, hook: ['/bin/notify', '--x'] });
+    assert.deepEqual(config.alerts, {
+      agent_silent_s: 60,
+      window_s: 3600,
+      hook_timeout_s: 10,
+      hook: ['/bin/notify', '--x'],
+      stalled_s: 90,
+      failing_runs: 5,
+      unheard_s: 600,
+      replication_behind_s: 300,
+    });
     assert.ok(Object.isFrozen(config.targets));
   });
   it('has no targets and default alert settings when none are given', () => {
@@ -62,6 +74,15 @@ describe('targets and alerts in the config', () => {
     assert.deepEqual(config.targets, {});
     assert.equal(config.alerts.agent_silent_s, 120);
     assert.equal(config.alerts.hook, undefined);
+    // The stuck-chain alerts work without any target.
+    assert.deepEqual([config.alerts.stalled_s, config.alerts.failing_runs, config.alerts.unheard_s, config.alerts.replication_behind_s], [600, 3, 600, 300]);
+  });
+  it('refuses stuck-chain thresholds that are not positive (failing_runs: an integer)', () => {
+    const message = configError({ alerts: { stalled_s: 0, failing_runs: 2.5, unheard_s: '10m', replication_behind_s: -1 } });
+    assert.match(message, /alerts\.stalled_s is 0/);
+    assert.match(message, /alerts\.failing_runs is 2\.5, expected an integer from 1 to 1000/);
+    assert.match(message, /alerts\.unheard_s is "10m"/);
+    assert.match(message, /alerts\.replication_behind_s is -1/);
   });
   it('names the unknown step, the bad duration, a silence limit under the heartbeat and a hook that is not an argument vector', () => {
     const message = configError({ targets: { proc7: '1h', proc1: '2 hours' }, alerts: { agent_silent_s: 5, hook: 'notify-shift --now' } });
@@ -188,8 +209,14 @@ describe('alert tracker', () => {
     const record = (level: string) => (_obj: unknown, msg?: string) => void lines.push({ level, msg: String(msg) });
     return { lines, logger: Object.assign(Object.create(logger), { warn: record('warn'), info: record('info') }) };
   }
-  const a: Alert = { kind: 'agent_silent', key: 'agent_silent:x/1', message: 'agent x/1 silent', since: '2026-11-27T05:00:00.000Z' };
-  const b: Alert = { kind: 'latency_target', key: 'latency_target:proc1', message: 'proc1 late', since: '2026-11-27T05:10:00.000Z' };
+  const a: Alert = { kind: 'agent_silent', key: 'agent_silent:x/1', message: 'agent x/1 silent', action: 'check x', since: '2026-11-27T05:00:00.000Z' };
+  const b: Alert = {
+    kind: 'latency_target',
+    key: 'latency_target:proc1',
+    message: 'proc1 late',
+    action: 'look at the flow',
+    since: '2026-11-27T05:10:00.000Z',
+  };
 
   it('logs a new alert once at warn, keeps its first since, and logs its clearing once', () => {
     const { lines, logger } = recordingLogger();

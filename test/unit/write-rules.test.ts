@@ -164,6 +164,17 @@ describe('write rules: roles against what a write does', () => {
     assert.match(verdict(assignment, null, LYON), /may not write "mesh-assignment" documents: the coordinator does/);
   });
 
+  it('trigger records: by an agent of the triggering site (its `site`), which never changes', () => {
+    const record = { _id: 'mesh-trigger:modane:lyon', type: 'mesh-trigger', site: 'modane', target: 'lyon', last: { ok: false } };
+    assert.equal(verdict(record, null, MODANE), '');
+    assert.equal(verdict({ ...record, runs: 2 }, record, MODANE), '');
+    // The triggered site cannot clear its own failures, nor write one in another site's name.
+    assert.match(verdict({ ...record, last: { ok: true } }, record, LYON), /"lyon-agent" may not write the trigger record of site "modane"/);
+    assert.match(verdict({ ...record, site: 'lyon' }, record, LYON), /may not write the trigger record of site "lyon"/);
+    assert.match(verdict(record, null, READER), /"reader" may not write the trigger record of site "modane"/);
+    assert.equal(verdict(record, null, COORDINATOR), '');
+  });
+
   it('deletion is reserved to the coordinator and operators', () => {
     const tombstone = { _id: good._id, _rev: good._rev, _deleted: true };
     for (const user of [COORDINATOR, OPERATOR, ADMIN, PARTY]) assert.equal(verdict(tombstone, good, user), '');
