@@ -13,7 +13,7 @@ import { formatDuration } from '../core/duration.js';
 import type { TriggerRecord } from '../store/triggers.js';
 import type { AlertEvidence } from './alert-evidence.js';
 import type { Alert } from './alert.js';
-import type { MeshStatus } from './status.js';
+import type { MeshCounts, MeshStatus } from './status.js';
 
 export function stuckAlerts(status: MeshStatus, evidence: AlertEvidence, config: MeshConfig, now: Date): Alert[] {
   return [
@@ -40,7 +40,9 @@ function stalledSteps(status: MeshStatus, evidence: AlertEvidence, config: MeshC
   const limitMs = config.alerts.stalled_s * 1000;
   const alerts: Alert[] = [];
   for (const step of config.steps) {
-    const ready = Math.max(0, ...status.databases.filter((d) => d.reachable).map((d) => d.steps[step.name]?.ready ?? 0));
+    // Each file once: the mesh-wide count where the status has it (files-once.ts), else the largest replica's.
+    const once = (status as Partial<MeshCounts>).files?.steps[step.name]?.ready;
+    const ready = once ?? Math.max(0, ...status.databases.filter((d) => d.reachable).map((d) => d.steps[step.name]?.ready ?? 0));
     if (ready === 0) continue;
     const seen = evidence.servers.map((s) => s.steps[step.name]).filter((e) => e !== undefined);
     const waiting = Math.min(...seen.map((e) => ms(e.waiting_since)).filter(Number.isFinite));
