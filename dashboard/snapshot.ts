@@ -10,8 +10,8 @@ import { type Alert, currentAlerts, silentFor } from '../coordinator/alerts.js';
 import { type AuditDocument, auditDocId } from '../store/audit.js';
 import { type FlowStatus, flowStatus } from '../coordinator/flow.js';
 import type { OpenDatabase } from '../coordinator/servers.js';
-import type { FileCounts } from '../coordinator/files-once.js';
-import { type AgentStatus, type MeshStatus, type StepCounts, distinctServers, meshStatus } from '../coordinator/status.js';
+import type { FailedStep, FileCounts } from '../coordinator/files-once.js';
+import { type AgentStatus, type FullMeshStatus, type MeshStatus, type StepCounts, distinctServers, meshStatus } from '../coordinator/status.js';
 import { type StatusSummary, statusSummary } from '../coordinator/summary.js';
 import { serverOf } from '../coordinator/servers.js';
 import { type Progress, describeProgress } from '../core/progress.js';
@@ -66,17 +66,7 @@ export interface Snapshot {
   failed_capped: boolean;
   problems: {
     /** One row per failed file and step; `servers` hold it failed, `server` is the first of them. */
-    failed: Array<{
-      server: string;
-      servers: string[];
-      doc: string;
-      step: string;
-      reason: string;
-      exit_code: number | null;
-      stderr_tail?: string;
-      run_name?: string | null;
-      file_number?: number | null;
-    }>;
+    failed: Array<FailedStep & { server: string; servers: string[] }>;
     stale_claims: Array<{
       server: string;
       servers: string[];
@@ -254,18 +244,7 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
     failed_capped: status.failed.length < failedTotal,
     problems: {
       failed,
-      stale_claims: status.in_flight
-        .filter((f) => f.expired)
-        .map((f) => ({
-          server: f.servers[0],
-          servers: f.servers,
-          doc: f.doc,
-          step: f.step,
-          agent: f.agent,
-          site: f.site,
-          lease_until: f.lease_until,
-          lease_age_s: f.lease_age_s,
-        })),
+      stale_claims: status.in_flight.filter((f) => f.expired).map((f) => ({ ...claimRow(f), lease_until: f.lease_until })),
       lost_jobs: onceByFile(lost),
       replication: status.replication,
       double_claims: status.double_claims,
@@ -273,21 +252,15 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
       conflicts: status.files.conflicts,
       silent_agents: status.agents.filter((a) => silentFor(a, config, now) !== undefined),
     },
-    in_flight: status.in_flight
-      .filter((f) => !f.expired)
-      .map((f) => ({
-        server: f.servers[0],
-        servers: f.servers,
-        doc: f.doc,
-        step: f.step,
-        agent: f.agent,
-        site: f.site,
-        attempts: f.attempts,
-        lease_age_s: f.lease_age_s,
-      })),
+    in_flight: status.in_flight.filter((f) => !f.expired).map((f) => ({ ...claimRow(f), attempts: f.attempts })),
     agents: status.agents,
     flow: flow.flow,
     ...(flow.error ? { flow_error: flow.error } : {}),
     alerts,
   };
+}
+
+/** A claim as the page lists it: once per file and step, with the servers that hold it. */
+function claimRow(f: FullMeshStatus['in_flight'][number]) {
+  return { server: f.servers[0], servers: f.servers, doc: f.doc, step: f.step, agent: f.agent, site: f.site, lease_age_s: f.lease_age_s };
 }
