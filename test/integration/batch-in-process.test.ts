@@ -279,7 +279,7 @@ describe('batch submitter in process: real submitter and server, a batch system 
     const submitter = new BatchSubmitter(context(config, db), batch, config.sites.lyon.batch!);
     const saved = { ...process.env };
     try {
-      Object.assign(process.env, { MESH_LYON_USER: 'lyon-agent', MESH_LYON_PASSWORD: 'not-for-jobs' });
+      Object.assign(process.env, { MESH_LYON_USER: 'lyon-agent', MESH_LYON_PASSWORD: `pw-${Math.random().toString(36).slice(2)}-not-for-jobs` });
       await assert.rejects(
         submitter.pass(),
         (error: unknown) => error instanceof MeshError && error.code === 'CREDENTIALS_MISSING' && /MESH_LYON_PASSWORD_FILE/.test(error.message),

@@ -31,7 +31,7 @@ import { meshMain } from '../support/server-process.js';
 import { type TestSshd, makeKey, startSshd, stopAllSshd } from '../support/sshd.js';
 
 const run = promisify(execFile);
-const PASSWORD = 'never-in-a-file-7f3a';
+const PASSWORD = `pw-${Math.random().toString(36).slice(2)}-never-in-a-file`;
 
 interface Options {
   ssh?: SshTarget;

@@ -4,6 +4,7 @@
  * line carries the file's path, never the password), and every file goes through both sites;
  * the fault switch of the example steps reaches lyon's steps too.
  */
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -69,9 +70,9 @@ describe('mesh simulate with server credentials (lyon over SSH)', function () {
       TMPDIR: tmp,
       MESH_FAULT_DIR: faults,
       MESH_MODANE_USER: 'simadmin',
-      MESH_MODANE_PASSWORD: 'sim-m-Pw-5',
+      MESH_MODANE_PASSWORD: `pw-${randomBytes(6).toString('hex')}-modane`,
       MESH_KIT_USER: 'simadmin',
-      MESH_KIT_PASSWORD: 'sim-k-Pw-6',
+      MESH_KIT_PASSWORD: `pw-${randomBytes(6).toString('hex')}-kit`,
     };
     const r = await runMesh(['simulate', '--files', '2', '--max-attempts', '1', '--keep', '--no-dashboard'], env, 280_000);
     assert.equal(r.status, 1, r.stderr.slice(-3000));
