@@ -5,7 +5,7 @@
  * and 400 for a `since` or `feed` that is malformed.
  */
 import assert from 'node:assert/strict';
-import { Scratch, dbPath, expectError, expectStatus, request } from './target.js';
+import { Scratch, dbPath, expectError, expectStatus, releaseTarget, request } from './target.js';
 
 interface Change {
   id: string;
@@ -30,6 +30,7 @@ describe('conformance: _changes', function () {
     db = await scratch.db('main');
   });
   after(() => scratch.cleanUp());
+  after(releaseTarget);
 
   const longpoll = (from: unknown, timeoutMs: number, selector: unknown = { kind: 'job' }) =>
     request<ChangesAnswer>(dbPath(db, `_changes?feed=longpoll&filter=_selector&include_docs=true&since=${since(from)}&timeout=${timeoutMs}&limit=100`), {

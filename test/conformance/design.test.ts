@@ -11,7 +11,7 @@ import { designDocument } from '../../couchapp/design.js';
 import { originalDesignDocument } from '../../couchapp/original-design.js';
 import { agentRole } from '../../core/roles.js';
 import { DOC_TYPE, PIPELINE, STEP_NAMES, freshDoc } from '../support/generated-docs.js';
-import { Scratch, dbPath, expectError, expectStatus, request } from './target.js';
+import { Scratch, dbPath, expectError, expectStatus, releaseTarget, request } from './target.js';
 
 const steps = PIPELINE.steps.map((s) => ({ ...s, site: 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60, executor: 'command' as const }));
 const site = (name: string, mayRun: string[]) => ({
@@ -43,6 +43,7 @@ describe('conformance: the generated design documents', function () {
     expectStatus(await request(dbPath(db, original._id), { method: 'PUT', body: original }), 201, `PUT ${original._id}`);
   });
   after(() => scratch.cleanUp());
+  after(releaseTarget);
 
   it("the generated validate_doc_update admits a document catalogued by the ingest site's agent and refuses a forged status with a 403 reason", async () => {
     const ingest = await scratch.user('ingest', [agentRole('modane')]);

@@ -4,7 +4,7 @@
  * What CouchDB 3.5 answers (chttpd_db.erl, couch_doc.erl) and CouchMesh relies on.
  */
 import assert from 'node:assert/strict';
-import { Scratch, dbPath, expectError, expectStatus, request } from './target.js';
+import { Scratch, dbPath, expectError, expectStatus, releaseTarget, request } from './target.js';
 
 const REV = /^\d+-[0-9a-f]{32}$/;
 const A = '1-' + 'a'.repeat(32);
@@ -26,6 +26,7 @@ describe('conformance: documents and revisions', function () {
     db = await scratch.db('main');
   });
   after(() => scratch.cleanUp());
+  after(releaseTarget);
 
   it('PUT creates (201, rev 1-…), a stale or missing _rev is 409 conflict, DELETE leaves a 404 "deleted"', async () => {
     const created = await request<Written>(dbPath(db, 'd1'), { method: 'PUT', body: { n: 1 } });

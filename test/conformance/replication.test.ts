@@ -5,7 +5,7 @@
  * documents arrive, and `/_scheduler/docs` reports the job with its `state`.
  */
 import assert from 'node:assert/strict';
-import { Scratch, dbPath, expectError, expectStatus, request, target, waitFor } from './target.js';
+import { Scratch, dbPath, expectError, expectStatus, releaseTarget, request, target, waitFor } from './target.js';
 
 /** CouchDB 3's scheduler states (docs: Replication › Replication states). */
 const STATES = ['initializing', 'running', 'pending', 'crashing', 'error', 'failed', 'completed'];
@@ -22,6 +22,7 @@ interface SchedulerDoc {
 describe('conformance: _replicator and /_scheduler/docs', function () {
   const scratch = new Scratch('repl');
   after(() => scratch.cleanUp());
+  after(releaseTarget);
 
   it('a continuous job with Authorization headers copies the documents; /_scheduler/docs shows it running; deleting it ends it', async () => {
     const { url, adminAuth } = await target();

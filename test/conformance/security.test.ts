@@ -5,7 +5,7 @@
  * lock it for 5 minutes). Every account is a throwaway one of this run: the admin is never locked.
  */
 import assert from 'node:assert/strict';
-import { Scratch, dbPath, expectError, expectStatus, request } from './target.js';
+import { Scratch, dbPath, expectError, expectStatus, releaseTarget, request } from './target.js';
 
 const NOT_AUTHORIZED = 'You are not authorized to access this db.';
 const NOT_ALLOWED = 'You are not allowed to access this db.';
@@ -34,6 +34,7 @@ describe('conformance: _security, _session, 401 vs 403, lockout', function () {
     expectStatus(await request(dbPath(db, 'doc1'), { method: 'PUT', body: { a: 1 } }), 201, 'admin writes');
   });
   after(() => scratch.cleanUp());
+  after(releaseTarget);
 
   it('admits members by name and by role to read and write documents', async () => {
     for (const user of [member, byRole]) {

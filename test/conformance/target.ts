@@ -84,8 +84,13 @@ async function leftovers(): Promise<string[]> {
   ];
 }
 
-// A root hook, after the last conformance test: nothing of this run is left, then the embedded server stops.
-after(async function stopConformanceServer() {
+/**
+ * After each conformance file (its last `after`): nothing of the run is left, then the embedded
+ * server stops. Not a root hook: under `mocha --parallel` a worker runs several files in one
+ * process and loads this module once, so a root hook would stop only the first file's server and
+ * leave the others running after the suite.
+ */
+export async function releaseTarget(): Promise<void> {
   if (!started) return;
   const { server } = await started.catch(() => ({ server: undefined }));
   try {
@@ -94,7 +99,7 @@ after(async function stopConformanceServer() {
     started = undefined;
     await server?.stop();
   }
-});
+}
 
 export interface RequestOptions {
   method?: string;

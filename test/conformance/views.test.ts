@@ -7,7 +7,7 @@
  * Bad query parameters are 400s.
  */
 import assert from 'node:assert/strict';
-import { Scratch, dbPath, expectError, expectStatus, request } from './target.js';
+import { Scratch, dbPath, expectError, expectStatus, releaseTarget, request } from './target.js';
 
 interface Row<K = unknown, V = unknown> {
   id?: string;
@@ -89,6 +89,7 @@ describe('conformance: validate_doc_update and views', function () {
     );
   });
   after(() => scratch.cleanUp());
+  after(releaseTarget);
 
   describe('validate_doc_update', () => {
     let guarded: string;
