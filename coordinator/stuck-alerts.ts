@@ -62,7 +62,8 @@ function stalledSteps(status: MeshStatus, evidence: AlertEvidence, config: MeshC
       action:
         `Check that ${howSiteRuns(config, step.site)} and that they can log in to their server${server ? ` (${server})` : ''} and write to it: ` +
         `a site_failing or site_unheard alert names the reason; \`mesh status\` lists the agents heard from. Ready documents are claimed by the next run that works.`,
-      since: new Date(lastActivity + limitMs).toISOString(),
+      // Since the step went idle, as agent_silent counts from the last heartbeat: "proc1 stalled 12 min" in the summary.
+      since: new Date(lastActivity).toISOString(),
     });
   }
   return alerts;

@@ -70,7 +70,8 @@ describe('stuck-chain alerts', () => {
     const alerts = evaluateAlerts(status(), [], config, NOW, { servers: [server('modane', { steps: waiting(720) }), server('kit', { steps: waiting(100) })] });
     assert.deepEqual(
       alerts.map((a) => [a.key, a.since]),
-      [['step_stalled:proc1', ago(120)]],
+      [['step_stalled:proc1', ago(720)]],
+      'since the step went idle, as the summary line says it ("proc1 stalled 12 min")',
     );
     assert.match(alerts[0].message, /^proc1: 80 documents ready and none claimed for 12m 00s \(site lyon runs it; never done yet\)$/);
     assert.match(alerts[0].action, /runs of lyon's agent .*by the agent of modane over SSH/);
