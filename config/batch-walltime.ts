@@ -4,8 +4,10 @@
  * Engine). Pure functions.
  */
 import { parseDuration } from '../core/duration.js';
+import type { BatchConfig } from './types.js';
 
-export type BatchSystemName = 'slurm' | 'sge';
+/** The batch systems, as the config names them. */
+export type BatchSystemName = BatchConfig['system'];
 
 /**
  * Slurm's `--time` forms (sbatch(1)): "minutes", "minutes:seconds", "hours:minutes:seconds",

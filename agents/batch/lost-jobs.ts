@@ -71,7 +71,8 @@ export function lostReason(kind: 'queued' | 'in_progress', job: BatchJob, state:
 /**
  * The lease sweeper of a batch site: for every queued or in-progress document of the site's
  * steps, expires a lapsed lease, or asks the batch system about the document's job and records
- * `lost` (ready again with its attempts kept, or failed past the limit) when the job is gone.
+ * `lost` when the job is gone (ready again; the attempt counts only if the job had started the
+ * document, core/state.ts; failed past the limit).
  * Every write is a compare-and-set on the revision that was judged. A job stuck in the queue in
  * an error state (Grid Engine's `Eqw`) is deleted once its documents were judged: left there,
  * an operator clearing the error would start it, and its documents are someone else's by then.
@@ -104,10 +105,11 @@ export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit
       }
       const job = record?.batch;
       if (!job || job.system !== batch.name || record?.site !== ctx.site.name) continue;
+      const jobKey = job.id ?? job.stdout ?? doc._id;
       const state = job.id === undefined ? undefined : await stateOf(job.id);
       const reason = job.id !== undefined && state === undefined ? undefined : lostReason(parsed.kind, job, state, ctx.now());
       if (!reason) {
-        counters.active.add(job.id ?? job.stdout ?? doc._id);
+        counters.active.add(jobKey);
         continue;
       }
       if (state === 'stuck') stuck.add(job.id as string);
@@ -116,7 +118,7 @@ export async function sweepLostJobs(ctx: AgentContext, batch: BatchSystem, limit
         const after = result.doc;
         counters.lost++;
         ctx.logger.warn({ doc: doc._id, step: step.name, job: job.id, status: after.status }, `lost: ${reason}`);
-      } else if (result.kind === 'conflict') counters.active.add(job.id ?? job.stdout ?? doc._id);
+      } else if (result.kind === 'conflict') counters.active.add(jobKey);
     }
   }
   for (const id of stuck) {

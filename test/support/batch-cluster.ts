@@ -9,7 +9,8 @@ import { startSlurm } from './slurm.js';
 
 const run = promisify(execFile);
 
-export type BatchSystemName = 'slurm' | 'sge';
+export type { BatchSystemName } from '../../config/batch-walltime.js';
+import type { BatchSystemName } from '../../config/batch-walltime.js';
 
 export interface BatchCluster {
   readonly system: BatchSystemName;
