@@ -47,33 +47,37 @@ describe('mesh simulate: --stay and --wait-on-failure stay until interrupted', f
     assert.doesNotMatch(r.stderr, /no sshd/, 'with --no-ssh the simulation does not say why there is no sshd');
   });
 
-  for (const flag of ['--stay', '--wait-on-failure']) {
-    it(`with ${flag} it stays, window after window without progress, until SIGINT`, async () => {
-      const child = spawn(process.execPath, [meshMain, ...args, flag], {
-        cwd: repoRoot,
-        env: { ...process.env, ...hangingEnv() },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      children.add(child);
-      let stderr = '';
-      child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-      child.stdout?.resume();
-      const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
-      const staying = new RegExp(`no progress for \\d+ s \\([^)]*\\); staying up \\(${flag}\\) until interrupted`, 'g');
-      // Two windows without progress: the one that ends the run without the flag, and the next.
-      await waitFor(
-        `two "staying up (${flag})" lines`,
-        () =>
-          (stderr.match(staying)?.length ?? 0) >= 2 ? true : child.exitCode !== null ? Promise.reject(new Error(`exited:\n${stderr.slice(-2000)}`)) : undefined,
-        90_000,
-        100,
-      );
-      assert.equal(child.exitCode, null, 'still running after two windows without progress');
-      assert.doesNotMatch(stderr, /no sshd/);
-      child.kill('SIGINT');
-      const [status] = await exited;
-      assert.equal(status, 1, stderr.slice(-2000));
-      assert.match(stderr, /mesh: simulation interrupted/);
+  /** Starts the simulation with `flag`; resolves once it has stayed two windows without progress, then interrupts it. */
+  async function staysUntilInterrupted(flag: string): Promise<void> {
+    const child = spawn(process.execPath, [meshMain, ...args, flag], {
+      cwd: repoRoot,
+      env: { ...process.env, ...hangingEnv() },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
+    children.add(child);
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.stdout?.resume();
+    const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
+    const staying = new RegExp(`no progress for \\d+ s \\([^)]*\\); staying up \\(${flag}\\) until interrupted`, 'g');
+    // Two windows without progress: the one that ends the run without the flag, and the next.
+    await waitFor(
+      `two "staying up (${flag})" lines`,
+      () =>
+        (stderr.match(staying)?.length ?? 0) >= 2 ? true : child.exitCode !== null ? Promise.reject(new Error(`exited:\n${stderr.slice(-2000)}`)) : undefined,
+      90_000,
+      100,
+    );
+    assert.equal(child.exitCode, null, `${flag}: still running after two windows without progress`);
+    assert.doesNotMatch(stderr, /no sshd/);
+    child.kill('SIGINT');
+    const [status] = await exited;
+    assert.equal(status, 1, stderr.slice(-2000));
+    assert.match(stderr, /mesh: simulation interrupted/);
   }
+
+  // The two simulations are independent (each its own folder, servers and ports): they run side by side.
+  it('with --stay, and with --wait-on-failure, it stays window after window without progress, until SIGINT', async () => {
+    await Promise.all(['--stay', '--wait-on-failure'].map(staysUntilInterrupted));
+  });
 });
