@@ -62,6 +62,11 @@ export interface StepConfig {
   readonly executor: 'command' | 'sftp';
   /** Destination site of an `sftp` step. */
   readonly to?: string;
+  /**
+   * The step makes a verified copy of the raw file: the site holding it (`to` of an `sftp` step,
+   * else the site that ran it) re-reads it and records it in `custody[]`, which `mesh purge` counts.
+   */
+  readonly custody?: boolean;
 }
 
 export interface NatsConfig {
@@ -117,6 +122,8 @@ export interface AlertsConfig {
   readonly unheard_s: number;
   /** A replication link more than this many seconds behind (coordinator/freshness.ts) is reported. */
   readonly replication_behind_s: number;
+  /** The DAQ buffer's free space (bytes) below which an alert is raised; undefined: no such alert. */
+  readonly daq_free_min?: number;
 }
 
 export interface MeshConfig {
