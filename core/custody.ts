@@ -13,6 +13,9 @@
  */
 import type { DaqDocument } from './document.js';
 
+/** Agreeing copies `mesh purge` asks for unless told (`--copies`), and the disk-fill alert's estimate assumes. */
+export const DEFAULT_COPIES = 1;
+
 export interface CustodyRecord {
   /** The site holding the copy, whose agent re-read it. */
   site: string;

@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { type PurgeSummary, purgeDaqBuffer } from '../../agents/purge.js';
 import type { MeshConfig } from '../../config/types.js';
 import { formatBytes } from '../../core/bytes.js';
+import { DEFAULT_COPIES } from '../../core/custody.js';
 import { DURATION_FORM, formatDuration, parseDuration } from '../../core/duration.js';
 import { MeshError } from '../../core/errors.js';
 import { type GlobalOptions, loadConfig, makeLogger, openSiteDatabase, siteOf } from '../context.js';
@@ -20,10 +21,10 @@ function duration(text: string): number {
 
 /** The summary a shift crew reads: what went, what stays and why. */
 export function formatPurgeSummary(summary: PurgeSummary, site: string): string {
-  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  const plural = (n: number, word: string, many = `${word}s`) => `${n} ${n === 1 ? word : many}`;
   const lines = [
     summary.dry_run ? `purge at ${site}: dry run, nothing deleted (run again with --yes to delete)` : `purge at ${site}`,
-    `  rule: ${plural(summary.copies, 'agreeing copy')} at distinct sites other than ${site}, closed before ${summary.closed_before}`,
+    `  rule: ${plural(summary.copies, 'agreeing copy', 'agreeing copies')} at distinct sites other than ${site}, closed before ${summary.closed_before}`,
     `  examined ${plural(summary.examined, 'file')} not yet deleted; ${formatBytes(summary.bytes_read)} read again to compare with the catalogue`,
     `  ${summary.dry_run ? 'would delete' : 'deleted'} ${plural(summary.deleted.files, 'file')}, ${formatBytes(summary.deleted.bytes)}${summary.dry_run ? ' would be' : ''} freed`,
   ];
@@ -64,7 +65,7 @@ export function purgeCommand(): Command {
   return new Command('purge')
     .description('delete raw files from the DAQ buffer once enough verified copies exist elsewhere (dry run unless --yes)')
     .requiredOption('--site <site>', "the DAQ site (the config's ingest.site); only its own server's documents are read")
-    .option('--copies <n>', 'agreeing verified copies needed, each at a distinct site other than the DAQ', positiveInteger, 1)
+    .option('--copies <n>', 'agreeing verified copies needed, each at a distinct site other than the DAQ', positiveInteger, DEFAULT_COPIES)
     .option('--older-than <duration>', 'keep files closed more recently than this (e.g. "12h", "7d")', duration, parseDuration(DEFAULT_OLDER_THAN))
     .option('--dry-run', 'say what would be deleted, delete nothing (the default)')
     .option('--yes', 'really delete')

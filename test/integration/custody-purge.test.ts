@@ -23,8 +23,10 @@ import { type PurgeSummary, purgeDaqBuffer } from '../../agents/purge.js';
 import { formatPurgeSummary } from '../../cli/commands/purge.js';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
+import { AlertTracker } from '../../coordinator/alerts.js';
 import { ReplicationMonitor, replicationId } from '../../coordinator/replication.js';
 import { type CoordinatorContext, coordinatorRound } from '../../coordinator/round.js';
+import { formatBytes } from '../../core/bytes.js';
 import { sha256File } from '../../core/checksum.js';
 import { type CustodyRecord, type PurgedRecord, custodyOf, purgedOf, runDocumentId } from '../../core/custody.js';
 import type { DaqDocument } from '../../core/document.js';
@@ -34,7 +36,7 @@ import { Database } from '../../store/database.js';
 import { removeJob } from '../../store/replication.js';
 import { testFolder } from '../support/folders.js';
 import { uniqueDatabase, waitFor } from '../support/mesh.js';
-import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
+import { type ServerProcess, runMesh, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 
 const secret = () => randomBytes(12).toString('hex');
 const ADMIN = { modane: secret(), lyon: secret() };
@@ -98,13 +100,14 @@ describe('custody and mesh purge: two servers, real replication', function () {
   interface Mesh {
     config: MeshConfig;
     dir: string;
+    raw: Record<string, unknown>;
     ctx: CoordinatorContext;
     monitor: ReplicationMonitor;
     /** The database on `server`'s server as `account`. */
     as(account: Account | 'admin', server: 'modane' | 'lyon'): Database;
   }
 
-  async function makeMesh(): Promise<Mesh> {
+  async function makeMesh(alerts: Record<string, unknown> = {}): Promise<Mesh> {
     const dir = testFolder('mesh-custody-');
     for (const sub of ['daq', 'lyon/raw', 'kit/raw', 'logs']) await mkdir(join(dir, sub), { recursive: true });
     await writeFile(join(dir, 'kit-copy.cjs'), KIT_COPY);
@@ -145,7 +148,9 @@ describe('custody and mesh purge: two servers, real replication', function () {
       ],
       coordinator: { site: 'modane', interval_s: 1 },
       agent: { sweep_s: 1, heartbeat_s: 5, retry_base_s: 1, retry_cap_s: 5, grace_s: 5 },
+      alerts,
     };
+    await writeFile(join(dir, 'mesh.json'), JSON.stringify(raw, null, 2));
     const config = parseMeshConfig(raw, join(dir, 'mesh.json'));
     const admin = (site: string, database?: string) =>
       new Database({
@@ -166,6 +171,7 @@ describe('custody and mesh purge: two servers, real replication', function () {
     return {
       config,
       dir,
+      raw,
       ctx: { config, open: (site, database) => admin(site.name, database), logger: silentLogger(), by: 'coordinator/modane' },
       monitor: new ReplicationMonitor({ intervalMs: 1000, stallAfterMs: 30_000 }),
       as,
@@ -389,5 +395,50 @@ describe('custody and mesh purge: two servers, real replication', function () {
     await refused('coord', 'modane', { ...atModane, purged: undefined } as DaqDocument, /purged is written once and cannot change/);
     // The forged record was never stored: lyon's document still has lyon's record alone.
     assert.deepEqual(sites(await docOn(mesh, 'lyon', 0)), ['lyon']);
+  });
+
+  it('raises daq_buffer_low from the free space mesh ingest measured, naming the bytes purge could free, and clears it', async () => {
+    // The test machine's free space is not the test's to change: the threshold moves instead,
+    // above what the DAQ measured (raised), then below it (cleared).
+    const mesh = await makeMesh({ daq_free_min: '5PB' });
+    await coordinatorRound(mesh.ctx, mesh.monitor, 1);
+    await ingest(mesh, [0, 1]);
+    await waitFor('the documents on lyon', async () => (await docOn(mesh, 'lyon', 0)) && (await docOn(mesh, 'lyon', 1)), 30_000);
+    await oncePass(mesh, 'lyon');
+    await replicatedCustody(mesh, { 0: ['lyon'], 1: ['lyon'] });
+    // `mesh ingest` as a process, with modane's agent account: it measures the buffer and publishes it in its heartbeat.
+    const env = { MESH_MODANE_USER: 'modane-agent', MESH_MODANE_PASSWORD: ACCOUNTS['modane-agent'].password };
+    const ran = await runMesh(['--config', join(mesh.dir, 'mesh.json'), 'ingest', join(mesh.dir, 'daq'), '--site', 'modane'], env, 60_000);
+    assert.equal(ran.status, 0, ran.stderr);
+    const hookOut = join(mesh.dir, 'hook.jsonl');
+    const hookScript = join(mesh.dir, 'hook.cjs');
+    await writeFile(
+      hookScript,
+      "let s='';process.stdin.on('data',(d)=>{s+=d});process.stdin.on('end',()=>require('node:fs').appendFileSync(process.argv[2],s.trim()+'\\n'));",
+    );
+    const tracker = new AlertTracker({ logger: silentLogger(), hook: [process.execPath, hookScript, hookOut], hookTimeoutMs: 10_000 });
+    const raised = await coordinatorRound({ ...mesh.ctx, alerts: tracker }, mesh.monitor, 2);
+    const alert = raised.alerts.find((a) => a.kind === 'daq_buffer_low');
+    assert.ok(alert, JSON.stringify(raised.alerts));
+    const bytes = (await docOn(mesh, 'modane', 0)).size_in_bytes + (await docOn(mesh, 'modane', 1)).size_in_bytes;
+    assert.match(
+      alert.message,
+      new RegExp(`^modane's DAQ buffer ${join(mesh.dir, 'daq')} has .* free of .*, below alerts.daq_free_min 5.00 PB \\(measured \\d+s ago by modane/ingest-`),
+    );
+    assert.match(alert.message, new RegExp(`mesh purge could free about ${formatBytes(bytes).replace('.', '\\.')} now`));
+    assert.match(alert.action, /mesh purge --site modane/);
+
+    const lowered = parseMeshConfig({ ...mesh.raw, alerts: { daq_free_min: '1B' } }, join(mesh.dir, 'mesh.json'));
+    const cleared = await coordinatorRound({ ...mesh.ctx, config: lowered, alerts: tracker }, mesh.monitor, 3);
+    assert.equal(cleared.alerts.filter((a) => a.kind === 'daq_buffer_low').length, 0);
+    await tracker.idle();
+    const events = (await readFile(hookOut, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { kind: string; state: string });
+    assert.deepEqual(
+      events.filter((e) => e.kind === 'daq_buffer_low').map((e) => e.state),
+      ['raised', 'cleared'],
+    );
   });
 });
