@@ -340,6 +340,8 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
     if (executor !== 'command' && executor !== 'sftp')
       problems.add(`${key}.executor`, executor, '"command" (run the argument vector) or "sftp" (the built-in transfer)');
     if (executor === 'sftp' && (typeof value.to !== 'string' || !sites[value.to])) problems.add(`${key}.to`, value.to, 'the destination site of the transfer');
+    else if (value.to !== undefined && (typeof value.to !== 'string' || !sites[value.to]))
+      problems.add(`${key}.to`, value.to, `one of the sites (${Object.keys(sites).join(', ')}): the site whose storage the step writes its copy to`);
     if (executor === 'sftp' && typeof value.to === 'string' && sites[value.to] && (!sites[value.to].ssh || !sites[value.to].storage))
       problems.add(`sites.${value.to}`, '(no ssh or storage)', `ssh and storage, since step ${String(name)} transfers to it`);
     if (value.custody !== undefined && typeof value.custody !== 'boolean')

@@ -60,11 +60,11 @@ export interface StepConfig {
   readonly lease_s: number;
   /** `command` runs `run`; `sftp` is the built-in transfer of {file} to site `to`'s storage. */
   readonly executor: 'command' | 'sftp';
-  /** Destination site of an `sftp` step. */
+  /** Destination site of an `sftp` step; for a `command` step that writes into another site's storage, that site (it holds a custody copy). */
   readonly to?: string;
   /**
-   * The step makes a verified copy of the raw file: the site holding it (`to` of an `sftp` step,
-   * else the site that ran it) re-reads it and records it in `custody[]`, which `mesh purge` counts.
+   * The step makes a verified copy of the raw file: the site holding it (`to`, else the site that
+   * ran it) re-reads its output `file` and records it in `custody[]`, which `mesh purge` counts.
    */
   readonly custody?: boolean;
 }

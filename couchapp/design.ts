@@ -105,7 +105,7 @@ export function checkDesignInput(input: DesignInput): string[] {
 
 /** The custody steps change the custody views: part of what the design is generated from (absent when none, as before custody). */
 function custodyHash(config: DesignInput): { custody?: string[] } {
-  const custody = config.steps.filter((s) => s.custody === true).map((s) => (s.executor === 'sftp' && s.to ? `${s.name}>${s.to}` : s.name));
+  const custody = config.steps.filter((s) => s.custody === true).map((s) => (s.to ? `${s.name}>${s.to}` : s.name));
   return custody.length > 0 ? { custody } : {};
 }
 

@@ -194,9 +194,9 @@ export const AGENTS = view<[site: string | null, agent: string | null], string |
   ].join('\n'),
 );
 
-/** The custody steps and who holds their copy: `to` of an `sftp` step, else the site that ran it (null: its record's `site`). */
+/** The custody steps and who holds their copy: the step's `to` (an `sftp` step's destination), else the site that ran it (null: its record's `site`). */
 function custodySteps(input: MapInput): Array<{ step: string; holder: string | null }> {
-  return input.steps.filter((s) => s.custody === true).map((s) => ({ step: s.name, holder: s.executor === 'sftp' && s.to ? s.to : null }));
+  return input.steps.filter((s) => s.custody === true).map((s) => ({ step: s.name, holder: s.to ?? null }));
 }
 
 /**
