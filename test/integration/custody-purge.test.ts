@@ -410,6 +410,24 @@ describe('custody and mesh purge: two servers, real replication', function () {
     const env = { MESH_MODANE_USER: 'modane-agent', MESH_MODANE_PASSWORD: ACCOUNTS['modane-agent'].password };
     const ran = await runMesh(['--config', join(mesh.dir, 'mesh.json'), 'ingest', join(mesh.dir, 'daq'), '--site', 'modane'], env, 60_000);
     assert.equal(ran.status, 0, ran.stderr);
+    // The command itself: bad options exit 2 with the reason; the default is a dry run.
+    const purgeCli = (...args: string[]) => runMesh(['--config', join(mesh.dir, 'mesh.json'), 'purge', ...args], env, 60_000);
+    for (const [args, reason] of [
+      [['--site', 'lyon'], /site lyon is not the DAQ site/],
+      [['--site', 'modane', '--copies', '3'], /--copies 3 can never be met: there are 2 sites other than modane/],
+      [['--site', 'modane', '--dry-run', '--yes'], /--dry-run and --yes contradict each other/],
+      [['--site', 'modane', '--older-than', '2 days'], /"2 days" is not a duration/],
+    ] as const) {
+      const bad = await purgeCli(...args);
+      assert.equal(bad.status, 2, `${args.join(' ')}: ${bad.stderr}`);
+      assert.match(bad.stderr, reason);
+    }
+    const dry = await purgeCli('--site', 'modane', '--older-than', '1h');
+    assert.equal(dry.status, 0, dry.stderr);
+    assert.match(dry.stdout, /^purge at modane: dry run, nothing deleted \(run again with --yes to delete\)\n/);
+    assert.match(dry.stdout, /would delete 2 files, 131 kB would be freed/);
+    assert.ok(existsSync(rawFile(mesh, 0)) && existsSync(rawFile(mesh, 1)));
+
     const hookOut = join(mesh.dir, 'hook.jsonl');
     const hookScript = join(mesh.dir, 'hook.cjs');
     await writeFile(
