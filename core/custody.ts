@@ -130,3 +130,25 @@ export function custodyVerdict(doc: DaqDocument, run: object | undefined, rule: 
     };
   return { kind: 'purge', relied: [...bySite.values()] };
 }
+
+/**
+ * What the merge of a replication conflict (coordinator/audit.ts) keeps of custody: the winner's
+ * records, then each (site, step) record that only a losing leaf has, and a purge that any leaf
+ * recorded (the winner's first): a deleted file must never lose the record of its deletion.
+ * Pure; depends on the leaves and their order only.
+ */
+export function mergedCustody(winner: object, losers: readonly object[]): { custody?: CustodyRecord[]; purged?: PurgedRecord } {
+  const custody = [...custodyOf(winner)];
+  const seen = new Set(custody.map((r) => `${r.site}\u0000${r.step}`));
+  let purged = purgedOf(winner);
+  for (const loser of losers) {
+    for (const record of custodyOf(loser)) {
+      const key = `${record.site}\u0000${record.step}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      custody.push(record);
+    }
+    purged ??= purgedOf(loser);
+  }
+  return { ...(custody.length > 0 ? { custody } : {}), ...(purged ? { purged } : {}) };
+}

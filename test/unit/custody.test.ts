@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import { parseBytes, formatBytes } from '../../core/bytes.js';
+import { mergeLeaves } from '../../coordinator/audit.js';
 import { type CustodyRecord, custodyVerdict, recordsFor } from '../../core/custody.js';
 import type { DaqDocument } from '../../core/document.js';
 
@@ -65,6 +66,31 @@ describe('core/custody: when the DAQ may delete a raw file', () => {
     const wrong = custodyVerdict(doc([copy('lyon')]), archive('c'.repeat(64)), rule);
     assert.equal(wrong.kind === 'hold' && wrong.reason, 'a copy disagrees');
     assert.equal(custodyVerdict(doc([copy('lyon')]), { custody: [{ ...copy('tape'), members: [{ doc_id: 'other', sha256: SHA }] }] }, rule).kind, 'hold');
+  });
+});
+
+describe('a replication conflict keeps every custody record and the purge (coordinator/audit.ts mergeLeaves)', () => {
+  it('adds what only a losing leaf recorded, once per site and step, and the purge of any leaf', () => {
+    const purged = {
+      at: '2026-11-27T00:00:00.000Z',
+      by: 'modane/purge',
+      user: 'modane-agent',
+      site: 'modane',
+      file: '/data/lg23b002_000',
+      custody: [copy('lyon')],
+    };
+    const winner = { ...doc([copy('lyon')]), _rev: '5-b' };
+    const loser = { ...doc([copy('lyon', 'c'.repeat(64)), copy('kit')]), purged, _rev: '5-a' };
+    const merged = mergeLeaves(winner, [loser], ['proc0']);
+    assert.deepEqual(
+      (merged.custody as CustodyRecord[]).map((r) => [r.site, r.sha256[0]]),
+      [
+        ['lyon', 'a'],
+        ['kit', 'a'],
+      ],
+    );
+    assert.deepEqual(merged.purged, purged);
+    assert.equal(mergeLeaves({ ...doc(), _rev: '2-a' }, [{ ...doc(), _rev: '2-b' }], ['proc0']).purged, undefined);
   });
 });
 
