@@ -123,13 +123,24 @@ export async function purgeDaqBuffer(ctx: PurgeContext, options: PurgeOptions): 
   const log = ctx.logger;
   const tick = () => options.progress?.(summary.examined + summary.already + summary.finished.files, summary.bytes_read);
 
+  const runs = new Map<string, object | undefined>();
+  const runOf = async (name: string): Promise<object | undefined> => {
+    if (!runs.has(name)) runs.set(name, await readDocument<object>(ctx.db, runDocumentId(name)));
+    return runs.get(name);
+  };
+  const rule = { copies: options.copies, daqSite: ctx.site.name, closedBefore: options.closedBefore };
+
   // First the purges recorded by a run that stopped before deleting their file.
   for await (const doc of pages(ctx.db, 'purged')) {
     if (options.signal?.aborted) break;
     const purged = purgedOf(doc);
     if (!purged || purged.site !== ctx.site.name) continue;
     const disk = await diskCheck(doc, summary, options.signal);
+    // A file still there is finished only if today's rule would delete it too: a purge record
+    // alone (whoever wrote it) never deletes a file that lacks its verified copies.
+    const verdict = disk.ok ? custodyVerdict(doc, typeof doc.run_name === 'string' ? await runOf(doc.run_name) : undefined, rule) : undefined;
     if (!disk.ok && disk.gone) summary.already++;
+    else if (verdict?.kind === 'hold') hold(summary, doc, verdict.reason, `recorded as purged, not deleted: ${verdict.detail}`);
     else if (!disk.ok) hold(summary, doc, disk.reason, `recorded as purged but the file is not the catalogued one: ${disk.detail}`);
     else {
       if (!options.dryRun) {
@@ -142,12 +153,6 @@ export async function purgeDaqBuffer(ctx: PurgeContext, options: PurgeOptions): 
     tick();
   }
 
-  const runs = new Map<string, object | undefined>();
-  const runOf = async (name: string): Promise<object | undefined> => {
-    if (!runs.has(name)) runs.set(name, await readDocument<object>(ctx.db, runDocumentId(name)));
-    return runs.get(name);
-  };
-  const rule = { copies: options.copies, daqSite: ctx.site.name, closedBefore: options.closedBefore };
   for await (const doc of pages(ctx.db, 'kept')) {
     if (options.signal?.aborted) break;
     summary.examined++;

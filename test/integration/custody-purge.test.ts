@@ -393,6 +393,10 @@ describe('custody and mesh purge: two servers, real replication', function () {
       /purged is written once and cannot change/,
     );
     await refused('coord', 'modane', { ...atModane, purged: undefined } as DaqDocument, /purged is written once and cannot change/);
+    // A purge record alone deletes nothing: the file goes only with the copies the rule asks for.
+    const after = await purge(mesh, 2);
+    assert.deepEqual([after.finished.files, after.held['too few copies']?.examples[0].detail], [0, 'recorded as purged, not deleted: 1 of 2 (lyon)']);
+    assert.ok(existsSync(rawFile(mesh, 0)));
     // The forged record was never stored: lyon's document still has lyon's record alone.
     assert.deepEqual(sites(await docOn(mesh, 'lyon', 0)), ['lyon']);
   });

@@ -281,6 +281,47 @@ describe('couchapp/design', () => {
       assert.deepEqual(runMap('failed_steps', { ...good(), pending: { proc1: { attempts: 1, ok: false, retry_after: 'x' } } }), []);
     });
 
+    it('custody_due and custody_copies', () => {
+      const custodyInput = {
+        ...input,
+        steps: input.steps.map((s) =>
+          s.name === 'proc0' ? { ...s, custody: true, executor: 'sftp' as const, to: 'kit' } : s.name === 'proc1' ? { ...s, custody: true } : s,
+        ),
+      };
+      const custodyDesign = designDocument(custodyInput);
+      assert.notEqual(custodyDesign.mesh.generated_from, design.mesh.generated_from, 'the custody steps are part of what the design is made from');
+      const run = (name: string, doc: unknown): Emitted => {
+        const emitted: Emitted = [];
+        const map = new Function('emit', `return (${custodyDesign.views[name].map});`)((key: unknown, value: unknown) => emitted.push([key, value])) as (
+          d: unknown,
+        ) => void;
+        map(structuredClone(doc));
+        return emitted;
+      };
+      const sha = 'a'.repeat(64);
+      const copy = (site: string, step: string, sha256 = sha) => ({ site, step, sha256, size_in_bytes: 100 });
+      const both = good({ checksum: { sha256: sha }, proc1: { ...ok, site: 'lyon' }, status: 'good' });
+      // proc0's copy is at kit (its `to`), proc1's at the site that ran it (lyon).
+      assert.deepEqual(run('custody_due', both), [
+        [['kit', 'proc0'], null],
+        [['lyon', 'proc1'], null],
+      ]);
+      assert.deepEqual(
+        run('custody_due', { ...both, custody: [copy('kit', 'proc0', 'b'.repeat(64))] }),
+        [[['lyon', 'proc1'], null]],
+        'a record, agreeing or not, is the verification',
+      );
+      assert.deepEqual(run('custody_due', freshDoc()), []);
+      const closed = freshDoc().date_closed;
+      assert.deepEqual(run('custody_copies', { ...both, custody: [copy('kit', 'proc0'), copy('lyon', 'proc1'), copy('modane', 'x'), copy('kit', 'y')] }), [
+        [['kept', 2, closed], 100],
+      ]);
+      assert.deepEqual(run('custody_copies', { ...both, custody: [copy('kit', 'proc0'), copy('lyon', 'proc1', 'b'.repeat(64))] }), [
+        [['kept', -1, closed], 100],
+      ]);
+      assert.deepEqual(run('custody_copies', { ...both, purged: { site: 'modane' } }), [[['purged', 0, closed], 100]]);
+    });
+
     it('conflicts and agents', () => {
       assert.deepEqual(runMap('conflicts', { ...good(), _conflicts: ['2-abc'] }), [['run_lg23b002_000', ['2-abc']]]);
       assert.deepEqual(runMap('conflicts', good()), []);
