@@ -12,7 +12,7 @@
  * Crash safety: the purge is recorded in the document first (compare-and-set on the revision
  * judged), the file is removed after. A crash in between leaves a recorded purge and the file:
  * the next run finds it among the purged documents and finishes it (after checking again that
- * the file is the catalogued one). The other order could leave a deleted file that no document
+ * the file is the catalogued one and that the rule holds: a record alone deletes nothing). The other order could leave a deleted file that no document
  * says was deleted, nor on which copies it relied: never delete what is not recorded.
  */
 import { lstat, unlink } from 'node:fs/promises';
