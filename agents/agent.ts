@@ -6,6 +6,7 @@ import { sleep } from '../core/sleep.js';
 import { readAssignment, stepsOwnedBy } from '../store/assignment.js';
 import { Candidates } from './candidates.js';
 import { decideClaim } from './claim-decision.js';
+import { CustodyKeeper } from './custody.js';
 import { type AgentContext, actor } from './context.js';
 import { ChangesWatcher, expiredClaims, readyDocuments } from './discovery.js';
 import { type AgentActivity, Heartbeat, type RunOutcome } from './heartbeat.js';
@@ -44,6 +45,8 @@ export class Agent {
   state: AgentState = 'created';
   readonly counters: AgentCounters = { claimed: 0, lost_races: 0, succeeded: 0, failed: 0, released: 0, skipped: 0, taken_elsewhere: 0, retries: 0 };
   private readonly candidates = new Candidates();
+  /** Verifies the copies this site holds (custody steps), a pass per sweep. */
+  readonly custody: CustodyKeeper;
   private readonly running = new Map<string, { step: string; done: Promise<unknown> }>();
   /** Candidates being claimed right now; they hold a slot like running steps. */
   private claiming = 0;
@@ -65,6 +68,7 @@ export class Agent {
     private readonly options: AgentOptions,
   ) {
     this.owned = ctx.steps;
+    this.custody = new CustodyKeeper(ctx);
   }
 
   /** Runs until stopped (or, with `once`, until nothing is left); resolves when everything is released. */
@@ -121,6 +125,8 @@ export class Agent {
         background.push(this.sweepLoop(), this.trySweep());
       }
       await this.dispatchLoop();
+      // An --once run ends after the copies it found were verified.
+      if (this.options.once) await this.custody.finish(this.draining.signal);
       outcome = 'ok';
     } finally {
       this.state = 'stopping';
@@ -128,6 +134,7 @@ export class Agent {
       while (this.claiming > 0) await sleep(10);
       await Promise.allSettled([...this.running.values()].map((r) => r.done));
       await Promise.allSettled(background);
+      await this.custody.settled();
       await this.ctx.triggers?.stop();
       await heartbeat.stop('stopped', outcome);
       hints?.unsubscribe();
@@ -185,6 +192,7 @@ export class Agent {
     this.backlog = ready.length >= limit;
     const docs = [...ready, ...(await expiredClaims(this.ctx, this.owned, limit))];
     this.offer(docs);
+    void this.custody.pass(this.draining.signal);
     await this.ctx.triggers?.wakeForWork(this.ctx.db, this.ctx.now(), this.ctx.logger);
     return docs.length;
   }

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type IngestReport, ingestDirectory } from '../agents/ingest.js';
+import { type PurgeSummary, purgeDaqBuffer } from '../agents/purge.js';
+import { purgeableBytes } from '../store/custody.js';
 import type { LogLevel } from '../config/log-level.js';
 import type { MeshConfig } from '../config/types.js';
 import { type MeshStatus, meshStatus } from '../coordinator/status.js';
@@ -134,7 +136,7 @@ export async function waitForEverywhere(
 }
 
 /** What the topology needs (sshd, Slurm and NATS each when it can run here), and the status page's port. */
-export interface SimulationOptions extends Pick<TopologyOptions, 'ssh' | 'slurm' | 'nats' | 'recordClients' | 'maxAttempts'> {
+export interface SimulationOptions extends Pick<TopologyOptions, 'ssh' | 'slurm' | 'nats' | 'recordClients' | 'maxAttempts' | 'custody'> {
   /** The coordinator serves the status page on this port (0: a free one); none when undefined. */
   dashboardPort?: number;
 }
@@ -148,6 +150,12 @@ export interface Simulation {
   ingest(signal?: AbortSignal): Promise<IngestReport>;
   /** The modane agent: proc0, and the trigger that starts lyon's runs (`logLevel`: its own, not the other processes'). */
   startModaneAgent(options?: { logLevel?: LogLevel }): void;
+  /**
+   * `mesh purge --site modane --copies 1 --older-than 0 --yes` (with `custody`): once lyon's
+   * custody records reached modane's server (bounded wait), modane's agent account deletes the
+   * sample files that have a verified copy.
+   */
+  purge(signal?: AbortSignal): Promise<PurgeSummary>;
   /** Stops the agents and the coordinator; the servers stay up to be read. */
   stopMeshProcesses(): Promise<void>;
   stop(): Promise<void>;
@@ -180,6 +188,7 @@ export async function startSimulation(work: string, options: SimulationOptions, 
     nats: options.nats,
     recordClients: options.recordClients,
     maxAttempts: options.maxAttempts,
+    custody: options.custody,
   });
   try {
     const dashboardPort = options.dashboardPort === 0 ? await freePort() : options.dashboardPort;
@@ -207,6 +216,17 @@ export async function startSimulation(work: string, options: SimulationOptions, 
           site: 'modane',
           signal: abort,
         }),
+      purge: async (abort) => {
+        const db = topology.ingestDb();
+        // The custody records are written at kit's server by lyon's runs and replicate to modane's.
+        const verified = async () => (await purgeableBytes(db, 1)) === (await purgeableBytes(db, -1));
+        for (let i = 0; i < 120 && !(await verified()); i++) await sleep(500, abort);
+        const now = new Date();
+        return purgeDaqBuffer(
+          { config, site: config.sites.modane, db, by: 'modane/simulate', logger },
+          { copies: 1, closedBefore: now, dryRun: false, now: () => new Date(), signal: abort },
+        );
+      },
       startModaneAgent: (agent) => void topology.startModaneAgent(agent),
       stopMeshProcesses: () => topology.stopProcesses(),
       stop: () => topology.stop(),

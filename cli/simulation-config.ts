@@ -8,6 +8,8 @@ export const EXAMPLES = resolve(dirname(fileURLToPath(import.meta.url)), '..', '
 export interface SimulationConfigOptions {
   /** Attempts of every step before it is failed (default 3). */
   maxAttempts?: number;
+  /** proc0's copy at lyon is a custody copy: lyon's agent verifies it, `mesh purge` at modane counts it (`mesh simulate --purge`). */
+  custody?: boolean;
 }
 
 /** What the simulation found on this machine and started: each optional, each replaced by a local stand-in. */
@@ -23,6 +25,8 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
   const node = process.execPath;
   const mesh = [node, resolve(dirname(fileURLToPath(import.meta.url)), 'main.js')];
   const lyonStorage = join(work, 'lyon', 'storage');
+  // The local stand-in for the transfer writes into lyon's storage too: `to` names the site holding the copy.
+  const custody = options.custody ? { custody: true, to: 'lyon' } : {};
   return {
     database: 'datadb',
     doc_type: 'daqdocument',
@@ -60,6 +64,7 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
             timeout_s: 120,
             max_attempts,
             lease_s: 30,
+            ...custody,
           }
         : {
             name: 'proc0',
@@ -69,6 +74,7 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
             timeout_s: 120,
             max_attempts,
             lease_s: 30,
+            ...custody,
           },
       {
         name: 'proc1',

@@ -63,6 +63,8 @@ export interface TopologyOptions {
   recordClients?: string;
   /** Attempts of every step before it is failed (default 3). */
   maxAttempts?: number;
+  /** proc0 makes a custody copy at lyon (`mesh simulate --purge`). */
+  custody?: boolean;
   /** Variables the lyon runs started over SSH must see too (they do not inherit ours). */
   lyonEnv?: Record<string, string>;
   /** Changes the generated config before it is written (e.g. shorter timeouts). */
@@ -133,7 +135,10 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     const { services } = local;
 
     const configFile = join(work, 'mesh.json');
-    const raw = simulationConfig(work, { modane: servers.modane.url, kit: servers.kit.url }, services, { maxAttempts: options.maxAttempts });
+    const raw = simulationConfig(work, { modane: servers.modane.url, kit: servers.kit.url }, services, {
+      maxAttempts: options.maxAttempts,
+      custody: options.custody,
+    });
     // How modane starts mesh at lyon; over SSH the environment (Slurm client settings, the
     // credentials of the servers lyon talks to, as password files, the test aids) must travel in
     // the argument vector: the private sshd accepts no environment (no AcceptEnv), and a real one rarely does.

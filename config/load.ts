@@ -3,6 +3,7 @@ import { deepFreeze } from '../core/freeze.js';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DURATION_FORM, parseDuration } from '../core/duration.js';
+import { BYTES_FORM, parseBytes } from '../core/bytes.js';
 import { type BatchSystemName, WALLTIME_FORM, parseWalltime, walltimeInOptions } from './batch-walltime.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import { meshSchema } from './schema.js';
@@ -27,7 +28,7 @@ export const TEMPLATE_FIELDS = PLACEHOLDERS;
 const GRACE_MARGIN_S = 5;
 
 const SITE_KEYS = ['server', 'reachable', 'long_running', 'credentials_of', 'log_dir', 'may_run', 'ssh', 'batch', 'storage', 'mesh'] as const;
-const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s', 'executor', 'to'] as const;
+const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s', 'executor', 'to', 'custody'] as const;
 const SSH_KEYS = ['host', 'port', 'user', 'identity_file', 'host_key_sha256'] as const;
 const BATCH_KEYS = ['system', 'options', 'docs_per_job', 'mesh', 'max_jobs', 'walltime'] as const;
 
@@ -339,8 +340,12 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
     if (executor !== 'command' && executor !== 'sftp')
       problems.add(`${key}.executor`, executor, '"command" (run the argument vector) or "sftp" (the built-in transfer)');
     if (executor === 'sftp' && (typeof value.to !== 'string' || !sites[value.to])) problems.add(`${key}.to`, value.to, 'the destination site of the transfer');
+    else if (value.to !== undefined && (typeof value.to !== 'string' || !sites[value.to]))
+      problems.add(`${key}.to`, value.to, `one of the sites (${Object.keys(sites).join(', ')}): the site whose storage the step writes its copy to`);
     if (executor === 'sftp' && typeof value.to === 'string' && sites[value.to] && (!sites[value.to].ssh || !sites[value.to].storage))
       problems.add(`sites.${value.to}`, '(no ssh or storage)', `ssh and storage, since step ${String(name)} transfers to it`);
+    if (value.custody !== undefined && typeof value.custody !== 'boolean')
+      problems.add(`${key}.custody`, value.custody, 'true (the step makes a verified copy of the raw file, counted by mesh purge) or false');
     if (typeof site === 'string' && sites[site]?.may_run.length && typeof name === 'string' && !sites[site].may_run.includes(name))
       problems.add(`${key}.site`, site, `a site whose may_run lists ${name} (${site} may run: ${sites[site].may_run.join(', ')})`);
     steps.push({
@@ -353,6 +358,7 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
       lease_s: Number(lease),
       executor: executor === 'sftp' ? 'sftp' : 'command',
       ...(typeof value.to === 'string' ? { to: value.to } : {}),
+      ...(value.custody === true ? { custody: true } : {}),
     });
   });
   return steps;
@@ -385,6 +391,7 @@ interface AlertsInput {
   failing_runs: number;
   unheard_s: number;
   replication_behind_s: number;
+  daq_free_min: unknown;
 }
 
 function parseAlerts(raw: AlertsInput, heartbeatS: unknown, problems: Problems): AlertsConfig {
@@ -404,6 +411,13 @@ function parseAlerts(raw: AlertsInput, heartbeatS: unknown, problems: Problems):
   checkSeconds(problems, 'alerts.stalled_s', raw.stalled_s);
   checkSeconds(problems, 'alerts.unheard_s', raw.unheard_s);
   checkSeconds(problems, 'alerts.replication_behind_s', raw.replication_behind_s);
+  const daqFreeMin = raw.daq_free_min === null || raw.daq_free_min === undefined ? undefined : parseBytes(raw.daq_free_min);
+  if (raw.daq_free_min !== null && raw.daq_free_min !== undefined && (daqFreeMin === undefined || daqFreeMin === 0))
+    problems.add(
+      'alerts.daq_free_min',
+      raw.daq_free_min,
+      `${BYTES_FORM}, more than 0 (the DAQ buffer's free space below which an alert is raised), or null for none`,
+    );
   if (!isPositiveInteger(raw.failing_runs) || raw.failing_runs > 1000) problems.add('alerts.failing_runs', raw.failing_runs, 'an integer from 1 to 1000');
   const hook = raw.hook;
   const hookOk = Array.isArray(hook) && hook.every((a) => typeof a === 'string' && a.length > 0);
@@ -421,6 +435,7 @@ function parseAlerts(raw: AlertsInput, heartbeatS: unknown, problems: Problems):
     failing_runs: raw.failing_runs,
     unheard_s: raw.unheard_s,
     replication_behind_s: raw.replication_behind_s,
+    ...(daqFreeMin ? { daq_free_min: daqFreeMin } : {}),
     ...(hookOk && hook.length > 0 ? { hook: hook.map(String) } : {}),
   };
 }

@@ -62,6 +62,11 @@ export function meshSchema() {
       },
       unheard_s: { doc: 'Seconds a site may hold claims in flight while none of its agents is heard from', format: '*', default: 600 as unknown },
       replication_behind_s: { doc: 'Seconds a replication link may be behind (from the markers) before it is reported', format: '*', default: 300 as unknown },
+      daq_free_min: {
+        doc: 'Free space of the DAQ buffer (bytes, or "50GB") below which an alert is raised; null = none',
+        format: '*',
+        default: null as unknown,
+      },
     },
     agent: {
       sweep_s: { doc: 'Seconds between two queries of the ready views', format: '*', default: 30 as unknown },

@@ -23,6 +23,8 @@ export const MESH_VIEW_NAMES: readonly string[] = [
   'agents',
   'flow',
   'pending',
+  'custody_due',
+  'custody_copies',
 ];
 
 /** Views of `_design/proc` whose names are fixed (the original scripts' names). */

@@ -60,8 +60,13 @@ export interface StepConfig {
   readonly lease_s: number;
   /** `command` runs `run`; `sftp` is the built-in transfer of {file} to site `to`'s storage. */
   readonly executor: 'command' | 'sftp';
-  /** Destination site of an `sftp` step. */
+  /** Destination site of an `sftp` step; for a `command` step that writes into another site's storage, that site (it holds a custody copy). */
   readonly to?: string;
+  /**
+   * The step makes a verified copy of the raw file: the site holding it (`to`, else the site that
+   * ran it) re-reads its output `file` and records it in `custody[]`, which `mesh purge` counts.
+   */
+  readonly custody?: boolean;
 }
 
 export interface NatsConfig {
@@ -117,6 +122,8 @@ export interface AlertsConfig {
   readonly unheard_s: number;
   /** A replication link more than this many seconds behind (coordinator/freshness.ts) is reported. */
   readonly replication_behind_s: number;
+  /** The DAQ buffer's free space (bytes) below which an alert is raised; undefined: no such alert. */
+  readonly daq_free_min?: number;
 }
 
 export interface MeshConfig {

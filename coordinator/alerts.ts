@@ -9,6 +9,7 @@ import type { Logger } from '../core/log.js';
 import { runAlertHook } from './alert-hook.js';
 import type { Alert } from './alert.js';
 import { type AlertEvidence, readAlertEvidence } from './alert-evidence.js';
+import { daqBufferAlerts, readDaqEvidence } from './daq-alert.js';
 import type { FlowStatus, LateFile } from './flow.js';
 import type { OpenDatabase } from './servers.js';
 import type { AgentStatus, MeshStatus } from './status.js';
@@ -27,7 +28,8 @@ export function evaluateAlerts(status: MeshStatus, flows: readonly FlowStatus[],
 
 /** Reads the evidence of the stuck-chain alerts from the servers, then evaluates every alert. */
 export async function currentAlerts(config: MeshConfig, open: OpenDatabase, status: MeshStatus, flows: readonly FlowStatus[], now: Date): Promise<Alert[]> {
-  return evaluateAlerts(status, flows, config, now, await readAlertEvidence(config, open, status, now));
+  const [evidence, daq] = await Promise.all([readAlertEvidence(config, open, status, now), readDaqEvidence(config, open)]);
+  return [...evaluateAlerts(status, flows, config, now, evidence), ...daqBufferAlerts(daq, config, now)];
 }
 
 /**

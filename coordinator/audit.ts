@@ -10,7 +10,8 @@
  * along the pipeline (more ok step records), then by status (good > in progress > queued >
  * failed > closed), then CouchDB's own order (higher revision number, then the lexically
  * greater revision). The merged document is
- * the winner plus `duplicates[]`, one entry per run that only a losing leaf recorded; it is
+ * the winner plus `duplicates[]`, one entry per run that only a losing leaf recorded (and the
+ * custody records and purge only a loser has, core/custody.ts mergedCustody); it is
  * written on top of the winning leaf and the losing leaves are deleted. The merged content
  * depends on the leaves alone (no clock, no site name), so two servers resolving the same
  * conflict write the same revision where revisions are content-addressed.
@@ -22,6 +23,7 @@ import { type DaqDocument, type StepRecord, isDone, parseStatus, stepRecord } fr
 import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import { statusProblems } from '../core/invariants.js';
 import type { Logger } from '../core/log.js';
+import { mergedCustody } from '../core/custody.js';
 import { creationProblems } from '../core/provenance.js';
 
 export interface DuplicateRun {
@@ -117,7 +119,8 @@ export function mergeLeaves(winner: DaqDocument, losers: readonly DaqDocument[],
     }
     if (Array.isArray(loser.duplicates)) for (const run of loser.duplicates as DuplicateRun[]) add(run);
   }
-  return { ...base, duplicates } as DaqDocument;
+  // Custody records and a purge only a loser recorded are kept too (core/custody.ts).
+  return { ...base, duplicates, ...mergedCustody(winner, losers) } as DaqDocument;
 }
 
 type Outcome = { kind: 'no-conflict' } | { kind: 'changed' } | { kind: 'resolved'; kept: string; dropped: string[]; duplicates: number };

@@ -128,8 +128,8 @@ export interface DaqDocument {
   [field: string]: unknown;
 }
 
-/** Top-level fields the state machine owns (besides the step records and CouchDB's `_` fields). */
-export const MESH_FIELDS: readonly string[] = Object.freeze(['type', 'status', 'history', 'pending', 'duplicates', 'batchJob']);
+/** Top-level fields the mesh owns (besides the step records and CouchDB's `_` fields): no header field of ingest may set them (custody.ts). */
+export const MESH_FIELDS: readonly string[] = Object.freeze(['type', 'status', 'history', 'pending', 'duplicates', 'batchJob', 'custody', 'purged']);
 
 export type StatusKind = 'closed' | 'good' | 'bad' | 'queued' | 'in_progress' | 'failed';
 

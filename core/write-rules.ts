@@ -14,6 +14,7 @@
  */
 import { parseStatus, pendingRecord } from './document.js';
 import { editProblems, isObject, show, statusProblems } from './invariants.js';
+import { custodyAuthorityProblems, custodyProblems } from './custody-rules.js';
 import { appendedEntries, creationProblems, provenanceProblems, sameValue } from './provenance.js';
 import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE, type UserContext } from './roles.js';
 
@@ -142,6 +143,7 @@ function authorityProblems(newDoc: Obj, previous: Obj | null, user: UserContext,
   const jobsBefore = previous !== null && Array.isArray(previous.batchJob) ? previous.batchJob.length : 0;
   if (Array.isArray(newDoc.batchJob) && newDoc.batchJob.length > jobsBefore && p.sites.length === 0)
     problems.push(`${who} may not record batch jobs: agents do`);
+  problems.push(...custodyAuthorityProblems(previous, newDoc, user.name, p.sites, policy.ingestSites));
   return problems;
 }
 
@@ -173,6 +175,7 @@ export function writeProblems(newDoc: unknown, oldDoc: unknown, user: UserContex
   const problems = statusProblems(newDoc, policy.steps);
   if (previous === null) problems.push(...creationProblems(newDoc, policy.steps));
   else problems.push(...editProblems(previous, newDoc, policy.steps), ...provenanceProblems(previous, newDoc, policy.steps));
+  problems.push(...custodyProblems(previous, newDoc));
   if (p.all || p.relay) return problems;
   return problems.concat(authorityProblems(newDoc, previous, user, p, policy));
 }

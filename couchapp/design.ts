@@ -15,10 +15,10 @@ import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE } from '../core/role
 import { HEARTBEAT_TYPE, TRIGGER_TYPE, type WritePolicy } from '../core/write-rules.js';
 import { COMMON_ES5, INVARIANTS_ES5 } from './es5.js';
 import { MESH_VIEW_CONTRACTS } from './mesh-views.js';
-import { PROVENANCE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
+import { CUSTODY_RULES_ES5, PROVENANCE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
-export const GENERATOR_VERSION = 5;
+export const GENERATOR_VERSION = 6;
 
 /** The `type` of the agents' heartbeat documents. */
 export const AGENT_DOC_TYPE = HEARTBEAT_TYPE;
@@ -78,7 +78,7 @@ function validateDocUpdate(input: DesignInput): string {
     `  var OPERATOR_ROLE = ${JSON.stringify(OPERATOR_ROLE)};`,
     `  var HEARTBEAT_TYPE = ${JSON.stringify(HEARTBEAT_TYPE)};`,
     `  var TRIGGER_TYPE = ${JSON.stringify(TRIGGER_TYPE)};`,
-    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5,
+    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5 + CUSTODY_RULES_ES5,
     '  var problems = writeProblems(newDoc, oldDoc, userCtx);',
     "  if (problems.length > 0) throw({ forbidden: problems.join('; ') });",
     '}',
@@ -103,12 +103,18 @@ export function checkDesignInput(input: DesignInput): string[] {
   return names;
 }
 
+/** The custody steps change the custody views: part of what the design is generated from (absent when none, as before custody). */
+function custodyHash(config: DesignInput): { custody?: string[] } {
+  const custody = config.steps.filter((s) => s.custody === true).map((s) => (s.to ? `${s.name}>${s.to}` : s.name));
+  return custody.length > 0 ? { custody } : {};
+}
+
 /** The `_design/mesh` document for a pipeline; the same input always gives the same document. */
 export function designDocument(config: DesignInput): DesignDocument {
   const stepNames = checkDesignInput(config);
   const input: DesignInput = { doc_type: config.doc_type, steps: config.steps, sites: config.sites, ingest: config.ingest };
   const generatedFrom = createHash('sha256')
-    .update(JSON.stringify({ generator: GENERATOR_VERSION, doc_type: config.doc_type, steps: stepNames, policy: writePolicy(input) }))
+    .update(JSON.stringify({ generator: GENERATOR_VERSION, doc_type: config.doc_type, steps: stepNames, policy: writePolicy(input), ...custodyHash(config) }))
     .digest('hex');
   return {
     _id: '_design/mesh',

@@ -187,6 +187,7 @@ export const WRITE_RULES_ES5 = String.raw`
     }
     var jobsBefore = previous !== null && Array.isArray(previous.batchJob) ? previous.batchJob.length : 0;
     if (Array.isArray(newDoc.batchJob) && newDoc.batchJob.length > jobsBefore && p.sites.length === 0) problems.push(who + ' may not record batch jobs: agents do');
+    problems = problems.concat(custodyAuthorityProblems(previous, newDoc, user.name, p.sites));
     return problems;
   }
   function controlProblems(newDoc, previous, user, p) {
@@ -215,7 +216,49 @@ export const WRITE_RULES_ES5 = String.raw`
     var problems = statusProblems(newDoc);
     if (previous === null) problems = problems.concat(creationProblems(newDoc));
     else problems = problems.concat(editProblems(previous, newDoc), provenanceProblems(previous, newDoc));
+    problems = problems.concat(custodyProblems(previous, newDoc));
     if (p.all || p.relay) return problems;
     return problems.concat(authorityProblems(newDoc, previous, user, p));
+  }
+`;
+
+/** Port of core/custody-rules.ts (uses `has` of WRITE_RULES_ES5, `listOf`, `appendOnly`, `sameValue` of PROVENANCE_ES5). */
+export const CUSTODY_RULES_ES5 = String.raw`
+  var SHA256 = /^[0-9a-f]{64}$/;
+  function custodyRecordProblems(record, index) {
+    if (!isObject(record)) return ['custody entry ' + index + ' is ' + show(record) + ', expected a record object'];
+    var problems = [];
+    if (typeof record.site !== 'string' || record.site.length === 0) problems.push('custody entry ' + index + ' site is ' + show(record.site));
+    if (typeof record.step !== 'string' || record.step.length === 0) problems.push('custody entry ' + index + ' step is ' + show(record.step));
+    if (typeof record.sha256 !== 'string' || !SHA256.test(record.sha256)) problems.push('custody entry ' + index + ' sha256 is ' + show(record.sha256) + ', expected 64 hex digits');
+    if (typeof record.size_in_bytes !== 'number' || record.size_in_bytes < 0 || record.size_in_bytes % 1 !== 0) problems.push('custody entry ' + index + ' size_in_bytes is ' + show(record.size_in_bytes));
+    return problems;
+  }
+  function custodyProblems(previous, newDoc) {
+    if (newDoc.custody !== undefined && !Array.isArray(newDoc.custody)) return ['custody is ' + show(newDoc.custody) + ', expected a list of records'];
+    var problems = previous === null ? [] : appendOnly('custody', previous.custody, newDoc.custody);
+    if (problems.length > 0) return problems;
+    var list = listOf(newDoc.custody);
+    for (var i = previous === null ? 0 : listOf(previous.custody).length; i < list.length; i++) problems = problems.concat(custodyRecordProblems(list[i], i));
+    if (previous !== null && previous.purged !== undefined && !sameValue(previous.purged, newDoc.purged)) problems.push('purged is written once and cannot change');
+    if (newDoc.purged !== undefined && !isObject(newDoc.purged)) problems.push('purged is ' + show(newDoc.purged) + ', expected a record object');
+    return problems;
+  }
+  function custodyAuthorityProblems(previous, newDoc, name, sites) {
+    var who = show(name);
+    var problems = [];
+    var list = listOf(newDoc.custody);
+    for (var i = previous === null ? 0 : listOf(previous.custody).length; i < list.length; i++) {
+      var record = list[i];
+      if (!isObject(record)) continue;
+      if (!has(sites, record.site)) problems.push(who + ' may not record custody for site ' + show(record.site) + ': its agents do');
+      else if (record.account !== name) problems.push('custody entry ' + i + ' of account ' + show(record.account) + ' written by ' + who);
+    }
+    var purged = newDoc.purged;
+    if (isObject(purged) && (previous === null || previous.purged === undefined)) {
+      if (!(has(sites, purged.site) && has(INGEST_SITES, purged.site))) problems.push(who + ' may not record a purge at ' + show(purged.site) + ': the agents of the ingest site do');
+      else if (purged.user !== name) problems.push('purged.user is ' + show(purged.user) + ' but the writer is ' + who);
+    }
+    return problems;
   }
 `;

@@ -194,6 +194,62 @@ export const AGENTS = view<[site: string | null, agent: string | null], string |
   ].join('\n'),
 );
 
+/** The custody steps and who holds their copy: the step's `to` (an `sftp` step's destination), else the site that ran it (null: its record's `site`). */
+function custodySteps(input: MapInput): Array<{ step: string; holder: string | null }> {
+  return input.steps.filter((s) => s.custody === true).map((s) => ({ step: s.name, holder: s.to ?? null }));
+}
+
+/**
+ * Custody due (agents/custody.ts): per custody step done, the site holding the copy when it has
+ * no custody record of that step yet, keyed `[site, step]`.
+ */
+export const CUSTODY_DUE = view<[site: string, step: string], null>('custody_due', (input) =>
+  docMap([
+    `  var CUSTODY = ${JSON.stringify(custodySteps(input))};`,
+    '  var list = Array.isArray(doc.custody) ? doc.custody : [];',
+    '  for (var i = 0; i < CUSTODY.length; i++) {',
+    '    var step = CUSTODY[i].step;',
+    '    if (!isDone(doc, step)) continue;',
+    '    var holder = CUSTODY[i].holder !== null ? CUSTODY[i].holder : doc[step].site;',
+    "    if (typeof holder !== 'string') continue;",
+    '    var held = false;',
+    '    for (var j = 0; j < list.length; j++) if (isObject(list[j]) && list[j].site === holder && list[j].step === step) held = true;',
+    '    if (!held) emit([holder, step], null);',
+    '  }',
+  ])(input),
+);
+
+/** `[purged?, agreeing copies (-1: a copy disagrees), date_closed]`: the purge's candidates and its cheap estimate. */
+export type CopiesKey = [state: 'kept' | 'purged', copies: number, closed: string | null];
+
+/**
+ * Every catalogued file by whether the DAQ deleted it and how many distinct sites other than the
+ * ingest site hold a copy that agrees with its checksum (its own records only; archives in run
+ * documents are counted by `mesh purge` itself), the value its size: `_sum` by `group_level: 2`
+ * gives the bytes a purge could free without reading a file.
+ */
+export const CUSTODY_COPIES = view<CopiesKey, number>(
+  'custody_copies',
+  (input: MapInput & { ingest?: { site: string } }) =>
+    docMap([
+      `  var DAQ_SITE = ${JSON.stringify(input.ingest?.site ?? null)};`,
+      "  if (typeof doc.file !== 'string') return;",
+      "  var sha = isObject(doc.checksum) && typeof doc.checksum.sha256 === 'string' ? doc.checksum.sha256 : null;",
+      '  var list = Array.isArray(doc.custody) ? doc.custody : [];',
+      '  var sites = [];',
+      '  var disagree = false;',
+      '  for (var i = 0; i < list.length; i++) {',
+      '    var r = list[i];',
+      '    if (!isObject(r) || r.site === DAQ_SITE) continue;',
+      '    if (sha === null || r.sha256 !== sha || r.size_in_bytes !== doc.size_in_bytes) disagree = true;',
+      '    else if (sites.indexOf(r.site) < 0) sites.push(r.site);',
+      '  }',
+      "  var size = typeof doc.size_in_bytes === 'number' ? doc.size_in_bytes : 0;",
+      "  emit([doc.purged !== undefined ? 'purged' : 'kept', disagree ? -1 : sites.length, isoDate(doc.date_closed)], size);",
+    ])(input),
+  '_sum',
+);
+
 /** Every view of `_design/mesh`, in the order they are written. */
 export const MESH_VIEW_CONTRACTS: readonly ViewContract<unknown, unknown>[] = [
   BY_STATUS,
@@ -210,6 +266,8 @@ export const MESH_VIEW_CONTRACTS: readonly ViewContract<unknown, unknown>[] = [
   BY_HOST_RUN,
   BY_FILE_NAME,
   AGENTS,
+  CUSTODY_DUE,
+  CUSTODY_COPIES,
 ];
 
 /**

@@ -40,6 +40,16 @@ export interface AgentHeartbeat {
   counters?: AgentActivity;
   /** A `--once` identity: the run this document shows, the newest started on that host. */
   last_run?: OnceRun;
+  /** The DAQ buffer's free space, measured by `mesh ingest` at the DAQ site (agents/daq-buffer.ts). */
+  daq_buffer?: DaqBuffer;
+}
+
+export interface DaqBuffer {
+  /** The directory catalogued (its file system's space). */
+  dir: string;
+  free_bytes: number;
+  total_bytes: number;
+  measured_at: string;
 }
 
 /** `ok`: the pass ended normally (failed steps are recorded in their documents); `failed`: it ended with an error. */

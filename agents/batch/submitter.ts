@@ -15,6 +15,7 @@ import { readyDocuments } from '../discovery.js';
 import { ensureRunGone } from '../run-identity.js';
 import { apply, claim, failIfSpent } from '../writes.js';
 import { type BatchJobFile, writeJobFile, writeJobScript } from './job-file.js';
+import { CustodyKeeper } from '../custody.js';
 import { sweepLostJobs } from './lost-jobs.js';
 import type { BatchSystem } from './types.js';
 
@@ -46,17 +47,22 @@ export interface SubmitterCounters {
  */
 export class BatchSubmitter {
   readonly counters: SubmitterCounters = { jobs: 0, held_back: 0, claimed: 0, lost_races: 0, released: 0, refused: 0, lost: 0, expired: 0 };
+  /** The copies this site holds are verified here too (agents/custody.ts): a batch site's runs are its only processes. */
+  private readonly custody: CustodyKeeper;
 
   constructor(
     private readonly ctx: AgentContext,
     private readonly batch: BatchSystem,
     private readonly config: BatchConfig,
-  ) {}
+  ) {
+    this.custody = new CustodyKeeper(ctx);
+  }
 
   /** One pass, or passes every `sweep_s` until `signal` aborts. */
   async run(options: { once: boolean; signal: AbortSignal }): Promise<void> {
     do {
       await this.pass();
+      await this.custody.pass(options.signal);
       this.ctx.logger.info({ ...this.counters }, 'batch pass done');
     } while (!options.once && (await sleep(this.ctx.config.agent.sweep_s * 1000, options.signal)));
   }

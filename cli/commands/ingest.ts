@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { stat } from 'node:fs/promises';
+import { BufferReporter } from '../../agents/daq-buffer.js';
 import { type IngestReport, ingestDirectory } from '../../agents/ingest.js';
 import { MeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
@@ -40,6 +41,8 @@ export function ingestCommand(): Command {
           else if (total >= 1000) logger.info({ done: r.created + r.already, total }, 'ingest progress');
         };
         let totals: IngestReport | undefined;
+        // The buffer's free space, for the daq_buffer_low alert (agents/daq-buffer.ts).
+        const buffer = config.alerts.daq_free_min === undefined ? undefined : new BufferReporter(db, site.name, dir, logger);
         do {
           const report = await ingestDirectory(dir, {
             db,
@@ -66,7 +69,10 @@ export function ingestCommand(): Command {
               'ingest pass',
             );
           totals = report;
+          if (options.watch) await buffer?.report('running');
         } while (options.watch && (await sleep(options.interval * 1000, stop.signal)));
+        // The last measurement, on a connection the interruption did not abort.
+        if (buffer) await new BufferReporter(openSiteDatabase(config, site), site.name, dir, logger).report('stopped');
         if (options.json && totals) process.stdout.write(`${JSON.stringify(totals)}\n`);
       }),
     );

@@ -7,6 +7,7 @@ import { meshStatus } from '../../coordinator/status.js';
 import { Database } from '../../store/database.js';
 import { type GlobalOptions, makeLogger } from '../context.js';
 import { action } from '../exit.js';
+import { formatPurgeSummary } from './purge.js';
 import { port, positiveInteger } from '../parse.js';
 import { NO_PROGRESS_MS, type Simulation, arriveOverTime, startSimulation, waitForEverywhere, writeSampleFiles } from '../simulate.js';
 
@@ -18,6 +19,7 @@ export function simulateCommand(): Command {
     .option('--no-ssh', 'copy locally for proc0 and start lyon runs locally even when an sshd could be started')
     .option('--no-slurm', 'run lyon steps directly even when a Slurm cluster could be started')
     .option('--nats', 'start a nats-server (when installed) for wake-up hints and the claim registry')
+    .option('--purge', "proc0's copy at lyon is a custody copy that lyon verifies; at the end, purge modane's DAQ buffer and print the summary")
     .option('--json', 'print the final `mesh status --json` as the last line')
     .option('--keep', 'keep the temporary folder')
     .option('--dashboard-port <port>', 'port of the live status page the coordinator serves (0: a free one)', port, 0)
@@ -44,6 +46,7 @@ export function simulateCommand(): Command {
             ssh: boolean;
             slurm: boolean;
             nats?: boolean;
+            purge?: boolean;
             json?: boolean;
             keep?: boolean;
             recordClients?: string;
@@ -72,6 +75,7 @@ export function simulateCommand(): Command {
                 nats: Boolean(options.nats),
                 recordClients: options.recordClients ? resolve(options.recordClients) : undefined,
                 maxAttempts: options.maxAttempts,
+                custody: Boolean(options.purge),
                 dashboardPort: options.dashboard ? options.dashboardPort : undefined,
               },
               logger,
@@ -100,6 +104,7 @@ export function simulateCommand(): Command {
               logger.info('staying up (--stay) until interrupted');
               await new Promise<void>((done) => (stop.signal.aborted ? done() : stop.signal.addEventListener('abort', () => done(), { once: true })));
             }
+            if (options.purge) process.stdout.write(formatPurgeSummary(await simulation.purge(stop.signal), 'modane'));
             await simulation.stopMeshProcesses();
             const status = await meshStatus(
               config,

@@ -163,6 +163,56 @@ describe('couchapp/design', () => {
       assert.ok(agree(pairs, 'reject') > 10000);
     });
 
+    it('custody[] is append-only and per site, purged written once by the ingest site (core/custody-rules.ts)', () => {
+      const lyon: UserContext = { name: 'lyon-agent', roles: ['mesh-agent:lyon'] };
+      const modane: UserContext = { name: 'modane-agent', roles: ['mesh-agent:modane'] };
+      const op: UserContext = { name: 'op', roles: ['mesh-operator'] };
+      const copy = (site: string, account: string | null, sha = 'a') => ({
+        site,
+        step: 'proc0',
+        file: `/${site}/raw/f`,
+        sha256: sha.repeat(64),
+        size_in_bytes: 100,
+        verified_at: '2026-11-26T11:00:00.000Z',
+        account,
+      });
+      const base = good({ checksum: { sha256: 'a'.repeat(64) } });
+      const held = { ...base, custody: [copy('lyon', 'lyon-agent')] };
+      const purged = { at: '2026-11-27T00:00:00.000Z', by: 'modane/purge', user: 'modane-agent', site: 'modane', file: base.file, custody: held.custody };
+      const done = { ...held, purged };
+      const verdicts: Array<[old: unknown, next: unknown, user: UserContext, expected: RegExp | '']> = [
+        [base, held, lyon, ''],
+        [held, { ...held, custody: [...held.custody, copy('lyon', 'lyon-agent', 'b')] }, lyon, ''],
+        [base, { ...base, custody: [copy('kit', 'lyon-agent')] }, lyon, /"lyon-agent" may not record custody for site "kit": its agents do/],
+        [base, { ...base, custody: [copy('lyon', 'someone')] }, lyon, /custody entry 0 of account "someone" written by "lyon-agent"/],
+        [base, held, op, /"op" may not record custody for site "lyon"/],
+        [base, { ...base, custody: [copy('kit', 'coordinator')] }, COORDINATOR, ''],
+        [held, base, COORDINATOR, /custody cannot be removed/],
+        [held, { ...held, custody: [] }, ADMIN_PARTY, /custody entries cannot be removed/],
+        [held, { ...held, custody: [copy('lyon', 'lyon-agent', 'c')] }, lyon, /custody entry 0 cannot change/],
+        [base, { ...base, custody: [{ ...copy('lyon', 'lyon-agent'), sha256: 'nope' }] }, lyon, /custody entry 0 sha256 is "nope", expected 64 hex digits/],
+        [base, { ...base, custody: [{ ...copy('lyon', 'lyon-agent'), size_in_bytes: -1 }] }, lyon, /custody entry 0 size_in_bytes is -1/],
+        [base, { ...base, custody: 'lyon' }, ADMIN_PARTY, /custody is "lyon", expected a list of records/],
+        [held, done, modane, ''],
+        [held, done, lyon, /"lyon-agent" may not record a purge at "modane": the agents of the ingest site do/],
+        [held, { ...done, purged: { ...purged, site: 'lyon' } }, lyon, /may not record a purge at "lyon"/],
+        [held, { ...done, purged: { ...purged, user: 'someone' } }, modane, /purged.user is "someone" but the writer is "modane-agent"/],
+        [held, done, COORDINATOR, ''],
+        [done, { ...done, purged: { ...purged, at: '2026-11-28T00:00:00.000Z' } }, COORDINATOR, /purged is written once and cannot change/],
+        [done, held, ADMIN_PARTY, /purged is written once and cannot change/],
+        [held, { ...held, purged: true }, ADMIN_PARTY, /purged is true, expected a record object/],
+        [null, { ...freshDoc(), custody: [copy('lyon', null)] }, ADMIN_PARTY, ''],
+        [null, { ...freshDoc(), custody: [copy('lyon', 'modane-agent')] }, modane, /"modane-agent" may not record custody for site "lyon"/],
+      ];
+      for (const [oldDoc, newDoc, user, expected] of verdicts) {
+        const verdict = agentVerdict(newDoc, oldDoc, user);
+        if (expected === '') assert.equal(verdict, '', `${user.name}: ${JSON.stringify(newDoc).slice(0, 300)}`);
+        else assert.match(verdict, expected);
+        assert.equal(serverVerdict(newDoc, oldDoc, user), verdict);
+      }
+      agree(verdicts.map(([oldDoc, newDoc]) => [oldDoc, newDoc]));
+    });
+
     it('lets the admin party delete and write control documents', () => {
       assert.equal(serverVerdict({ _id: 'x', _deleted: true }, good()), '');
       assert.equal(serverVerdict({ _id: 'mesh-agent:lyon:a', type: 'mesh-agent', site: 'lyon', last_seen: 'now' }, null), '');
@@ -229,6 +279,47 @@ describe('couchapp/design', () => {
         ['proc1', { reason: 'exit 1', exit_code: 1, stderr_tail: 'oops', run_name: 'lg23b002', file_number: 0 }],
       ]);
       assert.deepEqual(runMap('failed_steps', { ...good(), pending: { proc1: { attempts: 1, ok: false, retry_after: 'x' } } }), []);
+    });
+
+    it('custody_due and custody_copies', () => {
+      const custodyInput = {
+        ...input,
+        steps: input.steps.map((s) =>
+          s.name === 'proc0' ? { ...s, custody: true, executor: 'sftp' as const, to: 'kit' } : s.name === 'proc1' ? { ...s, custody: true } : s,
+        ),
+      };
+      const custodyDesign = designDocument(custodyInput);
+      assert.notEqual(custodyDesign.mesh.generated_from, design.mesh.generated_from, 'the custody steps are part of what the design is made from');
+      const run = (name: string, doc: unknown): Emitted => {
+        const emitted: Emitted = [];
+        const map = new Function('emit', `return (${custodyDesign.views[name].map});`)((key: unknown, value: unknown) => emitted.push([key, value])) as (
+          d: unknown,
+        ) => void;
+        map(structuredClone(doc));
+        return emitted;
+      };
+      const sha = 'a'.repeat(64);
+      const copy = (site: string, step: string, sha256 = sha) => ({ site, step, sha256, size_in_bytes: 100 });
+      const both = good({ checksum: { sha256: sha }, proc1: { ...ok, site: 'lyon' }, status: 'good' });
+      // proc0's copy is at kit (its `to`), proc1's at the site that ran it (lyon).
+      assert.deepEqual(run('custody_due', both), [
+        [['kit', 'proc0'], null],
+        [['lyon', 'proc1'], null],
+      ]);
+      assert.deepEqual(
+        run('custody_due', { ...both, custody: [copy('kit', 'proc0', 'b'.repeat(64))] }),
+        [[['lyon', 'proc1'], null]],
+        'a record, agreeing or not, is the verification',
+      );
+      assert.deepEqual(run('custody_due', freshDoc()), []);
+      const closed = freshDoc().date_closed;
+      assert.deepEqual(run('custody_copies', { ...both, custody: [copy('kit', 'proc0'), copy('lyon', 'proc1'), copy('modane', 'x'), copy('kit', 'y')] }), [
+        [['kept', 2, closed], 100],
+      ]);
+      assert.deepEqual(run('custody_copies', { ...both, custody: [copy('kit', 'proc0'), copy('lyon', 'proc1', 'b'.repeat(64))] }), [
+        [['kept', -1, closed], 100],
+      ]);
+      assert.deepEqual(run('custody_copies', { ...both, purged: { site: 'modane' } }), [[['purged', 0, closed], 100]]);
     });
 
     it('conflicts and agents', () => {
