@@ -10,6 +10,7 @@ import { type AgentContext, actor } from './context.js';
 import { ChangesWatcher, expiredClaims, readyDocuments } from './discovery.js';
 import { type AgentActivity, Heartbeat, type RunOutcome } from './heartbeat.js';
 import { ensureEarlierRunsGone } from './run-identity.js';
+import { RunSteps } from './run-steps.js';
 import { type JobEnd, runClaimedStep, runFolder } from './step-job.js';
 import { apply, claim, failIfSpent } from './writes.js';
 
@@ -111,9 +112,12 @@ export class Agent {
     // NATS: a `ready` hint for one of our steps brings that document in at once.
     const hints = this.options.once ? undefined : this.ctx.channel?.subscribe(this.ctx.config.database, ['ready'], (_kind, hint) => this.onHint(hint));
     let outcome: RunOutcome = 'failed';
+    // Run-scope steps (archive a run): their own sweep over the run documents, one run at a time.
+    const runs = new RunSteps(this.ctx, this.counters);
     try {
       if (this.options.once) await this.sweep();
       else {
+        background.push(runs.loop(this.draining.signal, this.forcing.signal));
         const watcher = new ChangesWatcher(this.ctx, (docs) => this.offer(docs));
         background.push(watcher.follow(await watcher.startingPoint(), this.draining.signal));
         // A long-running agent outlives a bad first answer, and takes work from the feed while
@@ -121,6 +125,7 @@ export class Agent {
         background.push(this.sweepLoop(), this.trySweep());
       }
       await this.dispatchLoop();
+      if (this.options.once) await runs.sweep(this.draining.signal, this.forcing.signal);
       outcome = 'ok';
     } finally {
       this.state = 'stopping';

@@ -71,7 +71,7 @@ export function chainProblems(from: unknown, to: unknown, entries: readonly unkn
 }
 
 /** Problems of an append-only list: `before` must be a prefix of `after`. */
-function appendOnly(name: string, before: unknown, after: unknown): string[] {
+export function appendOnly(name: string, before: unknown, after: unknown): string[] {
   if (before === undefined) return [];
   if (!Array.isArray(after)) return [`${name} cannot be removed`];
   const old = listOf(before);
