@@ -312,6 +312,63 @@ describe('run steps: a run archived once after its last file (embedded server, r
     console.log(`      in-process race: claims ${workers.map((w) => w.claimed).join('+')}, lost races ${lost}`);
   });
 
+  it('a run step failed for good is made ready again by an operator (mesh retry runinfo_<run> --step archive)', async () => {
+    const run = 'lg23h008';
+    await writeFile(join(faults, `${run}.fail`), '');
+    for (let n = 0; n < 2; n++) await daqFile(run, n);
+    await writeFile(join(daq, `${run}.closed`), '');
+    await waitFor(`${run} closed, proc0 done`, async () => {
+      const files = await Promise.all([0, 1].map((n) => fileDoc(run, n)));
+      return (await readRunDoc(run))?.closed_at !== undefined && files.every((f) => f?.status === 'good');
+    });
+    const ctx = (name: string): AgentContext => ({
+      // One attempt only: the first failure is final.
+      config: { ...config, run_steps: config.run_steps?.map((s) => ({ ...s, max_attempts: 1 })) },
+      site: config.sites.lyon,
+      name,
+      host: 'h',
+      db: open(name),
+      logger: silentLogger(),
+      steps: [],
+      now: () => new Date(),
+    });
+    for (const n of [0, 1]) {
+      const file = (await fileDoc(run, n)) as DaqDocument;
+      const claimed = await apply(ctx('lyon-1'), file, {
+        type: 'claim',
+        step: 'proc1',
+        mode: 'run',
+        site: 'lyon',
+        agent: 'lyon-1',
+        host: 'h',
+        lease_until: new Date(Date.now() + 60_000).toISOString(),
+      });
+      await apply(ctx('lyon-1'), claimed, { type: 'succeed', step: 'proc1', agent: 'lyon-1', result: { exit_code: 0, duration_s: 0 } });
+    }
+    const counters = { claimed: 0, lost_races: 0, succeeded: 0, failed: 0, retries: 0 };
+    const stop = new AbortController();
+    process.env.MESH_FAULT_DIR = faults;
+    try {
+      await new RunSteps(ctx('lyon-2'), counters).sweep(stop.signal, stop.signal);
+    } finally {
+      delete process.env.MESH_FAULT_DIR;
+    }
+    assert.equal((await readRunDoc(run))?.status, 'archive failed');
+    await rm(join(faults, `${run}.fail`));
+    const retried = await runMesh(
+      ['--config', configFile, 'retry', runDocumentId(run), '--step', 'archive'],
+      { MESH_LYON_USER: 'admin', MESH_LYON_PASSWORD: ADMIN_PASSWORD },
+      30_000,
+    );
+    assert.equal(retried.status, 0, retried.stderr);
+    assert.equal((await readRunDoc(run))?.status, 'closed');
+    await new RunSteps({ ...ctx('lyon-2'), config }, counters).sweep(stop.signal, stop.signal);
+    const done = await readRunDoc(run);
+    assert.equal(done?.status, 'good');
+    assert.equal((done?.archive as StepRecord).attempts, 2);
+    assert.equal(counters.failed + counters.succeeded, 2);
+  });
+
   it('forged run documents are refused by the server, whoever writes them', async () => {
     const run = 'lg23a001';
     const stored = (await readRunDoc(run)) as RunDocument;
