@@ -20,6 +20,7 @@ import { apply } from '../../agents/writes.js';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig } from '../../config/types.js';
 import { metricsText } from '../../coordinator/metrics.js';
+import { buildSnapshot } from '../../dashboard/snapshot.js';
 import { meshStatus } from '../../coordinator/status.js';
 import type { DaqDocument, StepRecord } from '../../core/document.js';
 import { silentLogger } from '../../core/log.js';
@@ -219,6 +220,8 @@ describe('run steps: a run archived once after its last file (embedded server, r
     const status = await meshStatus(config, openAdmin);
     assert.deepEqual(status.runs?.late, [{ run_name: run, late_members: 1 }]);
     assert.ok((status.runs?.counts.done ?? 0) >= 2);
+    const page = await buildSnapshot(config, openAdmin, { windowMs: 3_600_000, hours: 1 });
+    assert.deepEqual(page.run_documents?.late, [{ run_name: run, late_members: 1 }], 'the page has it too');
     const metrics = await metricsText(config, openAdmin);
     assert.match(metrics.body, new RegExp(`couchmesh_run_late_members\\{run="${run}"\\} 1`));
     assert.match(metrics.body, /couchmesh_runs\{state="done"\} [2-9]/);
