@@ -86,14 +86,15 @@ function runRulesBlock(policy: WritePolicy): string {
   if (runSteps.length === 0) return [...head, '  var RUN_WRITE_PROBLEMS = null;'].join('\n');
   return [
     ...head,
-    '  var RUN_WRITE_PROBLEMS = (function () {',
+    // Built only when a run document is written: a file document's write does not pay for it.
+    '  function RUN_WRITE_PROBLEMS(newDoc, oldDoc, user) {',
     '    var DOC_TYPE = RUN_DOC_TYPE;',
     '    var STEPS = RUN_STEPS;',
     `    var CLOSURE = ${JSON.stringify(statusClosure(runSteps))};`,
     `    var NEXT = ${JSON.stringify(statusSuccessors(runSteps))};`,
     COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5,
-    '    return writeProblems;',
-    '  })();',
+    '    return writeProblems(newDoc, oldDoc, user);',
+    '  }',
     RUN_RULES_ES5,
   ].join('\n');
 }
