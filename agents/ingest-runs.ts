@@ -50,9 +50,11 @@ export async function recordRuns(ids: ReadonlyArray<{ id: string; runName: strin
   // Open runs without a file in this scan (their files moved, say) still close by quiet.
   for (const row of await runRows(options.db, 10_000))
     if (row.state === 'open' && row.run_name !== null && !byRun.has(row.run_name)) byRun.set(row.run_name, []);
+  // The run documents in one read: a scan of a directory that holds many runs costs no read per run.
+  const known = await documentsById(options.db, [...byRun.keys()].map(runDocumentId));
   for (const [run, memberIds] of byRun) {
     try {
-      await recordRun(run, memberIds.sort(), options, report);
+      await recordRun(run, memberIds.sort(), known.get(runDocumentId(run)) as RunDocument | undefined, options, report);
     } catch (error) {
       report.failed.push({ run, reason: errorMessage(error) });
     }
@@ -60,9 +62,13 @@ export async function recordRuns(ids: ReadonlyArray<{ id: string; runName: strin
   return report;
 }
 
-async function recordRun(run: string, memberIds: string[], options: RunIngestOptions, report: RunsReport): Promise<void> {
-  const docs = await documentsById(options.db, memberIds);
-  const members = memberIds.flatMap((id) => {
+async function recordRun(run: string, memberIds: string[], stored: RunDocument | undefined, options: RunIngestOptions, report: RunsReport): Promise<void> {
+  // Only the files not listed yet are read: a closed run seen again costs nothing.
+  const listed = new Set([...(stored?.members ?? []), ...(stored?.late_members ?? [])].map((m) => m.doc_id));
+  const unlisted = memberIds.filter((id) => !listed.has(id));
+  if (stored?.closed_at !== undefined && unlisted.length === 0) return;
+  const docs = await documentsById(options.db, unlisted);
+  const members = unlisted.flatMap((id) => {
     const doc = docs.get(id);
     const member = doc ? memberOf(doc) : undefined;
     return member ? [member] : [];
@@ -94,7 +100,7 @@ async function recordRun(run: string, memberIds: string[], options: RunIngestOpt
       }
       return doc === current ? { keep: true } : { write: doc };
     },
-    { create: true },
+    { create: true, ...(stored ? { seen: stored } : {}) },
   );
   if (result.kind === 'written' && result.changed) {
     report.written++;
