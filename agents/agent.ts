@@ -102,9 +102,11 @@ export class Agent {
 
   private async main(): Promise<void> {
     this.state = 'running';
+    // Run-scope steps (archive a run): their own sweep over the run documents, one run at a time.
+    const runs = new RunSteps(this.ctx, this.counters);
     const heartbeat = new Heartbeat(
       this.ctx,
-      () => [...this.running].map(([doc, { step }]) => ({ doc, step })),
+      () => [...[...this.running].map(([doc, { step }]) => ({ doc, step })), ...runs.runningNow()],
       () => this.activity(),
     );
     heartbeat.start();
@@ -112,8 +114,6 @@ export class Agent {
     // NATS: a `ready` hint for one of our steps brings that document in at once.
     const hints = this.options.once ? undefined : this.ctx.channel?.subscribe(this.ctx.config.database, ['ready'], (_kind, hint) => this.onHint(hint));
     let outcome: RunOutcome = 'failed';
-    // Run-scope steps (archive a run): their own sweep over the run documents, one run at a time.
-    const runs = new RunSteps(this.ctx, this.counters);
     try {
       if (this.options.once) await this.sweep();
       else {

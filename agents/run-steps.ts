@@ -33,12 +33,18 @@ export function runContext(ctx: AgentContext): AgentContext {
 
 export class RunSteps {
   private readonly ctx: AgentContext;
+  /** The run step running now, for the heartbeat's `running`. */
+  private current: { doc: string; step: string } | undefined;
 
   constructor(
     fileCtx: AgentContext,
     private readonly counters: RunCounters,
   ) {
     this.ctx = runContext(fileCtx);
+  }
+
+  runningNow(): Array<{ doc: string; step: string }> {
+    return this.current ? [this.current] : [];
   }
 
   get configured(): boolean {
@@ -113,10 +119,13 @@ export class RunSteps {
     }
     this.counters.claimed++;
     if ((stepRecord(result.doc, step.name)?.attempts ?? 1) > 1) this.counters.retries++;
-    const job = await runRunStep(this.ctx, result.doc as unknown as RunDocument, step, forcing).catch((error) => {
-      this.ctx.logger.error({ doc: doc._id, step: step.name }, `run step bookkeeping failed: ${errorMessage(error)}`);
-      return undefined;
-    });
+    this.current = { doc: doc._id, step: step.name };
+    const job = await runRunStep(this.ctx, result.doc as unknown as RunDocument, step, forcing)
+      .catch((error) => {
+        this.ctx.logger.error({ doc: doc._id, step: step.name }, `run step bookkeeping failed: ${errorMessage(error)}`);
+        return undefined;
+      })
+      .finally(() => (this.current = undefined));
     if (job?.end === 'succeeded') this.counters.succeeded++;
     else if (job?.end === 'failed') this.counters.failed++;
     return true;
