@@ -14,6 +14,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'mocha';
 import type { AgentContext } from '../../agents/context.js';
+import { runWorkReady } from '../../agents/run-readiness.js';
 import { RunSteps } from '../../agents/run-steps.js';
 import { tarEntries } from '../../agents/tar-members.js';
 import { apply } from '../../agents/writes.js';
@@ -288,6 +289,9 @@ describe('run steps: a run archived once after its last file (embedded server, r
         await apply(ctx, claimed, { type: 'succeed', step: 'proc1', agent: 'lyon-1', result: { exit_code: 0, duration_s: 0 } });
       }
     }
+    // What would wake lyon if its agents could not stay up (agents/trigger.ts): ready run work, members done.
+    assert.equal(await runWorkReady(admin, config, 'lyon', new Date()), true);
+    assert.equal(await runWorkReady(admin, config, 'modane', new Date()), false, 'modane runs no run step');
     const counters = () => ({ claimed: 0, lost_races: 0, succeeded: 0, failed: 0, retries: 0 });
     const workers = [counters(), counters()];
     const stop = new AbortController();
@@ -301,6 +305,7 @@ describe('run steps: a run archived once after its last file (embedded server, r
     assert.equal(workers[0].claimed + workers[1].claimed, 3, `claims won: ${JSON.stringify(workers)}`);
     assert.equal(workers[0].succeeded + workers[1].succeeded, 3);
     for (const run of runs) assert.equal((await readRunDoc(run))?.status, 'good', run);
+    assert.equal(await runWorkReady(admin, config, 'lyon', new Date()), false, 'nothing left to wake lyon for');
     // The invariant over every run of this suite, from the program's own log.
     const all = await executions();
     const attempts = new Map<string, number>();
