@@ -11,6 +11,7 @@ import { type AgentContext, actor } from './context.js';
 import { ChangesWatcher, expiredClaims, readyDocuments } from './discovery.js';
 import { type AgentActivity, Heartbeat, type RunOutcome } from './heartbeat.js';
 import { ensureEarlierRunsGone } from './run-identity.js';
+import { RunSteps } from './run-steps.js';
 import { type JobEnd, runClaimedStep, runFolder } from './step-job.js';
 import { apply, claim, failIfSpent } from './writes.js';
 
@@ -105,9 +106,11 @@ export class Agent {
 
   private async main(): Promise<void> {
     this.state = 'running';
+    // Run-scope steps (archive a run): their own sweep over the run documents, one run at a time.
+    const runs = new RunSteps(this.ctx, this.counters);
     const heartbeat = new Heartbeat(
       this.ctx,
-      () => [...this.running].map(([doc, { step }]) => ({ doc, step })),
+      () => [...[...this.running].map(([doc, { step }]) => ({ doc, step })), ...runs.runningNow()],
       () => this.activity(),
     );
     heartbeat.start();
@@ -118,6 +121,7 @@ export class Agent {
     try {
       if (this.options.once) await this.sweep();
       else {
+        background.push(runs.loop(this.draining.signal, this.forcing.signal));
         const watcher = new ChangesWatcher(this.ctx, (docs) => this.offer(docs));
         background.push(watcher.follow(await watcher.startingPoint(), this.draining.signal));
         // A long-running agent outlives a bad first answer, and takes work from the feed while
@@ -127,6 +131,7 @@ export class Agent {
       await this.dispatchLoop();
       // An --once run ends after the copies it found were verified.
       if (this.options.once) await this.custody.finish(this.draining.signal);
+      if (this.options.once) await runs.sweep(this.draining.signal, this.forcing.signal);
       outcome = 'ok';
     } finally {
       this.state = 'stopping';

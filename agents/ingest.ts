@@ -9,6 +9,7 @@ import type { Database } from '../store/database.js';
 import type { DaqDocument } from '../core/document.js';
 import { SAFE_NAME, unsafePath } from './command.js';
 import { type MetadataOutcome, checkMetadataArgv, mergeMetadata, metadataArgv, runMetadataProgram } from './ingest-metadata.js';
+import { type RunsReport, recordRuns } from './ingest-runs.js';
 import { stepSupervisor } from './step-supervisor.js';
 
 export interface IngestReport {
@@ -21,6 +22,8 @@ export interface IngestReport {
   rejected: Array<{ file: string; reason: string }>;
   /** Files not catalogued this scan (the metadata program failed), with why; the next scan tries again. */
   failed: Array<{ file: string; reason: string }>;
+  /** With run steps: the run documents written, late members, runs closed (ingest-runs.ts). */
+  runs?: RunsReport;
 }
 
 export interface IngestOptions {
@@ -34,6 +37,8 @@ export interface IngestOptions {
   /** Called every few files with the counts so far, for progress on large directories. */
   progress?: (report: IngestReport, total: number) => void;
   signal?: AbortSignal;
+  /** The run pipeline, when the config has run steps: the ingest then keeps the run documents. */
+  runs?: { steps: readonly string[]; quiet_s: number };
 }
 
 const MARKER = '.closed';
@@ -97,6 +102,7 @@ export async function ingestDirectory(dir: string, options: IngestOptions): Prom
   const program = metadata ? programName(metadata) : '';
   const report: IngestReport = { seen: 0, created: 0, already: 0, open: 0, rejected: [], failed: [] };
   const candidates: Candidate[] = [];
+  const openRuns = new Set<string>();
 
   for (const path of files) {
     if (path.endsWith(MARKER)) continue;
@@ -126,6 +132,7 @@ export async function ingestDirectory(dir: string, options: IngestOptions): Prom
     const quiet = now().getTime() - info.mtimeMs >= options.ingest.quiet_s * 1000;
     if (!quiet && !names.has(`${path}${MARKER}`)) {
       report.open++;
+      openRuns.add(runName);
       continue;
     }
     candidates.push({ path, id: documentId(runName, fileNumber), runName, fileNumber, size: info.size });
@@ -181,6 +188,21 @@ export async function ingestDirectory(dir: string, options: IngestOptions): Prom
       }
     }
     options.progress?.(report, candidates.length);
+  }
+  if (options.runs && options.runs.steps.length > 0 && !options.signal?.aborted) {
+    const top = resolve(dir);
+    report.runs = await recordRuns(
+      candidates.map((c) => ({ id: c.id, runName: c.runName })),
+      {
+        db: options.db,
+        site: options.site,
+        runSteps: options.runs.steps,
+        quietS: options.runs.quiet_s,
+        now,
+        openRuns,
+        hasMarker: (run) => names.has(join(top, `${run}${MARKER}`)),
+      },
+    );
   }
   return report;
 }

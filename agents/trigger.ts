@@ -22,6 +22,7 @@ import { readyFor } from '../core/state.js';
 import type { Database } from '../store/database.js';
 import * as files from '../store/files.js';
 import { execRemote } from './executors/remote-exec.js';
+import { runWorkReady } from './run-readiness.js';
 import { connectSsh } from './executors/ssh-connect.js';
 import { type RunOutcome, type RunRecorder, RunWords, shorten } from './trigger-record.js';
 
@@ -323,7 +324,7 @@ export class RemoteTriggers {
   async wakeForWork(db: Database, now: Date, logger: Logger): Promise<void> {
     for (const [site, trigger] of this.triggers) {
       const steps = this.config.steps.filter((s) => s.site === site).map((s) => s.name);
-      if (await anyOf(steps, (step) => files.anyReady(db, step, now.toISOString()))) {
+      if ((await anyOf(steps, (step) => files.anyReady(db, step, now.toISOString()))) || (await runWorkReady(db, this.config, site, now))) {
         trigger.poke();
         continue;
       }

@@ -13,6 +13,7 @@ import { MeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { sleep } from '../core/sleep.js';
 import { isComplete } from '../core/state.js';
+import { runCounts } from '../store/runs.js';
 import { freePort } from './local/ports.js';
 import type { SimulationServices } from './simulation-config.js';
 import { type TopologyOptions, logFile, startTopology, untilReady } from './topology.js';
@@ -26,9 +27,17 @@ async function writeSampleFile(dir: string, index: number): Promise<void> {
   await writeFile(`${file}.closed`, '');
 }
 
+/** After a run's last sample file (every 100th, or the last of all): the DAQ's `<run>.closed` marker, which closes the run for its run steps. */
+async function closeRunAfter(dir: string, index: number, last: number): Promise<void> {
+  if (index % 100 === 99 || index === last) await writeFile(join(dir, `lg23b${String(Math.floor(index / 100)).padStart(3, '0')}.closed`), '');
+}
+
 /** Sample DAQ files numbered from `first`, each with its `.closed` marker. */
 export async function writeSampleFiles(dir: string, count: number, first = 0): Promise<void> {
-  for (let i = first; i < first + count; i++) await writeSampleFile(dir, i);
+  for (let i = first; i < first + count; i++) {
+    await writeSampleFile(dir, i);
+    await closeRunAfter(dir, i, first + count - 1);
+  }
 }
 
 /**
@@ -40,6 +49,7 @@ export async function arriveOverTime(dir: string, count: number, everyMs: number
   for (let i = 0; i < count; i++) {
     if (i > 0 && !(await sleep(everyMs, signal))) return false;
     await writeSampleFile(dir, i);
+    await closeRunAfter(dir, i, count - 1);
     await catalogue();
   }
   return !signal?.aborted;
@@ -52,6 +62,8 @@ async function completeEverywhere(config: MeshConfig, dbs: Database[], files: nu
     const { rows } = await db.allDocs<DaqDocument>({ include_docs: true, startkey: 'run_', endkey: 'run_\ufff0', conflicts: true });
     const done = rows.filter((r) => r.doc && isComplete(r.doc, config) && !r.doc._conflicts);
     if (done.length < files) return false;
+    // With run steps, every run of the sample files archived too (100 files a run).
+    if ((config.run_steps ?? []).length > 0 && (await runCounts(db)).done < Math.ceil(files / 100)) return false;
     revisions.push(new Map(done.map((r) => [r.id as string, r.doc?._rev as string])));
   }
   return revisions.every((m) => [...m].every(([id, rev]) => revisions[0].get(id) === rev));
@@ -214,6 +226,7 @@ export async function startSimulation(work: string, options: SimulationOptions, 
           ingest: config.ingest,
           stepNames: config.steps.map((s) => s.name),
           site: 'modane',
+          runs: { steps: (config.run_steps ?? []).map((s) => s.name), quiet_s: config.ingest.run_quiet_s ?? 3600 },
           signal: abort,
         }),
       purge: async (abort) => {

@@ -35,7 +35,7 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
         server: urls.modane,
         reachable: false,
         long_running: true,
-        may_run: ['proc0'],
+        may_run: ['proc0', 'archive'],
         storage: join(work, 'modane', 'daq'),
         log_dir: join(work, 'modane', 'logs'),
       },
@@ -52,7 +52,8 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
         ...(services.slurm ? { batch: { system: 'slurm', options: [], docs_per_job: 10, mesh } } : {}),
       },
     },
-    ingest: { site: 'modane', pattern: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600 },
+    // A run closes with its `<run>.closed` marker (the sample DAQ writes one after a run's last file), else after run_quiet_s.
+    ingest: { site: 'modane', pattern: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$', quiet_s: 600, run_quiet_s: 60 },
     steps: [
       services.ssh
         ? {
@@ -91,6 +92,19 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
         run: [node, join(EXAMPLES, 'analyse.mjs'), '{prev_out}', '{out}'],
         out: join(lyonStorage, 'analysis', '{run_name}_{file_number}.json'),
         timeout_s: 120,
+        max_attempts,
+        lease_s: 30,
+      },
+      // Once per run, at the DAQ where the raw files are, once every file of the run is transferred: a verified archive (custody).
+      {
+        name: 'archive',
+        site: 'modane',
+        scope: 'run',
+        after: 'proc0',
+        custody: true,
+        run: [node, join(EXAMPLES, 'archive-run.mjs'), '{run_name}', '{members_file}', '{out}'],
+        out: join(work, 'modane', 'archive', '{run_name}.tar'),
+        timeout_s: 300,
         max_attempts,
         lease_s: 30,
       },

@@ -7,6 +7,7 @@ import { BYTES_FORM, parseBytes } from '../core/bytes.js';
 import { type BatchSystemName, WALLTIME_FORM, parseWalltime, walltimeInOptions } from './batch-walltime.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import { meshSchema } from './schema.js';
+import { fileScopeProblems, isRunScope, parseRunSteps } from './run-steps.js';
 import { stepNameClash } from './step-names.js';
 import {
   METADATA_ARGUMENT_FORM,
@@ -28,7 +29,7 @@ export const TEMPLATE_FIELDS = PLACEHOLDERS;
 const GRACE_MARGIN_S = 5;
 
 const SITE_KEYS = ['server', 'reachable', 'long_running', 'credentials_of', 'log_dir', 'may_run', 'ssh', 'batch', 'storage', 'mesh'] as const;
-const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s', 'executor', 'to', 'custody'] as const;
+const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s', 'executor', 'to', 'custody', 'scope', 'after'] as const;
 const SSH_KEYS = ['host', 'port', 'user', 'identity_file', 'host_key_sha256'] as const;
 const BATCH_KEYS = ['system', 'options', 'docs_per_job', 'mesh', 'max_jobs', 'walltime'] as const;
 
@@ -91,12 +92,14 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
 
   const sites = parseSites(raw.sites, base, problems);
   const steps = parseSteps(raw.steps, sites, problems);
+  const runSteps = parseRunSteps(raw.steps, sites, steps, problems);
 
   const ingest = schema.get('ingest');
   if (ingest.site && !sites[ingest.site]) problems.add('ingest.site', ingest.site, `one of the sites (${Object.keys(sites).join(', ')})`);
   // Absent and "" alike: show what the user wrote, not convict's default.
   if (!ingest.site) problems.add('ingest.site', written(raw, 'ingest', 'site'), 'the name of the site that catalogues DAQ files');
   checkSeconds(problems, 'ingest.quiet_s', ingest.quiet_s, { min: 0 });
+  checkSeconds(problems, 'ingest.run_quiet_s', ingest.run_quiet_s, { min: 0 });
   try {
     const groups = new RegExp(ingest.pattern).source;
     if (!groups.includes('(?<run_name>') || !groups.includes('(?<file_number>'))
@@ -143,8 +146,9 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
     doc_type: docType,
     original_design: originalDesign,
     sites,
-    ingest: { site: ingest.site, pattern: ingest.pattern, quiet_s: ingest.quiet_s as number, ...metadata },
+    ingest: { site: ingest.site, pattern: ingest.pattern, quiet_s: ingest.quiet_s as number, run_quiet_s: ingest.run_quiet_s as number, ...metadata },
     steps,
+    run_steps: runSteps,
     agent: { ...agent },
     coordinator: { site: coordinatorSite, interval_s: coordinator.interval_s as number },
     targets,
@@ -312,7 +316,10 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
   raw.forEach((value, index) => {
     const key = `steps[${index}]`;
     if (!isObject(value)) return problems.add(key, value, 'a step object');
+    // A run step is not part of the file pipeline: config/run-steps.ts checks it.
+    if (isRunScope(value)) return;
     problems.unknownKeys(key, value, STEP_KEYS);
+    fileScopeProblems(key, value, problems);
     const { name, site, run, out } = value;
     const clash = typeof name === 'string' ? stepNameClash(name, names) : undefined;
     if (typeof name !== 'string' || !NAME.test(name)) problems.add(`${key}.name`, name, 'a step name of lower-case letters, digits, _ and - (e.g. "proc0")');

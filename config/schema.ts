@@ -28,6 +28,11 @@ export function meshSchema() {
         default: '^(?<run_name>[d-n][a-m]\\d\\d[a-z]\\d{3})_(?<file_number>\\d{3})$',
       },
       quiet_s: { doc: 'A file is closed when its size has not changed for this many seconds', format: '*', default: 600 as unknown },
+      run_quiet_s: {
+        doc: 'A run is closed when no new file of it was catalogued for this many seconds (or a <run_name>.closed marker exists); run-scope steps wait for it',
+        format: '*',
+        default: 3600 as unknown,
+      },
       metadata: {
         doc: 'Program (argument vector, no shell) printing one JSON object of header fields for each new file, merged into its document; empty = none',
         format: '*',

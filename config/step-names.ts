@@ -6,6 +6,7 @@
  */
 import { MESH_FIELDS } from '../core/document.js';
 import { CATALOGUE_FIELDS } from '../core/provenance.js';
+import { RUN_CATALOGUE_FIELDS } from '../core/run-rules.js';
 
 /** Views of `_design/mesh` (couchapp/design.ts); reserved for steps too, so that a name means one thing in both designs. */
 export const MESH_VIEW_NAMES: readonly string[] = [
@@ -25,6 +26,7 @@ export const MESH_VIEW_NAMES: readonly string[] = [
   'pending',
   'custody_due',
   'custody_copies',
+  'run_docs',
 ];
 
 /** Views of `_design/proc` whose names are fixed (the original scripts' names). */
@@ -49,7 +51,7 @@ export function inProgressView(step: string): string {
 }
 
 /** Fields of a data document (core/document.ts) and the status words of the state machine. */
-const DOCUMENT_FIELDS: readonly string[] = Object.freeze([...MESH_FIELDS, ...CATALOGUE_FIELDS, 'closed', 'good', 'bad']);
+const DOCUMENT_FIELDS: readonly string[] = Object.freeze([...MESH_FIELDS, ...CATALOGUE_FIELDS, ...RUN_CATALOGUE_FIELDS, 'custody', 'closed', 'good', 'bad']);
 
 /** What a step name would clash with, in words, or undefined when the name is free; `steps` are the pipeline's step names. */
 export function stepNameClash(name: string, steps: readonly string[] = []): string | undefined {

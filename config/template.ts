@@ -8,7 +8,8 @@ import { isAbsolute } from 'node:path';
 export const PLACEHOLDERS = ['file', 'out', 'doc_id', 'run_name', 'file_number', 'step', 'prev_out'] as const;
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 export type TemplateValues = Record<Placeholder, string>;
-export type TemplatePart = { literal: string } | { placeholder: Placeholder };
+/** A placeholder's name: one of PLACEHOLDERS for a file step, of RUN_PLACEHOLDERS for a run step (config/run-steps.ts). */
+export type TemplatePart = { literal: string } | { placeholder: string };
 
 export type ParsedTemplate = { ok: true; parts: TemplatePart[] } | { ok: false; problem: string };
 
@@ -22,12 +23,8 @@ const UNIQUE_ALONE: readonly Placeholder[] = ['doc_id', 'file', 'prev_out'];
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
-function isPlaceholder(name: string): name is Placeholder {
-  return (PLACEHOLDERS as readonly string[]).includes(name);
-}
-
-/** Splits a template into literal text and placeholders; a stray or unclosed brace is a problem. */
-export function parseTemplate(template: string): ParsedTemplate {
+/** Splits a template into literal text and placeholders (`names`, default a file step's); a stray or unclosed brace is a problem. */
+export function parseTemplate(template: string, names: readonly string[] = PLACEHOLDERS): ParsedTemplate {
   const parts: TemplatePart[] = [];
   let at = 0;
   // Each turn consumes at least one character, so the loop ends.
@@ -44,7 +41,7 @@ export function parseTemplate(template: string): ParsedTemplate {
     if (end === -1) return { ok: false, problem: `the "{" at position ${open} is never closed` };
     const name = template.slice(open + 1, end);
     if (name.includes('{')) return { ok: false, problem: `the "{" at position ${open} is never closed` };
-    if (!isPlaceholder(name)) return { ok: false, problem: `unknown placeholder {${name}}` };
+    if (!names.includes(name)) return { ok: false, problem: `unknown placeholder {${name}}` };
     parts.push({ placeholder: name });
     at = end + 1;
   }
@@ -52,8 +49,8 @@ export function parseTemplate(template: string): ParsedTemplate {
 }
 
 /** Joins the parts with the values; values are data and are never re-scanned for braces. */
-export function expandParts(parts: readonly TemplatePart[], values: TemplateValues): string {
-  return parts.map((part) => ('literal' in part ? part.literal : values[part.placeholder])).join('');
+export function expandParts(parts: readonly TemplatePart[], values: Readonly<Record<string, string>>): string {
+  return parts.map((part) => ('literal' in part ? part.literal : (values[part.placeholder] ?? ''))).join('');
 }
 
 /** Why a path may not reach a command line, or undefined when it may. */
@@ -98,7 +95,9 @@ export function metadataArgumentProblems(template: string): string[] {
   const parsed = parseTemplate(template);
   if (!parsed.ok) return [parsed.problem];
   const problems = parsed.parts.flatMap((p) =>
-    'placeholder' in p && !METADATA_PLACEHOLDERS.includes(p.placeholder) ? [`{${p.placeholder}}, which a file being catalogued does not have yet`] : [],
+    'placeholder' in p && !(METADATA_PLACEHOLDERS as readonly string[]).includes(p.placeholder)
+      ? [`{${p.placeholder}}, which a file being catalogued does not have yet`]
+      : [],
   );
   return CONTROL.test(template) ? [...problems, 'a control character'] : problems;
 }

@@ -64,9 +64,14 @@ export interface StepConfig {
   readonly to?: string;
   /**
    * The step makes a verified copy of the raw file: the site holding it (`to`, else the site that
-   * ran it) re-reads its output `file` and records it in `custody[]`, which `mesh purge` counts.
+   * ran it) re-reads its output `file` and records it in `custody[]`, which `mesh purge` counts. A run
+   * step's copy is its archive of the run's members, read back and recorded on the run document.
    */
   readonly custody?: boolean;
+  /** `run`: once per run, on the run document, after every member has done `after` (config/run-steps.ts). Default `file`. */
+  readonly scope?: 'file' | 'run';
+  /** A run step: the file step every member of the run must have done first. */
+  readonly after?: string;
 }
 
 export interface NatsConfig {
@@ -84,6 +89,8 @@ export interface IngestConfig {
   /** Regular expression with named groups run_name and file_number, matched against the file's base name. */
   readonly pattern: string;
   readonly quiet_s: number;
+  /** A run is closed when no new file of it was catalogued for this many seconds (or a `<run_name>.closed` marker exists); run steps wait for it. */
+  readonly run_quiet_s?: number;
   /**
    * Optional program (argument vector, no shell; templates {file}, {run_name}, {file_number},
    * {doc_id}) run once per new file, printing one JSON object of header fields for its document.
@@ -133,7 +140,10 @@ export interface MeshConfig {
   readonly original_design: string;
   readonly sites: Readonly<Record<string, SiteConfig>>;
   readonly ingest: IngestConfig;
+  /** The file pipeline: the steps of `scope: "file"`, in order. */
   readonly steps: readonly StepConfig[];
+  /** The run pipeline: the steps of `scope: "run"`, in order, each run once per run document (core/run-document.ts). */
+  readonly run_steps?: readonly StepConfig[];
   readonly agent: AgentTuning;
   /** Optional: wake-up hints and a cross-site claim registry. Everything works without it. */
   readonly nats?: NatsConfig;

@@ -88,6 +88,13 @@ export async function metricsText(config: MeshConfig, open: OpenDatabase, now = 
     }
   }
 
+  if (status.runs) {
+    const runs = gauge('couchmesh_runs', 'Run documents per state (open, todo, done, bad), each run once', ['state']);
+    for (const [state, n] of Object.entries(status.runs.counts)) runs.set({ state }, n);
+    const lateMembers = gauge('couchmesh_run_late_members', "Files catalogued after their run's step started (not in its archive), per run", ['run']);
+    for (const l of status.runs.late) lateMembers.set({ run: l.run_name }, l.late_members);
+  }
+
   const detected = counter('couchmesh_double_claims_detected_total', 'Double claims (cross-server replication conflicts) the audit found', []);
   const resolved = counter('couchmesh_double_claims_resolved_total', 'Double claims the audit resolved', []);
   detected.inc(status.double_claims.detected);

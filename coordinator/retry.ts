@@ -4,6 +4,7 @@ import type { MeshConfig } from '../config/types.js';
 import type { Database } from '../store/database.js';
 import { type DaqDocument, parseStatus } from '../core/document.js';
 import { MeshError } from '../core/errors.js';
+import { RUN_ID_PREFIX } from '../core/run-document.js';
 import { transition } from '../core/state.js';
 
 export interface RetryResult {
@@ -15,6 +16,9 @@ export interface RetryResult {
 
 /** The step a retry of `docId` is about (checked against the pipeline), and the site whose server it is written to. */
 export function retrySite(config: MeshConfig, step: string | undefined): string {
+  // A run step is retried on its run document (core/run-document.ts), on its own site's server.
+  const runStep = config.run_steps?.find((s) => s.name === step);
+  if (runStep) return runStep.site;
   const stepNames = config.steps.map((s) => s.name);
   if (step !== undefined && !stepNames.includes(step)) throw new MeshError('BAD_INPUT', `step ${step} is not in the pipeline (${stepNames.join(', ')})`);
   return config.steps.find((s) => s.name === step)?.site ?? config.ingest.site;
@@ -30,6 +34,8 @@ export async function retryFailedStep(
   docId: string,
   options: { step?: string; by: string; now?: () => Date },
 ): Promise<RetryResult> {
+  // A run document's pipeline is the run steps.
+  if (docId.startsWith(RUN_ID_PREFIX)) config = { ...config, steps: config.run_steps ?? [] };
   const stepNames = config.steps.map((s) => s.name);
   retrySite(config, options.step);
   let step = '';

@@ -16,6 +16,7 @@ import {
   failedOnce,
 } from './files-once.js';
 import { type ReplicationReport, replicationStatus } from './replication.js';
+import { type RunsStatus, readServerRuns, runsOnce } from './runs-status.js';
 import { type OpenDatabase, distinctServers, notAuthorised } from './servers.js';
 
 export { distinctServers } from './servers.js';
@@ -90,6 +91,8 @@ export interface MeshCounts {
   in_flight: ClaimOnce[];
   /** The servers that could not be read, and why: what the numbers above may be missing. */
   unreadable: Array<{ server: string; reason: string; not_authorised?: true; unreachable?: true }>;
+  /** With run steps: the run documents, each run once (coordinator/runs-status.ts). */
+  runs?: RunsStatus;
 }
 
 export type FullMeshStatus = MeshStatus & MeshCounts;
@@ -191,11 +194,12 @@ async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, b
  */
 export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = new Date()): Promise<FullMeshStatus> {
   const servers = distinctServers(config);
-  const [results, replication, counters] = await Promise.all([
+  const [results, replication, counters, runs] = await Promise.all([
     // A query failing after the first (a timeout while a view index builds) makes that server's numbers partial: unreachable.
     Promise.all(servers.map((site) => databaseStatus(config, site, open(site), now).catch((error: unknown) => unreachableStatus(site, error)))),
     replicationStatus(config, open, silentLogger(), undefined, now),
     Promise.all(servers.map((site) => doubleClaimIds(open(site)).catch(() => ({ conflicted: [], duplicated: [] })))),
+    Promise.all(servers.map((site) => readServerRuns(config, site.name, open(site)).catch(() => undefined))),
   ]);
   const databases = results.map((r) => r.db);
   const files = countFilesOnce(config, databases, new Set(counters.flatMap((c) => c.conflicted)).size);
@@ -221,6 +225,7 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
     files,
     failed: failedOnce(config, databases, { stepsFrom: files.steps_from, limit: LIST_LIMIT }),
     in_flight: claimsOnce(config, databases, { stepsFrom: files.steps_from, limit: LIST_LIMIT }),
+    ...((config.run_steps ?? []).length > 0 ? { runs: runsOnce(config, runs) } : {}),
     unreadable: databases
       .filter((d) => !d.reachable)
       .map((d) => ({

@@ -16,6 +16,8 @@ import { parseStatus, pendingRecord } from './document.js';
 import { editProblems, isObject, show, statusProblems } from './invariants.js';
 import { custodyAuthorityProblems, custodyProblems } from './custody-rules.js';
 import { appendedEntries, creationProblems, provenanceProblems, sameValue } from './provenance.js';
+import { RUN_DOC_TYPE } from './run-document.js';
+import { runFieldProblems } from './run-rules.js';
 import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE, type UserContext } from './roles.js';
 
 type Obj = Record<string, unknown>;
@@ -33,6 +35,8 @@ export interface WritePolicy {
   readonly stepSites: Readonly<Record<string, readonly string[]>>;
   /** The sites whose agents catalogue new files. */
   readonly ingestSites: readonly string[];
+  /** The run pipeline (`scope: "run"` steps, their sites in stepSites); absent or empty: run documents are foreign. */
+  readonly runSteps?: readonly string[];
 }
 
 interface Powers {
@@ -168,6 +172,11 @@ export function writeProblems(newDoc: unknown, oldDoc: unknown, user: UserContex
   }
   if (previous !== null && previous.type !== newDoc.type) return [`type cannot change from ${show(previous.type)} to ${show(newDoc.type)}`];
   const kind = kindOf(newDoc, policy);
+  // A run document is the data document of the run pipeline (core/run-rules.ts).
+  if (kind === 'foreign' && newDoc.type === RUN_DOC_TYPE && policy.runSteps !== undefined && policy.runSteps.length > 0) {
+    const runPolicy = { ...policy, docType: RUN_DOC_TYPE, steps: policy.runSteps, runSteps: undefined };
+    return writeProblems(newDoc, oldDoc, user, runPolicy).concat(runFieldProblems(newDoc, previous, user, p, policy.ingestSites, policy.runSteps));
+  }
   if (kind === 'foreign') {
     return p.all || p.relay ? [] : [`${show(user.name)} may not write documents other than ${show(policy.docType)} and mesh control documents`];
   }

@@ -15,7 +15,9 @@ import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE } from '../core/role
 import { HEARTBEAT_TYPE, TRIGGER_TYPE, type WritePolicy } from '../core/write-rules.js';
 import { COMMON_ES5, INVARIANTS_ES5 } from './es5.js';
 import { MESH_VIEW_CONTRACTS } from './mesh-views.js';
-import { CUSTODY_RULES_ES5, PROVENANCE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
+import { CUSTODY_RULES_ES5, PROVENANCE_ES5, RUN_RULES_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
+import { RUN_DOC_TYPE, RUN_ID_PREFIX } from '../core/run-document.js';
+import { RUN_CATALOGUE_FIELDS } from '../core/run-rules.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
 export const GENERATOR_VERSION = 6;
@@ -38,7 +40,7 @@ export interface DesignDocument {
 }
 
 /** The pipeline, and (for the write rules) the sites and the ingest; without sites a step runs only on its own `site`. */
-export type DesignInput = Pick<MeshConfig, 'doc_type' | 'steps'> & Partial<Pick<MeshConfig, 'sites' | 'ingest'>>;
+export type DesignInput = Pick<MeshConfig, 'doc_type' | 'steps'> & Partial<Pick<MeshConfig, 'sites' | 'ingest' | 'run_steps'>>;
 
 /** Views whose names are fixed, here and in `_design/proc` (which adds views per step); a step may not be named like one of them. The config loader refuses such names too. */
 export { FIXED_VIEWS };
@@ -50,7 +52,8 @@ function views(input: DesignInput): Record<string, ViewSource> {
 /** What the write rules need of the config: which sites may run each step, which catalogue files. */
 export function writePolicy(input: DesignInput): WritePolicy {
   const stepSites: Record<string, string[]> = {};
-  for (const step of input.steps) {
+  const runSteps = input.run_steps ?? [];
+  for (const step of [...input.steps, ...runSteps]) {
     // As the assignment reads the config: an empty may_run lets a site run any step.
     const sites = input.sites
       ? Object.values(input.sites)
@@ -59,7 +62,41 @@ export function writePolicy(input: DesignInput): WritePolicy {
       : [];
     stepSites[step.name] = sites.length > 0 ? sites : [step.site];
   }
-  return { docType: input.doc_type, steps: input.steps.map((s) => s.name), stepSites, ingestSites: input.ingest ? [input.ingest.site] : [] };
+  return {
+    docType: input.doc_type,
+    steps: input.steps.map((s) => s.name),
+    stepSites,
+    ingestSites: input.ingest ? [input.ingest.site] : [],
+    ...(runSteps.length > 0 ? { runSteps: runSteps.map((s) => s.name) } : {}),
+  };
+}
+
+/**
+ * The write rules over the run pipeline: the same fragments compiled again in a scope where the
+ * pipeline constants are the run steps' (core/write-rules.ts calls itself with the run policy).
+ */
+function runRulesBlock(policy: WritePolicy): string {
+  const runSteps = policy.runSteps ?? [];
+  const head = [
+    `  var RUN_DOC_TYPE = ${JSON.stringify(RUN_DOC_TYPE)};`,
+    `  var RUN_ID_PREFIX = ${JSON.stringify(RUN_ID_PREFIX)};`,
+    `  var RUN_STEPS = ${JSON.stringify(runSteps)};`,
+    `  var RUN_CATALOGUE = ${JSON.stringify(RUN_CATALOGUE_FIELDS)};`,
+  ];
+  if (runSteps.length === 0) return [...head, '  var RUN_WRITE_PROBLEMS = null;'].join('\n');
+  return [
+    ...head,
+    // Built only when a run document is written: a file document's write does not pay for it.
+    '  function RUN_WRITE_PROBLEMS(newDoc, oldDoc, user) {',
+    '    var DOC_TYPE = RUN_DOC_TYPE;',
+    '    var STEPS = RUN_STEPS;',
+    `    var CLOSURE = ${JSON.stringify(statusClosure(runSteps))};`,
+    `    var NEXT = ${JSON.stringify(statusSuccessors(runSteps))};`,
+    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5,
+    '    return writeProblems(newDoc, oldDoc, user);',
+    '  }',
+    RUN_RULES_ES5,
+  ].join('\n');
 }
 
 function validateDocUpdate(input: DesignInput): string {
@@ -79,6 +116,7 @@ function validateDocUpdate(input: DesignInput): string {
     `  var HEARTBEAT_TYPE = ${JSON.stringify(HEARTBEAT_TYPE)};`,
     `  var TRIGGER_TYPE = ${JSON.stringify(TRIGGER_TYPE)};`,
     COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5 + CUSTODY_RULES_ES5,
+    runRulesBlock(policy),
     '  var problems = writeProblems(newDoc, oldDoc, userCtx);',
     "  if (problems.length > 0) throw({ forbidden: problems.join('; ') });",
     '}',
@@ -112,7 +150,7 @@ function custodyHash(config: DesignInput): { custody?: string[] } {
 /** The `_design/mesh` document for a pipeline; the same input always gives the same document. */
 export function designDocument(config: DesignInput): DesignDocument {
   const stepNames = checkDesignInput(config);
-  const input: DesignInput = { doc_type: config.doc_type, steps: config.steps, sites: config.sites, ingest: config.ingest };
+  const input: DesignInput = { doc_type: config.doc_type, steps: config.steps, sites: config.sites, ingest: config.ingest, run_steps: config.run_steps };
   const generatedFrom = createHash('sha256')
     .update(JSON.stringify({ generator: GENERATOR_VERSION, doc_type: config.doc_type, steps: stepNames, policy: writePolicy(input), ...custodyHash(config) }))
     .digest('hex');

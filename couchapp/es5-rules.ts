@@ -209,6 +209,9 @@ export const WRITE_RULES_ES5 = String.raw`
     }
     if (previous !== null && previous.type !== newDoc.type) return ['type cannot change from ' + show(previous.type) + ' to ' + show(newDoc.type)];
     var kind = kindOf(newDoc);
+    if (kind === 'foreign' && newDoc.type === RUN_DOC_TYPE && RUN_STEPS.length > 0) {
+      return RUN_WRITE_PROBLEMS(newDoc, oldDoc, user).concat(runFieldProblems(newDoc, previous, user, p, INGEST_SITES, RUN_STEPS));
+    }
     if (kind === 'foreign') {
       return p.all || p.relay ? [] : [show(user.name) + ' may not write documents other than ' + show(DOC_TYPE) + ' and mesh control documents'];
     }
@@ -258,6 +261,71 @@ export const CUSTODY_RULES_ES5 = String.raw`
     if (isObject(purged) && (previous === null || previous.purged === undefined)) {
       if (!(has(sites, purged.site) && has(INGEST_SITES, purged.site))) problems.push(who + ' may not record a purge at ' + show(purged.site) + ': the agents of the ingest site do');
       else if (purged.user !== name) problems.push('purged.user is ' + show(purged.user) + ' but the writer is ' + who);
+    }
+    return problems;
+  }
+`;
+
+/**
+ * Port of core/run-rules.ts. Next to it, the generated function defines `RUN_DOC_TYPE`,
+ * `RUN_ID_PREFIX`, `RUN_STEPS`, `RUN_CATALOGUE` and `RUN_WRITE_PROBLEMS`: writeProblems of the
+ * fragments above compiled again in a scope where `STEPS`, `CLOSURE`, `NEXT` and `DOC_TYPE` are
+ * the run pipeline's (couchapp/design.ts runRulesBlock), as core/write-rules.ts calls itself
+ * with the run policy.
+ */
+export const RUN_RULES_ES5 = String.raw`
+  function runStarted(doc, runSteps) {
+    for (var i = 0; i < runSteps.length; i++) if (doc[runSteps[i]] !== undefined || pendingRecord(doc, runSteps[i]) !== undefined) return true;
+    return false;
+  }
+  function memberProblems(name, before, after) {
+    var list = listOf(after);
+    var problems = [];
+    for (var i = listOf(before).length; i < list.length; i++) {
+      var m = list[i];
+      if (!isObject(m) || typeof m.doc_id !== 'string' || typeof m.file !== 'string' || typeof m.sha256 !== 'string' || typeof m.size_in_bytes !== 'number')
+        problems.push(name + ' entry ' + i + ' is ' + show(m) + ', expected { doc_id, file, size_in_bytes, sha256 }');
+    }
+    return problems;
+  }
+  function runFieldProblems(newDoc, previous, user, p, ingestSites, runSteps) {
+    var problems = [];
+    var i;
+    if (typeof newDoc.run_name !== 'string' || newDoc._id !== RUN_ID_PREFIX + newDoc.run_name)
+      problems.push("a run document's _id is " + show(RUN_ID_PREFIX) + ' and its run_name, not ' + show(newDoc._id));
+    if (!Array.isArray(newDoc.members)) problems.push('members is ' + show(newDoc.members) + ', expected a list');
+    var old = previous === null ? {} : previous;
+    problems = problems.concat(
+      appendOnly('members', old.members, newDoc.members),
+      appendOnly('late_members', old.late_members, newDoc.late_members),
+      appendOnly('custody', old.custody, newDoc.custody),
+      memberProblems('members', old.members, newDoc.members),
+      memberProblems('late_members', old.late_members, newDoc.late_members)
+    );
+    if (previous !== null && runStarted(previous, runSteps) && listOf(newDoc.members).length > listOf(previous.members).length)
+      problems.push('members cannot grow once a run step started: a later file is a late member');
+    var once = ['closed_at', 'closed_by'];
+    for (i = 0; i < once.length; i++) {
+      if (old[once[i]] !== undefined && !sameValue(old[once[i]], newDoc[once[i]])) problems.push(once[i] + ' cannot change once written');
+    }
+    if (newDoc.closed_at !== undefined) {
+      if (typeof newDoc.closed_at !== 'string' || !ISO_DATE.test(newDoc.closed_at)) problems.push('closed_at is ' + show(newDoc.closed_at) + ', expected an ISO date');
+      if (newDoc.closed_by !== 'quiet' && newDoc.closed_by !== 'marker') problems.push('closed_by is ' + show(newDoc.closed_by) + ', expected "quiet" or "marker"');
+    }
+    if (p.all || p.relay) return problems;
+    var who = show(user.name);
+    var changed = [];
+    for (i = 0; i < RUN_CATALOGUE.length; i++) {
+      var field = RUN_CATALOGUE[i];
+      if (!sameValue(old[field], newDoc[field])) changed.push(field);
+    }
+    var ingest = false;
+    for (i = 0; i < ingestSites.length; i++) if (p.sites.indexOf(ingestSites[i]) >= 0) ingest = true;
+    if (changed.length > 0 && !ingest) problems.push(who + ' may not write ' + changed.join(', ') + ' of a run document: the ingest site does');
+    var custody = listOf(newDoc.custody);
+    for (i = listOf(old.custody).length; i < custody.length; i++) {
+      var c = custody[i];
+      if (!isObject(c) || p.sites.indexOf(c.site) < 0 || c.account !== user.name) problems.push('custody entry ' + i + " must name the writer's site and account (" + who + ')');
     }
     return problems;
   }

@@ -5,10 +5,11 @@
  * change of key here is a type error where it is read. Every map is ES5 source text (es5.ts).
  */
 import type { MeshConfig } from '../config/types.js';
+import { RUN_DOC_TYPE } from '../core/run-document.js';
 import { HEARTBEAT_TYPE } from '../core/write-rules.js';
 import { COMMON_ES5, READY_ES5 } from './es5.js';
 
-export type MapInput = Pick<MeshConfig, 'doc_type' | 'steps'>;
+export type MapInput = Pick<MeshConfig, 'doc_type' | 'steps'> & Partial<Pick<MeshConfig, 'run_steps'>>;
 export type BuiltInReduce = '_count' | '_sum' | '_stats';
 
 /** One view: how it is built, and (types only) what its rows hold. */
@@ -250,6 +251,35 @@ export const CUSTODY_COPIES = view<CopiesKey, number>(
   '_sum',
 );
 
+export interface RunDocValue {
+  status: string | null;
+  members: number;
+  late_members: number;
+  closed_at: string | null;
+}
+
+/**
+ * Run documents (core/run-document.ts) by where they stand: `open` (not closed yet), `todo`
+ * (closed, a run step not done), `done`, `bad`; then the run name. Agents take their candidates
+ * from `todo`; `mesh status` counts by the first key.
+ */
+export const RUN_DOCS = view<[state: 'open' | 'todo' | 'done' | 'bad', run: string | null], RunDocValue>(
+  'run_docs',
+  (input) =>
+    [
+      'function (doc) {',
+      `  if (doc.type !== ${JSON.stringify(RUN_DOC_TYPE)}) return;`,
+      `  var STEPS = ${JSON.stringify((input.run_steps ?? []).map((s) => s.name))};`,
+      COMMON_ES5,
+      '  var state = doc.closed_at === undefined ? "open" : doc.status === "bad" ? "bad" : "done";',
+      '  for (var i = 0; state === "done" && i < STEPS.length; i++) if (!isDone(doc, STEPS[i])) state = "todo";',
+      '  var count = function (list) { return Array.isArray(list) ? list.length : 0; };',
+      '  emit([state, doc.run_name === undefined ? null : doc.run_name], { status: doc.status === undefined ? null : doc.status, members: count(doc.members), late_members: count(doc.late_members), closed_at: doc.closed_at === undefined ? null : doc.closed_at });',
+      '}',
+    ].join('\n'),
+  '_count',
+);
+
 /** Every view of `_design/mesh`, in the order they are written. */
 export const MESH_VIEW_CONTRACTS: readonly ViewContract<unknown, unknown>[] = [
   BY_STATUS,
@@ -268,6 +298,7 @@ export const MESH_VIEW_CONTRACTS: readonly ViewContract<unknown, unknown>[] = [
   AGENTS,
   CUSTODY_DUE,
   CUSTODY_COPIES,
+  RUN_DOCS,
 ];
 
 /**

@@ -15,6 +15,7 @@ import { type AgentStatus, type FullMeshStatus, type MeshStatus, type StepCounts
 import { type StatusSummary, statusSummary } from '../coordinator/summary.js';
 import { serverOf } from '../coordinator/servers.js';
 import { type Progress, describeProgress } from '../core/progress.js';
+import type { RunsStatus } from '../coordinator/runs-status.js';
 import { publicUrl } from './databases.js';
 
 export const RUNS_LIMIT = 40;
@@ -62,6 +63,8 @@ export interface Snapshot {
   /** Distinct files, the servers that differ and the documents in conflict (coordinator/files-once.ts). */
   files: FileCounts;
   runs: RunOverview[];
+  /** With run steps: the run documents (archives), each run once, with their late members (coordinator/runs-status.ts). */
+  run_documents?: RunsStatus;
   /** Whether the failed list (and so the runs' failed counts) was cut at the list limit. */
   failed_capped: boolean;
   problems: {
@@ -241,6 +244,7 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
     totals_from: status.files.steps_from,
     files: status.files,
     runs,
+    ...(status.runs ? { run_documents: status.runs } : {}),
     failed_capped: status.failed.length < failedTotal,
     problems: {
       failed,

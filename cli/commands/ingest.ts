@@ -50,6 +50,7 @@ export function ingestCommand(): Command {
             ingest: config.ingest,
             stepNames: config.steps.map((s) => s.name),
             site: site.name,
+            runs: { steps: (config.run_steps ?? []).map((s) => s.name), quiet_s: config.ingest.run_quiet_s ?? 3600 },
             progress,
             signal: stop.signal,
           });
@@ -63,6 +64,10 @@ export function ingestCommand(): Command {
             if (failing.get(file) !== reason) logger.warn({ file }, `not catalogued this scan, tried again at the next: ${file}: ${reason}`);
           }
           failing = failed;
+          for (const l of report.runs?.late ?? [])
+            logger.warn({ file: l.file, run: l.run }, `late member of run ${l.run}: its run step had started; recorded in late_members`);
+          for (const c of report.runs?.closed ?? []) logger.info({ run: c.run, closed_by: c.by }, `run ${c.run} closed`);
+          for (const f of report.runs?.failed ?? []) logger.warn({ run: f.run }, `run document not written, tried again at the next scan: ${f.reason}`);
           if (report.created > 0 || !options.watch)
             logger.info(
               { created: report.created, already: report.already, still_open: report.open, rejected: report.rejected.length, failed: report.failed.length },

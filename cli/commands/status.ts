@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { type Alert, currentAlerts } from '../../coordinator/alerts.js';
 import { type ServerFlow, flowsOf, serverFlows } from '../../coordinator/flow.js';
 import { behindText } from '../../coordinator/freshness.js';
+import { runsText } from '../../coordinator/runs-status.js';
 import { type FullMeshStatus, type StepCounts, meshStatus } from '../../coordinator/status.js';
 import { failedCount, statusExitCode, statusSummary } from '../../coordinator/summary.js';
 import { DURATION_FORM, formatDuration, parseDuration } from '../../core/duration.js';
@@ -148,6 +149,7 @@ export function formatStatus(status: FullMeshStatus, extra: { flows?: ServerFlow
     return `${lines.join('\n')}\n`;
   }
   lines.push(`double claims: ${status.double_claims.detected} detected, ${status.double_claims.resolved} resolved`);
+  if (status.runs) lines.push(...runsText(status.runs));
   lines.push(`agents (${status.agents.length}):`);
   for (const a of status.agents)
     lines.push(

@@ -5,6 +5,7 @@ import { age, ago, clock } from './clock.js';
 import { documentBody } from './docview.js';
 import { docLink, duration, h, progressClass, replace, statusClass, table } from './dom.js';
 import { renderProblems } from './problems.js';
+import { renderRunDocuments } from './run-docs.js';
 
 const $ = (id) => document.getElementById(id);
 // `retried`: the answer to this page's last retry, kept while the document stays where the retry put it.
@@ -116,6 +117,7 @@ function render() {
       { numeric: [2, 3, 4], empty: 'no files catalogued yet' },
     ),
   );
+  renderRunDocuments($('run-docs'), snap);
   renderFlow(state.windowS === 3600 ? snap.flow : (state.flow ?? snap.flow), snap.flow_error);
   state.notices = state.notices.filter((n) => Date.now() - n.at < NOTICE_MS);
   replace(
