@@ -62,6 +62,11 @@ export interface StepConfig {
   readonly executor: 'command' | 'sftp';
   /** Destination site of an `sftp` step. */
   readonly to?: string;
+  /**
+   * The step program's version: every record the step makes stores it, and `mesh reprocess`
+   * re-runs the step where its record is older (natural order: 1.10 is after 1.9; none is oldest).
+   */
+  readonly version?: string;
 }
 
 export interface NatsConfig {

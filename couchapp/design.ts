@@ -15,7 +15,7 @@ import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE } from '../core/role
 import { HEARTBEAT_TYPE, TRIGGER_TYPE, type WritePolicy } from '../core/write-rules.js';
 import { COMMON_ES5, INVARIANTS_ES5 } from './es5.js';
 import { MESH_VIEW_CONTRACTS } from './mesh-views.js';
-import { PROVENANCE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
+import { PROVENANCE_ES5, SUPERSEDE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
 export const GENERATOR_VERSION = 5;
@@ -78,7 +78,7 @@ function validateDocUpdate(input: DesignInput): string {
     `  var OPERATOR_ROLE = ${JSON.stringify(OPERATOR_ROLE)};`,
     `  var HEARTBEAT_TYPE = ${JSON.stringify(HEARTBEAT_TYPE)};`,
     `  var TRIGGER_TYPE = ${JSON.stringify(TRIGGER_TYPE)};`,
-    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5,
+    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + SUPERSEDE_ES5 + WRITE_RULES_ES5,
     '  var problems = writeProblems(newDoc, oldDoc, userCtx);',
     "  if (problems.length > 0) throw({ forbidden: problems.join('; ') });",
     '}',
