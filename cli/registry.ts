@@ -17,6 +17,7 @@ export const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise
   ['coordinator', async () => (await import('./commands/coordinator.js')).coordinatorCommand()],
   ['status', async () => (await import('./commands/status.js')).statusCommand()],
   ['retry', async () => (await import('./commands/retry.js')).retryCommand()],
+  ['reprocess', async () => (await import('./commands/reprocess.js')).reprocessCommand()],
   ['adopt', async () => (await import('./commands/adopt.js')).adoptCommand()],
   ['users', async () => (await import('./commands/users.js')).usersCommand()],
   ['simulate', async () => (await import('./commands/simulate.js')).simulateCommand()],

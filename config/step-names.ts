@@ -23,6 +23,7 @@ export const MESH_VIEW_NAMES: readonly string[] = [
   'agents',
   'flow',
   'pending',
+  'by_version',
 ];
 
 /** Views of `_design/proc` whose names are fixed (the original scripts' names). */

@@ -18,7 +18,7 @@ import { MESH_VIEW_CONTRACTS } from './mesh-views.js';
 import { PROVENANCE_ES5, SUPERSEDE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
-export const GENERATOR_VERSION = 5;
+export const GENERATOR_VERSION = 6;
 
 /** The `type` of the agents' heartbeat documents. */
 export const AGENT_DOC_TYPE = HEARTBEAT_TYPE;
