@@ -9,7 +9,7 @@
 import type { MeshConfig, StepConfig } from '../config/types.js';
 import type { DaqDocument, StepRecord } from '../core/document.js';
 import { isDone } from '../core/document.js';
-import { MeshError } from '../core/errors.js';
+import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import { transition } from '../core/state.js';
 import { isOlder } from '../core/versions.js';
 import type { Database } from '../store/database.js';
@@ -108,8 +108,9 @@ export async function runReprocess(
   const summary: ReprocessSummary = { reprocessed: 0, skipped: 0, refused: [], conflicts: [], bytes: 0 };
   const name = plan.step.name;
   let done = 0;
-  const one = async (row: VersionedDoc): Promise<void> => {
-    const result = await update<DaqDocument>(
+  /** The compare-and-set of one document: the decision is made again on what is stored. */
+  const write = (row: VersionedDoc) =>
+    update<DaqDocument>(
       db,
       row.doc,
       (doc) => {
@@ -117,11 +118,29 @@ export async function runReprocess(
         const record = isDone(current, name) ? (current[name] as StepRecord) : undefined;
         const version = typeof record?.version === 'string' ? record.version : null;
         if (!record || !selected(version, plan.target, plan.selection.belowVersion)) return { keep: true };
-        const next = transition(current, { type: 'reprocess', step: name, by: options.by, why: options.why, user: db.user }, options.now?.() ?? new Date(), config);
+        const next = transition(
+          current,
+          { type: 'reprocess', step: name, by: options.by, why: options.why, user: db.user },
+          options.now?.() ?? new Date(),
+          config,
+        );
         return next.ok ? { write: next.doc } : { illegal: next.error };
       },
       { signal: options.signal },
     );
+  const one = async (row: VersionedDoc): Promise<void> => {
+    const result = await write(row).catch((error: unknown) => {
+      // The server's rules decide who may reprocess: every other document would get the same answer.
+      if (isMeshError(error, 'FORBIDDEN'))
+        throw new MeshError(
+          'FORBIDDEN',
+          `${row.doc}: the server refused the reprocess (${errorMessage(error)}); it takes an operator's account (role mesh-operator)`,
+          {
+            cause: error,
+          },
+        );
+      throw error;
+    });
     if (result.kind === 'written' && result.changed) {
       summary.reprocessed++;
       summary.bytes += row.bytes;

@@ -23,7 +23,7 @@ export function reprocessCommand(): Command {
     .argument('<step>', 'the step whose program changed (its steps[].version names the new version)')
     .option('--runs <first..last>', 'only the runs from first to last, both included')
     .option('--run <run>', 'only this run')
-    .option('--below-version <version>', "only records of versions below this one (natural order: 1.10 is after 1.9; a record without a version is below any)")
+    .option('--below-version <version>', 'only records of versions below this one (natural order: 1.10 is after 1.9; a record without a version is below any)')
     .option('--dry-run', 'count the documents and the bytes of their inputs, show a sample, change nothing (the default)')
     .option('--yes', 'reprocess them, with progress and a summary')
     .option('--why <text>', 'why, recorded in every document touched (required with --yes)')
@@ -36,8 +36,10 @@ export function reprocessCommand(): Command {
       action(async (stepName: string, options: ReprocessOptions, command: Command) => {
         if (options.yes && options.dryRun) throw new MeshError('BAD_INPUT', '--dry-run and --yes contradict each other: give one of them');
         const why = options.why?.trim();
-        if (options.yes && !why) throw new MeshError('BAD_INPUT', '--why is missing: with --yes, say why the step is reprocessed (it is recorded in each document)');
-        if (options.belowVersion !== undefined && options.belowVersion.length === 0) throw new MeshError('BAD_INPUT', '--below-version is empty, expected a version (e.g. 2.0)');
+        if (options.yes && !why)
+          throw new MeshError('BAD_INPUT', '--why is missing: with --yes, say why the step is reprocessed (it is recorded in each document)');
+        if (options.belowVersion !== undefined && options.belowVersion.length === 0)
+          throw new MeshError('BAD_INPUT', '--below-version is empty, expected a version (e.g. 2.0)');
         const runs = runRange(options);
         const config = loadConfig(command.optsWithGlobals<GlobalOptions>());
         const step = config.steps.find((s) => s.name === stepName);
@@ -65,7 +67,8 @@ export function reprocessCommand(): Command {
         );
         for (const { doc, reason } of summary.refused.slice(0, 20)) process.stdout.write(`  refused ${doc}: ${reason}\n`);
         if (summary.refused.length > 20) process.stdout.write(`  … and ${summary.refused.length - 20} more refused\n`);
-        if (summary.conflicts.length > 0) process.stdout.write(`  ${summary.conflicts.length} kept changing (e.g. ${summary.conflicts[0]}): run the command again\n`);
+        if (summary.conflicts.length > 0)
+          process.stdout.write(`  ${summary.conflicts.length} kept changing (e.g. ${summary.conflicts[0]}): run the command again\n`);
         if (summary.refused.length > 0 || summary.conflicts.length > 0) process.exitCode = 1;
       }),
     );
@@ -73,11 +76,16 @@ export function reprocessCommand(): Command {
 
 function describePlan(plan: ReprocessPlan): string {
   const { step, target, selection, versions } = plan;
-  const runs = selection.runs ? (selection.runs.from === selection.runs.to ? `run ${selection.runs.from}` : `runs ${selection.runs.from}..${selection.runs.to}`) : 'all runs';
+  const runs = selection.runs
+    ? selection.runs.from === selection.runs.to
+      ? `run ${selection.runs.from}`
+      : `runs ${selection.runs.from}..${selection.runs.to}`
+    : 'all runs';
   const below = selection.belowVersion === undefined ? '' : `, below ${selection.belowVersion}`;
   const lines = [`${step.name}: version ${target} in the config; records older${below}, ${runs}:`];
   if (versions.length === 0) lines.push('  none: nothing to reprocess');
-  for (const v of versions) lines.push(`  ${(v.version ?? '(none)').padEnd(16)}${String(v.documents).padStart(8)} documents ${formatBytes(v.bytes).padStart(10)}`);
+  for (const v of versions)
+    lines.push(`  ${(v.version ?? '(none)').padEnd(16)}${String(v.documents).padStart(8)} documents ${formatBytes(v.bytes).padStart(10)}`);
   if (versions.length > 0) lines.push(`${plan.documents} documents, ${formatBytes(plan.bytes)} of inputs`);
   if (plan.sample.length > 0) lines.push(`e.g. ${plan.sample.map((s) => s.doc).join(', ')}`);
   return `${lines.join('\n')}\n`;
