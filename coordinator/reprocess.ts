@@ -14,7 +14,7 @@ import { transition } from '../core/state.js';
 import { isOlder } from '../core/versions.js';
 import type { Database } from '../store/database.js';
 import { update } from '../store/update.js';
-import { type RunRange, type VersionCount, type VersionedDoc, docsAtVersion, doneByVersion } from '../store/versions.js';
+import { type RunRange, type VersionCount, type VersionedDoc, docsAtVersion, doneByStepVersion, doneByVersion } from '../store/versions.js';
 
 export interface ReprocessSelection {
   step: string;
@@ -72,6 +72,31 @@ export async function planReprocess(config: MeshConfig, db: Database, selection:
     bytes: versions.reduce((n, v) => n + v.bytes, 0),
     sample,
   };
+}
+
+export interface OlderRecords {
+  /** The step's version in the config. */
+  version: string;
+  /** Done records older than it. */
+  older: number;
+}
+
+/**
+ * Per step with a version in the config, the done records older than it (what `mesh reprocess`
+ * would count): one grouped reduce. Undefined when the view cannot be read (a design document
+ * older than this one): the status goes on without it.
+ */
+export async function olderRecordCounts(config: MeshConfig, db: Database): Promise<Record<string, OlderRecords> | undefined> {
+  const older: Record<string, OlderRecords> = {};
+  for (const step of config.steps) if (step.version !== undefined) older[step.name] = { version: step.version, older: 0 };
+  if (Object.keys(older).length === 0) return older;
+  const rows = await doneByStepVersion(db).catch(() => undefined);
+  if (!rows) return undefined;
+  for (const row of rows) {
+    const entry = Object.prototype.hasOwnProperty.call(older, row.step) ? older[row.step] : undefined;
+    if (entry && isOlder(row.version, entry.version)) entry.older += row.documents;
+  }
+  return older;
 }
 
 export interface ReprocessProgress {

@@ -198,6 +198,14 @@ describe('mesh reprocess: a new step version re-made for chosen runs, the old re
     assert.match(after.stdout, /none: nothing to reprocess/);
     const rest = await cli(['--below-version', '1.9'], 'op');
     assert.match(rest.stdout, /records older, below 1\.9, all runs:\n {2}none/, 'lg23b001 is at 1.9, not below it');
+    // mesh status: the records still older, per step, from the by-version view.
+    const status = await runMesh(['--config', mesh.configFile, 'status'], as('op'), 60_000);
+    assert.match(
+      status.stdout,
+      /\n {2}proc1: 2 done records older than version 1\.10 \(mesh --config \S+ reprocess proc1 counts them, --yes re-makes them\)\n/,
+      status.stdout,
+    );
+    assert.doesNotMatch(status.stdout, /proc2: \d+ done records older/, 'proc2 is at its version everywhere');
   });
 
   it('the server refuses a done record dropped without being superseded, even from an operator or the admin', async () => {

@@ -333,6 +333,19 @@ describe('couchapp/design', () => {
       assert.deepEqual(runMap('failed_steps', { ...good(), pending: { proc1: { attempts: 1, ok: false, retry_after: 'x' } } }), []);
     });
 
+    it('by_version: done records by step, version (null without) and run, valued by the bytes of their input; nothing of a bad document', () => {
+      const doc = good({ size_in_bytes: 100, proc0: { ...ok, version: '1.2', file: '/o/p0', file_size: 40 }, proc1: { ...ok, file: '/o/p1' } });
+      assert.deepEqual(runMap('by_version', doc), [
+        [['proc0', '1.2', 'lg23b002'], 100],
+        [['proc1', null, 'lg23b002'], 40],
+      ]);
+      // An original record without file_size: its bytes are unknown (0), not the raw file's.
+      assert.deepEqual(runMap('by_version', good({ proc0: { ok: true, file: '/o' }, proc1: { ok: true } }))[1], [['proc1', null, 'lg23b002'], 0]);
+      assert.deepEqual(runMap('by_version', good({ proc0: { ok: true }, proc1: { ok: true } }))[1], [['proc1', null, 'lg23b002'], 100]);
+      assert.deepEqual(runMap('by_version', { ...doc, status: 'bad' }), []);
+      assert.equal(design.views.by_version.reduce, '_stats');
+    });
+
     it('conflicts and agents', () => {
       assert.deepEqual(runMap('conflicts', { ...good(), _conflicts: ['2-abc'] }), [['run_lg23b002_000', ['2-abc']]]);
       assert.deepEqual(runMap('conflicts', good()), []);
