@@ -128,8 +128,9 @@ export async function runReprocess(
   config: MeshConfig,
   db: Database,
   plan: ReprocessPlan,
-  options: { why: string; by: string; now?: () => Date; onProgress?: (progress: ReprocessProgress) => void; signal?: AbortSignal },
+  options: { why: string; by: string; now?: () => Date; onProgress?: (progress: ReprocessProgress) => void; signal?: AbortSignal; pageSize?: number },
 ): Promise<ReprocessSummary> {
+  const pageSize = options.pageSize ?? PAGE;
   const summary: ReprocessSummary = { reprocessed: 0, skipped: 0, refused: [], conflicts: [], bytes: 0 };
   const name = plan.step.name;
   let done = 0;
@@ -175,13 +176,15 @@ export async function runReprocess(
     options.onProgress?.({ done: ++done, total: plan.documents });
   };
   for (const { version } of plan.versions) {
-    let after: VersionedDoc['cursor'] | undefined;
-    for (;;) {
+    // Reprocessed documents leave the version's range; the refused and conflicting stay, and are skipped.
+    const leftBehind = () => summary.refused.length + summary.conflicts.length;
+    const skipBefore = leftBehind();
+    // Each page takes at least one document out of the range or leaves it behind: bounded by the documents counted, plus what arrived since.
+    for (let pages = 0; pages <= plan.documents + pageSize; pages++) {
       options.signal?.throwIfAborted();
-      const page = await docsAtVersion(db, name, version, { runs: plan.selection.runs, limit: PAGE, after });
+      const page = await docsAtVersion(db, name, version, { runs: plan.selection.runs, limit: pageSize, skip: leftBehind() - skipBefore });
       if (page.length === 0) break;
       for (let i = 0; i < page.length; i += IN_FLIGHT) await Promise.all(page.slice(i, i + IN_FLIGHT).map(one));
-      after = page[page.length - 1].cursor;
     }
   }
   return summary;

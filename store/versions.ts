@@ -59,21 +59,23 @@ export interface VersionedDoc {
   doc: string;
   run: string | null;
   bytes: number;
-  /** Where the next page starts (pass it back as `after`). */
-  cursor: { key: unknown[]; id: string };
 }
 
-/** Up to `limit` documents whose `step` record is of `version` (and of the runs given), in key order, after `after`. */
+/**
+ * Up to `limit` documents whose `step` record is of `version` (and of the runs given), in key
+ * order (then by id), the first `skip` left out. No `startkey_docid` paging: the embedded
+ * server (PouchDB) ignores it; a reprocess takes its documents out of the range, so the next
+ * page starts after the ones it left behind.
+ */
 export async function docsAtVersion(
   db: Database,
   step: string,
   version: string | null,
-  options: { runs?: RunRange; limit: number; after?: VersionedDoc['cursor'] },
+  options: { runs?: RunRange; limit: number; skip?: number },
 ): Promise<VersionedDoc[]> {
   const range = options.runs
     ? { startkey: [step, version, options.runs.from], endkey: [step, version, options.runs.to] }
     : { startkey: [step, version], endkey: [step, version, {}] };
-  const page = options.after ? { ...range, startkey: options.after.key, startkey_docid: options.after.id, skip: 1 } : range;
-  const rows = await db.rows(BY_VERSION, { ...page, limit: options.limit });
-  return rows.map((r) => ({ doc: r.id, run: r.key[2], bytes: countOf(r.value), cursor: { key: r.key, id: r.id } }));
+  const rows = await db.rows(BY_VERSION, { ...range, limit: options.limit, ...(options.skip ? { skip: options.skip } : {}) });
+  return rows.map((r) => ({ doc: r.id, run: r.key[2], bytes: countOf(r.value) }));
 }
