@@ -280,6 +280,7 @@ export class Agent {
       agent: this.ctx.name,
       host: this.ctx.host,
       lease_until: leaseUntil,
+      version: step.version,
     }).catch(async (error) => {
       if (reservation === 'reserved') await this.settleReservation(doc._id, step.name, undefined);
       throw error;

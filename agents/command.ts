@@ -52,6 +52,8 @@ export function templateVars(doc: DaqDocument, step: StepConfig, previous: StepC
     // File numbers are written with three digits in DAQ file names (lg23b002_000).
     file_number: String(doc.file_number).padStart(3, '0'),
     step: step.name,
+    // '' without a version: an `out` with {version} keeps each version's outputs apart.
+    version: step.version ?? '',
   };
   const prevRecord = previous ? (doc[previous.name] as { file?: unknown } | undefined) : undefined;
   const prevOut = typeof prevRecord?.file === 'string' ? prevRecord.file : doc.file;

@@ -110,6 +110,7 @@ export function metadataArgv(argv: readonly string[], file: { path: string; id: 
     out: '',
     step: '',
     prev_out: '',
+    version: '',
   };
   return argv.map((arg) => fill(arg, values));
 }

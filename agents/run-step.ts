@@ -46,6 +46,7 @@ export async function runStep(ctx: AgentContext, docId: string, stepName: string
         agent: ctx.name,
         host: ctx.host,
         lease_until: leaseUntil,
+        version: step.version,
       });
       if (started.kind === 'illegal') return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: cannot start ${stepName}: ${started.error.message}` };
       if (started.kind === 'written') claimed = started.doc;
@@ -61,6 +62,7 @@ export async function runStep(ctx: AgentContext, docId: string, stepName: string
         agent: ctx.name,
         host: ctx.host,
         lease_until: leaseUntil,
+        version: step.version,
       });
       if (result.kind === 'illegal') return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: cannot claim ${stepName}: ${result.error.message}` };
       if (result.kind !== 'written') return { end: 'skipped', code: 'CONFLICT', reason: `${docId}: another agent claimed ${stepName} first` };

@@ -18,6 +18,7 @@ export const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise
   ['status', async () => (await import('./commands/status.js')).statusCommand()],
   ['retry', async () => (await import('./commands/retry.js')).retryCommand()],
   ['purge', async () => (await import('./commands/purge.js')).purgeCommand()],
+  ['reprocess', async () => (await import('./commands/reprocess.js')).reprocessCommand()],
   ['adopt', async () => (await import('./commands/adopt.js')).adoptCommand()],
   ['users', async () => (await import('./commands/users.js')).usersCommand()],
   ['simulate', async () => (await import('./commands/simulate.js')).simulateCommand()],

@@ -25,11 +25,14 @@ import { DATABASE_NAME, MAX_TIMER_S, NAME, Problems, checkSeconds, isObject, isP
 /** The placeholders of step templates (kept under its old name for callers). */
 export const TEMPLATE_FIELDS = PLACEHOLDERS;
 
+/** A step version: a plain word (it may be part of a path through {version}), compared in natural order. */
+const STEP_VERSION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
+
 /** The agent waits this much longer than grace_s for its last writes (cli/commands/agent.ts). */
 const GRACE_MARGIN_S = 5;
 
 const SITE_KEYS = ['server', 'reachable', 'long_running', 'credentials_of', 'log_dir', 'may_run', 'ssh', 'batch', 'storage', 'mesh'] as const;
-const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s', 'executor', 'to', 'custody', 'scope', 'after'] as const;
+const STEP_KEYS = ['name', 'site', 'run', 'out', 'timeout_s', 'max_attempts', 'lease_s', 'executor', 'to', 'custody', 'scope', 'after', 'version'] as const;
 const SSH_KEYS = ['host', 'port', 'user', 'identity_file', 'host_key_sha256'] as const;
 const BATCH_KEYS = ['system', 'options', 'docs_per_job', 'mesh', 'max_jobs', 'walltime'] as const;
 
@@ -353,6 +356,12 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
       problems.add(`sites.${value.to}`, '(no ssh or storage)', `ssh and storage, since step ${String(name)} transfers to it`);
     if (value.custody !== undefined && typeof value.custody !== 'boolean')
       problems.add(`${key}.custody`, value.custody, 'true (the step makes a verified copy of the raw file, counted by mesh purge) or false');
+    if (value.version !== undefined && !(typeof value.version === 'string' && STEP_VERSION.test(value.version)))
+      problems.add(
+        `${key}.version`,
+        value.version,
+        'a version string starting with a letter or digit, then letters, digits, ".", "-", "_" and "+" (e.g. "1.4.2"), at most 64 characters',
+      );
     if (typeof site === 'string' && sites[site]?.may_run.length && typeof name === 'string' && !sites[site].may_run.includes(name))
       problems.add(`${key}.site`, site, `a site whose may_run lists ${name} (${site} may run: ${sites[site].may_run.join(', ')})`);
     steps.push({
@@ -366,6 +375,7 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
       executor: executor === 'sftp' ? 'sftp' : 'command',
       ...(typeof value.to === 'string' ? { to: value.to } : {}),
       ...(value.custody === true ? { custody: true } : {}),
+      ...(typeof value.version === 'string' ? { version: value.version } : {}),
     });
   });
   return steps;

@@ -27,6 +27,7 @@ export const MESH_VIEW_NAMES: readonly string[] = [
   'custody_due',
   'custody_copies',
   'run_docs',
+  'by_version',
 ];
 
 /** Views of `_design/proc` whose names are fixed (the original scripts' names). */

@@ -5,7 +5,7 @@
  */
 import { isAbsolute } from 'node:path';
 
-export const PLACEHOLDERS = ['file', 'out', 'doc_id', 'run_name', 'file_number', 'step', 'prev_out'] as const;
+export const PLACEHOLDERS = ['file', 'out', 'doc_id', 'run_name', 'file_number', 'step', 'prev_out', 'version'] as const;
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 export type TemplateValues = Record<Placeholder, string>;
 /** A placeholder's name: one of PLACEHOLDERS for a file step, of RUN_PLACEHOLDERS for a run step (config/run-steps.ts). */
@@ -75,6 +75,7 @@ const SAMPLE: TemplateValues = {
   run_name: 'sample',
   file_number: '000',
   step: 'sample',
+  version: 'sample',
 };
 
 /** Problems of an argument template of `run`; an empty list when it is fine. */

@@ -72,6 +72,11 @@ export interface StepConfig {
   readonly scope?: 'file' | 'run';
   /** A run step: the file step every member of the run must have done first. */
   readonly after?: string;
+  /**
+   * The step program's version: every record the step makes stores it, and `mesh reprocess`
+   * re-runs the step where its record is older (natural order: 1.10 is after 1.9; none is oldest).
+   */
+  readonly version?: string;
 }
 
 export interface NatsConfig {

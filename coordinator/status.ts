@@ -17,6 +17,7 @@ import {
 } from './files-once.js';
 import { type ReplicationReport, replicationStatus } from './replication.js';
 import { type RunsStatus, readServerRuns, runsOnce } from './runs-status.js';
+import { type OlderRecords, olderRecordCounts } from './reprocess.js';
 import { type OpenDatabase, distinctServers, notAuthorised } from './servers.js';
 
 export { distinctServers } from './servers.js';
@@ -38,6 +39,8 @@ export interface DatabaseStatus {
   conflicts: number;
   in_flight: InFlightClaim[];
   failed: FailedStep[];
+  /** Per step with a version in the config: done records older than it (`mesh reprocess` re-makes them); absent when unknown. */
+  older_versions?: Record<string, OlderRecords>;
 }
 
 export interface AgentStatus {
@@ -146,6 +149,8 @@ async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, b
     };
   }
   base.conflicts = await files.conflictCount(db);
+  const older = await olderRecordCounts(config, db);
+  if (older && Object.keys(older).length > 0) base.older_versions = older;
 
   base.in_flight = (await files.claimsInFlight(db, LIST_LIMIT)).map((r) => {
     // Shown as the view holds them (a record without a lease shows null).

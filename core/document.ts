@@ -83,6 +83,8 @@ export interface StepRecord {
   /** The latest earlier attempts of this step (at most 10), each with how it ended. */
   past_attempts?: unknown[];
   run?: RunIdentity;
+  /** The step's `version` in the config of the agent that claimed (or, for a batch job, started) it; absent without one. */
+  version?: string;
   [extra: string]: unknown;
 }
 
@@ -95,6 +97,24 @@ export interface HistoryEntry {
   user?: string | null;
   rev?: string;
   note?: string;
+  /** Set by an operator's `mesh reprocess`: the step made ready again (its done record and the later ones moved to `superseded`). */
+  reprocess?: string;
+}
+
+/**
+ * A done record replaced by `mesh reprocess`, kept whole (its output's path and checksum with
+ * it). `superseded` is append-only: the server lets a done record leave the top level only into it.
+ */
+export interface SupersededEntry {
+  step: string;
+  record: StepRecord;
+  at: string;
+  /** `operator/<login>`, as the history entry's `by`. */
+  by: string;
+  user: string | null;
+  why: string;
+  /** The step's version in the config of the reprocess (what re-makes the record), null without one. */
+  version: string | null;
 }
 
 /** One submission, in the original scripts' top-level `batchJob` list (appended per submission). */
@@ -125,11 +145,22 @@ export interface DaqDocument {
   /** Records of the steps not done yet, by step name. */
   pending?: Record<string, StepRecord>;
   batchJob?: BatchJobEntry[];
+  superseded?: SupersededEntry[];
   [field: string]: unknown;
 }
 
 /** Top-level fields the mesh owns (besides the step records and CouchDB's `_` fields): no header field of ingest may set them (custody.ts). */
-export const MESH_FIELDS: readonly string[] = Object.freeze(['type', 'status', 'history', 'pending', 'duplicates', 'batchJob', 'custody', 'purged']);
+export const MESH_FIELDS: readonly string[] = Object.freeze([
+  'type',
+  'status',
+  'history',
+  'pending',
+  'duplicates',
+  'batchJob',
+  'superseded',
+  'custody',
+  'purged',
+]);
 
 export type StatusKind = 'closed' | 'good' | 'bad' | 'queued' | 'in_progress' | 'failed';
 

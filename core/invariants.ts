@@ -157,6 +157,16 @@ export function statusSuccessors(stepNames: readonly string[]): Readonly<Record<
  * replication: a replicator only carries leaf revisions, so a second server sees the
  * intermediate states collapsed into one write (`closed` → `good` when proc0 was claimed,
  * run and finished on the other side between two replications).
+ *
+ * The reprocess edges (`good → good`, `good → closed`, `failed → closed`; core/state.ts) make
+ * the graph cyclic: every status but `bad` now reaches every status, so for documents not bad
+ * this check refuses nothing any more (it still refuses leaving `bad`). That is right for
+ * replication, which may carry a reprocess and the re-runs after it in one write (`good` →
+ * `good` with proc1 replaced). What still holds such a write is precise, and it is in
+ * core/provenance.ts and core/supersede.ts: history append-only, its new entries a chain of
+ * single edges from the stored status to the new one, a reprocess-only edge taken only by an
+ * entry naming its step, and a done record replaced only with the stored one appended
+ * unchanged to `superseded` in the same write.
  */
 export function statusClosure(stepNames: readonly string[]): Readonly<Record<string, readonly string[]>> {
   const key = JSON.stringify(stepNames);

@@ -11,39 +11,20 @@
  * - `history` is append-only, and the entries a write appends form a chain of single
  *   transitions from the stored status to the new one (none when the status stays; one per
  *   change; several when a replicated write collapses what happened on another server);
- * - `duplicates[]` and the original scripts' `batchJob[]` are append-only.
+ * - `duplicates[]` and the original scripts' `batchJob[]` are append-only;
+ * - the one exception to the done records' rule is an operator's reprocess (core/supersede.ts).
  */
 import { pendingRecord } from './document.js';
 import { ISO_DATE, isObject, show, statusSuccessors } from './invariants.js';
+import { sameValue } from './same-value.js';
+import { supersedeProblems, supersededHere } from './supersede.js';
+
+export { sameValue };
 
 type Obj = Record<string, unknown>;
 
 /** Fields written once by ingest: the catalogue of the raw file. */
 export const CATALOGUE_FIELDS = Object.freeze(['run_name', 'file_number', 'file', 'size_in_bytes', 'checksum', 'date_closed']);
-
-/** Deep equality of JSON values, key order ignored. */
-export function sameValue(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    const list = b as unknown[];
-    if (a.length !== list.length) return false;
-    for (let i = 0; i < a.length; i++) if (!sameValue(a[i], list[i])) return false;
-    return true;
-  }
-  const x = a as Obj;
-  const y = b as Obj;
-  let count = 0;
-  for (const key in x) {
-    if (!Object.prototype.hasOwnProperty.call(x, key)) continue;
-    if (x[key] === undefined) continue;
-    count++;
-    if (!Object.prototype.hasOwnProperty.call(y, key) || !sameValue(x[key], y[key])) return false;
-  }
-  for (const key in y) if (Object.prototype.hasOwnProperty.call(y, key) && y[key] !== undefined) count--;
-  return count === 0;
-}
 
 function listOf(value: unknown): unknown[] {
   return Array.isArray(value) ? value : [];
@@ -96,6 +77,7 @@ export function provenanceProblems(oldDoc: Obj, newDoc: Obj, stepNames: readonly
     const step = stepNames[i];
     const done = oldDoc[step];
     if (isObject(done)) {
+      if (supersededHere(oldDoc, newDoc, step, stepNames)) continue;
       if (!isObject(newDoc[step])) problems.push(`${step} cannot be removed`);
       else if (!sameValue(done, newDoc[step])) problems.push(`${step} is done and cannot change`);
       continue;
@@ -118,6 +100,7 @@ export function provenanceProblems(oldDoc: Obj, newDoc: Obj, stepNames: readonly
   }
   const history = appendOnly('history', Array.isArray(oldDoc.history) ? oldDoc.history : undefined, newDoc.history);
   problems.push(...history, ...appendOnly('duplicates', oldDoc.duplicates, newDoc.duplicates), ...appendOnly('batchJob', oldDoc.batchJob, newDoc.batchJob));
+  problems.push(...supersedeProblems(oldDoc, newDoc, stepNames));
   if (history.length === 0) problems.push(...chainProblems(oldDoc.status, newDoc.status, appendedEntries(oldDoc, newDoc), stepNames));
   return problems;
 }

@@ -6,7 +6,7 @@
  * | role | may |
  * |---|---|
  * | `mesh-agent:<site>` | claim, renew, start, record (succeed, fail, release), expire and report lost jobs for steps the config allows on `<site>`; write its own heartbeat and the records of the runs it triggers at other sites |
- * | `mesh-operator` | retry a failed step, mark a document bad, delete a document |
+ * | `mesh-operator` | retry a failed step, reprocess a done one, mark a document bad, delete a document |
  * | `mesh-reader` | read; write nothing |
  * | `mesh-coordinator` | write assignment, audit and marker documents, resolve conflicts (delete losing branches), carry replicated writes |
  *

@@ -8,6 +8,7 @@ import {
   type RunIdentity,
   type StatusKind,
   type StepRecord,
+  type SupersededEntry,
   formatStatus,
   isDone,
   parseStatus,
@@ -17,20 +18,27 @@ import {
 
 /** What the state machine needs to know of the pipeline: the steps in order and their limits. */
 export interface PipelineSteps {
-  readonly steps: ReadonlyArray<{ readonly name: string; readonly max_attempts: number }>;
+  readonly steps: ReadonlyArray<{ readonly name: string; readonly max_attempts: number; readonly version?: string }>;
 }
 
 /**
  * Which status kinds may follow which. `ready` stands for the status a step waits in:
  * `closed` for the first step, `good` for the others. The generated validate_doc_update
  * enforces the same table on the server.
+ *
+ * `good → ready` (good again), `good → closed` and `failed → closed` exist only for an
+ * operator's `reprocess` (a done step made ready again, from a document at rest): the server
+ * accepts a history entry along them only when it names the step reprocessed and the write
+ * moves the done records into `superseded` (core/supersede.ts). They are the table's only way
+ * back, and they make it cyclic: see statusClosure (core/invariants.ts) for what that does to
+ * the check of replicated writes.
  */
 export const TRANSITIONS: Readonly<Record<StatusKind, readonly (StatusKind | 'ready')[]>> = Object.freeze({
   closed: Object.freeze(['queued', 'in_progress', 'failed', 'bad'] as const),
-  good: Object.freeze(['queued', 'in_progress', 'failed', 'bad'] as const),
+  good: Object.freeze(['queued', 'in_progress', 'failed', 'bad', 'ready', 'closed'] as const),
   queued: Object.freeze(['in_progress', 'queued', 'ready', 'failed'] as const),
   in_progress: Object.freeze(['good', 'in_progress', 'queued', 'ready', 'failed'] as const),
-  failed: Object.freeze(['ready', 'failed', 'bad'] as const),
+  failed: Object.freeze(['ready', 'failed', 'bad', 'closed'] as const),
   bad: Object.freeze(['bad'] as const),
 });
 
@@ -39,9 +47,20 @@ export type MeshEvent = MeshAct & { user?: string | null };
 
 type MeshAct =
   /** Take a ready step: `run` runs it here (→ in progress), `queue` hands it to a batch job (→ queued). */
-  | { type: 'claim'; step: string; mode: 'run' | 'queue'; site: string; agent: string; host: string; lease_until: string; batch?: BatchJob }
-  /** A batch job starts a queued step. */
-  | { type: 'start'; step: string; site: string; agent: string; host: string; lease_until: string }
+  | {
+      type: 'claim';
+      step: string;
+      mode: 'run' | 'queue';
+      site: string;
+      agent: string;
+      host: string;
+      lease_until: string;
+      batch?: BatchJob;
+      /** The step's `version` in the claiming agent's config: the record keeps it. */
+      version?: string;
+    }
+  /** A batch job starts a queued step (`version`: the step's in the job's config, which is what runs). */
+  | { type: 'start'; step: string; site: string; agent: string; host: string; lease_until: string; version?: string }
   /** `run`: the identity of the process just started for this claim (the first renewal after the spawn). */
   | { type: 'renew'; step: string; agent: string; lease_until: string; run?: RunIdentity }
   /**
@@ -62,6 +81,11 @@ type MeshAct =
   | { type: 'exhaust'; step: string; by: string }
   /** An operator makes a failed step ready again. */
   | { type: 'retry'; step: string; by: string }
+  /**
+   * An operator makes a done step ready again (a new version of its program, `mesh reprocess`):
+   * its record and every later done step's move whole into `superseded`; the later steps re-run after it.
+   */
+  | { type: 'reprocess'; step: string; by: string; why: string }
   | { type: 'mark_bad'; by: string; reason: string };
 
 export interface StepResult {
@@ -205,6 +229,7 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
         started: at,
         lease_until: event.lease_until,
         ...(event.batch ? { batch: event.batch } : {}),
+        version: event.version,
         past_attempts: pastWith(record),
       };
       const kind = event.mode === 'run' ? 'in_progress' : 'queued';
@@ -219,7 +244,7 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
     }
     case 'start': {
       if (!(sameStep && current.kind === 'queued')) return illegal(doc, event, 'the step is not queued');
-      const started: StepRecord = {
+      const started: StepRecord = prune({
         ...(record as StepRecord),
         site: event.site,
         agent: event.agent,
@@ -227,7 +252,8 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
         account: user,
         started: at,
         lease_until: event.lease_until,
-      };
+        version: event.version,
+      });
       return next(withStepRecord(doc, event.step, started), { kind: 'in_progress', step: event.step }, `${event.site}/${event.agent}`, user, now);
     }
     case 'renew': {
@@ -349,7 +375,51 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       const again = prune({ attempts, uncounted: attempts, ok: false, past_attempts: pastWith(record) });
       return next(withStepRecord(doc, event.step, again), { kind: readyStatus(pipeline, event.step) }, event.by, user, now, 'retry requested');
     }
+    case 'reprocess':
+      return reprocess(doc, event, current, now, pipeline);
   }
+}
+
+/** An attempt count carried over to a step made ready again: numbers go on growing (they name log files), none counts. */
+function freshAttempts(record: StepRecord | undefined, past: unknown[] | undefined): StepRecord {
+  const attempts = typeof record?.attempts === 'number' ? record.attempts : 0;
+  return prune({ attempts, uncounted: attempts, ok: false, past_attempts: past });
+}
+
+/** The `reprocess` event: see MeshAct. Refused while a step is claimed, from `bad`, and for a step not done. */
+function reprocess(
+  doc: DaqDocument,
+  event: Extract<MeshEvent, { type: 'reprocess' }>,
+  current: ParsedStatus,
+  now: Date,
+  pipeline: PipelineSteps,
+): TransitionResult {
+  if (current.kind === 'queued' || current.kind === 'in_progress') return illegal(doc, event, 'a step is queued or in progress');
+  if (current.kind === 'bad') return illegal(doc, event, 'the document is bad');
+  if (!isDone(doc, event.step)) return illegal(doc, event, `${event.step} is not done`);
+  if (event.why.trim().length === 0) return illegal(doc, event, 'a reprocess says why');
+  const user = event.user ?? null;
+  const at = now.toISOString();
+  const superseded: SupersededEntry[] = Array.isArray(doc.superseded) ? [...doc.superseded] : [];
+  let out: DaqDocument = doc;
+  for (let i = stepIndex(pipeline, event.step); i < pipeline.steps.length; i++) {
+    const { name, version } = pipeline.steps[i];
+    if (isDone(doc, name)) {
+      const done = doc[name] as StepRecord;
+      superseded.push({ step: name, record: done, at, by: event.by, user, why: event.why, version: version ?? null });
+      const { [name]: _left, ...rest } = out;
+      out = withStepRecord(rest as DaqDocument, name, freshAttempts(done, undefined));
+    } else {
+      // A later step waiting for its retry, or failed: it starts afresh on the new inputs, like after an operator's retry.
+      const waiting = stepRecord(doc, name);
+      if (waiting) out = withStepRecord(out, name, freshAttempts(waiting, pastWith(waiting)));
+    }
+  }
+  const moved = next({ ...out, superseded }, { kind: readyStatus(pipeline, event.step) }, event.by, user, now, event.why);
+  if (!moved.ok) return moved;
+  const history = [...moved.doc.history];
+  history[history.length - 1] = { ...history[history.length - 1], reprocess: event.step };
+  return { ok: true, doc: { ...moved.doc, history } };
 }
 
 /** A batch job's id as the original scripts wrote it: a number when it is one. */

@@ -95,6 +95,10 @@ function entryProblems(entry: Obj, user: UserContext, p: Powers, policy: WritePo
     if (!(has(p.sites, site) && has(policy.ingestSites, site))) problems.push(`${who} may not catalogue files as ${show(entry.by)}`);
     return problems;
   }
+  if (entry.reprocess !== undefined) {
+    if (!p.operator) problems.push(`${who} may not reprocess ${show(entry.reprocess)}: operators do`);
+    return problems;
+  }
   if (entry.to === 'bad') {
     if (!p.operator && p.sites.length === 0) problems.push(`${who} may not mark documents bad`);
     return problems;

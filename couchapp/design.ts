@@ -15,7 +15,7 @@ import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE } from '../core/role
 import { HEARTBEAT_TYPE, TRIGGER_TYPE, type WritePolicy } from '../core/write-rules.js';
 import { COMMON_ES5, INVARIANTS_ES5 } from './es5.js';
 import { MESH_VIEW_CONTRACTS } from './mesh-views.js';
-import { CUSTODY_RULES_ES5, PROVENANCE_ES5, RUN_RULES_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
+import { CUSTODY_RULES_ES5, PROVENANCE_ES5, RUN_RULES_ES5, SUPERSEDE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
 import { RUN_DOC_TYPE, RUN_ID_PREFIX } from '../core/run-document.js';
 import { RUN_CATALOGUE_FIELDS } from '../core/run-rules.js';
 
@@ -92,7 +92,8 @@ function runRulesBlock(policy: WritePolicy): string {
     '    var STEPS = RUN_STEPS;',
     `    var CLOSURE = ${JSON.stringify(statusClosure(runSteps))};`,
     `    var NEXT = ${JSON.stringify(statusSuccessors(runSteps))};`,
-    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5,
+    // The superseding rules name STEPS too: compiled again here, they judge the run steps' records.
+    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + SUPERSEDE_ES5 + WRITE_RULES_ES5,
     '    return writeProblems(newDoc, oldDoc, user);',
     '  }',
     RUN_RULES_ES5,
@@ -117,6 +118,7 @@ function validateDocUpdate(input: DesignInput): string {
     `  var TRIGGER_TYPE = ${JSON.stringify(TRIGGER_TYPE)};`,
     COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5 + CUSTODY_RULES_ES5,
     runRulesBlock(policy),
+    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + SUPERSEDE_ES5 + WRITE_RULES_ES5,
     '  var problems = writeProblems(newDoc, oldDoc, userCtx);',
     "  if (problems.length > 0) throw({ forbidden: problems.join('; ') });",
     '}',

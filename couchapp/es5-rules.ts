@@ -69,6 +69,7 @@ export const PROVENANCE_ES5 = String.raw`
       var step = STEPS[i];
       var done = oldDoc[step];
       if (isObject(done)) {
+        if (supersededHere(oldDoc, newDoc, step)) continue;
         if (!isObject(newDoc[step])) problems.push(step + ' cannot be removed');
         else if (!sameValue(done, newDoc[step])) problems.push(step + ' is done and cannot change');
         continue;
@@ -90,12 +91,90 @@ export const PROVENANCE_ES5 = String.raw`
     }
     var history = appendOnly('history', Array.isArray(oldDoc.history) ? oldDoc.history : undefined, newDoc.history);
     problems = problems.concat(history, appendOnly('duplicates', oldDoc.duplicates, newDoc.duplicates), appendOnly('batchJob', oldDoc.batchJob, newDoc.batchJob));
+    problems = problems.concat(supersedeProblems(oldDoc, newDoc));
     if (history.length === 0) problems = problems.concat(chainProblems(oldDoc.status, newDoc.status, appendedEntries(oldDoc, newDoc)));
     return problems;
   }
   function creationProblems(newDoc) {
     if (!Array.isArray(newDoc.history)) return ['history is missing: a document starts with its entry from null to "closed"'];
     return chainProblems(null, newDoc.status, newDoc.history);
+  }
+`;
+
+/** Port of core/supersede.ts (it uses sameValue and listOf of PROVENANCE_ES5). */
+export const SUPERSEDE_ES5 = String.raw`
+  function readyOf(index) {
+    return index === 0 ? 'closed' : 'good';
+  }
+  function reprocessOnlyEdge(from, to) {
+    if (from === 'good') return to === 'good' || to === 'closed';
+    var parsed = parseStatus(from);
+    return parsed !== null && parsed.kind === 'failed' && to === 'closed' && parsed.step !== STEPS[0];
+  }
+  function appendedHistory(oldDoc, newDoc) {
+    return listOf(newDoc.history).slice(listOf(oldDoc.history).length);
+  }
+  function earliestReprocessed(oldDoc, newDoc) {
+    var entries = appendedHistory(oldDoc, newDoc);
+    var earliest = -1;
+    for (var i = 0; i < entries.length; i++) {
+      var entry = entries[i];
+      if (!isObject(entry) || typeof entry.reprocess !== 'string') continue;
+      var index = STEPS.indexOf(entry.reprocess);
+      if (index >= 0 && (earliest < 0 || index < earliest)) earliest = index;
+    }
+    return earliest;
+  }
+  function supersededHere(oldDoc, newDoc, step) {
+    var earliest = earliestReprocessed(oldDoc, newDoc);
+    if (earliest < 0 || earliest > STEPS.indexOf(step)) return false;
+    var added = listOf(newDoc.superseded).slice(listOf(oldDoc.superseded).length);
+    for (var i = 0; i < added.length; i++) {
+      var entry = added[i];
+      if (isObject(entry) && entry.step === step && sameValue(entry.record, oldDoc[step])) return true;
+    }
+    return false;
+  }
+  function supersedeProblems(oldDoc, newDoc) {
+    var before = oldDoc.superseded;
+    var after = newDoc.superseded;
+    if (before !== undefined && !Array.isArray(after)) return ['superseded cannot be removed'];
+    if (after !== undefined && !Array.isArray(after)) return ['superseded is ' + show(after) + ', expected a list of superseded records'];
+    var old = listOf(before);
+    var list = listOf(after);
+    var i, entry, index, step;
+    if (list.length < old.length) return ['superseded entries cannot be removed'];
+    for (i = 0; i < old.length; i++) if (!sameValue(old[i], list[i])) return ['superseded entry ' + i + ' cannot change'];
+    var problems = [];
+    var entries = appendedHistory(oldDoc, newDoc);
+    for (i = 0; i < entries.length; i++) {
+      entry = entries[i];
+      if (!isObject(entry)) continue;
+      if (entry.reprocess === undefined) {
+        if (reprocessOnlyEdge(entry.from, entry.to)) problems.push('history entry from ' + show(entry.from) + ' to ' + show(entry.to) + ' is a reprocess: it must name the step it reprocesses');
+        continue;
+      }
+      index = typeof entry.reprocess === 'string' ? STEPS.indexOf(entry.reprocess) : -1;
+      if (index < 0) {
+        problems.push('history entry reprocesses ' + show(entry.reprocess) + ', which is not a step');
+        continue;
+      }
+      if (entry.to !== readyOf(index)) problems.push('history entry reprocessing ' + entry.reprocess + ' goes to ' + show(entry.to) + ', not ' + show(readyOf(index)));
+      if (typeof entry.note !== 'string' || entry.note.length === 0) problems.push('history entry reprocessing ' + entry.reprocess + ' has no note saying why');
+    }
+    var earliest = earliestReprocessed(oldDoc, newDoc);
+    for (i = old.length; i < list.length; i++) {
+      entry = list[i];
+      if (!isObject(entry) || typeof entry.step !== 'string' || STEPS.indexOf(entry.step) < 0 || !isObject(entry.record)) {
+        problems.push('superseded entry ' + i + ' is not { step, record, at, by, user, why, version } of a step');
+        continue;
+      }
+      step = entry.step;
+      if (typeof entry.at !== 'string' || !ISO_DATE.test(entry.at)) problems.push('superseded entry ' + i + ' (' + step + ') at is ' + show(entry.at) + ', expected an ISO date');
+      if (typeof entry.by !== 'string' || entry.by.length === 0 || typeof entry.why !== 'string' || entry.why.length === 0) problems.push('superseded entry ' + i + ' (' + step + ') must say by whom and why');
+      if (earliest < 0 || earliest > STEPS.indexOf(step)) problems.push('superseded entry ' + i + ' (' + step + ') comes with no reprocess of ' + step + ' or a step before it');
+    }
+    return problems;
   }
 `;
 
@@ -137,6 +216,10 @@ export const WRITE_RULES_ES5 = String.raw`
     var site = siteOf(entry.by);
     if (entry.from === null) {
       if (!(has(p.sites, site) && has(INGEST_SITES, site))) problems.push(who + ' may not catalogue files as ' + show(entry.by));
+      return problems;
+    }
+    if (entry.reprocess !== undefined) {
+      if (!p.operator) problems.push(who + ' may not reprocess ' + show(entry.reprocess) + ': operators do');
       return problems;
     }
     if (entry.to === 'bad') {

@@ -167,6 +167,28 @@ export const PENDING = view<[step: string, closed: string], [run: string | null,
   '_count',
 );
 
+/**
+ * Done records by step, the version they were made with (null: the record names none) and
+ * run; the value is the bytes of the step's input (the previous step's output `file_size`
+ * when it wrote a file, else the raw file's `size_in_bytes`; 0 when unknown). `_stats` gives
+ * a group's count and its bytes (`sum`) without a scan: `group_level: 2` per version,
+ * `group_level: 3` per version and run. Bad documents are left out (they cannot be reprocessed).
+ */
+export const BY_VERSION = view<[step: string, version: string | null, run: string | null], number>(
+  'by_version',
+  docMap([
+    "  if (doc.status === 'bad') return;",
+    '  for (var i = 0; i < STEPS.length; i++) {',
+    '    if (!isDone(doc, STEPS[i])) continue;',
+    '    var r = doc[STEPS[i]];',
+    '    var previous = i > 0 && isDone(doc, STEPS[i - 1]) ? doc[STEPS[i - 1]] : null;',
+    "    var bytes = previous !== null && typeof previous.file === 'string' ? previous.file_size : doc.size_in_bytes;",
+    "    emit([STEPS[i], typeof r.version === 'string' ? r.version : null, value(doc.run_name)], typeof bytes === 'number' && isFinite(bytes) && bytes >= 0 ? bytes : 0);",
+    '  }',
+  ]),
+  '_stats',
+);
+
 /** Status by run and file number. */
 export const BY_RUN = view<[run: string | null, file: number | null], string>(
   'by_run',
@@ -292,6 +314,7 @@ export const MESH_VIEW_CONTRACTS: readonly ViewContract<unknown, unknown>[] = [
   DUPLICATES,
   FLOW,
   PENDING,
+  BY_VERSION,
   BY_RUN,
   BY_HOST_RUN,
   BY_FILE_NAME,

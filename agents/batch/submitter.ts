@@ -181,6 +181,7 @@ export class BatchSubmitter {
           host: ctx.host,
           lease_until: leaseUntil,
           batch,
+          version: step.version,
         }),
       ),
     );

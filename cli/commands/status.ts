@@ -74,6 +74,19 @@ function duration(text: string): number {
   return seconds;
 }
 
+/** Per step, the done records older than the config's version (from the server its counts come from), with the command that re-makes them. */
+function olderVersionLines(status: FullMeshStatus, mesh: string): string[] {
+  const lines: string[] = [];
+  for (const step of Object.keys(status.files.steps)) {
+    const from =
+      status.databases.find((d) => d.site === status.files.steps_from[step] && d.older_versions) ?? status.databases.find((d) => d.older_versions?.[step]);
+    const entry = from?.older_versions?.[step];
+    if (entry && entry.older > 0)
+      lines.push(`  ${step}: ${entry.older} done records older than version ${entry.version} (${mesh} reprocess ${step} counts them, --yes re-makes them)`);
+  }
+  return lines;
+}
+
 const COUNT_HEADS = ['done', 'ready', 'queued', 'in progress', 'failed'];
 
 function countRow(label: string, c: StepCounts, tail = ''): string {
@@ -97,6 +110,7 @@ export function formatStatus(status: FullMeshStatus, extra: { flows?: ServerFlow
     lines.push(`files: ${f.count}, each counted once (documents on ${f.count_from}; each step's counts from the server its agents claim on)`);
     lines.push(`  ${'step'.padEnd(10)}${COUNT_HEADS.map((h) => h.padStart(12)).join('')}  from`);
     for (const [step, c] of Object.entries(f.steps)) lines.push(countRow(step, c, `  ${f.steps_from[step] ?? '-'}`));
+    lines.push(...olderVersionLines(status, mesh));
     for (const d of f.differences) lines.push(`  ${d.text}`);
     if (f.conflicts > 0) lines.push(`  conflicts: ${f.conflicts} documents`);
     const failedTotal = failedCount(status);

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { parse } from 'acorn';
 import { describe, it } from 'mocha';
-import type { DaqDocument } from '../../core/document.js';
+import { type DaqDocument, isDone } from '../../core/document.js';
 import { allStatuses } from '../../core/invariants.js';
 import type { UserContext } from '../../core/roles.js';
 import { writeProblems } from '../../core/write-rules.js';
-import { readyFor } from '../../core/state.js';
+import { readyFor, transition } from '../../core/state.js';
 import { ORIGINAL_VIEWS, inProgressView } from '../../config/step-names.js';
 import { FIXED_VIEWS, designDocument } from '../../couchapp/design.js';
 import { ADMIN_PARTY, COORDINATOR, DOC_TYPE, PIPELINE, POLICY, STEP_NAMES, collapsedPairs, freshDoc, prng, reachable } from '../support/generated-docs.js';
@@ -213,6 +213,108 @@ describe('couchapp/design', () => {
       agree(verdicts.map(([oldDoc, newDoc]) => [oldDoc, newDoc]));
     });
 
+    describe('reprocess (core/supersede.ts): a done record leaves only into superseded, by an operator', () => {
+      const OPERATOR: UserContext = { name: 'op', roles: ['mesh-operator'] };
+      const AGENT: UserContext = { name: 'lyon-agent', roles: ['mesh-agent:lyon'] };
+      const NOW = new Date('2026-11-26T12:00:00.000Z');
+      const reprocessed = (doc: DaqDocument, step: string, user: string | null = 'op'): DaqDocument | undefined => {
+        const result = transition(doc, { type: 'reprocess', step, by: 'operator/op', why: 'v2', user }, NOW, PIPELINE);
+        return result.ok ? result.doc : undefined;
+      };
+      /** Every reachable document with a done step, reprocessed at each of its done steps. */
+      const pairs: Array<[DaqDocument, DaqDocument]> = [];
+      for (const doc of r.docs)
+        for (const step of STEP_NAMES) {
+          const again = reprocessed(doc, step);
+          if (again) pairs.push([doc, again]);
+        }
+      const runAll = (doc: DaqDocument): DaqDocument => {
+        for (const step of STEP_NAMES) {
+          if (isDone(doc, step) || readyFor(doc, PIPELINE, NOW) !== step) continue;
+          const claimed = transition(
+            doc,
+            { type: 'claim', step, mode: 'run', site: 'lyon', agent: 'a1', host: 'h', lease_until: '2026-11-26T13:00:00.000Z' },
+            NOW,
+            PIPELINE,
+          );
+          if (!claimed.ok) break;
+          const done = transition(claimed.doc, { type: 'succeed', step, agent: 'a1', result: { exit_code: 0, duration_s: 1 } }, NOW, PIPELINE);
+          if (!done.ok) break;
+          doc = done.doc;
+        }
+        return doc;
+      };
+      const complete = runAll(freshDoc());
+
+      it('accepts every reprocess the state machine makes, and the re-runs after it collapsed into one replicated write', () => {
+        assert.ok(agree(pairs, 'accept') > 100, `only ${pairs.length} pairs`);
+        // What another server may receive: a reprocess and the claims and successes after it, in one write.
+        const collapsed: Array<[DaqDocument, DaqDocument]> = [];
+        for (const [before, after] of pairs.slice(0, 400)) {
+          const rerun = runAll(after);
+          if (rerun !== after) collapsed.push([before, rerun]);
+          // Reprocessed again at once (the same step, or the first), then re-run: still one write.
+          const twice = reprocessed(rerun, STEP_NAMES[0]);
+          if (twice) collapsed.push([before, runAll(twice)]);
+        }
+        assert.ok(agree(collapsed, 'accept', [ADMIN_PARTY, COORDINATOR]) > 100, `only ${collapsed.length} collapsed pairs`);
+      });
+
+      it('lets operators write it, not agents, readers nor accounts without a role', () => {
+        for (const [before, after] of pairs.slice(0, 50)) {
+          assert.equal(agentVerdict(after, before, OPERATOR), '');
+          assert.equal(serverVerdict(after, before, OPERATOR), '');
+        }
+        const asAgent = reprocessed(complete, 'proc1', 'lyon-agent') as DaqDocument;
+        assert.match(serverVerdict(asAgent, complete, AGENT), /lyon-agent" may not reprocess "proc1": operators do/);
+        assert.equal(serverVerdict(asAgent, complete, AGENT), agentVerdict(asAgent, complete, AGENT));
+        const asReader = reprocessed(complete, 'proc1', 'reader') as DaqDocument;
+        assert.match(serverVerdict(asReader, complete, { name: 'reader', roles: ['mesh-reader'] }), /no mesh role allows it/);
+      });
+
+      it('refuses a done record removed or replaced without being superseded, a changed or shortened superseded, an unmarked reprocess', () => {
+        const again = reprocessed(complete, 'proc1') as DaqDocument;
+        const entry = again.history[again.history.length - 1];
+        const others = again.history.slice(0, -1);
+        const superseded = again.superseded as NonNullable<DaqDocument['superseded']>;
+        const forged: Array<[DaqDocument, DaqDocument, RegExp]> = [
+          [complete, { ...again, superseded: undefined }, /proc1 cannot be removed.*proc2 cannot be removed/],
+          [complete, { ...again, superseded: [superseded[0]] }, /proc2 cannot be removed/],
+          [
+            complete,
+            { ...again, superseded: [{ ...superseded[0], record: { ...superseded[0].record, exit_code: 7 } }, superseded[1]] },
+            /proc1 cannot be removed/,
+          ],
+          [complete, { ...again, history: [...others, { ...entry, reprocess: undefined }] }, /proc1 cannot be removed.*is a reprocess: it must name the step/],
+          // A reprocess of a later step does not let an earlier record go.
+          [
+            complete,
+            { ...again, history: [...others, { ...entry, reprocess: 'proc2' }] },
+            /^proc1 cannot be removed; superseded entry 0 \(proc1\) comes with no reprocess of proc1/,
+          ],
+          [complete, { ...again, history: [...others, { ...entry, reprocess: 'proc0' }] }, /reprocessing proc0 goes to "good", not "closed"/],
+          [complete, { ...again, history: [...others, { ...entry, note: undefined }] }, /reprocessing proc1 has no note saying why/],
+          [complete, { ...again, history: [...others, { ...entry, reprocess: 'proc9' }] }, /reprocesses "proc9", which is not a step/],
+          [complete, { ...again, superseded: [...superseded, { ...superseded[0], at: 'yesterday' }] }, /superseded entry 2 \(proc1\) at is "yesterday"/],
+          [complete, { ...again, superseded: [...superseded, 'x'] as never }, /superseded entry 2 is not \{ step, record/],
+          [again, { ...again, superseded: superseded.slice(1) }, /superseded entries cannot be removed/],
+          [again, { ...again, superseded: [superseded[1], superseded[0]] }, /superseded entry 0 cannot change/],
+          [again, { ...again, superseded: undefined }, /superseded cannot be removed/],
+          [again, { ...again, superseded: [...superseded, superseded[0]] }, /superseded entry 2 \(proc1\) comes with no reprocess/],
+          [complete, { ...complete, superseded: 'none' as never }, /superseded is "none", expected a list/],
+          // A new proc1 over the done one, the old one appended to superseded, but no reprocess entry: refused.
+          [complete, { ...complete, proc1: { ...(complete.proc1 as object), exit_code: 3 }, superseded: [superseded[0]] }, /proc1 is done and cannot change/],
+        ];
+        for (const [before, after, why] of forged) {
+          for (const user of [ADMIN_PARTY, COORDINATOR, OPERATOR]) {
+            const verdict = serverVerdict(after, before, user);
+            assert.match(verdict, why, `${JSON.stringify(user)}: ${verdict}`);
+            assert.equal(verdict, agentVerdict(after, before, user));
+          }
+        }
+      });
+    });
+
     it('lets the admin party delete and write control documents', () => {
       assert.equal(serverVerdict({ _id: 'x', _deleted: true }, good()), '');
       assert.equal(serverVerdict({ _id: 'mesh-agent:lyon:a', type: 'mesh-agent', site: 'lyon', last_seen: 'now' }, null), '');
@@ -320,6 +422,19 @@ describe('couchapp/design', () => {
         [['kept', -1, closed], 100],
       ]);
       assert.deepEqual(run('custody_copies', { ...both, purged: { site: 'modane' } }), [[['purged', 0, closed], 100]]);
+    });
+
+    it('by_version: done records by step, version (null without) and run, valued by the bytes of their input; nothing of a bad document', () => {
+      const doc = good({ size_in_bytes: 100, proc0: { ...ok, version: '1.2', file: '/o/p0', file_size: 40 }, proc1: { ...ok, file: '/o/p1' } });
+      assert.deepEqual(runMap('by_version', doc), [
+        [['proc0', '1.2', 'lg23b002'], 100],
+        [['proc1', null, 'lg23b002'], 40],
+      ]);
+      // An original record without file_size: its bytes are unknown (0), not the raw file's.
+      assert.deepEqual(runMap('by_version', good({ proc0: { ok: true, file: '/o' }, proc1: { ok: true } }))[1], [['proc1', null, 'lg23b002'], 0]);
+      assert.deepEqual(runMap('by_version', good({ proc0: { ok: true }, proc1: { ok: true } }))[1], [['proc1', null, 'lg23b002'], 100]);
+      assert.deepEqual(runMap('by_version', { ...doc, status: 'bad' }), []);
+      assert.equal(design.views.by_version.reduce, '_stats');
     });
 
     it('conflicts and agents', () => {

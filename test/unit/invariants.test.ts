@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
-import { allStatuses, editProblems, statusClosure, statusProblems } from '../../core/invariants.js';
+import { allStatuses, editProblems, statusClosure, statusProblems, statusSuccessors } from '../../core/invariants.js';
 import { writeProblems } from '../../core/write-rules.js';
 import { ADMIN_PARTY, POLICY, STEP_NAMES, collapsedPairs, freshDoc, reachable } from '../support/generated-docs.js';
 
@@ -21,11 +21,22 @@ describe('core/invariants', () => {
       for (const to of ['good', 'proc0 in progress', 'proc1 queued', 'proc2 failed', 'bad']) assert.ok(closure.closed.includes(to), to);
     });
 
-    it('never goes back: good does not reach closed nor the first step, bad reaches only bad', () => {
-      assert.ok(!closure.good.includes('closed'));
-      assert.ok(!closure.good.includes('proc0 queued'));
-      assert.ok(!closure['proc1 in progress'].includes('proc0 failed'));
+    it('goes back only through a reprocess: without its edges good reaches neither closed nor the first step; bad reaches only bad', () => {
+      // With the reprocess edges every status but bad reaches every status (core/invariants.ts statusClosure).
+      for (const status of allStatuses(STEP_NAMES).filter((s) => s !== 'bad'))
+        assert.deepEqual([...closure[status]].sort(), allStatuses(STEP_NAMES).sort(), status);
       assert.deepEqual(closure.bad, ['bad']);
+      // Only those edges lead back: no other single transition goes from good to closed or to the first step.
+      const successors = statusSuccessors(STEP_NAMES);
+      assert.deepEqual(
+        successors.good.filter((s) => s === 'closed' || s === 'good' || s.startsWith('proc0 ')),
+        ['good', 'closed'],
+      );
+      assert.deepEqual(
+        successors['proc1 in progress'].filter((s) => s.startsWith('proc0') || s === 'closed'),
+        [],
+      );
+      assert.ok(!successors['proc1 queued'].includes('closed'));
     });
 
     it('contains every single transition the state machine makes', () => {
@@ -108,9 +119,13 @@ describe('core/invariants', () => {
         assert.deepEqual(editProblems(from, to, STEP_NAMES), [], `${from.status} -> ${to.status}`);
     });
 
-    it('refuses going back', () => {
+    it('refuses leaving bad; going back is a reprocess, which the closure admits and the write rules judge', () => {
       const good = { ...freshDoc(), status: 'good', proc0: { attempts: 1, ok: true } };
-      assert.deepEqual(editProblems(good, { ...good, status: 'closed' }, STEP_NAMES), ['status cannot go from "good" to "closed"']);
+      assert.deepEqual(editProblems(good, { ...good, status: 'closed' }, STEP_NAMES), []);
+      assert.deepEqual(writeProblems({ ...good, status: 'closed' }, good, ADMIN_PARTY, POLICY), [
+        'status closed but proc0 is done',
+        'status changed from "good" to "closed" without a history entry',
+      ]);
       assert.deepEqual(editProblems({ ...good, status: 'bad' }, good, STEP_NAMES), ['status cannot go from "bad" to "good"']);
     });
 

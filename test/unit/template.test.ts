@@ -34,7 +34,7 @@ const doc: DaqDocument = {
   status: 'closed',
   history: [],
 };
-const values = { file: '/f', out: '/o', doc_id: 'd', run_name: 'r', file_number: '001', step: 's', prev_out: '/p' };
+const values = { file: '/f', out: '/o', doc_id: 'd', run_name: 'r', file_number: '001', step: 's', prev_out: '/p', version: '1.0' };
 
 describe('step templates', () => {
   it('parses literals and placeholders, and refuses unknown, unclosed and stray braces', () => {
@@ -82,6 +82,9 @@ describe('step templates', () => {
       (e: unknown) => isConfigurationFault(e) && /^configuration: /.test((e as Error).message),
     );
     assert.deepEqual(buildArgv(step, templateVars(doc, step, undefined)), ['cp', '--', '/daq/lg23b002_007', '/data/lg23b002/lg23b002_007']);
+    // {version}: each version's outputs apart, so a reprocessed step does not overwrite the output its superseded record names.
+    const versioned = { ...step, out: '/data/v{version}/{doc_id}', version: '2.1' };
+    assert.equal(templateVars(doc, versioned, undefined).out, `/data/v2.1/${doc._id}`);
   });
 
   it('blames a bad template on the configuration and a bad value on the document', () => {
