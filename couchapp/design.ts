@@ -16,9 +16,11 @@ import { HEARTBEAT_TYPE, TRIGGER_TYPE, type WritePolicy } from '../core/write-ru
 import { COMMON_ES5, INVARIANTS_ES5 } from './es5.js';
 import { MESH_VIEW_CONTRACTS } from './mesh-views.js';
 import { PROVENANCE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
+import { CONTROL_ACTIONS, CONTROLS_ID, CONTROLS_TYPE } from '../core/operator-controls.js';
+import { CONTROLS_ES5 } from './es5-controls.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
-export const GENERATOR_VERSION = 5;
+export const GENERATOR_VERSION = 6;
 
 /** The `type` of the agents' heartbeat documents. */
 export const AGENT_DOC_TYPE = HEARTBEAT_TYPE;
@@ -78,7 +80,10 @@ function validateDocUpdate(input: DesignInput): string {
     `  var OPERATOR_ROLE = ${JSON.stringify(OPERATOR_ROLE)};`,
     `  var HEARTBEAT_TYPE = ${JSON.stringify(HEARTBEAT_TYPE)};`,
     `  var TRIGGER_TYPE = ${JSON.stringify(TRIGGER_TYPE)};`,
-    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5,
+    `  var CONTROLS_ID = ${JSON.stringify(CONTROLS_ID)};`,
+    `  var CONTROLS_TYPE = ${JSON.stringify(CONTROLS_TYPE)};`,
+    `  var CONTROL_ACTIONS = ${JSON.stringify(CONTROL_ACTIONS)};`,
+    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5 + CONTROLS_ES5,
     '  var problems = writeProblems(newDoc, oldDoc, userCtx);',
     "  if (problems.length > 0) throw({ forbidden: problems.join('; ') });",
     '}',
