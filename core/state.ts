@@ -61,7 +61,7 @@ type MeshAct =
   /** A ready step whose counted attempts already reach `max_attempts` (the limit was lowered): `<step> failed`, for an operator. */
   | { type: 'exhaust'; step: string; by: string }
   /** An operator makes a failed step ready again. */
-  | { type: 'retry'; step: string; by: string }
+  | { type: 'retry'; step: string; by: string; why?: string }
   | { type: 'mark_bad'; by: string; reason: string };
 
 export interface StepResult {
@@ -347,7 +347,14 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (!(sameStep && current.kind === 'failed')) return illegal(doc, event, 'the step has not failed');
       // Numbers go on growing; the failed attempts stop counting and move to past_attempts.
       const again = prune({ attempts, uncounted: attempts, ok: false, past_attempts: pastWith(record) });
-      return next(withStepRecord(doc, event.step, again), { kind: readyStatus(pipeline, event.step) }, event.by, user, now, 'retry requested');
+      return next(
+        withStepRecord(doc, event.step, again),
+        { kind: readyStatus(pipeline, event.step) },
+        event.by,
+        user,
+        now,
+        event.why ? `retry requested: ${event.why}` : 'retry requested',
+      );
     }
   }
 }

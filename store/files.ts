@@ -115,6 +115,12 @@ export async function failedSteps(db: Database, limit: number): Promise<Array<Fa
   return (await db.rows(FAILED_STEPS, { limit })).map((r) => ({ ...r.value, doc: r.id, step: r.key }));
 }
 
+/** A page of the documents whose `step` failed for good, in document id order, after the id `after`. */
+export async function failedOfStep(db: Database, step: string, page: { limit: number; after?: string }): Promise<Array<FailedValue & { doc: string }>> {
+  const from = page.after === undefined ? {} : { startkey_docid: page.after, skip: 1 };
+  return (await db.rows(FAILED_STEPS, { startkey: step, endkey: step, ...from, limit: page.limit })).map((r) => ({ ...r.value, doc: r.id }));
+}
+
 /** The newest `limit` batch jobs found lost. */
 export async function lostJobs(db: Database, limit: number): Promise<Array<LostJobValue & { doc: string; step: string }>> {
   return (await db.rows(LOST_JOBS, { descending: true, limit })).map((r) => ({ doc: r.id, step: r.key[0], ...r.value }));
