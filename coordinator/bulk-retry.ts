@@ -55,19 +55,24 @@ function matchesDoc(doc: DaqDocument, filter: BulkRetryFilter): boolean {
   return matchesRow({ reason: typeof reason === 'string' ? reason : null, run_name: typeof doc.run_name === 'string' ? doc.run_name : null }, filter);
 }
 
-/** Every failed document of the step matching the filter, in id order (paged through the `failed_steps` view). */
+/** The most failed documents one bulk retry lists: a bound on the loop, far above a shift's worth. */
+export const LIST_LIMIT = 1_000_000;
+
+/**
+ * Every failed document of the step matching the filter (paged through the `failed_steps`
+ * view). Listed before anything is written, so that the pages do not move under the offsets.
+ */
 export async function listFailed(db: Database, filter: BulkRetryFilter, pageSize = 1000): Promise<FailedMatch[]> {
   const found: FailedMatch[] = [];
-  let after: string | undefined;
-  for (;;) {
-    const page = await failedOfStep(db, filter.step, { limit: pageSize, ...(after === undefined ? {} : { after }) });
+  for (let skip = 0; skip < LIST_LIMIT; skip += pageSize) {
+    const page = await failedOfStep(db, filter.step, { limit: pageSize, skip });
     for (const row of page) {
       const match = { doc: row.doc, run_name: row.run_name, reason: row.reason };
       if (matchesRow(match, filter)) found.push(match);
     }
     if (page.length < pageSize) return found;
-    after = page[page.length - 1].doc;
   }
+  throw new MeshError('BAD_INPUT', `more than ${LIST_LIMIT} failed ${filter.step} documents: narrow the retry with --run or --reason`);
 }
 
 export interface BulkRetryOptions {

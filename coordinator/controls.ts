@@ -5,7 +5,7 @@
  */
 import type { MeshConfig } from '../config/types.js';
 import { MeshError } from '../core/errors.js';
-import type { ControlAction, OperatorControls } from '../core/operator-controls.js';
+import type { ControlAction, ControlMark, OperatorControls } from '../core/operator-controls.js';
 import { writeControl } from '../store/controls.js';
 import type { Database } from '../store/database.js';
 
@@ -36,4 +36,33 @@ export async function setControl(
   checkControlTarget(config, action, target);
   if (who.why.trim().length === 0) throw new MeshError('BAD_INPUT', `${action} needs a why: it is kept with who and when`);
   return writeControl(db, action, target, who, now);
+}
+
+/** A pause or a drain as `mesh status` and the page show it: the mark, and the servers that hold it. */
+export interface ControlShown extends ControlMark {
+  /** The step paused or the site drained. */
+  target: string;
+  /** The servers whose copy of mesh:controls holds it (fewer than all: replication has not carried it yet). */
+  servers: string[];
+}
+
+export interface ControlsStatus {
+  paused: ControlShown[];
+  drained: ControlShown[];
+}
+
+/** Every pause and drain found on any server (the newest mark of each), with the servers that hold it. Pure. */
+export function controlsAcross(perServer: ReadonlyArray<{ server: string; controls: OperatorControls | undefined }>): ControlsStatus {
+  const gather = (field: 'paused' | 'drained'): ControlShown[] => {
+    const shown = new Map<string, ControlShown>();
+    for (const { server, controls } of perServer) {
+      for (const [target, mark] of Object.entries(controls?.[field] ?? {})) {
+        const known = shown.get(target);
+        const servers = [...(known?.servers ?? []), server];
+        shown.set(target, !known || mark.since > known.since ? { ...mark, target, servers } : { ...known, servers });
+      }
+    }
+    return [...shown.values()].sort((a, b) => a.target.localeCompare(b.target));
+  };
+  return { paused: gather('paused'), drained: gather('drained') };
 }

@@ -115,10 +115,12 @@ export async function failedSteps(db: Database, limit: number): Promise<Array<Fa
   return (await db.rows(FAILED_STEPS, { limit })).map((r) => ({ ...r.value, doc: r.id, step: r.key }));
 }
 
-/** A page of the documents whose `step` failed for good, in document id order, after the id `after`. */
-export async function failedOfStep(db: Database, step: string, page: { limit: number; after?: string }): Promise<Array<FailedValue & { doc: string }>> {
-  const from = page.after === undefined ? {} : { startkey_docid: page.after, skip: 1 };
-  return (await db.rows(FAILED_STEPS, { startkey: step, endkey: step, ...from, limit: page.limit })).map((r) => ({ ...r.value, doc: r.id }));
+/**
+ * A page of the documents whose `step` failed for good, after the first `skip` of them. By
+ * offset, not by document id: the embedded server has no `startkey_docid`.
+ */
+export async function failedOfStep(db: Database, step: string, page: { limit: number; skip: number }): Promise<Array<FailedValue & { doc: string }>> {
+  return (await db.rows(FAILED_STEPS, { key: step, skip: page.skip, limit: page.limit })).map((r) => ({ ...r.value, doc: r.id }));
 }
 
 /** The newest `limit` batch jobs found lost. */
