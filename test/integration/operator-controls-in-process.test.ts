@@ -144,19 +144,25 @@ describe('operator controls and bulk retry in process: real server, real account
     return docs.map((d) => d._id);
   }
 
-  function agentFor(config: MeshConfig, database: string, site: 'alpha' | 'beta', runStep: ClaimedStepRunner, logger = silentLogger(), db?: Database): Agent {
+  function agentFor(
+    config: MeshConfig,
+    database: string,
+    site: 'alpha' | 'beta',
+    runStep: ClaimedStepRunner,
+    options: { logger?: pino.Logger; db?: Database; once?: boolean } = {},
+  ): Agent {
     const ctx: AgentContext = {
       config,
       site: config.sites[site],
       name: `${site}-1`,
       host: 'test-host',
-      db: db ?? open(`${site}-agent`, database),
-      logger,
+      db: options.db ?? open(`${site}-agent`, database),
+      logger: options.logger ?? silentLogger(),
       steps: stepsOwnedBy(site, undefined, config),
       now: () => new Date(),
       runStep,
     };
-    return new Agent(ctx, { concurrency: 2, once: false });
+    return new Agent(ctx, { concurrency: 2, once: options.once ?? false });
   }
 
   /** Records every run and succeeds at once. */
@@ -210,7 +216,7 @@ describe('operator controls and bulk retry in process: real server, real account
     };
     const alphaAgent = agentFor(config, database, 'alpha', succeeding(runs));
     const betaReads = new ControlsReads({ url: server.url, database, credentials: { user: 'beta-agent', password: passwordOf('beta-agent') } });
-    const betaAgent = agentFor(config, database, 'beta', proc1, beta.logger, betaReads);
+    const betaAgent = agentFor(config, database, 'beta', proc1, { logger: beta.logger, db: betaReads });
     const finished = [alphaAgent.run(), betaAgent.run()];
     try {
       await waitFor('beta runs a proc1', () => betaAgent.counters.claimed >= 1 || undefined, 30_000, 20);
@@ -251,7 +257,7 @@ describe('operator controls and bulk retry in process: real server, real account
     await setControl(config, operator, 'drain', 'beta', who('lyon batch farm maintenance'));
     const runs: string[] = [];
     const betaReads = new ControlsReads({ url: server.url, database, credentials: { user: 'beta-agent', password: passwordOf('beta-agent') } });
-    const agents = [agentFor(config, database, 'alpha', succeeding(runs)), agentFor(config, database, 'beta', succeeding(runs), silentLogger(), betaReads)];
+    const agents = [agentFor(config, database, 'alpha', succeeding(runs)), agentFor(config, database, 'beta', succeeding(runs), { db: betaReads })];
     const finished = agents.map((a) => a.run());
     try {
       await waitFor('alpha did every proc0', async () => (await files.countDone(operator)).get('proc0') === 5 || undefined);
@@ -270,6 +276,22 @@ describe('operator controls and bulk retry in process: real server, real account
       ['drain', 'beta', 'op', 'lyon batch farm maintenance'],
       ['undrain', 'beta', 'op', 'maintenance over'],
     ]);
+  });
+
+  it('agent --once: a pass claims nothing of a paused step, and all of it once resumed', async () => {
+    const { config, database } = await freshDatabase('once');
+    await seedClosed(database, 3);
+    await setControl(config, open('op', database), 'pause', 'proc0', who());
+    const runs: string[] = [];
+    const once = () => agentFor(config, database, 'alpha', succeeding(runs), { once: true });
+    const first = once();
+    await first.run();
+    assert.equal(first.counters.claimed, 0, 'a paused step was claimed by a --once pass');
+    await setControl(config, open('op', database), 'resume', 'proc0', who('done'));
+    const second = once();
+    await second.run();
+    assert.equal(second.counters.claimed, 3);
+    assert.equal(runs.length, 3);
   });
 
   it('keeps the last known controls when the document cannot be read, and says so', async () => {
