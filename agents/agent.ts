@@ -123,10 +123,13 @@ export class Agent {
     try {
       if (this.options.once) await this.sweep();
       else {
-        const watcher = new ChangesWatcher(this.ctx, (docs) => this.offer(docs));
+        // The feed also carries the operators' controls: a resume or an undrain brings the waiting documents in at once, not at the next sweep.
+        const watcher = new ChangesWatcher(
+          this.ctx,
+          (docs) => this.offer(docs),
+          (doc) => this.controls.learnFrom(doc) && void this.trySweep(),
+        );
         background.push(watcher.follow(await watcher.startingPoint(), this.draining.signal));
-        // A resume or an undrain brings the waiting documents in at once, not at the next sweep.
-        background.push(this.controls.follow(this.draining.signal, () => void this.trySweep()));
         // A long-running agent outlives a bad first answer, and takes work from the feed while
         // a first sweep still waits for a failing server: the sweep loop and the feed try again.
         background.push(this.sweepLoop(), this.trySweep());

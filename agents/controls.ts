@@ -1,15 +1,14 @@
 /**
  * What an agent knows of the operators' controls (core/operator-controls.ts): the last
  * `mesh:controls` it read, refreshed at each sweep and on each change of that document in the
- * feed. Deciding a claim costs no request. When the document cannot be read the last known
+ * agent's changes feed (agents/discovery.ts). Deciding a claim costs no request. When the document cannot be read the last known
  * state stays in force (a pause must not lapse because a server hiccuped), and that is logged.
  */
 import type { StepConfig } from '../config/types.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { type OperatorControls, asControls, claimableSteps, noControls } from '../core/operator-controls.js';
-import { followChanges } from '../store/changes.js';
-import { CONTROLS_SELECTOR, readControls } from '../store/controls.js';
+import { readControls } from '../store/controls.js';
 import type { Database } from '../store/database.js';
 
 export class ControlsView {
@@ -45,21 +44,10 @@ export class ControlsView {
     }
   }
 
-  /** Follows the document's changes until `signal` aborts; `onChange` after each change of what may be claimed. */
-  follow(signal: AbortSignal, onChange: () => void): Promise<void> {
-    return followChanges<unknown>(this.db, {
-      selector: CONTROLS_SELECTOR,
-      since: 'now',
-      includeDocs: true,
-      afterFailure: 'resume',
-      onChanges: (docs) => {
-        const latest = docs.map(asControls).filter((d) => d !== undefined);
-        if (latest.length > 0 && this.learn(latest[latest.length - 1] as OperatorControls)) onChange();
-      },
-      logger: this.logger,
-      what: 'operator controls',
-      signal,
-    });
+  /** A copy of the document from the changes feed; true when what may be claimed changed. */
+  learnFrom(doc: unknown): boolean {
+    const controls = asControls(doc);
+    return controls !== undefined && this.learn(controls);
   }
 
   /** Paused steps and whether this site is drained, for the logs. */

@@ -31,6 +31,3 @@ export async function writeControl(
   const doc = writtenOrThrow(result, CONTROLS_ID);
   return { changed: result.kind === 'written' && result.changed, controls: asControls(doc) ?? noControls() };
 }
-
-/** The selector of the controls document's changes (agents follow it to learn a pause at once). */
-export const CONTROLS_SELECTOR = { _id: CONTROLS_ID };

@@ -94,7 +94,7 @@ describe('operator controls and bulk retry in process: real server, real account
     return new Database({ url: server.url, database, credentials: { user: account, password: passwordOf(account) } });
   }
 
-  function meshConfig(database: string): MeshConfig {
+  function meshConfig(database: string, sweepS = 1): MeshConfig {
     const site = (mayRun: string[]) => ({ server: server.url, reachable: true, long_running: true, log_dir: join(dir, 'logs'), may_run: mayRun });
     return parseMeshConfig(
       {
@@ -107,15 +107,15 @@ describe('operator controls and bulk retry in process: real server, real account
           { name: 'proc0', site: 'alpha', run: ['/bin/true'], out: join(dir, 'out', '{run_name}_{file_number}.p0'), max_attempts: 3, lease_s: 60 },
           { name: 'proc1', site: 'beta', run: ['/bin/true'], out: join(dir, 'out', '{run_name}_{file_number}.p1'), max_attempts: 3, lease_s: 60 },
         ],
-        agent: { sweep_s: 1, heartbeat_s: 5, retry_base_s: 1, retry_cap_s: 10, grace_s: 5 },
+        agent: { sweep_s: sweepS, heartbeat_s: 5, retry_base_s: 1, retry_cap_s: 10, grace_s: 5 },
       },
       join(dir, `${database}.json`),
     );
   }
 
-  async function freshDatabase(prefix: string): Promise<{ config: MeshConfig; database: string }> {
+  async function freshDatabase(prefix: string, sweepS = 1): Promise<{ config: MeshConfig; database: string }> {
     const database = `${prefix}_${n++}`;
-    const config = meshConfig(database);
+    const config = meshConfig(database, sweepS);
     const admin = open('admin', database);
     await admin.ensure();
     await pushDesigns(admin, config);
@@ -276,6 +276,27 @@ describe('operator controls and bulk retry in process: real server, real account
       ['drain', 'beta', 'op', 'lyon batch farm maintenance'],
       ['undrain', 'beta', 'op', 'maintenance over'],
     ]);
+  });
+
+  it('with sweeps a minute apart, a resume reaches a running agent through its changes feed and its waiting documents are taken at once', async () => {
+    const { config, database } = await freshDatabase('feed', 60);
+    const operator = open('op', database);
+    await setControl(config, operator, 'pause', 'proc1', who());
+    const runs: string[] = [];
+    const agents = [agentFor(config, database, 'alpha', succeeding(runs)), agentFor(config, database, 'beta', succeeding(runs))];
+    const finished = agents.map((a) => a.run());
+    try {
+      await seedClosed(database, 3);
+      await waitFor('alpha did every proc0 (from the feed)', async () => (await files.countDone(operator)).get('proc0') === 3 || undefined, 20_000, 50);
+      assert.equal(agents[1].counters.claimed, 0);
+      const resumedAt = Date.now();
+      await setControl(config, operator, 'resume', 'proc1', who('done'));
+      await waitFor('beta did every proc1', async () => (await files.countDone(operator)).get('proc1') === 3 || undefined, 20_000, 50);
+      assert.ok(Date.now() - resumedAt < 20_000, 'well before the next sweep (sweep_s 60, at least 48 s)');
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+      await Promise.all(finished);
+    }
   });
 
   it('agent --once: a pass claims nothing of a paused step, and all of it once resumed', async () => {
