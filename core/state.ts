@@ -347,14 +347,8 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (!(sameStep && current.kind === 'failed')) return illegal(doc, event, 'the step has not failed');
       // Numbers go on growing; the failed attempts stop counting and move to past_attempts.
       const again = prune({ attempts, uncounted: attempts, ok: false, past_attempts: pastWith(record) });
-      return next(
-        withStepRecord(doc, event.step, again),
-        { kind: readyStatus(pipeline, event.step) },
-        event.by,
-        user,
-        now,
-        event.why ? `retry requested: ${event.why}` : 'retry requested',
-      );
+      const note = event.why ? `retry requested: ${event.why}` : 'retry requested';
+      return next(withStepRecord(doc, event.step, again), { kind: readyStatus(pipeline, event.step) }, event.by, user, now, note);
     }
   }
 }
