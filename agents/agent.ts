@@ -5,6 +5,7 @@ import type { Hint } from '../core/nats.js';
 import { sleep } from '../core/sleep.js';
 import { readAssignment, stepsOwnedBy } from '../store/assignment.js';
 import { Candidates } from './candidates.js';
+import { ControlsView } from './controls.js';
 import { decideClaim } from './claim-decision.js';
 import { CustodyKeeper } from './custody.js';
 import { type AgentContext, actor } from './context.js';
@@ -63,6 +64,8 @@ export class Agent {
 
   /** The steps this agent runs: its site's, as the assignment says (from the config until one is read). */
   private owned: readonly StepConfig[];
+  /** The operators' pauses and drains: what of `owned` may be claimed now. */
+  private readonly controls: ControlsView;
 
   constructor(
     private readonly ctx: AgentContext,
@@ -70,6 +73,12 @@ export class Agent {
   ) {
     this.owned = ctx.steps;
     this.custody = new CustodyKeeper(ctx);
+    this.controls = new ControlsView(ctx.db, ctx.site.name, ctx.logger);
+  }
+
+  /** The owned steps the operators have not paused, none when this site is drained. */
+  private get claimable(): readonly StepConfig[] {
+    return this.controls.claimable(this.owned);
   }
 
   /** Runs until stopped (or, with `once`, until nothing is left); resolves when everything is released. */
@@ -107,7 +116,7 @@ export class Agent {
   private async main(): Promise<void> {
     this.state = 'running';
     // Run-scope steps (archive a run): their own sweep over the run documents, one run at a time.
-    const runs = new RunSteps(this.ctx, this.counters);
+    const runs = new RunSteps(this.ctx, this.counters, (steps) => this.controls.claimable(steps));
     const heartbeat = new Heartbeat(
       this.ctx,
       () => [...[...this.running].map(([doc, { step }]) => ({ doc, step })), ...runs.runningNow()],
@@ -122,7 +131,12 @@ export class Agent {
       if (this.options.once) await this.sweep();
       else {
         background.push(runs.loop(this.draining.signal, this.forcing.signal));
-        const watcher = new ChangesWatcher(this.ctx, (docs) => this.offer(docs));
+        // The feed also carries the operators' controls: a resume or an undrain brings the waiting documents in at once, not at the next sweep.
+        const watcher = new ChangesWatcher(
+          this.ctx,
+          (docs) => this.offer(docs),
+          (doc) => this.controls.learnFrom(doc) && void this.trySweep(),
+        );
         background.push(watcher.follow(await watcher.startingPoint(), this.draining.signal));
         // A long-running agent outlives a bad first answer, and takes work from the feed while
         // a first sweep still waits for a failing server: the sweep loop and the feed try again.
@@ -192,10 +206,11 @@ export class Agent {
     this.backlog = false;
     this.writtenSinceSweep = 0;
     await this.followAssignment();
-    const ready = await readyDocuments(this.ctx, this.owned, limit);
+    await this.controls.refresh(this.draining.signal);
+    const ready = await readyDocuments(this.ctx, this.claimable, limit);
     // A full page means a backlog: the next page is fetched as soon as this one is used up.
     this.backlog = ready.length >= limit;
-    const docs = [...ready, ...(await expiredClaims(this.ctx, this.owned, limit))];
+    const docs = [...ready, ...(await expiredClaims(this.ctx, this.claimable, limit))];
     this.offer(docs);
     void this.custody.pass(this.draining.signal);
     await this.ctx.triggers?.wakeForWork(this.ctx.db, this.ctx.now(), this.ctx.logger);
@@ -231,7 +246,7 @@ export class Agent {
 
   /** Acts on the claim decision (claim-decision.ts); a claim won starts the step. */
   private async consider(doc: DaqDocument): Promise<void> {
-    const decision = decideClaim(doc, this.owned, this.ctx.config, this.ctx.now());
+    const decision = decideClaim(doc, this.claimable, this.ctx.config, this.ctx.now());
     switch (decision.kind) {
       case 'none':
         return;

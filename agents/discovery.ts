@@ -4,6 +4,7 @@ import { followChanges } from '../store/changes.js';
 import { FeedCheckpoint } from '../store/checkpoints.js';
 import * as files from '../store/files.js';
 import type { AgentContext } from './context.js';
+import { CONTROLS_ID } from '../core/operator-controls.js';
 
 /** Documents ready now for one of the agent's steps, up to `limit` per step. */
 export async function readyDocuments(ctx: AgentContext, steps: readonly StepConfig[], limit: number): Promise<DaqDocument[]> {
@@ -28,6 +29,8 @@ export class ChangesWatcher {
   constructor(
     private readonly ctx: AgentContext,
     private readonly onDocs: (docs: DaqDocument[]) => void,
+    /** The operators' controls document, when it changed (the same feed carries it: no second connection). */
+    private readonly onControls?: (doc: unknown) => void,
   ) {
     this.checkpoint = new FeedCheckpoint(ctx.db, `mesh-changes-${ctx.site.name}-${ctx.name}`);
   }
@@ -38,14 +41,20 @@ export class ChangesWatcher {
   }
 
   follow(since: string | number, signal: AbortSignal): Promise<void> {
-    const selector = { type: this.ctx.config.doc_type, status: { $in: ['closed', 'good'] } };
+    const work = { type: this.ctx.config.doc_type, status: { $in: ['closed', 'good'] } };
+    const selector = this.onControls ? { $or: [work, { _id: CONTROLS_ID }] } : work;
     // Claims are compare-and-set, so replaying a few seconds of changes after a restart is harmless.
     return followChanges<DaqDocument>(this.ctx.db, {
       selector,
       since,
       includeDocs: true,
       afterFailure: 'resume',
-      onChanges: (docs) => docs.length > 0 && this.onDocs(docs),
+      onChanges: (docs) => {
+        const controls = docs.filter((d) => d._id === CONTROLS_ID);
+        for (const doc of controls) this.onControls?.(doc);
+        const work = controls.length > 0 ? docs.filter((d) => d._id !== CONTROLS_ID) : docs;
+        if (work.length > 0) this.onDocs(work);
+      },
       checkpoint: this.checkpoint,
       logger: this.ctx.logger,
       what: this.ctx.config.database,

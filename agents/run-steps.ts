@@ -39,6 +39,8 @@ export class RunSteps {
   constructor(
     fileCtx: AgentContext,
     private readonly counters: RunCounters,
+    /** The operators' pauses and drains (agents/controls.ts): the steps of these that may be claimed now. */
+    private readonly claimable: (steps: readonly StepConfig[]) => readonly StepConfig[] = (steps) => steps,
   ) {
     this.ctx = runContext(fileCtx);
   }
@@ -62,7 +64,7 @@ export class RunSteps {
   /** One pass over the runs to do; returns how many run steps it ran. */
   async sweep(draining: AbortSignal, forcing: AbortSignal): Promise<number> {
     if (!this.configured) return 0;
-    const owned = stepsOwnedBy(this.ctx.site.name, await readAssignment(this.ctx.db), this.ctx.config);
+    const owned = this.claimable(stepsOwnedBy(this.ctx.site.name, await readAssignment(this.ctx.db), this.ctx.config));
     if (owned.length === 0) return 0;
     let ran = 0;
     for (const doc of await runsToDo(this.ctx.db, 100)) {

@@ -32,7 +32,15 @@ export async function retryFailedStep(
   config: MeshConfig,
   db: Database,
   docId: string,
-  options: { step?: string; by: string; now?: () => Date },
+  options: {
+    step?: string;
+    by: string;
+    /** Why the operator retries: kept in the history entry's note. */
+    why?: string;
+    /** A bulk retry's filter, checked again on the revision written (the document may have changed since it was listed). */
+    matches?: (doc: DaqDocument) => boolean;
+    now?: () => Date;
+  },
 ): Promise<RetryResult> {
   // A run document's pipeline is the run steps.
   if (docId.startsWith(RUN_ID_PREFIX)) config = { ...config, steps: config.run_steps ?? [] };
@@ -44,7 +52,9 @@ export async function retryFailedStep(
     const status = parseStatus(current.status, stepNames);
     step = options.step ?? status?.step ?? '';
     if (status?.kind !== 'failed' || !step) return { illegal: new MeshError('BAD_INPUT', `${docId} is "${current.status}": nothing has failed there`) };
-    const next = transition(current, { type: 'retry', step, by: options.by, user: db.user }, options.now?.() ?? new Date(), config);
+    if (options.matches && !options.matches(current)) return { illegal: new MeshError('BAD_INPUT', `${docId} no longer matches the retry's filter`) };
+    const event = { type: 'retry' as const, step, by: options.by, user: db.user, ...(options.why ? { why: options.why } : {}) };
+    const next = transition(current, event, options.now?.() ?? new Date(), config);
     return next.ok ? { write: next.doc } : { illegal: new MeshError('BAD_INPUT', next.error.message) };
   });
   if (result.kind === 'gone') throw new MeshError('BAD_INPUT', `document ${docId} does not exist on ${db.url}`);

@@ -18,6 +18,8 @@ import {
 import { type ReplicationReport, replicationStatus } from './replication.js';
 import { type RunsStatus, readServerRuns, runsOnce } from './runs-status.js';
 import { type OlderRecords, olderRecordCounts } from './reprocess.js';
+import { type ControlsStatus, controlsAcross } from './controls.js';
+import { readControls } from '../store/controls.js';
 import { type OpenDatabase, distinctServers, notAuthorised } from './servers.js';
 
 export { distinctServers } from './servers.js';
@@ -79,6 +81,8 @@ export interface MeshStatus {
    * carrying the audit's `duplicates[]` on any reachable server, `resolved` those no longer in conflict.
    */
   double_claims: { detected: number; resolved: number };
+  /** The operators' paused steps and drained sites (who, why, since), from every readable server. */
+  controls?: ControlsStatus;
 }
 
 /** What `meshStatus` adds to the per-server numbers: the mesh-wide ones, each file once. */
@@ -199,12 +203,13 @@ async function readDatabaseStatus(config: MeshConfig, db: Database, now: Date, b
  */
 export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = new Date()): Promise<FullMeshStatus> {
   const servers = distinctServers(config);
-  const [results, replication, counters, runs] = await Promise.all([
+  const [results, replication, counters, runs, controls] = await Promise.all([
     // A query failing after the first (a timeout while a view index builds) makes that server's numbers partial: unreachable.
     Promise.all(servers.map((site) => databaseStatus(config, site, open(site), now).catch((error: unknown) => unreachableStatus(site, error)))),
     replicationStatus(config, open, silentLogger(), undefined, now),
     Promise.all(servers.map((site) => doubleClaimIds(open(site)).catch(() => ({ conflicted: [], duplicated: [] })))),
     Promise.all(servers.map((site) => readServerRuns(config, site.name, open(site)).catch(() => undefined))),
+    Promise.all(servers.map(async (site) => ({ server: site.name, controls: await readControls(open(site)).catch(() => undefined) }))),
   ]);
   const databases = results.map((r) => r.db);
   const files = countFilesOnce(config, databases, new Set(counters.flatMap((c) => c.conflicted)).size);
@@ -227,6 +232,7 @@ export async function meshStatus(config: MeshConfig, open: OpenDatabase, now = n
       stalled,
     })),
     double_claims: doubleClaims(counters),
+    controls: controlsAcross(controls),
     files,
     failed: failedOnce(config, databases, { stepsFrom: files.steps_from, limit: LIST_LIMIT }),
     in_flight: claimsOnce(config, databases, { stepsFrom: files.steps_from, limit: LIST_LIMIT }),

@@ -44,6 +44,8 @@ function stalledSteps(status: MeshStatus, evidence: AlertEvidence, config: MeshC
     const once = (status as Partial<MeshCounts>).files?.steps[step.name]?.ready;
     const ready = once ?? Math.max(0, ...status.databases.filter((d) => d.reachable).map((d) => d.steps[step.name]?.ready ?? 0));
     if (ready === 0) continue;
+    // An operator's pause or drain holds the step on purpose: `mesh status` shows it, with who and why.
+    if (status.controls?.paused.some((p) => p.target === step.name) || status.controls?.drained.some((d) => d.target === step.site)) continue;
     const seen = evidence.servers.map((s) => s.steps[step.name]).filter((e) => e !== undefined);
     const waiting = Math.min(...seen.map((e) => ms(e.waiting_since)).filter(Number.isFinite));
     if (!Number.isFinite(waiting)) continue;

@@ -80,7 +80,7 @@ type MeshAct =
   /** A ready step whose counted attempts already reach `max_attempts` (the limit was lowered): `<step> failed`, for an operator. */
   | { type: 'exhaust'; step: string; by: string }
   /** An operator makes a failed step ready again. */
-  | { type: 'retry'; step: string; by: string }
+  | { type: 'retry'; step: string; by: string; why?: string }
   /**
    * An operator makes a done step ready again (a new version of its program, `mesh reprocess`):
    * its record and every later done step's move whole into `superseded`; the later steps re-run after it.
@@ -373,7 +373,8 @@ export function transition(doc: DaqDocument, event: MeshEvent, now: Date, pipeli
       if (!(sameStep && current.kind === 'failed')) return illegal(doc, event, 'the step has not failed');
       // Numbers go on growing; the failed attempts stop counting and move to past_attempts.
       const again = prune({ attempts, uncounted: attempts, ok: false, past_attempts: pastWith(record) });
-      return next(withStepRecord(doc, event.step, again), { kind: readyStatus(pipeline, event.step) }, event.by, user, now, 'retry requested');
+      const note = event.why ? `retry requested: ${event.why}` : 'retry requested';
+      return next(withStepRecord(doc, event.step, again), { kind: readyStatus(pipeline, event.step) }, event.by, user, now, note);
     }
     case 'reprocess':
       return reprocess(doc, event, current, now, pipeline);

@@ -18,6 +18,7 @@ import { custodyAuthorityProblems, custodyProblems } from './custody-rules.js';
 import { appendedEntries, creationProblems, provenanceProblems, sameValue } from './provenance.js';
 import { RUN_DOC_TYPE } from './run-document.js';
 import { runFieldProblems } from './run-rules.js';
+import { CONTROLS_TYPE, controlsProblems } from './operator-controls.js';
 import { AGENT_ROLE_PREFIX, COORDINATOR_ROLE, OPERATOR_ROLE, type UserContext } from './roles.js';
 
 type Obj = Record<string, unknown>;
@@ -156,6 +157,7 @@ function authorityProblems(newDoc: Obj, previous: Obj | null, user: UserContext,
 }
 
 function controlProblems(newDoc: Obj, previous: Obj | null, user: UserContext, p: Powers): string[] {
+  if (newDoc.type === CONTROLS_TYPE) return controlsProblems(newDoc, previous, user, p.all || p.relay, p.operator);
   if (p.all || p.relay) return [];
   if (newDoc.type === HEARTBEAT_TYPE || newDoc.type === TRIGGER_TYPE) {
     if (has(p.sites, newDoc.site) && (previous === null || previous.site === newDoc.site)) return [];

@@ -18,6 +18,8 @@ import { MESH_VIEW_CONTRACTS } from './mesh-views.js';
 import { CUSTODY_RULES_ES5, PROVENANCE_ES5, RUN_RULES_ES5, SUPERSEDE_ES5, WRITE_RULES_ES5 } from './es5-rules.js';
 import { RUN_DOC_TYPE, RUN_ID_PREFIX } from '../core/run-document.js';
 import { RUN_CATALOGUE_FIELDS } from '../core/run-rules.js';
+import { CONTROL_ACTIONS, CONTROLS_ID, CONTROLS_TYPE } from '../core/operator-controls.js';
+import { CONTROLS_ES5 } from './es5-controls.js';
 
 /** Bump when the generated functions change meaning, so `mesh.generated_from` changes too. */
 export const GENERATOR_VERSION = 6;
@@ -116,9 +118,11 @@ function validateDocUpdate(input: DesignInput): string {
     `  var OPERATOR_ROLE = ${JSON.stringify(OPERATOR_ROLE)};`,
     `  var HEARTBEAT_TYPE = ${JSON.stringify(HEARTBEAT_TYPE)};`,
     `  var TRIGGER_TYPE = ${JSON.stringify(TRIGGER_TYPE)};`,
-    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + WRITE_RULES_ES5 + CUSTODY_RULES_ES5,
+    `  var CONTROLS_ID = ${JSON.stringify(CONTROLS_ID)};`,
+    `  var CONTROLS_TYPE = ${JSON.stringify(CONTROLS_TYPE)};`,
+    `  var CONTROL_ACTIONS = ${JSON.stringify(CONTROL_ACTIONS)};`,
+    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + SUPERSEDE_ES5 + WRITE_RULES_ES5 + CUSTODY_RULES_ES5 + CONTROLS_ES5,
     runRulesBlock(policy),
-    COMMON_ES5 + INVARIANTS_ES5 + PROVENANCE_ES5 + SUPERSEDE_ES5 + WRITE_RULES_ES5,
     '  var problems = writeProblems(newDoc, oldDoc, userCtx);',
     "  if (problems.length > 0) throw({ forbidden: problems.join('; ') });",
     '}',

@@ -274,6 +274,7 @@ export const WRITE_RULES_ES5 = String.raw`
     return problems;
   }
   function controlProblems(newDoc, previous, user, p) {
+    if (newDoc.type === CONTROLS_TYPE) return controlsProblems(newDoc, previous, user, p.all || p.relay, p.operator);
     if (p.all || p.relay) return [];
     if (newDoc.type === HEARTBEAT_TYPE || newDoc.type === TRIGGER_TYPE) {
       if (has(p.sites, newDoc.site) && (previous === null || previous.site === newDoc.site)) return [];

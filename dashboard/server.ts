@@ -13,6 +13,7 @@ import { MeshError, errorMessage, isMeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { metricsText } from '../coordinator/metrics.js';
 import { retryFailedStep, retrySite } from '../coordinator/retry.js';
+import { operatorActions } from './operator-actions.js';
 import type { OpenDatabase } from '../coordinator/servers.js';
 import { serverOf } from '../coordinator/servers.js';
 import { operatorDatabase, readerOpen } from './databases.js';
@@ -208,6 +209,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       logger.info({ user: session.user, doc: id, step: result.step }, 'retry from the dashboard');
       sendJson(res, 200, { ...result, server: site.name });
     },
+    ...operatorActions({ config, logger, sessions, refresh: () => live.refresh() }),
     'GET /metrics': async (_req, res) => {
       const metrics = await metricsText(config, open);
       res.writeHead(200, { 'Content-Type': metrics.contentType, 'Cache-Control': 'no-store' });

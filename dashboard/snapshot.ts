@@ -14,6 +14,7 @@ import type { FailedStep, FileCounts } from '../coordinator/files-once.js';
 import { type AgentStatus, type FullMeshStatus, type MeshStatus, type StepCounts, distinctServers, meshStatus } from '../coordinator/status.js';
 import { type StatusSummary, statusSummary } from '../coordinator/summary.js';
 import { serverOf } from '../coordinator/servers.js';
+import type { ControlsStatus } from '../coordinator/controls.js';
 import { type Progress, describeProgress } from '../core/progress.js';
 import type { RunsStatus } from '../coordinator/runs-status.js';
 import { publicUrl } from './databases.js';
@@ -37,6 +38,8 @@ export interface Snapshot {
   database: string;
   /** The worst state in one line, worst first: the page's header and tab title (the first line of `mesh status`). */
   summary: StatusSummary;
+  /** The operators' paused steps and drained sites, with who, why and since. */
+  controls: ControlsStatus;
   steps: string[];
   /** The steps in order: their site, the server their agents claim on, their attempt limit. */
   pipeline: Array<{ name: string; site: string; server: string; max_attempts: number }>;
@@ -220,6 +223,7 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
     generated: status.generated,
     database: status.database,
     summary: statusSummary(status, alerts, now),
+    controls: status.controls ?? { paused: [], drained: [] },
     steps: config.steps.map((s) => s.name),
     pipeline: config.steps.map((s) => ({
       name: s.name,

@@ -115,6 +115,14 @@ export async function failedSteps(db: Database, limit: number): Promise<Array<Fa
   return (await db.rows(FAILED_STEPS, { limit })).map((r) => ({ ...r.value, doc: r.id, step: r.key }));
 }
 
+/**
+ * A page of the documents whose `step` failed for good, after the first `skip` of them. By
+ * offset, not by document id: the embedded server has no `startkey_docid`.
+ */
+export async function failedOfStep(db: Database, step: string, page: { limit: number; skip: number }): Promise<Array<FailedValue & { doc: string }>> {
+  return (await db.rows(FAILED_STEPS, { key: step, skip: page.skip, limit: page.limit })).map((r) => ({ ...r.value, doc: r.id }));
+}
+
 /** The newest `limit` batch jobs found lost. */
 export async function lostJobs(db: Database, limit: number): Promise<Array<LostJobValue & { doc: string; step: string }>> {
   return (await db.rows(LOST_JOBS, { descending: true, limit })).map((r) => ({ doc: r.id, step: r.key[0], ...r.value }));

@@ -10,6 +10,7 @@ import { MeshError, errorMessage, isMeshError } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
 import { readyFor } from '../../core/state.js';
 import { decideClaim } from '../claim-decision.js';
+import { ControlsView } from '../controls.js';
 import { type AgentContext, actor } from '../context.js';
 import { readyDocuments } from '../discovery.js';
 import { ensureRunGone } from '../run-identity.js';
@@ -49,6 +50,7 @@ export class BatchSubmitter {
   readonly counters: SubmitterCounters = { jobs: 0, held_back: 0, claimed: 0, lost_races: 0, released: 0, refused: 0, lost: 0, expired: 0 };
   /** The copies this site holds are verified here too (agents/custody.ts): a batch site's runs are its only processes. */
   private readonly custody: CustodyKeeper;
+  private readonly controls: ControlsView;
 
   constructor(
     private readonly ctx: AgentContext,
@@ -56,6 +58,7 @@ export class BatchSubmitter {
     private readonly config: BatchConfig,
   ) {
     this.custody = new CustodyKeeper(ctx);
+    this.controls = new ControlsView(ctx.db, ctx.site.name, ctx.logger);
   }
 
   /** One pass, or passes every `sweep_s` until `signal` aborts. */
@@ -74,8 +77,9 @@ export class BatchSubmitter {
     this.requireJobCredentials();
     let free = this.config.max_jobs === undefined ? Infinity : Math.max(0, this.config.max_jobs - swept.active.size);
     const limit = Math.min(5000, this.config.docs_per_job * 50);
-    // The coordinator's assignment decides which steps this site runs now.
-    const steps = stepsOwnedBy(this.ctx.site.name, await readAssignment(this.ctx.db), this.ctx.config);
+    // The coordinator's assignment decides which steps this site runs now, the operators' pauses and drains what of them it may claim.
+    await this.controls.refresh();
+    const steps = this.controls.claimable(stepsOwnedBy(this.ctx.site.name, await readAssignment(this.ctx.db), this.ctx.config));
     const ready = await readyDocuments(this.ctx, steps, limit);
     let heldBack = 0;
     for (const step of steps) {

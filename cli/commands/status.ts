@@ -8,6 +8,7 @@ import { failedCount, statusExitCode, statusSummary } from '../../coordinator/su
 import { DURATION_FORM, formatDuration, parseDuration } from '../../core/duration.js';
 import { type GlobalOptions, loadConfig, openSiteDatabase } from '../context.js';
 import { sleep } from '../../core/sleep.js';
+import { utcClock } from '../../core/progress.js';
 import { action } from '../exit.js';
 import { positiveNumber } from '../parse.js';
 
@@ -97,6 +98,25 @@ const COUNTS = ['done', 'ready', 'queued', 'in_progress', 'failed'] as const;
 const sameCounts = (a: StepCounts | undefined, b: StepCounts) => !!a && COUNTS.every((k) => a[k] === b[k]);
 const on = (servers: readonly string[]) => servers.join(' and ');
 
+/** The operators' pauses and drains, each with who, why and since; nothing when there are none. */
+function controlLines(status: FullMeshStatus, now: Date): string[] {
+  const lines: string[] = [];
+  const servers = status.databases.length;
+  for (const [title, marks, verb] of [
+    ['paused steps', status.controls?.paused ?? [], 'resume'],
+    ['drained sites', status.controls?.drained ?? [], 'undrain'],
+  ] as const) {
+    if (marks.length === 0) continue;
+    lines.push(`${title} (${marks.length}):`);
+    for (const m of marks) {
+      const where = m.servers.length < servers ? `, only on ${m.servers.join(', ')} so far` : '';
+      lines.push(`  ${m.target} since ${utcClock(m.since, now)} by ${m.by}${m.user ? ` (${m.user})` : ''}: ${m.why}${where}`);
+      lines.push(`    ${verb}: mesh ${verb} ${m.target} --why TEXT`);
+    }
+  }
+  return lines;
+}
+
 export function formatStatus(status: FullMeshStatus, extra: { flows?: ServerFlow[]; alerts?: Alert[]; mesh?: string } = {}): string {
   const now = new Date(status.generated);
   const alerts = extra.alerts ?? [];
@@ -123,6 +143,7 @@ export function formatStatus(status: FullMeshStatus, extra: { flows?: ServerFlow
       tail.forEach((line, i) => lines.push(`    ${i === 0 ? 'stderr: ' : '        '}${line}`));
       lines.push(`    retry:  ${mesh} retry ${x.doc} --step ${x.step}`);
     }
+    lines.push(...controlLines(status, now));
     lines.push(`in flight (${status.in_flight.length}):${status.in_flight.length === 0 ? ' none' : ''}`);
     for (const c of status.in_flight)
       lines.push(

@@ -18,3 +18,13 @@ export async function retryStep(doc, step) {
   const result = await api('/api/retry', { method: 'POST', body: { doc, step } });
   return { ...result, text: `${result.step} is ready again (${result.status}) on ${result.server}` };
 }
+
+/** Pauses or resumes a step, drains or undrains a site, as the logged-in operator. */
+export async function setControl(action, target, why) {
+  return api('/api/control', { method: 'POST', body: { action, target, why } });
+}
+
+/** Every failed document of a step: `dryRun` counts them (nothing written), otherwise retries them with `why`. */
+export async function retryFailed(step, { dryRun, why }) {
+  return api('/api/retry-failed', { method: 'POST', body: { step, dry_run: dryRun, why } });
+}

@@ -6,6 +6,7 @@ import { documentBody } from './docview.js';
 import { docLink, duration, h, progressClass, replace, statusClass, table } from './dom.js';
 import { renderProblems } from './problems.js';
 import { renderRunDocuments } from './run-docs.js';
+import { renderControls } from './controls.js';
 
 const $ = (id) => document.getElementById(id);
 // `retried`: the answer to this page's last retry, kept while the document stays where the retry put it.
@@ -124,6 +125,16 @@ function render() {
     $('notices'),
     state.notices.map((n) => h('p', { class: 'notice' }, n.text)),
   );
+  renderControls($('controls'), snap, {
+    user: state.user,
+    onDone: (text) => {
+      state.notices.push({ text, at: Date.now() });
+      replace(
+        $('notices'),
+        state.notices.map((n) => h('p', { class: 'notice' }, n.text)),
+      );
+    },
+  });
   renderProblems($('problems'), snap, {
     user: state.user,
     onRetried: (text) => {

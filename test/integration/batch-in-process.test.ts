@@ -23,6 +23,7 @@ import { historyTo } from '../../core/provenance.js';
 import { Database } from '../../store/database.js';
 import { pushDesigns } from '../../store/designs.js';
 import * as files from '../../store/files.js';
+import { setControl } from '../../coordinator/controls.js';
 
 /** A batch system whose queue is a list: submissions are recorded, run when the test says. */
 class ListedBatch implements BatchSystem {
@@ -167,6 +168,25 @@ describe('batch submitter in process: real submitter and server, a batch system 
     }
     assert.equal(submitter.counters.jobs, 6);
     assert.equal(submitter.counters.claimed, 24);
+  });
+
+  it('a paused step and a drained site: the submitter queues nothing of them, and does once resumed and undrained', async () => {
+    const { config, db } = await setUp(6);
+    const batch = new ListedBatch();
+    const submitter = new BatchSubmitter(context(config, db), batch, config.sites.lyon.batch!);
+    const why = { by: 'operator/test', why: 'farm maintenance' };
+    await setControl(config, db, 'pause', 'proc0', why);
+    await submitter.pass();
+    assert.equal(batch.submitted.length, 0, 'a paused step was queued');
+    await setControl(config, db, 'resume', 'proc0', why);
+    await setControl(config, db, 'drain', 'lyon', why);
+    await submitter.pass();
+    assert.equal(batch.submitted.length, 0, 'a drained site queued work');
+    assert.deepEqual(Object.fromEntries(await files.countByStatus(db)), { closed: 6 });
+    await setControl(config, db, 'undrain', 'lyon', why);
+    await submitter.pass();
+    assert.equal(batch.submitted.length, 2, '6 documents in jobs of 5');
+    assert.deepEqual(Object.fromEntries(await files.countByStatus(db)), { 'proc0 queued': 6 });
   });
 
   it('a refused submission gives every claim of the job back and fails the pass: the documents are ready again, with no attempt used', async () => {

@@ -5,6 +5,7 @@ import { type DaqDocument, isDone } from '../../core/document.js';
 import { allStatuses } from '../../core/invariants.js';
 import type { UserContext } from '../../core/roles.js';
 import { writeProblems } from '../../core/write-rules.js';
+import { applyControl, noControls } from '../../core/operator-controls.js';
 import { readyFor, transition } from '../../core/state.js';
 import { ORIGINAL_VIEWS, inProgressView } from '../../config/step-names.js';
 import { FIXED_VIEWS, designDocument } from '../../couchapp/design.js';
@@ -319,6 +320,56 @@ describe('couchapp/design', () => {
       assert.equal(serverVerdict({ _id: 'x', _deleted: true }, good()), '');
       assert.equal(serverVerdict({ _id: 'mesh-agent:lyon:a', type: 'mesh-agent', site: 'lyon', last_seen: 'now' }, null), '');
       assert.equal(serverVerdict(freshDoc(), { ...good(), _deleted: true }), '');
+    });
+  });
+
+  describe("the operators' controls document (mesh:controls)", () => {
+    const at = new Date('2026-12-01T10:00:00.000Z');
+    const by = (user: string | null) => ({ by: `operator/${user}`, user, why: 'disk full at lyon' });
+    const paused = applyControl(noControls(), 'pause', 'proc1', by('op'), at)!;
+    const drained = applyControl(paused, 'drain', 'lyon', by('op'), at)!;
+    const resumed = applyControl(drained, 'resume', 'proc1', by('op'), at)!;
+    const verdicts = (oldDoc: unknown, newDoc: unknown) => {
+      const out: Record<string, string> = {};
+      for (const user of USERS) {
+        const agent = agentVerdict(newDoc, oldDoc, user);
+        assert.equal(serverVerdict(newDoc, oldDoc, user), agent, `user ${JSON.stringify(user)}\nnew ${JSON.stringify(newDoc)}`);
+        out[user.name ?? 'admin party'] = agent;
+      }
+      return out;
+    };
+
+    it('an operator pauses, drains and resumes; agents, readers and the roleless may not', () => {
+      for (const [oldDoc, newDoc] of [
+        [null, paused],
+        [paused, drained],
+        [drained, resumed],
+      ] as const) {
+        const v = verdicts(oldDoc, newDoc);
+        assert.equal(v.op, '');
+        assert.equal(v['admin party'], '');
+        assert.equal(v.coordinator, '');
+        assert.match(v['lyon-agent'], /may not pause steps or drain sites: operators do/);
+        assert.match(v.reader, /may not pause steps or drain sites/);
+        assert.match(v.nobody, /may not pause steps or drain sites/);
+      }
+    });
+
+    it('refuses forged authors, a missing why, rewritten history and other ids, on both sides', () => {
+      const forgedUser = applyControl(noControls(), 'pause', 'proc1', by('someone'), at)!;
+      assert.match(verdicts(null, forgedUser).op, /of account "someone" written by "op"/);
+      assert.equal(verdicts(null, forgedUser).coordinator, '', "the relay carries other accounts' actions");
+      const noWhy = applyControl(noControls(), 'pause', 'proc1', { ...by('op'), why: '' }, at)!;
+      assert.match(verdicts(null, noWhy).op, /says no why/);
+      assert.match(verdicts(paused, { ...drained, history: drained.history.slice(1) }).coordinator, /entry 0 cannot change|cannot be removed/);
+      assert.match(verdicts(drained, { ...drained, history: [] }).op, /cannot be removed/);
+      assert.match(verdicts(paused, { ...paused, paused: {} }).op, /without a controls history entry/);
+      assert.match(verdicts(null, { ...paused, _id: 'mesh:controls2' })['admin party'], /is the type of "mesh:controls" only/);
+      assert.match(verdicts(null, { ...paused, paused: 'proc1' }).op, /paused is "proc1", expected an object/);
+      assert.match(verdicts(null, { ...paused, history: [{ ...paused.history[0], action: 'halt' }] }).op, /action "halt" is unknown/);
+      assert.match(verdicts(null, { ...paused, history: undefined })['admin party'], /history is missing/);
+      const sneaky = { ...paused, history: [...paused.history, { ...paused.history[0], at: 'yesterday' }] };
+      assert.match(verdicts(paused, sneaky).op, /expected an ISO date/);
     });
   });
 

@@ -1,0 +1,6 @@
+import type { Command } from 'commander';
+import { controlCommand } from '../control-command.js';
+
+export function pauseCommand(): Command {
+  return controlCommand('pause');
+}
