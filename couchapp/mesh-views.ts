@@ -248,8 +248,8 @@ export type CopiesKey = [state: 'kept' | 'purged', copies: number, closed: strin
 /**
  * Every catalogued file by whether the DAQ deleted it and how many distinct sites other than the
  * ingest site hold a copy that agrees with its checksum (its own records only; archives in run
- * documents are counted by `mesh purge` itself), the value its size: `_sum` by `group_level: 2`
- * gives the bytes a purge could free without reading a file.
+ * documents are counted by `mesh purge` itself), the value its size: `_stats` by `group_level: 2`
+ * gives the files and the bytes a purge could free without reading a file (the page's custody line).
  */
 export const CUSTODY_COPIES = view<CopiesKey, number>(
   'custody_copies',
@@ -270,7 +270,7 @@ export const CUSTODY_COPIES = view<CopiesKey, number>(
       "  var size = typeof doc.size_in_bytes === 'number' ? doc.size_in_bytes : 0;",
       "  emit([doc.purged !== undefined ? 'purged' : 'kept', disagree ? -1 : sites.length, isoDate(doc.date_closed)], size);",
     ])(input),
-  '_sum',
+  '_stats',
 );
 
 export interface RunDocValue {

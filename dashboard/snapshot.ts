@@ -17,6 +17,8 @@ import { serverOf } from '../coordinator/servers.js';
 import type { ControlsStatus } from '../coordinator/controls.js';
 import { type Progress, describeProgress } from '../core/progress.js';
 import type { RunsStatus } from '../coordinator/runs-status.js';
+import type { OlderRecords } from '../coordinator/reprocess.js';
+import { type CustodyTally, custodyTally } from '../store/custody.js';
 import { publicUrl } from './databases.js';
 
 export const RUNS_LIMIT = 40;
@@ -68,6 +70,10 @@ export interface Snapshot {
   runs: RunOverview[];
   /** With run steps: the run documents (archives), each run once, with their late members (coordinator/runs-status.ts). */
   run_documents?: RunsStatus;
+  /** With custody steps: the DAQ's files by agreeing copies and whether `mesh purge` deleted them, read from the DAQ site's server. */
+  custody?: { server: string; tally: CustodyTally[] } | { server: string; error: string };
+  /** Per step with a version: the done records older than the config's (what `mesh reprocess STEP` counts), from the step's server. */
+  older_versions?: Record<string, OlderRecords & { server: string }>;
   /** Whether the failed list (and so the runs' failed counts) was cut at the list limit. */
   failed_capped: boolean;
   problems: {
@@ -191,11 +197,37 @@ export async function flowFor(config: MeshConfig, open: OpenDatabase, options: S
   return 'value' in result ? { flow: result.value } : { flow: null, error: result.error };
 }
 
+/** The custody tally of the DAQ site's server, when a step makes verified copies. */
+async function custodyFor(config: MeshConfig, open: OpenDatabase): Promise<Snapshot['custody']> {
+  const custodial = [...config.steps, ...(config.run_steps ?? [])].some((s) => s.custody === true);
+  const daq = config.sites[config.ingest.site];
+  if (!custodial || !daq) return undefined;
+  const server = serverOf(config, daq);
+  try {
+    return { server: server.name, tally: await custodyTally(open(server)) };
+  } catch (error) {
+    return { server: server.name, error: errorMessage(error) };
+  }
+}
+
+/** Each versioned step's older records, as the server its agents claim on counts them. */
+function olderVersions(config: MeshConfig, status: MeshStatus): Snapshot['older_versions'] {
+  const out: NonNullable<Snapshot['older_versions']> = {};
+  for (const step of config.steps) {
+    const site = config.sites[step.site];
+    if (step.version === undefined || !site) continue;
+    const server = serverOf(config, site).name;
+    const older = status.databases.find((d) => d.site === server)?.older_versions?.[step.name];
+    if (older) out[step.name] = { ...older, server };
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
 export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, options: SnapshotOptions): Promise<Snapshot> {
   const now = options.now ?? new Date();
   // Everything at once: a server that is down fails fast (its parts come back empty), a slow one costs its own time only.
   const servers = readingOrder(config);
-  const [status, shared, lost, resolutions, flow] = await Promise.all([
+  const [status, shared, lost, resolutions, flow, custody] = await Promise.all([
     meshStatus(config, open, now),
     fromFirstReachable(servers, open, async (db) => ({ runs: await runOverview(db, config, now) })),
     Promise.all(servers.map(async (site) => ({ server: site.name, rows: await lostJobs(open(site)).catch(() => []) }))),
@@ -213,7 +245,9 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
       ),
     ),
     flowFor(config, open, { ...options, now, sites: servers }),
+    custodyFor(config, open),
   ]);
+  const older = olderVersions(config, status);
   const alerts = await currentAlerts(config, open, status, flow.flow ? [flow.flow] : [], now);
   const failedTotal = Object.values(status.files.steps).reduce((sum, c) => sum + c.failed, 0);
   const failed = status.failed.slice(0, PROBLEMS_LIMIT * 2).map((f) => ({ ...f, server: f.servers[0] }));
@@ -249,6 +283,8 @@ export async function buildSnapshot(config: MeshConfig, open: OpenDatabase, opti
     files: status.files,
     runs,
     ...(status.runs ? { run_documents: status.runs } : {}),
+    ...(custody ? { custody } : {}),
+    ...(older ? { older_versions: older } : {}),
     failed_capped: status.failed.length < failedTotal,
     problems: {
       failed,

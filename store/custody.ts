@@ -39,10 +39,31 @@ export async function filesByCustody(
   return { docs: documentsOf(rows), ...(end ? { last: { key: end.key, id: end.id } } : {}) };
 }
 
+interface Stats {
+  count: number;
+  sum: number;
+}
+
 /** Bytes of the files not deleted yet with at least `copies` agreeing copies (their own records): a reduce, no file is read. */
 export async function purgeableBytes(db: Database, copies: number): Promise<number> {
-  const rows = await db.reduced(CUSTODY_COPIES, { startkey: ['kept', copies], endkey: ['kept', {}], group_level: 2 });
-  return rows.reduce((sum, row) => sum + countOf(row.value), 0);
+  const rows = await db.reduced<Stats>(CUSTODY_COPIES, { startkey: ['kept', copies], endkey: ['kept', {}], group_level: 2 });
+  return rows.reduce((sum, row) => sum + countOf(row.value?.sum), 0);
+}
+
+/** Files by whether the DAQ deleted them and by agreeing copies (-1: a copy disagrees), with their bytes: one grouped reduce. */
+export interface CustodyTally {
+  state: 'kept' | 'purged';
+  copies: number;
+  files: number;
+  bytes: number;
+}
+
+export async function custodyTally(db: Database): Promise<CustodyTally[]> {
+  const rows = await db.reduced<Stats>(CUSTODY_COPIES, { group_level: 2 });
+  return rows.map((row) => {
+    const [state, copies] = row.key as CopiesKey;
+    return { state, copies, files: countOf(row.value?.count), bytes: countOf(row.value?.sum) };
+  });
 }
 
 /** Reads one document (a run document, say) if it exists. */

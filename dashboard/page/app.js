@@ -6,6 +6,7 @@ import { documentBody } from './docview.js';
 import { docLink, duration, h, progressClass, replace, statusClass, table } from './dom.js';
 import { renderProblems } from './problems.js';
 import { renderRunDocuments } from './run-docs.js';
+import { renderCustody } from './custody.js';
 import { renderControls } from './controls.js';
 
 const $ = (id) => document.getElementById(id);
@@ -119,6 +120,7 @@ function render() {
     ),
   );
   renderRunDocuments($('run-docs'), snap);
+  renderCustody($('custody'), snap);
   renderFlow(state.windowS === 3600 ? snap.flow : (state.flow ?? snap.flow), snap.flow_error);
   state.notices = state.notices.filter((n) => Date.now() - n.at < NOTICE_MS);
   replace(

@@ -169,6 +169,7 @@ export function historyWords(e) {
   const step = (e.from ?? '').replace(CLAIMED, '');
   const note = e.note ?? '';
   if (e.from === null || e.from === undefined) return { text: `catalogued (${e.to})`, kind: 'none' };
+  if (typeof e.reprocess === 'string') return { text: `${e.reprocess} to be made again${note ? `: ${note}` : ''} (its records superseded)`, kind: 'running' };
   if (e.to === 'bad') return { text: `marked bad${note ? `: ${note}` : ''}`, kind: 'failed' };
   if (e.to.endsWith(' failed')) return { text: `${e.to.slice(0, -7)} failed for good${note ? `: ${note}` : ''}`, kind: 'failed' };
   if (CLAIMED.test(e.from) && READY.has(e.to)) {
@@ -182,6 +183,83 @@ export function historyWords(e) {
   if (e.to.endsWith(' queued')) return { text: `${e.to.slice(0, -7)} claimed, queued for a batch job${note ? ` (${note})` : ''}`, kind: 'running' };
   if (e.to.endsWith(' in progress')) return { text: `${e.to.slice(0, -12)} started${note ? ` (${note})` : ''}`, kind: 'running' };
   return { text: `${e.from} → ${e.to}${note ? ` (${note})` : ''}`, kind: 'none' };
+}
+
+/** The verified copies of the raw file (`custody[]`) and its deletion at the DAQ (`purged`). */
+function custodyParts(doc) {
+  const copies = Array.isArray(doc.custody) ? doc.custody : [];
+  const parts = [];
+  if (doc.purged && typeof doc.purged === 'object') {
+    const p = doc.purged;
+    const relied = Array.isArray(p.custody) ? p.custody.map((c) => c.site).join(', ') : '';
+    parts.push(
+      h(
+        'p',
+        { class: 'state-line', 'data-purged': p.site ?? '' },
+        `Deleted from the DAQ buffer at ${p.site ?? '?'} `,
+        when(p.at) || '?',
+        ` by ${p.by ?? '?'} (account ${p.user ?? '?'})${relied ? `, relying on the copies at ${relied}` : ''}.`,
+      ),
+    );
+  }
+  if (copies.length === 0) return parts;
+  const catalogued = doc.checksum?.sha256;
+  parts.push(
+    h('h3', {}, `Verified copies (${copies.length})`),
+    h(
+      'table',
+      { class: 'stack' },
+      table(
+        ['site', 'step', 'copy', 'agrees with the DAQ file', 'verified', 'by account'],
+        copies.map((c) => {
+          const agrees = catalogued !== undefined && c.sha256 === catalogued && c.size_in_bytes === doc.size_in_bytes;
+          return h(
+            'tr',
+            { 'data-custody': c.site },
+            h('td', {}, c.site),
+            h('td', {}, c.step),
+            h('td', { class: 'small' }, c.file ?? ''),
+            h(
+              'td',
+              { class: agrees ? 'st-good' : 'st-failed', title: c.sha256 },
+              agrees ? 'yes (sha256 and size)' : `no: sha256 ${String(c.sha256).slice(0, 12)}…, ${c.size_in_bytes} bytes`,
+            ),
+            h('td', {}, c.verified_at ? clock(c.verified_at) : ''),
+            h('td', {}, c.account ?? ''),
+          );
+        }),
+      ),
+    ),
+  );
+  return parts;
+}
+
+/** The records `mesh reprocess` replaced, kept whole with who replaced them and why. */
+function supersededParts(doc) {
+  const superseded = Array.isArray(doc.superseded) ? doc.superseded : [];
+  if (superseded.length === 0) return [];
+  return [
+    h('h3', {}, `Superseded records (${superseded.length}, replaced by a reprocess)`),
+    h(
+      'table',
+      { class: 'stack' },
+      table(
+        ['step', 'made with version', 'its output', 'replaced', 'by', 'why'],
+        superseded.map((s) =>
+          h(
+            'tr',
+            { 'data-superseded': s.step },
+            h('td', {}, s.step),
+            h('td', {}, s.record?.version ?? '(none)'),
+            h('td', { class: 'small', title: s.record?.checksum?.sha256 ?? '' }, s.record?.file ?? ''),
+            h('td', {}, s.at ? clock(s.at) : ''),
+            h('td', {}, `${s.by ?? ''}${s.user ? ` (${s.user})` : ''}`),
+            h('td', {}, s.why ?? ''),
+          ),
+        ),
+      ),
+    ),
+  ];
 }
 
 export function documentBody(view, pipeline) {
@@ -236,6 +314,7 @@ export function documentBody(view, pipeline) {
         ),
       );
     }
+    parts.push(...custodyParts(doc), ...supersededParts(doc));
     const history = [...(doc.history ?? [])].reverse();
     parts.push(
       h('h3', {}, `History (${history.length}, newest first)`),
