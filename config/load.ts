@@ -20,7 +20,7 @@ import {
   runArgumentProblems,
 } from './template.js';
 import type { AgentTuning, AlertsConfig, BatchConfig, IngestConfig, MeshConfig, SiteConfig, SshTarget, StepConfig } from './types.js';
-import { DATABASE_NAME, MAX_TIMER_S, NAME, Problems, checkSeconds, isObject, isPositiveInteger, originalDesignProblem, show } from './validate.js';
+import { DATABASE_NAME, MAX_TIMER_S, NAME, Problems, checkSeconds, isObject, isPositiveInteger, originalDesignProblem, show, stepLimits } from './validate.js';
 
 /** The placeholders of step templates (kept under its old name for callers). */
 export const TEMPLATE_FIELDS = PLACEHOLDERS;
@@ -339,13 +339,7 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
       const outProblems = outTemplateProblems(out);
       if (outProblems.length > 0) problems.add(`${key}.out`, out, `${OUT_FORM}; here: ${outProblems.join('; ')}`);
     }
-    const timeout = value.timeout_s ?? 3600;
-    const attempts = value.max_attempts ?? 3;
-    const lease = value.lease_s ?? 120;
-    checkSeconds(problems, `${key}.timeout_s`, timeout);
-    if (!isPositiveInteger(attempts)) problems.add(`${key}.max_attempts`, attempts, 'a positive integer');
-    // A lease is renewed every third of it by a write to the server: under a second it cannot be kept.
-    checkSeconds(problems, `${key}.lease_s`, lease, { min: 1 });
+    const limits = stepLimits(problems, key, value);
     const executor = value.executor ?? 'command';
     if (executor !== 'command' && executor !== 'sftp')
       problems.add(`${key}.executor`, executor, '"command" (run the argument vector) or "sftp" (the built-in transfer)');
@@ -369,9 +363,7 @@ function parseSteps(raw: unknown, sites: Record<string, SiteConfig>, problems: P
       site: String(site),
       run: Array.isArray(run) ? run.map(String) : [],
       out: String(out),
-      timeout_s: Number(timeout),
-      max_attempts: Number(attempts),
-      lease_s: Number(lease),
+      ...limits,
       executor: executor === 'sftp' ? 'sftp' : 'command',
       ...(typeof value.to === 'string' ? { to: value.to } : {}),
       ...(value.custody === true ? { custody: true } : {}),

@@ -6,7 +6,7 @@
 import { stepNameClash } from './step-names.js';
 import { parseTemplate, unsafePath } from './template.js';
 import type { SiteConfig, StepConfig } from './types.js';
-import { NAME, type Problems, checkSeconds, isObject, isPositiveInteger } from './validate.js';
+import { NAME, type Problems, isObject, stepLimits } from './validate.js';
 
 /** What a run step's templates may name: no file of its own, the run and the list of its members. */
 export const RUN_PLACEHOLDERS = Object.freeze(['run_name', 'members_file', 'out', 'step'] as const);
@@ -103,20 +103,13 @@ export function parseRunSteps(raw: unknown, sites: Record<string, SiteConfig>, f
       const found = runOutProblems(out);
       if (found.length > 0) problems.add(`${key}.out`, out, `${RUN_OUT_FORM}; here: ${found.join('; ')}`);
     }
-    const timeout = step.timeout_s ?? 3600;
-    const attempts = step.max_attempts ?? 3;
-    const lease = step.lease_s ?? 120;
-    checkSeconds(problems, `${key}.timeout_s`, timeout);
-    if (!isPositiveInteger(attempts)) problems.add(`${key}.max_attempts`, attempts, 'a positive integer');
-    checkSeconds(problems, `${key}.lease_s`, lease, { min: 1 });
+    const limits = stepLimits(problems, key, step);
     runSteps.push({
       name: String(name),
       site: String(site),
       run: Array.isArray(run) ? run.map(String) : [],
       out: String(out),
-      timeout_s: Number(timeout),
-      max_attempts: Number(attempts),
-      lease_s: Number(lease),
+      ...limits,
       executor: 'command',
       scope: 'run',
       after: String(after),

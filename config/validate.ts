@@ -77,3 +77,15 @@ export function checkSeconds(problems: Problems, key: string, value: unknown, bo
   if (!ok) problems.add(key, value, secondsForm(bounds));
   return ok;
 }
+
+/** A step's time limit, attempt limit and lease (file and run steps alike), their defaults filled in (3600 s, 3, 120 s), each checked. */
+export function stepLimits(problems: Problems, key: string, step: Record<string, unknown>): { timeout_s: number; max_attempts: number; lease_s: number } {
+  const timeout = step.timeout_s ?? 3600;
+  const attempts = step.max_attempts ?? 3;
+  const lease = step.lease_s ?? 120;
+  checkSeconds(problems, `${key}.timeout_s`, timeout);
+  if (!isPositiveInteger(attempts)) problems.add(`${key}.max_attempts`, attempts, 'a positive integer');
+  // A lease is renewed every third of it by a write to the server: under a second it cannot be kept.
+  checkSeconds(problems, `${key}.lease_s`, lease, { min: 1 });
+  return { timeout_s: Number(timeout), max_attempts: Number(attempts), lease_s: Number(lease) };
+}

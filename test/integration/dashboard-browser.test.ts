@@ -2,16 +2,15 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BrowserContext, chromium } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
 import { credentialLeaks } from '../support/dashboard.js';
 import { waitFor } from '../support/mesh.js';
 import { meshMain, repoRoot } from '../support/server-process.js';
+import { assertChromium, launchChromium } from '../support/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(repoRoot, 'artifacts', 'dashboard');
 const USER = 'shift';
 const PASSWORD = randomBytes(18).toString('base64url');
@@ -35,7 +34,7 @@ describe('mesh dashboard in a browser during mesh simulate', function () {
 
   before(async () => {
     // setup installs Debian's chromium; a machine without it must fail this test, not skip it.
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run npm run setup (it installs Debian's chromium); this test does not skip`);
+    assertChromium();
     work = await mkdtemp(join(tmpdir(), 'mesh-dashboard-browser-'));
     await mkdir(ARTIFACTS, { recursive: true });
   });
@@ -99,20 +98,7 @@ describe('mesh dashboard in a browser during mesh simulate', function () {
     );
 
     // A fresh profile in the test's own folder.
-    browser = await chromium.launchPersistentContext(join(work, 'chromium-profile'), {
-      executablePath: CHROMIUM,
-      args: [
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1400, height: 1000 },
-    });
+    browser = await launchChromium(join(work, 'chromium-profile'));
     const page = await browser.newPage();
     const received: string[] = [];
     page.on('websocket', (ws) => ws.on('framereceived', (frame) => received.push(String(frame.payload))));

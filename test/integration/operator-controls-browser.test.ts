@@ -6,10 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'mocha';
-import { type BrowserContext, chromium } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
 import { parseMeshConfig } from '../../config/load.js';
 import type { MeshConfig, SiteConfig } from '../../config/types.js';
 import type { DaqDocument } from '../../core/document.js';
@@ -22,8 +21,8 @@ import { Database } from '../../store/database.js';
 import { pushDesigns } from '../../store/designs.js';
 import { pushSecurity } from '../../store/security.js';
 import { testFolder } from '../support/folders.js';
+import { assertChromium, launchChromium } from '../support/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ADMIN_PASSWORD = randomBytes(12).toString('hex');
 const OPERATOR_PASSWORD = randomBytes(12).toString('hex');
 const COORD_PASSWORD = randomBytes(12).toString('hex');
@@ -39,7 +38,7 @@ describe('operator controls on the page, in a browser', function () {
   const db = (user: string, password: string) => new Database({ url: server.url, database, credentials: { user, password } });
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run npm run setup (it installs Debian's chromium); this test does not skip`);
+    assertChromium();
     dir = testFolder('mesh-controls-page-');
     server = await startEmbeddedServer({
       site: 'alpha',
@@ -105,20 +104,7 @@ describe('operator controls on the page, in a browser', function () {
   });
 
   it('read-only until an operator logs in; Pause records who and why; Retry failed shows the count before confirming', async () => {
-    browser = await chromium.launchPersistentContext(join(dir, 'chromium-profile'), {
-      executablePath: CHROMIUM,
-      args: [
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1400, height: 1000 },
-    });
+    browser = await launchChromium(join(dir, 'chromium-profile'));
     const page = await browser.newPage();
     const dialogs: string[] = [];
     page.on('dialog', (dialog) => {

@@ -8,11 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BrowserContext, chromium } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
 import { ingestDirectory } from '../../agents/ingest.js';
 import { readySince } from '../../coordinator/alert-evidence.js';
 import { writeSampleFiles } from '../../cli/simulate.js';
@@ -24,8 +24,8 @@ import * as files from '../../store/files.js';
 import { credentialLeaks } from '../support/dashboard.js';
 import { waitFor } from '../support/mesh.js';
 import { repoRoot, runMesh } from '../support/server-process.js';
+import { assertChromium, launchChromium } from '../support/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(repoRoot, 'artifacts', 'stuck-alert');
 const USER = 'shift';
 const PASSWORD = randomBytes(18).toString('base64url');
@@ -43,7 +43,7 @@ describe('the status page flags a stuck chain (lyon cannot log in)', function ()
   let browser: BrowserContext | undefined;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run npm run setup (it installs Debian's chromium); this test does not skip`);
+    assertChromium();
     work = await mkdtemp(join(tmpdir(), 'mesh-stuck-browser-'));
     await mkdir(ARTIFACTS, { recursive: true });
   });
@@ -103,20 +103,7 @@ describe('the status page flags a stuck chain (lyon cannot log in)', function ()
       200,
     );
 
-    browser = await chromium.launchPersistentContext(join(work, 'chromium-profile'), {
-      executablePath: CHROMIUM,
-      args: [
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1400, height: 1000 },
-    });
+    browser = await launchChromium(join(work, 'chromium-profile'));
     const page = await browser.newPage();
     const received: string[] = [];
     page.on('websocket', (ws) => ws.on('framereceived', (frame) => received.push(String(frame.payload))));
