@@ -2,6 +2,7 @@ import type { StepConfig } from '../config/types.js';
 import { type DaqDocument, stepRecord } from '../core/document.js';
 import { errorMessage } from '../core/errors.js';
 import type { Hint } from '../core/nats.js';
+import { registryStep } from '../core/registry-step.js';
 import { sleep } from '../core/sleep.js';
 import { readAssignment, stepsOwnedBy } from '../store/assignment.js';
 import { Candidates } from './candidates.js';
@@ -281,7 +282,8 @@ export class Agent {
     }
     if (earlier.killed > 0) this.ctx.logger.warn({ doc: doc._id, step: step.name }, `killed ${earlier.killed} process(es) of the earlier run before claiming`);
     // NATS: reserve (doc, step) in the cross-site registry first; 'unavailable' → CouchDB alone decides.
-    const reservation = (await this.ctx.channel?.tryReserve(this.ctx.config.database, doc._id, step.name, actor(this.ctx))) ?? 'unavailable';
+    const registered = registryStep(doc, step.name);
+    const reservation = (await this.ctx.channel?.tryReserve(this.ctx.config.database, doc._id, registered, actor(this.ctx))) ?? 'unavailable';
     if (reservation === 'taken') {
       this.counters.taken_elsewhere++;
       return;
@@ -297,14 +299,14 @@ export class Agent {
       lease_until: leaseUntil,
       version: step.version,
     }).catch(async (error) => {
-      if (reservation === 'reserved') await this.settleReservation(doc._id, step.name, undefined);
+      if (reservation === 'reserved') await this.settleReservation(doc._id, step.name, registered, undefined);
       throw error;
     });
     if (result.kind !== 'written') {
       // A lost race is counted; an illegal claim (the document changed under the decision) is logged once.
       if (result.kind === 'conflict') this.counters.lost_races++;
       else if (result.kind === 'illegal') this.skip(doc, result.error.message);
-      if (reservation === 'reserved') await this.settleReservation(doc._id, step.name, undefined);
+      if (reservation === 'reserved') await this.settleReservation(doc._id, step.name, registered, undefined);
       return;
     }
     const claimed = result.doc;
@@ -324,7 +326,7 @@ export class Agent {
       .finally(() => {
         this.running.delete(doc._id);
         this.wakeUp();
-        return this.settleReservation(doc._id, step.name, end, after);
+        return this.settleReservation(doc._id, step.name, registered, end, after);
       });
     this.running.set(doc._id, { step: step.name, done });
   }
@@ -358,7 +360,7 @@ export class Agent {
   }
 
   /** After the step: success → `done`, a `ready` hint for the next step, key kept as done; anything else → key released. */
-  private async settleReservation(doc: string, step: string, end: JobEnd | undefined, after?: DaqDocument): Promise<void> {
+  private async settleReservation(doc: string, step: string, registered: string, end: JobEnd | undefined, after?: DaqDocument): Promise<void> {
     const channel = this.ctx.channel;
     if (!channel) return;
     const db = this.ctx.config.database;
@@ -367,9 +369,9 @@ export class Agent {
       const names = this.ctx.config.steps.map((s) => s.name);
       const next = names[names.indexOf(step) + 1];
       if (next && after?.status === 'good') this.hint('ready', doc, next);
-      await channel.complete(db, doc, step, actor(this.ctx));
+      await channel.complete(db, doc, registered, actor(this.ctx));
     } else {
-      await channel.release(db, doc, step, actor(this.ctx));
+      await channel.release(db, doc, registered, actor(this.ctx));
     }
   }
 }

@@ -12,6 +12,7 @@ import { type TestMesh, makeMesh, seedDocuments, spawnMeshProcess, startAgent, s
 import { type NatsServer, startNatsServer, stopAllNatsServers } from '../support/nats.js';
 import { type ServerProcess, startServerProcess, stopAllServerProcesses } from '../support/server-process.js';
 import { historyTo } from '../../core/provenance.js';
+import { registryStep } from '../../core/registry-step.js';
 
 /** Rewrites a test mesh's config file (the agents read it): `edit` changes the raw JSON. */
 async function editConfig(mesh: TestMesh, edit: (raw: Record<string, unknown> & { steps: Array<Record<string, unknown>> }) => void): Promise<void> {
@@ -74,6 +75,27 @@ describe('the NATS channel against a real nats-server', function () {
     await nats.stop();
     await stopAllServerProcesses();
     await stopAllNatsServers();
+  });
+
+  it('a reprocessed step is a new generation in the registry: the done key of its first run does not hold the re-run back', async () => {
+    const channel = await testChannel(nats.url, 'generations');
+    const db = 'mesh_generations';
+    const doc: { _id: string; superseded?: Array<{ step: string }> } = { _id: 'run_lg23b002_000' };
+    const first = registryStep(doc, 'proc1');
+    assert.equal(first, 'proc1', 'a document never reprocessed keeps the key it always had');
+    assert.equal(await channel.tryReserve(db, doc._id, first, 'lyon/a1'), 'reserved');
+    await channel.complete(db, doc._id, first, 'lyon/a1');
+    // Until the TTL, a site that has not seen the success yet cannot run proc1 again.
+    assert.equal(await channel.tryReserve(db, doc._id, first, 'kit/b1'), 'taken');
+    // An operator's reprocess moved proc1 (and proc2) into superseded: a new generation of proc1, not of proc0.
+    doc.superseded = [{ step: 'proc1' }, { step: 'proc2' }];
+    const second = registryStep(doc, 'proc1');
+    assert.notEqual(second, first);
+    assert.equal(registryStep(doc, 'proc0'), 'proc0');
+    assert.equal(await channel.tryReserve(db, doc._id, second, 'lyon/a1'), 'reserved', 'the re-run reserves at once');
+    // And it is still exclusive across sites.
+    assert.equal(await channel.tryReserve(db, doc._id, second, 'kit/b1'), 'taken');
+    await channel.release(db, doc._id, second, 'lyon/a1');
   });
 
   it('MeshChannel: never throws while NATS is down; create-if-absent registry, released only by its holder', async () => {
