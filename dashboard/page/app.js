@@ -10,7 +10,7 @@ import { renderCustody } from './custody.js';
 import { renderControls } from './controls.js';
 
 const $ = (id) => document.getElementById(id);
-// `retried`: the answer to this page's last retry, kept while the document stays where the retry put it.
+// `retried`: the answer to this page's last retry, kept while the document stays at the revision the retry wrote.
 const state = {
   snapshot: null,
   receivedAt: 0,
@@ -380,8 +380,10 @@ function showDocError(id, message) {
 
 function renderActions(view) {
   const doc = view.doc;
-  // A retry's confirmation lasts while the document is where the retry put it: once the step moved on, it goes.
-  if (state.retried && (state.retried.doc !== doc?._id || state.retried.status !== doc?.status)) state.retried = null;
+  // A retry's confirmation lasts while the document is at the revision the retry wrote: once the
+  // step moved on, it goes. Not its status: a file completed after the retry is `good` again, as
+  // the retry left it, and the answer may come after the page has already shown later revisions.
+  if (state.retried && (state.retried.doc !== doc?._id || state.retried.rev !== doc?._rev)) state.retried = null;
   const failed = typeof doc?.status === 'string' && doc.status.endsWith(' failed');
   if (!failed)
     return state.retried ? replace($('doc-actions'), h('span', { id: 'retry-message', class: 'muted' }, ` ${state.retried.text}`)) : replace($('doc-actions'));
@@ -399,7 +401,7 @@ function renderActions(view) {
         message.textContent = ' retrying…';
         try {
           const result = await retryStep(doc._id, step);
-          state.retried = { doc: doc._id, status: result.status, text: result.text };
+          state.retried = { doc: doc._id, rev: result.rev, text: result.text };
           message.textContent = ` ${result.text}`;
         } catch (error) {
           message.textContent = ` ${error.message}`;

@@ -142,9 +142,15 @@ describe('custody and versions on the page, in a browser', function () {
       /proc1 is at version 2\.0: 3 done records on alpha made with an older one \(mesh reprocess proc1 counts them/,
     );
 
-    const docText = async (id: string, waitFor: string) => {
+    const docText = async (id: string, part: string) => {
       await page.goto(`${dashboard.url}#doc=${id}`);
-      await page.waitForSelector(`#document:not([hidden]) ${waitFor}`, { timeout: 15_000 });
+      // The card of this document, not the one shown before it (the page swaps them when the new one is read).
+      await page.waitForFunction(
+        ([wanted, selector]) =>
+          document.querySelector('#doc-title')?.textContent === wanted && document.querySelector(`#document:not([hidden]) ${selector}`) !== null,
+        [id, part],
+        { timeout: 15_000 },
+      );
       return ((await page.textContent('#document')) ?? '').replace(/\s+/g, ' ');
     };
     assert.match(await docText('run_lg23b002_000', '[data-custody="beta"]'), /Verified copies \(1\).*beta\s*proc0.*yes \(sha256 and size\)/);
