@@ -205,15 +205,3 @@ export function runRange(options: { runs?: string; run?: string }): RunRange | u
   // In the server's collation (CouchDB's ICU, not JavaScript's): a reversed range selects nothing, and the count says so.
   return { from: parts[0], to: parts[1] };
 }
-
-/** Bytes for people: 1.4 GB. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}

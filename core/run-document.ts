@@ -9,6 +9,7 @@
  * (`closed_at`: no new file for `ingest.run_quiet_s`, or a `<run_name>.closed` marker), and every
  * member has done the step's `after` (which only the agent can check: it reads the members).
  */
+import type { CustodyRecord } from './custody.js';
 import { type DaqDocument, type HistoryEntry, type StepRecord, isDone, stepRecord } from './document.js';
 import { type PipelineSteps, readyFor } from './state.js';
 
@@ -23,17 +24,8 @@ export interface RunMember {
   sha256: string;
 }
 
-/** What a custody record of a run step adds to a file's: the members it verified in the copy. */
-export interface RunCustody {
-  site: string;
-  step: string;
-  file: string;
-  sha256: string;
-  size_in_bytes: number;
-  verified_at: string;
-  account: string | null;
-  members: Array<{ doc_id: string; sha256: string }>;
-}
+/** A run step's custody record: a file's (core/custody.ts), with the members it verified in the copy. */
+export type RunCustody = CustodyRecord & Required<Pick<CustodyRecord, 'members'>>;
 
 export interface RunDocument {
   _id: string;

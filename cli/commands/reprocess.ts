@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { userInfo } from 'node:os';
-import { type ReprocessPlan, formatBytes, planReprocess, runRange, runReprocess } from '../../coordinator/reprocess.js';
+import { formatBytes } from '../../core/bytes.js';
+import { type ReprocessPlan, planReprocess, runRange, runReprocess } from '../../coordinator/reprocess.js';
 import { MeshError } from '../../core/errors.js';
 import { type GlobalOptions, loadConfig, openSiteDatabase, siteOf } from '../context.js';
 import { action } from '../exit.js';

@@ -12,18 +12,9 @@ import { originalDesignDocument } from '../../couchapp/original-design.js';
 import { agentRole } from '../../core/roles.js';
 import { DOC_TYPE, PIPELINE, STEP_NAMES, freshDoc } from '../support/generated-docs.js';
 import { Scratch, dbPath, expectError, expectStatus, releaseTarget, request } from './target.js';
+import { siteFixture as site } from '../support/records.js';
 
 const steps = PIPELINE.steps.map((s) => ({ ...s, site: 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60, executor: 'command' as const }));
-const site = (name: string, mayRun: string[]) => ({
-  name,
-  server: 'http://127.0.0.1:1',
-  reachable: true,
-  long_running: true,
-  credentials_of: name,
-  log_dir: '',
-  may_run: mayRun,
-  mesh: [],
-});
 const INPUT = {
   doc_type: DOC_TYPE,
   steps,

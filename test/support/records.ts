@@ -1,5 +1,17 @@
 import type { StepRecord } from '../../core/document.js';
 
+/** A site of the config as the write-rule tests need it: nothing but its name and what it may run matters there. */
+export const siteFixture = (name: string, mayRun: string[]) => ({
+  name,
+  server: 'http://127.0.0.1:1',
+  reachable: true,
+  long_running: true,
+  credentials_of: name,
+  log_dir: '/tmp',
+  may_run: mayRun,
+  mesh: [] as string[],
+});
+
 /**
  * Step records as a document holds them (core/document.ts): successes (`ok: true`, or the
  * original scripts' records: no `ok`, no `attempts`) at the top level, the others (claims,

@@ -13,19 +13,10 @@ import { type MeshEvent, transition } from '../../core/state.js';
 import { writeProblems } from '../../core/write-rules.js';
 import { designDocument, writePolicy } from '../../couchapp/design.js';
 import { parseMeshConfig } from '../../config/load.js';
+import { siteFixture as site } from '../support/records.js';
 
 type Validate = (newDoc: unknown, oldDoc: unknown, userCtx: unknown, secObj: unknown) => void;
 
-const site = (name: string, mayRun: string[]) => ({
-  name,
-  server: 'http://127.0.0.1:1',
-  reachable: true,
-  long_running: true,
-  credentials_of: name,
-  log_dir: '/tmp',
-  may_run: mayRun,
-  mesh: [],
-});
 const fileStep = (name: string, at: string) => ({
   name,
   site: at,

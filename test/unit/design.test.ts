@@ -10,21 +10,12 @@ import { readyFor, transition } from '../../core/state.js';
 import { ORIGINAL_VIEWS, inProgressView } from '../../config/step-names.js';
 import { FIXED_VIEWS, designDocument } from '../../couchapp/design.js';
 import { ADMIN_PARTY, COORDINATOR, DOC_TYPE, PIPELINE, POLICY, STEP_NAMES, collapsedPairs, freshDoc, prng, reachable } from '../support/generated-docs.js';
+import { siteFixture as site } from '../support/records.js';
 
 type Emitted = Array<[unknown, unknown]>;
 type Validate = (newDoc: unknown, oldDoc: unknown, userCtx: unknown, secObj: unknown) => void;
 
 const steps = PIPELINE.steps.map((s) => ({ ...s, site: 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60, executor: 'command' as const }));
-const site = (name: string, mayRun: string[]) => ({
-  name,
-  server: 'http://127.0.0.1:1',
-  reachable: true,
-  long_running: true,
-  credentials_of: name,
-  log_dir: '/tmp',
-  may_run: mayRun,
-  mesh: [],
-});
 const sites = { modane: site('modane', []), lyon: site('lyon', STEP_NAMES), kit: site('kit', STEP_NAMES) };
 const input = { doc_type: DOC_TYPE, steps, sites, ingest: { site: 'modane', pattern: '', quiet_s: 1 } };
 const design = designDocument(input);

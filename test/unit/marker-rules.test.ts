@@ -8,17 +8,8 @@ import type { UserContext } from '../../core/roles.js';
 import { writeProblems } from '../../core/write-rules.js';
 import { designDocument, writePolicy } from '../../couchapp/design.js';
 import { MARKER_TYPE, markerId } from '../../store/markers.js';
+import { siteFixture as site } from '../support/records.js';
 
-const site = (name: string, mayRun: string[]) => ({
-  name,
-  server: 'http://127.0.0.1:1',
-  reachable: true,
-  long_running: true,
-  credentials_of: name,
-  log_dir: 'logs',
-  may_run: mayRun,
-  mesh: [],
-});
 const input = {
   doc_type: 'daqdocument',
   steps: [{ name: 'proc0', site: 'modane', run: [], out: '', timeout_s: 1, max_attempts: 2, lease_s: 60, executor: 'command' as const }],

@@ -9,6 +9,7 @@ import type { UserContext } from '../../core/roles.js';
 import { type MeshEvent, transition } from '../../core/state.js';
 import { writeProblems } from '../../core/write-rules.js';
 import { designDocument, writePolicy } from '../../couchapp/design.js';
+import { siteFixture as site } from '../support/records.js';
 
 const T0 = Date.parse('2026-11-26T10:00:00.000Z');
 const at = (minutes: number) => new Date(T0 + minutes * 60_000);
@@ -19,16 +20,6 @@ const pipeline = {
     { name: 'proc1', max_attempts: 2 },
   ],
 };
-const site = (name: string, mayRun: string[]) => ({
-  name,
-  server: 'http://127.0.0.1:1',
-  reachable: true,
-  long_running: true,
-  credentials_of: name,
-  log_dir: '/tmp',
-  may_run: mayRun,
-  mesh: [],
-});
 const input = {
   doc_type: 'daqdocument',
   steps: pipeline.steps.map((s, i) => ({ ...s, site: i === 0 ? 'modane' : 'lyon', run: [], out: '', timeout_s: 1, lease_s: 60, executor: 'command' as const })),
