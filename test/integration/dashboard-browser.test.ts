@@ -142,7 +142,12 @@ describe('mesh dashboard in a browser during mesh simulate', function () {
     const overview = await fits();
     assert.ok(overview.scroll <= overview.inner, `the overview is ${overview.scroll} px wide at ${overview.inner} px`);
     for (const selector of ['#summary', 'tr.total[data-step="proc1"] td[data-count="failed"]']) {
-      const box = await phone.locator(selector).boundingBox();
+      // Each push redraws the tables: an element caught while it is replaced has no box, so measure the drawn one (at most 2 s).
+      let box = await phone.locator(selector).boundingBox();
+      for (let tries = 0; box === null && tries < 20; tries++) {
+        await phone.waitForTimeout(100);
+        box = await phone.locator(selector).boundingBox();
+      }
       assert.ok(box && box.y + box.height <= PHONE.height, `${selector} is not on the first screen (${JSON.stringify(box)})`);
     }
     assert.equal(await phone.textContent('tr.total[data-step="proc1"] td[data-count="failed"]'), '1');
