@@ -169,8 +169,20 @@ async function validateBulk(orig: () => Promise<unknown>, args: WrapperArgs, val
   const written = args.docs.length > 0 ? ((await orig()) as unknown[]) : [];
   // With new_edits=false the server answers nothing for written documents: the refusals alone.
   if (written.length !== args.docs.length) return [...refused.filter((error) => error !== undefined), ...written];
+  // By id where the documents have one: PouchDB's answer is not always in request order.
+  const byId = new Map<unknown, unknown[]>();
+  for (const row of written) {
+    const id = (row as { id?: unknown } | null)?.id;
+    byId.set(id, [...(byId.get(id) ?? []), row]);
+  }
   let next = 0;
-  return refused.map((error) => error ?? written[next++]);
+  return refused.map((error, i) => {
+    if (error) return error;
+    const id = docs[i]._id;
+    const rows = id === undefined ? undefined : byId.get(id);
+    next++;
+    return rows && rows.length > 0 ? rows.shift() : written[next - 1];
+  });
 }
 
 /** Installs the validating put/post/remove/bulkDocs on one database. */
