@@ -50,7 +50,8 @@ export class Agent {
   private readonly candidates = new Candidates();
   /** Verifies the copies this site holds (custody steps), a pass per sweep. */
   readonly custody: CustodyKeeper;
-  private readonly running = new Map<string, { step: string; done: Promise<unknown> }>();
+  /** Claimed documents until their outcome is written; `processEnded`: the step's process is over, its slot free. */
+  private readonly running = new Map<string, { step: string; done: Promise<unknown>; processEnded: boolean }>();
   /** Candidates being claimed right now; they hold a slot like running steps. */
   private claiming = 0;
   /** The last sweep returned a full page of ready documents: there are more. */
@@ -167,7 +168,7 @@ export class Agent {
   private async dispatchLoop(): Promise<void> {
     while (!this.draining.signal.aborted) {
       // Claims go out together (the database coalesces them into one request), not one by one.
-      while (this.running.size + this.claiming < this.options.concurrency && this.candidates.size > 0 && !this.draining.signal.aborted) {
+      while (this.busySlots() + this.claiming < this.options.concurrency && this.candidates.size > 0 && !this.draining.signal.aborted) {
         const doc = this.candidates.take() as DaqDocument;
         this.claiming++;
         void this.consider(doc)
@@ -191,6 +192,13 @@ export class Agent {
         if (this.draining.signal.aborted) resolve();
       });
     }
+  }
+
+  /** Steps whose process still runs: what `concurrency` limits (an outcome being written holds no slot). */
+  private busySlots(): number {
+    let busy = 0;
+    for (const step of this.running.values()) if (!step.processEnded) busy++;
+    return busy;
   }
 
   // ---- finding candidates ----
@@ -317,7 +325,13 @@ export class Agent {
     this.hint('claimed', doc._id, step.name);
     let end: JobEnd | undefined;
     let after: DaqDocument | undefined;
-    const done = (this.ctx.runStep ?? runClaimedStep)(this.ctx, claimed, step.name, this.forcing.signal)
+    const entry = { step: step.name, done: Promise.resolve() as Promise<unknown>, processEnded: false };
+    this.running.set(doc._id, entry);
+    const processEnded = () => {
+      entry.processEnded = true;
+      this.wakeUp();
+    };
+    entry.done = (this.ctx.runStep ?? runClaimedStep)(this.ctx, claimed, step.name, this.forcing.signal, processEnded)
       .then((job) => {
         ({ end, doc: after } = job);
         this.finishJob(job.end, job.doc);
@@ -328,7 +342,6 @@ export class Agent {
         this.wakeUp();
         return this.settleReservation(doc._id, step.name, registered, end, after);
       });
-    this.running.set(doc._id, { step: step.name, done });
   }
 
   private finishJob(end: JobEnd, after: DaqDocument): void {

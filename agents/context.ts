@@ -34,11 +34,17 @@ export interface AgentContext {
   readonly runStep?: ClaimedStepRunner;
 }
 
+/**
+ * `processEnded`, when given, is called once the step's work is over and only its outcome is
+ * left to write: the agent's slot is free for the next claim, which then shares a request with
+ * that write instead of waiting for it.
+ */
 export type ClaimedStepRunner = (
   ctx: AgentContext,
   claimed: DaqDocument,
   step: string,
   stop: AbortSignal,
+  processEnded?: () => void,
 ) => Promise<{ end: 'succeeded' | 'failed' | 'released' | 'lease-lost'; doc: DaqDocument }>;
 
 /** `site/agent`, the `by` of history entries written by this agent. */

@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
 import { stepEnvironment } from '../config/child-env.js';
+import { stepSpawner } from './spawner.js';
 import { stepSupervisor } from './step-supervisor.js';
 
 /** setpriv's exit statuses when the program it should execute cannot be (126) or does not exist (127). */
@@ -49,16 +49,10 @@ export async function runCommand(argv: readonly string[], options: RunOptions): 
       let timedOut = false;
       let aborted = false;
       let settled = false;
-      const wrapped = stepSupervisor.wrap(argv);
-      const child = spawn(wrapped[0], wrapped.slice(1), {
-        cwd: options.cwd,
-        env: options.env ?? stepEnvironment(),
-        stdio: ['ignore', stdout.fd, stderr.fd],
-        shell: false,
-        detached: true,
-      });
-      const pgid = child.pid;
-      if (pgid !== undefined) stepSupervisor.register(pgid);
+      let ended = false;
+      /** Known once the worker has started the process (stepSpawner): a kill asked before then is done at once after. */
+      let pgid: number | undefined;
+      let killWanted = false;
       const signalGroup = (signal: NodeJS.Signals) => {
         if (pgid === undefined) return;
         try {
@@ -68,8 +62,9 @@ export async function runCommand(argv: readonly string[], options: RunOptions): 
         }
       };
       const kill = () => {
+        killWanted = true;
         signalGroup('SIGTERM');
-        setTimeout(() => child.exitCode === null && child.signalCode === null && signalGroup('SIGKILL'), options.killGraceMs ?? 5000).unref();
+        setTimeout(() => !ended && signalGroup('SIGKILL'), options.killGraceMs ?? 5000).unref();
       };
       const timer = setTimeout(() => {
         timedOut = true;
@@ -90,19 +85,33 @@ export async function runCommand(argv: readonly string[], options: RunOptions): 
         options.signal?.removeEventListener('abort', onAbort);
         resolve({ ...outcome, duration_s: elapsed(), timed_out: timedOut, aborted });
       };
-      child.once('error', (error) => finish({ exit_code: null, signal: null, spawn_error: error.message }));
-      if (pgid !== undefined) options.onSpawn?.(pgid);
-      child.once('close', (code, signal) => {
-        if (code !== EXEC_FAILED && code !== EXEC_NOT_FOUND) return finish({ exit_code: code, signal });
-        // setpriv could not execute the program: the same failure as a spawn error without it.
-        void tail(options.stderrPath, 500).then((text) => {
-          const line = text
-            .split('\n')
-            .reverse()
-            .find((l) => l.startsWith('setpriv: failed to execute'));
-          finish(line ? { exit_code: null, signal: null, spawn_error: line.slice('setpriv: '.length) } : { exit_code: code, signal });
-        });
-      });
+      const wrapped = stepSupervisor.wrap(argv);
+      stepSpawner
+        .spawn({ file: wrapped[0], args: wrapped.slice(1), cwd: options.cwd, env: options.env ?? stepEnvironment(), stdout: stdout.fd, stderr: stderr.fd })
+        .then(
+          (child) => {
+            pgid = child.pid;
+            stepSupervisor.register(pgid);
+            options.onSpawn?.(pgid);
+            if (killWanted) kill();
+            void child.ended.then(({ code, signal }) => {
+              ended = true;
+              if (code !== EXEC_FAILED && code !== EXEC_NOT_FOUND) return finish({ exit_code: code, signal });
+              // setpriv could not execute the program: the same failure as a spawn error without it.
+              void tail(options.stderrPath, 500).then((text) => {
+                const line = text
+                  .split('\n')
+                  .reverse()
+                  .find((l) => l.startsWith('setpriv: failed to execute'));
+                finish(line ? { exit_code: null, signal: null, spawn_error: line.slice('setpriv: '.length) } : { exit_code: code, signal });
+              });
+            });
+          },
+          (error: Error) => {
+            ended = true;
+            finish({ exit_code: null, signal: null, spawn_error: error.message });
+          },
+        );
     });
   } finally {
     await stdout.close();

@@ -32,7 +32,13 @@ export function runFolder(logDir: string, docId: string): string {
  * configuration caused (config-fault.ts) → `<step> failed` at once, for `mesh retry` after the fix.
  * `stop` aborting (forced shutdown) kills the process and gives the claim back.
  */
-export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, stepName: string, stop: AbortSignal): Promise<{ end: JobEnd; doc: DaqDocument }> {
+export async function runClaimedStep(
+  ctx: AgentContext,
+  claimed: DaqDocument,
+  stepName: string,
+  stop: AbortSignal,
+  processEnded?: () => void,
+): Promise<{ end: JobEnd; doc: DaqDocument }> {
   const index = ctx.config.steps.findIndex((s) => s.name === stepName);
   const step = ctx.config.steps[index];
   const log = ctx.logger.child({ doc: claimed._id, step: stepName });
@@ -131,6 +137,8 @@ export async function runClaimedStep(ctx: AgentContext, claimed: DaqDocument, st
     }
   }
 
+  // The process and its group are gone: the slot may take the next claim while this outcome is written.
+  processEnded?.();
   const latest = await lease.stop();
   if (lease.signal.aborted) return { end: 'lease-lost', doc: latest };
   if (reason === undefined && result) {

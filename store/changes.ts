@@ -14,6 +14,13 @@ export const LONGPOLL_MS = 25_000;
 const FEED_BACKOFF: BackoffPolicy = { baseMs: 500, capMs: 15_000, jitter: 0.3 };
 /** A restart replays at most this much of the feed; saving on every batch would double the writes under load. */
 const CHECKPOINT_EVERY_MS = 5000;
+/**
+ * A busy feed (one answer per write batch) is asked again at most this often: on Apache
+ * CouchDB each `_changes` request costs about as much as a small write, and waiting this long
+ * lets the changes of several writes come back in one answer. A quiet feed is unaffected: its
+ * longpoll is already waiting when a change arrives.
+ */
+const BUSY_FEED_GAP_MS = 25;
 
 export interface FollowOptions<D> {
   selector: object;
@@ -45,6 +52,7 @@ export async function followChanges<D>(db: Database, options: FollowOptions<D>):
   let failures = 0;
   while (!signal.aborted) {
     try {
+      const asked = performance.now();
       const batch = await db.changes<D>(since, options.selector, { timeoutMs: LONGPOLL_MS, includeDocs: options.includeDocs ?? false, limit: 500, signal });
       if (failures > 0) options.onOutage?.('up');
       failures = 0;
@@ -59,6 +67,8 @@ export async function followChanges<D>(db: Database, options: FollowOptions<D>):
         savedAt = Date.now();
         await options.checkpoint.save(since, new Date());
       }
+      const early = asked + BUSY_FEED_GAP_MS - performance.now();
+      if (batch.results.length > 0 && early > 0) await sleep(early, signal);
     } catch (error) {
       if (signal.aborted) return;
       failures++;

@@ -31,6 +31,8 @@ export interface DatabaseOptions {
 
 const SERVER_BACKOFF: BackoffPolicy = { baseMs: 200, capMs: 10_000, jitter: 0.3 };
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+/** Batched writes (an agent's claims and results): under load, requests start at least this far apart and carry more documents each (write-batcher.ts). */
+const BATCHED_WRITE_GAP_MS = 10;
 /** The largest answer read from a server: a page of documents near CouchDB's 8 MB limit fits. */
 const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 /** A longpoll answers by itself after its own timeout; the request may take that much longer. */
@@ -100,7 +102,7 @@ export class Database {
     this.signal = options.signal;
     this.logger = options.logger;
     this.backoff = options.backoff ?? SERVER_BACKOFF;
-    if (options.batchWrites) this.batcher = new WriteBatcher((docs) => this.bulk(docs));
+    if (options.batchWrites) this.batcher = new WriteBatcher((docs) => this.bulk(docs), 200, 2, BATCHED_WRITE_GAP_MS);
   }
 
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
