@@ -10,6 +10,8 @@ export interface SimulationConfigOptions {
   maxAttempts?: number;
   /** proc0's copy at lyon is a custody copy: lyon's agent verifies it, `mesh purge` at modane counts it (`mesh simulate --purge`). */
   custody?: boolean;
+  /** Seconds between two coordinator rounds (default 1). */
+  coordinatorIntervalS?: number;
 }
 
 /** What the simulation found on this machine and started: each optional, each replaced by a local stand-in. */
@@ -110,7 +112,7 @@ export function simulationConfig(work: string, urls: { modane: string; kit: stri
       },
     ],
     agent: { sweep_s: 2, heartbeat_s: 2, retry_base_s: 1, retry_cap_s: 10, grace_s: 10 },
-    coordinator: { site: 'modane', interval_s: 1 },
+    coordinator: { site: 'modane', interval_s: options.coordinatorIntervalS ?? 1 },
     ...(services.natsUrl ? { nats: { url: services.natsUrl } } : {}),
   };
 }

@@ -65,6 +65,11 @@ export interface TopologyOptions {
   maxAttempts?: number;
   /** proc0 makes a custody copy at lyon (`mesh simulate --purge`). */
   custody?: boolean;
+  /**
+   * Seconds between two coordinator rounds (default 1, for the fault harness: it checks its
+   * invariants after rounds). A round reads and writes every server about 40 times.
+   */
+  coordinatorIntervalS?: number;
   /** Variables the lyon runs started over SSH must see too (they do not inherit ours). */
   lyonEnv?: Record<string, string>;
   /** Changes the generated config before it is written (e.g. shorter timeouts). */
@@ -138,6 +143,7 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     const raw = simulationConfig(work, { modane: servers.modane.url, kit: servers.kit.url }, services, {
       maxAttempts: options.maxAttempts,
       custody: options.custody,
+      coordinatorIntervalS: options.coordinatorIntervalS,
     });
     // How modane starts mesh at lyon; over SSH the environment (Slurm client settings, the
     // credentials of the servers lyon talks to, as password files, the test aids) must travel in
@@ -201,7 +207,12 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
       },
       startCoordinator: (coordinator = {}) =>
         spawnTracked(
-          ['coordinator', '--interval', '1', ...(coordinator.dashboardPort === undefined ? [] : ['--dashboard-port', String(coordinator.dashboardPort)])],
+          [
+            'coordinator',
+            '--interval',
+            String(config.coordinator.interval_s),
+            ...(coordinator.dashboardPort === undefined ? [] : ['--dashboard-port', String(coordinator.dashboardPort)]),
+          ],
           accounts ? { ...env, ...accounts.replicationEnv() } : env,
         ),
       startModaneAgent: (agent = {}) =>

@@ -9,6 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import express from 'express';
 import { recordClients } from './client-record.js';
+import { keepAliveFetch } from './replication-fetch.js';
 import { installValidation } from './validation.js';
 import type { Credentials } from '../config/credentials.js';
 import { MeshError, errorMessage } from '../core/errors.js';
@@ -105,7 +106,9 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
   await mkdir(dataDir, { recursive: true });
 
   installCouchWording();
-  const pouch: PouchStatic = PouchDB.defaults({ prefix: dataDir + '/' });
+  // Every database PouchDB opens from here (the replications' remote ends included) fetches with it.
+  const replicationFetch = keepAliveFetch(PouchDB.fetch);
+  const pouch: PouchStatic = PouchDB.defaults({ prefix: dataDir + '/', fetch: replicationFetch.fetch });
   const pouchApp = expressPouchDB({
     mode: 'fullCouchDB',
     configPath: join(dataDir, 'config.json'),
@@ -175,6 +178,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
       const open: Promise<void>[] = [];
       pouch.__dbCacheMap?.forEach((db) => open.push(db.close().catch(() => undefined)));
       await Promise.all(open);
+      replicationFetch.close();
       pouchApp.couchLogger?._stream?.end();
       removeGuard();
       logger.info('embedded server closed');

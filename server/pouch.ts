@@ -41,6 +41,8 @@ export interface PouchDatabase {
 export interface PouchStatic {
   new (name: string, opts?: Record<string, unknown>): PouchDatabase;
   defaults(opts: Record<string, unknown>): PouchStatic;
+  /** PouchDB's node-fetch (with its cookie jar), which its HTTP adapter uses unless given `fetch`. */
+  fetch(url: string, options?: Record<string, unknown>): Promise<unknown>;
   /** Installed by express-pouchdb (pouchdb-all-dbs). */
   allDbs(): Promise<string[]>;
   /** express-pouchdb's cache of open databases (see create-or-delete-dbs.js). */

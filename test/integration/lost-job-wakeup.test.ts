@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ingestDirectory } from '../../agents/ingest.js';
-import { writeSampleFiles } from '../../cli/simulate.js';
+import { SIMULATION_ROUND_S, writeSampleFiles } from '../../cli/simulate.js';
 import { type Topology, logFile, startTopology } from '../../cli/topology.js';
 import { type DaqDocument, stepRecord } from '../../core/document.js';
 import { createLogger } from '../../core/log.js';
@@ -45,6 +45,8 @@ describe('a lost batch job is found although no new work arrives', function () {
       ssh: true,
       slurm: true,
       nats: false,
+      // The coordinator only keeps replication going here: the simulation's cadence, not the fault harness's 1 s.
+      coordinatorIntervalS: SIMULATION_ROUND_S,
       lyonEnv: { MESH_FAULT_DIR: switches },
     });
     assert.ok(topology.slurm, 'this test needs Slurm (run as root with slurm-wlm installed)');
@@ -52,7 +54,8 @@ describe('a lost batch job is found although no new work arrives', function () {
     topology.startCoordinator();
     assert.ok(await topology.waitForDesign());
     topology.startModaneAgent();
-    const files = 6;
+    // Fewer than docs_per_job (10): one batch job holds them all, as with more files.
+    const files = 3;
     const storage = config.sites.modane.storage as string;
     await mkdir(storage, { recursive: true });
     await writeSampleFiles(storage, files);

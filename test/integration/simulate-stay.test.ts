@@ -30,11 +30,14 @@ describe('mesh simulate: --stay and --wait-on-failure stay until interrupted', f
   const children = new Set<ChildProcess>();
 
   afterEach(async () => {
+    // SIGINT first: a simulation stops the servers and agents it started (a SIGKILL would leave them running).
     for (const child of children) {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = once(child, 'exit');
-        child.kill('SIGKILL');
+        child.kill('SIGINT');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
         await exited;
+        clearTimeout(timer);
       }
     }
     children.clear();
