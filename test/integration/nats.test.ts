@@ -214,10 +214,10 @@ describe('the NATS channel against a real nats-server', function () {
       meshB.db = new Database({ url: second.url, database: meshB.config.database });
       await meshB.db.ensure();
       await pushDesign(meshB.db, designDocument(meshB.config));
-      // 40 documents: both sites take part and the registry refuses claims (both asserted below);
+      // 30 documents: both sites take part and the registry refuses claims (both asserted below);
       // each step is a node process, so more documents cost CPU, not proof.
-      const ids = await seedDocuments(meshA, 40);
-      await seedDocuments(meshB, 40);
+      const ids = await seedDocuments(meshA, 30);
+      await seedDocuments(meshB, 30);
 
       const agentA = startAgent(meshA, 'site-a', ['--concurrency', '4']);
       const agentB = spawnMeshProcess(['--config', meshB.configFile, 'agent', '--site', 'beta', '--name', 'site-b', '--concurrency', '4'], {
