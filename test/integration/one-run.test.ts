@@ -1,8 +1,9 @@
 /**
  * One run per claim: `kill -9` of an agent in the middle of a step must not leave the step's
  * processes running while a second agent reclaims and runs the step again. Real embedded server
- * over HTTP, real agent processes, a step program (test/support/forking-step.ts) that logs its
- * timeline so that overlaps are seen, not assumed.
+ * over HTTP, a real agent process for the agent that is killed (the real Agent in this process
+ * for the one taking over, on the same host), a step program (test/support/forking-step.ts)
+ * that logs its timeline so that overlaps are seen, not assumed.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess } from 'node:child_process';
