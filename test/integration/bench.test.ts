@@ -126,8 +126,8 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
       ['first snapshot, every view index built', 'warm snapshot, median of 3', 'one write → the WebSocket message showing it, median of 5'],
     );
     assert.ok(
-      page.rows.every((row) => /\(2,000 docs\)$/.test(row.measure) && /\(0 docs\)$/.test(row.baseline ?? '')),
-      'the page section compared 2,000 documents with none',
+      page.rows.every((row) => /\(500 docs\)$/.test(row.measure) && /\(0 docs\)$/.test(row.baseline ?? '')),
+      'the page section compared 500 documents with none',
     );
     assert.match(r.stderr, /\[bench +[\d.]+ s sftp\] repetition 1\/1/, 'progress lines on stderr');
     assert.deepEqual(await readdir(tmp), [], 'the bench left temporary folders behind');
