@@ -79,7 +79,10 @@ describe('bad input (the corpus in test/corpus)', function () {
     const agent = startAgent(mesh, 'picky', ['--concurrency', '4']);
     const complete = (doc: DaqDocument | undefined) => doc?.status === 'good' && isDone(doc, 'proc1');
     const markedBad = (doc: DaqDocument | undefined) => doc?.status === 'bad';
-    const awaited = [...[...controls, ...byExpect('runs').map(idOf)].map((id) => ({ id, final: complete })), ...byExpect('bad').map((e) => ({ id: idOf(e), final: markedBad }))];
+    const awaited = [
+      ...[...controls, ...byExpect('runs').map(idOf)].map((id) => ({ id, final: complete })),
+      ...byExpect('bad').map((e) => ({ id: idOf(e), final: markedBad })),
+    ];
     // Each poll reads only the documents not yet final (some are megabytes), and a "runs"
     // document only once its proc1 has run; the pass after the wait reads every one again.
     const final = new Set<string>();
