@@ -311,7 +311,7 @@ export async function runLatency(options: LatencyOptions): Promise<BenchSection>
     notes.push(`${label}: ${timelines.length} files, one every ${ms(arrivalMs)}; ${used.join('; ')}; replication floor over ${floor.length} probes`);
   }
   progress('latency', 'start-up of the hand-over commands against `node -e 0`');
-  const startup = await measureStartup(options.quick ? 3 : 9);
+  const startup = await measureStartup(options.quick ? 1 : 9);
   rows.push({ measure: 'breakdown, p50 / p95 of each stage:', value: '' }, ...breakdown);
   rows.push({ measure: 'one process, spawn to exit (median, interleaved):', value: '' }, ...startup);
   notes.push(

@@ -3,13 +3,7 @@
  * and their ratio. Progress goes to stderr, the report to stdout (`--json`: one JSON object).
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { runLatency } from './latency.js';
-import { runPage } from './page.js';
-import { runPipeline } from './pipeline.js';
 import { type BenchSection, describeMachine, progress, renderReport } from './report.js';
-import { runScale } from './scale.js';
-import { runSftp } from './sftp.js';
-import { runValidate } from './validate.js';
 import { Interrupted } from './wait.js';
 import { MeshError } from '../core/errors.js';
 
@@ -59,6 +53,7 @@ async function scaleSection(options: BenchOptions): Promise<BenchSection> {
   const docs = options.quick ? Math.min(options.scaleDocs, 10_000) : options.scaleDocs;
   const command = `node dist/bench/main.js --only scale --scale-docs ${options.scaleDocs} --scale-backlog ${options.scaleBacklog}${options.quick ? ' --quick' : ''}`;
   const title = `scale: ${docs.toLocaleString('en-US')} documents in one embedded database`;
+  const { runScale } = await import('./scale.js');
   const result = await runScale({
     docs,
     backlog: options.quick ? Math.min(options.scaleBacklog, 1000) : options.scaleBacklog,
@@ -74,7 +69,7 @@ async function main(argv: string[]): Promise<void> {
     .option('--only <sections>', `run only these sections (comma-separated, repeatable): ${SECTIONS.join(', ')}`, sectionList)
     .option('--quick', 'tiny sizes and no Slurm: shows that every section runs, the figures mean little', false)
     .option('--json', 'print the report as one JSON object instead of tables', false)
-    .option('--page-docs <n>', "documents of the page section's database (with --quick at most 2,000)", documentCount, 100_000)
+    .option('--page-docs <n>', "documents of the page section's database (with --quick at most 500)", documentCount, 100_000)
     .option('--scale-docs <n>', "documents in the scale section's database (with --quick at most 10,000)", documentCount, 1_000_000)
     .option(
       '--scale-backlog <n>',
@@ -104,12 +99,13 @@ async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const signal = interrupt.signal;
+  // Each section's modules are loaded when it runs: a refused option costs no more than parsing it.
   const runners: Record<SectionName, () => Promise<BenchSection>> = {
-    pipeline: () => runPipeline({ quick: options.quick, signal, ...(options.server ? { server: options.server } : {}) }),
-    latency: () => runLatency({ quick: options.quick, signal }),
-    validate: () => runValidate({ quick: options.quick }),
-    sftp: () => runSftp({ quick: options.quick, signal }),
-    page: () => runPage({ docs: options.pageDocs, quick: options.quick, signal }),
+    pipeline: async () => (await import('./pipeline.js')).runPipeline({ quick: options.quick, signal, ...(options.server ? { server: options.server } : {}) }),
+    latency: async () => (await import('./latency.js')).runLatency({ quick: options.quick, signal }),
+    validate: async () => (await import('./validate.js')).runValidate({ quick: options.quick }),
+    sftp: async () => (await import('./sftp.js')).runSftp({ quick: options.quick, signal }),
+    page: async () => (await import('./page.js')).runPage({ docs: options.pageDocs, quick: options.quick, signal }),
     scale: () => scaleSection(options),
   };
   const started = new Date();

@@ -123,14 +123,14 @@ async function measure(url: string, work: string, name: string, count: number, s
 }
 
 export interface PageOptions {
-  /** Documents in the big database (default 100,000; with quick 2,000). */
+  /** Documents in the big database (default 100,000; with quick 500). */
   docs: number;
   quick: boolean;
   signal?: AbortSignal;
 }
 
 export async function runPage(options: PageOptions): Promise<BenchSection> {
-  const docs = options.quick ? Math.min(options.docs, 2_000) : options.docs;
+  const docs = options.quick ? Math.min(options.docs, 500) : options.docs;
   const work = await mkdtemp(join(tmpdir(), 'mesh-bench-page-'));
   const server = await startServerChild('bench', join(work, 'couch'), { logFile: openSync(join(work, 'server.log'), 'a') });
   try {

@@ -251,7 +251,8 @@ export interface PipelineOptions {
 
 export async function runPipeline(options: PipelineOptions): Promise<BenchSection> {
   const sizes = options.quick
-    ? { updates: 500, rounds: 1, spawns: 60, c1: 30, cN: 60, latency: 10, idleS: 6, idle: { heartbeat_s: 1, agent_silent_s: 6 } }
+    ? // Tiny, so that the test of every section (test/integration/bench.test.ts) stays cheap: each figure still measured.
+      { updates: 200, rounds: 1, spawns: 20, c1: 10, cN: 20, latency: 5, idleS: 6, idle: { heartbeat_s: 1, agent_silent_s: 6 } }
     : { updates: 3000, rounds: 2, spawns: 600, c1: 300, cN: 600, latency: 100, idleS: 120, idle: DEFAULT_AGENT };
   const work = await mkdtemp(join(tmpdir(), 'mesh-bench-'));
   const log = openSync(join(work, 'bench.log'), 'a');

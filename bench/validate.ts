@@ -99,7 +99,7 @@ export async function updateRate(db: Database, config: MeshConfig, count: number
 }
 
 export async function runValidate(options: { quick: boolean }): Promise<BenchSection> {
-  const count = options.quick ? 500 : 4000;
+  const count = options.quick ? 200 : 4000;
   const work = await mkdtemp(join(tmpdir(), 'mesh-bench-validate-'));
   const server = await startServerChild('bench', join(work, 'couch'), { logFile: openSync(join(work, 'server.log'), 'a') });
   try {

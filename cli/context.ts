@@ -44,7 +44,14 @@ export function openSiteDatabase(
 ): Database {
   const { database, as, ...rest } = options;
   const credentials = as === 'coordinator' ? replicationCredentialsFor(site.credentials_of) : credentialsFor(site.credentials_of);
-  return new Database({ url: site.server, database: database ?? config.database, credentials, timeoutMs: config.server_timeout_s * 1000, ...rest });
+  return new Database({
+    url: site.server,
+    database: database ?? config.database,
+    credentials,
+    timeoutMs: config.server_timeout_s * 1000,
+    maxAnswerBytes: config.server_max_answer_mib * 1024 * 1024,
+    ...rest,
+  });
 }
 
 export function defaultAgentName(site: string): string {

@@ -139,6 +139,8 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
   );
   const serverTimeout = schema.get('server_timeout_s') as unknown as number;
   checkSeconds(problems, 'server_timeout_s', serverTimeout);
+  const maxAnswer = schema.get('server_max_answer_mib') as unknown as number;
+  if (!isPositiveInteger(maxAnswer) || maxAnswer > 4096) problems.add('server_max_answer_mib', maxAnswer, 'an integer from 1 to 4096 (MiB)');
   const natsUrl = schema.get('nats').url;
   if (natsUrl && !/^(nats|tls):\/\/[^/]+$|^[^/:]+:\d+$/.test(natsUrl))
     problems.add('nats.url', natsUrl, 'a NATS URL such as "nats://127.0.0.1:4222" (credentials come from the environment)');
@@ -157,6 +159,7 @@ export function parseMeshConfig(raw: unknown, source: string): MeshConfig {
     targets,
     alerts,
     server_timeout_s: serverTimeout,
+    server_max_answer_mib: maxAnswer,
     ...(natsUrl ? { nats: { url: natsUrl } } : {}),
     source,
   });

@@ -46,6 +46,7 @@ export function meshSchema() {
     },
     steps: { doc: 'The chain of steps, in order', format: Array, default: [] as unknown[] },
     server_timeout_s: { doc: 'Seconds one request to a server may take, answer included, before it counts as failed', format: '*', default: 60 as unknown },
+    server_max_answer_mib: { doc: 'Largest answer read from a server, in MiB; a longer one is refused', format: '*', default: 256 as unknown },
     coordinator: {
       site: { doc: 'Site whose machine runs the coordinator (default: the ingest site)', format: String, default: '' },
       interval_s: { doc: 'Seconds between two coordinator rounds', format: '*', default: 30 as unknown },

@@ -161,6 +161,8 @@ export interface MeshConfig {
   readonly alerts: AlertsConfig;
   /** Seconds one request to a server may take, answer included (a server that never finishes is a failure). */
   readonly server_timeout_s: number;
+  /** Largest answer read from a server, in MiB (a longer one is refused, never held). */
+  readonly server_max_answer_mib: number;
   /** Where the config was read from, for messages. */
   readonly source: string;
 }

@@ -27,14 +27,16 @@ export interface DatabaseOptions {
   backoff?: BackoffPolicy;
   /** Longest time one request may take, headers and body (a longpoll adds its own wait). */
   timeoutMs?: number;
+  /** Largest answer read from the server (default 256 MiB); a longer one is refused as BAD_RESPONSE. */
+  maxAnswerBytes?: number;
 }
 
 const SERVER_BACKOFF: BackoffPolicy = { baseMs: 200, capMs: 10_000, jitter: 0.3 };
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 /** Batched writes (an agent's claims and results): under load, requests start at least this far apart and carry more documents each (write-batcher.ts). */
 const BATCHED_WRITE_GAP_MS = 10;
-/** The largest answer read from a server: a page of documents near CouchDB's 8 MB limit fits. */
-const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
+/** The largest answer read from a server by default: a page of documents near CouchDB's 8 MB limit fits. */
+export const DEFAULT_MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 /** A longpoll answers by itself after its own timeout; the request may take that much longer. */
 const LONGPOLL_MARGIN_MS = 30_000;
 
@@ -96,7 +98,7 @@ export class Database {
       database: options.database,
       headers: authorization(options.credentials),
       timeoutMs: options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
-      maxBytes: MAX_ANSWER_BYTES,
+      maxBytes: options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES,
     };
     this.retry = options.retry ?? 'never';
     this.signal = options.signal;

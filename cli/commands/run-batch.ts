@@ -36,7 +36,13 @@ export function runBatchCommand(): Command {
         const name = options.name ?? defaultAgentName(site.name);
         const logger = makeLogger(globals, { site: site.name, agent: name, step: step.name });
         const force = new AbortController();
-        const dbOptions = { retry: 'until-aborted' as const, signal: force.signal, logger, timeoutMs: config.server_timeout_s * 1000 };
+        const dbOptions = {
+          retry: 'until-aborted' as const,
+          signal: force.signal,
+          logger,
+          timeoutMs: config.server_timeout_s * 1000,
+          maxAnswerBytes: config.server_max_answer_mib * 1024 * 1024,
+        };
         const db = job.credentials
           ? new Database({
               url: site.server,

@@ -13,6 +13,7 @@
 import { waitFor as waitUntil } from '../support/mesh.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 
 export interface Target {
@@ -98,6 +99,8 @@ export async function releaseTarget(): Promise<void> {
   } finally {
     started = undefined;
     await server?.stop();
+    // Its data folder too: stopAllServerProcesses, which removes the others, is not run here.
+    if (server) await rm(server.dataDir, { recursive: true, force: true });
   }
 }
 

@@ -40,6 +40,12 @@ async function findWithin<T>(ms: number, signal: AbortSignal, find: () => Promis
 
 const hold = (ctx: FaultContext, fault: PlannedFault) => sleep(fault.holdMs, ctx.signal);
 
+/**
+ * How long a batch-job fault looks for a job: a job exists only while lyon has work, and with
+ * short holds (the CI test's 2–4 s) the hold alone would often end before one is submitted.
+ */
+const BATCH_JOB_SEARCH_MS = 10_000;
+
 const injectors: Record<FaultKind, Injector> = {
   /** kill -9 of the modane agent (restarted after the hold) or of a running lyon `--once` agent. */
   async 'kill-agent'(ctx, fault) {
@@ -63,7 +69,7 @@ const injectors: Record<FaultKind, Injector> = {
     const slurm = ctx.rig.topology.slurm;
     if (!slurm) return undefined;
     if (fault.pick < 0.5) {
-      const id = await findWithin(fault.holdMs, ctx.signal, async () => {
+      const id = await findWithin(Math.max(fault.holdMs, BATCH_JOB_SEARCH_MS), ctx.signal, async () => {
         const ids = (await slurm.squeue().catch(() => ''))
           .split('\n')
           .map((l) => l.trim().split(/\s+/)[0])
@@ -74,7 +80,7 @@ const injectors: Record<FaultKind, Injector> = {
       await run('/usr/bin/scancel', [id], { env: { ...process.env, ...slurm.env } });
       return `scancel job ${id}`;
     }
-    const job = await findWithin(fault.holdMs, ctx.signal, async () =>
+    const job = await findWithin(Math.max(fault.holdMs, BATCH_JOB_SEARCH_MS), ctx.signal, async () =>
       (await markedProcesses(ctx.marker.name, ctx.marker.value)).find((p) => / run-batch /.test(` ${p.cmdline} `)),
     );
     if (!job || !killPid(job.pid, 'SIGKILL')) return undefined;

@@ -53,12 +53,13 @@ interface Report {
 }
 
 describe('npm run bench: every section runs in a tiny configuration (no timing asserted)', function () {
-  this.timeout(240_000);
+  // Hang guards only (no timing is asserted): a loaded machine may take minutes.
+  this.timeout(420_000);
 
   it('--quick --skip-scale --json measures each figure and its baseline, and leaves nothing running', async () => {
     // Every temporary folder of the run (servers' data, sshd, Slurm, NATS) under one of ours.
     const tmp = await mkdtemp(join(tmpdir(), 'mesh-bench-test-'));
-    const r = await runBench(['--quick', '--skip-scale', '--json'], 180_000, tmp).finally(async () => {
+    const r = await runBench(['--quick', '--skip-scale', '--json'], 360_000, tmp).finally(async () => {
       assert.deepEqual(await processesUnder(tmp), [], 'a process started by the bench is still running');
     });
     assert.equal(r.status, 0, r.stderr.slice(-3000));
@@ -126,8 +127,8 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
       ['first snapshot, every view index built', 'warm snapshot, median of 3', 'one write → the WebSocket message showing it, median of 5'],
     );
     assert.ok(
-      page.rows.every((row) => /\(2,000 docs\)$/.test(row.measure) && /\(0 docs\)$/.test(row.baseline ?? '')),
-      'the page section compared 2,000 documents with none',
+      page.rows.every((row) => /\(500 docs\)$/.test(row.measure) && /\(0 docs\)$/.test(row.baseline ?? '')),
+      'the page section compared 500 documents with none',
     );
     assert.match(r.stderr, /\[bench +[\d.]+ s sftp\] repetition 1\/1/, 'progress lines on stderr');
     assert.deepEqual(await readdir(tmp), [], 'the bench left temporary folders behind');
