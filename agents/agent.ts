@@ -54,6 +54,8 @@ export class Agent {
   private readonly running = new Map<string, { step: string; done: Promise<unknown>; processEnded: boolean }>();
   /** Candidates being claimed right now; they hold a slot like running steps. */
   private claiming = 0;
+  /** Their ids: another copy of one (from the feed or a sweep) is not a candidate meanwhile. */
+  private readonly claimingIds = new Set<string>();
   /** The last sweep returned a full page of ready documents: there are more. */
   private backlog = false;
   /** Documents written since the last sweep: a full page of which none could be claimed is not fetched again at once. */
@@ -171,10 +173,12 @@ export class Agent {
       while (this.busySlots() + this.claiming < this.options.concurrency && this.candidates.size > 0 && !this.draining.signal.aborted) {
         const doc = this.candidates.take() as DaqDocument;
         this.claiming++;
+        this.claimingIds.add(doc._id);
         void this.consider(doc)
           .catch((error) => this.ctx.logger.warn({ doc: doc._id }, `cannot claim: ${errorMessage(error)}`))
           .finally(() => {
             this.claiming--;
+            this.claimingIds.delete(doc._id);
             this.wakeUp();
           });
       }
@@ -205,7 +209,7 @@ export class Agent {
 
   private offer(docs: DaqDocument[]): void {
     this.ctx.triggers?.offer(docs, this.ctx.now());
-    this.candidates.offer(docs, (id) => this.running.has(id));
+    this.candidates.offer(docs, (id) => this.running.has(id) || this.claimingIds.has(id));
     if (docs.length > 0) this.wakeUp();
   }
 
@@ -359,7 +363,7 @@ export class Agent {
   /** A `ready` hint for one of our steps: fetch that document and offer it (milliseconds instead of a feed or sweep). */
   private onHint(hint: Hint): void {
     if (this.draining.signal.aborted || !this.ctx.steps.some((s) => s.name === hint.step)) return;
-    if (this.running.has(hint.doc) || this.candidates.has(hint.doc)) return;
+    if (this.running.has(hint.doc) || this.claimingIds.has(hint.doc) || this.candidates.has(hint.doc)) return;
     this.ctx.db
       .get<DaqDocument>(hint.doc)
       .then((doc) => {

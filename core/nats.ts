@@ -163,6 +163,10 @@ export class MeshChannel {
     const kv = await this.bucket(db);
     if (!kv) return 'unavailable';
     const key = claimKey(doc, step);
+    // Held by this process already (another copy of the document offered while its claim is out):
+    // a second attempt must not get it, or its lost claim's release would delete the key the
+    // first attempt still holds, and another site could run the step meanwhile.
+    if (this.held.has(`${db}\u0000${key}`)) return 'taken';
     try {
       const revision = await kv.create(key, JSON.stringify({ holder, state: 'held', at: new Date().toISOString() }));
       this.held.set(`${db}\u0000${key}`, { db, key, holder, revision });

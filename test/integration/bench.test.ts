@@ -85,14 +85,15 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
       }
     }
     const [pipeline, validate, latency, sftp, page] = report.sections;
-    assert.equal(pipeline.rows.filter((row) => /^pipeline steps\/s/.test(row.measure) && row.baseline).length, 3);
+    // Concurrency 1, 4, 16 and 64.
+    assert.equal(pipeline.rows.filter((row) => /^pipeline steps\/s/.test(row.measure) && row.baseline).length, 4);
     assert.ok(
       pipeline.rows.some((row) => /^_bulk_docs updates, the generated validate_doc_update/.test(row.measure) && row.ratio),
       'the generated validator against a one-line one',
     );
     // A /bin/true step ends long before a third of its lease: the claim (which is the start) and the result, nothing else.
     const writes = pipeline.rows.filter((row) => /^validated writes per step/.test(row.measure));
-    assert.equal(writes.length, 3);
+    assert.equal(writes.length, 4);
     for (const row of writes) assert.match(row.value, /^2\.\d\d \(documents 2\.00: \d+ × 2; heartbeats \d+\)$/, row.value);
     assert.ok(
       pipeline.rows.some((row) => /^heartbeat writes per idle minute/.test(row.measure) && row.ratio),
@@ -152,7 +153,7 @@ describe('npm run bench: every section runs in a tiny configuration (no timing a
       const [pipeline] = (JSON.parse(r.stdout) as Report).sections;
       assert.equal(pipeline.command, `node dist/bench/main.js --only pipeline --server ${server.url} --quick`);
       assert.match(pipeline.title, new RegExp(`on ${server.url.replace(/[.]/g, '\\.')} vs`));
-      assert.equal(pipeline.rows.filter((row) => /^pipeline steps\/s/.test(row.measure) && /^\d+(\.\d+)?×$/.test(row.ratio ?? '')).length, 3);
+      assert.equal(pipeline.rows.filter((row) => /^pipeline steps\/s/.test(row.measure) && /^\d+(\.\d+)?×$/.test(row.ratio ?? '')).length, 4);
       assert.ok(pipeline.notes?.some((n) => /the writer is the run's agent account/.test(n)));
       const dbs = (await (await fetch(`${server.url}/_all_dbs`, { headers: auth })).json()) as string[];
       assert.deepEqual(

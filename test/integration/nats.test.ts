@@ -113,6 +113,9 @@ describe('the NATS channel against a real nats-server', function () {
     const db = 'unit_db$(odd)/name';
     const id = 'run with spaces/.. and ünïcode';
     assert.equal(await a.tryReserve(db, id, 'proc0', 'site1/a'), 'reserved');
+    // Another copy of the document offered while the first claim is out: were it reserved again,
+    // its lost claim's release would free the key the first attempt holds (a double run seen on two sites).
+    assert.equal(await a.tryReserve(db, id, 'proc0', 'site1/a'), 'taken', 'a second attempt in the process that holds the key is refused');
     assert.equal(await b.tryReserve(db, id, 'proc0', 'site2/b'), 'taken');
     assert.equal(await b.tryReserve(db, id, 'proc1', 'site2/b'), 'reserved', 'keys are per (doc, step)');
     await b.release(db, id, 'proc0', 'site2/b');
