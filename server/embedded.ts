@@ -11,6 +11,7 @@ import express from 'express';
 import { recordClients } from './client-record.js';
 import { keepAliveFetch } from './replication-fetch.js';
 import { installValidation } from './validation.js';
+import { bulkDocsInRequestOrder } from './bulk-order.js';
 import type { Credentials } from '../config/credentials.js';
 import { MeshError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -148,6 +149,7 @@ export async function startEmbeddedServer(opts: EmbeddedServerOptions): Promise<
   app.use(guardOwnAccount(usersDb));
   app.use(changesRouter(pouchApp, pouch, logger));
   app.use(schedulerRouter(pouchApp, pouch));
+  app.use(bulkDocsInRequestOrder);
   app.use(pouchApp);
   app.use(errorHandler(logger));
 
