@@ -52,10 +52,8 @@ export class Agent {
   readonly custody: CustodyKeeper;
   /** Claimed documents until their outcome is written; `processEnded`: the step's process is over, its slot free. */
   private readonly running = new Map<string, { step: string; done: Promise<unknown>; processEnded: boolean }>();
-  /** Candidates being claimed right now; they hold a slot like running steps. */
-  private claiming = 0;
-  /** Their ids: another copy of one (from the feed or a sweep) is not a candidate meanwhile. */
-  private readonly claimingIds = new Set<string>();
+  /** Candidates being claimed right now: they hold a slot like running steps, and another copy of one (from the feed or a sweep) is not a candidate meanwhile. */
+  private readonly claiming = new Set<string>();
   /** The last sweep returned a full page of ready documents: there are more. */
   private backlog = false;
   /** Documents written since the last sweep: a full page of which none could be claimed is not fetched again at once. */
@@ -93,7 +91,7 @@ export class Agent {
 
   /** Nothing claimed or running: stopping has nothing to finish or release. */
   get idle(): boolean {
-    return this.running.size === 0 && this.claiming === 0;
+    return this.running.size === 0 && this.claiming.size === 0;
   }
 
   stop(): Promise<void> {
@@ -154,7 +152,7 @@ export class Agent {
     } finally {
       this.state = 'stopping';
       this.draining.abort();
-      while (this.claiming > 0) await sleep(10);
+      while (this.claiming.size > 0) await sleep(10);
       await Promise.allSettled([...this.running.values()].map((r) => r.done));
       await Promise.allSettled(background);
       await this.custody.settled();
@@ -170,19 +168,17 @@ export class Agent {
   private async dispatchLoop(): Promise<void> {
     while (!this.draining.signal.aborted) {
       // Claims go out together (the database coalesces them into one request), not one by one.
-      while (this.busySlots() + this.claiming < this.options.concurrency && this.candidates.size > 0 && !this.draining.signal.aborted) {
+      while (this.busySlots() + this.claiming.size < this.options.concurrency && this.candidates.size > 0 && !this.draining.signal.aborted) {
         const doc = this.candidates.take() as DaqDocument;
-        this.claiming++;
-        this.claimingIds.add(doc._id);
+        this.claiming.add(doc._id);
         void this.consider(doc)
           .catch((error) => this.ctx.logger.warn({ doc: doc._id }, `cannot claim: ${errorMessage(error)}`))
           .finally(() => {
-            this.claiming--;
-            this.claimingIds.delete(doc._id);
+            this.claiming.delete(doc._id);
             this.wakeUp();
           });
       }
-      const empty = this.candidates.size === 0 && this.claiming === 0;
+      const empty = this.candidates.size === 0 && this.claiming.size === 0;
       if (this.backlog && empty && this.writtenSinceSweep > 0) {
         await this.trySweep();
         continue;
@@ -209,7 +205,7 @@ export class Agent {
 
   private offer(docs: DaqDocument[]): void {
     this.ctx.triggers?.offer(docs, this.ctx.now());
-    this.candidates.offer(docs, (id) => this.running.has(id) || this.claimingIds.has(id));
+    this.candidates.offer(docs, (id) => this.running.has(id) || this.claiming.has(id));
     if (docs.length > 0) this.wakeUp();
   }
 
@@ -363,7 +359,7 @@ export class Agent {
   /** A `ready` hint for one of our steps: fetch that document and offer it (milliseconds instead of a feed or sweep). */
   private onHint(hint: Hint): void {
     if (this.draining.signal.aborted || !this.ctx.steps.some((s) => s.name === hint.step)) return;
-    if (this.running.has(hint.doc) || this.claimingIds.has(hint.doc) || this.candidates.has(hint.doc)) return;
+    if (this.running.has(hint.doc) || this.claiming.has(hint.doc) || this.candidates.has(hint.doc)) return;
     this.ctx.db
       .get<DaqDocument>(hint.doc)
       .then((doc) => {

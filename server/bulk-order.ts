@@ -29,10 +29,13 @@ export function inRequestOrder(docs: readonly unknown[], rows: readonly Row[]): 
 /** Express middleware: rewrites the answer of `POST /<db>/_bulk_docs` into request order. */
 export function bulkDocsInRequestOrder(req: Request, res: Response, next: NextFunction): void {
   if (req.method !== 'POST' || !/^\/[^/]+\/_bulk_docs\/?$/.test(req.path)) return next();
+  // The ids as requested (jsonBodyGuard parsed the body and gave every document one): the
+  // plugins below replace the list of documents as they filter and reorder it.
+  const listed = (req.body as { docs?: unknown } | undefined)?.docs;
+  const docs = Array.isArray(listed) ? listed.map((doc) => ({ _id: (doc as { _id?: unknown } | null)?._id })) : undefined;
   const send = res.send.bind(res);
   res.send = (body?: unknown) => {
-    const docs = (req.body as { docs?: unknown } | undefined)?.docs;
-    if (res.statusCode === 201 && Array.isArray(docs) && (Buffer.isBuffer(body) || typeof body === 'string')) {
+    if (res.statusCode === 201 && docs && (Buffer.isBuffer(body) || typeof body === 'string')) {
       try {
         const rows = JSON.parse(String(body)) as unknown;
         if (Array.isArray(rows)) return send(Buffer.from(JSON.stringify(inRequestOrder(docs, rows as Row[]))));

@@ -169,7 +169,9 @@ async function validateBulk(orig: () => Promise<unknown>, args: WrapperArgs, val
   const written = args.docs.length > 0 ? ((await orig()) as unknown[]) : [];
   // With new_edits=false the server answers nothing for written documents: the refusals alone.
   if (written.length !== args.docs.length) return [...refused.filter((error) => error !== undefined), ...written];
-  // By id where the documents have one: PouchDB's answer is not always in request order.
+  // By id where the documents have one: PouchDB's answer is not always in request order. Here,
+  // not only in bulk-order.ts: of a document written twice in one request, each write must get
+  // its own row, which only the refusals' positions here tell apart.
   const byId = new Map<unknown, unknown[]>();
   for (const row of written) {
     const id = (row as { id?: unknown } | null)?.id;

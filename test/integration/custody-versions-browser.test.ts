@@ -10,18 +10,18 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'mocha';
 import type { BrowserContext } from 'playwright-core';
 import { parseMeshConfig } from '../../config/load.js';
-import type { MeshConfig, SiteConfig } from '../../config/types.js';
+import type { MeshConfig } from '../../config/types.js';
 import type { DaqDocument } from '../../core/document.js';
 import { silentLogger } from '../../core/log.js';
 import { historyTo } from '../../core/provenance.js';
 import { transition } from '../../core/state.js';
-import { type Dashboard, startDashboard } from '../../dashboard/server.js';
+import type { Dashboard } from '../../dashboard/server.js';
 import { type EmbeddedServer, startEmbeddedServer } from '../../server/embedded.js';
 import { Database } from '../../store/database.js';
 import { pushDesigns } from '../../store/designs.js';
 import { pushSecurity } from '../../store/security.js';
 import { testFolder } from '../support/folders.js';
-import { assertChromium, launchChromium } from '../support/browser.js';
+import { assertChromium, launchChromium, startAdminDashboard } from '../support/browser.js';
 
 const ADMIN_PASSWORD = randomBytes(12).toString('hex');
 const COORD_PASSWORD = randomBytes(12).toString('hex');
@@ -116,9 +116,7 @@ describe('custody and versions on the page, in a browser', function () {
       (await coord.bulk(docs)).filter((r) => r.error),
       [],
     );
-    const open = (s: SiteConfig, name?: string) =>
-      new Database({ url: s.server, database: name ?? database, credentials: { user: 'admin', password: ADMIN_PASSWORD } });
-    dashboard = await startDashboard({ config, host: '127.0.0.1', port: 0, logger: silentLogger(), open, debounceMs: 50 });
+    dashboard = await startAdminDashboard(config, database, ADMIN_PASSWORD);
   });
 
   after(async () => {

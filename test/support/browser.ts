@@ -5,6 +5,10 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { type BrowserContext, chromium } from 'playwright-core';
+import type { MeshConfig, SiteConfig } from '../../config/types.js';
+import { silentLogger } from '../../core/log.js';
+import { type Dashboard, startDashboard } from '../../dashboard/server.js';
+import { Database } from '../../store/database.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -28,4 +32,11 @@ export function launchChromium(profileDir: string): Promise<BrowserContext> {
     ],
     viewport: { width: 1400, height: 1000 },
   });
+}
+
+/** The status page of `database`, read with the server admin's credentials (operators write with their own), pushes debounced 50 ms. */
+export function startAdminDashboard(config: MeshConfig, database: string, adminPassword: string): Promise<Dashboard> {
+  const open = (site: SiteConfig, name?: string) =>
+    new Database({ url: site.server, database: name ?? database, credentials: { user: 'admin', password: adminPassword } });
+  return startDashboard({ config, host: '127.0.0.1', port: 0, logger: silentLogger(), open, debounceMs: 50 });
 }
